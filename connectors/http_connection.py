@@ -1,0 +1,174 @@
+"""The runtime side of a named HTTP connection: one pooled Session and its credentials.
+
+Made once per connection (`engine.connections.Connections.runtime`) and shared by every step and
+poll that names it, in every thread. The Session carries the TLS options (CA bundle, client
+certificate for mTLS); `HttpClient.send` adds the default headers and the credentials. An OAuth2
+token is fetched once, shared under a lock, kept until ``refresh_before`` its expiry, and fetched
+again ONCE when the server answers 401 — the request is then sent once more, and a second 401 is
+the caller's to fail. Tokens are registered with the secrets' redactor as soon as they arrive,
+so no log line or run record shows one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from engine.connections import HttpConnection
+from engine.problems import Path
+from engine.refs import UnresolvedReference, interpolate
+from engine.types import BuildContext, StepError
+
+monotonic = time.monotonic  # tests move the clock through this name
+
+
+class HttpClient:
+    def __init__(self, name: str, config: HttpConnection):
+        self.name, self.config = name, config
+        self.timeout = (config.timeout.connect, config.timeout.read)
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.trust_env = False  # a proxy or CA bundle from the environment must not apply
+        tls = config.tls
+        session.verify = tls.ca_bundle if tls.verify and tls.ca_bundle else tls.verify
+        if tls.client_cert:
+            session.cert = (tls.client_cert, tls.client_key) if tls.client_key else tls.client_cert
+        self.session = session
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self.token_requests = 0
+
+    def url(self, path: str, secrets: Callable[[str], str]) -> str:
+        """*path* joined to the base URL (one slash between them)."""
+        base = interpolate(self.config.base_url, secrets)
+        return base.rstrip("/") + "/" + path.lstrip("/")
+
+    def send(self, method: str, url: str, *, secrets: Callable[[str], str],
+             session: requests.Session | None = None, **kwargs: Any) -> requests.Response:
+        """Send with the connection's headers and credentials; see the module docstring."""
+        session = session or self.session
+        kwargs.setdefault("timeout", self.timeout)
+        headers = kwargs.setdefault("headers", {})
+        try:
+            for key, value in self.config.headers.items():
+                headers.setdefault(key, interpolate(value, secrets))
+            token = self._authorize(kwargs, secrets, session)
+        except UnresolvedReference as exc:
+            raise StepError(f"connection '{self.name}': {exc}", kind="config") from None
+        response = session.request(method, url, **kwargs)
+        if response.status_code == 401 and token is not None:
+            response.close()
+            headers["Authorization"] = "Bearer " + self._bearer(secrets, session, stale=token)
+            response = session.request(method, url, **kwargs)
+        return response
+
+    def _authorize(self, kwargs: dict[str, Any], secrets: Callable[[str], str],
+                   session: requests.Session) -> str | None:
+        auth = self.config.auth
+        headers = kwargs["headers"]
+        if auth is None:
+            return None
+        if auth.basic is not None:
+            kwargs.setdefault("auth", (interpolate(auth.basic.username, secrets),
+                                       interpolate(auth.basic.password, secrets)))
+        elif auth.bearer is not None:
+            headers.setdefault("Authorization", "Bearer " + interpolate(auth.bearer, secrets))
+        elif auth.api_key is not None:
+            key = interpolate(auth.api_key.value, secrets)
+            if auth.api_key.header:
+                headers.setdefault(auth.api_key.header, key)
+            else:
+                params = dict(kwargs.get("params") or {})
+                params[str(auth.api_key.query)] = key
+                kwargs["params"] = params
+        elif auth.oauth2 is not None and "Authorization" not in headers:
+            token = self._bearer(secrets, session)
+            headers["Authorization"] = f"Bearer {token}"
+            return token
+        return None
+
+    def _bearer(self, secrets: Callable[[str], str], session: requests.Session,
+                stale: str | None = None) -> str:
+        # one fetch for all threads: the others wait on the lock and take the fresh token
+        with self._lock:
+            if self._token is not None and self._token != stale and \
+                    monotonic() < self._expires_at:
+                return self._token
+            token, lifetime = self._fetch(secrets, session)
+            redactor = getattr(secrets, "redactor", None)
+            if redactor is not None:
+                redactor.add(token)
+            assert self.config.auth is not None and self.config.auth.oauth2 is not None
+            margin = min(self.config.auth.oauth2.refresh_before, lifetime / 2) \
+                if lifetime else 0.0
+            self._token = token
+            self._expires_at = monotonic() + lifetime - margin if lifetime else float("inf")
+            return token
+
+    def _fetch(self, secrets: Callable[[str], str],
+               session: requests.Session) -> tuple[str, float | None]:
+        from connectors.http import classify  # http imports this module
+
+        assert self.config.auth is not None and self.config.auth.oauth2 is not None
+        oauth = self.config.auth.oauth2
+        url = interpolate(oauth.token_url, secrets)
+        client_id = interpolate(oauth.client_id, secrets)
+        client_secret = interpolate(oauth.client_secret, secrets)
+        form = {"grant_type": "client_credentials"}
+        form.update({k: v for k, v in (("scope", oauth.scope), ("audience", oauth.audience))
+                     if v})
+        kwargs: dict[str, Any] = {"data": form, "timeout": self.timeout,
+                                  "headers": {"Accept": "application/json"},
+                                  "allow_redirects": False}
+        if oauth.client_auth == "basic":
+            kwargs["auth"] = (client_id, client_secret)
+        else:
+            form.update(client_id=client_id, client_secret=client_secret)
+        what = f"OAuth2 token request of connection '{self.name}'"
+        self.token_requests += 1
+        try:
+            response = session.post(url, **kwargs)
+        except requests.RequestException as exc:
+            kind, message = classify(exc)
+            raise StepError(f"{what}: {message}", kind=kind, retryable=kind != "config") \
+                from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not 200 <= response.status_code < 300:
+            # the provider's error code helps ('invalid_client'); its description may echo input
+            code = body.get("error") if isinstance(body, dict) else None
+            raise StepError(f"{what}: {url} answered {response.status_code}"
+                            + (f" ({code})" if isinstance(code, str) else ""),
+                            kind="auth" if response.status_code in (400, 401, 403) else "http",
+                            status=response.status_code,
+                            retryable=response.status_code == 429 or response.status_code >= 500)
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise StepError(f"{what}: the answer has no access_token", kind="invalid_response",
+                            retryable=True)
+        lifetime = body.get("expires_in") if isinstance(body, dict) else None
+        return token, float(lifetime) if isinstance(lifetime, int | float | str) and \
+            str(lifetime).replace(".", "", 1).isdigit() else None
+
+
+def client_for(ctx: BuildContext, name: str, path: Path) -> Callable[[], HttpClient] | None:
+    """At load: check that *name* is an HTTP connection (a problem at *path* if not); returns
+    how to get its one shared client at run time."""
+    connections = ctx.service("connections")
+    if connections is None:
+        ctx.problem(path, f"no connection '{name}': named connections are not loaded here")
+        return None
+    config = connections.lookup(name, "http", ctx, path)
+    if config is None:
+        return None
+    return lambda: connections.runtime(name, "http", lambda: HttpClient(name, config))

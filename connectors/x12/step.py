@@ -1,0 +1,105 @@
+"""The ``x12`` step: EDI X12 interchanges to JSON analysts can map, and back.
+
+``x12: {parse: {}}`` turns the body (an interchange) into the structure documented in the
+README; ``x12: {render: {}}`` writes such a structure back byte for byte; ``x12: {build: {...}}``
+builds an outbound interchange from typed views with fresh control numbers; ``x12: {ack: {}}``
+makes the 997 functional acknowledgment for a parsed interchange. Malformed EDI fails the step
+with the segment number and element, and is not retried.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from connectors.x12 import (
+    SqliteControlNumbers,
+    X12Error,
+    build_interchange,
+    generate_997,
+    parse,
+    render,
+)
+from engine.dsl.base import Expr, Model
+from engine.envelope import Envelope
+from engine.types import BuildContext, Outcome, Resources, StepError, StepFn, StepKind, result
+
+
+class ParseOptions(Model):
+    strict: bool = Field(True, description="Fail on the first error; false collects errors "
+                                           "(for a 997 that rejects) instead.")
+
+
+class RenderOptions(Model):
+    recount: bool = Field(False, description="Recompute SE/GE/IEA counts after edits.")
+
+
+class BuildOptions(Model):
+    sender: str = Field(description="Our interchange id, e.g. 'ZZ:DISTRIBUTOR'.")
+    receiver: str = Field(description="The partner's interchange id, e.g. 'ZZ:SUPPLIER1'.")
+    usage_indicator: str = Field("P", pattern="^[PT]$", description="P production, T test.")
+
+
+class AckOptions(Model):
+    include_accepted: bool = Field(True, description="Acknowledge accepted sets too.")
+
+
+class X12Step(Model):
+    parse: ParseOptions | None = Field(None, description="Interchange text → JSON.")
+    render: RenderOptions | None = Field(None, description="Parsed JSON → interchange text.")
+    build: BuildOptions | None = Field(None, description="Typed views → a new interchange.")
+    ack: AckOptions | None = Field(None, description="Parsed interchange → its 997.")
+    value: Expr | None = Field(None, description="Input; the body if omitted.")
+
+    @model_validator(mode="after")
+    def _one(self) -> X12Step:
+        chosen = [n for n in ("parse", "render", "build", "ack") if getattr(self, n) is not None]
+        if len(chosen) != 1:
+            raise ValueError("give exactly one of parse, render, build or ack")
+        return self
+
+
+def _control_numbers() -> SqliteControlNumbers:
+    home = Path(os.environ.get("FLOWRUN_HOME", ".flowrun"))
+    home.mkdir(parents=True, exist_ok=True)
+    return SqliteControlNumbers(str(home / "x12-control-numbers.db"))
+
+
+def build(config: X12Step, ctx: BuildContext) -> StepFn:
+    value = ctx.expr(config.value, ("value",)) if config.value else None
+
+    def x12(envelope: Envelope, resources: Resources) -> Outcome:
+        data: Any = value.evaluate(envelope) if value else envelope.body
+        try:
+            if config.parse is not None:
+                if not isinstance(data, str):
+                    raise StepError("expected interchange text to parse", kind="invalid_input")
+                return result(parse(data, strict=config.parse.strict))
+            if config.render is not None:
+                return result(render(data, recount=config.render.recount))
+            if config.build is not None:
+                transactions = data if isinstance(data, list) else [data]
+                return result(build_interchange(
+                    transactions, sender=config.build.sender, receiver=config.build.receiver,
+                    control_numbers=_control_numbers(),
+                    usage_indicator=config.build.usage_indicator))
+            assert config.ack is not None
+            return result(generate_997(data, _control_numbers(),
+                                       include_accepted=config.ack.include_accepted))
+        except X12Error as exc:
+            raise StepError(f"EDI X12: {exc}", kind="invalid_input",
+                            detail={"segment": exc.segment_index, "segment_id": exc.segment_id,
+                                    "element": exc.element_index}) from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StepError(f"EDI X12: the input does not have the expected shape: {exc}",
+                            kind="invalid_input") from None
+
+    return x12
+
+
+STEP = StepKind(name="x12", config=X12Step, build=build,
+                description="EDI X12 (850, 855, 856, 810, 997): parse to JSON, render back, "
+                            "build outbound interchanges, or make the 997 for a received one.")

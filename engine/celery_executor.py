@@ -1,0 +1,331 @@
+"""The distributed executor: runs go to Celery workers through Redis; retries wait in Redis.
+
+Same interface as `EmbeddedExecutor` (`start`, `stop`, `submit`, `schedule`, `on_finished`,
+`process`), used by `App` when ``FLOWRUN_REDIS_URL`` is set. `submit` sends the task
+``flowrun.run(run_id)``; a worker (``worker.py``) calls `process`, which advances the run from its
+checkpoint under a lease lock, so two deliveries of one run never execute it side by side.
+
+Delayed retries never use Celery countdown/ETA: on the Redis transport an ETA message sits
+unacknowledged in the worker and is delivered again once it is older than the visibility timeout,
+so a retry due later than that would run twice. A retry is instead a member of the sorted set
+``flowrun:due`` scored by its due time, and a `DuePump` (in every worker and in ``flowrun serve``)
+moves due ids to the Celery queue. One Lua script claims the due ids, so two pumps never move one
+id; a claim is parked in ``flowrun:due:moving`` until the task is sent, and a claim whose pump
+died before sending goes back to ``due`` after `claim_lease` seconds — lost never, duplicated at
+worst, and a duplicate finds the run done or not yet due and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import redis
+from celery import Celery
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine import dlq
+from engine.executor import spawn_children
+from engine.limits import RedisLimits
+from engine.runner import RunState
+from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.app import App
+
+log = logging.getLogger("flowrunner.celery")
+
+TASK = "flowrun.run"
+
+
+class CelerySettings(BaseSettings):
+    """Worker tuning, from ``FLOWRUN_CELERY_*`` variables; the defaults suit production."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOWRUN_CELERY_", extra="ignore")
+
+    queue: str = Field("flowrun", description="Celery queue the runs go to.")
+    visibility_timeout: float = Field(
+        300.0, gt=0, description="Seconds before an unacknowledged task (its worker died) is "
+        "delivered again. Bounds how long a crashed worker delays its run.")
+    restore_interval: float = Field(
+        10.0, gt=0, description="Seconds between sweeps that redeliver such tasks.")
+    prefetch_multiplier: int = Field(1, ge=1, description="Tasks a worker process reserves.")
+    run_lease: float = Field(
+        60.0, gt=0, description="Lease of the lock a worker holds on the run it advances; "
+        "renewed every third of it while the run is worked on.")
+    pump_interval: float = Field(0.5, gt=0, description="Seconds between due-retry sweeps.")
+    claim_lease: float = Field(60.0, gt=0, description="A due id a pump claimed but never sent "
+                                                       "goes back to the due set after this.")
+
+
+def celery_config(settings: Settings, tuning: CelerySettings | None = None) -> dict[str, Any]:
+    """The Celery configuration of producers and workers alike; nothing is lost by a crash."""
+    tuning = tuning or CelerySettings()
+    broker = settings.broker_url or settings.redis_url
+    if not broker:
+        raise ValueError("FLOWRUN_REDIS_URL (or FLOWRUN_BROKER_URL) is not set; the Celery "
+                         "executor needs a broker")
+    return {
+        "broker_url": broker,
+        "result_backend": settings.redis_url or broker,
+        "task_ignore_result": True,  # the run record is the result
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_queue": tuning.queue,
+        # acknowledge after the run is recorded, and give a task back when its worker dies
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": tuning.prefetch_multiplier,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": tuning.visibility_timeout,
+            "unacked_restore_interval": tuning.restore_interval,
+            # kombu sweeps only every Nth interval by default; 1 makes the interval the period
+            "unacked_restore_throttle": 1,
+        },
+    }
+
+
+def lane_queue(tuning: CelerySettings, lane: str | None) -> str:
+    """The Celery queue of a flow's lane (its ``queue:``): ``flowrun`` for the default lane,
+    ``flowrun.<lane>`` for the others, so a worker serves lanes with ``-Q flowrun,flowrun.bulk``."""
+    return tuning.queue if lane in (None, "default") else f"{tuning.queue}.{lane}"
+
+
+def make_celery(settings: Settings, tuning: CelerySettings | None = None) -> Celery:
+    celery = Celery("flowrun", set_as_current=False)
+    celery.conf.update(celery_config(settings, tuning))
+    return celery
+
+
+# KEYS: due, moving. ARGV: now, max ids, claim deadline. Claims whose pump died go back first.
+CLAIM_DUE = """
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+for _, id in ipairs(stale) do
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZADD', KEYS[1], 'NX', ARGV[1], id)
+end
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZADD', KEYS[2], ARGV[3], id)
+end
+return ids
+"""
+
+
+class DuePump:
+    """Moves runs whose retry is due from ``flowrun:due`` to the Celery queue, each once."""
+
+    def __init__(self, client: redis.Redis, send: Callable[[str], None], *,
+                 prefix: str = "flowrun:", interval: float = 0.5, claim_lease: float = 60.0):
+        self.client = client
+        self.send = send
+        self.due_key, self.moving_key = f"{prefix}due", f"{prefix}due:moving"
+        self.interval = interval
+        self.claim_lease = claim_lease
+        self._claim = client.register_script(CLAIM_DUE)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, run_id: str, due_at: float) -> None:
+        self.client.zadd(self.due_key, {run_id: due_at})
+
+    def pump_once(self, batch: int = 100) -> int:
+        """Send every due run now; the number sent."""
+        sent = 0
+        while True:
+            now = time.time()
+            ids = self._claim(keys=[self.due_key, self.moving_key],
+                              args=[repr(now), batch, repr(now + self.claim_lease)])
+            for run_id in ids:
+                run_id = run_id.decode() if isinstance(run_id, bytes) else str(run_id)
+                self.send(run_id)
+                # only now is the id safely in the queue; until here a dead pump's claim returns
+                self.client.zrem(self.moving_key, run_id)
+                sent += 1
+            if len(ids) < batch:
+                return sent
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="flowrun-due-pump", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.pump_once()
+            except Exception:  # Redis or the broker away for a moment: try again next tick
+                log.warning("due-retry pump could not move due runs; trying again",
+                            exc_info=True)
+            self._stop.wait(self.interval)
+
+
+class _Lease:
+    """Keeps the run's lock while a worker advances it; a dead worker's lease simply expires.
+    *also* renews whatever else the run holds for as long (its flow's concurrency slot)."""
+
+    def __init__(self, app: App, name: str, owner: str, ttl: float):
+        self.app, self.name, self.owner, self.ttl = app, name, owner, ttl
+        self.also: Callable[[], object] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="flowrun-run-lease",
+                                        daemon=True)
+
+    def __enter__(self) -> _Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        try:
+            self.app.store.release_lock(self.name, self.owner)
+        except Exception:  # the lease expires by itself
+            log.warning("lock %s not released", self.name, exc_info=True)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                if not self.app.store.acquire_lock(self.name, self.owner, self.ttl):
+                    log.error("lost the lease on %s; another worker may take the run over",
+                              self.name)
+                if self.also is not None:
+                    self.also()
+            except Exception:
+                log.warning("lease on %s not renewed", self.name, exc_info=True)
+
+
+class CeleryExecutor:
+    def __init__(self, app: App, settings: Settings, tuning: CelerySettings | None = None,
+                 prefix: str = "flowrun:"):
+        if not settings.redis_url:
+            raise ValueError("the Celery executor needs FLOWRUN_REDIS_URL for its due set")
+        self.app = app
+        self.tuning = tuning or CelerySettings()
+        self.settings = settings
+        self.celery = make_celery(settings, self.tuning)
+        self.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5,
+                                          socket_timeout=30)
+        self.pump = DuePump(self.redis, self.submit, prefix=prefix,
+                            interval=self.tuning.pump_interval,
+                            claim_lease=self.tuning.claim_lease)
+        self._listeners: list[Callable[[RunState], None]] = []
+        self._identity = f"{socket.gethostname()}:{os.getpid()}"
+        #: concurrency slots and rate-limit buckets shared by every worker
+        self.limits = RedisLimits(self.redis, prefix)
+        self.rate_limiter = self.limits
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self, resume: bool = True) -> None:
+        """Start the due-retry pump here (``flowrun serve``); with *resume*, hand every active
+        run to the workers again — a duplicate of a run being worked on finds it leased."""
+        self.pump.start()
+        if resume:
+            for state in self.app.store.active_runs():
+                if state.status == "retrying" and state.due_at:
+                    self.schedule(state.run_id, state.due_at)
+                else:
+                    self.submit(state.run_id)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the pump; queued runs stay in Redis for the workers."""
+        self.pump.stop(timeout)
+
+    def on_finished(self, listener: Callable[[RunState], None]) -> None:
+        self._listeners.append(listener)
+
+    # -- work ----------------------------------------------------------------------------------
+    def submit(self, run_id: str, lane: str | None = None) -> None:
+        """Send the run to its lane's queue; without *lane*, the lane of the run's flow."""
+        if lane is None:
+            lane = self._lane_of(run_id)
+        self.celery.send_task(TASK, args=[run_id], queue=lane_queue(self.tuning, lane))
+
+    def schedule(self, run_id: str, due_at: float, lane: str | None = None) -> None:
+        """Send the run when *due_at* comes (the pump finds its lane then)."""
+        self.pump.schedule(run_id, due_at)
+
+    def _lane_of(self, run_id: str) -> str | None:
+        state = self.app.store.get_run(run_id)
+        flow = state and self.app.flow_version(state.flow_id, state.flow_version)
+        return flow.model.queue if flow else None
+
+    def process(self, run_id: str) -> RunState | None:
+        """Advance one run as far as it goes now and record the outcome (in a worker).
+
+        The run's lock makes a second delivery of the same run (a redelivered task, a resumed
+        run, a duplicate claim) wait instead of running steps a second time: it checks again
+        when the lease would have run out, and then finds the run finished or due.
+        """
+        name = f"run:{run_id}"
+        owner = f"{self._identity}:{threading.get_ident()}:{uuid.uuid4().hex[:8]}"
+        lease = self.tuning.run_lease
+        if not self.app.store.acquire_lock(name, owner, lease):
+            self.schedule(run_id, time.time() + lease / 2)
+            return None
+        with _Lease(self.app, name, owner, lease) as held:
+            return self._process(run_id, held)
+
+    def _process(self, run_id: str, held: _Lease) -> RunState | None:
+        app = self.app
+        state = app.store.get_run(run_id)
+        if state is None:
+            return None
+        if state.done:
+            # a worker that died between recording the run and sending its children: send them
+            for child_id in state.envelope.get("meta", {}).get("children", []):
+                child = app.store.get_run(child_id)
+                if child is not None and child.status == "queued":
+                    self.submit(child_id)
+            return state
+        if state.status == "retrying" and state.due_at is not None and state.due_at > time.time():
+            self.schedule(run_id, state.due_at)
+            return state
+        flow = app.flow_version(state.flow_id, state.flow_version)
+        if flow is None:
+            state.status = "failed"
+            state.error = {"message": f"flow '{state.flow_id}' version {state.flow_version} is "
+                           "no longer available", "kind": "flow_missing"}
+            app.store.save_run(state)
+            return state
+        limit, lease = flow.model.concurrency, self.tuning.run_lease
+        if limit is not None:
+            # over the limit the run waits in Redis, woken when a run of the flow finishes
+            if not self.limits.acquire_slot(flow.id, run_id, limit, lease, run_id, lease):
+                return state
+            held.also = lambda: self.limits.renew_slot(flow.id, run_id, lease)
+        try:
+            app.runner.advance(flow, state, checkpoint=app.store.save_run)
+            children = spawn_children(app, state)
+            entry = dlq.entry_for(state) if state.status == "dead_lettered" else None
+            app.store.save_run(state, dead_letter=entry, children=children)
+        finally:
+            if limit is not None:
+                held.also = None
+                self.limits.release_slot(flow.id, run_id)
+        for child in children:
+            self.submit(child.run_id)
+        if state.status == "retrying" and state.due_at is not None:
+            self.schedule(state.run_id, state.due_at)
+        if state.done:
+            for listener in self._listeners:
+                listener(state)
+        return state

@@ -1,0 +1,255 @@
+"""`flowrun`: the command line of flowrunner.
+
+Every command turns bad input into a precise message and exit status 1 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.envelope import Envelope
+from engine.loader import CompiledFlow, CompiledStep, FlowSet, Loader
+from engine.problems import Problem
+from engine.refs import Secrets
+from engine.runner import RunState
+from engine.schema_gen import flow_schema_text
+from engine.schemas import SchemaStore
+
+DEFAULT_FLOWS = "flows"
+
+
+def _schemas_for(paths: list[str], explicit: str | None) -> SchemaStore:
+    """The schemas folder: --schemas, else the nearest ``schemas/`` above the first path."""
+    if explicit:
+        return SchemaStore(Path(explicit))
+    start = Path(paths[0]).resolve() if paths else Path.cwd()
+    for folder in [start, *start.parents]:
+        if (folder / "schemas").is_dir():
+            return SchemaStore(folder / "schemas")
+    return SchemaStore(Path("schemas"))
+
+
+def _loader(paths: list[str], schemas: str | None) -> Loader:
+    import os
+
+    return Loader(schemas=_schemas_for(paths, schemas),
+                  secrets=Secrets(os.environ.get("FLOWRUN_SECRETS_FILE")))
+
+
+def _echo_problems(problems: list[Problem]) -> None:
+    for problem in sorted(problems, key=lambda p: (p.file, p.line, p.column)):
+        click.echo(str(problem))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+def main(verbose: bool) -> None:
+    """flowrunner: run integration flows written in YAML."""
+    from engine.logs import setup_logging
+
+    try:  # FLOWRUN_LOG_FORMAT=json|text and FLOWRUN_LOG_LEVEL; -v wins over the level
+        setup_logging(level=logging.DEBUG if verbose else None)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="Output format; json for editors and CI tools.")
+@click.option("--schemas", type=click.Path(file_okay=False), help="Folder of JSON Schemas.")
+def validate(paths: tuple[str, ...], fmt: str, schemas: str | None) -> None:
+    """Check flow files (or folders of them) and report every problem with its position."""
+    targets = list(paths) or [DEFAULT_FLOWS]
+    flows = _loader(targets, schemas).load_paths(targets)
+    problems = list(flows.problems)
+    if fmt == "json":
+        click.echo(json.dumps({"ok": flows.ok, "flows": sorted(flows.flows),
+                               "problems": [p.as_dict() for p in problems]}, indent=2))
+    else:
+        _echo_problems(problems)
+        errors, warnings = len(flows.problems.errors), len(flows.problems.warnings)
+        click.echo(f"{len(flows.flows)} flow(s) valid, {errors} error(s), {warnings} warning(s)")
+    sys.exit(0 if flows.ok else 1)
+
+
+def _read_input(path: str) -> Any:
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot read input: {exc.strerror}") from None
+    try:
+        return json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{path}: the message is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{path}:{exc.lineno}:{exc.colno}: the message is not valid "
+                                   f"JSON: {exc.msg}") from None
+    except RecursionError:
+        raise click.ClickException(f"{path}: the message is nested too deeply") from None
+
+
+def _headers(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise click.ClickException(f"--header '{pair}': write it as NAME=VALUE")
+        out[name.strip().lower()] = value
+    return out
+
+
+def _find_flow(flow: str, flows_dir: str, loader: Loader) -> tuple[FlowSet, CompiledFlow]:
+    candidate = Path(flow)
+    paths = [flows_dir] if Path(flows_dir).is_dir() else []
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.is_file():
+            raise click.ClickException(f"{flow}: no such flow file")
+        # a path test, not a string prefix: flows-old/x.yaml is not inside flows/
+        if not candidate.resolve().is_relative_to(Path(flows_dir).resolve()):
+            paths = [*paths, str(candidate)]
+    flowset = loader.load_paths(paths or [str(candidate)])
+    if not flowset.ok:
+        _echo_problems(flowset.problems.errors)
+        raise click.ClickException("the flows have errors; fix them and run again "
+                                   "(see `flowrun validate`)")
+    if candidate.suffix in (".yaml", ".yml"):
+        resolved = candidate.resolve()
+        for compiled in flowset.flows.values():
+            if Path(compiled.file).resolve() == resolved:
+                return flowset, compiled
+    if flow in flowset.flows:
+        return flowset, flowset.flows[flow]
+    from engine.problems import did_you_mean
+
+    raise click.ClickException(f"no flow '{flow}' in {flows_dir}"
+                               + did_you_mean(flow, flowset.flows))
+
+
+@main.command()
+@click.argument("flow")
+@click.option("--input", "-i", "input_path", required=True, help="JSON message file, or - .")
+@click.option("--header", "-H", "header", multiple=True, help="Trigger header NAME=VALUE.")
+@click.option("--trace", is_flag=True, help="Show each step's output and duration.")
+@click.option("--flows", "flows_dir", default=DEFAULT_FLOWS, show_default=True,
+              help="Folder of flows (for hand-offs between flows).")
+@click.option("--schemas", type=click.Path(file_okay=False), help="Folder of JSON Schemas.")
+def run(flow: str, input_path: str, header: tuple[str, ...], trace: bool, flows_dir: str,
+        schemas: str | None) -> None:
+    """Run one message through FLOW (a file or a flow id) in this process and print the result."""
+    loader = _loader([flow if Path(flow).exists() else flows_dir], schemas)
+    body = _read_input(input_path)
+    flowset, compiled = _find_flow(flow, flows_dir, loader)
+
+    def show(step: CompiledStep, state: RunState, envelope: Envelope) -> None:
+        record = state.steps[-1]
+        click.echo(f"── {step.id} ({step.kind}) {record['status']} in "
+                   f"{record['duration_ms']:.2f} ms", err=True)
+        click.echo(json.dumps(loader.secrets.redactor.data(envelope.body), indent=2,
+                              ensure_ascii=False, default=str), err=True)
+
+    from engine.app import App
+    from engine.settings import load_settings
+    from engine.store.base import StoreError
+
+    settings = load_settings(flows=flows_dir if Path(flows_dir).is_dir() else None)
+    started = time.perf_counter()
+    try:
+        app = App(settings, flows=flowset, on_step=show if trace else None)
+        app.loader, app.secrets = loader, loader.secrets
+        accepted = app.accept(compiled, body, _headers(header))
+        app.executor.start(resume=False)
+        states = app.wait_for(accepted.run_id, timeout=24 * 3600)
+        app.executor.stop()
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    elapsed = (time.perf_counter() - started) * 1000
+    failed = False
+    for state in states:
+        click.echo(json.dumps(_summary(state, loader), indent=2, ensure_ascii=False, default=str))
+        failed = failed or state.status in ("dead_lettered", "failed")
+    click.echo(f"{len(states)} run(s) in {elapsed:.1f} ms; records in {settings.state_db}",
+               err=True)
+    sys.exit(1 if failed else 0)
+
+
+def _summary(state: RunState, loader: Loader) -> dict[str, Any]:
+    out: dict[str, Any] = {"run_id": state.run_id, "flow": state.flow_id, "status": state.status}
+    if state.error:
+        out["error"] = state.error
+    out["envelope"] = state.envelope
+    redacted: dict[str, Any] = loader.secrets.redactor.data(out)
+    return redacted
+
+
+@main.command()
+@click.option("--output", "-o", default="schemas/flow.schema.json", show_default=True,
+              help="Where to write the JSON Schema of flow files.")
+@click.option("--check", is_flag=True, help="Exit 1 if the file is not up to date.")
+def schema(output: str, check: bool) -> None:
+    """Write the JSON Schema of the flow language (for editors and CI)."""
+    text = flow_schema_text()
+    path = Path(output)
+    if check:
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current != text:
+            raise click.ClickException(f"{output} is stale; run `flowrun schema`")
+        click.echo(f"{output} is up to date")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {output}")
+
+
+@main.command()
+@click.option("--flows", "flows_dir", default=DEFAULT_FLOWS, show_default=True)
+@click.option("--home", default=".flowrun/demo", show_default=True,
+              help="Where the demo keeps its state (wiped at start).")
+def demo(flows_dir: str, home: str) -> None:
+    """Run the shipped flows end to end against a local sandbox: retries, a duplicate delivery,
+    a dead letter and its replay."""
+    from engine.demo import demo_main
+
+    logging.getLogger("flowrunner").setLevel(logging.ERROR)
+    sys.exit(demo_main(flows_dir, home, click.echo))
+
+
+@main.command()
+@click.option("--port", default=8780, show_default=True)
+def sandbox(port: int) -> None:
+    """Start the sandbox (mock ERP, WMS, channel endpoints) on loopback until Ctrl-C."""
+    from engine.sandbox import Sandbox
+
+    with Sandbox(port) as box:
+        click.echo(f"sandbox listening on {box.url}")
+        for name, value in box.env().items():
+            click.echo(f"  export {name}={value}")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            click.echo("stopped")
+
+
+def _register() -> None:
+    from engine import cli_ops, cli_scheduler, cli_serve, cli_test, cli_worker
+
+    main.add_command(cli_ops.dlq)
+    main.add_command(cli_ops.runs)
+    main.add_command(cli_test.test)
+    main.add_command(cli_serve.serve)
+    main.add_command(cli_worker.worker)
+    main.add_command(cli_scheduler.scheduler)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

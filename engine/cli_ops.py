@@ -1,0 +1,300 @@
+"""`flowrun runs` and `flowrun dlq`: what operations staff use to find, fix and replay messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine import dlq as dlq_ops
+from engine.store.base import DeadLetterFilter, RunFilter, StoreError
+
+
+class _Ops(click.Group):
+    """A command group whose commands turn a store that cannot be used (locked, unreadable) into
+    an error message and exit status 1, wherever in the command it happens — not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _app() -> Any:
+    from pydantic import ValidationError
+
+    from engine.app import App
+    from engine.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"FLOWRUN_{'_'.join(str(p) for p in e['loc']).upper()}: "
+            f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+        raise click.ClickException(f"bad settings: {problems}") from None
+    try:
+        return App(settings)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _when(text: str | None) -> float | None:
+    """'2026-11-20', '2026-11-20T10:00', or relative: '15m', '2h', '3d' ago."""
+    if text is None:
+        return None
+    from engine.dsl.base import parse_duration
+
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is not a time; write 2026-11-20, "
+                                 "2026-11-20T10:00 or a span like 2h (meaning 2 hours ago)"
+                                 ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+def _ts(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _clip(text: str, width: int = 70) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _error_text(error: dict[str, Any] | None) -> str:
+    """What went wrong, for a table cell: the step and its last error, without the file path
+    (which would fill the clipped cell before the error itself is reached)."""
+    if not error:
+        return ""
+    attempts = error.get("attempts") or []
+    last = attempts[-1].get("error") if attempts else None
+    if last and error.get("step"):
+        status = f" {error['status']}" if error.get("status") else ""
+        return f"{error['step']} ({error.get('kind')}{status}): {last}"
+    return str(error.get("message", ""))
+
+
+# -- runs --------------------------------------------------------------------------------------
+@click.group(cls=_Ops, invoke_without_command=True)
+@click.option("--flow", help="Only this flow.")
+@click.option("--status", help="queued, running, retrying, succeeded, filtered, dropped, "
+                               "dead_lettered, failed, handed_off, split.")
+@click.option("--key", help="Business key, e.g. an order number.")
+@click.option("--correlation-id", help="Correlation id.")
+@click.option("--since", help="From this time (2026-11-20, or 2h for two hours ago).")
+@click.option("--until", help="Before this time.")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_context
+def runs(ctx: click.Context, flow: str | None, status: str | None, key: str | None,
+         correlation_id: str | None, since: str | None, until: str | None, limit: int,
+         as_json: bool) -> None:
+    """List run records, newest first."""
+    if ctx.invoked_subcommand:
+        return
+    app = _app()
+    found = app.store.list_runs(RunFilter(flow, status, key, correlation_id, _when(since),
+                                          _when(until), limit))
+    if as_json:
+        click.echo(json.dumps([_run_dict(s) for s in found], indent=2, default=str))
+        return
+    _table([[s.run_id[:12], s.flow_id, s.status, s.key or "-", _ts(s.created_at),
+             _clip(_error_text(s.error), 50)] for s in found],
+           ["RUN", "FLOW", "STATUS", "KEY", "CREATED (UTC)", "ERROR"])
+
+
+def _run_dict(state: Any) -> dict[str, Any]:
+    return {"run_id": state.run_id, "flow": state.flow_id, "version": state.flow_version,
+            "status": state.status, "key": state.key, "correlation_id": state.correlation_id,
+            "trigger": state.trigger, "created_at": state.created_at,
+            "updated_at": state.updated_at, "steps": state.steps, "error": state.error}
+
+
+def _find_run(app: Any, run_id: str) -> Any:
+    state = app.store.get_run(run_id)
+    if state is None and len(run_id) >= 6:
+        matches = [s for s in app.store.list_runs(RunFilter(limit=10_000))
+                   if s.run_id.startswith(run_id)]
+        state = matches[0] if len(matches) == 1 else None
+    if state is None:
+        raise click.ClickException(f"no run '{run_id}'")
+    return state
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+def runs_show(run_id: str, as_json: bool) -> None:
+    """A run's step timeline: status, attempts, duration and error of every step."""
+    state = _find_run(_app(), run_id)
+    if as_json:
+        click.echo(json.dumps(_run_dict(state) | {"envelope": state.envelope}, indent=2,
+                              default=str))
+        return
+    click.echo(f"run {state.run_id}  flow {state.flow_id}@{state.flow_version}  "
+               f"status {state.status}")
+    click.echo(f"key {state.key or '-'}  correlation {state.correlation_id}  trigger "
+               f"{state.trigger}  created {_ts(state.created_at)} UTC")
+    _table([[step["id"], step["kind"], step["status"], str(step["attempts"]),
+             f"{step['duration_ms']:.1f} ms", _clip(step.get("error", ""), 60)]
+            for step in state.steps], ["STEP", "KIND", "STATUS", "ATTEMPTS", "DURATION", "ERROR"])
+    if state.status == "retrying":
+        click.echo(f"next attempt due {_ts(state.due_at)} UTC")
+    if state.error:
+        click.echo(f"error: {state.error.get('message')}")
+
+
+# -- dead-letter queue -------------------------------------------------------------------------
+@click.group(cls=_Ops)
+def dlq() -> None:
+    """The dead-letter queue: list, show, replay and discard failed messages."""
+
+
+def _filter_options(fn: Any) -> Any:
+    for option in reversed([
+        click.option("--flow", help="Only this flow."),
+        click.option("--step", help="Only entries that failed at this step."),
+        click.option("--error", help="Only entries whose error contains this text."),
+        click.option("--since", help="From this time (2026-11-20, or 2h for two hours ago)."),
+        click.option("--until", help="Before this time."),
+        click.option("--status", default="open", show_default=True,
+                     help="open, replaying, replayed, discarded, or all."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _query(flow: str | None, step: str | None, error: str | None, since: str | None,
+           until: str | None, status: str, limit: int = 1000) -> DeadLetterFilter:
+    return DeadLetterFilter(flow, step, error, _when(since), _when(until),
+                            None if status == "all" else status, limit)
+
+
+@dlq.command("list")
+@_filter_options
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+def dlq_list(flow: str | None, step: str | None, error: str | None, since: str | None,
+             until: str | None, status: str, limit: int, as_json: bool) -> None:
+    """List dead-letter entries, newest first."""
+    entries = _app().store.list_dead_letters(_query(flow, step, error, since, until, status, limit))
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in entries], indent=2, default=str))
+        return
+    _table([[e.id, e.flow_id, e.step or "-", e.status, e.key or "-", _ts(e.created_at),
+             _clip(_error_text(e.reason), 60)] for e in entries],
+           ["ID", "FLOW", "STEP", "STATUS", "KEY", "CREATED (UTC)", "ERROR"])
+
+
+@dlq.command("show")
+@click.argument("entry_id")
+def dlq_show(entry_id: str) -> None:
+    """Everything kept for one entry: original message, envelope, attempts and audit trail."""
+    entry = _app().store.get_dead_letter(entry_id)
+    if entry is None:
+        raise click.ClickException(f"no dead-letter entry '{entry_id}'")
+    click.echo(json.dumps(entry.to_dict(), indent=2, ensure_ascii=False, default=str))
+
+
+def _read_body(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise click.ClickException(f"{path}: not valid JSON: {exc}") from None
+
+
+@dlq.command("replay")
+@click.argument("entry_ids", nargs=-1)
+@click.option("--all-matching", is_flag=True, help="Replay every entry the filters select.")
+@_filter_options
+@click.option("--from", "start_from", type=click.Choice(["start", "failed-step"]),
+              default="failed-step", show_default=True)
+@click.option("--version", type=click.Choice(["original", "current"]), default="original",
+              show_default=True, help="Flow version to replay on.")
+@click.option("--body", "body_file", help="JSON file with an edited body.")
+@click.option("--dry-run", is_flag=True, help="Run only the steps without side effects and "
+                                               "show where the message would go.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for the replayed runs to finish.")
+def dlq_replay(entry_ids: tuple[str, ...], all_matching: bool, flow: str | None,
+               step: str | None, error: str | None, since: str | None, until: str | None,
+               status: str, start_from: str, version: str, body_file: str | None,
+               dry_run: bool, wait: bool) -> None:
+    """Replay entries by id, or every entry matching the filters with --all-matching."""
+    app = _app()
+    if all_matching == bool(entry_ids):
+        raise click.UsageError("give entry ids, or --all-matching with filters (not both)")
+    ids = list(entry_ids) or [e.id for e in app.store.list_dead_letters(
+        _query(flow, step, error, since, until, status))]
+    if body_file and len(ids) != 1:
+        raise click.UsageError("--body edits one entry; give exactly one id")
+    body = _read_body(body_file) if body_file else None
+    if not dry_run:
+        app.executor.start(resume=False)
+    started, failures = [], 0
+    for n, entry_id in enumerate(ids, 1):
+        try:
+            state = app.replay(entry_id, start_from=start_from, version=version, body=body,
+                               edited=body_file is not None, dry_run=dry_run)
+        except dlq_ops.ReplayRefused as exc:
+            failures += 1
+            click.echo(f"[{n}/{len(ids)}] {entry_id}: refused: {exc}", err=True)
+            if exc.detail:
+                click.echo(json.dumps(exc.detail, indent=2, default=str), err=True)
+            continue
+        if dry_run:
+            stop = (state.error or {}).get("message", "")
+            click.echo(f"[{n}/{len(ids)}] {entry_id}: dry run ends {state.status}"
+                       + (f": {stop}" if stop else ""))
+        else:
+            started.append((entry_id, state.run_id))
+            click.echo(f"[{n}/{len(ids)}] {entry_id}: replaying as run {state.run_id}", err=True)
+    if started and wait:
+        for entry_id, run_id in started:
+            tree = app.wait_for(run_id, timeout=3600)
+            click.echo(f"{entry_id}: run {run_id} {tree[0].status if tree else 'unknown'}")
+            if not tree or tree[0].status != "succeeded":
+                failures += 1
+    if not dry_run:
+        app.executor.stop()
+    click.echo(f"{len(ids)} entr{'y' if len(ids) == 1 else 'ies'}, {failures} not replayed "
+               "successfully", err=True)
+    sys.exit(1 if failures else 0)
+
+
+@dlq.command("discard")
+@click.argument("entry_ids", nargs=-1, required=True)
+@click.option("--reason", default="", help="Why, for the audit trail.")
+def dlq_discard(entry_ids: tuple[str, ...], reason: str) -> None:
+    """Discard entries (kept, with the discard on their audit trail, but never replayed)."""
+    app = _app()
+    for entry_id in entry_ids:
+        try:
+            app.discard(entry_id, reason=reason)
+        except dlq_ops.ReplayRefused as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"{entry_id}: discarded")

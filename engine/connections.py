@@ -1,0 +1,267 @@
+"""Named connections: one YAML file per partner system in ``connections/``, used by name.
+
+A flow says ``call: {http: {connection: erp_eu, method: POST, path: /sales-orders}}`` (or
+``sftp: {connection: supplier_a, ...}``, or ``trigger.poll.http.connection``) and the base URL,
+default headers, timeouts, TLS options and credentials come from ``connections/erp_eu.yaml``::
+
+    connection: erp_eu
+    description: ERP, EU instance
+    http:
+      base_url: ${env:ERP_EU_URL}
+      headers: {X-Tenant: eu}
+      auth:
+        oauth2: {token_url: "${env:ERP_EU_URL}/oauth/token", client_id: flowrunner,
+                 client_secret: "${secret:ERP_EU_CLIENT_SECRET}"}
+
+The files are read and validated like flows (every problem at once, with line and column, "did
+you mean" for unknown keys and names). Secrets only through ``${secret:NAME}``: a credential
+written out in the file is a load error, since these files live in version control.
+
+This lives in the engine, not in a connector: it is configuration on disk the loader checks
+flows against, shared by several connectors and by poll triggers, and it imports no protocol
+library. The runtime side (one pooled session and one token cache per connection) is kept here
+per name through `Connections.runtime`, built by the connector that needs it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path as FsPath
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, Field, ValidationError, model_validator
+
+from engine.dsl.base import Duration, Model
+from engine.lint import validation_problems
+from engine.problems import Path, Problem, did_you_mean
+from engine.refs import REF
+from engine.types import BuildContext
+from engine.yamlsrc import Source, read_source
+
+SUFFIXES = (".yaml", ".yml")
+T = TypeVar("T")
+
+
+def _secret_ref(value: str) -> str:
+    if not any(m["kind"] == "secret" for m in REF.finditer(value)):
+        raise ValueError("a credential is written out in the file; put it in the secrets "
+                         "store and write '${secret:NAME}' here (connection files live in "
+                         "version control)")
+    return value
+
+
+Secret = Annotated[str, AfterValidator(_secret_ref)]
+
+
+def _one_of(model: Any, names: tuple[str, ...], what: str) -> None:
+    chosen = [n for n in names if getattr(model, n) is not None]
+    if len(chosen) != 1:
+        raise ValueError(f"{what} needs exactly one of {', '.join(names)}"
+                         + (f"; found {' and '.join(chosen)}" if chosen else ""))
+
+
+class Timeouts(Model):
+    connect: Duration = Field(5.0, description="Longest wait for the connection.")
+    read: Duration = Field(30.0, description="Longest wait for the response.")
+
+
+class Basic(Model):
+    username: str = Field(description="User name; may use ${secret:...}.")
+    password: Secret = Field(description="Password: '${secret:NAME}'.")
+
+
+class ApiKey(Model):
+    header: str | None = Field(None, description="Header carrying the key, e.g. X-Api-Key.")
+    query: str | None = Field(None, description="Query parameter carrying the key.")
+    value: Secret = Field(description="The key: '${secret:NAME}'.")
+
+    @model_validator(mode="after")
+    def _where(self) -> ApiKey:
+        _one_of(self, ("header", "query"), "api_key")
+        return self
+
+
+class OAuth2(Model):
+    """OAuth2 client credentials: a token fetched once and shared until shortly before expiry."""
+
+    token_url: str = Field(description="Token endpoint, e.g. '${env:ERP_URL}/oauth/token'.")
+    client_id: str = Field(description="Client id; may use ${secret:...}.")
+    client_secret: Secret = Field(description="Client secret: '${secret:NAME}'.")
+    scope: str | None = Field(None, description="Space-separated scopes to ask for.")
+    audience: str | None = Field(None, description="Audience parameter some providers need.")
+    client_auth: Literal["basic", "body"] = Field(
+        "basic", description="Send the client credentials as HTTP basic (default) or in the "
+                             "form body.")
+    refresh_before: Duration = Field(60.0, description="Fetch a new token this long before "
+                                                       "the old one expires.")
+
+
+class Auth(Model):
+    basic: Basic | None = Field(None, description="HTTP basic authentication.")
+    bearer: Secret | None = Field(None, description="A fixed bearer token: '${secret:NAME}'.")
+    api_key: ApiKey | None = Field(None, description="An API key in a header or the query.")
+    oauth2: OAuth2 | None = Field(None, description="OAuth2 client credentials.")
+
+    @model_validator(mode="after")
+    def _one(self) -> Auth:
+        _one_of(self, ("basic", "bearer", "api_key", "oauth2"), "auth")
+        return self
+
+
+class Tls(Model):
+    verify: bool = Field(True, description="Check the server certificate (leave on).")
+    ca_bundle: str | None = Field(None, description="PEM file of the CAs to trust instead of "
+                                                    "the system's.")
+    client_cert: str | None = Field(None, description="PEM client certificate for mTLS.")
+    client_key: str | None = Field(None, description="PEM key of the client certificate.")
+
+    @model_validator(mode="after")
+    def _pair(self) -> Tls:
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key needs client_cert")
+        return self
+
+
+class HttpConnection(Model):
+    base_url: str = Field(description="Base URL a call's path: is joined to.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Headers sent on every "
+                                                                      "request.")
+    timeout: Timeouts = Field(default_factory=Timeouts, description="Default timeouts.")
+    tls: Tls = Field(default_factory=Tls, description="Certificates: CA bundle, mTLS.")
+    auth: Auth | None = Field(None, description="Credentials: basic, bearer, api_key or oauth2.")
+
+
+class SftpConnection(Model):
+    host: str = Field(description="Host name of the SFTP server.")
+    port: int = Field(22, ge=1, le=65535, description="TCP port.")
+    username: str = Field(description="User name.")
+    password: Secret | None = Field(None, description="Password: '${secret:NAME}'.")
+    private_key: Secret | None = Field(None, description="Private key text (OpenSSH or PEM): "
+                                                         "'${secret:NAME}'.")
+    passphrase: Secret | None = Field(None, description="Passphrase of the private key.")
+    host_key: str | None = Field(None, description="Pinned server key fingerprint, "
+                                                   "'SHA256:...' as ssh-keygen -lf prints it.")
+    known_hosts: str | None = Field(None, description="OpenSSH known_hosts file to check the "
+                                                      "server key against.")
+    timeout: Duration = Field(10.0, description="Connect and operation timeout.")
+
+    @model_validator(mode="after")
+    def _checks(self) -> SftpConnection:
+        if self.host_key is None and self.known_hosts is None:
+            raise ValueError("give host_key (the server's SHA256 fingerprint) or known_hosts; "
+                             "an unknown server key is never accepted")
+        _one_of(self, ("password", "private_key"), "an sftp connection")
+        return self
+
+
+class ConnectionFile(Model):
+    """One partner system: exactly one of http: or sftp:."""
+
+    connection: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="Name flows use.")
+    description: str | None = Field(None, description="What the system is.")
+    http: HttpConnection | None = Field(None, description="An HTTP API.")
+    sftp: SftpConnection | None = Field(None, description="An SFTP server.")
+
+    @model_validator(mode="after")
+    def _one(self) -> ConnectionFile:
+        _one_of(self, ("http", "sftp"), "a connection")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "http" if self.http is not None else "sftp"
+
+
+class Connections:
+    """The connections of one folder, with the problems of their files."""
+
+    def __init__(self, folder: FsPath | None, found: dict[str, ConnectionFile],
+                 files: dict[str, str], broken: set[str], problems: list[Problem]):
+        self.folder, self.found, self.files = folder, found, files
+        self.broken, self.problems = broken, problems
+        self._runtime: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, name: str, kind: str, ctx: BuildContext, path: Path) -> Any:
+        """The ``http`` or ``sftp`` part of connection *name*, or None after a problem."""
+        if name in self.broken:
+            ctx.problem(path, f"connection '{name}' has errors (see {self.files[name]})")
+            return None
+        found = self.found.get(name)
+        if found is None:
+            where = f" in {self.folder}" if self.folder else " (no connections/ folder found)"
+            ctx.problem(path, f"no connection '{name}'{where}"
+                        + (did_you_mean(name, list(self.found) + list(self.broken))
+                           or (f"; known: {', '.join(sorted(self.found))}" if self.found
+                               else "")))
+            return None
+        if found.kind != kind:
+            ctx.problem(path, f"connection '{name}' is an {found.kind} connection; this "
+                        f"needs {kind}")
+            return None
+        return getattr(found, kind)
+
+    def runtime(self, name: str, kind: str, make: Callable[[], T]) -> T:
+        """The one runtime object (session, token cache) of *name*, made on first use."""
+        with self._lock:
+            key = (name, kind)
+            if key not in self._runtime:
+                self._runtime[key] = make()
+            return self._runtime[key]
+
+
+def load(folder: FsPath | None,
+         check_refs: Callable[[Source, list[Problem]], None] | None = None) -> Connections:
+    """Read every connection file in *folder*; never raises for a bad file."""
+    found: dict[str, ConnectionFile] = {}
+    files: dict[str, str] = {}
+    broken: set[str] = set()
+    problems: list[Problem] = []
+    paths = sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES and p.is_file()) \
+        if folder is not None and folder.is_dir() else []
+    schema = ConnectionFile.model_json_schema(by_alias=True)
+    for path in paths:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            problems.append(Problem(str(path), 1, 1, "", f"cannot read file: {exc.strerror}"))
+            continue
+        source, found_problems = read_source(str(path), raw)
+        problems.extend(found_problems)
+        if found_problems:
+            continue
+        data = source.data
+        name = data.get("connection") if isinstance(data, dict) else None
+        name = name if isinstance(name, str) else path.stem
+        if check_refs is not None:
+            check_refs(source, problems)
+        if name in files:
+            problems.append(source.problem(("connection",), f"connection '{name}' is already "
+                                           f"declared in {files[name]}"))
+            continue
+        files[name] = str(path)
+        if name != path.stem:
+            problems.append(source.problem(("connection",), f"connection '{name}' differs from "
+                                           f"the file name; name the file {name}.yaml",
+                                           severity="warning"))
+        if not isinstance(data, dict):
+            problems.append(source.problem((), "a connection file is a mapping starting with "
+                                               "'connection: <name>' and 'http:' or 'sftp:'"))
+            broken.add(name)
+            continue
+        try:
+            found[name] = ConnectionFile.model_validate(data)
+        except ValidationError as exc:
+            problems.extend(validation_problems(source, exc, schema))
+            broken.add(name)
+    return Connections(folder, found, files, broken, problems)
+
+
+def nearest(start: FsPath) -> FsPath | None:
+    """The nearest ``connections/`` folder at or above *start* (a flow file or folder)."""
+    start = start.resolve()
+    for folder in [start if start.is_dir() else start.parent, *start.parents]:
+        if (folder / "connections").is_dir():
+            return folder / "connections"
+    return None

@@ -1,0 +1,169 @@
+"""The console's JSON API under ``/api``: what the pages show, for scripts and tools.
+
+Every endpoint needs credentials (401 with no data otherwise); every POST made with the
+browser's session cookie needs its ``X-CSRF-Token`` (403). Responses pass through the pydantic
+models of `engine.console.models`, which also generate ``/api/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from engine.console import models, views
+from engine.console.auth import CSRF_HEADER, Principal
+from engine.dlq import ReplayRefused
+from engine.store.base import StoreError
+
+if TYPE_CHECKING:
+    from engine.console import Console
+
+Handler = Callable[[Request, Principal], Awaitable[Response]]
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=NO_STORE)
+
+
+def _out(model: type[BaseModel], data: Any, status: int = 200) -> JSONResponse:
+    if isinstance(data, list):
+        body: Any = [model.model_validate(d).model_dump(mode="json", by_alias=True)
+                     for d in data]
+    else:
+        body = model.model_validate(data).model_dump(mode="json", by_alias=True)
+    return JSONResponse(body, status_code=status, headers=NO_STORE)
+
+
+def routes(console: Console) -> list[BaseRoute]:
+    app = console.app
+
+    def guarded(handler: Handler, write: bool = False) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            principal = console.auth.principal(request)
+            if principal is None:
+                return _error(401, "authentication required: send Authorization: Bearer "
+                                   "<token> (or Basic), or log in at /console/login")
+            if write and not console.auth.csrf_ok(principal, request.headers.get(CSRF_HEADER,
+                                                                                  "")):
+                return _error(403, "CSRF token missing or wrong: send the X-CSRF-Token header "
+                                   "of your console session")
+            try:
+                return await handler(request, principal)
+            except views.BadQuery as exc:
+                return _error(400, str(exc))
+            except StoreError as exc:
+                return _error(503, str(exc))
+        return endpoint
+
+    async def body_of(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
+        try:
+            data = json.loads(await request.body() or b"{}")
+            return model.model_validate(data)
+        except ValueError as exc:  # JSONDecodeError and pydantic's ValidationError alike
+            detail = exc.errors(include_url=False) if isinstance(exc, ValidationError) else None
+            return _error(422, f"invalid request: {exc}", detail=detail)
+
+    async def flows(request: Request, who: Principal) -> Response:
+        return _out(models.FlowHealth, await run_in_threadpool(views.flow_health, app))
+
+    async def runs(request: Request, who: Principal) -> Response:
+        query = views.run_filter(dict(request.query_params))
+        found = await run_in_threadpool(app.store.list_runs, query)
+        return _out(models.RunSummary, [views.run_summary(s) for s in found])
+
+    async def run(request: Request, who: Principal) -> Response:
+        state = await run_in_threadpool(views.find_run, app, request.path_params["id"])
+        if state is None:
+            return _error(404, f"no run '{request.path_params['id']}'")
+        detail = views.run_detail(app, state)
+        detail["input"], detail["output"] = (detail["input"].as_dict(),
+                                             detail["output"].as_dict())
+        return _out(models.RunDetail, detail)
+
+    async def entries(request: Request, who: Principal) -> Response:
+        query = views.dead_letter_filter(dict(request.query_params))
+        found = await run_in_threadpool(app.store.list_dead_letters, query)
+        return _out(models.DeadLetterSummary, [views.entry_summary(e) for e in found])
+
+    async def entry(request: Request, who: Principal) -> Response:
+        found = await run_in_threadpool(app.store.get_dead_letter, request.path_params["id"])
+        if found is None:
+            return _error(404, f"no dead-letter entry '{request.path_params['id']}'")
+        detail = views.entry_detail(app, found)
+        detail["original"], detail["envelope"] = (detail["original"].as_dict(),
+                                                  detail["envelope"].as_dict())
+        return _out(models.DeadLetterDetail, detail)
+
+    async def replay(request: Request, who: Principal) -> Response:
+        asked = await body_of(request, models.ReplayRequest)
+        if isinstance(asked, JSONResponse):
+            return asked
+        assert isinstance(asked, models.ReplayRequest)
+        entry_id = request.path_params["id"]
+        try:
+            state = await run_in_threadpool(
+                lambda: app.replay(entry_id, start_from=asked.start_from, version=asked.version,
+                                   body=asked.body, edited="body" in asked.model_fields_set,
+                                   dry_run=asked.dry_run, who=f"console:{who.user}"))
+        except ReplayRefused as exc:
+            status = 404 if str(exc).startswith("no dead-letter entry") else 422
+            return _error(status, str(exc), detail=app.secrets.redactor.data(exc.detail),
+                          violations=views.violations(exc.detail))
+        return _out(models.ReplayResult, {"entry": entry_id, "run_id": state.run_id,
+                                          "status": state.status}, 202)
+
+    async def discard(request: Request, who: Principal) -> Response:
+        asked = await body_of(request, models.DiscardRequest)
+        if isinstance(asked, JSONResponse):
+            return asked
+        assert isinstance(asked, models.DiscardRequest)
+        try:
+            entry = await run_in_threadpool(
+                lambda: app.discard(request.path_params["id"], who=f"console:{who.user}",
+                                    reason=asked.reason))
+        except ReplayRefused as exc:
+            return _error(404, str(exc))
+        return _out(models.DeadLetterSummary, views.entry_summary(entry))
+
+    async def bulk(request: Request, who: Principal) -> Response:
+        asked = await body_of(request, models.BulkReplayRequest)
+        if isinstance(asked, JSONResponse):
+            return asked
+        assert isinstance(asked, models.BulkReplayRequest)
+        query = views.dead_letter_filter({k: v for k, v in asked.model_dump().items()
+                                          if isinstance(v, str)}, limit=1)
+        job = await run_in_threadpool(lambda: console.jobs.start(
+            query, who=f"console:{who.user}", start_from=asked.start_from,
+            version=asked.version))
+        return _out(models.JobProgress, console.jobs.progress(job), 202)
+
+    async def job(request: Request, who: Principal) -> Response:
+        found = console.jobs.get(request.path_params["id"])
+        if found is None:
+            return _error(404, f"no replay job '{request.path_params['id']}' (jobs are kept "
+                               "by the server process that ran them)")
+        return _out(models.JobProgress, await run_in_threadpool(console.jobs.progress, found))
+
+    spec = models.openapi()
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(spec)
+
+    return [Route("/openapi.json", openapi),
+            Route("/flows", guarded(flows)),
+            Route("/runs", guarded(runs)),
+            Route("/runs/{id}", guarded(run)),
+            Route("/dead-letters", guarded(entries)),
+            Route("/dead-letters/{id}", guarded(entry)),
+            Route("/dead-letters/{id}/replay", guarded(replay, write=True), methods=["POST"]),
+            Route("/dead-letters/{id}/discard", guarded(discard, write=True), methods=["POST"]),
+            Route("/replay-jobs", guarded(bulk, write=True), methods=["POST"]),
+            Route("/replay-jobs/{id}", guarded(job))]

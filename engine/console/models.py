@@ -1,0 +1,254 @@
+"""The JSON API's request and response models, and the OpenAPI document made from them.
+
+The models are the single source: requests are validated with them, responses are passed
+through them before they leave, and ``/api/openapi.json`` is generated from their JSON Schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Error(_Model):
+    error: str = Field(description="What went wrong, for a person.")
+    detail: Any = Field(None, description="Machine-readable detail, e.g. validation errors.")
+    violations: list[Violation] = Field(default_factory=list,
+                                        description="Schema violations of an edited body.")
+
+
+class Violation(_Model):
+    path: str = Field(description="JSON path of the offending value.")
+    message: str = Field(description="What is wrong with it.")
+
+
+class Snapshot(_Model):
+    json_: str = Field(alias="json", description="The payload as indented JSON, secrets "
+                                                 "redacted, cut at a bound.")
+    truncated: bool = Field(description="True when `json` is only the beginning.")
+    size: int = Field(description="Length of the whole JSON text in characters.")
+
+
+class RunSummary(_Model):
+    run_id: str
+    flow: str
+    version: str
+    status: str = Field(description="queued, running, retrying, succeeded, filtered, dropped, "
+                                    "dead_lettered, failed, handed_off or split.")
+    key: str | None = Field(description="Business key (order number, PO number, ...).")
+    correlation_id: str
+    trigger: str
+    created_at: float = Field(description="Unix time.")
+    updated_at: float
+    error: str | None = Field(description="Failed step and its last error, if any.")
+
+
+class Step(_Model):
+    index: int
+    id: str
+    kind: str | None
+    status: str
+    attempts: int
+    duration_ms: float
+    share: float = Field(description="Duration as a percentage of the run's longest step.")
+    error: str | None
+
+
+class RunDetail(RunSummary):
+    steps: list[Step] = Field(description="The step timeline, in execution order.")
+    error_detail: dict[str, Any] | None
+    attempts: list[dict[str, Any]] = Field(description="Attempts of the failing step.")
+    violations: list[Violation]
+    due_at: float | None = Field(description="When a retrying run's next attempt is due.")
+    done: bool
+    parent_run_id: str | None
+    children: list[str]
+    replay_of: str | None = Field(description="Dead-letter entry this run replays.")
+    input: Snapshot = Field(description="The original trigger message (body and headers).")
+    output: Snapshot = Field(description="The envelope as the run left it.")
+
+
+class FlowHealth(_Model):
+    flow: str
+    version: str
+    trigger: str
+    description: str
+    runs: int
+    finished: int
+    failed: int = Field(description="Finished runs that were dead-lettered or failed.")
+    success_rate: float | None = Field(description="Percent of finished runs not failed.")
+    active: int = Field(description="Runs queued, running or waiting for a retry.")
+    last_run: RunSummary | None
+    dlq_depth: int = Field(description="Open dead-letter entries.")
+
+
+class DeadLetterSummary(_Model):
+    id: str
+    run_id: str
+    flow: str
+    version: str
+    step: str | None
+    status: str = Field(description="open, replaying, replayed or discarded.")
+    key: str | None
+    correlation_id: str
+    created_at: float
+    error: str
+
+
+class DeadLetterDetail(DeadLetterSummary):
+    message: str
+    kind: str | None
+    http_status: int | None
+    gave_up: str | None
+    attempts: list[dict[str, Any]]
+    violations: list[Violation]
+    original: Snapshot = Field(description="The original trigger message.")
+    envelope: Snapshot = Field(description="The envelope at the failed step.")
+    editable_body: str | None = Field(description="The body at the failed step as JSON text, "
+                                                  "or null when too large to edit here.")
+    audit: list[dict[str, Any]] = Field(description="Every replay and discard: who, when, how, "
+                                                    "result.")
+
+
+class ReplayRequest(_Model):
+    start_from: Literal["failed-step", "start"] = "failed-step"
+    version: Literal["original", "current"] = Field("original", description="Flow version.")
+    body: Any = Field(None, description="An edited body; leave the key out to replay the "
+                                        "message as it was.")
+    dry_run: bool = Field(False, description="Run only the steps without side effects.")
+
+
+class ReplayResult(_Model):
+    entry: str
+    run_id: str
+    status: str
+
+
+class DiscardRequest(_Model):
+    reason: str = Field("", max_length=2000, description="Why, for the audit trail.")
+
+
+class BulkReplayRequest(_Model):
+    flow: str | None = None
+    step: str | None = None
+    error: str | None = Field(None, description="Text the entry's error contains.")
+    since: str | None = Field(None, description="2026-11-20, 2026-11-20T10:00, or 2h (ago).")
+    until: str | None = None
+    status: Literal["open", "replaying", "replayed", "discarded", "all"] = "open"
+    start_from: Literal["failed-step", "start"] = "failed-step"
+    version: Literal["original", "current"] = "original"
+
+
+class JobProgress(_Model):
+    id: str
+    state: Literal["running", "done", "failed"]
+    who: str
+    total: int
+    processed: int = Field(description="Entries handled so far (replayed or refused).")
+    started: int
+    refused: list[dict[str, str]]
+    runs: dict[str, int] = Field(description="Replayed runs by their current status.")
+    start_from: str
+    version: str
+    created_at: float
+    finished_at: float | None
+    percent: float
+
+
+Error.model_rebuild()
+
+_RUN_QUERY = [("flow", "Flow id."), ("status", "Run status."),
+              ("key", "Business key, e.g. an order number."), ("correlation_id", "Correlation id."),
+              ("since", "From (2026-11-20, 2026-11-20T10:00 UTC, or 2h ago)."),
+              ("until", "Before."), ("limit", "At most this many (1-200, default 50).")]
+_DLQ_QUERY = [("flow", "Flow id."), ("step", "Failed step."),
+              ("error", "Text the error contains."),
+              ("status", "open (default), replaying, replayed, discarded or all."),
+              ("since", "From."), ("until", "Before."), ("limit", "1-200, default 50.")]
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _answer(name: str | None, description: str, many: bool = False) -> dict[str, Any]:
+    if name is None:
+        return {"description": description}
+    schema = {"type": "array", "items": _ref(name)} if many else _ref(name)
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(summary: str, ok: tuple[str, str | None, str], *, many: bool = False,
+        query: list[tuple[str, str]] | None = None, path: str | None = None,
+        body: str | None = None) -> dict[str, Any]:
+    status, model, text = ok
+    errors = {"401": _answer("Error", "No or wrong credentials; nothing else is said."),
+              "400": _answer("Error", "A search parameter that cannot be used.")}
+    if path:
+        errors["404"] = _answer("Error", f"No such {path}.")
+    if body:
+        errors["403"] = _answer("Error", "Session-cookie request without its X-CSRF-Token.")
+        errors["422"] = _answer("Error", "Invalid request, or the replay was refused (the "
+                                         "entry is kept); `violations` lists schema errors.")
+    op: dict[str, Any] = {"summary": summary, "responses": {status: _answer(model, text, many),
+                                                            **errors}}
+    params = [{"name": n, "in": "query", "required": False, "description": d,
+               "schema": {"type": "string"}} for n, d in query or []]
+    if path:
+        params.append({"name": "id", "in": "path", "required": True, "schema": {"type": "string"}})
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": _ref(body)}}}
+    return op
+
+
+def openapi() -> dict[str, Any]:
+    models: list[type[BaseModel]] = [Error, Violation, Snapshot, RunSummary, Step, RunDetail,
+                                     FlowHealth, DeadLetterSummary, DeadLetterDetail,
+                                     ReplayRequest, ReplayResult, DiscardRequest,
+                                     BulkReplayRequest, JobProgress]
+    _, schemas = models_json_schema([(m, "serialization") for m in models],
+                                    ref_template="#/components/schemas/{model}")
+    paths = {
+        "/api/flows": {"get": _op("Flows with their health", ("200", "FlowHealth", "Flows."),
+                                  many=True)},
+        "/api/runs": {"get": _op("Search runs, newest first", ("200", "RunSummary", "Runs."),
+                                 many=True, query=_RUN_QUERY)},
+        "/api/runs/{id}": {"get": _op("A run's step timeline and payload snapshots",
+                                      ("200", "RunDetail", "The run."), path="run")},
+        "/api/dead-letters": {"get": _op("Search the dead-letter queue", ("200",
+                                         "DeadLetterSummary", "Entries."), many=True,
+                                         query=_DLQ_QUERY)},
+        "/api/dead-letters/{id}": {"get": _op("Everything kept for one entry", (
+            "200", "DeadLetterDetail", "The entry."), path="entry")},
+        "/api/dead-letters/{id}/replay": {"post": _op(
+            "Replay an entry, optionally with an edited body", ("202", "ReplayResult",
+                                                                "Replay started."),
+            path="entry", body="ReplayRequest")},
+        "/api/dead-letters/{id}/discard": {"post": _op(
+            "Discard an entry (kept, never replayed)", ("200", "DeadLetterSummary", "Discarded."),
+            path="entry", body="DiscardRequest")},
+        "/api/replay-jobs": {"post": _op("Replay every entry a filter selects, in the "
+                                         "background", ("202", "JobProgress", "Job started."),
+                                         body="BulkReplayRequest")},
+        "/api/replay-jobs/{id}": {"get": _op("Progress of a bulk replay", (
+            "200", "JobProgress", "The job."), path="job")},
+    }
+    return {"openapi": "3.1.0",
+            "info": {"title": "flowrunner console API", "version": "1",
+                     "description": "Runs, dead letters and replays. Authenticate with "
+                     "`Authorization: Bearer <FLOWRUN_CONSOLE_TOKEN>` or Basic auth; a browser "
+                     "session (cookie) must send `X-CSRF-Token` on every POST."},
+            "components": {"schemas": schemas.get("$defs", {}), "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic"}}},
+            "security": [{"bearer": []}, {"basic": []}],
+            "paths": paths}

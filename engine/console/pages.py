@@ -1,0 +1,254 @@
+"""The console's HTML pages under ``/console``: server-rendered Jinja2, a little vanilla JS.
+
+Flows with their health, run search, a run's step timeline, the dead-letter queue with inspect,
+edit-and-replay, discard, bulk replay with a progress page, and the audit trail. Templates
+autoescape, so a payload holding ``<script>`` is shown as text; the Content-Security-Policy
+allows only this console's own script file as a second line of defence.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from engine.console import views
+from engine.console.auth import CSRF_FIELD, Principal
+from engine.dlq import ReplayRefused
+from engine.store.base import StoreError
+
+if TYPE_CHECKING:
+    from engine.console import Console
+
+Page = Callable[[Request, Principal], Awaitable[Response]]
+Form = dict[str, str]
+MAX_FORM = 4 * 1024 * 1024  # an edited body in the form; larger ones go through the CLI
+
+
+class FormTooLarge(Exception):
+    pass
+
+
+async def form_of(request: Request) -> Form:
+    """The urlencoded form of a POST, read once (every console form is urlencoded, so the
+    standard library's parser suffices; no multipart dependency)."""
+    cached: Form | None = getattr(request.state, "form", None)
+    if cached is not None:
+        return cached
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_FORM:
+            raise FormTooLarge
+    form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True,
+                          max_num_fields=200))
+    request.state.form = form
+    return form
+
+
+def routes(console: Console) -> list[BaseRoute]:
+    app, auth, render = console.app, console.auth, console.render
+
+    def problem(request: Request, status: int, title: str, message: str,
+                who: Principal | None = None, **extra: Any) -> Response:
+        return render(request, "problem.html", who, status=status, title=title,
+                      message=message, **extra)
+
+    def guarded(handler: Page, write: bool = False) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            who = auth.principal(request)
+            if who is None:
+                if "authorization" in request.headers or request.method != "GET":
+                    return problem(request, 401, "Not signed in", "Wrong or missing "
+                                   "credentials. Log in at /console/login.")
+                target = quote(request.url.path + (f"?{request.url.query}"
+                                                   if request.url.query else ""))
+                return RedirectResponse(f"/console/login?next={target}", status_code=303)
+            if write:
+                try:
+                    form = await form_of(request)
+                except (FormTooLarge, ValueError):
+                    return problem(request, 413, "Form too large", "Send large bodies with "
+                                   "`flowrun dlq replay --body FILE`.", who)
+                if not auth.csrf_ok(who, form.get(CSRF_FIELD, "")):
+                    return problem(request, 403, "Request refused", "The form's CSRF token is "
+                                   "missing or stale. Reload the page and try again.", who)
+            try:
+                return await handler(request, who)
+            except views.BadQuery as exc:
+                return problem(request, 400, "Bad search", str(exc), who)
+            except StoreError as exc:
+                return problem(request, 503, "State store unavailable", str(exc), who)
+        return endpoint
+
+    # -- login ---------------------------------------------------------------------------------
+    def _next(value: str | None) -> str:
+        # only a path of this console: never an open redirect to another site
+        if value and value.startswith("/console") and not value.startswith("//"):
+            return value
+        return "/console/"
+
+    async def login_form(request: Request, status: int = 200, error: str = "") -> Response:
+        token = auth.login_token(request)
+        response = render(request, "login.html", None, status=status, login_csrf=token,
+                          next=_next(request.query_params.get("next")), error=error,
+                          with_token=bool(auth.token), with_password=bool(auth.user))
+        auth.set_login_token(request, response, token)
+        return response
+
+    async def login(request: Request) -> Response:
+        if request.method == "GET":
+            return await login_form(request)
+        try:
+            form = await form_of(request)
+        except (FormTooLarge, ValueError):
+            return problem(request, 413, "Form too large", "The login form is small.")
+        if not auth.login_token_ok(request, form.get(CSRF_FIELD, "")):
+            return problem(request, 403, "Request refused", "The login form expired; reload "
+                           "the login page and try again.")
+        user = auth.check(token=str(form.get("token", "")), user=str(form.get("user", "")),
+                          password=str(form.get("password", "")))
+        if user is None:
+            return await login_form(request, 401, "Wrong token or user name and password.")
+        response = RedirectResponse(_next(str(form.get("next", ""))), status_code=303)
+        auth.login(response, user, secure=request.url.scheme == "https")
+        return response
+
+    async def logout(request: Request, who: Principal) -> Response:
+        response = RedirectResponse("/console/login", status_code=303)
+        auth.logout(request, response)
+        return response
+
+    # -- flows and runs ------------------------------------------------------------------------
+    async def flows(request: Request, who: Principal) -> Response:
+        health = await run_in_threadpool(views.flow_health, app)
+        return render(request, "flows.html", who, flows=health)
+
+    async def runs(request: Request, who: Principal) -> Response:
+        params = dict(request.query_params)
+        query = views.run_filter(params)
+        found = await run_in_threadpool(app.store.list_runs, query)
+        return render(request, "runs.html", who, runs=[views.run_summary(s) for s in found],
+                      params=params, statuses=views.RUN_STATUSES, flow_ids=sorted(app.flows.flows))
+
+    async def run(request: Request, who: Principal) -> Response:
+        run_id = request.path_params["id"]
+        state = await run_in_threadpool(views.find_run, app, run_id)
+        if state is None:
+            return problem(request, 404, "No such run", f"There is no run '{run_id}'. Search "
+                           "for it by order number or correlation id on the Runs page.", who)
+        entry = await run_in_threadpool(views.entry_for_run, app, state)
+        return render(request, "run.html", who, run=views.run_detail(app, state), entry=entry)
+
+    # -- dead letters --------------------------------------------------------------------------
+    async def dlq(request: Request, who: Principal) -> Response:
+        params = dict(request.query_params)
+        query = views.dead_letter_filter(params)
+        found = await run_in_threadpool(app.store.list_dead_letters, query)
+        bulk = {k: v for k, v in params.items() if k in ("flow", "step", "error", "since",
+                                                         "until", "status") and v}
+        return render(request, "dlq.html", who, entries=[views.entry_summary(e) for e in found],
+                      params=params, statuses=views.DLQ_STATUSES, bulk=bulk,
+                      flow_ids=sorted(app.flows.flows))
+
+    async def entry_page(request: Request, who: Principal, status: int = 200,
+                         **extra: Any) -> Response:
+        entry_id = request.path_params["id"]
+        found = await run_in_threadpool(app.store.get_dead_letter, entry_id)
+        if found is None:
+            return problem(request, 404, "No such entry", f"There is no dead-letter entry "
+                           f"'{entry_id}'.", who)
+        detail = views.entry_detail(app, found)
+        return render(request, "entry.html", who, status=status, entry=detail, **extra)
+
+    async def entry(request: Request, who: Principal) -> Response:
+        return await entry_page(request, who)
+
+    async def replay(request: Request, who: Principal) -> Response:
+        form = await form_of(request)
+        edited, body, bad = _edited_body(form)
+        if bad:
+            return await entry_page(request, who, 422, refused=bad, draft=form.get("body"))
+        try:
+            state = await run_in_threadpool(
+                lambda: app.replay(request.path_params["id"],
+                                   start_from=_choice(form, "start_from", "failed-step"),
+                                   version=_choice(form, "version", "original"), body=body,
+                                   edited=edited, who=f"console:{who.user}"))
+        except ReplayRefused as exc:
+            return await entry_page(request, who, 422, refused=str(exc),
+                                    violations=views.violations(exc.detail),
+                                    draft=form.get("body") if edited else None)
+        return RedirectResponse(f"/console/runs/{state.run_id}", status_code=303)
+
+    async def discard(request: Request, who: Principal) -> Response:
+        form = await form_of(request)
+        entry_id = request.path_params["id"]
+        try:
+            await run_in_threadpool(lambda: app.discard(entry_id, who=f"console:{who.user}",
+                                                        reason=str(form.get("reason", ""))[:2000]))
+        except ReplayRefused as exc:
+            return problem(request, 404, "No such entry", str(exc), who)
+        return RedirectResponse(f"/console/dlq/{entry_id}", status_code=303)
+
+    async def replay_all(request: Request, who: Principal) -> Response:
+        form = await form_of(request)
+        query = views.dead_letter_filter(form, limit=1)
+        job = await run_in_threadpool(lambda: console.jobs.start(
+            query, who=f"console:{who.user}", start_from=_choice(form, "start_from",
+                                                                 "failed-step"),
+            version=_choice(form, "version", "original")))
+        return RedirectResponse(f"/console/jobs/{job.id}", status_code=303)
+
+    async def job(request: Request, who: Principal) -> Response:
+        found = console.jobs.get(request.path_params["id"])
+        if found is None:
+            return problem(request, 404, "No such job", "This server process has no such "
+                           "replay job; the replayed runs are on the Runs page.", who)
+        progress = await run_in_threadpool(console.jobs.progress, found)
+        return render(request, "job.html", who, job=progress)
+
+    async def not_found(request: Request) -> Response:
+        return problem(request, 404, "Not found", "There is no such console page.",
+                       auth.principal(request))
+
+    return [Route("/", guarded(flows)),
+            Route("/login", login, methods=["GET", "POST"]),
+            Route("/logout", guarded(logout, write=True), methods=["POST"]),
+            Route("/runs", guarded(runs)),
+            Route("/runs/{id}", guarded(run)),
+            Route("/dlq", guarded(dlq)),
+            Route("/dlq/replay-all", guarded(replay_all, write=True), methods=["POST"]),
+            Route("/dlq/{id}", guarded(entry)),
+            Route("/dlq/{id}/replay", guarded(replay, write=True), methods=["POST"]),
+            Route("/dlq/{id}/discard", guarded(discard, write=True), methods=["POST"]),
+            Route("/jobs/{id}", guarded(job)),
+            Route("/{path:path}", not_found)]
+
+
+def _choice(form: Form, name: str, default: str) -> str:
+    allowed = {"start_from": ("failed-step", "start"), "version": ("original", "current")}
+    value = str(form.get(name, default))
+    return value if value in allowed[name] else default
+
+
+def _edited_body(form: Form) -> tuple[bool, Any, str]:
+    """(edited, body, problem): the body field counts only when "replace the body" is ticked."""
+    if form.get("edit_body") != "on":
+        return False, None, ""
+    text = str(form.get("body", ""))
+    try:
+        return True, json.loads(text), ""
+    except json.JSONDecodeError as exc:
+        return True, None, (f"The edited body is not valid JSON: {exc.msg} at line {exc.lineno}, "
+                            f"column {exc.colno}. Nothing was replayed.")
+
+
+def query_string(params: dict[str, Any]) -> str:
+    return urlencode({k: v for k, v in params.items() if v})

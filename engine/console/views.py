@@ -1,0 +1,214 @@
+"""What the console shows, as plain data: shared by the HTML pages and the JSON API.
+
+Everything that leaves here went through the App's redactor, and every payload is a bounded
+`Snapshot` — a 50 MB order is shown as its first few kilobytes and a note, so no page or API
+answer grows with the data an operator happens to look at.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from engine.app import App
+from engine.dsl.base import parse_duration
+from engine.runner import TERMINAL, RunState
+from engine.store.base import DeadLetter, DeadLetterFilter, RunFilter
+
+SNAPSHOT_LIMIT = 16_000  # characters of JSON shown for one payload
+EDIT_LIMIT = 512_000  # a body longer than this is replayed with an edited file, not in a form
+FAILED = ("dead_lettered", "failed")
+RUN_STATUSES = ("queued", "running", "retrying", "succeeded", "filtered", "dropped",
+                "dead_lettered", "failed", "handed_off", "split")
+DLQ_STATUSES = ("open", "replaying", "replayed", "discarded", "all")
+LIST_LIMIT = 200
+
+
+class BadQuery(ValueError):
+    """A search parameter that cannot be used; the message names it and says what fits."""
+
+
+@dataclass
+class Snapshot:
+    text: str
+    truncated: bool
+    size: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"json": self.text, "truncated": self.truncated, "size": self.size}
+
+
+def snapshot(app: App, value: Any, limit: int = SNAPSHOT_LIMIT) -> Snapshot:
+    text = json.dumps(app.secrets.redactor.data(value), indent=2, ensure_ascii=False,
+                      default=str)
+    if len(text) <= limit:
+        return Snapshot(text, False, len(text))
+    return Snapshot(text[:limit], True, len(text))
+
+
+def when(text: str | None, name: str) -> float | None:
+    """'2026-11-20', '2026-11-20T10:00' (UTC unless an offset is given) or a span ago: '2h'."""
+    if not text:
+        return None
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadQuery(f"{name}: '{text}' is not a time; write 2026-11-20, 2026-11-20T10:00 "
+                       "or a span like 2h (two hours ago)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+def ts(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _limit(params: dict[str, str]) -> int:
+    raw = params.get("limit") or "50"
+    if not raw.isdigit() or not 1 <= int(raw) <= LIST_LIMIT:
+        raise BadQuery(f"limit: give a number from 1 to {LIST_LIMIT}")
+    return int(raw)
+
+
+def run_filter(params: dict[str, str]) -> RunFilter:
+    status = params.get("status") or None
+    if status is not None and status not in RUN_STATUSES:
+        raise BadQuery(f"status: '{status}' is not a run status; one of {', '.join(RUN_STATUSES)}")
+    return RunFilter(flow=params.get("flow") or None, status=status,
+                     key=(params.get("key") or "").strip() or None,
+                     correlation_id=(params.get("correlation_id") or "").strip() or None,
+                     since=when(params.get("since"), "since"),
+                     until=when(params.get("until"), "until"), limit=_limit(params))
+
+
+def dead_letter_filter(params: dict[str, str], limit: int | None = None) -> DeadLetterFilter:
+    status = params.get("status") or "open"
+    if status not in DLQ_STATUSES:
+        raise BadQuery(f"status: '{status}' is not an entry status; one of "
+                       f"{', '.join(DLQ_STATUSES)}")
+    return DeadLetterFilter(flow=params.get("flow") or None, step=params.get("step") or None,
+                            error=params.get("error") or None,
+                            since=when(params.get("since"), "since"),
+                            until=when(params.get("until"), "until"),
+                            status=None if status == "all" else status,
+                            limit=limit or _limit(params))
+
+
+# -- flows -------------------------------------------------------------------------------------
+def flow_health(app: App) -> list[dict[str, Any]]:
+    open_entries: dict[str, int] = {}
+    for entry in app.store.list_dead_letters(DeadLetterFilter(status="open", limit=10_000)):
+        open_entries[entry.flow_id] = open_entries.get(entry.flow_id, 0) + 1
+    out = []
+    for flow_id, flow in sorted(app.flows.flows.items()):
+        counts = app.store.count_runs(flow_id)
+        finished = sum(n for status, n in counts.items() if status in TERMINAL)
+        failed = sum(counts.get(status, 0) for status in FAILED)
+        last = app.store.list_runs(RunFilter(flow=flow_id, limit=1))
+        out.append({
+            "flow": flow_id, "version": flow.version, "trigger": flow.trigger_kind,
+            "description": getattr(flow, "description", None) or "",
+            "runs": sum(counts.values()), "finished": finished, "failed": failed,
+            "success_rate": round(100 * (finished - failed) / finished, 1) if finished else None,
+            "active": sum(counts.get(s, 0) for s in ("queued", "running", "retrying")),
+            "last_run": run_summary(last[0]) if last else None,
+            "dlq_depth": open_entries.get(flow_id, 0)})
+    return out
+
+
+# -- runs --------------------------------------------------------------------------------------
+def error_text(error: dict[str, Any] | None) -> str:
+    if not error:
+        return ""
+    attempts = error.get("attempts") or []
+    last = attempts[-1].get("error") if attempts else None
+    if last and error.get("step"):
+        status = f" {error['status']}" if error.get("status") else ""
+        return f"{error['step']} ({error.get('kind')}{status}): {last}"
+    return str(error.get("message", ""))
+
+
+def run_summary(state: RunState) -> dict[str, Any]:
+    return {"run_id": state.run_id, "flow": state.flow_id, "version": state.flow_version,
+            "status": state.status, "key": state.key, "correlation_id": state.correlation_id,
+            "trigger": state.trigger, "created_at": state.created_at,
+            "updated_at": state.updated_at, "error": error_text(state.error) or None}
+
+
+def find_run(app: App, run_id: str) -> RunState | None:
+    state = app.store.get_run(run_id)
+    if state is None and 6 <= len(run_id) < 32:  # an id prefix, as `flowrun runs show` takes
+        matches = [s for s in app.store.list_runs(RunFilter(limit=10_000))
+                   if s.run_id.startswith(run_id)]
+        state = matches[0] if len(matches) == 1 else None
+    return state
+
+
+def run_detail(app: App, state: RunState) -> dict[str, Any]:
+    redact = app.secrets.redactor
+    longest = max([s.get("duration_ms", 0) for s in state.steps] or [0]) or 1
+    steps = []
+    for i, record in enumerate(state.steps):
+        steps.append({"index": i + 1, "id": record["id"], "kind": record.get("kind"),
+                      "status": record["status"], "attempts": record.get("attempts", 1),
+                      "duration_ms": record.get("duration_ms", 0),
+                      "share": round(100 * record.get("duration_ms", 0) / longest, 1),
+                      "error": redact.text(record.get("error", "")) or None})
+    error = redact.data(state.error) if state.error else None
+    meta = state.envelope.get("meta", {})
+    return {**run_summary(state), "steps": steps, "error_detail": error,
+            "attempts": redact.data((state.error or {}).get("attempts") or state.attempts),
+            "violations": violations((state.error or {}).get("detail")),
+            "due_at": state.due_at, "done": state.done, "parent_run_id": state.parent_run_id,
+            "children": list(meta.get("children", [])), "replay_of": meta.get("replay_of"),
+            "input": snapshot(app, state.original), "output": snapshot(app, {
+                k: state.envelope.get(k) for k in ("body", "vars", "headers", "meta")})}
+
+
+def violations(detail: Any) -> list[dict[str, str]]:
+    """Schema violations of a validation error as {path, message} rows (else none)."""
+    found = detail.get("violations") if isinstance(detail, dict) else None
+    if not isinstance(found, list):
+        return []
+    return [{"path": str(v.get("path", "")), "message": str(v.get("message", ""))}
+            for v in found if isinstance(v, dict)]
+
+
+# -- dead letters ------------------------------------------------------------------------------
+def entry_summary(entry: DeadLetter) -> dict[str, Any]:
+    return {"id": entry.id, "run_id": entry.run_id, "flow": entry.flow_id,
+            "version": entry.flow_version, "step": entry.step, "status": entry.status,
+            "key": entry.key, "correlation_id": entry.correlation_id,
+            "created_at": entry.created_at, "error": error_text(entry.reason)}
+
+
+def entry_for_run(app: App, state: RunState) -> DeadLetter | None:
+    if state.status != "dead_lettered":
+        return None
+    candidates = app.store.list_dead_letters(DeadLetterFilter(
+        flow=state.flow_id, since=state.created_at - 1, status=None, limit=500))
+    return next((e for e in candidates if e.run_id == state.run_id), None)
+
+
+def entry_detail(app: App, entry: DeadLetter) -> dict[str, Any]:
+    redact = app.secrets.redactor
+    body = entry.envelope.get("body")
+    editable = json.dumps(redact.data(body), indent=2, ensure_ascii=False, default=str)
+    return {**entry_summary(entry), "message": redact.text(entry.message),
+            "kind": entry.reason.get("kind"), "http_status": entry.reason.get("status"),
+            "gave_up": entry.reason.get("gave_up"),
+            "attempts": redact.data(entry.reason.get("attempts") or []),
+            "violations": violations(entry.reason.get("detail")),
+            "original": snapshot(app, entry.original), "envelope": snapshot(app, entry.envelope),
+            "editable_body": editable if len(editable) <= EDIT_LIMIT else None,
+            "audit": redact.data(entry.audit)}

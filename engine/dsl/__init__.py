@@ -1,0 +1,1 @@
+"""The flow language: pydantic models that are the single source of the DSL, its lint and schema."""

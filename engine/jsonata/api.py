@@ -1,0 +1,74 @@
+"""Public entry points: :func:`compile_expression` and :class:`Expression`.
+
+Compilation happens once; :meth:`Expression.evaluate` builds a fresh
+per-evaluation state (clock, bounds, variable frame), runs the compiled
+closure and hands back a result that shares no mutable object with the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .compiler import Compiler
+from .errors import JsonataError
+from .functions import ROOT
+from .parse import parse
+from .runtime import Frame, State
+from .values import UNDEFINED, Seq
+
+
+def compile_ast(ast: Any, source: str = "") -> Callable[[Any, Frame], Any]:
+    return Compiler(source).compile(ast)
+
+
+class Expression:
+    """A compiled JSONata expression; immutable and safe to share across threads."""
+
+    __slots__ = ("_fn", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._fn = compile_ast(parse(source), source)
+
+    def evaluate(self, data: Any, bindings: dict[str, Any] | None = None, *,
+                 timeout_ms: int | None = None, max_depth: int | None = None) -> Any:
+        """Evaluate against ``data`` (pass ``UNDEFINED`` for "no input").
+
+        ``bindings`` maps variable names (without ``$``) to values or Python
+        callables.  Returns ``UNDEFINED`` when the expression yields nothing.
+        Raises :class:`JsonataError`; exceeding ``max_depth`` (nesting depth
+        of function calls, counted as the reference does) or ``timeout_ms``
+        raises code ``U1001``.
+        """
+        state = State(timeout_ms, max_depth)
+        variables: dict[str, Any] = dict(bindings) if bindings else {}
+        variables["$"] = data
+        env = Frame(ROOT, state, variables)
+        inp = data
+        if isinstance(data, list) and type(data) is not Seq:
+            inp = Seq([data])
+            inp.outer_wrapper = True
+        try:
+            result = self._fn(inp, env)
+        except RecursionError:
+            raise JsonataError("U1001", position=None) from None
+        return export(result)
+
+    def __repr__(self) -> str:
+        return f"Expression({self.source!r})"
+
+
+def export(value: Any) -> Any:
+    """Copy a result into plain JSON containers (no aliasing of input, no
+    internal list subclasses, undefined members dropped as JSON does)."""
+    if isinstance(value, dict):
+        return {k: export(v) for k, v in value.items() if v is not UNDEFINED}
+    if isinstance(value, list):
+        return [None if v is UNDEFINED else export(v) for v in value]
+    return value
+
+
+def compile_expression(source: str) -> Expression:
+    """Compile ``source``; raises :class:`JsonataError` on a syntax error."""
+    return Expression(source)

@@ -1,0 +1,277 @@
+"""Aggregation, array, object and higher-order functions of the library."""
+
+from __future__ import annotations
+
+import copy
+import random
+from functools import cmp_to_key
+from typing import Any
+
+from .errors import JsonataError
+from .functions_core import to_boolean
+from .paths import lookup as _lookup
+from .runtime import Frame, apply_fn, arity_of, call_hof
+from .values import UNDEFINED, Seq, append, deep_equal, is_function, is_number, narrow
+
+
+def fsum(arr: Any) -> Any:
+    if arr is UNDEFINED:
+        return UNDEFINED
+    total: Any = 0
+    for v in arr:
+        total += v
+    return narrow(total)
+
+
+def count(arr: Any) -> Any:
+    return 0 if arr is UNDEFINED else len(arr)
+
+
+def fmax(arr: Any) -> Any:
+    return UNDEFINED if arr is UNDEFINED or not arr else max(arr)
+
+
+def fmin(arr: Any) -> Any:
+    return UNDEFINED if arr is UNDEFINED or not arr else min(arr)
+
+
+def average(arr: Any) -> Any:
+    if arr is UNDEFINED or not arr:
+        return UNDEFINED
+    return narrow(sum(arr) / len(arr))
+
+
+def exists(arg: Any) -> Any:
+    return arg is not UNDEFINED
+
+
+def fnot(arg: Any) -> Any:
+    b = to_boolean(arg)
+    return UNDEFINED if b is UNDEFINED else not b
+
+
+def keys(arg: Any) -> Any:
+    result = Seq()
+    if isinstance(arg, list):
+        merged: dict[str, bool] = {}
+        for item in arg:
+            for k in keys(item):
+                merged[k] = True
+        result.extend(merged)
+    elif isinstance(arg, dict):
+        result.extend(arg)
+    return result
+
+
+def lookup(arg: Any, key: Any) -> Any:
+    return _lookup(arg, key)
+
+
+def spread(arg: Any) -> Any:
+    if isinstance(arg, list):
+        result: Any = Seq()
+        for item in arg:
+            result = append(result, spread(item))
+        return result
+    if isinstance(arg, dict):
+        return Seq({k: v} for k, v in arg.items())
+    return arg
+
+
+def merge(arr: Any) -> Any:
+    if arr is UNDEFINED:
+        return UNDEFINED
+    out: dict[str, Any] = {}
+    for obj in arr:
+        out.update(obj)
+    return out
+
+
+def reverse(arr: Any) -> Any:
+    if arr is UNDEFINED:
+        return UNDEFINED
+    if len(arr) <= 1:
+        return arr
+    return list(reversed(arr))
+
+
+def shuffle(arr: Any) -> Any:
+    if arr is UNDEFINED:
+        return UNDEFINED
+    if len(arr) <= 1:
+        return arr
+    out = list(arr)
+    random.shuffle(out)
+    return out
+
+
+def distinct(arr: Any) -> Any:
+    if arr is UNDEFINED:
+        return UNDEFINED
+    if not isinstance(arr, list) or len(arr) <= 1:
+        return arr
+    results: list[Any] = Seq() if type(arr) is Seq else []
+    for v in arr:
+        if not any(deep_equal(v, r) for r in results):
+            results.append(v)
+    return results
+
+
+def zip_(*arrays: Any) -> Any:
+    n = min((len(a) if isinstance(a, list) else 0) for a in arrays)
+    return [[a[i] for a in arrays] for i in range(n)]
+
+
+def type_of(value: Any) -> Any:
+    if value is UNDEFINED:
+        return UNDEFINED
+    if value is None:
+        return "null"
+    t = type(value)
+    if t is bool:
+        return "boolean"
+    if is_number(value):
+        return "number"
+    if t is str:
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if is_function(value) or hasattr(value, "search"):
+        return "function"
+    return "object"
+
+
+def error(message: Any = UNDEFINED) -> Any:
+    raise JsonataError("D3137", value=message if message is not UNDEFINED
+                       else "$error() function evaluated")
+
+
+def fassert(condition: Any, message: Any = UNDEFINED) -> Any:
+    if condition is False:
+        raise JsonataError("D3141", value=message if message is not UNDEFINED
+                           else "$assert() statement failed")
+    return UNDEFINED
+
+
+def clone(arg: Any) -> Any:
+    return UNDEFINED if arg is UNDEFINED else copy.deepcopy(arg)
+
+
+# higher-order functions ---------------------------------------------------------
+
+def fmap(env: Frame, arr: Any, func: Any) -> Any:
+    if arr is UNDEFINED:
+        return UNDEFINED
+    result = Seq()
+    for i, v in enumerate(arr):
+        res = call_hof(env, func, v, i, arr)
+        if res is not UNDEFINED:
+            result.append(res)
+    return result
+
+
+def ffilter(env: Frame, arr: Any, func: Any) -> Any:
+    if arr is UNDEFINED:
+        return UNDEFINED
+    result = Seq()
+    for i, v in enumerate(arr):
+        if to_boolean(call_hof(env, func, v, i, arr)):
+            result.append(v)
+    return result
+
+
+def single(env: Frame, arr: Any, func: Any = UNDEFINED) -> Any:
+    if arr is UNDEFINED:
+        return UNDEFINED
+    found = False
+    result: Any = UNDEFINED
+    for i, v in enumerate(arr):
+        ok = True
+        if func is not UNDEFINED:
+            ok = bool(to_boolean(call_hof(env, func, v, i, arr)))
+        if ok:
+            if found:
+                raise JsonataError("D3138", index=i)
+            result, found = v, True
+    if not found:
+        raise JsonataError("D3139")
+    return result
+
+
+def fold_left(env: Frame, seq: Any, func: Any, init: Any = UNDEFINED) -> Any:
+    if seq is UNDEFINED:
+        return UNDEFINED
+    arity = arity_of(func)
+    if arity < 2:
+        raise JsonataError("D3050", index=2)
+    if init is UNDEFINED and seq:
+        result, index = seq[0], 1
+    else:
+        result, index = init, 0
+    while index < len(seq):
+        args = [result, seq[index]]
+        if arity >= 3:
+            args.append(index)
+        if arity >= 4:
+            args.append(seq)
+        result = apply_fn(func, args, None, env)
+        index += 1
+    return result
+
+
+def sift(env: Frame, obj: Any, func: Any) -> Any:
+    if obj is UNDEFINED:
+        return UNDEFINED
+    result = {k: v for k, v in obj.items() if to_boolean(call_hof(env, func, v, k, obj))}
+    return result or UNDEFINED
+
+
+def each(env: Frame, obj: Any, func: Any) -> Any:
+    if obj is UNDEFINED:
+        return UNDEFINED
+    result = Seq()
+    for k, v in obj.items():
+        res = call_hof(env, func, v, k, obj)
+        if res is not UNDEFINED:
+            result.append(res)
+    return result
+
+
+def fsort(env: Frame, arr: Any, comparator: Any = UNDEFINED) -> Any:
+    if arr is UNDEFINED:
+        return UNDEFINED
+    if len(arr) <= 1:
+        return arr
+    if comparator is UNDEFINED:
+        if not (all(is_number(v) for v in arr) or all(isinstance(v, str) for v in arr)):
+            raise JsonataError("D3070")
+        return sorted(arr)
+
+    def swap(a: Any, b: Any) -> bool:
+        return bool(to_boolean(apply_fn(comparator, [a, b], None, env)))
+
+    return _merge_sort(list(arr), swap)
+
+
+def _merge_sort(items: list[Any], swap: Any) -> list[Any]:
+    # the reference merge sort, so that inconsistent comparators give the same order
+    if len(items) <= 1:
+        return items
+    mid = len(items) // 2
+    left = _merge_sort(items[:mid], swap)
+    right = _merge_sort(items[mid:], swap)
+    out: list[Any] = []
+    i = j = 0
+    while i < len(left) and j < len(right):
+        if swap(left[i], right[j]):
+            out.append(right[j])
+            j += 1
+        else:
+            out.append(left[i])
+            i += 1
+    out.extend(left[i:])
+    out.extend(right[j:])
+    return out
+
+
+__all__ = ["cmp_to_key"]

@@ -1,0 +1,233 @@
+"""Core conversions ($boolean, $string, $number) and the string functions.
+
+Kept free of compiler imports so operators and paths can use the
+conversions directly.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from .errors import JsonataError
+from .values import UNDEFINED, Seq, format_number15, is_function, is_number, narrow
+
+
+def to_boolean(arg: Any) -> Any:
+    """JSONata truthiness (``$boolean``); undefined stays undefined."""
+    if arg is UNDEFINED:
+        return UNDEFINED
+    t = type(arg)
+    if t is bool:
+        return arg
+    if t is str:
+        return len(arg) > 0
+    if t is int or t is float:
+        return arg != 0
+    if isinstance(arg, list):
+        if len(arg) == 1:
+            return to_boolean(arg[0])
+        return any(to_boolean(v) for v in arg)
+    if isinstance(arg, dict):
+        return len(arg) > 0
+    return False
+
+
+def _json(value: Any, indent: int, level: int, out: list[str]) -> None:
+    t = type(value)
+    if t is str:
+        out.append(_quote(value))
+    elif t is bool:
+        out.append("true" if value else "false")
+    elif t is int or t is float:
+        if t is float and (math.isinf(value) or value != value):
+            raise JsonataError("D1001", value=value)
+        else:
+            out.append(format_number15(value))
+    elif value is None:
+        out.append("null")
+    elif isinstance(value, list):
+        if not value:
+            out.append("[]")
+            return
+        out.append("[")
+        for i, v in enumerate(value):
+            if i:
+                out.append(",")
+            if indent:
+                out.append("\n" + " " * (indent * (level + 1)))
+            if v is UNDEFINED:
+                out.append("null")
+            else:
+                _json(v, indent, level + 1, out)
+        if indent:
+            out.append("\n" + " " * (indent * level))
+        out.append("]")
+    elif isinstance(value, dict):
+        items = [(k, v) for k, v in value.items() if v is not UNDEFINED]
+        if not items:
+            out.append("{}")
+            return
+        out.append("{")
+        for i, (k, v) in enumerate(items):
+            if i:
+                out.append(",")
+            if indent:
+                out.append("\n" + " " * (indent * (level + 1)))
+            out.append(_quote(str(k)) + (": " if indent else ":"))
+            _json(v, indent, level + 1, out)
+        if indent:
+            out.append("\n" + " " * (indent * level))
+        out.append("}")
+    elif is_function(value) or hasattr(value, "search"):
+        out.append('""')
+    else:
+        out.append("null")
+
+
+_ESC = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_NEEDS_ESC = re.compile(r'["\\\x00-\x1f]')
+
+
+def _quote(s: str) -> str:
+    if not _NEEDS_ESC.search(s):
+        return '"' + s + '"'
+    return '"' + _NEEDS_ESC.sub(
+        lambda m: _ESC.get(m.group(0), f"\\u{ord(m.group(0)):04x}"), s) + '"'
+
+
+def to_string(arg: Any, prettify: Any = False) -> Any:
+    """``$string``: JSON text for non-strings, numbers to 15 significant digits."""
+    if arg is UNDEFINED:
+        return UNDEFINED
+    t = type(arg)
+    if t is str:
+        return arg
+    if t is int:
+        return str(arg)
+    if t is float:
+        if math.isinf(arg) or arg != arg:
+            raise JsonataError("D3001", value=arg)
+        return format_number15(arg)
+    if is_function(arg) or hasattr(arg, "search"):
+        return ""
+    if type(arg) is Seq and arg.outer_wrapper:
+        arg = arg[0]
+    out: list[str] = []
+    _json(arg, 2 if prettify is True else 0, 0, out)
+    return "".join(out)
+
+
+_NUMBER_RE = re.compile(r"^-?[0-9]+(\.[0-9]+)?([Ee][-+]?[0-9]+)?$")
+
+
+def to_number(arg: Any) -> Any:
+    """``$number``: JSON number syntax plus 0x/0o/0b prefixes."""
+    if arg is UNDEFINED:
+        return UNDEFINED
+    t = type(arg)
+    if t is int or t is float:
+        return arg
+    if t is bool:
+        return 1 if arg else 0
+    if t is str:
+        s = arg.strip()
+        if _NUMBER_RE.match(s):
+            v = float(s)
+            if math.isinf(v):
+                raise JsonataError("D3030", value=arg)
+            if "." not in s and "e" not in s and "E" not in s:
+                return int(s) if -2**53 < v < 2**53 else v
+            return narrow(v)
+        m = re.fullmatch(r"0([xXoObB])([0-9a-fA-F]+)", s)
+        if m:
+            base = {"x": 16, "o": 8, "b": 2}[m.group(1).lower()]
+            try:
+                return int(m.group(2), base)
+            except ValueError:
+                pass
+    raise JsonataError("D3030", value=arg)
+
+
+# string functions -------------------------------------------------------------
+
+def _chars(s: str) -> list[str]:
+    # JSONata counts Unicode code points; Python str indexing already does.
+    return list(s)
+
+
+def _js_index(v: float, n: int) -> int:
+    i = int(v) if v > -math.inf and v < math.inf else (n if v > 0 else -n)
+    if i < 0:
+        return max(0, n + i)
+    return min(i, n)
+
+
+def substring(s: Any, start: Any, length: Any = UNDEFINED) -> Any:
+    if s is UNDEFINED:
+        return UNDEFINED
+    n = len(s)
+    if n + start < 0:
+        start = 0
+    if length is UNDEFINED:
+        return s[_js_index(start, n):]
+    if length <= 0:
+        return ""
+    end = start + length if start >= 0 else n + start + length
+    return s[_js_index(start, n):_js_index(end, n)]
+
+
+def substring_before(s: Any, chars: Any) -> Any:
+    if s is UNDEFINED:
+        return UNDEFINED
+    i = s.find(chars)
+    return s[:i] if i > -1 else s
+
+
+def substring_after(s: Any, chars: Any) -> Any:
+    if s is UNDEFINED:
+        return UNDEFINED
+    i = s.find(chars)
+    return s[i + len(chars):] if i > -1 else s
+
+
+def lowercase(s: Any) -> Any:
+    return UNDEFINED if s is UNDEFINED else s.lower()
+
+
+def uppercase(s: Any) -> Any:
+    return UNDEFINED if s is UNDEFINED else s.upper()
+
+
+def length(s: Any) -> Any:
+    return UNDEFINED if s is UNDEFINED else len(s)
+
+
+def trim(s: Any) -> Any:
+    if s is UNDEFINED:
+        return UNDEFINED
+    return re.sub(r"[ \t\n\r]+", " ", s).strip(" ")
+
+
+def pad(s: Any, width: Any, char: Any = UNDEFINED) -> Any:
+    if s is UNDEFINED:
+        return UNDEFINED
+    if char is UNDEFINED or char == "":
+        char = " "
+    w = math.trunc(width)
+    missing = abs(w) - len(s)
+    if missing <= 0:
+        return s
+    padding = (char * (missing // len(char) + 1))[:missing]
+    return s + padding if w > 0 else padding + s
+
+
+def join(strs: Any, sep: Any = UNDEFINED) -> Any:
+    if strs is UNDEFINED:
+        return UNDEFINED
+    return ("" if sep is UNDEFINED else sep).join(strs)
+
+
+def is_numeric_value(v: Any) -> bool:
+    return is_number(v) and not (type(v) is float and (math.isinf(v) or v != v))

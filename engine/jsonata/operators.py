@@ -1,0 +1,216 @@
+"""Operators: arithmetic, comparison, equality, boolean, string concatenation,
+``in``, range, and the array / object constructors.
+
+Each operator is chosen at compile time and returned as a closure; operands
+that are literals are folded into the closure so the common ``x * 2`` or
+``status = "paid"`` costs one call plus the operation itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .errors import JsonataError
+from .functions_core import to_boolean, to_string
+from .paths import compile_group
+from .runtime import Frame
+from .values import UNDEFINED, ConsArray, append, deep_equal, is_number, narrow, strict_equal
+
+if TYPE_CHECKING:
+    from .compiler import Compiler
+
+Fn = Callable[[Any, Frame], Any]
+
+
+def _arith(op: str, position: int) -> Callable[[Any, Any], Any]:
+    def check(lhs: Any, rhs: Any) -> bool:
+        tl, tr = type(lhs), type(rhs)
+        if lhs is not UNDEFINED and tl is not int and tl is not float:
+            raise JsonataError("T2001", position=position, token=op, value=lhs)
+        if rhs is not UNDEFINED and tr is not int and tr is not float:
+            raise JsonataError("T2002", position=position, token=op, value=rhs)
+        if tl is float and (math.isinf(lhs) or lhs != lhs):
+            raise JsonataError("D1001", position=position, value=lhs)
+        if tr is float and (math.isinf(rhs) or rhs != rhs):
+            raise JsonataError("D1001", position=position, value=rhs)
+        return lhs is not UNDEFINED and rhs is not UNDEFINED
+
+    def finite(v: Any) -> Any:
+        # results may be infinite; the reference only rejects non-finite operands
+        return narrow(v) if type(v) is float else v
+
+    if op == "+":
+        def add(a: Any, b: Any) -> Any:
+            return finite(a + b) if check(a, b) else UNDEFINED
+        return add
+    if op == "-":
+        def sub(a: Any, b: Any) -> Any:
+            return finite(a - b) if check(a, b) else UNDEFINED
+        return sub
+    if op == "*":
+        def mul(a: Any, b: Any) -> Any:
+            return finite(a * b) if check(a, b) else UNDEFINED
+        return mul
+    if op == "/":
+        def div(a: Any, b: Any) -> Any:
+            if not check(a, b):
+                return UNDEFINED
+            if b == 0:
+                return math.nan if a == 0 else math.copysign(math.inf, a) * math.copysign(1, b)
+            return finite(a / b) if type(a) is float or type(b) is float or a % b else a // b
+        return div
+
+    def mod(a: Any, b: Any) -> Any:
+        if not check(a, b):
+            return UNDEFINED
+        if b == 0:
+            return math.nan
+        # JavaScript remainder: the result takes the sign of the dividend
+        return finite(math.fmod(a, b)) if type(a) is float or type(b) is float else \
+            (abs(a) % abs(b)) * (1 if a >= 0 else -1)
+    return mod
+
+
+def _compare(op: str, position: int) -> Callable[[Any, Any], Any]:
+    import operator as o
+    fn = {"<": o.lt, "<=": o.le, ">": o.gt, ">=": o.ge}[op]
+
+    def cmp(lhs: Any, rhs: Any) -> Any:
+        tl, tr = type(lhs), type(rhs)
+        l_ok = tl is str or tl is int or tl is float
+        r_ok = tr is str or tr is int or tr is float
+        if (not l_ok and lhs is not UNDEFINED) or (not r_ok and rhs is not UNDEFINED):
+            bad = lhs if not l_ok else rhs
+            raise JsonataError("T2010", position=position, token=op, value=bad)
+        if lhs is UNDEFINED or rhs is UNDEFINED:
+            return UNDEFINED
+        if (tl is str) != (tr is str):
+            raise JsonataError("T2009", position=position, token=op, value=lhs, value2=rhs)
+        return fn(lhs, rhs)
+    return cmp
+
+
+def compile_binary(c: Compiler, node: Any) -> Fn:
+    op = node.value
+    lhs = c.compile(node.lhs)
+    rhs = c.compile(node.rhs)
+    position = node.position
+    if op in ("and", "or"):
+        is_and = op == "and"
+
+        def boolean(inp: Any, env: Frame) -> Any:
+            left = to_boolean(lhs(inp, env))
+            if is_and and not left:
+                return False
+            if not is_and and left:
+                return True
+            return bool(to_boolean(rhs(inp, env)))
+        return boolean
+
+    if op in ("+", "-", "*", "/", "%"):
+        f = _arith(op, position)
+    elif op in ("<", "<=", ">", ">="):
+        f = _compare(op, position)
+    elif op == "=":
+        def f(a: Any, b: Any) -> Any:
+            if a is UNDEFINED or b is UNDEFINED:
+                return False
+            return deep_equal(a, b)
+    elif op == "!=":
+        def f(a: Any, b: Any) -> Any:
+            if a is UNDEFINED or b is UNDEFINED:
+                return False
+            return not deep_equal(a, b)
+    elif op == "&":
+        def f(a: Any, b: Any) -> Any:
+            return (to_string(a) if a is not UNDEFINED else "") + \
+                (to_string(b) if b is not UNDEFINED else "")
+    elif op == "in":
+        def f(a: Any, b: Any) -> Any:
+            if a is UNDEFINED or b is UNDEFINED:
+                return False
+            if not isinstance(b, list):
+                b = [b]
+            return any(strict_equal(x, a) for x in b)
+    elif op == "..":
+        f = _range(position)
+    else:
+        raise JsonataError("S0204", position=position, token=op)
+
+    if node.rhs.type in ("number", "string"):
+        const = rhs(None, None)  # type: ignore[arg-type]
+
+        def binary_const(inp: Any, env: Frame) -> Any:
+            return f(lhs(inp, env), const)
+        return binary_const
+
+    def binary(inp: Any, env: Frame) -> Any:
+        return f(lhs(inp, env), rhs(inp, env))
+    return binary
+
+
+def _range(position: int) -> Callable[[Any, Any], Any]:
+    def rng(a: Any, b: Any) -> Any:
+        if a is not UNDEFINED and not _is_int(a):
+            raise JsonataError("T2003", position=position, value=a)
+        if b is not UNDEFINED and not _is_int(b):
+            raise JsonataError("T2004", position=position, value=b)
+        if a is UNDEFINED or b is UNDEFINED or a > b:
+            return UNDEFINED
+        size = b - a + 1
+        if size > 1e7:
+            raise JsonataError("D2014", position=position, value=size)
+        return list(range(int(a), int(b) + 1))
+    return rng
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int or (type(v) is float and v.is_integer())
+
+
+def compile_unary(c: Compiler, node: Any) -> Fn:
+    op = node.value
+    position = node.position
+    if op == "-":
+        expr = c.compile(node.expression)
+
+        def negate(inp: Any, env: Frame) -> Any:
+            v = expr(inp, env)
+            if v is UNDEFINED:
+                return UNDEFINED
+            if not is_number(v):
+                raise JsonataError("D1002", position=position, token="-", value=v)
+            return -v
+        return negate
+    if op == "[":
+        items = [(c.compile(e), e.value == "[" and e.type == "unary") for e in node.expressions]
+        cons = bool(node.consarray)
+
+        def array(inp: Any, env: Frame) -> Any:
+            result: Any = ConsArray() if cons else []
+            for fn, nested in items:
+                v = fn(inp, env)
+                if v is UNDEFINED:
+                    continue
+                if nested or not isinstance(v, list):
+                    result.append(v)
+                else:
+                    result.extend(v)
+            return result
+        return array
+    if op == "{":
+        return compile_group(c, _Pairs(node))
+    raise JsonataError("S0211", position=position, token=op)
+
+
+class _Pairs:
+    """Adapter giving an object-constructor node the shape of a group node."""
+
+    def __init__(self, node: Any) -> None:
+        self.lhs_object = node.lhs_object
+        self.position = node.position
+
+
+__all__ = ["append", "compile_binary", "compile_unary"]

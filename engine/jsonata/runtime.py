@@ -1,0 +1,231 @@
+"""Run-time support for compiled JSONata: frames, per-evaluation state,
+function values and function application (with the tail-call trampoline).
+
+All mutable state lives in objects created per evaluation (``State`` and the
+``Frame`` chain hanging off it), so one compiled expression can be evaluated
+concurrently from many threads.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .errors import JsonataError
+from .signature import Signature
+from .values import UNDEFINED, Seq, is_function
+
+
+class State:
+    """Per-evaluation state: the clock reading, the bounds and the current
+    call depth (used to bound recursion the way the reference does)."""
+
+    __slots__ = ("deadline", "depth", "max_depth", "now_ms", "timeout_ms")
+
+    def __init__(self, timeout_ms: int | None, max_depth: int | None) -> None:
+        self.now_ms = int(time.time() * 1000)
+        self.timeout_ms = timeout_ms
+        self.deadline = (time.monotonic() + timeout_ms / 1000.0) if timeout_ms else None
+        self.max_depth = max_depth
+        self.depth = 0
+
+
+class Frame:
+    """A variable scope; lookups walk the parent chain."""
+
+    __slots__ = ("parent", "state", "vars")
+
+    def __init__(self, parent: Frame | None, state: State | None = None,
+                 variables: dict[str, Any] | None = None) -> None:
+        self.parent = parent
+        if state is None:
+            assert parent is not None
+            state = parent.state
+        self.state: State = state
+        self.vars = variables if variables is not None else {}
+
+    def lookup(self, name: str) -> Any:
+        f: Frame | None = self
+        while f is not None:
+            v = f.vars
+            if name in v:
+                return v[name]
+            f = f.parent
+        return UNDEFINED
+
+
+class Builtin:
+    """A native function of the JSONata library."""
+
+    __slots__ = ("arity", "impl", "name", "needs_env", "signature")
+
+    def __init__(self, name: str, impl: Callable[..., Any], signature: str | None,
+                 arity: int, needs_env: int = 0) -> None:
+        self.name = name
+        self.impl = impl
+        self.signature = Signature(signature) if signature else None
+        self.arity = arity
+        self.needs_env = needs_env
+
+    def __call__(self, *args: Any) -> Any:  # lets Python callers use library functions
+        return self.impl(*args)
+
+
+class Lambda:
+    """A user-defined ``function($a, $b) { ... }`` closed over its frame."""
+
+    __slots__ = ("arity", "body", "env", "input", "params", "signature")
+
+    def __init__(self, params: list[str], body: Callable[[Any, Frame], Any], env: Frame,
+                 inp: Any, signature: Signature | None) -> None:
+        self.params = params
+        self.body = body
+        self.env = env
+        self.input = inp
+        self.signature = signature
+        self.arity = len(params)
+
+    def __call__(self, *args: Any) -> Any:
+        return apply_fn(self, list(args), UNDEFINED, self.env)
+
+
+class Thunk:
+    """A pending tail call returned to the trampoline in :func:`apply_fn`."""
+
+    __slots__ = ("args", "env", "input", "position", "proc", "token")
+
+    def __init__(self, proc: Callable[[Any, Frame], Any], args: list[Callable[[Any, Frame], Any]],
+                 inp: Any, env: Frame, position: int, token: Any) -> None:
+        self.proc = proc
+        self.args = args
+        self.input = inp
+        self.env = env
+        self.position = position
+        self.token = token
+
+
+class Partial:
+    """A partially applied function: ``?`` placeholders are filled at call time."""
+
+    __slots__ = ("arity", "env", "proc", "template")
+
+    def __init__(self, proc: Any, template: list[Any], env: Frame) -> None:
+        self.proc = proc
+        self.template = template
+        self.env = env
+        self.arity = sum(1 for a in template if a is PLACEHOLDER)
+
+    def __call__(self, *args: Any) -> Any:
+        return apply_fn(self, list(args), UNDEFINED, self.env)
+
+
+class Chain:
+    """Function composition produced by ``$f ~> $g``."""
+
+    __slots__ = ("arity", "first", "second")
+
+    def __init__(self, first: Any, second: Any) -> None:
+        self.first = first
+        self.second = second
+        self.arity = 1
+
+    def __call__(self, *args: Any) -> Any:
+        raise TypeError("call through apply_fn")
+
+
+PLACEHOLDER: Any = object()
+
+
+def arity_of(f: Any) -> int:
+    a = getattr(f, "arity", None)
+    if isinstance(a, int):
+        return a
+    if isinstance(f, re.Pattern):
+        return 1
+    try:
+        import inspect
+        return len([p for p in inspect.signature(f).parameters.values()
+                    if p.default is inspect.Parameter.empty
+                    and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)])
+    except (TypeError, ValueError):
+        return 1
+
+
+def check_bounds(state: State, depth: int) -> None:
+    if state.max_depth is not None and depth > state.max_depth:
+        raise JsonataError("U1001")
+    if state.deadline is not None and time.monotonic() > state.deadline:
+        raise JsonataError(
+            "U1001", "Expression evaluation timeout: check for infinite loop")
+
+
+def apply_fn(proc: Any, args: list[Any], inp: Any, env: Frame) -> Any:
+    """Apply any JSONata function value, running tail calls in a loop."""
+    result = _apply_inner(proc, args, inp, env)
+    while type(result) is Thunk:
+        th = result
+        nxt = th.proc(th.input, th.env)
+        nargs = [a(th.input, th.env) for a in th.args]
+        try:
+            result = _apply_inner(nxt, nargs, inp, env)
+        except JsonataError as err:
+            if err.position is None:
+                err.position = th.position
+            if err.token is None:
+                err.token = th.token
+            raise
+    return result
+
+
+def _apply_inner(proc: Any, args: list[Any], inp: Any, env: Frame) -> Any:
+    tp = type(proc)
+    if tp is Lambda:
+        if proc.signature is not None:
+            args = proc.signature.validate(args, inp)
+        check = env.state
+        if check.deadline is not None:
+            check_bounds(check, 0)
+        frame = Frame(proc.env, env.state)
+        fv = frame.vars
+        for i, name in enumerate(proc.params):
+            fv[name] = args[i] if i < len(args) else UNDEFINED
+        return proc.body(proc.input, frame)
+    if tp is Builtin:
+        if proc.signature is not None:
+            args = proc.signature.validate(args, inp)
+        try:
+            if proc.needs_env:
+                if proc.needs_env == 2:
+                    return proc.impl(env, inp, *args)
+                return proc.impl(env, *args)
+            return proc.impl(*args)
+        except JsonataError as err:
+            if err.token is None:
+                err.token = proc.name
+            raise
+    if tp is Partial:
+        it = iter(args)
+        full = [next(it, UNDEFINED) if a is PLACEHOLDER else a for a in proc.template]
+        return apply_fn(proc.proc, full, inp, env)
+    if tp is Chain:
+        return apply_fn(proc.second, [apply_fn(proc.first, args, inp, env)], inp, env)
+    if isinstance(proc, re.Pattern):
+        from .regex import regex_closure
+        return regex_closure(proc)(*args)
+    if is_function(proc):
+        py_args = [None if a is UNDEFINED else a for a in args[: arity_of(proc)]]
+        result = proc(*py_args)
+        return UNDEFINED if result is None else result
+    raise JsonataError("T1006")
+
+
+def call_hof(env: Frame, f: Any, *args: Any) -> Any:
+    """Call ``f`` from a higher-order builtin, passing as many of ``args`` as it takes."""
+    n = arity_of(f)
+    return apply_fn(f, list(args[: max(n, 1)]) if n < len(args) else list(args), None, env)
+
+
+def seq_of(items: list[Any]) -> Seq:
+    return Seq(items)

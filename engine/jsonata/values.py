@@ -1,0 +1,191 @@
+"""Value model shared by the JSONata compiler and its function library.
+
+JSONata values map onto JSON-decoded Python values (dict, list, str, int,
+float, bool, None).  Two extra notions are needed:
+
+* ``UNDEFINED`` - JSONata's "no value", distinct from JSON ``null`` (None);
+* :class:`Seq` - a result *sequence* (a list subclass carrying the flags the
+  reference implementation attaches to arrays), which collapses to a single
+  value or to undefined at node boundaries.
+
+Numbers: JSON integers stay ``int`` (exact, so large ids survive); whole
+floats produced by arithmetic are narrowed back to ``int`` while they are
+exactly representable.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+
+class _Undefined:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNDEFINED"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "UNDEFINED"
+
+
+UNDEFINED: Any = _Undefined()
+
+
+def is_undefined(value: Any) -> bool:
+    """True when ``value`` is JSONata's undefined."""
+    return value is UNDEFINED
+
+
+class Seq(list):
+    """A JSONata sequence: a list that flattens into its parent and collapses
+    to its single member (unless ``keep_singleton``)."""
+
+    __slots__ = ("keep_singleton", "outer_wrapper", "tuple_stream")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.keep_singleton = False
+        self.outer_wrapper = False
+        self.tuple_stream = False
+
+
+class ConsArray(list):
+    """An array built by an array constructor that must not be flattened by
+    a following path step (the reference implementation's ``cons`` flag)."""
+
+    __slots__ = ()
+
+
+MAX_EXACT = 2**53
+
+
+def is_number(v: Any) -> bool:
+    t = type(v)
+    return t is int or t is float
+
+
+def narrow(v: float | int) -> float | int:
+    """Return whole, exactly representable floats as int (JS has one number type)."""
+    if type(v) is float:
+        if v != v or v in (math.inf, -math.inf):
+            return v
+        if v.is_integer() and -MAX_EXACT < v < MAX_EXACT:
+            return int(v)
+    return v
+
+
+def is_function(v: Any) -> bool:
+    return (callable(v) and not isinstance(v, type)) or isinstance(v, re.Pattern)
+
+
+def collapse(result: Any, keep_array: bool = False) -> Any:
+    """Apply the per-node sequence rule: empty -> undefined, singleton -> item."""
+    if type(result) is Seq and not result.tuple_stream:
+        if keep_array:
+            result.keep_singleton = True
+        n = len(result)
+        if n == 0:
+            return UNDEFINED
+        if n == 1 and not result.keep_singleton:
+            return result[0]
+    return result
+
+
+def append(a: Any, b: Any) -> Any:
+    """The reference ``fn.append``: concatenate, promoting scalars to arrays."""
+    if a is UNDEFINED:
+        return b
+    if b is UNDEFINED:
+        return a
+    if not isinstance(a, list):
+        a = [a]
+    if not isinstance(b, list):
+        return [*a, b]
+    return [*a, *b]
+
+
+def deep_equal(a: Any, b: Any) -> bool:
+    """JSON deep equality where booleans never equal numbers."""
+    ta, tb = type(a), type(b)
+    if ta is bool or tb is bool:
+        return ta is tb and a == b
+    if isinstance(a, list):
+        if not isinstance(b, list) or len(a) != len(b):
+            return False
+        return all(deep_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        if not isinstance(b, dict) or len(a) != len(b):
+            return False
+        return all(k in b and deep_equal(v, b[k]) for k, v in a.items())
+    if is_number(a):
+        return is_number(b) and a == b
+    if isinstance(b, (list, dict)) or is_number(b):
+        return False
+    if is_function(a) or is_function(b):
+        return a is b
+    return bool(a == b)
+
+
+def strict_equal(a: Any, b: Any) -> bool:
+    """JavaScript ``===`` on JSON values (identity for containers)."""
+    if isinstance(a, (list, dict)) or isinstance(b, (list, dict)):
+        return a is b
+    ta, tb = type(a), type(b)
+    if ta is bool or tb is bool:
+        return ta is tb and a == b
+    if is_number(a):
+        return is_number(b) and a == b
+    return ta is tb and a == b
+
+
+def js_number_str(v: float | int) -> str:
+    """Format a number the way JavaScript's Number#toString does."""
+    if type(v) is int:
+        return str(v)
+    if v != v:
+        return "NaN"
+    if v in (math.inf, -math.inf):
+        return "Infinity" if v > 0 else "-Infinity"
+    if v == 0:
+        return "0"
+    r = repr(v)
+    sign = ""
+    if r[0] == "-":
+        sign, r = "-", r[1:]
+    mant, _, exp_s = r.partition("e")
+    exp = int(exp_s) if exp_s else 0
+    int_part, _, frac_part = mant.partition(".")
+    if frac_part == "0":
+        frac_part = ""
+    digits = (int_part + frac_part).lstrip("0")
+    # decimal exponent of the first significant digit
+    if int_part != "0":
+        point = len(int_part) + exp
+    else:
+        point = exp - (len(frac_part) - len(frac_part.lstrip("0")))
+    digits = digits.rstrip("0") or "0"
+    n = point  # position of decimal point relative to digits start
+    k = len(digits)
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * (-n) + digits
+    e = n - 1
+    es = f"e+{e}" if e >= 0 else f"e-{-e}"
+    if k == 1:
+        return sign + digits + es
+    return sign + digits[0] + "." + digits[1:] + es
+
+
+def format_number15(v: float | int) -> str:
+    """Number rendering used by $string: 15 significant digits, JS style."""
+    if type(v) is int:
+        return str(v)
+    return js_number_str(float(f"{v:.15g}"))

@@ -1,0 +1,140 @@
+"""Log output for every flowrunner process: JSON lines or a terminal format, secrets masked.
+
+`setup_logging` installs one handler on the root logger, chosen by ``FLOWRUN_LOG_FORMAT``
+(``json`` or ``text``) and ``FLOWRUN_LOG_LEVEL``. Every line carries flow, run id, step and
+correlation id when they are known: a `StepLog` puts them on its records, and `bind` puts them in
+a context variable for everything logged meanwhile — the webhook intake binds the request's
+correlation id, and `bind_runs` binds the run a runner is advancing. The existing
+`RedactingFilter` sits on the handler, so it sees the records of every logger, not only ours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+from typing import IO, TYPE_CHECKING, Any
+
+from engine.refs import RedactingFilter, redact_known
+
+if TYPE_CHECKING:
+    from engine.app import App
+
+FIELDS = ("flow", "run_id", "step", "correlation_id")
+FORMATS = ("json", "text")
+# an immutable default: bind() always sets a new dict, never changes the one it found
+_context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "flowrun_log_context", default=MappingProxyType({}))
+_HANDLER_MARK = "_flowrun_handler"
+
+
+@contextlib.contextmanager
+def bind(**fields: Any) -> Iterator[None]:
+    """Add *fields* (flow, run_id, step, correlation_id) to every record logged inside."""
+    merged = {**_context.get(), **{k: str(v) for k, v in fields.items() if v}}
+    token = _context.set(merged)
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Fills the correlation fields of a record from `bind`, unless the record has its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _context.get().items():
+            if getattr(record, name, None) is None:
+                setattr(record, name, value)
+        return True
+
+
+def _time(record: logging.LogRecord) -> str:
+    moment = dt.datetime.fromtimestamp(record.created, dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; a traceback goes in ``exc``, never across lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {"time": _time(record), "level": record.levelname,
+                               "logger": record.name, "message": record.getMessage()}
+        for name in FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                out[name] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            out["exc"] = redact_known(record.exc_text)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-11-20T10:00:00.123Z INFO  flowrunner.flow [shop/erp run=3f2a9c cid=…] message``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        where = "/".join(str(getattr(record, n)) for n in ("flow", "step")
+                         if getattr(record, n, None))
+        ids = " ".join(f"{label}={str(getattr(record, n))[:12]}" for n, label in
+                       (("run_id", "run"), ("correlation_id", "cid")) if getattr(record, n, None))
+        context = " ".join(part for part in (where, ids) if part)
+        line = (f"{_time(record)} {record.levelname:<7} {record.name}"
+                + (f" [{context}]" if context else "") + f" {record.getMessage()}")
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line += "\n" + redact_known(record.exc_text)
+        return line
+
+
+def setup_logging(level: str | int | None = None, fmt: str | None = None,
+                  stream: IO[str] | None = None) -> logging.Handler:
+    """Install (or replace) flowrunner's handler on the root logger and return it.
+
+    *level* and *fmt* default to ``FLOWRUN_LOG_LEVEL`` (WARNING) and ``FLOWRUN_LOG_FORMAT``
+    (``text``); an unknown value fails here, naming the variable.
+    """
+    fmt = (fmt or os.environ.get("FLOWRUN_LOG_FORMAT") or "text").lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"FLOWRUN_LOG_FORMAT={fmt!r}: use json or text")
+    level = level if level is not None else os.environ.get("FLOWRUN_LOG_LEVEL") or "WARNING"
+    if isinstance(level, str):
+        named = logging.getLevelName(level.upper())
+        if not isinstance(named, int):
+            raise ValueError(f"FLOWRUN_LOG_LEVEL={level!r}: use DEBUG, INFO, WARNING or ERROR")
+        level = named
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(ContextFilter())
+    handler.addFilter(RedactingFilter())
+    setattr(handler, _HANDLER_MARK, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler
+
+
+def bind_runs(app: App) -> None:
+    """Bind flow, run id and correlation id around every `advance` of *app*'s runner, so the
+    runner's, the executor's and the connectors' lines name the run they are about."""
+    runner = app.runner
+    advance = runner.advance
+    if getattr(advance, "_flowrun_bound", False):
+        return
+
+    def bound(flow: Any, state: Any, checkpoint: Any = None) -> Any:
+        with bind(flow=state.flow_id, run_id=state.run_id, correlation_id=state.correlation_id):
+            return advance(flow, state, checkpoint)
+
+    bound._flowrun_bound = True  # type: ignore[attr-defined]
+    runner.advance = bound  # type: ignore[method-assign]

@@ -1,0 +1,192 @@
+"""Prometheus metrics of a flowrunner process: runs, steps, retries, dead letters, webhooks.
+
+`metrics_for(app)` gives the one `Metrics` of an App, created on first use: it wraps the
+runner's `advance` (step durations, retries) and listens to finished runs (runs by flow and
+status, dead-lettered), so nothing inside the runner or the steps knows about metrics. The
+webhook server counts intake outcomes, responses by status and latency itself.
+
+Gauges that describe the state rather than events — dead-letter depth by flow, runs queued,
+running or waiting for a retry — are read from the store when Prometheus scrapes (`StoreCollector`),
+so every process reports the same truth and none has to keep a count in step.
+
+Celery's prefork pool runs tasks in child processes: with ``PROMETHEUS_MULTIPROC_DIR`` set
+(before the worker starts; prometheus-client decides at its first metric), each process writes
+its values to files there and `scrape_registry` adds them up (`serve_worker_metrics`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from engine.store.base import ACTIVE, DeadLetterFilter
+
+if TYPE_CHECKING:
+    from engine.app import App
+    from engine.runner import RunState
+
+log = logging.getLogger("flowrunner.metrics")
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# dead letters counted per scrape at most; beyond it the gauge says "at least this many"
+DLQ_SCAN_LIMIT = 10_000
+STEP_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+INTAKE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+
+def multiprocess_mode() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class Metrics:
+    """The metric objects of one App, on a registry of their own (tests build many Apps)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.runs = Counter("flowrun_runs", "Runs that finished, by flow and final status.",
+                            ["flow", "status"], registry=r)
+        self.step_seconds = Histogram("flowrun_step_duration_seconds",
+                                      "Duration of step executions (the last attempt).",
+                                      ["flow", "step", "status"], buckets=STEP_BUCKETS,
+                                      registry=r)
+        self.retries = Counter("flowrun_step_retries", "Retries scheduled after a failed "
+                               "attempt.", ["flow", "step"], registry=r)
+        self.dead_lettered = Counter("flowrun_dead_lettered", "Runs that went to the "
+                                     "dead-letter queue.", ["flow", "step"], registry=r)
+        self.webhook_requests = Counter("flowrun_webhook_requests", "Webhook requests by "
+                                        "outcome (accepted, duplicate, signature_rejected, ...).",
+                                        ["flow", "outcome"], registry=r)
+        self.webhook_responses = Counter("flowrun_webhook_responses", "Webhook responses by "
+                                         "HTTP status.", ["flow", "status"], registry=r)
+        self.webhook_seconds = Histogram("flowrun_webhook_request_duration_seconds",
+                                         "Time from request to response at webhook intake.",
+                                         ["flow"], buckets=INTAKE_BUCKETS, registry=r)
+        self._extra: list[Collector] = []
+
+    # -- events --------------------------------------------------------------------------------
+    def webhook(self, flow: str, outcome: str) -> None:
+        self.webhook_requests.labels(flow, outcome).inc()
+
+    def response(self, flow: str, status: int, seconds: float) -> None:
+        self.webhook_responses.labels(flow, str(status)).inc()
+        self.webhook_seconds.labels(flow).observe(seconds)
+
+    def finished(self, state: RunState) -> None:
+        self.runs.labels(state.flow_id, state.status).inc()
+        if state.status == "dead_lettered":
+            self.dead_lettered.labels(state.flow_id, (state.error or {}).get("step") or "").inc()
+
+    def total(self, outcome: str) -> int:
+        """Webhook requests with this outcome, over every flow (for tests and the console)."""
+        return int(sum(s.value for m in self.webhook_requests.collect() for s in m.samples
+                       if s.name.endswith("_total") and s.labels.get("outcome") == outcome))
+
+    # -- exposition ----------------------------------------------------------------------------
+    def add_collector(self, collector: Collector) -> None:
+        """Add a scrape-time collector; one of each kind (create_app may run twice on an App)."""
+        if any(type(c) is type(collector) for c in self._extra):
+            return
+        self._extra.append(collector)
+        self.registry.register(collector)
+
+    def scrape_registry(self) -> CollectorRegistry:
+        """What a scrape reads: this registry, or every process's files in multiprocess mode."""
+        if not multiprocess_mode():
+            return self.registry
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        for collector in self._extra:
+            registry.register(collector)
+        return registry
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.scrape_registry())
+
+
+def metrics_for(app: App) -> Metrics:
+    """The Metrics of *app*, instrumenting its runner and executor the first time."""
+    existing: Metrics | None = getattr(app, "_flowrun_metrics", None)
+    if existing is not None:
+        return existing
+    metrics = Metrics()
+    app._flowrun_metrics = metrics  # type: ignore[attr-defined]
+    _wrap_advance(app, metrics)
+    app.executor.on_finished(metrics.finished)
+    return metrics
+
+
+def _wrap_advance(app: App, metrics: Metrics) -> None:
+    advance = app.runner.advance
+
+    def measured(flow: Any, state: RunState, checkpoint: Any = None) -> RunState:
+        before = len(state.steps)
+        try:
+            return advance(flow, state, checkpoint)
+        finally:
+            for record in state.steps[before:]:
+                metrics.step_seconds.labels(state.flow_id, record["id"], record["status"]
+                                            ).observe(record["duration_ms"] / 1000)
+            if state.status == "retrying" and state.position < len(flow.steps):
+                metrics.retries.labels(state.flow_id, flow.steps[state.position].id).inc()
+
+    app.runner.advance = measured  # type: ignore[method-assign]
+
+
+class StoreCollector(Collector):
+    """Gauges read from the store at scrape time: dead-letter depth, runs waiting or running."""
+
+    def __init__(self, app: App):
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("flowrun_store_up", "1 when the state store answered the "
+                                                   "scrape's queries.")
+        depth = GaugeMetricFamily("flowrun_dlq_depth", "Open dead-letter entries by flow.",
+                                  labels=["flow"])
+        queued = GaugeMetricFamily("flowrun_queue_depth", "Runs queued, running or waiting "
+                                   "for a retry, by flow and status.", labels=["flow", "status"])
+        try:
+            counts: dict[str, int] = dict.fromkeys(self.app.flows.flows, 0)
+            for entry in self.app.store.list_dead_letters(
+                    DeadLetterFilter(status="open", limit=DLQ_SCAN_LIMIT)):
+                counts[entry.flow_id] = counts.get(entry.flow_id, 0) + 1
+            for flow, n in sorted(counts.items()):
+                depth.add_metric([flow], n)
+            for flow in sorted(self.app.flows.flows):
+                by_status = self.app.store.count_runs(flow)
+                for status in ACTIVE:
+                    queued.add_metric([flow, status], by_status.get(status, 0))
+        except Exception as exc:  # a scrape must answer even when the store does not
+            log.warning("metrics: the state store did not answer: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield from (up, depth, queued)
+
+
+def serve_worker_metrics(metrics: Metrics, port: int, addr: str = "0.0.0.0") -> None:
+    """Serve ``/metrics`` of a Celery worker (all its pool processes) on *port*."""
+    start_http_server(port, addr, registry=metrics.scrape_registry())
+    log.info("worker metrics on http://%s:%d/metrics", addr, port)
+
+
+def process_exited(pid: int) -> None:
+    """Forget a dead pool process's live gauges (its counters stay summed)."""
+    if multiprocess_mode():
+        multiprocess.mark_process_dead(pid)

@@ -1,0 +1,186 @@
+"""The ``http`` poll source: read a partner's API page by page from the cursor on.
+
+The request is a template (``{{cursor}}``, ``{{slot}}``, ``${secret:X}`` and ``${env:X}`` in url,
+params and headers); ``items`` selects the records of a page (the page itself when it is a list);
+``paginate`` reaches the next page by a URL in the body, a token, a page number or offset, or
+the RFC 8288 ``Link`` header. Every record is handed to ``run.take`` with its metadata (source
+url, page, fetched_at) before the next page is asked for. Failures are classified like the
+``http`` connector's, for the trigger's retry policy.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+
+from connectors.http import POOL, classify, parse_body, retry_after
+from engine.dsl.base import ExprSpec
+from engine.dsl.triggers import PollTrigger
+from engine.envelope import Envelope
+from engine.expressions import Compiled, ExpressionError
+from engine.poll import cursor as cursors
+from engine.poll.schedule import slot_text
+from engine.poll.source import Outcome, PollRun
+from engine.problems import Path
+from engine.refs import UnresolvedReference
+from engine.templates import compile_value
+from engine.types import BuildContext, StepError
+
+log = logging.getLogger("flowrunner.scheduler")
+
+TIMEOUT = (5.0, 30.0)  # connect, read
+STYLES = ("next_url", "next_token", "link_header", "page_param", "offset_param")
+
+
+class HttpPoll:
+    def __init__(self, trigger: PollTrigger, ctx: BuildContext, path: Path):
+        assert trigger.http is not None
+        self.trigger = trigger
+        http = trigger.http
+        self.method = http.method
+        self.url = compile_value(http.url, ctx, (*path, "http", "url"))
+        self.params = {k: compile_value(v, ctx, (*path, "http", "params", k))
+                       for k, v in http.params.items()}
+        self.headers = {k: compile_value(v, ctx, (*path, "http", "headers", k))
+                        for k, v in http.headers.items()}
+        self.items = ctx.expr(trigger.items, (*path, "items")) if trigger.items else None
+        paginate = trigger.paginate
+        self.next_url = self.next_token = None
+        if paginate is not None:
+            self.next_url = _maybe(ctx, paginate.next_url, (*path, "paginate", "next_url"))
+            self.next_token = _maybe(ctx, paginate.next_token, (*path, "paginate", "next_token"))
+            styles = [s for s in STYLES if getattr(paginate, s) not in (None, False)]
+            if len(styles) > 1:
+                ctx.problem((*path, "paginate"), f"give one way to reach the next page, not "
+                            f"{' and '.join(styles)}")
+            if paginate.next_token is not None and not paginate.token_param:
+                ctx.problem((*path, "paginate", "next_token"), "next_token needs token_param: "
+                            "the query parameter that carries the token")
+        if http.connection:
+            ctx.problem((*path, "http", "connection"), "named connections are not available "
+                        "for poll sources yet; put the base URL in url: and credentials in "
+                        "headers: with ${secret:NAME}")
+
+    # -- one poll ------------------------------------------------------------------------------
+    def poll(self, run: PollRun) -> Outcome:
+        trigger = self.trigger
+        request_cursor = run.cursor
+        if request_cursor is not None and trigger.cursor and not run.first:
+            request_cursor = cursors.minus(request_cursor, trigger.cursor.lookback)
+        context = Envelope(body={"cursor": request_cursor, "slot": slot_text(run.slot)})
+        try:
+            url = str(self.url(context, run.secrets))
+            params = {k: _text(r(context, run.secrets)) for k, r in self.params.items()}
+            headers = {k: _text(r(context, run.secrets)) for k, r in self.headers.items()}
+        except (UnresolvedReference, ExpressionError) as exc:
+            raise StepError(f"the poll request cannot be built: {exc}", kind="config") from None
+        paginate = trigger.paginate
+        if paginate and paginate.page_param:
+            params[paginate.page_param] = "1"
+        if paginate and paginate.offset_param:
+            params[paginate.offset_param] = "0"
+        outcome = Outcome(cursor=None)
+        offset = 0
+        while True:
+            response = self._request(url, params, headers)
+            outcome.pages += 1
+            page = Envelope(body=parse_body(response, "json"),
+                            headers={k.lower(): v for k, v in response.headers.items()})
+            records = self._records(page)
+            fetched_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace(
+                "+00:00", "Z")
+            for record in records:
+                accepted = run.take(record, {"source_url": response.url, "page": outcome.pages,
+                                             "fetched_at": fetched_at})
+                outcome.records += 1
+                outcome.duplicates += bool(getattr(accepted, "duplicate", False))
+                if trigger.cursor is not None:
+                    value = cursors.value_text(cursors.field_value(record, trigger.cursor.field))
+                    outcome.cursor = cursors.later(outcome.cursor, value)
+            run.keep_lease()
+            if paginate is None:
+                break
+            if outcome.pages >= paginate.max_pages:
+                log.warning("poll of %s stopped at max_pages=%d; the next poll goes on from the "
+                            "cursor", run.flow_id, paginate.max_pages)
+                break
+            offset += len(records)
+            following = self._next(page, response, records, url, params, offset)
+            if following is None:
+                break
+            url, params = following
+        return outcome
+
+    def _request(self, url: str, params: dict[str, str],
+                 headers: dict[str, str]) -> requests.Response:
+        session = POOL.get(url.split("/", 3)[2] if "://" in url else url)
+        try:
+            response = session.request(self.method, url, params=params, headers=headers,
+                                       timeout=TIMEOUT, allow_redirects=False)
+        except requests.RequestException as exc:
+            kind, message = classify(exc)
+            raise StepError(f"{self.method} {url}: {message}", kind=kind,
+                            retryable=kind != "config") from None
+        if not 200 <= response.status_code < 300:
+            raise StepError(f"{self.method} {response.url} answered {response.status_code} "
+                            f"{response.reason}", kind="http", retryable=True,
+                            status=response.status_code,
+                            retry_after=retry_after(response.headers.get("retry-after")))
+        return response
+
+    def _records(self, page: Envelope) -> list[Any]:
+        found = page.body if self.items is None else _evaluate(self.items, page)
+        if found is None:
+            return []
+        # JSONata returns a lone match as the item itself, not a list of one
+        return list(found) if isinstance(found, list) else [found]
+
+    def _next(self, page: Envelope, response: requests.Response, records: list[Any],
+              url: str, params: dict[str, str], offset: int) -> tuple[str, dict[str, str]] | None:
+        paginate = self.trigger.paginate
+        assert paginate is not None
+        if self.next_url is not None:
+            target = _evaluate(self.next_url, page)
+            # the next URL carries its own query; relative links resolve against this page
+            return (urljoin(response.url, str(target)), {}) if target else None
+        if self.next_token is not None and paginate.token_param:
+            token = _evaluate(self.next_token, page)
+            return (url, {**params, paginate.token_param: _text(token)}) if token else None
+        if paginate.link_header:
+            target = response.links.get("next", {}).get("url")
+            return (urljoin(response.url, target), {}) if target else None
+        if not records:  # numbered pages and offsets end with an empty page
+            return None
+        if paginate.page_param:
+            number = int(params.get(paginate.page_param, "1")) + 1
+            return url, {**params, paginate.page_param: str(number)}
+        if paginate.offset_param:
+            return url, {**params, paginate.offset_param: str(offset)}
+        return None
+
+
+def _maybe(ctx: BuildContext, spec: ExprSpec | None, path: Path) -> Compiled | None:
+    return ctx.expr(spec, path) if spec is not None else None
+
+
+def _evaluate(expr: Compiled, page: Envelope) -> Any:
+    try:
+        return expr.evaluate(page)
+    except ExpressionError as exc:
+        raise StepError(f"poll page: {exc}", kind="expression") from None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "" if value is None else str(value)
+
+
+def build(trigger: PollTrigger, ctx: BuildContext, path: Path) -> HttpPoll:
+    return HttpPoll(trigger, ctx, path)

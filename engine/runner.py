@@ -1,0 +1,323 @@
+"""The runner: push one run's message through its flow, step after step, from its checkpoint.
+
+`advance` runs steps until the run ends, or a step failed and its retry is due later — then it
+returns with ``state.due_at`` set and the executor schedules it; nothing here ever sleeps. Retry,
+failure handling, timing and the step records wrap every step function the same way; steps
+themselves know none of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from engine.envelope import Envelope
+from engine.expressions import ExpressionError
+from engine.loader import CompiledFlow, CompiledStep
+from engine.refs import Redactor, UnresolvedReference
+from engine.retry import give_up_reason, next_delay
+from engine.types import (
+    Continue,
+    DeadLetter,
+    Fork,
+    Goto,
+    HandOff,
+    Outcome,
+    Resources,
+    StepError,
+    Stop,
+)
+
+log = logging.getLogger("flowrunner.runner")
+
+MAX_STEPS_PER_RUN = 10_000
+TERMINAL = frozenset({"succeeded", "filtered", "dropped", "dead_lettered", "failed", "dry_run",
+                      "handed_off", "split"})
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class Spawn:
+    """A message this run hands to another run: a split item or a hand-off to another flow."""
+
+    flow: str
+    envelope: dict[str, Any]
+    position: int = 0
+
+
+@dataclass
+class RunState:
+    """Everything needed to resume a run anywhere: JSON-serialisable, checkpointed by stores."""
+
+    run_id: str
+    flow_id: str
+    flow_version: str
+    envelope: dict[str, Any]
+    original: dict[str, Any]
+    status: str = "queued"
+    position: int = 0
+    attempt: int = 1
+    step_started_at: float | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    due_at: float | None = None
+    executed: int = 0
+    key: str | None = None
+    correlation_id: str = ""
+    trigger: str = "manual"
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    spawn: list[Spawn] = field(default_factory=list)
+    parent_run_id: str | None = None
+    #: a rate-limit token taken for a step while the run waits for it: {step, limit, at}
+    reserved: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A new top-level dict sharing the nested values: every caller serialises it at once
+        (or deep-copies it), and `asdict`'s deep copy of the whole envelope was most of the
+        cost of recording a run."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["spawn"] = [asdict(s) for s in self.spawn]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunState:
+        data = dict(data)
+        data["spawn"] = [Spawn(**s) for s in data.get("spawn", [])]
+        return cls(**data)
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+
+def start(flow: CompiledFlow, body: Any, headers: dict[str, Any] | None = None, *,
+          trigger: str = "manual", correlation_id: str | None = None, run_id: str | None = None,
+          position: int = 0, vars: dict[str, Any] | None = None,
+          parent_run_id: str | None = None, now: float | None = None) -> RunState:
+    """A new run of *flow* for one message, not yet executed; *now* is the receipt time (the
+    runner's clock, so a test's virtual clock fixes ``meta.received_at``)."""
+    run_id = run_id or new_id()
+    correlation_id = correlation_id or run_id
+    headers = dict(headers or {})
+    meta = {"run_id": run_id, "flow": flow.id, "flow_version": flow.version,
+            "correlation_id": correlation_id, "trigger": trigger,
+            "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "attempt": 1}
+    if parent_run_id:
+        meta["parent_run_id"] = parent_run_id
+    envelope = Envelope(body=body, headers=headers, vars=dict(vars or {}), meta=meta)
+    state = RunState(run_id=run_id, flow_id=flow.id, flow_version=flow.version,
+                     envelope=envelope.to_dict(), original={"body": body, "headers": headers},
+                     position=position, correlation_id=correlation_id, trigger=trigger,
+                     parent_run_id=parent_run_id)
+    if flow.key is not None:
+        try:
+            key = flow.key.evaluate(envelope)
+            state.key = None if key is None else str(key)
+        except ExpressionError as exc:
+            log.warning("business key of run %s not computed: %s", run_id, exc)
+    return state
+
+
+class Runner:
+    """Advances runs of compiled flows. One instance serves many threads: it keeps no run state."""
+
+    def __init__(self, resources: Callable[[CompiledFlow, CompiledStep, RunState], Resources],
+                 redactor: Redactor | None = None, clock: Callable[[], float] = time.time,
+                 on_step: Callable[[CompiledStep, RunState, Envelope], None] | None = None):
+        self._resources = resources
+        self._redactor = redactor or Redactor()
+        self.clock = clock
+        self._on_step = on_step
+        #: takes a token of a step's `rate_limit:` (0 = go, else seconds until it is ours);
+        #: the executor sets it — without one (flowrun run/test) rate limits are not applied
+        self.rate_limiter: Callable[[Any], float] | None = None
+
+    def advance(self, flow: CompiledFlow, state: RunState,
+                checkpoint: Callable[[RunState], None] | None = None) -> RunState:
+        state.status, state.due_at = "running", None
+        envelope = Envelope.from_dict(state.envelope)
+        while not state.done:
+            if state.position >= len(flow.steps):
+                state.status = "succeeded"
+                break
+            if state.executed >= MAX_STEPS_PER_RUN:
+                self._end(state, "failed", {"message": f"run exceeded {MAX_STEPS_PER_RUN} steps; "
+                                            "a route or on_failure goto loops", "kind": "loop"})
+                break
+            step = flow.steps[state.position]
+            if not self._run_step(flow, step, state, envelope):
+                break  # a retry is scheduled for later
+            if step.side_effect and checkpoint is not None and not state.done:
+                # the run goes on: record how far it got, with the envelope as it is now, so a
+                # redelivery resumes after this step. A run that ended is saved once, by the
+                # caller, together with its dead-letter entry or the runs it hands on.
+                state.envelope = envelope.to_dict()
+                state.updated_at = self.clock()
+                checkpoint(state)
+        state.envelope = envelope.to_dict()
+        state.updated_at = self.clock()
+        return state
+
+    # -- one step ------------------------------------------------------------------------------
+    def _run_step(self, flow: CompiledFlow, step: CompiledStep, state: RunState,
+                  envelope: Envelope) -> bool:
+        """Run one attempt of *step*. False when the run must wait for a scheduled retry."""
+        if self.rate_limiter is not None and not self._admitted(flow, step, state):
+            return False
+        now = self.clock()
+        if state.step_started_at is None:
+            state.step_started_at = now
+        envelope.meta["attempt"] = state.attempt
+        envelope.meta["step"] = step.id
+        resources = self._resources(flow, step, state)
+        started = time.perf_counter()
+        try:
+            outcome = step.fn(envelope, resources)
+        except StepError as exc:
+            return self._failed(flow, step, state, envelope, exc, started)
+        except ExpressionError as exc:
+            error = StepError(str(exc), kind="expression")
+            return self._failed(flow, step, state, envelope, error, started)
+        except UnresolvedReference as exc:
+            return self._failed(flow, step, state, envelope, StepError(str(exc), kind="config"),
+                                started)
+        except RecursionError:
+            error = StepError("the message is nested too deeply to process", kind="too_deep")
+            return self._failed(flow, step, state, envelope, error, started)
+        except Exception as exc:  # a bug in a step must not lose the message: dead-letter it
+            log.error("step %s of flow %s raised %s\n%s", step.id, flow.id, type(exc).__name__,
+                      self._redactor.text(traceback.format_exc()))
+            error = StepError(f"internal error in step '{step.id}': {type(exc).__name__}: "
+                              f"{self._redactor.text(str(exc))}", kind="internal")
+            return self._failed(flow, step, state, envelope, error, started)
+        duration = (time.perf_counter() - started) * 1000
+        self._record(state, step, "succeeded" if not isinstance(outcome, Stop) else outcome.status,
+                     duration)
+        self._apply(flow, step, state, envelope, outcome)
+        if self._on_step is not None:
+            self._on_step(step, state, envelope)
+        return True
+
+    def _admitted(self, flow: CompiledFlow, step: CompiledStep, state: RunState) -> bool:
+        """Whether *step* may run now under its rate limit. If not, the run waits (as retrying)
+        until the token it reserved is due; no attempt is used and the retry clock not started."""
+        limit = getattr(flow.model.steps[step.index], "rate_limit", None)  # type: ignore[attr-defined]
+        if limit is None or self.rate_limiter is None:
+            return True
+        if state.reserved is not None and state.reserved.get("step") == step.id:
+            state.reserved = None  # the token was taken when the run was put to wait for it
+            return True
+        wait = self.rate_limiter(limit)
+        if wait <= 0:
+            return True
+        state.status, state.due_at = "retrying", self.clock() + wait
+        state.reserved = {"step": step.id, "limit": limit.name, "at": state.due_at}
+        return False
+
+    def _apply(self, flow: CompiledFlow, step: CompiledStep, state: RunState, envelope: Envelope,
+               outcome: Outcome) -> None:
+        state.executed += 1
+        state.attempt, state.attempts, state.step_started_at = 1, [], None
+        if isinstance(outcome, Continue):
+            if outcome.has_value and step.output:
+                if step.output.startswith("vars."):
+                    envelope.vars[step.output[5:]] = outcome.value
+                else:
+                    envelope.body = outcome.value
+            self._goto_next(flow, step, state)
+        elif isinstance(outcome, Goto):
+            state.position = flow.index[outcome.step]
+        elif isinstance(outcome, Stop):
+            self._end(state, outcome.status, {"message": outcome.reason, "step": step.id})
+        elif isinstance(outcome, DeadLetter):
+            self._end(state, "dead_lettered", {"message": outcome.reason, "step": step.id,
+                                               "kind": "route"})
+        elif isinstance(outcome, HandOff):
+            state.spawn.append(Spawn(outcome.flow, _handoff(envelope)))
+            self._end(state, "handed_off", None)
+        elif isinstance(outcome, Fork):
+            after = _after(flow, step)
+            for i, item in enumerate(outcome.items):
+                child = envelope.copy()
+                child.body = item
+                child.meta["split_index"] = i
+                state.spawn.append(Spawn(flow.id, child.to_dict(), after))
+            self._end(state, "split", None)
+
+    def _goto_next(self, flow: CompiledFlow, step: CompiledStep, state: RunState) -> None:
+        state.position = _after(flow, step)
+
+    # -- failure -------------------------------------------------------------------------------
+    def _failed(self, flow: CompiledFlow, step: CompiledStep, state: RunState, envelope: Envelope,
+                error: StepError, started: float) -> bool:
+        duration = (time.perf_counter() - started) * 1000
+        message = self._redactor.text(error.message)
+        state.attempts.append({"attempt": state.attempt, "at": self.clock(), "error": message,
+                               "kind": error.kind, "status": error.status,
+                               "duration_ms": round(duration, 3)})
+        elapsed = self.clock() - (state.step_started_at or self.clock())
+        delay = next_delay(step.retry, error, state.attempt, elapsed)
+        if delay is not None:
+            state.attempt += 1
+            state.status, state.due_at = "retrying", self.clock() + delay
+            state.envelope = envelope.to_dict()
+            return False
+        detail = self._redactor.data(error.detail)
+        reason = {"step": step.id, "message": f"step '{step.id}' ({flow.file}:{step.line}): "
+                  f"{message}", "kind": error.kind, "status": error.status, "detail": detail,
+                  "attempts": list(state.attempts),
+                  "gave_up": give_up_reason(step.retry, error, state.attempt)}
+        self._record(state, step, "failed", duration, reason["message"])
+        handler = step.on_failure
+        state.executed += 1
+        if handler == "drop":
+            self._end(state, "dropped", reason)
+        elif getattr(handler, "goto", None):
+            envelope.vars["error"] = reason
+            state.attempt, state.attempts, state.step_started_at = 1, [], None
+            state.position = flow.index[handler.goto]
+        elif getattr(handler, "flow", None):
+            envelope.vars["error"] = reason
+            state.spawn.append(Spawn(handler.flow, _handoff(envelope)))
+            self._end(state, "handed_off", reason)
+        else:
+            self._end(state, "dead_lettered", reason)
+        return True
+
+    @staticmethod
+    def _record(state: RunState, step: CompiledStep, status: str, duration: float,
+                error: str | None = None) -> None:
+        record = {"id": step.id, "kind": step.kind, "status": status,
+                  "duration_ms": round(duration, 3), "attempts": state.attempt}
+        if error:
+            record["error"] = error
+        state.steps.append(record)
+
+    @staticmethod
+    def _end(state: RunState, status: str, error: dict[str, Any] | None) -> None:
+        state.status, state.error = status, error
+
+
+def _after(flow: CompiledFlow, step: CompiledStep) -> int:
+    if step.next == "end":
+        return len(flow.steps)
+    if step.next:
+        return flow.index[step.next]
+    return step.index + 1
+
+
+def _handoff(envelope: Envelope) -> dict[str, Any]:
+    child = envelope.copy()
+    child.meta = {"correlation_id": envelope.meta.get("correlation_id"),
+                  "parent_run_id": envelope.meta.get("run_id")}
+    return child.to_dict()

@@ -1,0 +1,75 @@
+"""Settings from ``FLOWRUN_*`` environment variables and an optional ``flowrun.toml``.
+
+The environment wins over the file, so a platform engineer can override one value per process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from engine.dsl.base import Duration
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOWRUN_", extra="forbid",
+                                      toml_file="flowrun.toml")
+
+    home: Path = Field(Path(".flowrun"), description="Folder of the embedded state.")
+    flows: Path = Field(Path("flows"), description="Folder of flow files.")
+    schemas: Path | None = Field(None, description="Folder of JSON Schemas (default: the "
+                                                   "nearest schemas/ above the flows).")
+    secrets_file: Path | None = Field(None, description="NAME=value file, mode 0600.")
+    redis_url: str | None = Field(None, description="Redis for Celery and state; unset = embedded.")
+    broker_url: str | None = Field(None, description="Celery broker when not the Redis above.")
+    workers: int = Field(4, ge=1, le=256, description="Embedded worker threads.")
+    idempotency_ttl: Duration = Field(7 * 86400.0, description="How long a delivery id is "
+                                                                "remembered.")
+    busy_timeout: Duration = Field(5.0, description="Longest wait for a locked state file.")
+    console_token: SecretStr | None = Field(None, description="Token that opens the operations "
+                                            "console and its API (Bearer or login form).")
+    console_user: str | None = Field(None, description="Console user name (with a password).")
+    console_password: SecretStr | None = Field(None, description="Console password.")
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="Port of a Celery "
+                                     "worker's /metrics (unset: not served).")
+
+    @model_validator(mode="after")
+    def _console_login(self) -> Settings:
+        # half a login would leave the console silently closed (or, worse, guessable)
+        if (self.console_user is None) != (self.console_password is None):
+            raise ValueError("set FLOWRUN_CONSOLE_USER and FLOWRUN_CONSOLE_PASSWORD together")
+        return self
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def state_db(self) -> Path:
+        return self.home / "state.db"
+
+    def schemas_dir(self) -> Path:
+        if self.schemas is not None:
+            return self.schemas
+        start = self.flows.resolve()
+        for folder in [start, *start.parents]:
+            if (folder / "schemas").is_dir():
+                return folder / "schemas"
+        return Path("schemas")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,106 @@
+"""The store interface every backend implements, and the records it keeps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from engine.runner import RunState
+
+ACTIVE = ("queued", "running", "retrying")
+
+
+class StoreError(Exception):
+    """The store cannot be used right now (locked, unreachable); callers answer 503 or exit 1."""
+
+
+@dataclass
+class RunFilter:
+    flow: str | None = None
+    status: str | None = None
+    key: str | None = None
+    correlation_id: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 100
+
+
+@dataclass
+class DeadLetterFilter:
+    flow: str | None = None
+    step: str | None = None
+    error: str | None = None
+    since: float | None = None
+    until: float | None = None
+    status: str | None = "open"
+    limit: int = 100
+
+
+@dataclass
+class DeadLetter:
+    """A message that failed for good, kept with everything needed to fix and replay it."""
+
+    id: str
+    run_id: str
+    flow_id: str
+    flow_version: str
+    step: str | None
+    reason: dict[str, Any]
+    original: dict[str, Any]
+    envelope: dict[str, Any]
+    created_at: float
+    correlation_id: str = ""
+    key: str | None = None
+    status: str = "open"
+    audit: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        return str(self.reason.get("message", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Store(Protocol):
+    # runs -------------------------------------------------------------------------------------
+    def save_run(self, state: RunState, *, dead_letter: DeadLetter | None = None,
+                 children: list[RunState] | None = None) -> None:
+        """Save *state*; with a dead letter and child runs in the same transaction."""
+
+    def create_run(self, state: RunState, idempotency: tuple[str, str, float] | None = None,
+                   ) -> str | None:
+        """Record a new run; with (scope, key, ttl), atomically only if the key is free.
+        Returns the run id already holding the key (and records nothing), or None."""
+
+    def get_run(self, run_id: str) -> RunState | None: ...
+
+    def list_runs(self, query: RunFilter) -> list[RunState]: ...
+
+    def active_runs(self) -> list[RunState]:
+        """Runs that are queued, running or waiting for a retry: resumed when a process starts."""
+
+    def count_runs(self, flow: str | None = None) -> dict[str, int]: ...
+
+    # flow versions ----------------------------------------------------------------------------
+    def save_flow_version(self, flow_id: str, version: str, text: str) -> None: ...
+
+    def get_flow_version(self, flow_id: str, version: str) -> str | None: ...
+
+    # dead letters -----------------------------------------------------------------------------
+    def get_dead_letter(self, entry_id: str) -> DeadLetter | None: ...
+
+    def list_dead_letters(self, query: DeadLetterFilter) -> list[DeadLetter]: ...
+
+    def update_dead_letter(self, entry: DeadLetter) -> None: ...
+
+    # poll cursors and locks -------------------------------------------------------------------
+    def get_cursor(self, name: str) -> str | None: ...
+
+    def set_cursor(self, name: str, value: str) -> None: ...
+
+    def acquire_lock(self, name: str, owner: str, ttl: float) -> bool: ...
+
+    def release_lock(self, name: str, owner: str) -> None: ...
+
+    def close(self) -> None: ...

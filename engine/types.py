@@ -1,0 +1,144 @@
+"""The one calling convention every step composes on.
+
+A step kind is registered under its YAML key with a config model and a ``build`` function.
+``build(config, ctx)`` runs once, when the flow is loaded: it compiles expressions, resolves
+references and reports problems through ``ctx``. It returns a `StepFn`, called once per message
+with the envelope and a small `Resources` object; the function returns an outcome, or raises
+`StepError`. Retry, dead-lettering, timing and logging wrap step functions in the runner; they
+never live inside a step.
+"""
+
+from __future__ import annotations
+
+import logging
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from engine.dsl.base import ExprSpec
+from engine.envelope import Envelope
+from engine.expressions import Compiled
+from engine.problems import Path
+
+
+@dataclass(frozen=True)
+class Continue:
+    """Go on with the next step; ``value`` (if given) is the step's result, for ``output``."""
+
+    value: Any = None
+    has_value: bool = False
+
+
+def result(value: Any) -> Continue:
+    return Continue(value, True)
+
+
+@dataclass(frozen=True)
+class Goto:
+    step: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    """End the run here without error: ``filtered`` or ``dropped``, with a reason for the record."""
+
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str
+
+
+@dataclass(frozen=True)
+class HandOff:
+    """Hand the message to another flow; this run ends as ``handed_off``."""
+
+    flow: str
+
+
+@dataclass(frozen=True)
+class Fork:
+    """One message per item, each continuing through the steps after this one."""
+
+    items: list[Any]
+
+
+Outcome = Continue | Goto | Stop | DeadLetter | HandOff | Fork
+
+
+class StepError(Exception):
+    """A step failed. ``kind`` classifies it for the retry policy (``timeout``, ``connection``,
+    ``http``, ``expression``, ``validation``, ``rejected``, ...); ``retryable`` False means no
+    policy may retry it (a bad mapping will not get better by trying again)."""
+
+    def __init__(self, message: str, *, kind: str = "error", retryable: bool = False,
+                 status: int | None = None, retry_after: float | None = None,
+                 detail: Any = None):
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+        self.detail = detail
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"message": self.message, "kind": self.kind}
+        if self.status is not None:
+            out["status"] = self.status
+        if self.detail is not None:
+            out["detail"] = self.detail
+        return out
+
+
+@dataclass
+class Resources:
+    """What a step may use at run time besides its config and the envelope."""
+
+    log: logging.LoggerAdapter[logging.Logger]
+    secrets: Callable[[str], str]
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+StepFn = Callable[[Envelope, Resources], Outcome]
+
+
+class BuildContext(Protocol):
+    """What a step kind's ``build`` may ask of the loader."""
+
+    flow_id: str
+    step_id: str
+    step_ids: list[str]
+
+    def expr(self, spec: ExprSpec, path: Path) -> Compiled: ...
+
+    def problem(self, path: Path, message: str, *, key: bool = False,
+                severity: str = "error") -> None: ...
+
+    def schema(self, name: str, path: Path) -> Any: ...
+
+    def flow_ref(self, name: str, path: Path) -> None: ...
+
+    def service(self, name: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class StepKind:
+    """A registered step kind: its YAML key, config model and build function."""
+
+    name: str
+    config: Any  # a pydantic model class or an Annotated type the flow model can embed
+    build: Callable[[Any, BuildContext], StepFn]
+    description: str
+    #: a step with side effects checkpoints the run after it so a redelivery never repeats it
+    side_effect: bool = False
+    #: where the result goes when the step names no ``output:`` (None: nowhere)
+    default_output: str | None = "body"
+
+
+def config_type(kind: StepKind) -> Any:
+    """The config type of *kind*; a plain function stands for a factory resolved on first use."""
+    return kind.config() if isinstance(kind.config, types.FunctionType) else kind.config

@@ -1,0 +1,18 @@
+"""Shared fixtures: the repository root, the shipped flows and schemas, a loader over them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.loader import Loader
+from engine.refs import Secrets
+from engine.schemas import SchemaStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def loader() -> Loader:
+    return Loader(schemas=SchemaStore(ROOT / "schemas"), secrets=Secrets(environ={}))

@@ -1,0 +1,142 @@
+"""Harness for the console tests: an App with an order flow that dead-letters bad quantities,
+the console's credentials set, and the server under uvicorn on a loopback port (the webhook
+server harness). The other test_console_* modules and the browser tests import these helpers.
+
+The flow validates each order against a schema (qty an integer of at least 1), so an order with
+``qty: "two"`` is dead-lettered at step ``check`` with the violation, and replaying it with
+``qty: 2`` succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import requests
+from pydantic import SecretStr
+from test_server_harness import Running, make_app, serving
+
+from engine.app import App
+from engine.runner import RunState
+from engine.store.base import DeadLetter, DeadLetterFilter
+
+TOKEN = "console-token-0123456789"
+USER, PASSWORD = "ops", "correct horse battery"
+
+ORDER_FLOW = """
+flow: orders
+description: Orders from the shop, checked and confirmed.
+key: $string(order_number)
+trigger:
+  webhook:
+    path: /hooks/orders
+    max_body: 16777216  # the huge-payload tests send a few megabytes
+steps:
+  - id: check
+    validate: {schema: console/order.v1}
+  - id: shape
+    transform: '{"order_number": order_number, "sku": sku, "qty": qty, "note": note}'
+  - id: confirm
+    set: {confirmed: "true"}
+"""
+
+ORDER_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object", "required": ["order_number", "sku", "qty"],
+    "properties": {"order_number": {"type": ["integer", "string"]}, "sku": {"type": "string"},
+                   "qty": {"type": "integer", "minimum": 1}},
+}
+
+
+def console_app(tmp_path: Path, *, token: str | None = TOKEN, user: str | None = USER,
+                password: str | None = PASSWORD) -> App:
+    schema = tmp_path / "schemas" / "console" / "order.v1.json"
+    schema.parent.mkdir(parents=True, exist_ok=True)
+    schema.write_text(json.dumps(ORDER_SCHEMA), encoding="utf-8")
+    app = make_app(tmp_path, {"orders": ORDER_FLOW})
+    # the console reads its credentials from the settings when the server is built
+    app.settings.console_token = SecretStr(token) if token else None
+    app.settings.console_user = user
+    app.settings.console_password = SecretStr(password) if password else None
+    return app
+
+
+@contextmanager
+def console(tmp_path: Path, **credentials: Any) -> Iterator[Running]:
+    with serving(console_app(tmp_path, **credentials)) as running:
+        yield running
+
+
+def order(number: int, qty: Any = 1, **extra: Any) -> dict[str, Any]:
+    return {"order_number": number, "sku": "TONER-59X", "qty": qty, **extra}
+
+
+def send(server: Running, body: Any, *, wait: bool = True, **headers: str) -> RunState:
+    """POST an order to the webhook; the run once it finished (or as recorded, without wait)."""
+    response = server.post("/hooks/orders", json.dumps(body),
+                           {"Content-Type": "application/json", **headers})
+    assert response.status_code == 202, response.text
+    run_id = response.json()["run_id"]
+    if not wait:
+        state = server.app.store.get_run(run_id)
+        assert state is not None
+        return state
+    tree = server.app.wait_for(run_id, timeout=30)
+    assert tree and tree[0].done, tree
+    return tree[0]
+
+
+def dead_letter(server: Running, number: int, **extra: Any) -> DeadLetter:
+    state = send(server, order(number, qty="two", **extra))
+    assert state.status == "dead_lettered", state.error
+    entries = server.app.store.list_dead_letters(DeadLetterFilter(flow="orders"))
+    entry = next(e for e in entries if e.run_id == state.run_id)
+    return entry
+
+
+def logged_in(server: Running) -> requests.Session:
+    """A session logged in through the login form, like a browser (cookies kept)."""
+    http = requests.Session()
+    http.trust_env = False
+    form = http.get(server.url + "/console/login", timeout=10)
+    csrf = csrf_of(form.text)
+    response = http.post(server.url + "/console/login", data={
+        "csrf_token": csrf, "token": TOKEN, "next": "/console/"}, timeout=10,
+        allow_redirects=False)
+    assert response.status_code == 303, response.text
+    return http
+
+
+def csrf_of(html: str) -> str:
+    marker = 'name="csrf_token" value="'
+    start = html.index(marker) + len(marker)
+    return html[start:html.index('"', start)]
+
+
+def bearer(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def wait_until(check: Any, timeout: float = 30.0) -> Any:
+    """Poll *check* until it returns something truthy (background work: replays, jobs)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def test_harness_dead_letters_a_bad_order_and_serves_the_console(tmp_path: Path) -> None:
+    with console(tmp_path) as server:
+        entry = dead_letter(server, 1001)
+        assert entry.step == "check"
+        assert send(server, order(1002, qty=2)).status == "succeeded"
+        http = logged_in(server)
+        page = http.get(server.url + "/console/", timeout=10)
+        assert page.status_code == 200
+        assert "orders" in page.text
