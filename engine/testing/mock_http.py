@@ -74,18 +74,34 @@ class MockBook:
         self.served = [0] * len(self.mocks)
 
     def answer(self, step: str, method: str, url: str) -> MockResponse | None:
-        for i, mock in enumerate(self.mocks):
-            if mock.step is not None and mock.step != step:
-                continue
-            if mock.request is not None and not (
-                    (mock.request.method is None or mock.request.method == method)
-                    and url_matches(url, mock.request.url)):
-                continue
-            # the last answer repeats: a mock with one 201 answers every retry the same way
-            response = mock.responses[min(self.served[i], len(mock.responses) - 1)]
-            self.served[i] += 1
-            return response
-        return None
+        """The next answer of the most specific mock for this call: one naming the step and
+        the request beats one naming the step, which beats a request pattern; among equals the
+        first written wins. So a catch-all `request: {url: "*"}` never shadows a step's mock."""
+        matching = [i for i, mock in enumerate(self.mocks)
+                    if self._matches(mock, step, method, url)]
+        if not matching:
+            return None
+        i = min(matching, key=lambda i: (_specificity(self.mocks[i]), i))
+        mock = self.mocks[i]
+        # the last answer repeats: a mock with one 201 answers every retry the same way
+        response = mock.responses[min(self.served[i], len(mock.responses) - 1)]
+        self.served[i] += 1
+        return response
+
+    @staticmethod
+    def _matches(mock: Mock, step: str, method: str, url: str) -> bool:
+        if mock.step is not None and mock.step != step:
+            return False
+        return mock.request is None or (
+            (mock.request.method is None or mock.request.method == method)
+            and url_matches(url, mock.request.url))
+
+
+def _specificity(mock: Mock) -> int:
+    """0 for step and request, 1 for a step, 2 for a request pattern alone."""
+    if mock.step is None:
+        return 2
+    return 0 if mock.request is not None else 1
 
 
 def url_matches(url: str, pattern: str) -> bool:

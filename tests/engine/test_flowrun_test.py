@@ -286,6 +286,31 @@ cases:
     assert code == 0, out
 
 
+def test_a_step_mock_wins_over_a_catch_all_request_mock_written_before_it(repo: Path) -> None:
+    tests = repo / "flows" / f"{SHOPIFY}.test.yaml"
+    tests.write_text(f"""flow: {SHOPIFY}
+env: {{ERP_EU_URL: "http://erp-eu.test"}}
+cases:
+  - name: the ERP's own mock answers, not the catch-all
+    input: {{file: samples/shopify-order.json}}
+    mocks:
+      - request: {{url: "*"}}
+        responses: [{{status: 500}}]
+      - step: erp_eu
+        responses: [{{status: 201}}]
+      - step: erp_eu
+        request: {{method: POST, url: "http://erp-eu.test/*"}}
+        responses: [{{status: 503}}, {{status: 201}}]
+    expect:
+      status: succeeded
+      retries: [{{step: erp_eu, attempts: 2}}]
+""", encoding="utf-8")
+    code, out = flowrun(str(tests))
+    # the mock naming step and request answers (503 then 201); neither the catch-all's 500 nor
+    # the step-only mock (which would succeed on the first attempt) was used
+    assert code == 0, out
+
+
 def test_committed_flow_test_schema_is_current() -> None:
     committed = (ROOT / "schemas" / "flow-test.schema.json").read_text(encoding="utf-8")
     assert committed == flow_test_schema_text(), (
