@@ -129,7 +129,7 @@ class App:
     # -- dead letters --------------------------------------------------------------------------
     def replay(self, entry_id: str, *, start_from: str = "failed-step",
                version: str = "original", body: Any = None, edited: bool = False,
-               dry_run: bool = False, who: str | None = None) -> RunState:
+               dry_run: bool = False, who: str | None = None, force: bool = False) -> RunState:
         entry = self.store.get_dead_letter(entry_id)
         if entry is None:
             raise dlq.ReplayRefused(f"no dead-letter entry '{entry_id}'")
@@ -143,7 +143,7 @@ class App:
             raise dlq.ReplayRefused(f"version {entry.flow_version} of flow '{entry.flow_id}' is "
                                     "not kept; replay with --version current")
         plan = dlq.plan_replay(entry, flow, start_from=start_from,  # type: ignore[arg-type]
-                               body=body, edited=edited)
+                               body=body, edited=edited, force=force)
         if dry_run:
             return dlq.dry_run(self.runner, plan)
         if edited:
@@ -186,13 +186,21 @@ class App:
         entry.status = "replayed" if state.status == "succeeded" else "open"
         self.store.update_dead_letter(entry)
 
+    def _replay_settled(self, state: RunState) -> bool:
+        """For a replay run: whether its result is on the entry's audit trail yet (the listener
+        writes it just after the run is recorded finished)."""
+        entry_id = state.envelope.get("meta", {}).get("replay_of")
+        entry = self.store.get_dead_letter(entry_id) if entry_id else None
+        return entry is None or any(item.get("run_id") == state.run_id and "finished_at" in item
+                                    for item in entry.audit)
+
     # -- waiting (CLI, tests, demo) ------------------------------------------------------------
     def wait_for(self, run_id: str, timeout: float = 60.0) -> list[RunState]:
         """Wait until the run and every run it spawned are finished; returns them all."""
         deadline = time.monotonic() + timeout
         while True:
             tree = self._tree(run_id)
-            if tree and all(s.done for s in tree):
+            if tree and all(s.done for s in tree) and self._replay_settled(tree[0]):
                 return tree
             if time.monotonic() > deadline:
                 return tree

@@ -240,10 +240,12 @@ def _read_body(path: str) -> Any:
                                                "show where the message would go.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait for the replayed runs to finish.")
+@click.option("--force", is_flag=True, help="Replay entries already replayed (or in flight) "
+                                             "again; their effects happen again.")
 def dlq_replay(entry_ids: tuple[str, ...], all_matching: bool, flow: str | None,
                step: str | None, error: str | None, since: str | None, until: str | None,
                status: str, start_from: str, version: str, body_file: str | None,
-               dry_run: bool, wait: bool) -> None:
+               dry_run: bool, wait: bool, force: bool) -> None:
     """Replay entries by id, or every entry matching the filters with --all-matching."""
     app = _app()
     if all_matching == bool(entry_ids):
@@ -259,7 +261,7 @@ def dlq_replay(entry_ids: tuple[str, ...], all_matching: bool, flow: str | None,
     for n, entry_id in enumerate(ids, 1):
         try:
             state = app.replay(entry_id, start_from=start_from, version=version, body=body,
-                               edited=body_file is not None, dry_run=dry_run)
+                               edited=body_file is not None, dry_run=dry_run, force=force)
         except dlq_ops.ReplayRefused as exc:
             failures += 1
             click.echo(f"[{n}/{len(ids)}] {entry_id}: refused: {exc}", err=True)

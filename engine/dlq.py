@@ -55,10 +55,20 @@ class ReplayPlan:
 
 def plan_replay(entry: DeadLetter, flow: CompiledFlow, *,
                 start_from: Literal["start", "failed-step"], body: Any = None,
-                edited: bool = False) -> ReplayPlan:
-    """Build the new run for a replay of *entry* on *flow* (already the chosen version)."""
+                edited: bool = False, force: bool = False) -> ReplayPlan:
+    """Build the new run for a replay of *entry* on *flow* (already the chosen version).
+
+    An entry already replayed with success, or with a replay still in flight, is refused unless
+    *force*: replaying it again would repeat its effects downstream (a second sales order)."""
     if entry.status == "discarded":
         raise ReplayRefused(f"entry {entry.id} was discarded; it cannot be replayed")
+    if entry.status in ("replayed", "replaying") and not force:
+        last: dict[str, Any] = next(
+            (a for a in reversed(entry.audit) if a.get("action") == "replay"), {})
+        what = ("was already replayed successfully" if entry.status == "replayed"
+                else "has a replay in flight")
+        raise ReplayRefused(f"entry {entry.id} {what} (run {last.get('run_id', '?')}); replaying "
+                            "it again would repeat its effects — use --force if you mean to")
     headers = dict(entry.original.get("headers") or {})
     if start_from == "start":
         state = start(flow, body if edited else entry.original.get("body"), headers,

@@ -232,6 +232,37 @@ def test_replay_without_edit_uses_the_original_message(env: dict[str, Any], erp:
     assert erp.received == [{"po": "P9", "qty": 9}] * 2
 
 
+def test_a_second_replay_of_a_replayed_entry_is_refused_unless_forced(env: dict[str, Any],
+                                                                      erp: Erp) -> None:
+    app = env["app"]()
+    erp.refuse = True
+    entry, = fail(app, {"po": "P8", "qty": 8})
+    erp.refuse = False
+    first = app.replay(entry.id, start_from="start")
+    app.wait_for(first.run_id, timeout=10)
+    assert app.store.get_dead_letter(entry.id).status == "replayed"  # type: ignore[union-attr]
+    with pytest.raises(dlq.ReplayRefused, match=rf"already replayed successfully \(run "
+                                                rf"{first.run_id}\).*--force"):
+        app.replay(entry.id, start_from="start")
+    assert erp.received == [{"po": "P8", "qty": 8}] * 2  # the refused replay sent nothing
+    again = app.replay(entry.id, start_from="start", force=True)
+    assert app.wait_for(again.run_id, timeout=10)[0].status == "succeeded"
+    assert erp.received == [{"po": "P8", "qty": 8}] * 3
+    assert [a["run_id"] for a in app.store.get_dead_letter(entry.id).audit  # type: ignore[union-attr]
+            ] == [first.run_id, again.run_id]
+
+
+def test_wait_for_a_replay_returns_with_its_result_on_the_audit_trail(env: dict[str, Any],
+                                                                     erp: Erp) -> None:
+    app = env["app"]()
+    entry, = fail(app, {"po": "P1", "qty": 500})
+    for _ in range(5):  # the race was narrow: try it a few times
+        state = app.replay(entry.id, force=True)
+        app.wait_for(state.run_id, timeout=10)
+        last = app.store.get_dead_letter(entry.id).audit[-1]  # type: ignore[union-attr]
+        assert last["run_id"] == state.run_id and last["result"] == "dead_lettered"
+
+
 def test_a_replay_that_fails_again_reopens_the_entry(env: dict[str, Any], erp: Erp) -> None:
     app = env["app"]()
     entry, = fail(app, {"po": "P1", "qty": 500})
