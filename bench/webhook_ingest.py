@@ -1,14 +1,15 @@
 """Webhook ingest: Shopify-signed ~3 KB orders posted to `flowrun serve` at rising concurrency.
 
 Starts `flowrun serve` as a subprocess on a free loopback port with the embedded store (SQLite
-in a temporary FLOWRUN_HOME; the Redis store does not exist yet), then, for each concurrency
-level, keeps that many keep-alive connections busy for a fixed time. Every request carries a
+in a temporary FLOWRUN_HOME), then, for each concurrency level, keeps that many keep-alive
+connections busy for a fixed time. Every request carries a
 fresh X-Shopify-Webhook-Id, so each one is a new run: signature check, JSON parse, idempotency
 check, run record, hand-off to the embedded executor — which runs the one-step flow in the same
 process meanwhile, as it would in production. Only 202 answers count as successes; latency is
 measured per request on the client. Prints a table and writes bench/results/webhook_ingest.json.
 
     python bench/webhook_ingest.py [--seconds 10] [--levels 1,16,64] [--client-processes 2]
+                                   [--output PATH]
 
 Traffic goes to 127.0.0.1 only, and every level stops after --seconds.
 """
@@ -21,8 +22,6 @@ import http.client
 import json
 import multiprocessing
 import os
-import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,12 +32,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import cpu_seconds, figure, free_port, output_path, write_result  # noqa: E402
 from connectors.signatures.shopify import SCHEME as SHOPIFY  # noqa: E402
 
 SECRET = "bench-shop-secret-0123456789"
 PATH = "/hooks/shopify/orders"
+STORE = "embedded SQLite"
+GOALS = {"req_per_s_at_16": 1500, "p99_ms_at_64": 50}
 FLOW = """\
 flow: bench-shopify-intake
 key: $string(order_number)
@@ -63,12 +66,6 @@ def order_body() -> bytes:
         item["sku"] = f"SKU-{n:04d}"
         base["line_items"].append(item)
     return json.dumps(base).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
@@ -138,12 +135,6 @@ def _client(port: int, threads: int, seconds: float, body: bytes, headers: dict[
     out.put((latencies, statuses))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_level(port: int, concurrency: int, seconds: float, processes: int, body: bytes,
               headers: dict[str, str], server_pid: int) -> dict[str, Any]:
     processes = max(1, min(processes, concurrency))
@@ -189,14 +180,13 @@ def main() -> None:
     parser.add_argument("--levels", default="1,16,64", help="Concurrency levels.")
     parser.add_argument("--client-processes", type=int, default=2,
                         help="Load-generator processes (threads are spread over them).")
-    parser.add_argument("--output", default=str(ROOT / "bench" / "results" /
-                                                "webhook_ingest.json"))
+    parser.add_argument("--output")
     args = parser.parse_args()
     body = order_body()
     headers = SHOPIFY.sign(SHOPIFY.config(), body, SECRET, time.time())
     headers["Content-Type"] = "application/json"
     headers["X-Shopify-Topic"] = "orders/create"
-    print("store: embedded SQLite (the Redis store does not exist yet)")
+    print(f"store: {STORE}")
     print(f"body: {len(body)} bytes, Shopify-signed; {os.cpu_count()} CPU(s); "
           f"{args.client_processes} client process(es) on the same machine")
     load_before = os.getloadavg()[0]
@@ -221,12 +211,8 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
-    report = {
-        "benchmark": "webhook_ingest",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "store": "embedded SQLite (the Redis store does not exist yet)",
+    details = {
+        "store": STORE,
         "server": "flowrun serve (uvicorn, one process, embedded executor running the flow)",
         "client": f"{args.client_processes} processes of threads with keep-alive http.client "
                   "connections, on the same machine",
@@ -235,11 +221,23 @@ def main() -> None:
         "load_average_1m": {"before": round(load_before, 2),
                             "after": round(os.getloadavg()[0], 2)},
         "levels": results,
-        "goals": {"req_per_s_at_16": 1500, "p99_ms_at_64": 50},
+        "goals": GOALS,
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.output}")
+    write_result(output_path(args.output, "webhook_ingest"), "webhook_ingest", details,
+                 figures(results))
+
+
+def figures(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """req/s, p50 and p99 of every level; the goals apply at 16 (req/s) and 64 (p99)."""
+    out = []
+    for level in results:
+        c = level["concurrency"]
+        out += [figure(f"webhook req/s at {c} concurrent", level["req_per_s"], "req/s",
+                       GOALS["req_per_s_at_16"] if c == 16 else None, better="higher"),
+                figure(f"webhook p50 at {c} concurrent", level["p50_ms"], "ms"),
+                figure(f"webhook p99 at {c} concurrent", level["p99_ms"], "ms",
+                       GOALS["p99_ms_at_64"] if c == 64 else None)]
+    return out
 
 
 if __name__ == "__main__":
