@@ -2,9 +2,9 @@
 
 Webhooks from older ERPs and EDI gateways arrive as XML. A flow wants a dict, so an element
 becomes ``{tag: value}``: attributes as ``"@name"``, text beside children or attributes as
-``"#text"``, a repeated child as a list, a leaf as its text (``None`` when empty). Namespace
-URIs are dropped from names (``{urn:x}order`` → ``order``) because expressions address fields
-by local name.
+``"#text"`` (the pieces of mixed content joined by spaces), a repeated child as a list, a leaf
+as its text (``None`` when empty). Namespace URIs are dropped from names (``{urn:x}order`` →
+``order``) because expressions address fields by local name.
 
 Every DOCTYPE is refused, so no entity can be declared: that rules out entity expansion
 ("billion laughs") and external entities (XXE) without a third-party defusing library, and an
@@ -48,8 +48,10 @@ def _local(tag: str) -> str:
 def _value(element: ET.Element, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise XmlBodyError(f"XML nested deeper than {MAX_DEPTH} elements")
-    text = (element.text or "").strip()
     children = list(element)
+    # mixed content (text, then a child, then more text): every piece of text is kept, in order
+    pieces = (element.text, *(child.tail for child in children))
+    text = " ".join(p.strip() for p in pieces if p and p.strip())
     if not children and not element.attrib:
         return text or None
     out: dict[str, Any] = {f"@{_local(k)}": v for k, v in element.attrib.items()}

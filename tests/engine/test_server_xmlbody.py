@@ -23,6 +23,10 @@ from engine.xmlbody import MAX_DEPTH, XmlBodyError, parse_xml
      {"a": "Grüße"}),
     (b"<a><![CDATA[<not markup>]]></a>", {"a": "<not markup>"}),
     (b"<a>1 &lt; 2 &amp; &#x41;</a>", {"a": "1 < 2 & A"}),
+    # mixed content: the text after a child (its tail) is kept, in document order
+    (b"<note>Deliver <b>before</b> noon, <i>gate</i> 4</note>",
+     {"note": {"b": "before", "i": "gate", "#text": "Deliver noon, 4"}}),
+    (b"<a><b>1</b>tail only</a>", {"a": {"b": "1", "#text": "tail only"}}),
 ])
 def test_shapes(raw: bytes, expected: Any) -> None:
     assert parse_xml(raw) == expected
