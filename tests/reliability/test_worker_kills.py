@@ -1,0 +1,106 @@
+"""Scenario 1: workers SIGKILLed at random moments lose no message and apply no effect twice.
+
+Messages go through the reference flow (App.accept → transform → call to the downstream stub)
+on two Celery worker processes. A chaos thread kills a random worker with SIGKILL at random
+moments — often in the middle of a call, since the stub answers after a short random delay —
+and starts a replacement, so two workers are always (re)starting or running. In the end every
+accepted message succeeded, its effect reached the stub under exactly one Idempotency-Key, and
+the dead-letter queue is empty.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.integration.conftest import Worker
+from tests.reliability.conftest import (
+    Cluster,
+    Downstream,
+    Ledger,
+    dead_letters,
+    message,
+    report,
+    seeded,
+    size,
+    use_reference_flow,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+MESSAGES = size(200, 2000)
+
+
+class Chaos:
+    """Kills a random live worker every 0.3–1.5 s and starts a new one in its place."""
+
+    def __init__(self, cluster: Cluster, rng: random.Random):
+        self.cluster, self.rng = cluster, rng
+        self.kills = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def live(self) -> list[Worker]:
+        return [w for w in self.cluster.workers if w.process.poll() is None]
+
+    def _run(self) -> None:
+        rng = self.rng
+        while not self.stop.wait(rng.uniform(0.3, 1.5)):
+            victim = rng.choice(self.live())
+            victim.kill(signal.SIGKILL)
+            victim.process.wait(10)
+            self.kills += 1
+            self.cluster.start_worker(f"w{len(self.cluster.workers) + 1}")
+
+
+def test_sigkilled_workers_lose_nothing_and_double_nothing(
+        cluster: Cluster, downstream: Downstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = seeded("worker-kills")
+    use_reference_flow(cluster, downstream, monkeypatch)
+
+    def jitter(count: int) -> None:  # answers take a moment, so kills land mid-call
+        time.sleep(rng.uniform(0, 0.02))
+
+    downstream.hooks["/orders"] = jitter
+    for name in ("w1", "w2"):
+        cluster.start_worker(name)
+    app = cluster.app()
+    for worker in cluster.workers:
+        worker.wait_ready()
+    flow = app.flows.flows["reference-orders"]
+    chaos = Chaos(cluster, rng)
+    started = time.monotonic()
+    chaos.thread.start()
+    try:
+        accepted = {app.accept(flow, message(n)).run_id: f"m-{n:06d}" for n in range(MESSAGES)}
+
+        def finished() -> bool:
+            counts = app.store.count_runs("reference-orders")
+            return sum(counts.get(s, 0) for s in ("succeeded", "dead_lettered", "failed")) \
+                >= MESSAGES
+        wait_until(finished, 60 + MESSAGES * 0.5, f"{MESSAGES} runs to finish")
+    finally:
+        chaos.stop.set()
+        chaos.thread.join(30)
+    elapsed = time.monotonic() - started
+
+    statuses = {run_id: app.store.get_run(run_id) for run_id in accepted}
+    failed = {r: s.status for r, s in statuses.items() if s is None or s.status != "succeeded"}
+    ledger = Ledger.of(downstream, "/orders")
+    expected = set(accepted.values())
+    report("worker-kills", messages=MESSAGES, kills=chaos.kills, workers_started=len(
+        cluster.workers), requests=ledger.requests, effects=ledger.effects,
+        missing=len(ledger.missing(expected)), doubled=len(ledger.doubled()),
+        dead_letters=len(dead_letters(app.store, "reference-orders")), seconds=round(elapsed, 1))
+    assert chaos.kills >= 1, "no worker was killed: the scenario proved nothing"
+    assert failed == {}
+    assert ledger.missing(expected) == set()
+    assert ledger.doubled() == {}
+    assert ledger.unexpected(expected) == set()
+    assert ledger.effects == MESSAGES
+    assert dead_letters(app.store, "reference-orders") == []
