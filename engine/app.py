@@ -101,9 +101,11 @@ class App:
 
     # -- intake --------------------------------------------------------------------------------
     def accept(self, flow: CompiledFlow, body: Any, headers: dict[str, Any] | None = None, *,
-               trigger: str = "manual", correlation_id: str | None = None) -> Accepted:
+               trigger: str = "manual", correlation_id: str | None = None,
+               request: dict[str, Any] | None = None) -> Accepted:
         flow = self.flows.flows.get(flow.id, flow)  # the newest version (hot reload)
-        state = start(flow, body, headers, trigger=trigger, correlation_id=correlation_id)
+        state = start(flow, body, headers, trigger=trigger, correlation_id=correlation_id,
+                      request=request)
         idempotency = None
         if flow.idempotency_key is not None:
             key = self._idempotency_key(flow, state)

@@ -72,7 +72,8 @@ def plan_replay(entry: DeadLetter, flow: CompiledFlow, *,
     headers = dict(entry.original.get("headers") or {})
     if start_from == "start":
         state = start(flow, body if edited else entry.original.get("body"), headers,
-                      trigger="replay", correlation_id=entry.correlation_id or None)
+                      trigger="replay", correlation_id=entry.correlation_id or None,
+                      request=entry.original.get("request"))
     else:
         if not entry.step or entry.step not in flow.index:
             raise ReplayRefused(f"step '{entry.step}' is not in flow '{flow.id}' version "

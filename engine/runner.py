@@ -103,9 +103,12 @@ class RunState:
 def start(flow: CompiledFlow, body: Any, headers: dict[str, Any] | None = None, *,
           trigger: str = "manual", correlation_id: str | None = None, run_id: str | None = None,
           position: int = 0, vars: dict[str, Any] | None = None,
-          parent_run_id: str | None = None, now: float | None = None) -> RunState:
+          parent_run_id: str | None = None, now: float | None = None,
+          request: dict[str, Any] | None = None) -> RunState:
     """A new run of *flow* for one message, not yet executed; *now* is the receipt time (the
-    runner's clock, so a test's virtual clock fixes ``meta.received_at``)."""
+    runner's clock, so a test's virtual clock fixes ``meta.received_at``). *request* is what a
+    webhook's URL carried (path, path params, query), kept as ``meta.request`` and with the
+    original message so a replay from the start sees it too."""
     run_id = run_id or new_id()
     correlation_id = correlation_id or run_id
     headers = dict(headers or {})
@@ -114,9 +117,12 @@ def start(flow: CompiledFlow, body: Any, headers: dict[str, Any] | None = None, 
             "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "attempt": 1}
     if parent_run_id:
         meta["parent_run_id"] = parent_run_id
+    original: dict[str, Any] = {"body": body, "headers": headers}
+    if request:
+        meta["request"] = original["request"] = request
     envelope = Envelope(body=body, headers=headers, vars=dict(vars or {}), meta=meta)
     state = RunState(run_id=run_id, flow_id=flow.id, flow_version=flow.version,
-                     envelope=envelope.to_dict(), original={"body": body, "headers": headers},
+                     envelope=envelope.to_dict(), original=original,
                      position=position, correlation_id=correlation_id, trigger=trigger,
                      parent_run_id=parent_run_id)
     if flow.key is not None:

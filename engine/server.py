@@ -325,8 +325,10 @@ class _Intake:
         for name, value in request.headers.items():  # names arrive lower-cased from ASGI
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         try:
-            accepted = await run_in_threadpool(self.app.accept, hook.flow, body, headers,
-                                               trigger="webhook", correlation_id=cid)
+            accepted = await run_in_threadpool(
+                self.app.accept, hook.flow, body, headers, trigger="webhook", correlation_id=cid,
+                request={"path": request.url.path, "params": dict(request.path_params),
+                         "query": dict(request.query_params)})
         except Exception as exc:
             # StoreError is the expected case; anything else must not turn into a 202 either
             log.error("flow %s: delivery not recorded: %s", flow_id, _redacted(self.app, exc))

@@ -243,6 +243,30 @@ def test_media_types_become_the_flow_body(tmp_path: Path, content_type: str, raw
         assert state is not None and state.envelope["body"] == expected
 
 
+TENANT_FLOW = """
+flow: tenant-orders
+trigger:
+  webhook: {path: "/hooks/{tenant}/orders"}
+steps:
+  - id: keep
+    set: {tenant: '$meta.request.params.tenant', shop: '$meta.request.query.shop'}
+"""
+
+
+def test_path_params_and_query_reach_the_flow_and_survive_a_replay(tmp_path: Path) -> None:
+    app = make_app(tmp_path, {"tenant-orders": TENANT_FLOW})
+    with serving(app, executor=False) as server:
+        response = server.post("/hooks/acme-eu/orders?shop=acme.example&x=1", b'{"id": 1}',
+                               {"content-type": "application/json"})
+        assert response.status_code == 202, response.text
+        state = app.store.get_run(response.json()["run_id"])
+    assert state is not None
+    request = {"path": "/hooks/acme-eu/orders", "params": {"tenant": "acme-eu"},
+               "query": {"shop": "acme.example", "x": "1"}}
+    assert state.envelope["meta"]["request"] == request
+    assert state.original["request"] == request  # a replay from the start gets it back
+
+
 @pytest.mark.parametrize("content_type, raw, reason", [
     ("application/json", b'{"id": 1,}', "malformed JSON: Expecting property name"),
     ("application/json", b"", "malformed JSON: Expecting value: line 1 column 1"),
