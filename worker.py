@@ -19,6 +19,10 @@ at all (an ETA message is held unacknowledged and would be redelivered after the
 timeout, running the retry twice): they wait in a Redis sorted set, and the due-retry pump
 started in every worker process moves them to the queue when due (see engine/celery_executor).
 
+Stuck and poison runs: the main process of every worker sweeps for runs whose worker died
+(``FLOWRUN_CELERY_REAP_INTERVAL``, 30 s) and queues them again; a run whose deliveries kill their
+worker ``FLOWRUN_CELERY_MAX_DELIVERIES`` (5) times is dead-lettered as poison (engine/reaper).
+
 Nothing is done twice: each run is advanced under a lease lock; side-effecting steps are
 checkpointed and carry an Idempotency-Key derived from run and step.
 """
@@ -98,10 +102,15 @@ def run(self: Any, run_id: str) -> str | None:
 
 
 def _start_pump(**_: Any) -> None:
+    """Start this process's due-retry pump and flow watcher (a changed flow file is validated
+    and then used for the runs this process hands on: hand-offs and split items)."""
     global _pump
     if _pump is None:
         _pump = executor().pump
         _pump.start()
+        watcher = flowrun().watcher
+        if watcher is not None:
+            watcher.start()
 
 
 def _stop_pump(**_: Any) -> None:
@@ -109,6 +118,18 @@ def _stop_pump(**_: Any) -> None:
     if _pump is not None:
         _pump.stop()
         _pump = None
+        watcher = flowrun().watcher
+        if watcher is not None:
+            watcher.stop()
+
+
+def _start_reaper(**_: Any) -> None:
+    # the main process only: it outlives the pool processes whose runs it may have to requeue
+    executor().reaper.start()
+
+
+def _stop_reaper(**_: Any) -> None:
+    executor().reaper.stop()
 
 
 def _logging(loglevel: Any = None, **_: Any) -> None:
@@ -140,4 +161,6 @@ worker_process_shutdown.connect(_process_exited, weak=False)
 worker_ready.connect(_start_pump, weak=False)
 worker_process_init.connect(_start_pump, weak=False)
 worker_shutdown.connect(_stop_pump, weak=False)
+worker_ready.connect(_start_reaper, weak=False)
+worker_shutdown.connect(_stop_reaper, weak=False)
 worker_process_shutdown.connect(_stop_pump, weak=False)

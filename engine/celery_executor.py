@@ -34,11 +34,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from engine import dlq
 from engine.executor import spawn_children
 from engine.limits import RedisLimits
+from engine.reaper import Deliveries, Reaper, poison
 from engine.runner import RunState
 from engine.settings import Settings
 
 if TYPE_CHECKING:
     from engine.app import App
+    from engine.loader import CompiledFlow
 
 log = logging.getLogger("flowrunner.celery")
 
@@ -63,6 +65,12 @@ class CelerySettings(BaseSettings):
     pump_interval: float = Field(0.5, gt=0, description="Seconds between due-retry sweeps.")
     claim_lease: float = Field(60.0, gt=0, description="A due id a pump claimed but never sent "
                                                        "goes back to the due set after this.")
+    max_deliveries: int = Field(
+        5, ge=1, description="Deliveries of one run that may die with their worker before the "
+        "run is dead-lettered as poison instead of taking another worker down.")
+    reap_interval: float = Field(
+        30.0, ge=0, description="Seconds between sweeps for runs whose worker died (lease "
+        "expired), which are queued again; 0 turns the sweep off.")
 
 
 def celery_config(settings: Settings, tuning: CelerySettings | None = None) -> dict[str, Any]:
@@ -168,14 +176,25 @@ class DuePump:
             self._thread.join(timeout)
             self._thread = None
 
+    def until_next(self) -> float:
+        """Seconds to sleep: until the earliest due run, at most the interval. A retry or a
+        reserved rate-limit token due in 50 ms is sent then, not up to an interval late (late
+        sends bunch up the calls a rate limit had spread out)."""
+        first = self.client.zrange(self.due_key, 0, 0, withscores=True)
+        if not first:
+            return self.interval
+        return min(self.interval, max(0.0, float(first[0][1]) - time.time()))
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
                 self.pump_once()
+                wait = self.until_next()
             except Exception:  # Redis or the broker away for a moment: try again next tick
                 log.warning("due-retry pump could not move due runs; trying again",
                             exc_info=True)
-            self._stop.wait(self.interval)
+                wait = self.interval
+            self._stop.wait(wait)
 
 
 class _Lease:
@@ -232,12 +251,19 @@ class CeleryExecutor:
         #: concurrency slots and rate-limit buckets shared by every worker
         self.limits = RedisLimits(self.redis, prefix)
         self.rate_limiter = self.limits
+        self.deliveries = Deliveries(self.redis, prefix)
+        self.reaper = Reaper(app.store, self.deliveries, self._leased, self.submit,
+                             identity=self._identity, interval=self.tuning.reap_interval,
+                             grace=self.tuning.run_lease)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, resume: bool = True) -> None:
-        """Start the due-retry pump here (``flowrun serve``); with *resume*, hand every active
-        run to the workers again — a duplicate of a run being worked on finds it leased."""
+        """Start the due-retry pump and the flow watcher here (``flowrun serve``); with
+        *resume*, hand every active run to the workers again — a duplicate of a run being worked
+        on finds it leased."""
         self.pump.start()
+        if self.app.watcher is not None:
+            self.app.watcher.start()
         if resume:
             for state in self.app.store.active_runs():
                 if state.status == "retrying" and state.due_at:
@@ -247,6 +273,8 @@ class CeleryExecutor:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the pump; queued runs stay in Redis for the workers."""
+        if self.app.watcher is not None:
+            self.app.watcher.stop()
         self.pump.stop(timeout)
 
     def on_finished(self, listener: Callable[[RunState], None]) -> None:
@@ -282,7 +310,15 @@ class CeleryExecutor:
             self.schedule(run_id, time.time() + lease / 2)
             return None
         with _Lease(self.app, name, owner, lease) as held:
-            return self._process(run_id, held)
+            try:
+                return self._process(run_id, held)
+            finally:
+                # not reached when the worker dies: that delivery stays counted, and in flight
+                self.deliveries.finished(run_id)
+
+    def _leased(self, run_id: str) -> bool:
+        owner = getattr(self.app.store, "lock_owner", None)
+        return owner is not None and owner(f"run:{run_id}") is not None
 
     def _process(self, run_id: str, held: _Lease) -> RunState | None:
         app = self.app
@@ -306,6 +342,9 @@ class CeleryExecutor:
                            "no longer available", "kind": "flow_missing"}
             app.store.save_run(state)
             return state
+        died = self.deliveries.start(run_id)
+        if died >= self.tuning.max_deliveries:
+            return self._poisoned(flow, state, died)
         limit, lease = flow.model.concurrency, self.tuning.run_lease
         if limit is not None:
             # over the limit the run waits in Redis, woken when a run of the flow finishes
@@ -328,4 +367,14 @@ class CeleryExecutor:
         if state.done:
             for listener in self._listeners:
                 listener(state)
+        return state
+
+    def _poisoned(self, flow: CompiledFlow, state: RunState, died: int) -> RunState:
+        step = flow.steps[state.position].id if state.position < len(flow.steps) else None
+        log.error("run %s of flow %s: %d deliveries died with their worker; dead-lettered as "
+                  "poison", state.run_id, flow.id, died)
+        poison(state, died, step)
+        self.app.store.save_run(state, dead_letter=dlq.entry_for(state))
+        for listener in self._listeners:
+            listener(state)
         return state

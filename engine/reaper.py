@@ -1,0 +1,132 @@
+"""Stuck runs and poison runs on Celery workers: the two ways a dead worker can strand a run.
+
+- **Stuck.** A run whose worker died is normally delivered again by the broker (its task was
+  never acknowledged). When that copy is gone too — Redis restarted without it, or a visibility
+  timeout longer than anyone wants to wait — nothing would look at the run again. Every delivery
+  that takes a run's lease enters it in ``{prefix}inflight`` and leaves when it returns, so a run
+  still there without a lease (a live worker renews it every third of its lease) lost its worker.
+  The `Reaper`, in every worker's main process, queues such runs again every
+  ``FLOWRUN_CELERY_REAP_INTERVAL`` seconds; one worker sweeps per interval. A reaped run that the
+  broker redelivers as well is harmless: the second delivery waits for the lease, then finds the
+  run done.
+- **Poison.** A run whose step kills the worker process (memory exhausted, a crash in a native
+  library, ``os._exit``) would be delivered again and again, taking a worker down each time.
+  `Deliveries` counts the deliveries of each run that started and did not return, so retries and
+  waits for a slot or a token never count; only deliveries that died with their worker do. When
+  ``FLOWRUN_CELERY_MAX_DELIVERIES`` (5) have died, the next delivery dead-letters the run with
+  kind ``poison`` instead of executing it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from engine.runner import RunState
+from engine.store.base import Store
+
+log = logging.getLogger("flowrunner.reaper")
+
+
+class Deliveries:
+    """Runs in a worker now (``{prefix}inflight``, scored by start) and, per run, how many of
+    its deliveries started without returning (``{prefix}deliveries``)."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "flowrun:"):
+        self.client = client
+        self.inflight_key, self.count_key = f"{prefix}inflight", f"{prefix}deliveries"
+
+    def start(self, run_id: str) -> int:
+        """Enter one delivery of *run_id*; how many before it died with their worker."""
+        pipe = self.client.pipeline()
+        pipe.hincrby(self.count_key, run_id, 1)
+        pipe.zadd(self.inflight_key, {run_id: time.time()})
+        count, _ = pipe.execute()
+        return int(count) - 1
+
+    def finished(self, run_id: str) -> None:
+        pipe = self.client.pipeline()
+        pipe.hdel(self.count_key, run_id)
+        pipe.zrem(self.inflight_key, run_id)
+        pipe.execute()
+
+    def count(self, run_id: str) -> int:
+        value = self.client.hget(self.count_key, run_id)
+        return int(value) if value is not None else 0
+
+    def started_before(self, when: float, limit: int) -> list[str]:
+        ids = self.client.zrangebyscore(self.inflight_key, "-inf", when, start=0, num=limit)
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    def touch(self, run_id: str) -> None:
+        """Restart the clock of a run queued again, so the next sweep leaves it to its worker."""
+        self.client.zadd(self.inflight_key, {run_id: time.time()}, xx=True)
+
+
+def poison(state: RunState, died: int, step: str | None) -> None:
+    """Mark *state* dead-lettered because *died* deliveries in a row killed their worker."""
+    where = f" in step '{step}'" if step else ""
+    state.status = "dead_lettered"
+    state.error = {
+        "message": f"the run stopped its worker {died} times in a row{where} (the worker process "
+                   "died: out of memory, a crash in a native library, a kill); dead-lettered so "
+                   "it stops taking workers down. Fix the cause, then replay it.",
+        "kind": "poison", "step": step, "deliveries": died}
+
+
+class Reaper:
+    """Queues again the runs in a worker whose lease has expired: their worker died."""
+
+    def __init__(self, store: Store, deliveries: Deliveries, leased: Callable[[str], bool],
+                 requeue: Callable[[str], None], *, identity: str, interval: float = 30.0,
+                 grace: float = 60.0, batch: int = 1000):
+        self.store = store
+        self.deliveries = deliveries
+        self.leased = leased
+        self.requeue = requeue
+        self.identity = identity
+        self.interval = interval
+        # only runs in a worker longer than this are looked at: covers clocks that disagree
+        self.grace = grace
+        self.batch = batch
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sweep(self) -> list[str]:
+        """Queue every stuck run again now; their ids. One worker sweeps per interval."""
+        if not self.store.acquire_lock("reaper", self.identity, self.interval * 0.9):
+            return []
+        reaped = []
+        for run_id in self.deliveries.started_before(time.time() - self.grace, self.batch):
+            if self.leased(run_id):
+                continue  # a long step: its worker is alive and renews the lease
+            log.warning("run %s was in a worker that stopped (its lease expired); queued again "
+                        "to resume from its last checkpoint", run_id)
+            self.deliveries.touch(run_id)
+            self.requeue(run_id)
+            reaped.append(run_id)
+        return reaped
+
+    def start(self) -> None:
+        if self._thread is not None or self.interval <= 0:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="flowrun-reaper", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.sweep()
+            except Exception:  # Redis away for a moment: the next sweep finds the same runs
+                log.warning("stuck-run sweep failed; trying again", exc_info=True)
