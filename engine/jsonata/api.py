@@ -15,7 +15,7 @@ from .errors import JsonataError
 from .functions import ROOT
 from .parse import parse
 from .runtime import Frame, State
-from .values import UNDEFINED, Seq
+from .values import UNDEFINED, Seq, js_number_str, out_of_range
 
 
 def compile_ast(ast: Any, source: str = "") -> Callable[[Any, Frame], Any]:
@@ -50,10 +50,10 @@ class Expression:
             inp = Seq([data])
             inp.outer_wrapper = True
         try:
-            result = self._fn(inp, env)
+            return export(self._fn(inp, env))
         except RecursionError:
+            # data or recursion deeper than Python's own stack: the same bound error
             raise JsonataError("U1001", position=None) from None
-        return export(result)
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
@@ -61,11 +61,17 @@ class Expression:
 
 def export(value: Any) -> Any:
     """Copy a result into plain JSON containers (no aliasing of input, no
-    internal list subclasses, undefined members dropped as JSON does)."""
+    internal list subclasses, undefined members dropped as JSON does).
+
+    A non-finite number can only arrive here from input data or a binding
+    (every operator and function rejects producing one); JSON cannot carry
+    it, so it fails the evaluation rather than reach the next step."""
     if isinstance(value, dict):
         return {k: export(v) for k, v in value.items() if v is not UNDEFINED}
     if isinstance(value, list):
         return [None if v is UNDEFINED else export(v) for v in value]
+    if type(value) is float and value - value != 0:
+        raise out_of_range(value, js_number_str(value))
     return value
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import random
 from functools import cmp_to_key
 from typing import Any
@@ -10,17 +11,29 @@ from typing import Any
 from .errors import JsonataError
 from .functions_core import to_boolean
 from .paths import lookup as _lookup
-from .runtime import Frame, apply_fn, arity_of, call_hof
-from .values import UNDEFINED, Seq, append, deep_equal, is_function, is_number, narrow
+from .runtime import Frame, apply_fn, arity_of, call_hof, pace
+from .values import (
+    UNDEFINED,
+    Seq,
+    append,
+    deep_equal,
+    finite,
+    finite_arg,
+    is_function,
+    is_number,
+)
 
 
 def fsum(arr: Any) -> Any:
     if arr is UNDEFINED:
         return UNDEFINED
     total: Any = 0
-    for v in arr:
-        total += v
-    return narrow(total)
+    try:
+        for v in arr:
+            total += v
+    except OverflowError:
+        total = math.inf
+    return finite(total, "$sum of these numbers")
 
 
 def count(arr: Any) -> Any:
@@ -28,17 +41,21 @@ def count(arr: Any) -> Any:
 
 
 def fmax(arr: Any) -> Any:
-    return UNDEFINED if arr is UNDEFINED or not arr else max(arr)
+    return UNDEFINED if arr is UNDEFINED or not arr else finite_arg(max(arr), "max")
 
 
 def fmin(arr: Any) -> Any:
-    return UNDEFINED if arr is UNDEFINED or not arr else min(arr)
+    return UNDEFINED if arr is UNDEFINED or not arr else finite_arg(min(arr), "min")
 
 
 def average(arr: Any) -> Any:
     if arr is UNDEFINED or not arr:
         return UNDEFINED
-    return narrow(sum(arr) / len(arr))
+    try:
+        mean = sum(arr) / len(arr)
+    except OverflowError:
+        mean = math.inf
+    return finite(mean, "$average of these numbers")
 
 
 def exists(arg: Any) -> Any:
@@ -111,9 +128,22 @@ def distinct(arr: Any) -> Any:
     if not isinstance(arr, list) or len(arr) <= 1:
         return arr
     results: list[Any] = Seq() if type(arr) is Seq else []
+    seen: set[tuple[type, Any]] = set()
+    containers: list[Any] = []
     for v in arr:
-        if not any(deep_equal(v, r) for r in results):
-            results.append(v)
+        t = type(v)
+        if isinstance(v, (dict, list)) or is_function(v):
+            # unhashable: compared with the earlier containers only
+            if any(deep_equal(v, r) for r in containers):
+                continue
+            containers.append(v)
+        else:
+            # numbers share one key space (1 = 1.0); booleans stay apart from them
+            key = (int if t is float else t, v)
+            if key in seen:
+                continue
+            seen.add(key)
+        results.append(v)
     return results
 
 
@@ -163,7 +193,7 @@ def fmap(env: Frame, arr: Any, func: Any) -> Any:
     if arr is UNDEFINED:
         return UNDEFINED
     result = Seq()
-    for i, v in enumerate(arr):
+    for i, v in enumerate(pace(arr, env.state)):
         res = call_hof(env, func, v, i, arr)
         if res is not UNDEFINED:
             result.append(res)
@@ -174,7 +204,7 @@ def ffilter(env: Frame, arr: Any, func: Any) -> Any:
     if arr is UNDEFINED:
         return UNDEFINED
     result = Seq()
-    for i, v in enumerate(arr):
+    for i, v in enumerate(pace(arr, env.state)):
         if to_boolean(call_hof(env, func, v, i, arr)):
             result.append(v)
     return result
@@ -185,7 +215,7 @@ def single(env: Frame, arr: Any, func: Any = UNDEFINED) -> Any:
         return UNDEFINED
     found = False
     result: Any = UNDEFINED
-    for i, v in enumerate(arr):
+    for i, v in enumerate(pace(arr, env.state)):
         ok = True
         if func is not UNDEFINED:
             ok = bool(to_boolean(call_hof(env, func, v, i, arr)))
@@ -208,7 +238,11 @@ def fold_left(env: Frame, seq: Any, func: Any, init: Any = UNDEFINED) -> Any:
         result, index = seq[0], 1
     else:
         result, index = init, 0
+    state = env.state
     while index < len(seq):
+        state.budget -= 1
+        if state.budget < 0:
+            state.tick()
         args = [result, seq[index]]
         if arity >= 3:
             args.append(index)
@@ -222,7 +256,8 @@ def fold_left(env: Frame, seq: Any, func: Any, init: Any = UNDEFINED) -> Any:
 def sift(env: Frame, obj: Any, func: Any) -> Any:
     if obj is UNDEFINED:
         return UNDEFINED
-    result = {k: v for k, v in obj.items() if to_boolean(call_hof(env, func, v, k, obj))}
+    result = {k: v for k, v in pace(list(obj.items()), env.state)
+              if to_boolean(call_hof(env, func, v, k, obj))}
     return result or UNDEFINED
 
 
@@ -230,7 +265,7 @@ def each(env: Frame, obj: Any, func: Any) -> Any:
     if obj is UNDEFINED:
         return UNDEFINED
     result = Seq()
-    for k, v in obj.items():
+    for k, v in pace(list(obj.items()), env.state):
         res = call_hof(env, func, v, k, obj)
         if res is not UNDEFINED:
             result.append(res)

@@ -9,7 +9,15 @@ from functools import reduce
 from typing import Any
 
 from .errors import JsonataError
-from .values import UNDEFINED, js_number_str, narrow
+from .values import (
+    MAX_EXACT,
+    UNDEFINED,
+    finite,
+    finite_arg,
+    js_number_str,
+    narrow,
+    number_label,
+)
 
 
 def _js_round(x: float) -> float:
@@ -19,6 +27,7 @@ def _js_round(x: float) -> float:
 def fround(arg: Any, precision: Any = UNDEFINED) -> Any:
     if arg is UNDEFINED:
         return UNDEFINED
+    original = finite_arg(arg, "round")
     prec = 0 if precision is UNDEFINED else int(precision)
     if prec:
         # shift the decimal point in the text form: multiplying by 10**n would
@@ -33,25 +42,31 @@ def fround(arg: Any, precision: Any = UNDEFINED) -> Any:
         result = float(f"{mant}e{int(exp) - prec if exp else -prec}")
     if result == 0:
         return 0
-    return narrow(result)
+    return finite(float(result), f"$round({number_label(original)}, {prec})")
+
+
+def _whole(result: int, arg: Any) -> Any:
+    # math.floor/ceil answer an exact int; a float argument beyond 2**53 keeps
+    # its float form, as it would in JavaScript
+    return result if type(arg) is int or -MAX_EXACT < result < MAX_EXACT else float(result)
 
 
 def floor(arg: Any) -> Any:
-    return UNDEFINED if arg is UNDEFINED else narrow(math.floor(arg))
+    return UNDEFINED if arg is UNDEFINED else _whole(math.floor(finite_arg(arg, "floor")), arg)
 
 
 def ceil(arg: Any) -> Any:
-    return UNDEFINED if arg is UNDEFINED else narrow(math.ceil(arg))
+    return UNDEFINED if arg is UNDEFINED else _whole(math.ceil(finite_arg(arg, "ceil")), arg)
 
 
 def fabs(arg: Any) -> Any:
-    return UNDEFINED if arg is UNDEFINED else abs(arg)
+    return UNDEFINED if arg is UNDEFINED else abs(finite_arg(arg, "abs"))
 
 
 def sqrt(arg: Any) -> Any:
     if arg is UNDEFINED:
         return UNDEFINED
-    if arg < 0:
+    if finite_arg(arg, "sqrt") < 0:
         raise JsonataError("D3060", value=arg, index=1)
     return narrow(math.sqrt(arg))
 
@@ -84,7 +99,7 @@ _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 def format_base(value: Any, radix: Any = UNDEFINED) -> Any:
     if value is UNDEFINED:
         return UNDEFINED
-    value = int(fround(value))
+    value = int(fround(finite_arg(value, "formatBase")))
     radix = 10 if radix is UNDEFINED else int(fround(radix))
     if radix < 2 or radix > 36:
         raise JsonataError("D3100", value=radix)
@@ -108,6 +123,7 @@ _DEFAULTS = {
 def format_number(value: Any, picture: Any, options: Any = UNDEFINED) -> Any:
     if value is UNDEFINED:
         return UNDEFINED
+    finite_arg(value, "formatNumber")
     props = dict(_DEFAULTS)
     if isinstance(options, dict):
         props.update(options)

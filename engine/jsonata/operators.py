@@ -9,14 +9,26 @@ that are literals are folded into the closure so the common ``x * 2`` or
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import JsonataError
 from .functions_core import to_boolean, to_string
 from .paths import compile_group
-from .runtime import Frame
-from .values import UNDEFINED, ConsArray, append, deep_equal, is_number, narrow, strict_equal
+from .runtime import PACE, Frame, State
+from .values import (
+    UNDEFINED,
+    ConsArray,
+    append,
+    deep_equal,
+    is_number,
+    js_number_str,
+    narrow,
+    number_label,
+    out_of_range,
+    strict_equal,
+)
 
 if TYPE_CHECKING:
     from .compiler import Compiler
@@ -31,51 +43,56 @@ def _arith(op: str, position: int) -> Callable[[Any, Any], Any]:
             raise JsonataError("T2001", position=position, token=op, value=lhs)
         if rhs is not UNDEFINED and tr is not int and tr is not float:
             raise JsonataError("T2002", position=position, token=op, value=rhs)
-        if tl is float and (math.isinf(lhs) or lhs != lhs):
-            raise JsonataError("D1001", position=position, value=lhs)
-        if tr is float and (math.isinf(rhs) or rhs != rhs):
-            raise JsonataError("D1001", position=position, value=rhs)
+        if tl is float and lhs - lhs != 0:
+            raise out_of_range(lhs, js_number_str(lhs), position, op)
+        if tr is float and rhs - rhs != 0:
+            raise out_of_range(rhs, js_number_str(rhs), position, op)
         return lhs is not UNDEFINED and rhs is not UNDEFINED
 
-    def finite(v: Any) -> Any:
-        # results may be infinite; the reference only rejects non-finite operands
-        return narrow(v) if type(v) is float else v
+    def overflow(a: Any, b: Any, result: Any = None) -> Exception:
+        # a result JSON cannot carry (Infinity, NaN, or an int too large for a float)
+        what = f"{number_label(a)} {op} {number_label(b)}"
+        return out_of_range(result, what, position, op)
 
-    if op == "+":
-        def add(a: Any, b: Any) -> Any:
-            return finite(a + b) if check(a, b) else UNDEFINED
-        return add
-    if op == "-":
-        def sub(a: Any, b: Any) -> Any:
-            return finite(a - b) if check(a, b) else UNDEFINED
-        return sub
-    if op == "*":
-        def mul(a: Any, b: Any) -> Any:
-            return finite(a * b) if check(a, b) else UNDEFINED
-        return mul
-    if op == "/":
-        def div(a: Any, b: Any) -> Any:
-            if not check(a, b):
-                return UNDEFINED
-            if b == 0:
-                return math.nan if a == 0 else math.copysign(math.inf, a) * math.copysign(1, b)
-            return finite(a / b) if type(a) is float or type(b) is float or a % b else a // b
-        return div
+    def finite(a: Any, b: Any, v: Any) -> Any:
+        if type(v) is float:
+            if v - v != 0:
+                raise overflow(a, b, v)
+            return narrow(v)
+        return v
 
-    def mod(a: Any, b: Any) -> Any:
-        if not check(a, b):
-            return UNDEFINED
-        if b == 0:
-            return math.nan
-        # JavaScript remainder: the result takes the sign of the dividend
-        return finite(math.fmod(a, b)) if type(a) is float or type(b) is float else \
-            (abs(a) % abs(b)) * (1 if a >= 0 else -1)
-    return mod
+    fn = _OPS[op]
+
+    def compute(a: Any, b: Any) -> Any:
+        try:
+            return finite(a, b, fn(a, b))
+        except (OverflowError, ZeroDivisionError):
+            raise overflow(a, b) from None
+
+    def arith(a: Any, b: Any) -> Any:
+        return compute(a, b) if check(a, b) else UNDEFINED
+    return arith
+
+
+def _divide(a: Any, b: Any) -> Any:
+    if type(a) is int and type(b) is int and not a % b:
+        return a // b  # exact, also beyond 2**53
+    return a / b
+
+
+def _remainder(a: Any, b: Any) -> Any:
+    if type(a) is float or type(b) is float:
+        return math.fmod(a, b)
+    # JavaScript remainder: the result takes the sign of the dividend
+    return (abs(a) % abs(b)) * (1 if a >= 0 else -1)
+
+
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": _divide, "%": _remainder}
 
 
 def _compare(op: str, position: int) -> Callable[[Any, Any], Any]:
-    import operator as o
-    fn = {"<": o.lt, "<=": o.le, ">": o.gt, ">=": o.ge}[op]
+    fn = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}[op]
 
     def cmp(lhs: Any, rhs: Any) -> Any:
         tl, tr = type(lhs), type(rhs)
@@ -135,7 +152,11 @@ def compile_binary(c: Compiler, node: Any) -> Fn:
                 b = [b]
             return any(strict_equal(x, a) for x in b)
     elif op == "..":
-        f = _range(position)
+        rng = _range(position)
+
+        def range_(inp: Any, env: Frame) -> Any:
+            return rng(lhs(inp, env), rhs(inp, env), env.state)
+        return range_
     else:
         raise JsonataError("S0204", position=position, token=op)
 
@@ -151,8 +172,8 @@ def compile_binary(c: Compiler, node: Any) -> Fn:
     return binary
 
 
-def _range(position: int) -> Callable[[Any, Any], Any]:
-    def rng(a: Any, b: Any) -> Any:
+def _range(position: int) -> Callable[[Any, Any, State], Any]:
+    def rng(a: Any, b: Any, state: State) -> Any:
         if a is not UNDEFINED and not _is_int(a):
             raise JsonataError("T2003", position=position, value=a)
         if b is not UNDEFINED and not _is_int(b):
@@ -162,8 +183,17 @@ def _range(position: int) -> Callable[[Any, Any], Any]:
         size = b - a + 1
         if size > 1e7:
             raise JsonataError("D2014", position=position, value=size)
-        return list(range(int(a), int(b) + 1))
+        return _paced_range(int(a), int(b) + 1, state)
     return rng
+
+
+def _paced_range(start: int, stop: int, state: State) -> list[int]:
+    # up to 1e7 items: built in slices with a clock check between them
+    out: list[int] = []
+    for lo in range(start, stop, PACE):
+        state.tick()
+        out.extend(range(lo, min(lo + PACE, stop)))
+    return out
 
 
 def _is_int(v: Any) -> bool:
@@ -182,6 +212,8 @@ def compile_unary(c: Compiler, node: Any) -> Fn:
                 return UNDEFINED
             if not is_number(v):
                 raise JsonataError("D1002", position=position, token="-", value=v)
+            if type(v) is float and v - v != 0:
+                raise out_of_range(v, js_number_str(v), position, "-")
             return -v
         return negate
     if op == "[":

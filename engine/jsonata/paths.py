@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import JsonataError
 from .functions_core import to_boolean
-from .runtime import Frame
+from .runtime import Frame, pace
 from .values import UNDEFINED, ConsArray, Seq, append, collapse, is_number
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def compile_filter(c: Compiler, pred: Any) -> Callable[[Any, Frame], Seq]:
         if not isinstance(inp, list):
             inp = [inp]
         n = len(inp)
-        for index, item in enumerate(inp):
+        for index, item in enumerate(pace(inp, env.state)):
             res = expr(item["@"], tuple_frame(env, item)) if tuples else expr(item, env)
             if is_number(res):
                 res = [res]
@@ -135,7 +135,7 @@ def compile_sort(c: Compiler, node: Any) -> Callable[[Any, Frame], Any]:
         if not isinstance(inp, list):
             inp = [inp]
         keyed: list[tuple[list[Any], Any]] = []
-        for item in inp:
+        for item in pace(inp, env.state):
             if tuples:
                 ctx, fenv = item["@"], tuple_frame(env, item)
             else:
@@ -176,7 +176,7 @@ def compile_group(c: Compiler, group: Any) -> Callable[[Any, Frame], Any]:
         if not inp:
             inp = [UNDEFINED]
         groups: dict[str, list[Any]] = {}
-        for item in inp:
+        for item in pace(inp, env.state):
             if reduce and item is not UNDEFINED:
                 fenv, ctx = tuple_frame(env, item), item["@"]
             else:
@@ -193,9 +193,9 @@ def compile_group(c: Compiler, group: Any) -> Callable[[Any, Frame], Any]:
                 elif entry[1] != idx:
                     raise JsonataError("D1009", position=position, value=key)
                 else:
-                    entry[0] = append(entry[0], item)
+                    _add_to_group(entry, item)
         out: dict[str, Any] = {}
-        for key, (data, idx) in groups.items():
+        for key, (data, idx, *_) in groups.items():
             if reduce:
                 tup = _reduce_tuples(data)
                 ctx = tup.pop("@")
@@ -207,6 +207,20 @@ def compile_group(c: Compiler, group: Any) -> Callable[[Any, Frame], Any]:
         return out
 
     return build
+
+
+def _add_to_group(entry: list[Any], item: Any) -> None:
+    """``entry[0] = append(entry[0], item)`` without copying the group each time
+    (that made grouping n items under one key quadratic); the first member is
+    copied once, never extended in place, as it may be the input's own list."""
+    if len(entry) == 2:
+        first = entry[0]
+        entry.append(True)
+        entry[0] = list(first) if isinstance(first, list) else [first]
+    if isinstance(item, list):
+        entry[0].extend(item)
+    else:
+        entry[0].append(item)
 
 
 def _reduce_tuples(stream: Any) -> dict[str, Any]:
@@ -259,7 +273,7 @@ def _eval_step(step: _Step, seq: list[Any], env: Frame, last: bool) -> Any:
         return step.run_stages(result, env) if step.stages else result
     fn = step.fn
     results = []
-    for item in seq:
+    for item in pace(seq, env.state):
         res = fn(item, env)
         if step.stages:
             res = step.run_stages(res, env)
@@ -290,7 +304,7 @@ def _eval_tuple_step(step: _Step, seq: list[Any], tuples: Seq | None, env: Frame
     result.tuple_stream = True
     if tuples is None:
         tuples = Seq({"@": item} for item in seq)
-    for tup in tuples:
+    for tup in pace(tuples, env.state):
         res = step.fn(tup["@"], tuple_frame(env, tup))
         if res is UNDEFINED:
             continue
@@ -412,7 +426,7 @@ def _names_over_sequences(names: list[str]) -> Fn:
                     return UNDEFINED
                 continue
             results = []
-            for item in seq:
+            for item in pace(seq, env.state):
                 res = collapse(lookup(item, key))
                 if res is not UNDEFINED:
                     results.append(res)

@@ -15,14 +15,21 @@ from typing import Any
 
 from .errors import JsonataError
 from .signature import Signature
-from .values import UNDEFINED, Seq, is_function
+from .values import UNDEFINED, Seq, is_function, js_number_str, out_of_range
+
+#: items a loop may visit between two readings of the clock
+PACE = 4096
 
 
 class State:
     """Per-evaluation state: the clock reading, the bounds and the current
-    call depth (used to bound recursion the way the reference does)."""
+    call depth (used to bound recursion the way the reference does).
 
-    __slots__ = ("deadline", "depth", "max_depth", "now_ms", "timeout_ms")
+    ``budget`` counts down the items loops visit; reading the clock only when
+    it runs out keeps the timeout check off the per-item path while still
+    catching a runaway loop that calls no function."""
+
+    __slots__ = ("budget", "deadline", "depth", "max_depth", "now_ms", "timeout_ms")
 
     def __init__(self, timeout_ms: int | None, max_depth: int | None) -> None:
         self.now_ms = int(time.time() * 1000)
@@ -30,6 +37,36 @@ class State:
         self.deadline = (time.monotonic() + timeout_ms / 1000.0) if timeout_ms else None
         self.max_depth = max_depth
         self.depth = 0
+        self.budget = PACE
+
+    def tick(self) -> None:
+        """The loop budget ran out: check the clock and grant a new one."""
+        self.budget = PACE
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise timeout_error()
+
+
+def timeout_error() -> JsonataError:
+    return JsonataError("U1001", "Expression evaluation timeout: check for infinite loop")
+
+
+def pace(items: Any, state: State) -> Any:
+    """``items`` to loop over, charged to the time budget: a short sequence
+    costs one subtraction; a long one is walked with a clock check every
+    :data:`PACE` items, so even a single huge loop honours the timeout."""
+    n = len(items)
+    if n <= PACE:
+        state.budget -= n
+        if state.budget < 0:
+            state.tick()
+        return items
+    return _paced(items, state)
+
+
+def _paced(items: Any, state: State) -> Any:
+    for start in range(0, len(items), PACE):
+        state.tick()
+        yield from items[start:start + PACE]
 
 
 class Frame:
@@ -157,8 +194,7 @@ def check_bounds(state: State, depth: int) -> None:
     if state.max_depth is not None and depth > state.max_depth:
         raise JsonataError("U1001")
     if state.deadline is not None and time.monotonic() > state.deadline:
-        raise JsonataError(
-            "U1001", "Expression evaluation timeout: check for infinite loop")
+        raise timeout_error()
 
 
 def apply_fn(proc: Any, args: list[Any], inp: Any, env: Frame) -> Any:
@@ -217,6 +253,8 @@ def _apply_inner(proc: Any, args: list[Any], inp: Any, env: Frame) -> Any:
     if is_function(proc):
         py_args = [None if a is UNDEFINED else a for a in args[: arity_of(proc)]]
         result = proc(*py_args)
+        if type(result) is float and result - result != 0:
+            raise out_of_range(result, f"the result {js_number_str(result)} of a bound function")
         return UNDEFINED if result is None else result
     raise JsonataError("T1006")
 

@@ -22,6 +22,13 @@ from .values import UNDEFINED
 
 DEFAULT_TIMEOUT_MS = 10_000
 
+#: cases where flowrunner differs from jsonata-js on purpose, and why
+DELIBERATE = {
+    "function-string/case019":
+        "deliberate: `1/0` fails at the division with D1001 (JSON has no Infinity; "
+        "jsonata-js returns Infinity and fails later, here in $string with D3001)",
+}
+
 
 def suite_dir() -> Path:
     env = os.environ.get("FLOWRUN_JSONATA_SUITE")
@@ -136,6 +143,8 @@ def run_suite(root: Path | None = None) -> list[Outcome]:
         for case_id, case in load_cases(root):
             used[0] = False
             ok, reason = run_case(case, datasets)
+            if not ok and case_id in DELIBERATE:
+                reason = f"{DELIBERATE[case_id]}; {reason}"
             outcomes.append(Outcome(case_id, ok, reason, used[0]))
     finally:
         datetime_fns._delegate = original

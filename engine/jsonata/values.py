@@ -79,6 +79,47 @@ def narrow(v: float | int) -> float | int:
     return v
 
 
+def out_of_range(value: Any, what: str, position: int | None = None,
+                 token: Any = None) -> Exception:
+    """The D1001 error for a computation that left the finite numbers.
+
+    JSON has no Infinity or NaN, so flowrunner fails at the operator or
+    function that produced one instead of letting it travel on (the
+    reference returns it and fails only where it is used again)."""
+    from .errors import JsonataError
+    return JsonataError("D1001", f"Number out of range: {what} is not a finite number",
+                        position=position, token=token, value=value)
+
+
+def is_finite_float(v: float) -> bool:
+    # inf - inf and nan - nan are both nan, which is unequal to everything
+    return v - v == 0
+
+
+def finite(v: Any, what: str) -> Any:
+    """``v`` narrowed (see :func:`narrow`), or D1001 when it is infinite or NaN."""
+    if type(v) is float:
+        if v - v != 0:
+            raise out_of_range(v, what)
+        if v.is_integer() and -MAX_EXACT < v < MAX_EXACT:
+            return int(v)
+    return v
+
+
+def number_label(v: float | int) -> str:
+    """A number as an error message shows it: JavaScript form, huge integers cut short."""
+    s = js_number_str(v)
+    return s if len(s) <= 24 else f"{s[:12]}...({len(s)} digits)"
+
+
+def finite_arg(v: Any, function: str) -> Any:
+    """``v`` unchanged, or D1001 when a library function is handed a
+    non-finite number (possible only through input data or a binding)."""
+    if type(v) is float and v - v != 0:
+        raise out_of_range(v, f"argument {number_label(v)} of ${function}", token=function)
+    return v
+
+
 def is_function(v: Any) -> bool:
     return (callable(v) and not isinstance(v, type)) or isinstance(v, re.Pattern)
 
