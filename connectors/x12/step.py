@@ -3,8 +3,9 @@
 ``x12: {parse: {}}`` turns the body (an interchange) into the structure documented in the
 README; ``x12: {render: {}}`` writes such a structure back byte for byte; ``x12: {build: {...}}``
 builds an outbound interchange from typed views with fresh control numbers; ``x12: {ack: {}}``
-makes the 997 functional acknowledgment for a parsed interchange. Malformed EDI fails the step
-with the segment number and element, and is not retried.
+makes the 997 functional acknowledgment for a parsed interchange; ``x12: {correlate: {sent: ...}}``
+reads a parsed 997 back into accepted/rejected statuses matched to the interchanges we sent.
+Malformed EDI fails the step with the segment number and element, and is not retried.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from connectors.x12 import (
     SqliteControlNumbers,
     X12Error,
     build_interchange,
+    correlate_997,
     generate_997,
     parse,
     render,
@@ -47,18 +49,27 @@ class AckOptions(Model):
     include_accepted: bool = Field(True, description="Acknowledge accepted sets too.")
 
 
+class CorrelateOptions(Model):
+    sent: Expr | None = Field(None, description="Expression giving the parsed interchange(s) we "
+                                                "sent; adds `matched` and the sets the 997 left "
+                                                "unlisted.")
+
+
 class X12Step(Model):
     parse: ParseOptions | None = Field(None, description="Interchange text → JSON.")
     render: RenderOptions | None = Field(None, description="Parsed JSON → interchange text.")
     build: BuildOptions | None = Field(None, description="Typed views → a new interchange.")
     ack: AckOptions | None = Field(None, description="Parsed interchange → its 997.")
+    correlate: CorrelateOptions | None = Field(
+        None, description="Parsed 997 → per group: status, accepted, sets, matched.")
     value: Expr | None = Field(None, description="Input; the body if omitted.")
 
     @model_validator(mode="after")
     def _one(self) -> X12Step:
-        chosen = [n for n in ("parse", "render", "build", "ack") if getattr(self, n) is not None]
+        chosen = [n for n in ("parse", "render", "build", "ack", "correlate")
+                  if getattr(self, n) is not None]
         if len(chosen) != 1:
-            raise ValueError("give exactly one of parse, render, build or ack")
+            raise ValueError("give exactly one of parse, render, build, ack or correlate")
         return self
 
 
@@ -70,6 +81,8 @@ def _control_numbers() -> SqliteControlNumbers:
 
 def build(config: X12Step, ctx: BuildContext) -> StepFn:
     value = ctx.expr(config.value, ("value",)) if config.value else None
+    sent = (ctx.expr(config.correlate.sent, ("correlate", "sent"))
+            if config.correlate is not None and config.correlate.sent is not None else None)
 
     def x12(envelope: Envelope, resources: Resources) -> Outcome:
         data: Any = value.evaluate(envelope) if value else envelope.body
@@ -86,6 +99,10 @@ def build(config: X12Step, ctx: BuildContext) -> StepFn:
                     transactions, sender=config.build.sender, receiver=config.build.receiver,
                     control_numbers=_control_numbers(),
                     usage_indicator=config.build.usage_indicator))
+            if config.correlate is not None:
+                ours = sent.evaluate(envelope) if sent else None
+                ours = [ours] if isinstance(ours, dict) else ours
+                return result(correlate_997(data, ours))
             assert config.ack is not None
             return result(generate_997(data, _control_numbers(),
                                        include_accepted=config.ack.include_accepted))
@@ -102,4 +119,5 @@ def build(config: X12Step, ctx: BuildContext) -> StepFn:
 
 STEP = StepKind(name="x12", config=X12Step, build=build,
                 description="EDI X12 (850, 855, 856, 810, 997): parse to JSON, render back, "
-                            "build outbound interchanges, or make the 997 for a received one.")
+                            "build outbound interchanges, make the 997 for a received one, "
+                            "or correlate a received 997 with what was sent.")
