@@ -12,6 +12,10 @@ The whole API::
         sftp.put("/in/PO_1001.edi", b"ISA*00*...")            # atomic: temp name, then rename
         sftp.remove("/in/old.edi")
 
+``open_named(name, config, secrets)`` connects with a named connection (an
+`engine.connections.SftpConnection`), substituting its ``${env:…}``/``${secret:…}`` references;
+its errors name the connection and host, never a credential.
+
 ``connect(host, port=22, *, username, password=None, private_key=None, passphrase=None,
 known_hosts=None, host_key=None, timeout=10.0)`` returns an `SftpClient` (a context manager;
 ``close()`` otherwise). ``private_key`` is the key's PEM/OpenSSH text. ``host_key`` pins the
@@ -21,9 +25,12 @@ NEVER accepted; `HostKeyError` names the host and the fingerprint the server sho
 operator can check it with the partner and pin it.
 
 Every failure is an `SftpError` whose ``kind`` is ``host_key``, ``auth``, ``connection``,
-``timeout``, ``not_found``, ``permission`` or ``io``. ``put`` writes ``.NAME.<random>.part`` in
-the target folder and renames it over NAME, so a reader never sees a partial file under the
-final name; ``list`` skips such temp names, so a poller never takes an upload in progress.
+``timeout``, ``not_found``, ``permission``, ``io`` or ``config``; ``retryable`` says whether
+trying again later may help (a refused connection may; a wrong password or host key will not).
+
+``put`` writes ``.NAME.<random>.part`` in the target folder and renames it over NAME, so a
+reader never sees a partial file under the final name; ``list`` skips such temp names, so a
+poller never takes an upload in progress.
 """
 
 from __future__ import annotations
@@ -32,21 +39,33 @@ import base64
 import contextlib
 import errno
 import fnmatch
+import functools
 import hashlib
 import io
 import posixpath
 import socket
 import stat
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import paramiko
 
+from engine.refs import UnresolvedReference, interpolate
+
+if TYPE_CHECKING:
+    from engine.connections import SftpConnection
+
 TEMP_PREFIX = "."
 TEMP_SUFFIX = ".part"
+T = TypeVar("T")
 MAX_GET_BYTES = 256 * 1024 * 1024
+#: kinds worth another attempt later: the server or the network may be back by then
+RETRYABLE = frozenset({"connection", "timeout"})
 
 
 class SftpError(Exception):
@@ -55,6 +74,10 @@ class SftpError(Exception):
     def __init__(self, message: str, kind: str = "io"):
         super().__init__(message)
         self.message, self.kind = message, kind
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in RETRYABLE
 
 
 class HostKeyError(SftpError):
@@ -124,6 +147,8 @@ def _check_host_key(host: str, port: int, key: paramiko.PKey, known_hosts: str |
 
 
 def _io_error(exc: OSError, what: str) -> SftpError:
+    if isinstance(exc, TimeoutError):
+        return SftpError(f"{what}: the server stopped answering", "timeout")
     code = exc.errno
     if code == errno.ENOENT:
         return SftpError(f"{what}: no such file", "not_found")
@@ -144,6 +169,7 @@ def connect(host: str, port: int = 22, *, username: str, password: str | None = 
     except OSError as exc:
         raise SftpError(f"{host}:{port}: {exc.strerror or exc}", "connection") from None
     transport = paramiko.Transport(sock)
+    started = time.monotonic()
     try:
         transport.banner_timeout = transport.auth_timeout = timeout
         transport.start_client(timeout=timeout)
@@ -168,8 +194,45 @@ def connect(host: str, port: int = 22, *, username: str, password: str | None = 
             from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
         transport.close()
-        kind = "timeout" if isinstance(exc, TimeoutError | socket.timeout) else "connection"
+        # paramiko reports a silent server as "No existing session": tell it by the time taken
+        silent = time.monotonic() - started >= timeout * 0.9
+        kind = "timeout" if silent or isinstance(exc, TimeoutError) else "connection"
+        if silent:
+            raise SftpError(f"{host}:{port}: no SSH answer within {timeout:g} s", kind) from None
         raise SftpError(f"{host}:{port}: SSH negotiation failed ({exc})", kind) from None
+
+
+def open_named(name: str, config: SftpConnection,
+               secrets: Callable[[str], str]) -> SftpClient:
+    """Connect with named connection *name*; see the module docstring."""
+    def value(text: str | None) -> str | None:
+        return None if text is None else interpolate(text, secrets)
+
+    try:
+        host, username = str(value(config.host)), str(value(config.username))
+        options = {"password": value(config.password), "private_key": value(config.private_key),
+                   "passphrase": value(config.passphrase),
+                   "known_hosts": value(config.known_hosts), "host_key": value(config.host_key)}
+    except UnresolvedReference as exc:
+        raise SftpError(f"connection '{name}': {exc}", "config") from None
+    try:
+        return connect(host, config.port, username=username, timeout=config.timeout, **options)
+    except SftpError as exc:
+        exc.message = f"connection '{name}': {exc.message}"
+        exc.args = (exc.message,)
+        raise
+
+
+def _lost(method: Callable[..., T]) -> Callable[..., T]:
+    """A session that drops mid-operation fails as a (retryable) ``connection`` error."""
+    @functools.wraps(method)
+    def guarded(self: SftpClient, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except (paramiko.SSHException, EOFError) as exc:
+            raise SftpError(f"{self.where}: the connection was lost ({exc or type(exc).__name__})",
+                            "connection") from None
+    return guarded
 
 
 class SftpClient:
@@ -190,6 +253,7 @@ class SftpClient:
         self._sftp.close()
         self._transport.close()
 
+    @_lost
     def list(self, folder: str, pattern: str = "*") -> list[RemoteFile]:
         """Regular files in *folder* whose name matches the glob *pattern*, by name."""
         try:
@@ -208,6 +272,7 @@ class SftpClient:
                                         float(entry.st_mtime or 0)))
         return sorted(found, key=lambda f: f.name)
 
+    @_lost
     def get(self, path: str, max_bytes: int = MAX_GET_BYTES) -> bytes:
         """The whole content of *path*."""
         try:
@@ -220,6 +285,7 @@ class SftpClient:
         except OSError as exc:
             raise _io_error(exc, f"get {path}") from None
 
+    @_lost
     def put(self, path: str, data: bytes) -> None:
         """Write *data* to *path* atomically: a temp name in the same folder, then a rename."""
         folder, name = posixpath.split(path)
@@ -236,6 +302,7 @@ class SftpClient:
             self._discard(temp)
             raise
 
+    @_lost
     def move(self, source: str, target: str) -> None:
         """Rename *source* to *target*, replacing a file already there."""
         try:
@@ -243,6 +310,29 @@ class SftpClient:
         except OSError as exc:
             raise _io_error(exc, f"move {source} to {target}") from None
 
+    @_lost
+    def ensure_folder(self, folder: str) -> None:
+        """Create *folder* and its missing parents (``mkdir -p``)."""
+        missing: list[str] = []
+        while folder not in ("", "/", "."):
+            try:
+                self._sftp.stat(folder)
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise _io_error(exc, f"stat {folder}") from None
+                missing.append(folder)
+                folder = posixpath.dirname(folder)
+        for path in reversed(missing):
+            try:
+                self._sftp.mkdir(path)
+            except OSError as exc:
+                try:
+                    self._sftp.stat(path)  # made meanwhile by another worker: fine
+                except OSError:
+                    raise _io_error(exc, f"mkdir {path}") from None
+
+    @_lost
     def remove(self, path: str) -> None:
         try:
             self._sftp.remove(path)
