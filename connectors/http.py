@@ -85,6 +85,13 @@ class HttpCall(Model):
                              "give a full url:")
         if (self.url is None) == (self.path is None):
             raise ValueError("give url: (a full URL) or connection: with path:")
+        if self.connection is not None and self.url is not None:
+            # a full URL would take the connection's credentials to whatever host it names
+            raise ValueError("with connection: give path: (joined to the connection's "
+                             "base_url), not url:")
+        if self.connection is not None and self.auth is not None:
+            raise ValueError(f"the credentials come from connection '{self.connection}'; "
+                             "remove auth: here (or drop connection: and give url:)")
         return self
 
 
@@ -206,9 +213,9 @@ def build(config: HttpCall, ctx: BuildContext) -> StepFn:
     basic = ((compile_value(auth.basic.username, ctx, ("auth", "basic", "username")),
               compile_value(auth.basic.password, ctx, ("auth", "basic", "password")))
              if auth and auth.basic else None)
-    # a call without its own timeout: takes the connection's
-    timeout = (config.timeout.connect, config.timeout.read) \
-        if client is None or "timeout" in config.model_fields_set else None
+    # through a connection, the step's own timeouts replace only the ones they name
+    own = {k: getattr(config.timeout, k) for k in config.timeout.model_fields_set} \
+        if "timeout" in config.model_fields_set else {}
 
     def call(envelope: Envelope, resources: Resources) -> Outcome:
         secrets = resources.secrets
@@ -227,8 +234,9 @@ def build(config: HttpCall, ctx: BuildContext) -> StepFn:
         kwargs: dict[str, Any] = {
             "params": {k: render(envelope, secrets) for k, render in params.items()},
             "headers": request_headers, "allow_redirects": False}
-        if timeout is not None:
-            kwargs["timeout"] = timeout
+        defaults = connection.timeout if connection is not None else \
+            (config.timeout.connect, config.timeout.read)
+        kwargs["timeout"] = (own.get("connect", defaults[0]), own.get("read", defaults[1]))
         if basic:
             kwargs["auth"] = (str(basic[0](envelope, secrets)), str(basic[1](envelope, secrets)))
         if json_body is not None:

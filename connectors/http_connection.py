@@ -11,24 +11,29 @@ so no log line or run record shows one.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path as FsPath
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 
-from engine.connections import HttpConnection
+from engine.connections import HttpConnection, Tls, resolve_file
 from engine.problems import Path
 from engine.refs import UnresolvedReference, interpolate
 from engine.types import BuildContext, StepError
 
-monotonic = time.monotonic  # tests move the clock through this name
+monotonic = time.monotonic  # the token cache's clock; tests move it through this name
+ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class HttpClient:
-    def __init__(self, name: str, config: HttpConnection):
+    def __init__(self, name: str, config: HttpConnection, folder: FsPath | None = None):
         self.name, self.config = name, config
         self.timeout = (config.timeout.connect, config.timeout.read)
         session = requests.Session()
@@ -36,27 +41,61 @@ class HttpClient:
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.trust_env = False  # a proxy or CA bundle from the environment must not apply
-        tls = config.tls
-        session.verify = tls.ca_bundle if tls.verify and tls.ca_bundle else tls.verify
-        if tls.client_cert:
-            session.cert = (tls.client_cert, tls.client_key) if tls.client_key else tls.client_cert
+        self._tls(session, config.tls, folder)
         self.session = session
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires_at = 0.0
         self.token_requests = 0
 
+    def _tls(self, session: requests.Session, tls: Tls, folder: FsPath | None) -> None:
+        """Certificates on the session; a missing file fails the step by name here, where
+        requests would raise a bare OSError at send time."""
+        files: dict[str, str] = {}
+        for key in ("ca_bundle", "client_cert", "client_key"):
+            value = getattr(tls, key)
+            if value is None:
+                continue
+            try:
+                path = resolve_file(interpolate(value, _no_secret), folder)
+            except UnresolvedReference as exc:
+                raise StepError(f"connection '{self.name}': tls.{key}: {exc}",
+                                kind="config") from None
+            if not path.is_file():
+                raise StepError(f"connection '{self.name}': tls.{key}: no such file {path}",
+                                kind="config")
+            files[key] = str(path)
+        session.verify = files.get("ca_bundle", True) if tls.verify else False
+        if "client_cert" in files:
+            session.cert = (files["client_cert"], files["client_key"]) \
+                if "client_key" in files else files["client_cert"]
+
     def url(self, path: str, secrets: Callable[[str], str]) -> str:
-        """*path* joined to the base URL (one slash between them)."""
-        base = interpolate(self.config.base_url, secrets)
-        return base.rstrip("/") + "/" + path.lstrip("/")
+        """*path* joined to the base URL: one slash between them, the base URL's query kept
+        and the path's own query added. An absolute URL is refused, since the connection's
+        credentials would go to whatever host it names."""
+        if ABSOLUTE.match(path):
+            raise StepError(f"connection '{self.name}': path '{path}' is a full URL; give a path "
+                            "relative to the connection's base_url, or use url: without "
+                            "connection:", kind="config")
+        try:
+            base = urlsplit(interpolate(self.config.base_url, secrets))
+        except UnresolvedReference as exc:
+            raise StepError(f"connection '{self.name}': base_url: {exc}", kind="config") \
+                from None
+        path, _, fragment = path.partition("#")
+        own_path, _, own_query = path.partition("?")
+        joined = base.path.rstrip("/") + "/" + own_path.lstrip("/") if own_path else base.path
+        query = "&".join(q for q in (base.query, own_query) if q)
+        return urlunsplit((base.scheme, base.netloc, joined or "/", query, fragment))
 
     def send(self, method: str, url: str, *, secrets: Callable[[str], str],
              session: requests.Session | None = None, **kwargs: Any) -> requests.Response:
         """Send with the connection's headers and credentials; see the module docstring."""
         session = session or self.session
         kwargs.setdefault("timeout", self.timeout)
-        headers = kwargs.setdefault("headers", {})
+        # the step's own headers win over the connection's, whatever their letter case
+        headers = kwargs["headers"] = CaseInsensitiveDict(kwargs.get("headers") or {})
         try:
             for key, value in self.config.headers.items():
                 headers.setdefault(key, interpolate(value, secrets))
@@ -65,9 +104,16 @@ class HttpClient:
             raise StepError(f"connection '{self.name}': {exc}", kind="config") from None
         response = session.request(method, url, **kwargs)
         if response.status_code == 401 and token is not None:
+            # the token may have been revoked before its expiry: one fresh token, one retry
             response.close()
             headers["Authorization"] = "Bearer " + self._bearer(secrets, session, stale=token)
             response = session.request(method, url, **kwargs)
+            if response.status_code == 401:
+                response.close()
+                raise StepError(f"connection '{self.name}': {method} {url} answered 401 "
+                                "Unauthorized even with a freshly fetched OAuth2 token; check "
+                                "the client's permissions (scope, audience) at the provider",
+                                kind="auth", status=401)
         return response
 
     def _authorize(self, kwargs: dict[str, Any], secrets: Callable[[str], str],
@@ -107,10 +153,12 @@ class HttpClient:
             if redactor is not None:
                 redactor.add(token)
             assert self.config.auth is not None and self.config.auth.oauth2 is not None
-            margin = min(self.config.auth.oauth2.refresh_before, lifetime / 2) \
-                if lifetime else 0.0
             self._token = token
-            self._expires_at = monotonic() + lifetime - margin if lifetime else float("inf")
+            if lifetime is None:  # no expires_in: kept until the server answers 401
+                self._expires_at = float("inf")
+            else:  # half the lifetime at most, so a short-lived token is still reused
+                margin = min(self.config.auth.oauth2.refresh_before, lifetime / 2)
+                self._expires_at = monotonic() + lifetime - margin
             return token
 
     def _fetch(self, secrets: Callable[[str], str],
@@ -171,4 +219,9 @@ def client_for(ctx: BuildContext, name: str, path: Path) -> Callable[[], HttpCli
     config = connections.lookup(name, "http", ctx, path)
     if config is None:
         return None
-    return lambda: connections.runtime(name, "http", lambda: HttpClient(name, config))
+    return lambda: connections.runtime(name, "http",
+                                       lambda: HttpClient(name, config, connections.folder))
+
+
+def _no_secret(name: str) -> str:
+    raise UnresolvedReference("secret", name)

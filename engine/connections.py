@@ -25,12 +25,13 @@ per name through `Connections.runtime`, built by the connector that needs it.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 
 from engine.dsl.base import Duration, Model
 from engine.lint import validation_problems
@@ -40,18 +41,36 @@ from engine.types import BuildContext
 from engine.yamlsrc import Source, read_source
 
 SUFFIXES = (".yaml", ".yml")
+NAME = re.compile(r"[A-Za-z0-9_-]+")
 T = TypeVar("T")
 
 
 def _secret_ref(value: str) -> str:
-    if not any(m["kind"] == "secret" for m in REF.finditer(value)):
-        raise ValueError("a credential is written out in the file; put it in the secrets "
-                         "store and write '${secret:NAME}' here (connection files live in "
-                         "version control)")
+    kinds = {m["kind"] for m in REF.finditer(value)}
+    if "secret" in kinds:
+        return value
+    if "env" in kinds:
+        # environment values are not masked in logs and run records; secrets are
+        raise ValueError("a credential must come from the secrets store, not the environment; "
+                         "write '${secret:NAME}' here (secret values are masked in logs and "
+                         "run records, environment values are not)")
+    raise ValueError("a credential is written out in the file; put it in the secrets "
+                     "store and write '${secret:NAME}' here (connection files live in "
+                     "version control)")
+
+
+#: header names whose value is a credential, whatever auth: says
+CREDENTIAL_HEADER = re.compile(r"authorization|api-?key|token|secret|password", re.IGNORECASE)
+
+
+def _secret_text(value: Any) -> Any:
+    # before pydantic's own type check, whose message would echo the value
+    if not isinstance(value, str):
+        raise ValueError("expected '${secret:NAME}' here, naming a value in the secrets store")
     return value
 
 
-Secret = Annotated[str, AfterValidator(_secret_ref)]
+Secret = Annotated[str, BeforeValidator(_secret_text), AfterValidator(_secret_ref)]
 
 
 def _one_of(model: Any, names: tuple[str, ...], what: str) -> None:
@@ -59,6 +78,13 @@ def _one_of(model: Any, names: tuple[str, ...], what: str) -> None:
     if len(chosen) != 1:
         raise ValueError(f"{what} needs exactly one of {', '.join(names)}"
                          + (f"; found {' and '.join(chosen)}" if chosen else ""))
+
+
+def _name(value: str) -> str:
+    if not NAME.fullmatch(value):
+        raise ValueError(f"'{value}' cannot be a connection name; use letters, digits, '_' "
+                         "and '-' only, e.g. erp_eu")
+    return value
 
 
 class Timeouts(Model):
@@ -125,8 +151,10 @@ class Tls(Model):
 
 class HttpConnection(Model):
     base_url: str = Field(description="Base URL a call's path: is joined to.")
-    headers: dict[str, str] = Field(default_factory=dict, description="Headers sent on every "
-                                                                      "request.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers sent on every request; a credential header "
+                                          "(Authorization, X-Api-Key, ...) must use "
+                                          "${secret:...}.")
     timeout: Timeouts = Field(default_factory=Timeouts, description="Default timeouts.")
     tls: Tls = Field(default_factory=Tls, description="Certificates: CA bundle, mTLS.")
     auth: Auth | None = Field(None, description="Credentials: basic, bearer, api_key or oauth2.")
@@ -158,7 +186,8 @@ class SftpConnection(Model):
 class ConnectionFile(Model):
     """One partner system: exactly one of http: or sftp:."""
 
-    connection: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="Name flows use.")
+    connection: Annotated[str, AfterValidator(_name)] = Field(
+        description="Name flows use: letters, digits, '_' and '-'.")
     description: str | None = Field(None, description="What the system is.")
     http: HttpConnection | None = Field(None, description="An HTTP API.")
     sftp: SftpConnection | None = Field(None, description="An SFTP server.")
@@ -214,48 +243,105 @@ class Connections:
 def load(folder: FsPath | None,
          check_refs: Callable[[Source, list[Problem]], None] | None = None) -> Connections:
     """Read every connection file in *folder*; never raises for a bad file."""
-    found: dict[str, ConnectionFile] = {}
-    files: dict[str, str] = {}
-    broken: set[str] = set()
-    problems: list[Problem] = []
     paths = sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES and p.is_file()) \
         if folder is not None and folder.is_dir() else []
-    schema = ConnectionFile.model_json_schema(by_alias=True)
+    found = Connections(folder, {}, {}, set(), [])
     for path in paths:
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            problems.append(Problem(str(path), 1, 1, "", f"cannot read file: {exc.strerror}"))
+        _read(path, found, check_refs)
+    return found
+
+
+def _read(path: FsPath, into: Connections,
+          check_refs: Callable[[Source, list[Problem]], None] | None) -> None:
+    """One connection file into *into*: the connection, or its name among the broken ones
+    (so a flow using it hears "has errors", not "no such connection") and its problems."""
+    problems = into.problems
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        problems.append(Problem(str(path), 1, 1, "", f"cannot read file: {exc.strerror}"))
+        return
+    source, found_problems = read_source(str(path), raw)
+    problems.extend(found_problems)
+    data = source.data if not found_problems else None
+    name = data.get("connection") if isinstance(data, dict) else None
+    name = name if isinstance(name, str) else path.stem
+    if name in into.files:
+        problems.append(source.problem(("connection",), f"connection '{name}' is already "
+                                       f"declared in {into.files[name]}"))
+        return
+    into.files[name] = str(path)
+    if found_problems:
+        into.broken.add(name)
+        return
+    if check_refs is not None:
+        check_refs(source, problems)
+    if not isinstance(data, dict):
+        problems.append(source.problem((), "a connection file is a mapping starting with "
+                                           "'connection: <name>' and 'http:' or 'sftp:'"))
+        into.broken.add(name)
+        return
+    try:
+        model = ConnectionFile.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(validation_problems(source, exc, _SCHEMA))
+        into.broken.add(name)
+        return
+    if name != path.stem:
+        problems.append(source.problem(("connection",), f"connection '{name}' differs from "
+                                       f"the file name; name the file {name}.yaml",
+                                       severity="warning"))
+    more = _check_headers(source, model) + _check_tls_files(source, model, into.folder)
+    problems.extend(more)
+    if any(p.severity == "error" for p in more):
+        into.broken.add(name)
+    else:
+        into.found[name] = model
+
+
+_SCHEMA = ConnectionFile.model_json_schema(by_alias=True)
+
+
+def resolve_file(value: str, folder: FsPath | None) -> FsPath:
+    """A file a connection names: a relative name is read beside the connection files, so a
+    flow finds its certificates whatever directory the worker was started in."""
+    path = FsPath(value).expanduser()
+    return path if path.is_absolute() or folder is None else folder / path
+
+
+def _check_headers(source: Source, found: ConnectionFile) -> list[Problem]:
+    """Default headers that carry a credential (Authorization, X-Api-Key, ...) written out.
+    Checked here rather than in the model, so the problem points at the header itself."""
+    problems = []
+    for name, value in (found.http.headers if found.http else {}).items():
+        if CREDENTIAL_HEADER.search(name):
+            try:
+                _secret_ref(value)
+            except ValueError as exc:
+                problems.append(source.problem(("http", "headers", name), str(exc)))
+    return problems
+
+
+def _check_tls_files(source: Source, found: ConnectionFile,
+                     folder: FsPath | None) -> list[Problem]:
+    """Certificate files that do not exist. Warnings, since the files may be deployed only
+    where the workers run; a call fails by name if one is still missing then."""
+    if found.http is None:
+        return []
+    problems = []
+    for key in ("ca_bundle", "client_cert", "client_key"):
+        value = getattr(found.http.tls, key)
+        where = ("http", "tls", key)
+        if value is None:
             continue
-        source, found_problems = read_source(str(path), raw)
-        problems.extend(found_problems)
-        if found_problems:
-            continue
-        data = source.data
-        name = data.get("connection") if isinstance(data, dict) else None
-        name = name if isinstance(name, str) else path.stem
-        if check_refs is not None:
-            check_refs(source, problems)
-        if name in files:
-            problems.append(source.problem(("connection",), f"connection '{name}' is already "
-                                           f"declared in {files[name]}"))
-            continue
-        files[name] = str(path)
-        if name != path.stem:
-            problems.append(source.problem(("connection",), f"connection '{name}' differs from "
-                                           f"the file name; name the file {name}.yaml",
-                                           severity="warning"))
-        if not isinstance(data, dict):
-            problems.append(source.problem((), "a connection file is a mapping starting with "
-                                               "'connection: <name>' and 'http:' or 'sftp:'"))
-            broken.add(name)
-            continue
-        try:
-            found[name] = ConnectionFile.model_validate(data)
-        except ValidationError as exc:
-            problems.extend(validation_problems(source, exc, schema))
-            broken.add(name)
-    return Connections(folder, found, files, broken, problems)
+        if any(m["kind"] == "secret" for m in REF.finditer(value)):
+            problems.append(source.problem(where, "a certificate file name is not a secret; "
+                                           "write the path, or use ${env:NAME}"))
+        elif not REF.search(value) and not resolve_file(value, folder).is_file():
+            problems.append(source.problem(where, f"no such file {resolve_file(value, folder)}"
+                                           "; a relative name is read from the connections "
+                                           "folder", severity="warning"))
+    return problems
 
 
 def nearest(start: FsPath) -> FsPath | None:

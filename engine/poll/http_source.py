@@ -5,12 +5,15 @@ params and headers); ``items`` selects the records of a page (the page itself wh
 ``paginate`` reaches the next page by a URL in the body, a token, a page number or offset, or
 the RFC 8288 ``Link`` header. Every record is handed to ``run.take`` with its metadata (source
 url, page, fetched_at) before the next page is asked for. Failures are classified like the
-``http`` connector's, for the trigger's retry policy.
+``http`` connector's, for the trigger's retry policy. With ``connection: NAME`` the url is a
+path joined to that connection's base URL, and the requests carry its headers, timeouts, TLS
+options and credentials.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
@@ -18,6 +21,7 @@ from urllib.parse import urljoin
 import requests
 
 from connectors.http import POOL, classify, parse_body, retry_after
+from connectors.http_connection import client_for
 from engine.dsl.base import ExprSpec
 from engine.dsl.triggers import PollTrigger
 from engine.envelope import Envelope
@@ -26,7 +30,7 @@ from engine.poll import cursor as cursors
 from engine.poll.schedule import slot_text
 from engine.poll.source import Outcome, PollRun
 from engine.problems import Path
-from engine.refs import UnresolvedReference
+from engine.refs import UnresolvedReference, redact_known
 from engine.templates import compile_value
 from engine.types import BuildContext, StepError
 
@@ -60,10 +64,9 @@ class HttpPoll:
             if paginate.next_token is not None and not paginate.token_param:
                 ctx.problem((*path, "paginate", "next_token"), "next_token needs token_param: "
                             "the query parameter that carries the token")
-        if http.connection:
-            ctx.problem((*path, "http", "connection"), "named connections are not available "
-                        "for poll sources yet; put the base URL in url: and credentials in "
-                        "headers: with ${secret:NAME}")
+        # with a connection, url: is a path joined to its base URL, sent with its credentials
+        self.client = client_for(ctx, http.connection, (*path, "http", "connection")) \
+            if http.connection else None
 
     # -- one poll ------------------------------------------------------------------------------
     def poll(self, run: PollRun) -> Outcome:
@@ -74,6 +77,8 @@ class HttpPoll:
         context = Envelope(body={"cursor": request_cursor, "slot": slot_text(run.slot)})
         try:
             url = str(self.url(context, run.secrets))
+            if self.client is not None:
+                url = self.client().url(url, run.secrets)
             params = {k: _text(r(context, run.secrets)) for k, r in self.params.items()}
             headers = {k: _text(r(context, run.secrets)) for k, r in self.headers.items()}
         except (UnresolvedReference, ExpressionError) as exc:
@@ -86,7 +91,7 @@ class HttpPoll:
         outcome = Outcome(cursor=None)
         offset = 0
         while True:
-            response = self._request(url, params, headers)
+            response = self._request(url, params, headers, run.secrets)
             outcome.pages += 1
             page = Envelope(body=parse_body(response, "json"),
                             headers={k.lower(): v for k, v in response.headers.items()})
@@ -94,7 +99,8 @@ class HttpPoll:
             fetched_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace(
                 "+00:00", "Z")
             for record in records:
-                accepted = run.take(record, {"source_url": response.url, "page": outcome.pages,
+                accepted = run.take(record, {"source_url": redact_known(response.url),
+                                             "page": outcome.pages,
                                              "fetched_at": fetched_at})
                 outcome.records += 1
                 outcome.duplicates += bool(getattr(accepted, "duplicate", False))
@@ -115,18 +121,24 @@ class HttpPoll:
             url, params = following
         return outcome
 
-    def _request(self, url: str, params: dict[str, str],
-                 headers: dict[str, str]) -> requests.Response:
-        session = POOL.get(url.split("/", 3)[2] if "://" in url else url)
+    def _request(self, url: str, params: dict[str, str], headers: dict[str, str],
+                 secrets: Callable[[str], str]) -> requests.Response:
         try:
-            response = session.request(self.method, url, params=params, headers=headers,
-                                       timeout=TIMEOUT, allow_redirects=False)
+            if self.client is not None:  # its session, timeouts, headers and credentials
+                response = self.client().send(self.method, url, secrets=secrets, params=params,
+                                              headers=headers, allow_redirects=False)
+            else:
+                session = POOL.get(url.split("/", 3)[2] if "://" in url else url)
+                response = session.request(self.method, url, params=params, headers=headers,
+                                           timeout=TIMEOUT, allow_redirects=False)
         except requests.RequestException as exc:
             kind, message = classify(exc)
             raise StepError(f"{self.method} {url}: {message}", kind=kind,
                             retryable=kind != "config") from None
         if not 200 <= response.status_code < 300:
-            raise StepError(f"{self.method} {response.url} answered {response.status_code} "
+            # the URL as sent: an API key in the query must not reach the poll status
+            raise StepError(f"{self.method} {redact_known(response.url)} answered "
+                            f"{response.status_code} "
                             f"{response.reason}", kind="http", retryable=True,
                             status=response.status_code,
                             retry_after=retry_after(response.headers.get("retry-after")))
