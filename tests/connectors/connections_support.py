@@ -108,3 +108,10 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     for name in ("urllib3", "urllib3.connectionpool", "flowrunner"):
         caplog.set_level(logging.DEBUG, logger=name)
+
+
+def our_logs(caplog: pytest.LogCaptureFixture) -> str:
+    """Every captured line but the test servers' own access logs (werkzeug prints the URL
+    it received, key and all: that is the partner's log, not ours)."""
+    return "\n".join(caplog.handler.format(r) for r in caplog.records
+                     if not r.name.startswith("werkzeug"))
