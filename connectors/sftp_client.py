@@ -273,6 +273,16 @@ class SftpClient:
         return sorted(found, key=lambda f: f.name)
 
     @_lost
+    def stat(self, path: str) -> RemoteFile:
+        """Size and modification time of *path*."""
+        try:
+            attrs = self._sftp.stat(path)
+        except OSError as exc:
+            raise _io_error(exc, f"stat {path}") from None
+        return RemoteFile(posixpath.basename(path), path, attrs.st_size or 0,
+                          float(attrs.st_mtime or 0))
+
+    @_lost
     def get(self, path: str, max_bytes: int = MAX_GET_BYTES) -> bytes:
         """The whole content of *path*."""
         try:

@@ -1,4 +1,9 @@
-"""The ``files`` poll source: take files dropped in a local folder, one message per file.
+"""The ``files`` poll source: take files dropped in a folder, one message per file.
+
+The folder is local (``dir: /data/edi/in``) or on a partner's SFTP server
+(``dir: sftp://3pl_acme/outbound/asn``: the named SFTP connection, then the absolute folder on
+the server). Both behave the same; only `LocalDrop` and `engine.poll.files_sftp.SftpDrop`
+differ.
 
 A file is taken only once it is complete: either its size and modification time held between
 two looks at least ``stable_for`` apart (a second look is asked for at that time, sooner than the
@@ -6,22 +11,22 @@ next slot), or its marker ``FILE+marker_suffix`` exists. Taken files move to ``a
 them; a file that cannot be taken in (unreadable, not UTF-8 text, too large) moves to ``error/``
 with ``FILE.reason.txt`` saying why. The body is the text; the headers are name, size, mtime,
 path and ``file_id`` (name:size:mtime), on which intake deduplicates — so a crash between intake
-and the move costs a second look, never a second run. A store that cannot take the file in
-fails the poll and leaves the file where it is, for the retry.
-
-``sftp://connection/path`` folders are refused at load for now: ``connectors/sftp_client``
-exists, but named connections (host, user, host key) do not yet.
+and the move costs a second look, never a second run. A store or a server that cannot be reached
+fails the poll and leaves the file where it is, for the retry. A file larger than
+``MAX_FILE_BYTES`` goes to ``error/`` without being read at all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, Protocol
 
 from engine.dsl.base import ExprSpec
 from engine.dsl.triggers import FileSource, PollTrigger
@@ -34,8 +39,83 @@ log = logging.getLogger("flowrunner.scheduler")
 MAX_FILE_BYTES = 50 * 1024 * 1024
 ARCHIVE, ERROR = "archive", "error"
 REASON_SUFFIX = ".reason.txt"
+SFTP_PREFIX = "sftp://"
 #: intake deduplicates files on this header unless the trigger names its own idempotency_key
 IDEMPOTENCY = ExprSpec("jsonata", '$headers."file_id"')
+
+
+@dataclass(frozen=True)
+class DropFile:
+    name: str
+    size: int
+    mtime_ns: int
+    #: where the file is, for the ``path`` header: a local path or sftp://connection/path
+    where: str
+
+
+class Vanished(Exception):
+    """The file went away between two looks (taken by someone else): not an error."""
+
+
+class Unreadable(Exception):
+    """The file is there but cannot be read: it goes to error/ with this reason."""
+
+
+class Drop(Protocol):
+    """One look at a drop folder, open for the length of one poll."""
+
+    def files(self, pattern: str) -> list[DropFile]: ...
+
+    def stat(self, name: str) -> DropFile | None: ...
+
+    def read(self, file: DropFile, max_bytes: int) -> bytes: ...
+
+    def move(self, name: str, folder: str) -> str | None: ...
+
+    def write_text(self, folder: str, name: str, text: str) -> None: ...
+
+
+class LocalDrop:
+    def __init__(self, folder: FsPath):
+        self.folder = folder
+
+    def files(self, pattern: str) -> list[DropFile]:
+        if not self.folder.is_dir():
+            raise StepError(f"the drop folder {self.folder} does not exist (or is not a "
+                            "folder)", kind="connection", retryable=True)
+        found = (self.stat(p.name) for p in sorted(self.folder.glob(pattern)) if p.is_file())
+        return [f for f in found if f is not None]
+
+    def stat(self, name: str) -> DropFile | None:
+        path = self.folder / name
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        return DropFile(name, stat.st_size, stat.st_mtime_ns, str(path))
+
+    def read(self, file: DropFile, max_bytes: int) -> bytes:
+        try:
+            return (self.folder / file.name).read_bytes()
+        except FileNotFoundError:
+            raise Vanished() from None
+        except OSError as exc:
+            raise Unreadable(f"the file cannot be read: {exc.strerror}") from None
+
+    def move(self, name: str, folder: str) -> str | None:
+        where = self.folder / folder
+        where.mkdir(exist_ok=True)
+        target = where / name
+        if target.exists():  # the same name dropped again: keep both
+            target = where / f"{target.stem}.{time.time_ns()}{target.suffix}"
+        try:
+            os.replace(self.folder / name, target)
+        except FileNotFoundError:
+            return None
+        return target.name
+
+    def write_text(self, folder: str, name: str, text: str) -> None:
+        (self.folder / folder / name).write_text(text, encoding="utf-8")
 
 
 @dataclass
@@ -53,36 +133,23 @@ class FilePoll:
             if getattr(trigger, name) is not None:
                 ctx.problem((*path, name), f"'{name}:' applies to http sources; a files source "
                             "takes each file as one message", key=True)
-        if self.config.dir.startswith("sftp://"):
-            # connectors/sftp_client can talk SFTP, but a connection name has nowhere to
-            # resolve to yet (host, user, host key): refuse at load rather than fail each poll
-            ctx.problem((*path, "files", "dir"), "sftp:// drop folders are not supported by the "
-                        "files poll source yet (named SFTP connections do not exist); use a "
-                        "local folder")
-        self.folder = FsPath(self.config.dir)
+        self._open = _opener(self.config.dir, ctx, (*path, "files", "dir"))
         self._looks: dict[str, _Look] = {}
 
     def poll(self, run: PollRun) -> Outcome:
-        if not self.folder.is_dir():
-            raise StepError(f"the drop folder {self.folder} does not exist (or is not a "
-                            "folder)", kind="connection", retryable=True)
         now = run.now()
         outcome = Outcome()
         present: set[str] = set()
-        for path in sorted(self.folder.glob(self.config.pattern)):
-            name = path.name
-            if not path.is_file() or self._is_marker(name):
-                continue
-            present.add(name)
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                continue
-            ready, again_at = self._ready(path, stat, now)
-            if again_at is not None:
-                outcome.again_at = min(outcome.again_at or again_at, again_at)
-            if ready and self._take(path, stat, run, outcome):
-                self._looks.pop(name, None)
+        with self._open(run) as drop:
+            for file in drop.files(self.config.pattern):
+                if self._is_marker(file.name):
+                    continue
+                present.add(file.name)
+                ready, again_at = self._ready(drop, file, now)
+                if again_at is not None:
+                    outcome.again_at = min(outcome.again_at or again_at, again_at)
+                if ready and self._take(drop, file, run, outcome):
+                    self._looks.pop(file.name, None)
         for gone in set(self._looks) - present:
             del self._looks[gone]
         return outcome
@@ -92,80 +159,88 @@ class FilePoll:
         suffix = self.config.marker_suffix
         return bool(suffix) and name.endswith(suffix)  # type: ignore[arg-type]
 
-    def _ready(self, path: FsPath, stat: os.stat_result, now: float) -> tuple[bool, float | None]:
+    def _ready(self, drop: Drop, file: DropFile, now: float) -> tuple[bool, float | None]:
         if self.config.marker_suffix:
-            return path.with_name(path.name + self.config.marker_suffix).exists(), None
-        look = self._looks.get(path.name)
-        if look is None or (look.size, look.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+            return drop.stat(file.name + self.config.marker_suffix) is not None, None
+        look = self._looks.get(file.name)
+        if look is None or (look.size, look.mtime_ns) != (file.size, file.mtime_ns):
             # first look, or it changed since: it may still be being written
-            self._looks[path.name] = _Look(stat.st_size, stat.st_mtime_ns, now)
+            self._looks[file.name] = _Look(file.size, file.mtime_ns, now)
             return False, now + self.config.stable_for
         if now - look.at < self.config.stable_for:
             return False, look.at + self.config.stable_for
         return True, None
 
     # -- intake and the moves ------------------------------------------------------------------
-    def _take(self, path: FsPath, stat: os.stat_result, run: PollRun, outcome: Outcome) -> bool:
-        if stat.st_size > MAX_FILE_BYTES:
-            self._reject(path, f"the file has {stat.st_size} bytes; files larger than "
+    def _take(self, drop: Drop, file: DropFile, run: PollRun, outcome: Outcome) -> bool:
+        if file.size > MAX_FILE_BYTES:
+            self._reject(drop, file, f"the file has {file.size} bytes; files larger than "
                          f"{MAX_FILE_BYTES} bytes are not taken in")
             return True
         try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+            raw = drop.read(file, MAX_FILE_BYTES)
+        except Vanished:
             return False
-        except OSError as exc:
-            self._reject(path, f"the file cannot be read: {exc.strerror}")
+        except Unreadable as exc:
+            self._reject(drop, file, str(exc))
             return True
-        after = path.stat()
-        if (after.st_size, after.st_mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+        after = drop.stat(file.name)
+        if after is None or (after.size, after.mtime_ns) != (file.size, file.mtime_ns):
             return False  # written to while we read it: not complete after all
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            self._reject(path, f"the file is not UTF-8 text (byte {exc.start}: "
+            self._reject(drop, file, f"the file is not UTF-8 text (byte {exc.start}: "
                          f"{raw[exc.start:exc.start + 1]!r})")
             return True
-        headers: dict[str, Any] = {
-            "name": path.name, "size": stat.st_size,
-            "mtime": datetime.fromtimestamp(stat.st_mtime, UTC).isoformat().replace(
-                "+00:00", "Z"),
-            "path": str(path), "file_id": f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"}
         try:
-            accepted = run.take(text, headers)
+            accepted = run.take(text, headers(file))
         except StepError:
             raise  # the store did not take it: the poll fails, the file stays for the retry
         except Exception as exc:
-            self._reject(path, f"intake failed: {type(exc).__name__}: {exc}")
+            self._reject(drop, file, f"intake failed: {type(exc).__name__}: {exc}")
             return True
         outcome.records += 1
         outcome.duplicates += bool(getattr(accepted, "duplicate", False))
-        self._move(path, ARCHIVE)
+        self._move(drop, file.name, ARCHIVE)
         return True
 
-    def _reject(self, path: FsPath, reason: str) -> None:
-        log.warning("%s moved to %s/: %s", path, ERROR, reason)
-        target = self._move(path, ERROR)
+    def _reject(self, drop: Drop, file: DropFile, reason: str) -> None:
+        log.warning("%s moved to %s/: %s", file.where, ERROR, reason)
+        target = self._move(drop, file.name, ERROR)
         if target is not None:
             stamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-            target.with_name(target.name + REASON_SUFFIX).write_text(
-                f"{path.name}: {reason}\nmoved from {path.parent} at {stamp}\n", encoding="utf-8")
+            drop.write_text(ERROR, target + REASON_SUFFIX,
+                            f"{file.name}: {reason}\nmoved from {self.config.dir} at {stamp}\n")
 
-    def _move(self, path: FsPath, folder: str) -> FsPath | None:
-        where = self.folder / folder
-        where.mkdir(exist_ok=True)
-        target = where / path.name
-        if target.exists():  # the same name dropped again: keep both
-            target = where / f"{path.stem}.{time.time_ns()}{path.suffix}"
-        try:
-            os.replace(path, target)
-        except FileNotFoundError:
-            return None
-        if self.config.marker_suffix:
-            marker = path.with_name(path.name + self.config.marker_suffix)
-            if marker.exists():
-                os.replace(marker, target.with_name(target.name + self.config.marker_suffix))
+    def _move(self, drop: Drop, name: str, folder: str) -> str | None:
+        target = drop.move(name, folder)
+        suffix = self.config.marker_suffix
+        if target is not None and suffix and drop.stat(name + suffix) is not None:
+            drop.move(name + suffix, folder)
         return target
+
+
+def headers(file: DropFile) -> dict[str, Any]:
+    """The message headers of one file; ``file_id`` is what intake deduplicates on."""
+    mtime = datetime.fromtimestamp(file.mtime_ns / 1e9, UTC)
+    return {"name": file.name, "size": file.size,
+            "mtime": mtime.isoformat().replace("+00:00", "Z"), "path": file.where,
+            "file_id": f"{file.name}:{file.size}:{file.mtime_ns}"}
+
+
+def _opener(folder: str, ctx: BuildContext, path: Path) -> Any:
+    """How each poll opens the folder: a local one as it is, sftp:// through its connection."""
+    if folder.startswith(SFTP_PREFIX):
+        from engine.poll.files_sftp import opener  # paramiko only for flows that use SFTP
+
+        return opener(folder, ctx, path)
+
+    @contextlib.contextmanager
+    def local(run: PollRun) -> Iterator[Drop]:
+        yield LocalDrop(FsPath(folder))
+
+    return local
 
 
 def build(trigger: PollTrigger, ctx: BuildContext, path: Path) -> FilePoll:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from test_poll_support import T0, Clock, make_app, runs, scheduler
 
 from engine.loader import Loader
@@ -107,13 +108,26 @@ def test_archive_error_with_reason_and_no_second_run(tmp_path: Path) -> None:
     assert len(list((inbox / "archive").glob("good*.edi"))) == 2  # kept both, nothing lost
 
 
-def test_sftp_drop_folders_are_refused_at_load(tmp_path: Path, loader: Loader) -> None:
-    folder = tmp_path / "flows"
-    folder.mkdir()
-    path = folder / "edi-drop.yaml"
-    path.write_text(FLOW.format(dir="sftp://acme/outbound", extra="").lstrip(), encoding="utf-8")
+@pytest.mark.parametrize(("folder", "expected"), [
+    ("sftp://acme/outbound", "5:18 no connection 'acme' in {connections}; did you mean "
+                             "'acme_3pl'?"),
+    ("sftp://erp/outbound", "5:18 connection 'erp' is an http connection; this needs sftp"),
+    ("sftp:///outbound", "5:18 'sftp:///outbound' names no connection; write "
+                         "sftp://<connection>/<folder>, e.g. sftp://3pl_acme/outbound/asn"),
+])
+def test_sftp_drop_folders_name_a_known_sftp_connection(tmp_path: Path, loader: Loader,
+                                                        folder: str, expected: str) -> None:
+    connections = tmp_path / "connections"
+    connections.mkdir()
+    (connections / "acme_3pl.yaml").write_text(
+        "connection: acme_3pl\nsftp: {host: sftp.acme.example, username: dist, "
+        "password: '${secret:ACME_SFTP}', host_key: 'SHA256:abc'}\n", encoding="utf-8")
+    (connections / "erp.yaml").write_text("connection: erp\nhttp: {base_url: 'http://erp'}\n",
+                                          encoding="utf-8")
+    (tmp_path / "flows").mkdir()
+    path = tmp_path / "flows" / "edi-drop.yaml"
+    path.write_text(FLOW.format(dir=folder, extra="").lstrip(), encoding="utf-8")
     flow, problems = loader.load_file(path)
-    messages = [f"{p.line}:{p.column} {p.message}" for p in problems]
+    messages = [f"{p.line}:{p.column} {p.message}" for p in problems if p.severity == "error"]
     assert flow is None
-    assert messages == ["5:18 sftp:// drop folders are not supported by the files poll source "
-                        "yet (named SFTP connections do not exist); use a local folder"]
+    assert messages == [expected.format(connections=connections)]

@@ -1,0 +1,109 @@
+"""SFTP drop folders for the ``files`` poll source: ``dir: sftp://<connection>/<folder>``.
+
+The connection is a named SFTP connection (``connections/<name>.yaml``), checked when the flow
+is loaded; the folder is absolute on the server. Each poll opens one SFTP session (host key
+checked, never auto-accepted), lists, reads the complete files, moves them to ``archive/`` or
+``error/`` beside them, and closes the session. Files still being uploaded under the
+``.NAME.<random>.part`` convention are never listed. A server that cannot be reached fails the
+poll as a retryable ``connection``/``timeout`` error; a refused login or changed host key fails
+it for good (the scheduler logs it; the files stay where they are).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from connectors.sftp_client import RemoteFile, SftpClient, SftpError, open_named
+from engine.poll.files import SFTP_PREFIX, DropFile, Unreadable, Vanished
+from engine.poll.source import PollRun
+from engine.problems import Path
+from engine.types import BuildContext, StepError
+
+
+def _failed(exc: SftpError) -> StepError:
+    return StepError(exc.message, kind=exc.kind, retryable=exc.retryable)
+
+
+class SftpDrop:
+    def __init__(self, client: SftpClient, url: str, folder: str):
+        self.client, self.url, self.folder = client, url, folder
+
+    def _file(self, remote: RemoteFile) -> DropFile:
+        return DropFile(remote.name, remote.size, int(remote.mtime) * 1_000_000_000,
+                        f"{self.url}/{remote.name}")
+
+    def files(self, pattern: str) -> list[DropFile]:
+        try:
+            return [self._file(f) for f in self.client.list(self.folder, pattern)]
+        except SftpError as exc:
+            raise _failed(exc) from None
+
+    def stat(self, name: str) -> DropFile | None:
+        try:
+            return self._file(self.client.stat(posixpath.join(self.folder, name)))
+        except SftpError as exc:
+            if exc.kind == "not_found":
+                return None
+            raise _failed(exc) from None
+
+    def read(self, file: DropFile, max_bytes: int) -> bytes:
+        try:
+            return self.client.get(posixpath.join(self.folder, file.name), max_bytes)
+        except SftpError as exc:
+            if exc.kind == "not_found":
+                raise Vanished() from None
+            if exc.retryable:
+                raise _failed(exc) from None
+            raise Unreadable(f"the file cannot be read: {exc.message}") from None
+
+    def move(self, name: str, folder: str) -> str | None:
+        where = posixpath.join(self.folder, folder)
+        try:
+            self.client.ensure_folder(where)
+            target = name
+            if self.stat(posixpath.join(folder, name)) is not None:  # keep both
+                stem, dot, suffix = name.rpartition(".")
+                target = f"{stem}.{time.time_ns()}.{suffix}" if dot else f"{name}.{time.time_ns()}"
+            self.client.move(posixpath.join(self.folder, name), posixpath.join(where, target))
+        except SftpError as exc:
+            if exc.kind == "not_found":
+                return None
+            raise _failed(exc) from None
+        return target
+
+    def write_text(self, folder: str, name: str, text: str) -> None:
+        try:
+            self.client.put(posixpath.join(self.folder, folder, name), text.encode("utf-8"))
+        except SftpError as exc:
+            raise _failed(exc) from None
+
+
+def opener(url: str, ctx: BuildContext, path: Path) -> Any:
+    """At load: resolve ``sftp://<connection>/<folder>`` (a problem at *path* if it does not);
+    returns how each poll opens the drop."""
+    name, _, rest = url[len(SFTP_PREFIX):].partition("/")
+    folder = "/" + rest.strip("/")
+    if not name:
+        ctx.problem(path, f"'{url}' names no connection; write sftp://<connection>/<folder>, "
+                          "e.g. sftp://3pl_acme/outbound/asn")
+    connections = ctx.service("connections") if name else None
+    if name and connections is None:
+        ctx.problem(path, f"no connection '{name}': named connections are not loaded here")
+    config = connections.lookup(name, "sftp", ctx, path) if connections is not None else None
+    label = f"{SFTP_PREFIX}{name}{folder.rstrip('/')}"
+
+    @contextlib.contextmanager
+    def sftp(run: PollRun) -> Iterator[SftpDrop]:
+        assert config is not None  # a flow whose connection did not resolve is never loaded
+        try:
+            client = open_named(name, config, run.secrets)
+        except SftpError as exc:
+            raise _failed(exc) from None
+        with client:
+            yield SftpDrop(client, label, folder)
+
+    return sftp
