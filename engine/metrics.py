@@ -6,8 +6,9 @@ status, dead-lettered), so nothing inside the runner or the steps knows about me
 webhook server counts intake outcomes, responses by status and latency itself.
 
 Gauges that describe the state rather than events — dead-letter depth by flow, runs queued,
-running or waiting for a retry — are read from the store when Prometheus scrapes (`StoreCollector`),
-so every process reports the same truth and none has to keep a count in step.
+running or waiting for a retry by lane, poll lag (now − cursor) — are read from the store when
+Prometheus scrapes (`StoreCollector`), so every process reports the same truth and none has to
+keep a count in step.
 
 Celery's prefork pool runs tasks in child processes: with ``PROMETHEUS_MULTIPROC_DIR`` set
 (before the worker starts; prometheus-client decides at its first metric), each process writes
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +35,12 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from engine.poll import cursor as cursors
 from engine.store.base import ACTIVE, DeadLetterFilter
 
 if TYPE_CHECKING:
     from engine.app import App
+    from engine.loader import CompiledFlow
     from engine.runner import RunState
 
 log = logging.getLogger("flowrunner.metrics")
@@ -147,8 +151,21 @@ def _wrap_advance(app: App, metrics: Metrics) -> None:
     app.runner.advance = measured  # type: ignore[method-assign]
 
 
+def poll_lag(app: App, flow_id: str, now: float) -> float | None:
+    """now − the poll cursor of *flow_id*, in seconds: how far behind the partner's data the
+    flow reads. Computed at each look, so a stuck poll shows a growing lag; None before the
+    first poll or when the cursor is not a timestamp (an id, a file name)."""
+    status = cursors.read_status(app.store, flow_id)
+    return cursors.lag_seconds(status.get("cursor"), now)
+
+
+def lane_of(flow: CompiledFlow) -> str:
+    return str(getattr(flow.model, "queue", None) or "default")
+
+
 class StoreCollector(Collector):
-    """Gauges read from the store at scrape time: dead-letter depth, runs waiting or running."""
+    """Gauges read from the store at scrape time: dead-letter depth, runs waiting or running by
+    lane, poll lag."""
 
     def __init__(self, app: App):
         self.app = app
@@ -156,28 +173,42 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("flowrun_store_up", "1 when the state store answered the "
                                                    "scrape's queries.")
-        depth = GaugeMetricFamily("flowrun_dlq_depth", "Open dead-letter entries by flow.",
-                                  labels=["flow"])
-        queued = GaugeMetricFamily("flowrun_queue_depth", "Runs queued, running or waiting "
-                                   "for a retry, by flow and status.", labels=["flow", "status"])
         try:
-            counts: dict[str, int] = dict.fromkeys(self.app.flows.flows, 0)
-            for entry in self.app.store.list_dead_letters(
-                    DeadLetterFilter(status="open", limit=DLQ_SCAN_LIMIT)):
-                counts[entry.flow_id] = counts.get(entry.flow_id, 0) + 1
-            for flow, n in sorted(counts.items()):
-                depth.add_metric([flow], n)
-            for flow in sorted(self.app.flows.flows):
-                by_status = self.app.store.count_runs(flow)
-                for status in ACTIVE:
-                    queued.add_metric([flow, status], by_status.get(status, 0))
+            gauges = self._gauges()
         except Exception as exc:  # a scrape must answer even when the store does not
             log.warning("metrics: the state store did not answer: %s", exc)
             up.add_metric([], 0)
             yield up
             return
         up.add_metric([], 1)
-        yield from (up, depth, queued)
+        yield up
+        yield from gauges
+
+    def _gauges(self) -> list[Metric]:
+        depth = GaugeMetricFamily("flowrun_dlq_depth", "Open dead-letter entries by flow.",
+                                  labels=["flow"])
+        queued = GaugeMetricFamily("flowrun_queue_depth", "Runs queued, running or waiting "
+                                   "for a retry, by lane (the flow's queue:), flow and status.",
+                                   labels=["lane", "flow", "status"])
+        lag = GaugeMetricFamily("flowrun_poll_lag_seconds", "now − the poll cursor, per "
+                                "polling flow with a timestamp cursor.", labels=["flow"])
+        flows = self.app.flows.flows
+        counts: dict[str, int] = dict.fromkeys(flows, 0)
+        for entry in self.app.store.list_dead_letters(
+                DeadLetterFilter(status="open", limit=DLQ_SCAN_LIMIT)):
+            counts[entry.flow_id] = counts.get(entry.flow_id, 0) + 1
+        for flow_id, n in sorted(counts.items()):
+            depth.add_metric([flow_id], n)
+        now = time.time()
+        for flow_id, flow in sorted(flows.items()):
+            by_status = self.app.store.count_runs(flow_id)
+            for status in ACTIVE:
+                queued.add_metric([lane_of(flow), flow_id, status], by_status.get(status, 0))
+            if flow.trigger_kind == "poll":
+                behind = poll_lag(self.app, flow_id, now)
+                if behind is not None:
+                    lag.add_metric([flow_id], behind)
+        return [depth, queued, lag]
 
 
 def serve_worker_metrics(metrics: Metrics, port: int, addr: str = "0.0.0.0") -> None:

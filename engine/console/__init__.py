@@ -51,13 +51,13 @@ class Console:
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(default=True),
                                      trim_blocks=True, lstrip_blocks=True)
-        self.templates.globals.update(ts=views.ts, query=pages.query_string)
+        self.templates.globals.update(ts=views.ts, span=views.span, query=pages.query_string)
 
     def render(self, request: Request, name: str, who: Principal | None, *, status: int = 200,
                **context: Any) -> Response:
         html = self.templates.get_template(name).render(
             request=request, who=who, csrf=who.csrf if who else "", path=request.url.path,
-            **context)
+            status=status, **context)
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 

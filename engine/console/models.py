@@ -86,6 +86,11 @@ class FlowHealth(_Model):
     active: int = Field(description="Runs queued, running or waiting for a retry.")
     last_run: RunSummary | None
     dlq_depth: int = Field(description="Open dead-letter entries.")
+    lane: str = Field(description="The worker lane (queue:) of the flow's runs.")
+    poll_lag: float | None = Field(description="Polling flows: seconds between now and the "
+                                               "cursor (how far behind the partner's data).")
+    last_poll_at: float | None = Field(description="Polling flows: the last successful poll.")
+    poll_error: str | None = Field(description="Polling flows: why the last poll failed.")
 
 
 class DeadLetterSummary(_Model):

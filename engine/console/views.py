@@ -15,6 +15,9 @@ from typing import Any
 
 from engine.app import App
 from engine.dsl.base import parse_duration
+from engine.loader import CompiledFlow
+from engine.metrics import lane_of, poll_lag
+from engine.poll import cursor as cursors
 from engine.runner import TERMINAL, RunState
 from engine.store.base import DeadLetter, DeadLetterFilter, RunFilter
 
@@ -73,6 +76,19 @@ def ts(value: float | None) -> str:
     return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def span(seconds: float | None) -> str:
+    """A lag for people: 45s, 12m 5s, 3h 20m, 2d 4h."""
+    if seconds is None:
+        return "–"
+    left = int(max(0.0, seconds))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size or (unit == "s" and not parts):
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    return " ".join(parts[:2])
+
+
 def _limit(params: dict[str, str]) -> int:
     raw = params.get("limit") or "50"
     if not raw.isdigit() or not 1 <= int(raw) <= LIST_LIMIT:
@@ -110,6 +126,7 @@ def flow_health(app: App) -> list[dict[str, Any]]:
     for entry in app.store.list_dead_letters(DeadLetterFilter(status="open", limit=10_000)):
         open_entries[entry.flow_id] = open_entries.get(entry.flow_id, 0) + 1
     out = []
+    now = time.time()
     for flow_id, flow in sorted(app.flows.flows.items()):
         counts = app.store.count_runs(flow_id)
         finished = sum(n for status, n in counts.items() if status in TERMINAL)
@@ -117,13 +134,25 @@ def flow_health(app: App) -> list[dict[str, Any]]:
         last = app.store.list_runs(RunFilter(flow=flow_id, limit=1))
         out.append({
             "flow": flow_id, "version": flow.version, "trigger": flow.trigger_kind,
-            "description": getattr(flow, "description", None) or "",
+            "description": getattr(flow.model, "description", None) or "",
             "runs": sum(counts.values()), "finished": finished, "failed": failed,
             "success_rate": round(100 * (finished - failed) / finished, 1) if finished else None,
             "active": sum(counts.get(s, 0) for s in ("queued", "running", "retrying")),
             "last_run": run_summary(last[0]) if last else None,
-            "dlq_depth": open_entries.get(flow_id, 0)})
+            "dlq_depth": open_entries.get(flow_id, 0), "lane": lane_of(flow),
+            **poll_health(app, flow, now)})
     return out
+
+
+def poll_health(app: App, flow: CompiledFlow, now: float) -> dict[str, Any]:
+    """A polling flow's lag (now − cursor), last good poll and last error; None elsewhere."""
+    if flow.trigger_kind != "poll":
+        return {"poll_lag": None, "last_poll_at": None, "poll_error": None}
+    status = cursors.read_status(app.store, flow.id)
+    error = status.get("last_error") if status.get("state") == "failed" else None
+    return {"poll_lag": poll_lag(app, flow.id, now), "last_poll_at": status.get("last_poll_at"),
+            "poll_error": app.secrets.redactor.text(str(error.get("message", "")))
+            if isinstance(error, dict) else None}
 
 
 # -- runs --------------------------------------------------------------------------------------
