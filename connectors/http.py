@@ -143,7 +143,7 @@ def classify(exc: requests.RequestException) -> tuple[str, str]:
     """Map a requests failure to an error kind the retry policy knows, with a short message."""
     text = str(exc)
     if isinstance(exc, requests.exceptions.SSLError):
-        return "tls", "TLS handshake failed"
+        return "tls", tls_reason(text)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return "timeout", "connect timeout"
     if isinstance(exc, requests.exceptions.ReadTimeout | requests.exceptions.Timeout):
@@ -168,6 +168,26 @@ def classify(exc: requests.RequestException) -> tuple[str, str]:
                   requests.exceptions.InvalidSchema):
         return "config", f"invalid URL: {text}"
     return "connection", type(exc).__name__
+
+
+_VERIFY = re.compile(r"certificate verify failed: ([^(')]+)")
+_SSL_REASON = re.compile(r"\[SSL(?:: [A-Z_]+)?\] ([^(')]+)")
+
+
+def tls_reason(text: str) -> str:
+    """A failed TLS handshake in words an operator can act on (requests nests the reason
+    three exceptions deep)."""
+    verify = _VERIFY.search(text)
+    if verify:
+        return (f"TLS: the server's certificate is not trusted ({verify[1].strip()}); trust "
+                "its CA with tls.ca_bundle on a named connection")
+    if "EOF occurred" in text or "certificate required" in text:
+        return ("TLS handshake failed: the server ended it; a server that requires a client "
+                "certificate does so (tls.client_cert and tls.client_key on the connection)")
+    if "PEM lib" in text or "KEY_VALUES_MISMATCH" in text:
+        return "TLS: the client certificate or its key cannot be used (not PEM, or they differ)"
+    reason = _SSL_REASON.search(text)
+    return "TLS handshake failed" + (f" ({reason[1].strip()})" if reason else "")
 
 
 def parse_body(response: requests.Response, expect: str) -> Any:
