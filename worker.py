@@ -123,6 +123,15 @@ def _stop_pump(**_: Any) -> None:
             watcher.stop()
 
 
+def _pool_process_init(**_: Any) -> None:
+    """A pool process forked after the main process built its App (a replacement for one that
+    died) builds its own: the App's identity names the process that holds a run's lease, and
+    its threads — pump, watcher, lease renewals — did not survive the fork."""
+    global _flowrun, _pump, _lock
+    _flowrun, _pump, _lock = None, None, threading.Lock()
+    _start_pump()
+
+
 def _start_reaper(**_: Any) -> None:
     # the main process only: it outlives the pool processes whose runs it may have to requeue
     executor().reaper.start()
@@ -159,7 +168,7 @@ worker_process_shutdown.connect(_process_exited, weak=False)
 
 # a pump in the main process and one in each pool process: several pumps are harmless
 worker_ready.connect(_start_pump, weak=False)
-worker_process_init.connect(_start_pump, weak=False)
+worker_process_init.connect(_pool_process_init, weak=False)
 worker_shutdown.connect(_stop_pump, weak=False)
 worker_ready.connect(_start_reaper, weak=False)
 worker_shutdown.connect(_stop_reaper, weak=False)

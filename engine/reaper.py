@@ -68,8 +68,11 @@ class Deliveries:
 
 
 def poison(state: RunState, died: int, step: str | None) -> None:
-    """Mark *state* dead-lettered because *died* deliveries in a row killed their worker."""
-    where = f" in step '{step}'" if step else ""
+    """Mark *state* dead-lettered because *died* deliveries in a row killed their worker.
+
+    *step* is where the run resumes (its last checkpoint): the culprit is that step or one of
+    the pure steps after it, and a replay from the failed step starts there."""
+    where = f", each time after resuming at step '{step}'" if step else ""
     state.status = "dead_lettered"
     state.error = {
         "message": f"the run stopped its worker {died} times in a row{where} (the worker process "
