@@ -5,8 +5,10 @@ operator (or a payload) can bring: unknown ids, invalid edits, huge and hostile 
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
+import time
 from pathlib import Path
 
 from test_console_harness import (
@@ -63,6 +65,46 @@ def test_runs_are_found_by_order_number_status_and_correlation_id(tmp_path: Path
         future = server.http.get(server.url + "/api/runs", headers=bearer(),
                                  params={"since": "2999-01-01"}).json()
         assert future == []
+
+
+def test_runs_and_dead_letters_are_searched_by_time_range(tmp_path: Path) -> None:
+    with console(tmp_path) as server:
+        early = send(server, order(3001, qty="two"))
+        middle = _iso(wait_until(lambda: _later_than(early.created_at)))
+        late = send(server, order(3002, qty=0))
+        api = server.http
+
+        def runs(**params: str) -> list[str]:
+            found = api.get(server.url + "/api/runs", headers=bearer(), params=params).json()
+            return [r["run_id"] for r in found]
+
+        assert runs(until=middle) == [early.run_id]
+        assert runs(since=middle) == [late.run_id]
+        assert runs(since=middle, until=middle) == []
+
+        def entries(**params: str) -> list[str]:
+            found = api.get(server.url + "/api/dead-letters", headers=bearer(),
+                            params=params).json()
+            return [e["run_id"] for e in found]
+
+        assert entries(until=middle) == [early.run_id]
+        assert entries(since=middle, step="check") == [late.run_id]
+        assert entries(step="shape") == []
+        assert entries(error="is not of type 'integer'") == [early.run_id]
+        assert entries(flow="orders", error="less than the minimum") == [late.run_id]
+        page = logged_in(server).get(server.url + "/console/dlq",
+                                     params={"since": middle, "flow": "orders"})
+        assert page.text.count('href="/console/dlq/') == 1 and "3002" in page.text
+
+
+def _later_than(moment: float) -> float | None:
+    """A time after *moment* (the store's clock has moved on), for a since/until split."""
+    now = time.time()
+    return now if now > moment + 0.001 else None
+
+
+def _iso(moment: float) -> str:
+    return dt.datetime.fromtimestamp(moment, dt.UTC).isoformat()
 
 
 def test_bad_search_parameters_are_400_with_the_reason(tmp_path: Path) -> None:
