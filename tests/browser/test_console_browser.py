@@ -13,6 +13,7 @@ import json
 import re
 
 from playwright.sync_api import Dialog, Page, expect
+from pytest_httpserver import HTTPServer
 
 from engine.store.base import DeadLetterFilter
 from tests.browser.conftest import Site, order, publish
@@ -219,3 +220,44 @@ def test_html_in_payloads_is_shown_as_text_and_never_runs(site: Site, page: Page
         assert page.evaluate("window.__owned") is None
         assert page.locator("main script, main img").count() == 0  # no element made of it
     assert dialogs == []
+
+
+def test_state_changes_need_the_session_csrf_token(site: Site, page: Page,
+                                                   httpserver: HTTPServer) -> None:
+    assert site.send(order(80001, sku="NOPE"))["status"] == "dead_lettered"
+    entry = site.server.app.store.list_dead_letters(DeadLetterFilter(flow="orders"))[0]
+    site.log_in(page)
+    expect(page.locator("#flows")).to_contain_text("orders")
+
+    # another site's page posts a replay with the operator's browser: the session cookie is
+    # SameSite=Strict, so the console sees no session at all
+    forged = (f'<form method="post" action="{site.url}/console/dlq/{entry.id}/replay">'
+              '<input name="edit_body" value="on"><input name="body" value="{}"></form>'
+              "<script>document.forms[0].submit()</script>")
+    httpserver.expect_request("/evil").respond_with_data(forged, content_type="text/html")
+    page.goto(httpserver.url_for("/evil"))
+    page.wait_for_url(re.compile(r"/console/dlq/.*/replay"))
+    expect(page.locator("h1")).to_have_text("401 · Not signed in")
+
+    # a script on the console's own origin has the cookie but not the token: refused too
+    page.goto(site.url + "/console/")
+    statuses = page.evaluate("""async (id) => {
+        const form = await fetch(`/console/dlq/${id}/replay`, {method: "POST",
+            headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: "x=1"});
+        const api = await fetch(`/api/dead-letters/${id}/discard`, {method: "POST",
+            headers: {"Content-Type": "application/json"}, body: "{}"});
+        return [form.status, api.status];
+    }""", entry.id)
+    assert statuses == [403, 403]
+    kept = site.server.app.store.get_dead_letter(entry.id)
+    assert kept is not None and kept.status == "open" and kept.audit == []
+
+    # with the token the page carries, the same API call goes through
+    discarded = page.evaluate("""async (id) => {
+        const token = document.querySelector('meta[name=csrf-token]').content;
+        const r = await fetch(`/api/dead-letters/${id}/discard`, {method: "POST",
+            headers: {"Content-Type": "application/json", "X-CSRF-Token": token},
+            body: JSON.stringify({reason: "duplicate order"})});
+        return [r.status, (await r.json()).status];
+    }""", entry.id)
+    assert discarded == [200, "discarded"]
