@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine import dlq
@@ -91,7 +92,11 @@ class App:
         text = self.store.get_flow_version(flow_id, version)
         if text is None:
             return None
-        flow, _ = self.loader.load_file(f"{flow_id}@{version}.yaml", text.encode("utf-8"))
+        # named beside today's flow file, so it finds the same connections/ folder
+        current = self.flows.flows.get(flow_id)
+        folder = Path(current.file).parent if current else self.settings.flows
+        flow, _ = self.loader.load_file(folder / f"{flow_id}@{version}.yaml",
+                                        text.encode("utf-8"))
         if flow is None:
             return None
         flow.version = version  # the kept text hashes to it; the name must not change that

@@ -20,6 +20,8 @@ from connections_support import Project, debug_logs, one_call, our_logs, project
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from engine.store.base import DeadLetterFilter
+
 KEY = "ak-7f3e9c1d2b"  # the secret under test: long enough to be redacted, unique in any text
 
 
@@ -205,3 +207,28 @@ def test_a_path_that_renders_to_a_full_url_is_refused(erp: Project,
     finally:
         other.clear()
         other.stop()
+
+
+# -- flow versions rebuilt from the store ------------------------------------------------------
+def test_an_old_flow_version_rebuilt_in_another_process_finds_its_connection(
+        erp: Project, httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/api/orders", method="POST").respond_with_data("down", status=503)
+    erp.connection("erp", http_connection(httpserver.url_for("/api"),
+                                          "bearer: '${secret:ERP_TOKEN}'"))
+    erp.flow(one_call("{connection: erp, path: /orders}"))
+    first = erp.app()
+    assert erp.run(first, {"n": 1}).status == "dead_lettered"
+    entry, = first.store.list_dead_letters(DeadLetterFilter())
+    first.executor.stop(timeout=2)
+    # the flow has changed since; a new process (the CLI, another worker) loads only the new
+    # version and rebuilds the old one from the text kept in the store
+    erp.flow(one_call("{connection: erp, path: /orders, headers: {X-Version: '2'}}"))
+    httpserver.clear()
+    httpserver.expect_request("/api/orders", method="POST").respond_with_json({}, status=201)
+    fresh = erp.app()
+    replay = fresh.replay(entry.id)
+    state, = fresh.wait_for(replay.run_id, timeout=30)
+    assert state.status == "succeeded", state.error
+    request = only_request(httpserver)
+    assert request.headers["Authorization"] == f"Bearer tok-{KEY}"
+    assert "X-Version" not in request.headers  # the version it failed on ran
