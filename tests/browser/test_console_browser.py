@@ -138,7 +138,9 @@ def test_discard_asks_first_and_lands_on_the_audit_trail(site: Site, page: Page)
 # -- bad input ----------------------------------------------------------------------------------
 def test_wrong_token_is_refused_and_shows_no_data(site: Site, page: Page) -> None:
     site.send(order(40001, sku="SECRET-SKU"))
-    site.log_in(page, token="not-the-token")
+    with page.expect_response(lambda r: r.request.method == "POST") as login:
+        site.log_in(page, token="not-the-token")
+    assert login.value.status == 401
     expect(page.locator("#login-error")).to_contain_text("Wrong token")
     assert "/console/login" in page.url
     assert "SECRET-SKU" not in page.content() and "40001" not in page.content()
