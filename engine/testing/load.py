@@ -118,7 +118,8 @@ def _check(doc: TestFile, flows: FlowSet) -> None:
 
 def _check_steps(doc: TestFile, flow: CompiledFlow, case: Case, base: Path) -> None:
     ids = [s.id for s in flow.steps]
-    calls = [s.id for s in flow.steps if s.kind == "call"]
+    # steps with side effects reach other systems (call, sftp) through the case's mocks
+    calls = [s.id for s in flow.steps if s.side_effect]
     named: list[tuple[Path, str | None, list[str]]] = []
     for j, mock in enumerate(case.mocks):
         named.append(((*base, "mocks", j, "step"), mock.step, calls))
@@ -150,7 +151,9 @@ def _body(doc: TestFile, case: Case, base: Path) -> Any:
         sample = FsPath(doc.file).parent / case.input.file
         where = (*base, "input", "file")
         try:
-            body = json.loads(sample.read_text(encoding="utf-8-sig"))
+            text = sample.read_text(encoding="utf-8-sig")
+            # an EDI or CSV sample is the message as it arrives: its text is the body
+            body = json.loads(text) if sample.suffix == ".json" else text
         except OSError as exc:
             doc.problems.append(doc.source.problem(where, f"cannot read {sample}: "
                                                           f"{exc.strerror}"))

@@ -24,8 +24,10 @@ MockError = Literal["timeout", "read_timeout", "connection_refused", "connection
 class Input(Model):
     """The trigger message of a case: a sample file or an inline body, plus headers."""
 
-    file: str | None = Field(None, description="JSON file with the body, relative to the test "
-                                               "file, e.g. samples/shopify-order.json.")
+    file: str | None = Field(None, description="File with the body, relative to the test "
+                                               "file, e.g. samples/shopify-order.json; a file "
+                                               "not ending in .json (EDI, CSV) is the body as "
+                                               "text.")
     body: Any = Field(None, description="The body written inline (instead of file).")
     headers: dict[str, Any] = Field(default_factory=dict, description="Trigger headers, e.g. "
                                     "{x-shopify-webhook-id: t1}; names are lower-cased.")

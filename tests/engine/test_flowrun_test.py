@@ -41,9 +41,10 @@ def shipped_flows() -> set[str]:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """A copy of the shipped flows, their tests, samples and the schemas."""
+    """A copy of the shipped flows, their tests, samples, the schemas and connections."""
     shutil.copytree(ROOT / "flows", tmp_path / "flows")
     shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
+    shutil.copytree(ROOT / "connections", tmp_path / "connections")
     return tmp_path
 
 
