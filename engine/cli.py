@@ -239,8 +239,9 @@ def sandbox(port: int) -> None:
 
 
 def _register() -> None:
-    from engine import cli_ops, cli_scheduler, cli_serve, cli_test, cli_worker
+    from engine import cli_connectors, cli_ops, cli_scheduler, cli_serve, cli_test, cli_worker
 
+    main.add_command(cli_connectors.connectors)
     main.add_command(cli_ops.dlq)
     main.add_command(cli_ops.runs)
     main.add_command(cli_test.test)

@@ -2,21 +2,28 @@
 
 Group ``flowrunner.steps``: each entry point names a `StepKind`. Group ``flowrunner.connectors``
 names the connectors a ``call`` step can use (``call: {http: ...}``); they have the same shape.
-A plugin that cannot be
-imported (typically a missing optional dependency) is listed as disabled with the reason,
-instead of breaking every flow.
+Group ``flowrunner.signatures`` names webhook signature schemes. A plugin that cannot be loaded
+— typically a missing optional dependency — is listed as disabled with the reason ("needs
+paramiko — install flowrunner[sftp]"), instead of breaking every flow; `plugins()` is what
+`flowrun connectors` shows.
 """
 
 from __future__ import annotations
 
 import functools
+import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import Distribution, EntryPoint, entry_points
 
 from engine.types import StepKind
 
 STEP_GROUP = "flowrunner.steps"
 CONNECTOR_GROUP = "flowrunner.connectors"
+SIGNATURE_GROUP = "flowrunner.signatures"
+#: what `flowrun connectors` lists, in this order
+GROUPS = {"connector": CONNECTOR_GROUP, "step": STEP_GROUP, "signature": SIGNATURE_GROUP}
 
 
 @dataclass(frozen=True)
@@ -34,25 +41,93 @@ class Registry:
     disabled_connectors: dict[str, Disabled]
 
 
-def _install_hint(exc: ImportError) -> str:
-    missing = getattr(exc, "name", None) or str(exc)
-    return f"missing dependency '{missing}': install flowrunner[{missing}]"
+@dataclass(frozen=True)
+class Plugin:
+    """One entry point as `flowrun connectors` reports it."""
+
+    kind: str  # connector, step or signature
+    name: str
+    target: str
+    distribution: str
+    version: str
+    enabled: bool
+    reason: str | None
+    description: str
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _declared(module: str, dist: Distribution | None) -> tuple[str, str | None] | None:
+    """The requirement of *dist* that provides *module*, and the extra it belongs to."""
+    wanted = {_canonical(module), _canonical(f"py{module}")}  # yaml is PyYAML, jwt is PyJWT
+    for requirement in (dist.requires or []) if dist else []:
+        found = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+        if found and _canonical(found[1]) in wanted:
+            extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", requirement)
+            return found[1], extra[1] if extra else None
+    return None
+
+
+def install_hint(exc: BaseException, ep: EntryPoint) -> str:
+    """Why *ep* did not load, and what to install: derived from the error and the metadata."""
+    owner = ep.dist.name if ep.dist else "flowrunner"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        target_module = ep.value.split(":")[0].strip()
+        if target_module == exc.name or target_module.startswith(exc.name + "."):
+            return f"the entry point names module '{target_module}', which does not exist"
+        module = exc.name.split(".")[0]
+        declared = _declared(module, ep.dist)
+        if declared is None:
+            return f"needs module '{module}', which {owner} does not declare — pip install it"
+        requirement, extra = declared
+        if extra:
+            return f"needs {requirement} — install {owner}[{extra}]"
+        return f"needs {requirement} — reinstall {owner}, which depends on it"
+    if isinstance(exc, ImportError):
+        return f"cannot be imported: {exc}"
+    return f"cannot be loaded: {type(exc).__name__}: {exc}"
+
+
+def _check_step(ep: EntryPoint, value: object) -> str | None:
+    if isinstance(value, StepKind) and value.name == ep.name:
+        return None
+    return f"entry point does not name a StepKind called '{ep.name}'"
+
+
+def _check_scheme(ep: EntryPoint, value: object) -> str | None:
+    from connectors.signatures.base import Scheme
+
+    if isinstance(value, Scheme) and value.name == ep.name:
+        return None
+    return f"entry point does not name a signature Scheme called '{ep.name}'"
+
+
+CHECKS: dict[str, Callable[[EntryPoint, object], str | None]] = {
+    CONNECTOR_GROUP: _check_step, STEP_GROUP: _check_step, SIGNATURE_GROUP: _check_scheme}
+
+
+def _load_one(ep: EntryPoint) -> tuple[object | None, str | None]:
+    """The loaded object, or None and the reason it is disabled. Never raises: one broken
+    plugin must not take the others (or every flow) down with it."""
+    try:
+        value = ep.load()
+    except Exception as exc:
+        return None, install_hint(exc, ep)
+    reason = CHECKS[ep.group](ep, value)
+    return (None, reason) if reason else (value, None)
 
 
 def _load(group: str) -> tuple[dict[str, StepKind], dict[str, Disabled]]:
     found: dict[str, StepKind] = {}
     disabled: dict[str, Disabled] = {}
     for ep in sorted(entry_points(group=group), key=lambda e: e.name):
-        try:
-            kind = ep.load()
-        except ImportError as exc:
-            disabled[ep.name] = Disabled(ep.name, ep.value, _install_hint(exc))
-            continue
-        if not isinstance(kind, StepKind) or kind.name != ep.name:
-            disabled[ep.name] = Disabled(ep.name, ep.value,
-                                         f"entry point does not name a StepKind called '{ep.name}'")
-            continue
-        found[ep.name] = kind
+        value, reason = _load_one(ep)
+        if isinstance(value, StepKind):
+            found[ep.name] = value
+        else:
+            disabled[ep.name] = Disabled(ep.name, ep.value, reason or "not loaded")
     return found, disabled
 
 
@@ -61,3 +136,25 @@ def registry() -> Registry:
     steps, disabled = _load(STEP_GROUP)
     connectors, disabled_connectors = _load(CONNECTOR_GROUP)
     return Registry(steps, disabled, connectors, disabled_connectors)
+
+
+def _description(value: object) -> str:
+    text = getattr(value, "description", None)
+    if not text:  # signature schemes: the opening paragraph of their module's docstring
+        module = sys.modules.get(getattr(getattr(value, "verify", None), "__module__", ""))
+        text = getattr(module, "__doc__", None) or ""
+    return " ".join(text.strip().split("\n\n")[0].split())
+
+
+def plugins() -> list[Plugin]:
+    """Every registered connector, step kind and signature scheme, loaded now (not cached, so
+    what was just installed shows), enabled or disabled with the reason."""
+    found: list[Plugin] = []
+    for kind, group in GROUPS.items():
+        for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+            value, reason = _load_one(ep)
+            dist = ep.dist
+            found.append(Plugin(kind, ep.name, ep.value, dist.name if dist else "?",
+                                dist.version if dist else "?", reason is None, reason,
+                                _description(value) if value is not None else ""))
+    return found
