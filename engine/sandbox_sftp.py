@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from connectors.sftp_client import fingerprint
 
 USERNAME, PASSWORD = "flowrun", "sandbox-sftp-pass"
-#: the folders the shipped flows use: the supplier's inbox (flow 3) and the 3PL's ASN drop (5)
-SHIPPED_FOLDERS = ("supplier/in", "3pl/outbound/asn")
+#: the folders the shipped flows use: the supplier's inbox (flow 3) and its ASN drop (flow 5)
+SHIPPED_FOLDERS = ("in", "out/asn")
 
 
 def new_key() -> tuple[paramiko.PKey, str]:
