@@ -29,6 +29,7 @@ from engine.refs import UnresolvedReference, interpolate
 from engine.types import BuildContext, StepError
 
 monotonic = time.monotonic  # the token cache's clock; tests move it through this name
+TEST_TOKEN = "flow-test-token"  # what flow tests send: they mock API calls, not the provider
 ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -91,7 +92,10 @@ class HttpClient:
 
     def send(self, method: str, url: str, *, secrets: Callable[[str], str],
              session: requests.Session | None = None, **kwargs: Any) -> requests.Response:
-        """Send with the connection's headers and credentials; see the module docstring."""
+        """Send with the connection's headers and credentials; see the module docstring.
+        A *session* handed in is a flow test's mocks: OAuth2 then sends `TEST_TOKEN` and asks
+        no token endpoint, so a case mocks the API calls its flow makes and nothing else."""
+        mocked = session is not None
         session = session or self.session
         kwargs.setdefault("timeout", self.timeout)
         # the step's own headers win over the connection's, whatever their letter case
@@ -99,11 +103,11 @@ class HttpClient:
         try:
             for key, value in self.config.headers.items():
                 headers.setdefault(key, interpolate(value, secrets))
-            token = self._authorize(kwargs, secrets, session)
+            token = self._authorize(kwargs, secrets, session, mocked)
         except UnresolvedReference as exc:
             raise StepError(f"connection '{self.name}': {exc}", kind="config") from None
         response = session.request(method, url, **kwargs)
-        if response.status_code == 401 and token is not None:
+        if response.status_code == 401 and token is not None and not mocked:
             # the token may have been revoked before its expiry: one fresh token, one retry
             response.close()
             headers["Authorization"] = "Bearer " + self._bearer(secrets, session, stale=token)
@@ -117,7 +121,7 @@ class HttpClient:
         return response
 
     def _authorize(self, kwargs: dict[str, Any], secrets: Callable[[str], str],
-                   session: requests.Session) -> str | None:
+                   session: requests.Session, mocked: bool) -> str | None:
         auth = self.config.auth
         headers = kwargs["headers"]
         if auth is None:
@@ -136,7 +140,7 @@ class HttpClient:
                 params[str(auth.api_key.query)] = key
                 kwargs["params"] = params
         elif auth.oauth2 is not None and "Authorization" not in headers:
-            token = self._bearer(secrets, session)
+            token = TEST_TOKEN if mocked else self._bearer(secrets, session)
             headers["Authorization"] = f"Bearer {token}"
             return token
         return None
