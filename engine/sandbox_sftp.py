@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from connectors.sftp_client import fingerprint
 
 USERNAME, PASSWORD = "flowrun", "sandbox-sftp-pass"
+#: the port the shipped connection files name (connections/supplier_nordic_sftp.yaml)
+SHIPPED_PORT = 2222
 #: the folders the shipped flows use: the supplier's inbox (flow 3) and its ASN drop (flow 5)
 SHIPPED_FOLDERS = ("in", "out/asn")
 
@@ -179,6 +181,13 @@ class SftpSandbox:
         for folder in SHIPPED_FOLDERS:
             (self.root / folder).mkdir(parents=True, exist_ok=True)
 
+    def describe(self) -> str:
+        """What an operator needs to use the sandbox, for ``flowrun sandbox``."""
+        exports = "\n".join(f"  export {k}={v}" for k, v in self.env().items())
+        return (f"SFTP sandbox on 127.0.0.1:{self.port} serving {self.root} (user "
+                f"{self.username}; host key {self.fingerprint} in {self.known_hosts});\n"
+                f"the shipped SFTP connections read:\n{exports}")
+
     def on_write(self, path: Path) -> None:
         self.writes.append((path.name, sorted(os.listdir(path.parent))))
 
@@ -210,6 +219,14 @@ class SftpSandbox:
             transport.close()
         if self._thread.is_alive():
             self._thread.join(5)
+
+    @classmethod
+    def for_shipped_flows(cls, home: Path, port: int = SHIPPED_PORT) -> SftpSandbox:
+        """The sandbox the shipped flows expect: under *home*, on the port their connection
+        files name, with the supplier's folders made."""
+        box = cls(Path(home) / "sftp-sandbox", port=port)
+        box.make_shipped_folders()
+        return box
 
     def __enter__(self) -> SftpSandbox:
         return self.start()
