@@ -52,23 +52,33 @@ from engine.types import (
 MAX_READ_BYTES = 50 * 1024 * 1024
 
 
-class FileWrite(Model):
+class Writing(Model):
+    """What a write or put sends: shared by the file and sftp steps."""
+
+    content: Expr | None = Field(None, description="What to write; the body if omitted. Text "
+                                 "is written as is, anything else as JSON.")
+    encoding: str = Field("utf-8", description="Encoding of the text written, e.g. latin-1.")
+
+
+class Reading(Model):
+    """How a read or get turns bytes into the body: shared by the file and sftp steps."""
+
+    encoding: str = Field("utf-8", description="Encoding of the file's text.")
+    max_bytes: int = Field(MAX_READ_BYTES, ge=1, description="Largest file read (bytes).")
+
+
+class FileWrite(Writing):
     dir: Value = Field(description="Folder; may use ${env:X} and {{ expression }}. Created "
                                    "when missing.")
     name: Value = Field(description="File name; may use {{ expression }}, e.g. "
                                     "'PO_{{ po_number }}.edi'.")
-    content: Expr | None = Field(None, description="What to write; the body if omitted. Text "
-                                 "is written as is, anything else as JSON.")
-    encoding: str = Field("utf-8", description="Encoding of the text written, e.g. latin-1.")
     overwrite: Literal["replace", "fail", "unique"] = Field(
         "replace", description="An existing file: replace it, fail the step, or write under "
                                "a unique name (NAME.1.ext, ...).")
 
 
-class FileRead(Model):
+class FileRead(Reading):
     path: Value = Field(description="File to read; may use ${env:X} and {{ expression }}.")
-    encoding: str = Field("utf-8", description="Encoding of the file's text.")
-    max_bytes: int = Field(MAX_READ_BYTES, ge=1, description="Largest file read (bytes).")
 
 
 class FileStep(Model):

@@ -34,9 +34,9 @@ from typing import Any
 import requests
 from pydantic import Field, model_validator
 
-from connectors.file_step import decoded, encodable, safe_path
+from connectors.file_step import Reading, Writing, decoded, encodable, safe_path
 from connectors.sftp_client import SftpClient, SftpError, open_named
-from engine.dsl.base import Expr, Model
+from engine.dsl.base import Model
 from engine.envelope import Envelope
 from engine.problems import Path
 from engine.templates import Value, compile_value
@@ -51,23 +51,17 @@ from engine.types import (
     result,
 )
 
-MAX_GET_BYTES = 50 * 1024 * 1024
 _MOCK_ERRORS = {401: "auth", 403: "permission", 404: "not_found"}
 
 
-class SftpPut(Model):
+class SftpPut(Writing):
     path: Value = Field(description="Remote file path; may use {{ expression }}, e.g. "
                                     "'/in/PO_{{ po_number }}.edi'.")
-    content: Expr | None = Field(None, description="What to write; the body if omitted. Text "
-                                 "is written as is, anything else as JSON.")
-    encoding: str = Field("utf-8", description="Encoding of the text written, e.g. latin-1.")
     make_dirs: bool = Field(False, description="Create missing folders of the path first.")
 
 
-class SftpGet(Model):
+class SftpGet(Reading):
     path: Value = Field(description="Remote file path; may use {{ expression }}.")
-    encoding: str = Field("utf-8", description="Encoding of the file's text.")
-    max_bytes: int = Field(MAX_GET_BYTES, ge=1, description="Largest file read (bytes).")
 
 
 class SftpStep(Model):
