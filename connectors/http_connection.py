@@ -127,8 +127,9 @@ class HttpClient:
         if auth is None:
             return None
         if auth.basic is not None:
-            kwargs.setdefault("auth", (interpolate(auth.basic.username, secrets),
-                                       interpolate(auth.basic.password, secrets)))
+            if "Authorization" not in headers:  # requests' auth= would replace the step's own
+                kwargs.setdefault("auth", (interpolate(auth.basic.username, secrets),
+                                           interpolate(auth.basic.password, secrets)))
         elif auth.bearer is not None:
             headers.setdefault("Authorization", "Bearer " + interpolate(auth.bearer, secrets))
         elif auth.api_key is not None:

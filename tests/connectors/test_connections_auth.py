@@ -121,6 +121,20 @@ def test_default_headers_apply_and_the_steps_own_win_whatever_the_case(
     assert headers.getlist("Authorization") == ["Bearer mine"]
 
 
+@pytest.mark.parametrize("auth", ["basic: {username: flow, password: '${secret:ERP_PASSWORD}'}",
+                                  "api_key: {header: Authorization, value: '${secret:ERP_KEY}'}"],
+                         ids=["basic", "api_key"])
+def test_a_steps_own_authorization_header_wins_over_the_connections_auth(
+        erp: Project, httpserver: HTTPServer, auth: str) -> None:
+    httpserver.expect_request("/api/ping").respond_with_json({})
+    erp.connection("erp", http_connection(httpserver.url_for("/api"), auth))
+    erp.flow(one_call("{connection: erp, method: GET, path: /ping, "
+                      "headers: {authorization: Bearer mine}}"))
+    state = erp.run(erp.app())
+    assert state.status == "succeeded", state.error
+    assert only_request(httpserver).headers.getlist("Authorization") == ["Bearer mine"]
+
+
 @pytest.fixture
 def slow() -> Iterator[str]:
     """A loopback server that answers after 1.5 s."""
