@@ -4,9 +4,9 @@ Made once per connection (`engine.connections.Connections.runtime`) and shared b
 poll that names it, in every thread. The Session carries the TLS options (CA bundle, client
 certificate for mTLS); `HttpClient.send` adds the default headers and the credentials. An OAuth2
 token is fetched once, shared under a lock, kept until ``refresh_before`` its expiry, and fetched
-again ONCE when the server answers 401 — the request is then sent once more, and a second 401 is
-the caller's to fail. Tokens are registered with the secrets' redactor as soon as they arrive,
-so no log line or run record shows one.
+again ONCE when the server answers 401 — the request is then sent once more, and a second 401
+fails the step with kind ``auth``, which no retry policy repeats. Tokens are registered with the
+secrets' redactor as soon as they arrive, so no log line or run record shows one.
 """
 
 from __future__ import annotations
