@@ -18,8 +18,10 @@ from .runtime import Frame, State
 from .values import UNDEFINED, Seq, js_number_str, out_of_range
 
 
-def compile_ast(ast: Any, source: str = "") -> Callable[[Any, Frame], Any]:
-    return Compiler(source).compile(ast)
+def compile_ast(ast: Any, source: str = "", generate: bool = True) -> Callable[[Any, Frame], Any]:
+    c = Compiler(source, ast)
+    c.codegen = generate
+    return c.compile(ast)
 
 
 class Expression:
@@ -27,9 +29,11 @@ class Expression:
 
     __slots__ = ("_fn", "source")
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, *, generate: bool = True) -> None:
+        """``generate=False`` keeps to closures (no generated Python source);
+        the two must agree, which the tests check."""
         self.source = source
-        self._fn = compile_ast(parse(source), source)
+        self._fn = compile_ast(parse(source), source, generate)
 
     def evaluate(self, data: Any, bindings: dict[str, Any] | None = None, *,
                  timeout_ms: int | None = None, max_depth: int | None = None) -> Any:
@@ -44,6 +48,8 @@ class Expression:
         state = State(timeout_ms, max_depth)
         variables: dict[str, Any] = dict(bindings) if bindings else {}
         variables["$"] = data
+        if bindings and not ROOT.vars.keys().isdisjoint(bindings):
+            state.shadow = True
         env = Frame(ROOT, state, variables)
         inp = data
         if isinstance(data, list) and type(data) is not Seq:
@@ -67,9 +73,17 @@ def export(value: Any) -> Any:
     (every operator and function rejects producing one); JSON cannot carry
     it, so it fails the evaluation rather than reach the next step."""
     if isinstance(value, dict):
-        return {k: export(v) for k, v in value.items() if v is not UNDEFINED}
+        out = {}
+        for k, v in value.items():
+            t = type(v)
+            # scalars copied inline: a call per leaf would double the cost
+            if t is str or t is int or t is bool or v is None:
+                out[k] = v
+            elif v is not UNDEFINED:
+                out[k] = export(v)
+        return out
     if isinstance(value, list):
-        return [None if v is UNDEFINED else export(v) for v in value]
+        return [v if type(v) is str else None if v is UNDEFINED else export(v) for v in value]
     if type(value) is float and value - value != 0:
         raise out_of_range(value, js_number_str(value))
     return value

@@ -13,9 +13,10 @@ inside the enclosing function body, so the run-time depth of each call is
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from . import codegen
 from .errors import JsonataError
 from .functions import ROOT
 from .functions_core import to_boolean
@@ -35,11 +36,23 @@ _SEQUENCE_TYPES = {"apply", "wildcard", "descendant", "parent", "name", "partial
 
 
 class Compiler:
-    def __init__(self, source: str = "") -> None:
+    def __init__(self, source: str = "", root: Any = None) -> None:
         self.depth = 0
         self.source = source
+        # names the expression itself may rebind (`:=`, lambda parameters); a
+        # library function whose name is not among them resolves statically
+        self.bound = bound_names(root) if root is not None else None
+        self.codegen = True  # off while building the closures behind generated code
 
-    def compile(self, node: Any) -> Fn:
+    def static_builtin(self, name: str) -> bool:
+        """Whether ``$name`` is the library function unless a binding says otherwise."""
+        return self.bound is not None and name not in self.bound and name in ROOT.vars
+
+    def compile(self, node: Any, generate: bool = True) -> Fn:
+        """``node`` as a function of (input, frame); ``generate=False`` builds
+        the closure even where codegen.py would write Python source."""
+        if generate and self.codegen and codegen.worth_generating(self, node):
+            return codegen.generate(self, node)
         self.depth += 1
         try:
             fn = self._compile_core(node)
@@ -323,6 +336,11 @@ class Compiler:
 
         name = node.procedure.value
         builtin = ROOT.vars[name]
+        if self.static_builtin(name):
+            def call_static(inp: Any, env: Frame) -> Any:
+                r = call(inp, env) if env.state.shadow else direct(inp, env)
+                return collapse(r) if type(r) is Seq else r
+            return call_static
 
         def call_builtin(inp: Any, env: Frame) -> Any:
             # the name still refers to the library function unless rebound
@@ -415,23 +433,37 @@ def _raw_signature(source: str, position: int) -> str:
     return source[i:j + 1]
 
 
-def _binds(node: Any, seen: set[int] | None = None) -> bool:
-    """Conservatively: does any `:=` occur anywhere below ``node``?"""
-    seen = set() if seen is None else seen
+def _walk(node: Any, seen: set[int]) -> Iterator[Any]:
+    """Every AST node below ``node`` (each once)."""
     if node is None or id(node) in seen or not hasattr(node, "type"):
-        return False
+        return
     seen.add(id(node))
-    if node.type == "bind":
-        return True
+    yield node
     for attr in ("lhs", "rhs", "condition", "then", "_else", "expression", "body", "procedure",
                  "pattern", "update", "delete", "group", "expr"):
-        if _binds(getattr(node, attr, None), seen):
-            return True
+        yield from _walk(getattr(node, attr, None), seen)
     for attr in ("expressions", "arguments", "steps", "predicate", "stages", "terms"):
-        if any(_binds(child, seen) for child in getattr(node, attr, None) or ()):
-            return True
-    return any(_binds(child, seen) for pair in getattr(node, "lhs_object", None) or ()
-               for child in pair)
+        for child in getattr(node, attr, None) or ():
+            yield from _walk(child, seen)
+    for pair in getattr(node, "lhs_object", None) or ():
+        for child in pair:
+            yield from _walk(child, seen)
+
+
+def _binds(node: Any) -> bool:
+    """Conservatively: does any `:=` occur anywhere below ``node``?"""
+    return any(n.type == "bind" for n in _walk(node, set()))
+
+
+def bound_names(root: Any) -> set[str]:
+    """Variable names assigned or taken as parameters anywhere in the expression."""
+    names: set[str] = set()
+    for n in _walk(root, set()):
+        if n.type == "bind" and getattr(n.lhs, "type", None) == "variable":
+            names.add(n.lhs.value)
+        elif n.type == "lambda":
+            names.update(a.value for a in n.arguments or ())
+    return names
 
 
 def _outer_collapse(node: Any) -> bool:

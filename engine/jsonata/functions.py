@@ -98,6 +98,8 @@ def feval(env: Frame, inp: Any, expr: Any, focus: Any = UNDEFINED) -> Any:
         fn = compile_ast(parse(expr), expr)
     except JsonataError as err:
         raise JsonataError("D3120", value=err.message) from None
+    # the evaluated text may assign to a library function's name in our frame
+    env.state.shadow = True
     ctx = inp if focus is UNDEFINED else focus
     if isinstance(ctx, list) and type(ctx) is not Seq:
         ctx = Seq([ctx])

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from .errors import JsonataError
-from .values import UNDEFINED, Seq, format_number15, is_function, is_number, narrow
+from .values import MAX_EXACT, UNDEFINED, Seq, format_number15, is_function, is_number
 
 
 def to_boolean(arg: Any) -> Any:
@@ -119,7 +119,8 @@ def to_string(arg: Any, prettify: Any = False) -> Any:
     return "".join(out)
 
 
-_NUMBER_RE = re.compile(r"^-?[0-9]+(\.[0-9]+)?([Ee][-+]?[0-9]+)?$")
+_NUMBER_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?([Ee][-+]?[0-9]+)?")
+_PREFIXED_RE = re.compile(r"0([xXoObB])([0-9a-fA-F]+)")
 
 
 def to_number(arg: Any) -> Any:
@@ -132,15 +133,11 @@ def to_number(arg: Any) -> Any:
     if t is bool:
         return 1 if arg else 0
     if t is str:
-        s = arg.strip()
-        if _NUMBER_RE.match(s):
-            v = float(s)
-            if math.isinf(v):
-                raise JsonataError("D3030", value=arg)
-            if "." not in s and "e" not in s and "E" not in s:
-                return int(s) if -2**53 < v < 2**53 else v
-            return narrow(v)
-        m = re.fullmatch(r"0([xXoObB])([0-9a-fA-F]+)", s)
+        # the common case first: no surrounding white space
+        m = _NUMBER_RE.fullmatch(arg) or _NUMBER_RE.fullmatch(arg.strip())
+        if m:
+            return _parsed_number(m, arg)
+        m = _PREFIXED_RE.fullmatch(arg.strip())
         if m:
             base = {"x": 16, "o": 8, "b": 2}[m.group(1).lower()]
             try:
@@ -148,6 +145,23 @@ def to_number(arg: Any) -> Any:
             except ValueError:
                 pass
     raise JsonataError("D3030", value=arg)
+
+
+def _parsed_number(m: re.Match[str], arg: str) -> Any:
+    s = m.group(0)
+    if m.lastindex is None:  # integer syntax: exact while a double would be
+        if len(s) < 16:
+            return int(s)
+        v = float(s)
+        if v - v != 0:
+            raise JsonataError("D3030", value=arg)
+        return int(s) if -MAX_EXACT < v < MAX_EXACT else v
+    v = float(s)
+    if v - v != 0:
+        raise JsonataError("D3030", value=arg)
+    if v.is_integer() and -MAX_EXACT < v < MAX_EXACT:
+        return int(v)
+    return v
 
 
 # string functions -------------------------------------------------------------
@@ -167,6 +181,8 @@ def _js_index(v: float, n: int) -> int:
 def substring(s: Any, start: Any, length: Any = UNDEFINED) -> Any:
     if s is UNDEFINED:
         return UNDEFINED
+    if type(start) is int and start >= 0 and type(length) is int and length > 0:
+        return s[start:start + length]  # the usual `$substring(x, 0, 40)`
     n = len(s)
     if n + start < 0:
         start = 0
@@ -204,10 +220,13 @@ def length(s: Any) -> Any:
     return UNDEFINED if s is UNDEFINED else len(s)
 
 
+_RUNS_OF_SPACE = re.compile(r"[ \t\n\r]+")
+
+
 def trim(s: Any) -> Any:
     if s is UNDEFINED:
         return UNDEFINED
-    return re.sub(r"[ \t\n\r]+", " ", s).strip(" ")
+    return _RUNS_OF_SPACE.sub(" ", s).strip(" ")
 
 
 def pad(s: Any, width: Any, char: Any = UNDEFINED) -> Any:

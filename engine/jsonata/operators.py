@@ -126,6 +126,28 @@ def compile_binary(c: Compiler, node: Any) -> Fn:
             return bool(to_boolean(rhs(inp, env)))
         return boolean
 
+    if op == "..":
+        rng = _range(position)
+
+        def range_(inp: Any, env: Frame) -> Any:
+            return rng(lhs(inp, env), rhs(inp, env), env.state)
+        return range_
+    f = binary_function(op, position)
+    if node.rhs.type in ("number", "string"):
+        const = rhs(None, None)  # type: ignore[arg-type]
+
+        def binary_const(inp: Any, env: Frame) -> Any:
+            return f(lhs(inp, env), const)
+        return binary_const
+
+    def binary(inp: Any, env: Frame) -> Any:
+        return f(lhs(inp, env), rhs(inp, env))
+    return binary
+
+
+def binary_function(op: str, position: int) -> Callable[[Any, Any], Any]:
+    """The operation of a value operator on its two evaluated operands."""
+    f: Callable[[Any, Any], Any]
     if op in ("+", "-", "*", "/", "%"):
         f = _arith(op, position)
     elif op in ("<", "<=", ">", ">="):
@@ -151,25 +173,9 @@ def compile_binary(c: Compiler, node: Any) -> Fn:
             if not isinstance(b, list):
                 b = [b]
             return any(strict_equal(x, a) for x in b)
-    elif op == "..":
-        rng = _range(position)
-
-        def range_(inp: Any, env: Frame) -> Any:
-            return rng(lhs(inp, env), rhs(inp, env), env.state)
-        return range_
     else:
         raise JsonataError("S0204", position=position, token=op)
-
-    if node.rhs.type in ("number", "string"):
-        const = rhs(None, None)  # type: ignore[arg-type]
-
-        def binary_const(inp: Any, env: Frame) -> Any:
-            return f(lhs(inp, env), const)
-        return binary_const
-
-    def binary(inp: Any, env: Frame) -> Any:
-        return f(lhs(inp, env), rhs(inp, env))
-    return binary
+    return f
 
 
 def _range(position: int) -> Callable[[Any, Any, State], Any]:

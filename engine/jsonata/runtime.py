@@ -29,7 +29,7 @@ class State:
     it runs out keeps the timeout check off the per-item path while still
     catching a runaway loop that calls no function."""
 
-    __slots__ = ("budget", "deadline", "depth", "max_depth", "now_ms", "timeout_ms")
+    __slots__ = ("budget", "deadline", "depth", "max_depth", "now_ms", "shadow", "timeout_ms")
 
     def __init__(self, timeout_ms: int | None, max_depth: int | None) -> None:
         self.now_ms = int(time.time() * 1000)
@@ -38,6 +38,8 @@ class State:
         self.max_depth = max_depth
         self.depth = 0
         self.budget = PACE
+        # True when a binding or $eval may have rebound a library function's name
+        self.shadow = False
 
     def tick(self) -> None:
         """The loop budget ran out: check the clock and grant a new one."""

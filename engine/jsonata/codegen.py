@@ -1,0 +1,556 @@
+"""Python source generation for the hot shapes of JSONata.
+
+Closures cost a Python call per AST node; a mapping of thirty fields is a
+few hundred calls per record.  For the shapes mappings are made of - object
+constructors with literal keys, paths of plain steps, library calls whose
+arguments have the expected types, arithmetic, comparisons, conditions,
+string concatenation - this module writes one Python function per
+expression tree, with the JSONata semantics inlined as straight-line code:
+field access is ``d.get(key)`` behind a type test, a library call whose
+arguments already have the signature's types goes straight to its
+implementation, arithmetic on two numbers is one Python operation.
+
+Every fast path is guarded, and anything unusual (a value of another type, a
+shadowed function name, a node kind not generated here) runs the ordinary
+closure for that node, so results and errors are those of ``compiler.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from .errors import JsonataError
+from .functions import ROOT
+from .functions_core import to_boolean, to_string
+from .operators import binary_function
+from .parse import COALESCE, DEFAULT
+from .paths import lookup
+from .runtime import Builtin, Frame, pace
+from .values import MAX_EXACT, UNDEFINED, ConsArray, Seq, collapse, out_of_range
+
+if TYPE_CHECKING:
+    from .compiler import Compiler
+
+Fn = Callable[[Any, Frame], Any]
+
+_ROOTS = {"unary", "path", "function", "binary", "condition", "block"}
+_ARITH = {"+", "-", "*"}
+_ORDER = {"<", "<=", ">", ">="}
+_NUMBER_TEST = "(type({v}) is int or type({v}) is float)"
+_TYPE_TESTS = {"s": "type({v}) is str", "n": _NUMBER_TEST, "b": "type({v}) is bool"}
+_TYPE_OF: dict[str, Callable[[Any], bool]] = {
+    "s": lambda v: type(v) is str, "n": lambda v: type(v) is int or type(v) is float,
+    "b": lambda v: type(v) is bool}
+
+
+def worth_generating(c: Compiler, node: Any) -> bool:
+    """Whether ``node`` is a shape generated here, big enough to be worth a function."""
+    return node.type in _ROOTS and _generated(c, node)
+
+
+def generate(c: Compiler, node: Any) -> Fn:
+    gen = _Gen(c)
+    gen.indent = 2
+    result = gen.expr(node, "inp")
+    gen.emit(f"return {result}")
+    head = ["def _generated(inp, env):"]
+    if gen.sites:
+        # a binding or $eval rebound a library name: the closures look names up
+        gen.ns["_whole"] = _Deferred(c, node, c.depth)
+        head.append("    if env.state.shadow: return _whole(inp, env)")
+    head += ["    site = 0", "    try:"]
+    tail = ["    except _JErr as err:",
+            "        if site: _mark(err, *_sites[site])",
+            "        raise",
+            "    except OverflowError:",
+            f"        raise _overflow({node.position!r}) from None"]
+    gen.ns["_sites"] = gen.sites
+    source = "\n".join(head + gen.lines + tail) + "\n"
+    exec(compile(source, f"<jsonata {node.type} at {node.position}>", "exec"), gen.ns)
+    fn: Fn = gen.ns["_generated"]
+    return fn
+
+
+class _Deferred:
+    """The closure of a generated node, built on first use: it serves only
+    the slow paths (another type, a shadowed name), which most expressions
+    never take, so building it at load would double the compile time."""
+
+    __slots__ = ("_bound", "_depth", "_fn", "_node", "_source")
+
+    def __init__(self, c: Compiler, node: Any, depth: int) -> None:
+        self._source, self._bound, self._depth, self._node = c.source, c.bound, depth, node
+        self._fn: Fn | None = None
+
+    def __call__(self, inp: Any, env: Frame) -> Any:
+        fn = self._fn
+        if fn is None:
+            from .compiler import Compiler
+            c = Compiler(self._source)
+            c.bound, c.depth, c.codegen = self._bound, self._depth, False
+            fn = self._fn = c.compile(self._node, False)
+        return fn(inp, env)
+
+
+def _overflow(position: int) -> Exception:
+    # int operand too large to convert to a float in mixed arithmetic
+    return out_of_range(None, "an integer too large for a floating-point operation", position)
+
+
+def _plain(node: Any) -> bool:
+    """No predicate, grouping or array flag: the node's value is its core value."""
+    return not (node.predicate or node.keep_array or node.group is not None or node.stages)
+
+
+def _generated(c: Compiler, node: Any) -> bool:
+    if not _plain(node):
+        return False
+    t = node.type
+    if t == "unary":
+        return node.value == "{" and _literal_keys(node) is not None
+    if t == "path":
+        return _simple_path(node)
+    if t == "function":
+        proc = node.procedure
+        return (proc.type == "variable" and _plain(proc) and c.static_builtin(proc.value)
+                and not ROOT.vars[proc.value].needs_env)
+    if t == "binary":
+        return node.value in _ARITH or node.value in _ORDER or node.value in (
+            "/", "%", "=", "!=", "&", "and", "or", "in")
+    if t == "condition":
+        marker = node.then.value if node.then is not None else None
+        return marker is not DEFAULT and marker is not COALESCE
+    if t == "block":
+        from .compiler import _binds
+        return len(node.expressions) == 1 and not _binds(node)
+    return t in ("string", "number", "value", "variable", "name")
+
+
+def _literal_keys(node: Any) -> list[str] | None:
+    keys = [k.value if k.type == "string" else None for k, _ in node.lhs_object]
+    if any(k is None or not isinstance(k, str) for k in keys) or len(set(keys)) != len(keys):
+        return None
+    return keys  # type: ignore[return-value]
+
+
+def _simple_path(node: Any) -> bool:
+    if node.keep_singleton_array or node.tuple or node.group is not None:
+        return False
+    if node.steps[0].consarray:
+        return False
+    return all(s.type != "sort" and not s.stages and not s.focus and not s.index
+               and not s.tuple and s.ancestor is None for s in node.steps)
+
+
+def _truth_test(v: str) -> str:
+    return f"({v} is True or ({v} is not False and _tobool({v})))"
+
+
+def _call_generic(b: Builtin, vals: list[Any], inp: Any, position: int) -> Any:
+    """A library call whose arguments need the signature's checks or coercions."""
+    try:
+        if b.signature is not None:
+            vals = b.signature.validate(vals, inp)
+        return b.impl(*vals)
+    except JsonataError as err:
+        _mark(err, position, b.name)
+        raise
+
+
+def _mark(err: JsonataError, position: int, token: str) -> None:
+    if err.position is None:
+        err.position = position
+    if err.token is None:
+        err.token = token
+
+
+def _narrow(r: float, op: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
+    if r - r != 0:
+        return op(a, b)  # raises the operator's D1001
+    return int(r) if -MAX_EXACT < r < MAX_EXACT else r
+
+
+def _flat(items: list[Any]) -> Seq:
+    out = Seq()
+    for v in items:
+        if isinstance(v, list) and type(v) is not ConsArray:
+            out.extend(v)
+        else:
+            out.append(v)
+    return out
+
+
+def _concat_part(v: Any) -> str:
+    return "" if v is UNDEFINED else to_string(v)
+
+
+_BASE_NS: dict[str, Any] = {
+    "U": UNDEFINED, "Seq": Seq, "ConsArray": ConsArray, "_collapse": collapse,
+    "_lookup": lookup, "_tobool": to_boolean, "_cat": _concat_part, "_flat": _flat,
+    "_pace": pace, "_JErr": JsonataError, "_mark": _mark, "_call": _call_generic,
+    "_narrow": _narrow, "_SLOW": object(),
+}
+
+
+class _Gen:
+    def __init__(self, c: Compiler) -> None:
+        self.c = c
+        self.lines: list[str] = []
+        self.indent = 1
+        self.ns: dict[str, Any] = dict(_BASE_NS, _numbers=_numbers, _overflow=_overflow)
+        self.count = 0
+        # call sites whose errors need a position and function name: index -> (position, name)
+        self.sites: dict[int, tuple[int, str]] = {}
+        self.literals: dict[str, Any] = {}  # names holding literal values (types known now)
+        self.defined: set[str] = set()  # names that never hold undefined
+        self.not_lists: set[str] = set()  # context names known not to be arrays here
+
+    def tmp(self) -> str:
+        self.count += 1
+        return f"t{self.count}"
+
+    def const(self, value: Any) -> str:
+        name = f"_k{len(self.ns)}"
+        self.ns[name] = value
+        return name
+
+    def emit(self, line: str) -> None:
+        self.lines.append("    " * self.indent + line)
+
+    @contextmanager
+    def block(self) -> Iterator[None]:
+        self.indent += 1
+        try:
+            yield
+        finally:
+            self.indent -= 1
+
+    def assign(self, target: str, node: Any, ctx: str) -> None:
+        value = self.expr(node, ctx)
+        if value != target:
+            self.emit(f"{target} = {value}")
+
+    def closure(self, node: Any, ctx: str) -> str:
+        fn = self.const(self.c.compile(node))
+        r = self.tmp()
+        self.emit(f"{r} = {fn}({ctx}, env)")
+        return r
+
+    def own_closure(self, node: Any) -> str:
+        """The closure of the node being generated (for its slow paths), at
+        the node's own static depth (``expr`` has already counted the node)."""
+        return self.const(_Deferred(self.c, node, self.c.depth - 1))
+
+    # dispatch -----------------------------------------------------------
+    def expr(self, node: Any, ctx: str) -> str:
+        """Emit code computing ``node`` on context variable ``ctx``; return
+        the name holding the value (as the compiled closure would return it)."""
+        if not _generated(self.c, node):
+            return self.closure(node, ctx)
+        self.c.depth += 1
+        try:
+            return getattr(self, "_g_" + node.type)(node, ctx)
+        finally:
+            self.c.depth -= 1
+
+    def _g_string(self, node: Any, ctx: str) -> str:
+        value = self.c.compile(node)(None, None)  # type: ignore[arg-type]
+        name = self.const(value)
+        self.literals[name] = value
+        if value is not UNDEFINED:
+            self.defined.add(name)
+        return name
+
+    def test(self, letters: str, v: str) -> str:
+        """Python test that ``v`` has one of the signature types in ``letters``
+        (s, n, b); "True"/"False" when ``v`` is a literal."""
+        if v in self.literals:
+            value = self.literals[v]
+            return str(any(_TYPE_OF[ch](value) for ch in letters if ch in _TYPE_OF))
+        checks = [_TYPE_TESTS[ch].format(v=v) for ch in letters if ch in _TYPE_TESTS]
+        return checks[0] if len(checks) == 1 else "(" + " or ".join(checks) + ")"
+
+    _g_number = _g_value = _g_string
+
+    def _g_variable(self, node: Any, ctx: str) -> str:
+        r = self.tmp()
+        if node.value == "":
+            self.emit(f"{r} = {ctx}[0] if type({ctx}) is Seq and {ctx}.outer_wrapper else {ctx}")
+            return r
+        self.emit(f"{r} = env.lookup({node.value!r})")
+        self.emit(f"if type({r}) is Seq: {r} = _collapse({r})")
+        return r
+
+    def _g_name(self, node: Any, ctx: str) -> str:
+        r, key = self.tmp(), node.value
+        self.emit(f"{r} = {ctx}.get({key!r}, U) if type({ctx}) is dict "
+                  f"else _lookup({ctx}, {key!r})")
+        self.emit(f"if type({r}) is Seq: {r} = _collapse({r})")
+        return r
+
+    def _g_block(self, node: Any, ctx: str) -> str:
+        return self.expr(node.expressions[0], ctx)
+
+    # paths ----------------------------------------------------------------
+    def _g_path(self, node: Any, ctx: str) -> str:
+        steps = node.steps
+        if all(s.type == "name" and _plain(s) for s in steps):
+            return self._names(node, ctx)
+        r, seq = self.tmp(), self.tmp()
+        self.emit(f"{r} = U")
+        self.emit("while True:")
+        with self.block():
+            first = steps[0]
+            if first.type == "name" and _plain(first):
+                # `items.<step>` on an object: one lookup instead of a loop over one item
+                key, v = first.value, self.tmp()
+                self.emit(f"if type({ctx}) is dict:")
+                with self.block():
+                    self.emit(f"{v} = {ctx}.get({key!r}, U)")
+                    self.emit(f"if type({v}) is Seq: {v} = _collapse({v})")
+                    self.emit(f"if {v} is U: break")
+                    self.emit(f"{seq} = {v} if type({v}) is list or type({v}) is Seq else [{v}]")
+                    self.emit(f"if not {seq}: break")
+                self.emit("else:")
+                with self.block():
+                    self.emit(f"{seq} = {ctx} if isinstance({ctx}, list) else ({ctx},)")
+                    self._step(first, seq, r, last=False)
+            elif first.type == "variable":
+                self.emit(f"{seq} = ({ctx},)")
+                self._step(first, seq, r, last=False)
+            else:
+                self.emit(f"{seq} = {ctx} if isinstance({ctx}, list) else ({ctx},)")
+                self._step(first, seq, r, last=False)
+            for i, step in enumerate(steps[1:], 1):
+                self._step(step, seq, r, last=i == len(steps) - 1)
+            self.emit("break")
+        return r
+
+    def _step(self, step: Any, seq: str, r: str, last: bool) -> None:
+        acc, item = self.tmp(), self.tmp()
+        self.emit(f"{acc} = []")
+        self.emit(f"for {item} in _pace({seq}, env.state):")
+        with self.block():
+            v = self.expr(step, item)
+            self.emit(f"if {v} is not U: {acc}.append({v})")
+        if last:
+            self.emit(f"if len({acc}) == 1 and isinstance({acc}[0], list) "
+                      f"and type({acc}[0]) is not Seq: {r} = {acc}[0]")
+            self.emit(f"else: {r} = _collapse(_flat({acc}))")
+        else:
+            self.emit(f"{seq} = _flat({acc})")
+            self.emit(f"if not {seq}: break")
+
+    def _names(self, node: Any, ctx: str) -> str:
+        # a.b.c through nested objects; anything else takes the generic path
+        r, slow = self.tmp(), self.own_closure(node)
+        first, *rest = [s.value for s in node.steps]
+        if not rest:
+            self.emit(f"{r} = {ctx}.get({first!r}, U) if type({ctx}) is dict "
+                      f"else {slow}({ctx}, env)")
+        else:
+            self.emit(f"{r} = {ctx}.get({first!r}, U) if type({ctx}) is dict else _SLOW")
+            for key in rest:
+                self.emit(f"{r} = {r}.get({key!r}, U) if type({r}) is dict "
+                          f"else ({r} if {r} is U else _SLOW)")
+            self.emit(f"if {r} is _SLOW: {r} = {slow}({ctx}, env)")
+        self.emit(f"if type({r}) is Seq: {r} = _collapse({r})")
+        return r
+
+    # constructors -----------------------------------------------------------
+    def _g_unary(self, node: Any, ctx: str) -> str:
+        keys = _literal_keys(node)
+        assert keys is not None
+        r = self.tmp()
+        self.defined.add(r)
+        if ctx in self.not_lists:
+            self._object(node, keys, ctx, r)
+            return r
+        grouped = self.own_closure(node)
+        self.emit(f"if isinstance({ctx}, list): {r} = {grouped}({ctx}, env)")
+        self.emit("else:")
+        with self.block():
+            self.not_lists.add(ctx)
+            try:
+                self._object(node, keys, ctx, r)
+            finally:
+                self.not_lists.discard(ctx)
+        return r
+
+    def _object(self, node: Any, keys: list[str], ctx: str, r: str) -> None:
+        self.emit(f"{r} = {{}}")
+        for key, (_, value) in zip(keys, node.lhs_object, strict=True):
+            v = self.expr(value, ctx)
+            if v in self.defined:
+                self.emit(f"{r}[{key!r}] = {v}")
+            else:
+                self.emit(f"if {v} is not U: {r}[{key!r}] = {v}")
+
+    # operators --------------------------------------------------------------
+    def _g_condition(self, node: Any, ctx: str) -> str:
+        cond = self.expr(node.condition, ctx)
+        r = self.tmp()
+        self.emit(f"if {_truth_test(cond)}:")
+        with self.block():
+            self.assign(r, node.then, ctx)
+        self.emit("else:")
+        with self.block():
+            if node._else is not None:
+                self.assign(r, node._else, ctx)
+            else:
+                self.emit(f"{r} = U")
+        return r
+
+    def _g_binary(self, node: Any, ctx: str) -> str:
+        op = node.value
+        if op in ("and", "or"):
+            return self._boolean(node, ctx, op == "and")
+        a = self.expr(node.lhs, ctx)
+        b = self.expr(node.rhs, ctx)
+        f = self.const(binary_function(op, node.position))
+        r = self.tmp()
+        num_a, num_b = self.test("n", a), self.test("n", b)
+        str_a, str_b = self.test("s", a), self.test("s", b)
+        if op in _ARITH:
+            self.emit(f"if {_both(num_a, num_b)}:")
+            with self.block():
+                self.emit(f"{r} = {a} {op} {b}")
+                self.emit(f"if type({r}) is float and ({r} - {r} != 0 or {r}.is_integer()):")
+                self.emit(f"    {r} = _narrow({r}, {f}, {a}, {b})")
+            self.emit(f"else: {r} = {f}({a}, {b})")
+        elif op in _ORDER:
+            self.emit(f"if {_both(num_a, num_b)} or {_both(str_a, str_b)}:")
+            self.emit(f"    {r} = {a} {op} {b}")
+            self.emit(f"else: {r} = {f}({a}, {b})")
+        elif op in ("=", "!="):
+            py = "==" if op == "=" else "!="
+            self.emit(f"{r} = {a} {py} {b} if {_both(str_a, str_b)} else {f}({a}, {b})")
+        elif op == "&":
+            self.emit(f"{r} = {_text(a, str_a)} + {_text(b, str_b)}")
+            self.defined.add(r)
+        else:
+            self.emit(f"{r} = {f}({a}, {b})")
+        return r
+
+    def _boolean(self, node: Any, ctx: str, is_and: bool) -> str:
+        left = self.expr(node.lhs, ctx)
+        r = self.tmp()
+        test = _truth_test(left)
+        self.emit(f"if {'not ' if is_and else ''}{test}: {r} = {'False' if is_and else 'True'}")
+        self.emit("else:")
+        with self.block():
+            right = self.expr(node.rhs, ctx)
+            self.emit(f"{r} = {right} if type({right}) is bool else bool(_tobool({right}))")
+        return r
+
+    # library calls ----------------------------------------------------------
+    def _special(self, name: str, builtin: Builtin, a: str, r: str, site: int,
+                 generic: str) -> None:
+        """Single-argument numeric functions with their common case written out."""
+        impl = self.const(builtin.impl)
+        if name == "number":
+            self.emit(f"if {self.test('n', a)}: {r} = {a}")
+            self.emit(f"elif type({a}) is str: site = {site}; {r} = {impl}({a}); site = 0")
+        elif name == "count":
+            self.emit(f"if type({a}) is list or type({a}) is Seq: {r} = len({a})")
+        else:
+            nums = self.tmp()
+            self.emit(f"{nums} = _numbers({a})")
+            self.emit(f"if {nums} is not None: site = {site}; {r} = {impl}({nums}); site = 0")
+        self.emit(f"else: {r} = {generic}")
+
+    def _g_function(self, node: Any, ctx: str) -> str:
+        name = node.procedure.value
+        builtin: Builtin = ROOT.vars[name]
+        r = self.tmp()
+        args = [self.expr(a, ctx) for a in node.arguments]
+        fast = _fast_call(builtin, args, self.test)
+        generic = f"_call({self.const(builtin)}, [{', '.join(args)}], {ctx}, {node.position!r})"
+        site = len(self.sites) + 1
+        self.sites[site] = (node.position, name)
+        if len(args) == 1 and name in _SPECIAL:
+            self._special(name, builtin, args[0], r, site, generic)
+        elif fast is None:
+            self.emit(f"{r} = {generic}")
+        else:
+            test, padded = fast
+            call = f"{self.const(builtin.impl)}({', '.join(padded)})"
+            if name == "string" and len(args) == 1:
+                call = f"{args[0]} if type({args[0]}) is str else {call}"
+            elif name == "number" and len(args) == 1:
+                call = f"{args[0]} if {self.test('n', args[0])} else {call}"
+            if test == "False":
+                self.emit(f"{r} = {generic}")
+            elif test == "True":
+                self.emit(f"site = {site}; {r} = {call}; site = 0")
+            else:
+                self.emit(f"if {test}: site = {site}; {r} = {call}; site = 0")
+                self.emit(f"else: {r} = {generic}")
+        if not _returns_scalar(builtin):
+            self.emit(f"if type({r}) is Seq: {r} = _collapse({r})")
+        return r
+
+
+_SPECIAL = {"number", "sum", "count", "max", "min", "average"}
+
+
+def _numbers(v: Any) -> Any:
+    """``v`` as the array of numbers an ``a<n>`` parameter wants, or None."""
+    t = type(v)
+    if t is list or t is Seq:
+        for x in v:
+            tx = type(x)
+            if tx is not int and tx is not float:
+                return None
+        return v
+    if t is int or t is float:
+        return [v]
+    return None
+
+
+def _returns_scalar(builtin: Builtin) -> bool:
+    sig = builtin.signature
+    return sig is not None and sig.definition.endswith((":s>", ":n>", ":b>"))
+
+
+def _both(a: str, b: str) -> str:
+    if a == "False" or b == "False":
+        return "False"
+    return a if b == "True" else b if a == "True" else f"({a} and {b})"
+
+
+def _text(v: str, is_str: str) -> str:
+    return v if is_str == "True" else f"({v} if {is_str} else _cat({v}))"
+
+
+def _fast_call(builtin: Builtin, args: list[str],
+               test: Callable[[str, str], str]) -> tuple[str, list[str]] | None:
+    """The type test under which the signature would pass ``args`` through
+    unchanged, and the argument list to call the implementation with."""
+    sig = builtin.signature
+    if sig is None or len(args) > len(sig.params):
+        return None
+    tests: list[str] = []
+    for param, arg in zip(sig.params, args, strict=False):
+        if param.regex.endswith("+"):
+            return None
+        kind = param.type
+        if kind == "x":
+            continue
+        letters = kind.strip("()")
+        if not any(ch in _TYPE_TESTS for ch in letters) or (
+                len(letters) == 1 and letters not in _TYPE_TESTS):
+            return None
+        check = test(letters, arg)
+        if check == "False":
+            return "False", []
+        if check != "True":
+            tests.append(check)
+    padded = list(args)
+    for param in sig.params[len(args):]:
+        if param.context or not param.regex.endswith("?"):
+            return None  # the context value or a missing argument: the signature decides
+        padded.append("U")
+    return (" and ".join(tests) or "True"), padded
