@@ -32,16 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
-from test_console_harness import TOKEN, console_app
+from test_console_harness import FAST_RETRY, TOKEN, console_app
 from test_server_harness import Running, serving
 
 ROOT = Path(__file__).resolve().parents[2]
+WAIT_MS = 20_000  # a loaded CI machine: generous waits for pages and expectations alike
+expect.set_options(timeout=WAIT_MS)
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = os.environ.get("FLOWRUN_CHROMIUM", "/usr/bin/chromium")
 CATALOG = {"TONER-59X", "PAPER-A4", "STAPLER-2"}
@@ -54,12 +56,7 @@ trigger:
   webhook:
     path: /hooks/orders
     max_body: 16777216  # the huge-payload test sends a few megabytes
-defaults:
-  retry:
-    max_attempts: 2
-    backoff: {{initial: 20ms, multiplier: 1, max: 20ms, jitter: none}}
-    retry_on: {{http_status: [5xx]}}
-steps:
+{retry}steps:
   - id: check
     validate: {{schema: console/order.v1}}
   - id: book
@@ -162,7 +159,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     opened = context.new_page()
-    opened.set_default_timeout(15_000)
+    opened.set_default_timeout(WAIT_MS)
     try:
         yield opened
     finally:
@@ -174,7 +171,7 @@ def site(tmp_path: Path, httpserver: HTTPServer) -> Iterator[Site]:
     erp = Erp()
     httpserver.expect_request("/sales-orders", method="POST").respond_with_handler(erp.answer)
     erp_url = httpserver.url_for("/").rstrip("/")
-    app = console_app(tmp_path, flows={"orders": FLOW.format(erp=erp_url)})
+    app = console_app(tmp_path, flows={"orders": FLOW.format(erp=erp_url, retry=FAST_RETRY)})
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with serving(app) as server:
         yield Site(server, erp, ARTIFACTS)

@@ -44,6 +44,14 @@ steps:
     set: {confirmed: "true"}
 """
 
+# a flow's defaults for tests whose downstream fails first: one retry, soon, on a 5xx
+FAST_RETRY = """defaults:
+  retry:
+    max_attempts: 2
+    backoff: {initial: 10ms, multiplier: 1, max: 10ms, jitter: none}
+    retry_on: {http_status: [5xx]}
+"""
+
 ORDER_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object", "required": ["order_number", "sku", "qty"],

@@ -23,7 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from pytest_httpserver import HTTPServer
-from test_console_harness import TOKEN, bearer, logged_in
+from test_console_harness import FAST_RETRY, TOKEN, bearer, logged_in
 from test_poll_support import T0, Clock, Partner, iso, scheduler
 from test_server_harness import SECRETS, Running, make_app, serving
 from werkzeug import Request, Response
@@ -38,12 +38,7 @@ key: $string(order_number)
 queue: {lane}
 trigger:
   webhook: {{path: /hooks/obs}}
-defaults:
-  retry:
-    max_attempts: 2
-    backoff: {{initial: 10ms, multiplier: 1, max: 10ms, jitter: none}}
-    retry_on: {{http_status: [5xx]}}
-steps:
+{retry}steps:
   - id: note
     log: {{message: '"order " & $string(order_number) & ": " & note'}}
   - id: book
@@ -86,7 +81,7 @@ def erp(httpserver: HTTPServer) -> Erp:
 
 def obs_app(tmp_path: Path, httpserver: HTTPServer, lane: str = "default") -> App:
     app = make_app(tmp_path, {"obs": FLOW.format(url=httpserver.url_for("").rstrip("/"),
-                                                lane=lane)})
+                                                lane=lane, retry=FAST_RETRY)})
     app.settings.console_token = SecretStr(TOKEN)
     return app
 
