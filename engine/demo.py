@@ -1,8 +1,9 @@
 """`flowrun demo`: the shipped flows end to end on the embedded default, against the sandbox.
 
 Shows, in well under a minute: a downstream that fails for a while (retried, then succeeded), a
-429 with Retry-After (honoured), a duplicate webhook delivery (no second run), and a message the
-ERP rejects (dead-lettered, fixed by an operator and replayed successfully).
+429 with Retry-After (honoured), a duplicate webhook delivery (no second run), a message the
+ERP rejects (dead-lettered, fixed by an operator and replayed successfully), a supplier portal
+polled page by page, and an invoice sent as an X12 810 whose 997 comes back and is correlated.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.app import App
+from engine.poll.job import PollJob
 from engine.runner import RunState
 from engine.sandbox import Sandbox
 from engine.settings import Settings
+from engine.store.base import RunFilter
 
 Echo = Callable[[str], None]
 
@@ -43,6 +46,7 @@ def run_demo(flows_dir: Path, home: Path, echo: Echo) -> int:
                                                                          "marketplace-order.json")
     with Sandbox() as sandbox:
         os.environ.update(sandbox.env())
+        os.environ["FLOWRUN_HOME"] = str(home)  # where the x12 step keeps control numbers
         app = App(Settings(home=home, flows=flows_dir, workers=4))
         if not app.flows.ok:
             for problem in app.flows.problems.errors:
@@ -92,9 +96,10 @@ def run_demo(flows_dir: Path, home: Path, echo: Echo) -> int:
         entry = app.store.get_dead_letter(entry.id) or entry
         echo(f"   replay run {replayed.run_id[:12]}: {replayed.status}; entry is now "
              f"'{entry.status}', audit: {entry.audit[-1]['action']} by {entry.audit[-1]['who']}")
+        partners = _partner_flows(app, _load(samples / "erp-invoice.json"), echo)
         app.executor.stop()
 
-        states = [app.store.get_run(r.run_id) or r for r in (*runs, replayed)]
+        states = [app.store.get_run(r.run_id) or r for r in (*runs, replayed, *partners)]
         echo("\nRuns")
         header = ["FLOW", "KEY", "TRIGGER", "STATUS", "STEPS", "ATTEMPTS", "TOOK"]
         rows = [header, *[_row(s) for s in states]]
@@ -105,8 +110,35 @@ def run_demo(flows_dir: Path, home: Path, echo: Echo) -> int:
         effects = len(sandbox.state.effects)
         echo(f"\nThe sandbox saw {calls} request(s) and applied {effects} effect(s) once each.")
         echo(f"Look around: FLOWRUN_HOME={home} flowrun runs   |   flowrun runs show RUN_ID")
-        ok = [s.status for s in states] == ["succeeded", "succeeded", "dead_lettered", "succeeded"]
+        ok = [s.status for s in states] == ["succeeded", "succeeded", "dead_lettered",
+                                            "succeeded", *["succeeded"] * 3, "handed_off",
+                                            "succeeded"]
         return 0 if ok else 1
+
+
+def _poll_now(app: App, flow_id: str) -> list[RunState]:
+    """One poll of *flow_id*, as the scheduler makes it at a slot; the runs it started."""
+    PollJob(app, app.flows.flows[flow_id], owner="demo", lease_ttl=30).run(time.time())
+    started = app.store.list_runs(RunFilter(flow=flow_id))
+    return sorted((app.wait_for(r.run_id, timeout=30)[0] for r in started),
+                  key=lambda s: s.key or "")
+
+
+def _partner_flows(app: App, invoice: Any, echo: Echo) -> list[RunState]:
+    echo("\n6. The scheduler polls the supplier portal for PO acknowledgments (2 pages)")
+    polled = _poll_now(app, "supplier-po-ack-poll")
+    for state in polled:
+        echo(f"   PO {state.key}: {state.status}, ERP {state.steps[-1]['id']}")
+    echo("7. An ERP invoice goes to the trading partner as an X12 810; its 997 comes back")
+    sent = app.accept(app.flows.flows["invoice-810-to-partner"], invoice,
+                      {"x-erp-event": "demo-invoice"}, trigger="webhook")
+    tree = app.wait_for(sent.run_id, timeout=30)
+    for state in tree:
+        acks = state.envelope["vars"].get("acks") or []
+        said = (f": 997 {acks[0]['status']} for group {acks[0]['group_control_number']}, "
+                f"matched to the 810 sent: {acks[0].get('matched')}") if acks else ""
+        echo(f"   {state.flow_id}: {state.status}{said}")
+    return [*polled, *tree]
 
 
 def demo_main(flows_dir: str, home: str, echo: Echo) -> int:

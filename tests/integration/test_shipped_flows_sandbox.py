@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -226,3 +229,22 @@ def test_every_shipped_flow_is_run_end_to_end() -> None:
     assert set(HTTP_FLOWS) == set(SCENARIOS)
     uncovered = shipped - set(SCENARIOS) - ELSEWHERE
     assert not uncovered, f"shipped flows without an end-to-end test: {sorted(uncovered)}"
+
+
+def test_flowrun_demo_runs_the_shipped_flows_against_the_sandbox(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "demo", "--flows", str(FLOWS),
+                           "--home", str(tmp_path / "demo")], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    table = lines[lines.index("Runs") + 2:]
+    rows = [line.split() for line in table[:table.index("")]]
+    assert [(row[0], row[2], row[3]) for row in rows] == [
+        ("shopify-order-intake", "webhook", "succeeded"),
+        ("marketplace-order-intake", "webhook", "succeeded"),
+        ("shopify-order-intake", "webhook", "dead_lettered"),
+        ("shopify-order-intake", "replay", "succeeded"),
+        *[("supplier-po-ack-poll", "poll", "succeeded")] * 3,
+        ("invoice-810-to-partner", "webhook", "handed_off"),
+        ("partner-997-received", "handoff", "succeeded")]
+    assert "997 accepted for group 1, matched to the 810 sent: True" in done.stdout
