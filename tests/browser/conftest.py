@@ -137,13 +137,13 @@ def order(number: int, sku: str = "TONER-59X", qty: Any = 2, **extra: Any) -> di
     return {"order_number": number, "sku": sku, "qty": qty, **extra}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: install the Debian package `chromium` "
