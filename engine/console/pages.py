@@ -173,18 +173,21 @@ def routes(console: Console) -> list[BaseRoute]:
     async def replay(request: Request, who: Principal) -> Response:
         form = await form_of(request)
         edited, body, bad = _edited_body(form)
+        # a refused replay shows the form again as the operator left it
+        chosen = {"start_from": _choice(form, "start_from", "failed-step"),
+                  "version": _choice(form, "version", "original")}
         if bad:
-            return await entry_page(request, who, 422, refused=bad, draft=form.get("body"))
+            return await entry_page(request, who, 422, refused=bad, draft=form.get("body"),
+                                    chosen=chosen)
         try:
             state = await run_in_threadpool(
-                lambda: app.replay(request.path_params["id"],
-                                   start_from=_choice(form, "start_from", "failed-step"),
-                                   version=_choice(form, "version", "original"), body=body,
-                                   edited=edited, who=f"console:{who.user}"))
+                lambda: app.replay(request.path_params["id"], start_from=chosen["start_from"],
+                                   version=chosen["version"], body=body, edited=edited,
+                                   who=f"console:{who.user}"))
         except ReplayRefused as exc:
             return await entry_page(request, who, 422, refused=str(exc),
                                     violations=views.violations(exc.detail),
-                                    draft=form.get("body") if edited else None)
+                                    draft=form.get("body") if edited else None, chosen=chosen)
         return RedirectResponse(f"/console/runs/{state.run_id}", status_code=303)
 
     async def discard(request: Request, who: Principal) -> Response:

@@ -183,6 +183,7 @@ def test_replay_with_a_body_that_fails_validation_shows_why_and_keeps_the_entry(
     expect(page.locator("#violations")).to_contain_text("qty")
     expect(page.locator("#entry-status")).to_have_text("open")
     expect(page.locator("#body")).to_have_value(re.compile('"two"'))  # the draft is kept
+    expect(page.locator("select[name=start_from]")).to_have_value("start")  # and the choice
     site.shot(page, "refused")
     assert site.erp.booked_orders() == []
 
