@@ -93,6 +93,9 @@ def test_shipped_flows_same_results_on_celery_as_embedded(
         cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for flow in (ROOT / "flows").glob("*.yaml"):
         shutil.copy(flow, cluster.flows / flow.name)
+    # the SFTP flows name connections/supplier_nordic_sftp.yaml, found above the flows folder
+    shutil.copytree(ROOT / "connections", cluster.flows.parent / "connections",
+                    dirs_exist_ok=True)
 
     with Sandbox() as remote, Sandbox() as local:
         cluster.env.update(remote.env())
