@@ -79,6 +79,20 @@ def _control_numbers() -> SqliteControlNumbers:
     return SqliteControlNumbers(str(home / "x12-control-numbers.db"))
 
 
+def _correlate_input(data: Any, sent: Any, envelope: Envelope) -> tuple[Any, Any]:
+    """The parsed 997 and the parsed interchanges we sent (one or a list), checked."""
+    ours = sent.evaluate(envelope) if sent else None
+    ours = [ours] if isinstance(ours, dict) else ours
+    if not isinstance(data, dict) or "groups" not in data:
+        raise StepError("correlate expects a parsed 997: parse it first with x12: {parse: {}}",
+                        kind="invalid_input")
+    if ours is not None and not (isinstance(ours, list) and all(
+            isinstance(d, dict) and "groups" in d for d in ours)):
+        raise StepError("correlate: sent must give the parsed interchange(s) we sent",
+                        kind="invalid_input")
+    return data, ours
+
+
 def build(config: X12Step, ctx: BuildContext) -> StepFn:
     value = ctx.expr(config.value, ("value",)) if config.value else None
     sent = (ctx.expr(config.correlate.sent, ("correlate", "sent"))
@@ -100,9 +114,7 @@ def build(config: X12Step, ctx: BuildContext) -> StepFn:
                     control_numbers=_control_numbers(),
                     usage_indicator=config.build.usage_indicator))
             if config.correlate is not None:
-                ours = sent.evaluate(envelope) if sent else None
-                ours = [ours] if isinstance(ours, dict) else ours
-                return result(correlate_997(data, ours))
+                return result(correlate_997(*_correlate_input(data, sent, envelope)))
             assert config.ack is not None
             return result(generate_997(data, _control_numbers(),
                                        include_accepted=config.ack.include_accepted))
