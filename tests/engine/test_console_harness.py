@@ -22,7 +22,7 @@ from test_server_harness import Running, make_app, serving
 
 from engine.app import App
 from engine.runner import RunState
-from engine.store.base import DeadLetter, DeadLetterFilter
+from engine.store.base import DeadLetter, DeadLetterFilter, Store
 
 TOKEN = "console-token-0123456789"
 USER, PASSWORD = "ops", "correct horse battery"
@@ -61,14 +61,14 @@ ORDER_SCHEMA = {
 
 
 def console_app(tmp_path: Path, *, flows: dict[str, str] | None = None,
-                token: str | None = TOKEN, user: str | None = USER,
-                password: str | None = PASSWORD) -> App:
+                store: Store | None = None, token: str | None = TOKEN,
+                user: str | None = USER, password: str | None = PASSWORD) -> App:
     """An App over *flows* (the order flow by default) with the order schema and the
     console's credentials."""
     schema = tmp_path / "schemas" / "console" / "order.v1.json"
     schema.parent.mkdir(parents=True, exist_ok=True)
     schema.write_text(json.dumps(ORDER_SCHEMA), encoding="utf-8")
-    app = make_app(tmp_path, flows or {"orders": ORDER_FLOW})
+    app = make_app(tmp_path, flows or {"orders": ORDER_FLOW}, store=store)
     # the console reads its credentials from the settings when the server is built
     app.settings.console_token = SecretStr(token) if token else None
     app.settings.console_user = user

@@ -14,6 +14,7 @@ from pathlib import Path
 from test_console_harness import (
     bearer,
     console,
+    console_app,
     csrf_of,
     dead_letter,
     logged_in,
@@ -21,6 +22,7 @@ from test_console_harness import (
     send,
     wait_until,
 )
+from test_server_harness import serving
 
 from engine.console.models import (
     DeadLetterDetail,
@@ -30,6 +32,8 @@ from engine.console.models import (
     RunSummary,
 )
 from engine.console.views import SNAPSHOT_LIMIT
+from engine.store.redis import RedisStore
+from tests.redis_fixture import redis_server, redis_url  # noqa: F401 - fixtures
 
 
 def test_flows_page_shows_health(tmp_path: Path) -> None:
@@ -307,3 +311,23 @@ def test_openapi_document_describes_the_api(tmp_path: Path) -> None:
                     for media in answer.get("content", {}).values():
                         ref = media["schema"].get("$ref") or media["schema"]["items"]["$ref"]
                         assert ref.rsplit("/", 1)[1] in spec["components"]["schemas"]
+
+
+def test_the_console_works_on_the_redis_store(tmp_path: Path,
+                                               redis_url: str) -> None:  # noqa: F811
+    with serving(console_app(tmp_path, store=RedisStore(redis_url))) as server:
+        good = send(server, order(10044, qty=2))
+        entry = dead_letter(server, 10045)
+        http = logged_in(server)
+        flows = http.get(server.url + "/console/").text
+        assert "1 open" in flows and "50.0 %" in flows
+        found = http.get(server.url + "/console/runs", params={"key": "10045"}).text
+        assert entry.run_id[:12] in found and good.run_id[:12] not in found
+        page = http.get(server.url + f"/console/dlq/{entry.id}")
+        assert page.status_code == 200 and "$.qty" in page.text
+        replay = server.http.post(server.url + f"/api/dead-letters/{entry.id}/replay",
+                                  json={"body": order(10045, qty=2)}, headers=bearer())
+        assert replay.status_code == 202, replay.text
+        run_id = replay.json()["run_id"]
+        assert wait_until(lambda: (s := server.app.store.get_run(run_id)) and s.done
+                          and s.status) == "succeeded"
