@@ -223,14 +223,21 @@ def demo(flows_dir: str, home: str) -> None:
 
 @main.command()
 @click.option("--port", default=8780, show_default=True)
-def sandbox(port: int) -> None:
-    """Start the sandbox (mock ERP, WMS, channel endpoints) on loopback until Ctrl-C."""
-    from engine.sandbox import Sandbox
+@click.option("--home", default=".flowrun", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the SFTP sandbox's files and host key.")
+def sandbox(port: int, home: str) -> None:
+    """Start the sandbox (mock ERP, WMS, channel, supplier endpoints, and an SFTP server for the
+    supplier file drops) on loopback until Ctrl-C."""
+    from pathlib import Path
 
-    with Sandbox(port) as box:
+    from engine.sandbox import Sandbox
+    from engine.sandbox_sftp import SftpSandbox
+
+    with Sandbox(port) as box, SftpSandbox.for_shipped_flows(Path(home)) as sftp:
         click.echo(f"sandbox listening on {box.url}")
         for name, value in box.env().items():
             click.echo(f"  export {name}={value}")
+        click.echo(sftp.describe())
         try:
             while True:
                 time.sleep(3600)
