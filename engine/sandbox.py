@@ -110,20 +110,20 @@ def _accepted(state: SandboxState, req: Request, m: re.Match[str]) -> Answer:
     return Answer(202, {"accepted": True, "id": f"EV-{state.next_id()}"})
 
 
+_ERP = r"/erp/(?P<region>eu|us)"
 #: (method, path pattern, handler); the first match answers
-ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [(method, re.compile(pattern), handler) for
-                                                      method, pattern, handler in [
-    ("POST", r"/erp/(?P<region>eu|us)/sales-orders", _sales_order),
-    ("POST", r"/erp/(?:eu|us)/purchase-orders/(?P<po>[^/]+)/(?P<kind>confirmations|rejections)",
-     _po_update),
-    ("POST", r"/erp/(?:eu|us)/invoices/(?P<invoice>[^/]+)/edi-transmissions",
+ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
+    ("POST", re.compile(f"{_ERP}/sales-orders"), _sales_order),
+    ("POST", re.compile(f"{_ERP}/purchase-orders/(?P<po>[^/]+)/"
+                        "(?P<kind>confirmations|rejections)"), _po_update),
+    ("POST", re.compile(f"{_ERP}/invoices/(?P<invoice>[^/]+)/edi-transmissions"),
      _record_transmission),
-    ("GET", r"/erp/(?:eu|us)/edi-transmissions", _find_transmission),
-    ("POST", r"/erp/(?:eu|us)/invoices/(?P<invoice>[^/]+)/edi-status", _invoice_status),
-    ("POST", r"/(?:erp/(?:eu|us)|wms|channel|crm)/.+", _accepted),
-    ("GET", r"/supplier/po-acks", partners.po_acks),
-    ("POST", r"/partner/edi/inbound", partners.edi_inbound),
-]]
+    ("GET", re.compile(f"{_ERP}/edi-transmissions"), _find_transmission),
+    ("POST", re.compile(f"{_ERP}/invoices/(?P<invoice>[^/]+)/edi-status"), _invoice_status),
+    ("POST", re.compile(r"/(?:erp/(?:eu|us)|wms|channel|crm)/.+"), _accepted),
+    ("GET", re.compile(r"/supplier/po-acks"), partners.po_acks),
+    ("POST", re.compile(r"/partner/edi/inbound"), partners.edi_inbound),
+]
 
 
 class _Handler(BaseHTTPRequestHandler):
