@@ -29,8 +29,10 @@ def _status(value: Any) -> int | str:
 
 
 HttpStatus = Annotated[int | str, BeforeValidator(_status)]
+#: ``io``: a file or SFTP read/write failed (disk full, remote I/O error) — not retried unless
+#: listed, since a full disk rarely clears within a back-off
 ErrorKind = Literal["timeout", "connection", "dns", "tls", "http", "invalid_response",
-                    "rate_limited"]
+                    "rate_limited", "io"]
 
 
 def status_matches(status: int, patterns: list[int | str]) -> bool:

@@ -97,6 +97,12 @@ def test_error_kinds_and_non_retryable_errors() -> None:
     assert is_retryable(RetryPolicy(), err("dns"))  # the default list has it
 
 
+def test_file_and_sftp_io_failures_are_retried_only_when_listed() -> None:
+    assert not is_retryable(RetryPolicy(), err("io"))
+    listed = RetryPolicy.model_validate({"retry_on": {"errors": ["timeout", "io"]}})
+    assert is_retryable(listed, err("io"))
+
+
 def test_attempts_are_counted_with_the_first_included() -> None:
     p = policy(max_attempts=3, backoff={"jitter": "none", "initial": "1s"})
     assert next_delay(p, err("timeout"), 1, 0.0) == 1.0
