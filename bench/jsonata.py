@@ -1,11 +1,17 @@
 """Benchmark: flowrunner's compiled JSONata vs jsonata-python vs hand-written
 Python vs jsonata (JavaScript) under Node.
 
-    python bench/jsonata.py [--quick]
+    python bench/jsonata.py [--quick] [--baseline DIR]
 
 Times a ~30-line Shopify-order -> canonical-order mapping on a ~3 KB and a
 ~32 KB generated order, plus a 5-field payload mapping; prints a table and
-writes bench/results/jsonata.json.  The Node column needs `node` and `npm`
+writes bench/results/jsonata.json.  "compiled" is evaluated as flowrunner
+evaluates a step (with its 5 s timeout and depth bound, so the bound checks
+are included); "unbounded" without them, so the cost of the checks shows.
+
+``--baseline DIR`` also times an older engine side by side in the same run:
+DIR holds its ``engine/jsonata`` package, e.g. made with
+``git archive <commit> engine/jsonata | tar -x -C DIR``.  The Node column needs `node` and `npm`
 (the npm package `jsonata` is installed into a temporary directory); without
 them it is skipped with a note.
 """
@@ -140,14 +146,18 @@ def _sized_order(target_bytes: int) -> dict[str, Any]:
 
 
 def _time(fn: Any, budget: float) -> float:
-    """Best per-call seconds over a few repeats sized to the time budget."""
+    """Best per-call CPU seconds over a few repeats sized to the time budget.
+
+    CPU time of this process, not wall time: the bench machines are shared,
+    and wall time would charge other processes' work to whichever engine
+    happened to be running."""
     number = 1
     while True:
-        t = timeit.timeit(fn, number=number)
+        t = timeit.timeit(fn, number=number, timer=time.process_time)
         if t > budget / 10 or number > 1_000_000:
             break
         number *= 4
-    return min(timeit.repeat(fn, number=number, repeat=5)) / number
+    return min(timeit.repeat(fn, number=number, repeat=5, timer=time.process_time)) / number
 
 
 NODE_SCRIPT = r"""
@@ -158,19 +168,21 @@ const cases = JSON.parse(require('fs').readFileSync(process.argv[2], 'utf8'));
   for (const c of cases) {
     const expr = jsonata(c.expr);
     for (let i = 0; i < 200; i++) await expr.evaluate(c.data);
+    // CPU time of this process (user + system), as on the Python side
+    const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
     let n = 1, t = 0;
     for (;;) {
-      const s = process.hrtime.bigint();
+      const s = cpu();
       for (let i = 0; i < n; i++) await expr.evaluate(c.data);
-      t = Number(process.hrtime.bigint() - s) / 1e9;
+      t = cpu() - s;
       if (t > 0.3) break;
       n *= 2;
     }
     let best = t / n;
     for (let r = 0; r < 3; r++) {
-      const s = process.hrtime.bigint();
+      const s = cpu();
       for (let i = 0; i < n; i++) await expr.evaluate(c.data);
-      best = Math.min(best, Number(process.hrtime.bigint() - s) / 1e9 / n);
+      best = Math.min(best, (cpu() - s) / n);
     }
     out[c.name] = best;
   }
@@ -202,6 +214,25 @@ def _node_version() -> str:
     return subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
 
 
+def _baseline(argv: list[str]) -> Any:
+    """The engine package under DIR of ``--baseline DIR``, imported under another name."""
+    if "--baseline" not in argv:
+        return None
+    import importlib.util
+    pkg = Path(argv[argv.index("--baseline") + 1]) / "engine" / "jsonata"
+    spec = importlib.util.spec_from_file_location(
+        "baseline_jsonata", pkg / "__init__.py", submodule_search_locations=[str(pkg)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["baseline_jsonata"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# flowrunner's per-step bounds (engine/expressions.py)
+BOUNDS = {"timeout_ms": 5000, "max_depth": 500}
+
+
 def _jsonata_python() -> Any:
     limit = sys.getrecursionlimit()
     import jsonata
@@ -220,14 +251,12 @@ def main() -> None:
         ("tiny_5_fields", TINY, tiny, hand_tiny),
     ]
     jp = _jsonata_python()
+    base = _baseline(sys.argv)
     rows = []
     node, node_note = node_times([{"name": n, "expr": e, "data": d} for n, e, d, _ in cases])
     for name, source, data, hand in cases:
-        n_compile = 200
-        t0 = time.perf_counter()
-        for _ in range(n_compile):
-            expr = compile_expression(source)
-        compile_ms = (time.perf_counter() - t0) / n_compile * 1000
+        compile_ms = _time(lambda s=source: compile_expression(s), budget) * 1000
+        expr = compile_expression(source)
         ours_result = expr.evaluate(data)
         assert ours_result == hand(data), f"{name}: compiled result differs from hand-written"
         jp_expr = jp.Jsonata(source)
@@ -236,12 +265,14 @@ def main() -> None:
         theirs = {k: v for k, v in jp_expr.evaluate(data).items() if k != "id"}
         assert theirs == {k: v for k, v in ours_result.items() if k != "id"}, \
             f"{name}: jsonata-python result differs"
-        ours = _time(lambda e=expr, d=data: e.evaluate(d), budget)
+        ours = _time(lambda e=expr, d=data: e.evaluate(d, **BOUNDS), budget)
+        unbounded = _time(lambda e=expr, d=data: e.evaluate(d), budget)
         handt = _time(lambda h=hand, d=data: h(d), budget)
         jpt = _time(lambda e=jp_expr, d=data: e.evaluate(d), budget)
         row = {
             "case": name, "input_bytes": len(json.dumps(data)),
-            "compiled_ms": ours * 1000, "hand_written_ms": handt * 1000,
+            "compiled_ms": ours * 1000, "compiled_unbounded_ms": unbounded * 1000,
+            "hand_written_ms": handt * 1000,
             "jsonata_python_ms": jpt * 1000,
             "jsonata_js_ms": node[name] * 1000 if node else None,
             "compile_ms": compile_ms,
@@ -249,6 +280,8 @@ def main() -> None:
             "speedup_vs_jsonata_python": jpt / ours,
             "ratio_vs_jsonata_js": (ours / node[name]) if node else None,
         }
+        if base is not None:
+            row.update(_baseline_row(base, source, data, hand, budget, handt))
         rows.append(row)
     _print(rows, node_note)
     out = ROOT / "bench" / "results" / "jsonata.json"
@@ -258,6 +291,18 @@ def main() -> None:
                   "compile_ms_max": 5.0},
         "results": rows}, indent=2) + "\n")
     print(f"\nwrote {out.relative_to(ROOT)}")
+
+
+def _baseline_row(base: Any, source: str, data: Any, hand: Any, budget: float,
+                  handt: float) -> dict[str, Any]:
+    compile_ms = _time(lambda: base.compile_expression(source), budget) * 1000
+    expr = base.compile_expression(source)
+    assert expr.evaluate(data, **BOUNDS) == hand(data)
+    t = _time(lambda: expr.evaluate(data, **BOUNDS), budget)
+    # the hand-written time again, right after, so load changes hit both alike
+    handt = min(handt, _time(lambda: hand(data), budget))
+    return {"baseline_ms": t * 1000, "baseline_compile_ms": compile_ms,
+            "baseline_ratio_vs_hand_written": t / handt}
 
 
 def _print(rows: list[dict[str, Any]], node_note: str) -> None:
@@ -275,6 +320,15 @@ def _print(rows: list[dict[str, Any]], node_note: str) -> None:
               f"{fmt(r['compile_ms']):>9}")
     print("times in ms per evaluation; 'x hand' / 'x js' = compiled time ratio (lower is better);"
           f" 'py/ours' = jsonata-python speedup.\nJavaScript: {node_note}")
+    for r in rows:
+        checks = 100 * (r["compiled_ms"] / r["compiled_unbounded_ms"] - 1)
+        line = (f"{r['case']:<15} unbounded {r['compiled_unbounded_ms']:.3f} ms"
+                f" (bound checks cost {checks:+.0f} %)")
+        if "baseline_ms" in r:
+            line += (f"; baseline {r['baseline_ms']:.3f} ms ="
+                     f" {r['baseline_ratio_vs_hand_written']:.1f}x hand,"
+                     f" compile {r['baseline_compile_ms']:.2f} ms")
+        print(line)
 
 
 if __name__ == "__main__":

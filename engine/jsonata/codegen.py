@@ -123,8 +123,7 @@ def _generated(c: Compiler, node: Any) -> bool:
         marker = node.then.value if node.then is not None else None
         return marker is not DEFAULT and marker is not COALESCE
     if t == "block":
-        from .compiler import _binds
-        return len(node.expressions) == 1 and not _binds(node)
+        return len(node.expressions) == 1 and not c.binds(node)
     return t in ("string", "number", "value", "variable", "name")
 
 
@@ -199,13 +198,15 @@ class _Gen:
         self.c = c
         self.lines: list[str] = []
         self.indent = 1
-        self.ns: dict[str, Any] = dict(_BASE_NS, _numbers=_numbers, _overflow=_overflow)
+        self.ns: dict[str, Any] = dict(_BASE_NS, _numbers=_numbers, _overflow=_overflow,
+                                       _copy=_copy_fields)
         self.count = 0
         # call sites whose errors need a position and function name: index -> (position, name)
         self.sites: dict[int, tuple[int, str]] = {}
         self.literals: dict[str, Any] = {}  # names holding literal values (types known now)
         self.defined: set[str] = set()  # names that never hold undefined
-        self.not_lists: set[str] = set()  # context names known not to be arrays here
+        self.dicts: set[str] = set()  # context names known to hold an object here
+        self.strings: set[str] = set()  # names known to hold a string
 
     def tmp(self) -> str:
         self.count += 1
@@ -266,6 +267,8 @@ class _Gen:
     def test(self, letters: str, v: str) -> str:
         """Python test that ``v`` has one of the signature types in ``letters``
         (s, n, b); "True"/"False" when ``v`` is a literal."""
+        if v in self.strings:
+            return str("s" in letters)
         if v in self.literals:
             value = self.literals[v]
             return str(any(_TYPE_OF[ch](value) for ch in letters if ch in _TYPE_OF))
@@ -285,8 +288,11 @@ class _Gen:
 
     def _g_name(self, node: Any, ctx: str) -> str:
         r, key = self.tmp(), node.value
-        self.emit(f"{r} = {ctx}.get({key!r}, U) if type({ctx}) is dict "
-                  f"else _lookup({ctx}, {key!r})")
+        if ctx in self.dicts:
+            self.emit(f"{r} = {ctx}.get({key!r}, U)")
+        else:
+            self.emit(f"{r} = {ctx}.get({key!r}, U) if type({ctx}) is dict "
+                      f"else _lookup({ctx}, {key!r})")
         self.emit(f"if type({r}) is Seq: {r} = _collapse({r})")
         return r
 
@@ -306,17 +312,21 @@ class _Gen:
             if first.type == "name" and _plain(first):
                 # `items.<step>` on an object: one lookup instead of a loop over one item
                 key, v = first.value, self.tmp()
-                self.emit(f"if type({ctx}) is dict:")
-                with self.block():
-                    self.emit(f"{v} = {ctx}.get({key!r}, U)")
-                    self.emit(f"if type({v}) is Seq: {v} = _collapse({v})")
-                    self.emit(f"if {v} is U: break")
-                    self.emit(f"{seq} = {v} if type({v}) is list or type({v}) is Seq else [{v}]")
-                    self.emit(f"if not {seq}: break")
-                self.emit("else:")
-                with self.block():
-                    self.emit(f"{seq} = {ctx} if isinstance({ctx}, list) else ({ctx},)")
-                    self._step(first, seq, r, last=False)
+                known = ctx in self.dicts
+                if not known:
+                    self.emit(f"if type({ctx}) is dict:")
+                    self.indent += 1
+                self.emit(f"{v} = {ctx}.get({key!r}, U)")
+                self.emit(f"if type({v}) is Seq: {v} = _collapse({v})")
+                self.emit(f"if {v} is U: break")
+                self.emit(f"{seq} = {v} if type({v}) is list or type({v}) is Seq else [{v}]")
+                self.emit(f"if not {seq}: break")
+                if not known:
+                    self.indent -= 1
+                    self.emit("else:")
+                    with self.block():
+                        self.emit(f"{seq} = {ctx} if isinstance({ctx}, list) else ({ctx},)")
+                        self._step(first, seq, r, last=False)
             elif first.type == "variable":
                 self.emit(f"{seq} = ({ctx},)")
                 self._step(first, seq, r, last=False)
@@ -345,13 +355,22 @@ class _Gen:
 
     def _names(self, node: Any, ctx: str) -> str:
         # a.b.c through nested objects; anything else takes the generic path
-        r, slow = self.tmp(), self.own_closure(node)
+        r = self.tmp()
         first, *rest = [s.value for s in node.steps]
+        known = ctx in self.dicts
+        if not rest and known:
+            self.emit(f"{r} = {ctx}.get({first!r}, U)")
+            self.emit(f"if type({r}) is Seq: {r} = _collapse({r})")
+            return r
+        slow = self.own_closure(node)
         if not rest:
             self.emit(f"{r} = {ctx}.get({first!r}, U) if type({ctx}) is dict "
                       f"else {slow}({ctx}, env)")
         else:
-            self.emit(f"{r} = {ctx}.get({first!r}, U) if type({ctx}) is dict else _SLOW")
+            if known:
+                self.emit(f"{r} = {ctx}.get({first!r}, U)")
+            else:
+                self.emit(f"{r} = {ctx}.get({first!r}, U) if type({ctx}) is dict else _SLOW")
             for key in rest:
                 self.emit(f"{r} = {r}.get({key!r}, U) if type({r}) is dict "
                           f"else ({r} if {r} is U else _SLOW)")
@@ -365,28 +384,44 @@ class _Gen:
         assert keys is not None
         r = self.tmp()
         self.defined.add(r)
-        if ctx in self.not_lists:
+        if ctx in self.dicts:
             self._object(node, keys, ctx, r)
             return r
-        grouped = self.own_closure(node)
-        self.emit(f"if isinstance({ctx}, list): {r} = {grouped}({ctx}, env)")
+        # written out for an object context, where field access needs no type
+        # tests; an array (grouping) or a scalar context takes the closure
+        whole = self.own_closure(node)
+        self.emit(f"if type({ctx}) is not dict: {r} = {whole}({ctx}, env)")
         self.emit("else:")
         with self.block():
-            self.not_lists.add(ctx)
+            self.dicts.add(ctx)
             try:
                 self._object(node, keys, ctx, r)
             finally:
-                self.not_lists.discard(ctx)
+                self.dicts.discard(ctx)
         return r
 
     def _object(self, node: Any, keys: list[str], ctx: str, r: str) -> None:
         self.emit(f"{r} = {{}}")
+        copies: list[tuple[str, str, tuple[str, ...], Fn]] = []
         for key, (_, value) in zip(keys, node.lhs_object, strict=True):
+            names = _field_names(self.c, value)
+            if names is not None:
+                # plain fields are copied by one helper call per run: the same
+                # work as inline code, a fraction of the source to compile
+                copies.append((key, names[0], names[1:], _Deferred(self.c, value, self.c.depth)))
+                continue
+            self._flush_copies(copies, ctx, r)
             v = self.expr(value, ctx)
             if v in self.defined:
                 self.emit(f"{r}[{key!r}] = {v}")
             else:
                 self.emit(f"if {v} is not U: {r}[{key!r}] = {v}")
+        self._flush_copies(copies, ctx, r)
+
+    def _flush_copies(self, copies: list[Any], ctx: str, r: str) -> None:
+        if copies:
+            self.emit(f"_copy({r}, {ctx}, {self.const(tuple(copies))}, env)")
+            copies.clear()
 
     # operators --------------------------------------------------------------
     def _g_condition(self, node: Any, ctx: str) -> str:
@@ -430,6 +465,7 @@ class _Gen:
         elif op == "&":
             self.emit(f"{r} = {_text(a, str_a)} + {_text(b, str_b)}")
             self.defined.add(r)
+            self.strings.add(r)
         else:
             self.emit(f"{r} = {f}({a}, {b})")
         return r
@@ -494,6 +530,32 @@ class _Gen:
 
 
 _SPECIAL = {"number", "sum", "count", "max", "min", "average"}
+
+
+def _field_names(c: Compiler, node: Any) -> tuple[str, ...] | None:
+    """The names of ``a.b.c`` when ``node`` is such a path of plain names."""
+    if node.type != "path" or not _generated(c, node):
+        return None
+    if not all(s.type == "name" and _plain(s) for s in node.steps):
+        return None
+    return tuple(s.value for s in node.steps)
+
+
+def _copy_fields(out: dict[str, Any], d: dict[str, Any],
+                 table: tuple[tuple[str, str, tuple[str, ...], Fn], ...], env: Frame) -> None:
+    """``out[key] = d.first.rest...`` for each entry, as the path would give it."""
+    for key, first, rest, slow in table:
+        v = d.get(first, UNDEFINED)
+        for name in rest:
+            if type(v) is dict:
+                v = v.get(name, UNDEFINED)
+            elif v is not UNDEFINED:
+                v = slow(d, env)  # an array or a scalar on the way: the generic path
+                break
+        if type(v) is Seq:
+            v = collapse(v)
+        if v is not UNDEFINED:
+            out[key] = v
 
 
 def _numbers(v: Any) -> Any:

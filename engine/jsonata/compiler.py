@@ -13,6 +13,7 @@ inside the enclosing function body, so the run-time depth of each call is
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -41,8 +42,13 @@ class Compiler:
         self.source = source
         # names the expression itself may rebind (`:=`, lambda parameters); a
         # library function whose name is not among them resolves statically
-        self.bound = bound_names(root) if root is not None else None
+        self.may_bind = ":=" in source or not source
+        self.bound = bound_names(root, source) if root is not None else None
         self.codegen = True  # off while building the closures behind generated code
+
+    def binds(self, node: Any) -> bool:
+        """Conservatively: does any `:=` occur anywhere below ``node``?"""
+        return self.may_bind and _binds(node)
 
     def static_builtin(self, name: str) -> bool:
         """Whether ``$name`` is the library function unless a binding says otherwise."""
@@ -217,7 +223,7 @@ class Compiler:
 
     def _c_block(self, node: Any) -> Fn:
         exprs = [self.compile(e) for e in node.expressions]
-        if len(exprs) == 1 and not _binds(node):
+        if len(exprs) == 1 and not self.binds(node):
             # `(expr)` without assignments needs no scope of its own
             return exprs[0]
 
@@ -433,30 +439,59 @@ def _raw_signature(source: str, position: int) -> str:
     return source[i:j + 1]
 
 
+_CHILD = ("lhs", "rhs", "condition", "then", "_else", "expression", "body", "procedure",
+          "pattern", "update", "delete", "group", "expr")
+_CHILDREN = ("expressions", "arguments", "steps", "predicate", "stages", "terms")
+
+
 def _walk(node: Any, seen: set[int]) -> Iterator[Any]:
-    """Every AST node below ``node`` (each once)."""
-    if node is None or id(node) in seen or not hasattr(node, "type"):
-        return
-    seen.add(id(node))
-    yield node
-    for attr in ("lhs", "rhs", "condition", "then", "_else", "expression", "body", "procedure",
-                 "pattern", "update", "delete", "group", "expr"):
-        yield from _walk(getattr(node, attr, None), seen)
-    for attr in ("expressions", "arguments", "steps", "predicate", "stages", "terms"):
-        for child in getattr(node, attr, None) or ():
-            yield from _walk(child, seen)
-    for pair in getattr(node, "lhs_object", None) or ():
-        for child in pair:
-            yield from _walk(child, seen)
+    """Every AST node below ``node`` (each once), without recursion."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n is None or id(n) in seen or not hasattr(n, "type"):
+            continue
+        seen.add(id(n))
+        yield n
+        d = n.__dict__
+        stack.extend(d.get(a) for a in _CHILD)
+        for a in _CHILDREN:
+            stack.extend(d.get(a) or ())
+        for pair in d.get("lhs_object") or ():
+            stack.extend(pair)
 
 
 def _binds(node: Any) -> bool:
-    """Conservatively: does any `:=` occur anywhere below ``node``?"""
-    return any(n.type == "bind" for n in _walk(node, set()))
+    """Conservatively: does any `:=` occur anywhere below ``node``? (Asked
+    several times per node while compiling, so the answer is kept on it.)"""
+    known = node.__dict__.get("_flowrun_binds")
+    if known is None:
+        known = node.__dict__["_flowrun_binds"] = any(
+            n.type == "bind" for n in _walk(node, set()))
+    return bool(known)
 
 
-def bound_names(root: Any) -> set[str]:
-    """Variable names assigned or taken as parameters anywhere in the expression."""
+_LAMBDA_PARAMS = re.compile(r"(?:function|\u03bb)\s*\(([^)]*)\)")
+_PLAIN_PARAMS = re.compile(r"[\s,$\w]*")
+
+
+def bound_names(root: Any, source: str = "") -> set[str]:
+    """Variable names assigned or taken as parameters anywhere in the expression.
+
+    Without `:=` in the text only lambda parameters can bind, and their
+    lists are read off the text (walking the tree costs more than the rest
+    of compiling a mapping); anything unusual there walks the tree."""
+    if source and ":=" not in source:
+        found: set[str] = set()
+        for m in _LAMBDA_PARAMS.finditer(source):
+            if not _PLAIN_PARAMS.fullmatch(m.group(1)):
+                return _walk_names(root)
+            found.update(re.findall(r"\$(\w+)", m.group(1)))
+        return found
+    return _walk_names(root)
+
+
+def _walk_names(root: Any) -> set[str]:
     names: set[str] = set()
     for n in _walk(root, set()):
         if n.type == "bind" and getattr(n.lhs, "type", None) == "variable":
