@@ -148,7 +148,9 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: install the Debian package `chromium` "
                     "(.ci/run does), or set FLOWRUN_CHROMIUM to a Chromium binary")
-    launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+    # /dev/shm is small in containers; Chromium falls back to /tmp with this switch
+    launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                          args=["--disable-dev-shm-usage"])
     try:
         yield launched
     finally:
