@@ -90,6 +90,13 @@ class HttpClient:
         query = "&".join(q for q in (base.query, own_query) if q)
         return urlunsplit((base.scheme, base.netloc, joined or "/", query, fragment))
 
+    def owns(self, url: str, secrets: Callable[[str], str]) -> bool:
+        """Whether *url* is on the connection's own scheme, host and port — the only place
+        its credentials may go (a partner's next-page link could name any host)."""
+        base = urlsplit(interpolate(self.config.base_url, secrets))
+        target = urlsplit(url)
+        return (target.scheme, target.netloc) == (base.scheme, base.netloc)
+
     def send(self, method: str, url: str, *, secrets: Callable[[str], str],
              session: requests.Session | None = None, **kwargs: Any) -> requests.Response:
         """Send with the connection's headers and credentials; see the module docstring.

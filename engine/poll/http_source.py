@@ -123,6 +123,10 @@ class HttpPoll:
 
     def _request(self, url: str, params: dict[str, str], headers: dict[str, str],
                  secrets: Callable[[str], str]) -> requests.Response:
+        if self.client is not None and not self.client().owns(url, secrets):
+            raise StepError(f"the next page is on another host ({redact_known(url)}); a named "
+                            "connection's credentials go only to its base_url's host",
+                            kind="config")
         try:
             if self.client is not None:  # its session, timeouts, headers and credentials
                 response = self.client().send(self.method, url, secrets=secrets, params=params,

@@ -55,6 +55,7 @@ class Portal:
         self.token_forms: list[dict[str, str]] = []
         self.pages: list[Request] = []
         self.fail = False
+        self.next_base = ""  # where next-page links point: this host (relative) or another
 
     def token(self, request: Request) -> Response:
         self.token_forms.append(dict(request.form.items()))
@@ -73,7 +74,7 @@ class Portal:
         matching = [a for a in ACKS if a["updated_at"] >= since and a["id"] > after]
         body: dict[str, Any] = {"data": matching[:2]}
         if len(matching) > 2:
-            body["links"] = {"next": "/supplier/acks?" + urlencode(
+            body["links"] = {"next": self.next_base + "/supplier/acks?" + urlencode(
                 {"updated_since": since, "after": matching[1]["id"]})}
         return Response(json.dumps(body), content_type="application/json")
 
@@ -172,3 +173,33 @@ def test_an_api_key_in_the_query_is_masked_in_source_url_and_poll_errors(
     assert status["last_error"]["status"] == 503
     assert "key=***" in status["last_error"]["message"]
     assert SECRET not in json.dumps(status)
+
+
+def test_a_next_page_on_another_host_gets_no_credentials(
+        supplier: Project, portal: Portal, httpserver: HTTPServer) -> None:
+    elsewhere = HTTPServer(host="127.0.0.1", port=0)
+    elsewhere.start()
+    try:
+        elsewhere.expect_request("/supplier/acks").respond_with_json({"data": []})
+        portal.next_base = elsewhere.url_for("").rstrip("/")
+        supplier.connection("supplier", f"""
+            connection: supplier
+            http:
+              base_url: {httpserver.url_for("/supplier")}
+              auth: {{bearer: "${{secret:SUPPLIER_SECRET}}"}}
+            """)
+        portal.tokens.append(SECRET)  # the portal accepts the static bearer token
+        app = supplier.app(start=False)
+        poll(app, Clock(), times=1)
+        status = cursors.read_status(app.store, "po-acks")
+        assert status["state"] == "failed"
+        assert status["last_error"]["kind"] == "config"
+        assert status["last_error"]["message"] == (
+            f"the next page is on another host ({portal.next_base}/supplier/acks?updated_since="
+            "2026-01-01T00%3A00%3A00Z&after=PO-2); a named connection's credentials go only to "
+            "its base_url's host")
+        assert elsewhere.log == []
+        assert len(portal.pages) == 1
+    finally:
+        elsewhere.clear()
+        elsewhere.stop()
