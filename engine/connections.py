@@ -15,7 +15,9 @@ default headers, timeouts, TLS options and credentials come from ``connections/e
 
 The files are read and validated like flows (every problem at once, with line and column, "did
 you mean" for unknown keys and names). Secrets only through ``${secret:NAME}``: a credential
-written out in the file is a load error, since these files live in version control.
+written out in the file (or taken from ``${env:...}``, which logs do not mask) is a load error,
+since these files live in version control. Certificate files named relative are read from the
+connections folder, so a worker finds them whatever its working directory.
 
 This lives in the engine, not in a connector: it is configuration on disk the loader checks
 flows against, shared by several connectors and by poll triggers, and it imports no protocol
