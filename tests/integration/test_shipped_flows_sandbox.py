@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -152,27 +153,49 @@ def inventory_fanout(world: World) -> None:
 
 @scenario("supplier-po-ack-poll")
 def supplier_po_acks(world: World) -> None:
-    slot = (time.time() // 300) * 300 + 1  # just after a five-minute slot: the poll is due
-    scheduler = Scheduler(world.app, clock=lambda: slot, inline=True, start_executor=False)
+    now = [(time.time() // 300) * 300 + 1]  # just after a five-minute slot: the poll is due
+    scheduler = Scheduler(world.app, clock=lambda: now[0], inline=True, start_executor=False)
     try:
+        assert [f.reason for f in scheduler.tick()] == ["slot"]
+        pages = world.sandbox.requests("/supplier/po-acks")
+        assert len(pages) == 2 and all(p["authorized"] for p in pages)  # 3 acks, 2 a page
+        assert pages[0]["query"]["updated_since"] == "2026-01-01T00:00:00Z"
+        assert pages[1]["query"]["page"] == "2"
+        assert sorted(r.key for r in settled(world, "supplier-po-ack-poll", 3)) == [
+            "4500012345", "4500012346", "4500012347"]
+        held = world.sandbox.state.purchase_orders
+        assert {po: [u["status"] for u in updates] for po, updates in held.items()} == {
+            "4500012345": ["confirmed"], "4500012346": ["confirmed"],
+            "4500012347": ["rejected"]}
+        changed = held["4500012345"][0]["update"]
+        assert changed["status"] == "accepted_with_changes"
+        assert changed["lines"][0]["quantity"] == "18"
+        assert held["4500012347"][0]["update"]["reason"] == "Article discontinued"
+
+        # the supplier changes one acknowledgment; the next poll reads on from the cursor
+        ack = next(a for a in world.sandbox.state.po_acks if a["ack_id"] == "ACK-77121")
+        ack.update(state="CONFIRMED_WITH_CHANGES", updated_at="2026-11-22T10:02:00Z")
+        ack["items"][0].update(confirmed=10, state="CHANGED")
+        now[0] += 300
         assert [f.reason for f in scheduler.tick()] == ["slot"]
     finally:
         scheduler.close()
-    pages = world.sandbox.requests("/supplier/po-acks")
-    assert len(pages) == 2 and all(p["authorized"] for p in pages)  # 3 acks, 2 a page
-    assert pages[0]["query"]["updated_since"] == "2026-01-01T00:00:00Z"
-    assert pages[1]["query"]["page"] == "2"
-    runs = [world.app.wait_for(r.run_id, timeout=60)[0] for r in world.runs(
-        "supplier-po-ack-poll")]
-    assert sorted((r.key, r.status) for r in runs) == [
-        ("4500012345", "succeeded"), ("4500012346", "succeeded"), ("4500012347", "succeeded")]
-    held = world.sandbox.state.purchase_orders
-    assert {po: [u["status"] for u in updates] for po, updates in held.items()} == {
-        "4500012345": ["confirmed"], "4500012346": ["confirmed"], "4500012347": ["rejected"]}
-    changed = held["4500012345"][0]["update"]
-    assert changed["status"] == "accepted_with_changes"
-    assert changed["lines"][0]["quantity"] == "18"
-    assert held["4500012347"][0]["update"]["reason"] == "Article discontinued"
+    since = world.sandbox.requests("/supplier/po-acks")[2]["query"]["updated_since"]
+    # the cursor (the newest updated_at read) less the two minutes of lookback
+    assert datetime.fromisoformat(since) == datetime(2026, 11, 22, 9, 29, 45, tzinfo=UTC)
+    runs = settled(world, "supplier-po-ack-poll", 4)  # the unchanged ack re-read: no new run
+    assert [r.key for r in runs].count("4500012346") == 2
+    assert [u["update"]["status"] for u in held["4500012346"]] == [
+        "accepted", "accepted_with_changes"]
+
+
+def settled(world: World, flow: str, count: int) -> list[RunState]:
+    """The flow's runs, once *count* of them exist and all have finished."""
+    runs = world.runs(flow)
+    assert len(runs) == count, [(r.key, r.status) for r in runs]
+    done = [world.app.wait_for(r.run_id, timeout=60)[0] for r in runs]
+    assert all(r.status == "succeeded" for r in done), [(r.key, r.status, r.error) for r in done]
+    return done
 
 
 @scenario("invoice-810-to-partner")
