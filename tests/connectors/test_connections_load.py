@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from engine.cli import main
 from engine.loader import Loader
 from engine.problems import Problem
 from engine.refs import Secrets
@@ -345,3 +347,18 @@ def test_a_good_project_loads_without_problems(tmp_path: Path) -> None:
               http: {connection: erp_eu, path: "/orders/{{ id }}"}
         """)
     assert problems_of(tmp_path, OK_CONNECTIONS, flow=flow) == []
+
+
+def test_flowrun_validate_shows_connection_problems_and_fails(tmp_path: Path) -> None:
+    (tmp_path / "connections").mkdir()
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "connections" / "c.yaml").write_text(CASES[0].text, encoding="utf-8")
+    (tmp_path / "flows" / "t.yaml").write_text(USES_C, encoding="utf-8")
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "flows")])
+    assert result.exit_code == 1, result.output
+    assert f"{tmp_path}/connections/c.yaml:5:36 http.auth.basic.password: a credential is " \
+           "written out in the file" in result.output
+    assert f"{tmp_path}/flows/t.yaml:5:26 steps[0].call.http.connection: connection 'c' has " \
+           "errors" in result.output
+    assert "hunter2-pw" not in result.output
+    assert "0 flow(s) valid, 2 error(s)" in result.output
