@@ -78,6 +78,8 @@ def install_hint(exc: BaseException, ep: EntryPoint) -> str:
         if target_module == exc.name or target_module.startswith(exc.name + "."):
             return f"the entry point names module '{target_module}', which does not exist"
         module = exc.name.split(".")[0]
+        if module == target_module.split(".")[0]:  # a module of the plugin's own package
+            return f"{target_module} imports '{exc.name}', which does not exist"
         declared = _declared(module, ep.dist)
         if declared is None:
             return f"needs module '{module}', which {owner} does not declare — pip install it"

@@ -41,6 +41,7 @@ notakind = fakeplugin_good:NOT_A_KIND
 typo = fakeplugin_missing_module:STEP
 undeclared = fakeplugin_undeclared:STEP
 corestep = fakeplugin_core:STEP
+inner = fakepkg.step:STEP
 
 [flowrunner.signatures]
 brokensig = fakeplugin_good:NOPE
@@ -73,6 +74,8 @@ MODULES = {
     "fakeplugin_fancy.py": "import nonexistent_lib_xyz  # the 'fancy' extra\n",
     "fakeplugin_undeclared.py": "import totally_unknown_mod\n",
     "fakeplugin_core.py": "import gone_core_lib\n",
+    "fakepkg/__init__.py": "",
+    "fakepkg/step.py": "import fakepkg.helpers  # a module the package forgot to ship\n",
 }
 
 
@@ -84,6 +87,7 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (info / "METADATA").write_text(METADATA)
     (info / "entry_points.txt").write_text(ENTRY_POINTS)
     for name, text in MODULES.items():
+        (site / name).parent.mkdir(exist_ok=True)
         (site / name).write_text(text)
     return site
 
@@ -124,6 +128,7 @@ def test_built_ins_are_listed_enabled_from_their_entry_points() -> None:
     ("step", "typo",
      "the entry point names module 'fakeplugin_missing_module', which does not exist"),
     ("step", "notakind", "entry point does not name a StepKind called 'notakind'"),
+    ("step", "inner", "fakepkg.step imports 'fakepkg.helpers', which does not exist"),
     ("signature", "brokensig", "cannot be loaded: AttributeError: module 'fakeplugin_good' "
                                "has no attribute 'NOPE'"),
 ])
@@ -154,7 +159,7 @@ def test_text_listing_names_groups_status_and_origin(plugin_path: Path) -> None:
     http = next(line for line in lines if line.strip().startswith("http "))
     assert "[" not in http  # built-ins carry no origin
     assert lines[-1] == f"{sum(1 for p in listing(plugin_path).values() if p['enabled'])} " \
-                        "enabled, 6 disabled"
+                        "enabled, 7 disabled"
 
 
 def test_a_flow_uses_the_plugin_step_and_names_the_disabled_one(plugin_path: Path,
