@@ -17,6 +17,7 @@ worst, and a duplicate finds the run done or not yet due and does nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -37,6 +38,8 @@ from engine.limits import RedisLimits
 from engine.reaper import Deliveries, Reaper, poison
 from engine.runner import RunState
 from engine.settings import Settings
+from engine.store.base import Store
+from engine.store.redis import RedisStore
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -197,39 +200,50 @@ class DuePump:
             self._stop.wait(wait)
 
 
-class _Lease:
-    """Keeps the run's lock while a worker advances it; a dead worker's lease simply expires.
-    *also* renews whatever else the run holds for as long (its flow's concurrency slot)."""
+class Leases:
+    """The run leases this process holds, renewed by one thread every third of the lease (a
+    dead worker's leases simply expire). Each may carry *also*, renewed for as long: its flow's
+    concurrency slot. One thread for all runs, not one per run: starting and joining a thread
+    per run cost more than the rest of a short run's bookkeeping."""
 
-    def __init__(self, app: App, name: str, owner: str, ttl: float):
-        self.app, self.name, self.owner, self.ttl = app, name, owner, ttl
-        self.also: Callable[[], object] | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name="flowrun-run-lease",
-                                        daemon=True)
+    def __init__(self, store: Store, ttl: float):
+        self.store, self.ttl = store, ttl
+        self._held: dict[str, tuple[str, Callable[[], object] | None]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> _Lease:
-        self._thread.start()
-        return self
+    def hold(self, name: str, owner: str, also: Callable[[], object] | None = None) -> None:
+        with self._lock:
+            self._held[name] = (owner, also)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._renew, name="flowrun-run-leases",
+                                                daemon=True)
+                self._thread.start()
 
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        try:
-            self.app.store.release_lock(self.name, self.owner)
-        except Exception:  # the lease expires by itself
-            log.warning("lock %s not released", self.name, exc_info=True)
+    def drop(self, name: str) -> None:
+        """Stop renewing *name*; once this returns no renewal of it is under way either."""
+        with self._lock:
+            self._held.pop(name, None)
 
     def _renew(self) -> None:
-        while not self._stop.wait(self.ttl / 3):
-            try:
-                if not self.app.store.acquire_lock(self.name, self.owner, self.ttl):
-                    log.error("lost the lease on %s; another worker may take the run over",
-                              self.name)
-                if self.also is not None:
-                    self.also()
-            except Exception:
-                log.warning("lease on %s not renewed", self.name, exc_info=True)
+        while True:
+            time.sleep(self.ttl / 3)
+            with self._lock:
+                names = list(self._held)
+            for name in names:
+                with self._lock:  # held across the renewal, so `drop` waits for it
+                    entry = self._held.get(name)
+                    if entry is not None:
+                        self._renew_one(name, *entry)
+
+    def _renew_one(self, name: str, owner: str, also: Callable[[], object] | None) -> None:
+        try:
+            if not self.store.acquire_lock(name, owner, self.ttl):
+                log.error("lost the lease on %s; another worker may take the run over", name)
+            if also is not None:
+                also()
+        except Exception:
+            log.warning("lease on %s not renewed", name, exc_info=True)
 
 
 class CeleryExecutor:
@@ -237,6 +251,9 @@ class CeleryExecutor:
                  prefix: str = "flowrun:"):
         if not settings.redis_url:
             raise ValueError("the Celery executor needs FLOWRUN_REDIS_URL for its due set")
+        if not isinstance(app.store, RedisStore) or app.store.prefix != prefix:
+            raise ValueError("the Celery executor keeps run state in Redis: it needs the "
+                             f"RedisStore with prefix {prefix!r}")
         self.app = app
         self.tuning = tuning or CelerySettings()
         self.settings = settings
@@ -252,6 +269,7 @@ class CeleryExecutor:
         self.limits = RedisLimits(self.redis, prefix)
         self.rate_limiter = self.limits
         self.deliveries = Deliveries(self.redis, prefix)
+        self.leases = Leases(app.store, self.tuning.run_lease)
         self.reaper = Reaper(app.store, self.deliveries, self._leased, self.submit,
                              identity=self._identity, interval=self.tuning.reap_interval,
                              grace=self.tuning.run_lease)
@@ -303,28 +321,34 @@ class CeleryExecutor:
         run, a duplicate claim) wait instead of running steps a second time: it checks again
         when the lease would have run out, and then finds the run finished or due.
         """
-        name = f"run:{run_id}"
         owner = f"{self._identity}:{threading.get_ident()}:{uuid.uuid4().hex[:8]}"
         lease = self.tuning.run_lease
-        if not self.app.store.acquire_lock(name, owner, lease):
+        taken = self.deliveries.begin(run_id, owner, lease)
+        if taken is None:
             self.schedule(run_id, time.time() + lease / 2)
             return None
-        with _Lease(self.app, name, owner, lease) as held:
+        died, record = taken
+        self.leases.hold(f"run:{run_id}", owner)
+        try:
+            state = RunState.from_dict(json.loads(record)) if record else None
+            return self._process(state, died, owner)
+        finally:
+            # not reached when the worker dies: that delivery stays counted, and in flight
+            self.leases.drop(f"run:{run_id}")
             try:
-                return self._process(run_id, held)
-            finally:
-                # not reached when the worker dies: that delivery stays counted, and in flight
-                self.deliveries.finished(run_id)
+                self.deliveries.end(run_id, owner)
+            except Exception:  # the lease expires by itself
+                log.warning("lease on run %s not released", run_id, exc_info=True)
 
     def _leased(self, run_id: str) -> bool:
         owner = getattr(self.app.store, "lock_owner", None)
         return owner is not None and owner(f"run:{run_id}") is not None
 
-    def _process(self, run_id: str, held: _Lease) -> RunState | None:
+    def _process(self, state: RunState | None, died: int, owner: str) -> RunState | None:
         app = self.app
-        state = app.store.get_run(run_id)
         if state is None:
             return None
+        run_id = state.run_id
         if state.done:
             # a worker that died between recording the run and sending its children: send them
             for child_id in state.envelope.get("meta", {}).get("children", []):
@@ -342,7 +366,6 @@ class CeleryExecutor:
                            "no longer available", "kind": "flow_missing"}
             app.store.save_run(state)
             return state
-        died = self.deliveries.start(run_id)
         if died >= self.tuning.max_deliveries:
             return self._poisoned(flow, state, died)
         limit, lease = flow.model.concurrency, self.tuning.run_lease
@@ -350,7 +373,8 @@ class CeleryExecutor:
             # over the limit the run waits in Redis, woken when a run of the flow finishes
             if not self.limits.acquire_slot(flow.id, run_id, limit, lease, run_id, lease):
                 return state
-            held.also = lambda: self.limits.renew_slot(flow.id, run_id, lease)
+            self.leases.hold(f"run:{run_id}", owner,
+                             also=lambda: self.limits.renew_slot(flow.id, run_id, lease))
         try:
             app.runner.advance(flow, state, checkpoint=app.store.save_run)
             children = spawn_children(app, state)
@@ -358,7 +382,7 @@ class CeleryExecutor:
             app.store.save_run(state, dead_letter=entry, children=children)
         finally:
             if limit is not None:
-                held.also = None
+                self.leases.hold(f"run:{run_id}", owner)
                 self.limits.release_slot(flow.id, run_id)
         for child in children:
             self.submit(child.run_id)

@@ -32,27 +32,60 @@ from engine.store.base import Store
 log = logging.getLogger("flowrunner.reaper")
 
 
+# KEYS: lock, run record, deliveries, in flight. ARGV: owner, lease ms, run id, now.
+# Takes the run's lease (the owner may renew its own), counts the delivery and reads the record:
+# one round trip instead of three, on every run.
+BEGIN = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return false end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local count = redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
+return {count, redis.call('HGET', KEYS[2], 'data') or ''}
+"""
+
+# KEYS: lock, deliveries, in flight. ARGV: owner, run id. The delivery returned: forget it.
+END = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+return 1
+"""
+
+
 class Deliveries:
     """Runs in a worker now (``{prefix}inflight``, scored by start) and, per run, how many of
-    its deliveries started without returning (``{prefix}deliveries``)."""
+    its deliveries started without returning (``{prefix}deliveries``).
+
+    `begin` and `end` also take and release the run's lease and read its record, with the key
+    layout of `engine.store.redis.RedisStore` (``lock:run:<id>``, ``run:<id>``): the
+    distributed executor only runs on that store, and the three together are one round trip.
+    """
 
     def __init__(self, client: redis.Redis, prefix: str = "flowrun:"):
         self.client = client
+        self.prefix = prefix
         self.inflight_key, self.count_key = f"{prefix}inflight", f"{prefix}deliveries"
+        self._begin = client.register_script(BEGIN)
+        self._end = client.register_script(END)
 
-    def start(self, run_id: str) -> int:
-        """Enter one delivery of *run_id*; how many before it died with their worker."""
-        pipe = self.client.pipeline()
-        pipe.hincrby(self.count_key, run_id, 1)
-        pipe.zadd(self.inflight_key, {run_id: time.time()})
-        count, _ = pipe.execute()
-        return int(count) - 1
+    def begin(self, run_id: str, owner: str, lease: float) -> tuple[int, str | None] | None:
+        """Take the run's lease for *owner* and enter the delivery: None when another
+        delivery holds the lease, else (deliveries before this one that died, run record)."""
+        p = self.prefix
+        out = self._begin(keys=[f"{p}lock:run:{run_id}", f"{p}run:{run_id}", self.count_key,
+                                self.inflight_key],
+                          args=[owner, max(1, int(lease * 1000)), run_id, repr(time.time())])
+        if not out:
+            return None
+        count, record = out
+        record = record.decode() if isinstance(record, bytes) else str(record)
+        return int(count) - 1, record or None
 
-    def finished(self, run_id: str) -> None:
-        pipe = self.client.pipeline()
-        pipe.hdel(self.count_key, run_id)
-        pipe.zrem(self.inflight_key, run_id)
-        pipe.execute()
+    def end(self, run_id: str, owner: str) -> None:
+        """The delivery returned, whatever the outcome: release the lease, forget it."""
+        self._end(keys=[f"{self.prefix}lock:run:{run_id}", self.count_key, self.inflight_key],
+                  args=[owner, run_id])
 
     def count(self, run_id: str) -> int:
         value = self.client.hget(self.count_key, run_id)
