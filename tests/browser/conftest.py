@@ -77,8 +77,14 @@ class Erp:
     booked: list[dict[str, Any]] = field(default_factory=list)
     seen: set[Any] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # cleared, requests wait (up to 20 s) until it is set again: work stays in progress
+    answering: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.answering.set()
 
     def answer(self, request: Request) -> Response:
+        self.answering.wait(20)
         order = json.loads(request.get_data() or b"{}")
         with self.lock:
             first = order.get("order") not in self.seen

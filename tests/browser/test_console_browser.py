@@ -106,10 +106,16 @@ def test_after_an_outage_replay_every_matching_entry_with_progress(site: Site,
         dialog.accept()
 
     page.on("dialog", confirm)
+    site.erp.answering.clear()  # the replayed runs wait at the ERP: the job page shows them pending
     page.click("#replay-all")
     page.wait_for_url(re.compile(r"/console/jobs/"))
+    page.evaluate("window.__same_page = true")
+    expect(page.locator("#job-runs")).to_contain_text(re.compile("queued|running"))
+    site.erp.answering.set()
+    # the page follows the job through the API, without reloading
     expect(page.locator("#job-state")).to_have_text("done", timeout=30_000)
     expect(page.locator("#job-runs")).to_have_text("succeeded 3", timeout=30_000)
+    assert page.evaluate("window.__same_page") is True
     expect(page.locator("#job-processed")).to_have_text("3")
     site.shot(page, "job")
     assert asked == ["Replay every entry matching these filters?"]
