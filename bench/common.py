@@ -22,6 +22,7 @@ import socket
 import statistics
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Literal
 
@@ -84,7 +85,17 @@ def interleaved_medians(timers: dict[str, Callable[[], float]], rounds: int = 3
     return {name: statistics.median(times) for name, times in seen.items()}
 
 
-# -- probes of other processes (Linux /proc) ---------------------------------------------------
+# -- loopback servers and probes of other processes (Linux /proc) ------------------------------
+def send_json(handler: BaseHTTPRequestHandler, body: Any, status: int = 200) -> None:
+    """Answer a request of a loopback stub with *body* as JSON (keep-alive safe: sized)."""
+    raw = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(raw)))
+    handler.end_headers()
+    handler.wfile.write(raw)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -41,7 +41,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import figure, free_port, output_path, rss_mb, write_result  # noqa: E402
+from bench.common import (  # noqa: E402
+    figure,
+    free_port,
+    output_path,
+    rss_mb,
+    send_json,
+    write_result,
+)
 
 FLOW_ID = "bench-poll"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -97,12 +104,7 @@ def partner(port: int, pages: int, per_page: int, poller: int, state_db: str, sa
                               "note": "restock after cycle count"}
                              for n in range(first, first + per_page)],
                     "links": {"next": f"/records?page={page + 1}" if page < pages else None}}
-            raw = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            send_json(self, body)
 
         def log_message(self, *args: Any) -> None:
             pass
