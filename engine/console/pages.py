@@ -141,8 +141,10 @@ def routes(console: Console) -> list[BaseRoute]:
         run_id = request.path_params["id"]
         state = await run_in_threadpool(views.find_run, app, run_id)
         if state is None:
-            return problem(request, 404, "No such run", f"There is no run '{run_id}'. Search "
-                           "for it by order number or correlation id on the Runs page.", who)
+            return problem(request, 404, "No such run", f"There is no run '{run_id}' (a "
+                           f"shortened id is looked up among the latest {views.PREFIX_SCAN:,} "
+                           "runs). Search for it by order number or correlation id on the Runs "
+                           "page.", who)
         entry = await run_in_threadpool(views.entry_for_run, app, state)
         return render(request, "run.html", who, run=views.run_detail(app, state), entry=entry)
 

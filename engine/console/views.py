@@ -28,6 +28,7 @@ RUN_STATUSES = ("queued", "running", "retrying", "succeeded", "filtered", "dropp
                 "dead_lettered", "failed", "handed_off", "split")
 DLQ_STATUSES = ("open", "replaying", "replayed", "discarded", "all")
 LIST_LIMIT = 200
+PREFIX_SCAN = 10_000  # an id prefix is looked up among this many latest runs
 
 
 class BadQuery(ValueError):
@@ -177,7 +178,7 @@ def run_summary(state: RunState) -> dict[str, Any]:
 def find_run(app: App, run_id: str) -> RunState | None:
     state = app.store.get_run(run_id)
     if state is None and 6 <= len(run_id) < 32:  # an id prefix, as `flowrun runs show` takes
-        matches = [s for s in app.store.list_runs(RunFilter(limit=10_000))
+        matches = [s for s in app.store.list_runs(RunFilter(limit=PREFIX_SCAN))
                    if s.run_id.startswith(run_id)]
         state = matches[0] if len(matches) == 1 else None
     return state
