@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import paramiko
 
+from engine.connections import port_number
 from engine.refs import UnresolvedReference, interpolate
 
 if TYPE_CHECKING:
@@ -210,13 +211,14 @@ def open_named(name: str, config: SftpConnection,
 
     try:
         host, username = str(value(config.host)), str(value(config.username))
+        port = port_number(config.port, lambda text: interpolate(text, secrets))
         options = {"password": value(config.password), "private_key": value(config.private_key),
                    "passphrase": value(config.passphrase),
                    "known_hosts": value(config.known_hosts), "host_key": value(config.host_key)}
-    except UnresolvedReference as exc:
+    except (UnresolvedReference, ValueError) as exc:
         raise SftpError(f"connection '{name}': {exc}", "config") from None
     try:
-        return connect(host, config.port, username=username, timeout=config.timeout, **options)
+        return connect(host, port, username=username, timeout=config.timeout, **options)
     except SftpError as exc:
         exc.message = f"connection '{name}': {exc.message}"
         exc.args = (exc.message,)

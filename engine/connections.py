@@ -162,9 +162,32 @@ class HttpConnection(Model):
     auth: Auth | None = Field(None, description="Credentials: basic, bearer, api_key or oauth2.")
 
 
+def _port(value: object) -> int | str:
+    if isinstance(value, str) and REF.search(value):
+        return value  # resolved where the connection is used, like the host
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
+        return value
+    raise ValueError("a port is a number from 1 to 65535, or '${env:NAME}'")
+
+
+Port = Annotated[int | str, BeforeValidator(_port)]
+
+
+def port_number(value: int | str, resolve: Callable[[str], str]) -> int:
+    """The port of a connection, its '${env:...}' resolved by *resolve* (the interpolator)."""
+    if isinstance(value, int):
+        return value
+    text = resolve(value)
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"port {value} is '{text}', not a number from 1 to 65535")
+    return int(text)
+
+
 class SftpConnection(Model):
     host: str = Field(description="Host name of the SFTP server.")
-    port: int = Field(22, ge=1, le=65535, description="TCP port.")
+    port: Port = Field(22, description="TCP port, or '${env:NAME}'.")
     username: str = Field(description="User name.")
     password: Secret | None = Field(None, description="Password: '${secret:NAME}'.")
     private_key: Secret | None = Field(None, description="Private key text (OpenSSH or PEM): "

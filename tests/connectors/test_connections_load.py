@@ -172,6 +172,15 @@ CASES = [
          "a connection file is a mapping starting with 'connection: <name>'"),
     Case("yaml-indentation", "connection: c\nhttp:\n  base_url: http://erp.test\n   headers: {}\n",
          4, 11, "", "check the indentation of this line"),
+    Case("sftp-port-not-numeric", y("""
+        connection: c
+        sftp:
+          host: sftp.test
+          port: twenty-two
+          username: u
+          password: ${secret:P}
+          host_key: "SHA256:abc"
+        """), 4, 9, "sftp.port", "a port is a number from 1 to 65535, or '${env:NAME}'"),
 ]
 
 
