@@ -120,6 +120,11 @@ class App:
         existing = self.store.create_run(state, idempotency)
         if existing is not None:
             original = self.store.get_run(existing)
+            if original is not None and original.status == "queued":
+                # the first delivery may have been answered 503 after its run was recorded but
+                # before it reached the queue (the broker went away in between); the sender's
+                # retry sends it now. A run already queued is still advanced once (its lease).
+                self.executor.submit(existing, flow.model.queue)
             return Accepted(existing, original.correlation_id if original else "", True)
         self.executor.submit(state.run_id, flow.model.queue)
         return Accepted(state.run_id, state.correlation_id)

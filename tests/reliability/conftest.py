@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,6 +145,16 @@ class Ledger:
 
     def unexpected(self, expected: set[str]) -> set[str]:
         return set(self.keys) - expected
+
+
+def settle(check: Callable[[], Any], timeout: float) -> bool:
+    """Wait for *check* like `wait_until`, but return False on time-out, so that the scenario
+    still reports its figures and its assertions say what is missing."""
+    try:
+        wait_until(check, timeout)
+    except AssertionError:
+        return False
+    return True
 
 
 def dead_letters(store: Any, flow: str) -> list[DeadLetter]:

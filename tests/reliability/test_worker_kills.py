@@ -90,7 +90,8 @@ def test_sigkilled_workers_lose_nothing_and_double_nothing(
     elapsed = time.monotonic() - started
 
     statuses = {run_id: app.store.get_run(run_id) for run_id in accepted}
-    failed = {r: s.status for r, s in statuses.items() if s is None or s.status != "succeeded"}
+    failed = {r: s.status if s else "missing" for r, s in statuses.items()
+              if s is None or s.status != "succeeded"}
     ledger = Ledger.of(downstream, "/orders")
     expected = set(accepted.values())
     report("worker-kills", messages=MESSAGES, kills=chaos.kills, workers_started=len(

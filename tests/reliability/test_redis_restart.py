@@ -1,0 +1,149 @@
+"""Scenario 2: Redis killed and restarted while webhooks arrive at a real ``flowrun serve``.
+
+Redis runs with AOF and ``appendfsync always``. Senders post signed webhooks from several
+threads and behave like Shopify: an answer other than 2xx is retried later with the same
+webhook id. Redis is SIGKILLed in the middle of the stream and restarted on the same port and
+data folder. While it is away the server answers 503 with Retry-After, never a 202 it cannot
+keep and never a 500; afterwards every message that got a 202 (or, retried, a 200 duplicate)
+completes, its effect reaches the downstream once, and nothing is lost or doubled.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+
+from tests.reliability.conftest import (
+    Cluster,
+    Downstream,
+    Ledger,
+    RestartableRedis,
+    Serve,
+    message,
+    report,
+    settle,
+    signed,
+    size,
+    use_reference_flow,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+MESSAGES = size(150, 1000)
+SENDERS = 8
+OUTAGE = size(2, 5)  # seconds Redis stays down
+
+
+@dataclass
+class Answer:
+    message: str
+    status: int  # 0: no HTTP answer at all
+    sent: float
+    answered: float
+    run_id: str | None = None
+    retry_after: str | None = None
+
+
+@dataclass
+class Senders:
+    url: str
+    answers: list[Answer] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(self, numbers: list[int], deadline: float) -> None:
+        http = requests.Session()
+        http.trust_env = False
+        for n in numbers:
+            body = json.dumps(message(n)).encode()
+            name = f"m-{n:06d}"
+            while time.monotonic() < deadline:
+                sent = time.monotonic()
+                try:
+                    response = http.post(self.url + "/hooks/orders", data=body, timeout=30,
+                                         headers=signed(body, f"hook-{name}"))
+                    status = response.status_code
+                    data = response.json()
+                    answer = Answer(name, status, sent, time.monotonic(), data.get("run_id"),
+                                    response.headers.get("Retry-After"))
+                except requests.RequestException:
+                    answer = Answer(name, 0, sent, time.monotonic())
+                with self.lock:
+                    self.answers.append(answer)
+                if answer.status in (200, 202) or answer.status not in (0, 503):
+                    break
+                time.sleep(0.2)  # the sender's back-off before it tries again
+        http.close()
+
+    def final(self) -> dict[str, Answer]:
+        """The last answer per message."""
+        out: dict[str, Answer] = {}
+        for answer in sorted(self.answers, key=lambda a: a.answered):
+            out[answer.message] = answer
+        return out
+
+
+def test_redis_killed_mid_stream_loses_no_accepted_webhook(
+        cluster: Cluster, downstream: Downstream, restartable_redis: RestartableRedis,
+        serve: list[Serve], monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster.redis_url = restartable_redis.url
+    cluster.env["FLOWRUN_REDIS_URL"] = restartable_redis.url
+    use_reference_flow(cluster, downstream, monkeypatch)
+    for name in ("w1", "w2"):
+        cluster.start_worker(name)
+    server = Serve(cluster.env, cluster.flows, cluster.home / "serve.log")
+    serve.append(server)
+    for worker in cluster.workers:
+        worker.wait_ready()
+
+    senders = Senders(server.url)
+    deadline = time.monotonic() + 120 + MESSAGES
+    threads = [threading.Thread(target=senders.send, args=(list(range(i, MESSAGES, SENDERS)),
+                                                           deadline)) for i in range(SENDERS)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: len(senders.answers) >= MESSAGES // 3, 120, "a third of the webhooks")
+    restartable_redis.kill()
+    down_from = time.monotonic()
+    time.sleep(OUTAGE)
+    down_until = time.monotonic()
+    restartable_redis.start()
+    for thread in threads:
+        thread.join()
+
+    app = cluster.app()
+    settle(lambda: app.store.count_runs("reference-orders").get("succeeded", 0) >= MESSAGES,
+           90 + MESSAGES * 0.5)
+    elapsed = time.monotonic() - started
+    final = senders.final()
+    during = [a for a in senders.answers if a.sent >= down_from and a.answered <= down_until]
+    statuses = sorted({a.status for a in senders.answers})
+    ledger = Ledger.of(downstream, "/orders")
+    expected = {f"m-{n:06d}" for n in range(MESSAGES)}
+    counts = app.store.count_runs("reference-orders")
+    report("redis-restart", messages=MESSAGES, requests=len(senders.answers),
+           answers_503=sum(a.status == 503 for a in senders.answers),
+           answers_during_outage=len(during), outage_seconds=OUTAGE, runs=counts,
+           effects=ledger.effects, missing=len(ledger.missing(expected)),
+           doubled=len(ledger.doubled()), seconds=round(elapsed, 1))
+
+    stuck = {s.key: [(a.status, a.run_id == s.run_id) for a in senders.answers
+                     if a.message == s.key] for s in app.store.active_runs()}
+    assert stuck == {}  # each stuck message with the answers its sender got
+    assert during, "no request was answered while Redis was down: the scenario proved nothing"
+    assert {a.status for a in during} == {503}
+    assert all(a.retry_after for a in senders.answers if a.status == 503)
+    assert statuses in ([202, 503], [200, 202, 503]), statuses  # never a 500, never no answer
+    assert {m: a.status for m, a in final.items() if a.status not in (200, 202)} == {}
+    assert set(final) == expected
+    assert counts == {"succeeded": MESSAGES}  # one run per webhook id, every one finished
+    assert ledger.missing(expected) == set()
+    assert ledger.doubled() == {}
+    assert ledger.effects == MESSAGES
+    assert "unhandled error" not in server.text()  # the server's 500 handler never ran
