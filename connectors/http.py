@@ -246,8 +246,10 @@ def build(config: HttpCall, ctx: BuildContext) -> StepFn:
         request_headers = {k: str(render(envelope, secrets)) for k, render in headers.items()}
         request_headers.setdefault("X-Correlation-ID", str(envelope.meta.get("correlation_id", "")))
         if config.method in NOT_IDEMPOTENT and config.idempotency_key is not False:
+            # a replay of an unedited message names the run whose effects it repeats
+            run = envelope.meta.get("effects_of") or envelope.meta.get("run_id")
             key = (str(custom_key(envelope, secrets)) if custom_key else
-                   f"{envelope.meta.get('run_id')}-{envelope.meta.get('step')}")
+                   f"{run}-{envelope.meta.get('step')}")
             request_headers.setdefault(config.idempotency_header, key)
         if bearer:
             request_headers["Authorization"] = f"Bearer {bearer(envelope, secrets)}"

@@ -83,6 +83,12 @@ def plan_replay(entry: DeadLetter, flow: CompiledFlow, *,
                       trigger="replay", correlation_id=entry.correlation_id or None,
                       position=flow.index[entry.step], vars=previous.vars)
     state.envelope["meta"]["replay_of"] = entry.id
+    if not edited and not force:
+        # the same message again: its calls reuse the failed run's Idempotency-Keys, so an
+        # effect the downstream applied before the run failed (a call that timed out after
+        # the downstream acted) is not applied a second time
+        state.envelope["meta"]["effects_of"] = (entry.envelope.get("meta", {}).get("effects_of")
+                                                or entry.run_id)
     return ReplayPlan(entry, flow, state)
 
 
