@@ -27,7 +27,7 @@ from .functions_core import to_boolean, to_string
 from .operators import binary_function
 from .parse import COALESCE, DEFAULT
 from .paths import lookup
-from .runtime import Builtin, Frame, pace
+from .runtime import Builtin, Frame, apply_fn, check_bounds, pace
 from .values import MAX_EXACT, UNDEFINED, ConsArray, Seq, collapse, out_of_range
 
 if TYPE_CHECKING:
@@ -114,8 +114,7 @@ def _generated(c: Compiler, node: Any) -> bool:
         return _simple_path(node)
     if t == "function":
         proc = node.procedure
-        return (proc.type == "variable" and _plain(proc) and c.static_builtin(proc.value)
-                and not ROOT.vars[proc.value].needs_env)
+        return proc.type == "variable" and _plain(proc) and c.static_builtin(proc.value)
     if t == "binary":
         return node.value in _ARITH or node.value in _ORDER or node.value in (
             "/", "%", "=", "!=", "&", "and", "or", "in")
@@ -158,6 +157,25 @@ def _call_generic(b: Builtin, vals: list[Any], inp: Any, position: int) -> Any:
         raise
 
 
+def _call_env(b: Builtin, vals: list[Any], inp: Any, env: Frame, position: int,
+              static_depth: int) -> Any:
+    """A library function that takes the frame (``$map``, ``$sort``, ...), applied
+    as the closure ``call`` in compiler.py applies it, depth bound included."""
+    state = env.state
+    base = state.depth
+    here = base + static_depth
+    if state.max_depth is not None or state.deadline is not None:
+        check_bounds(state, here + 1)
+    state.depth = here
+    try:
+        return apply_fn(b, vals, inp, env)
+    except JsonataError as err:
+        _mark(err, position, b.name)
+        raise
+    finally:
+        state.depth = base
+
+
 def _mark(err: JsonataError, position: int, token: str) -> None:
     if err.position is None:
         err.position = position
@@ -189,6 +207,7 @@ _BASE_NS: dict[str, Any] = {
     "U": UNDEFINED, "Seq": Seq, "ConsArray": ConsArray, "_collapse": collapse,
     "_lookup": lookup, "_tobool": to_boolean, "_cat": _concat_part, "_flat": _flat,
     "_pace": pace, "_JErr": JsonataError, "_mark": _mark, "_call": _call_generic,
+    "_call_env": _call_env,
     "_narrow": _narrow, "_SLOW": object(),
 }
 
@@ -199,7 +218,7 @@ class _Gen:
         self.lines: list[str] = []
         self.indent = 1
         self.ns: dict[str, Any] = dict(_BASE_NS, _numbers=_numbers, _overflow=_overflow,
-                                       _copy=_copy_fields)
+                                       _copy=_copy_fields, _Frame=Frame)
         self.count = 0
         # call sites whose errors need a position and function name: index -> (position, name)
         self.sites: dict[int, tuple[int, str]] = {}
@@ -207,6 +226,8 @@ class _Gen:
         self.defined: set[str] = set()  # names that never hold undefined
         self.dicts: set[str] = set()  # context names known to hold an object here
         self.strings: set[str] = set()  # names known to hold a string
+        self.scalars: set[str] = set()  # names known never to hold an array
+        self.env = "env"  # the variable holding the current frame
 
     def tmp(self) -> str:
         self.count += 1
@@ -236,7 +257,7 @@ class _Gen:
     def closure(self, node: Any, ctx: str) -> str:
         fn = self.const(self.c.compile(node))
         r = self.tmp()
-        self.emit(f"{r} = {fn}({ctx}, env)")
+        self.emit(f"{r} = {fn}({ctx}, {self.env})")
         return r
 
     def own_closure(self, node: Any) -> str:
@@ -282,7 +303,7 @@ class _Gen:
         if node.value == "":
             self.emit(f"{r} = {ctx}[0] if type({ctx}) is Seq and {ctx}.outer_wrapper else {ctx}")
             return r
-        self.emit(f"{r} = env.lookup({node.value!r})")
+        self.emit(f"{r} = {self.env}.lookup({node.value!r})")
         self.emit(f"if type({r}) is Seq: {r} = _collapse({r})")
         return r
 
@@ -340,11 +361,19 @@ class _Gen:
 
     def _step(self, step: Any, seq: str, r: str, last: bool) -> None:
         acc, item = self.tmp(), self.tmp()
-        self.emit(f"{acc} = []")
-        self.emit(f"for {item} in _pace({seq}, env.state):")
+        self.emit(f"{acc} = Seq()")
+        self.emit(f"for {item} in _pace({seq}, {self.env}.state):")
         with self.block():
             v = self.expr(step, item)
             self.emit(f"if {v} is not U: {acc}.append({v})")
+        if v in self.scalars:
+            # no item can be an array: the sequence is already flat
+            if last:
+                self.emit(f"{r} = _collapse({acc})")
+            else:
+                self.emit(f"{seq} = {acc}")
+                self.emit(f"if not {seq}: break")
+            return
         if last:
             self.emit(f"if len({acc}) == 1 and isinstance({acc}[0], list) "
                       f"and type({acc}[0]) is not Seq: {r} = {acc}[0]")
@@ -365,7 +394,7 @@ class _Gen:
         slow = self.own_closure(node)
         if not rest:
             self.emit(f"{r} = {ctx}.get({first!r}, U) if type({ctx}) is dict "
-                      f"else {slow}({ctx}, env)")
+                      f"else {slow}({ctx}, {self.env})")
         else:
             if known:
                 self.emit(f"{r} = {ctx}.get({first!r}, U)")
@@ -374,7 +403,7 @@ class _Gen:
             for key in rest:
                 self.emit(f"{r} = {r}.get({key!r}, U) if type({r}) is dict "
                           f"else ({r} if {r} is U else _SLOW)")
-            self.emit(f"if {r} is _SLOW: {r} = {slow}({ctx}, env)")
+            self.emit(f"if {r} is _SLOW: {r} = {slow}({ctx}, {self.env})")
         self.emit(f"if type({r}) is Seq: {r} = _collapse({r})")
         return r
 
@@ -384,13 +413,14 @@ class _Gen:
         assert keys is not None
         r = self.tmp()
         self.defined.add(r)
+        self.scalars.add(r)
         if ctx in self.dicts:
             self._object(node, keys, ctx, r)
             return r
         # written out for an object context, where field access needs no type
         # tests; an array (grouping) or a scalar context takes the closure
         whole = self.own_closure(node)
-        self.emit(f"if type({ctx}) is not dict: {r} = {whole}({ctx}, env)")
+        self.emit(f"if type({ctx}) is not dict: {r} = {whole}({ctx}, {self.env})")
         self.emit("else:")
         with self.block():
             self.dicts.add(ctx)
@@ -420,7 +450,7 @@ class _Gen:
 
     def _flush_copies(self, copies: list[Any], ctx: str, r: str) -> None:
         if copies:
-            self.emit(f"_copy({r}, {ctx}, {self.const(tuple(copies))}, env)")
+            self.emit(f"_copy({r}, {ctx}, {self.const(tuple(copies))}, {self.env})")
             copies.clear()
 
     # operators --------------------------------------------------------------
@@ -448,6 +478,8 @@ class _Gen:
         r = self.tmp()
         num_a, num_b = self.test("n", a), self.test("n", b)
         str_a, str_b = self.test("s", a), self.test("s", b)
+        if op != "in":
+            self.scalars.add(r)  # a number, a boolean, a string or undefined
         if op in _ARITH:
             self.emit(f"if {_both(num_a, num_b)}:")
             with self.block():
@@ -466,6 +498,7 @@ class _Gen:
             self.emit(f"{r} = {_text(a, str_a)} + {_text(b, str_b)}")
             self.defined.add(r)
             self.strings.add(r)
+            self.scalars.add(r)
         else:
             self.emit(f"{r} = {f}({a}, {b})")
         return r
@@ -497,13 +530,56 @@ class _Gen:
             self.emit(f"if {nums} is not None: site = {site}; {r} = {impl}({nums}); site = 0")
         self.emit(f"else: {r} = {generic}")
 
+    def _higher_order(self, node: Any, ctx: str, fn: Any) -> str:
+        """``$map``/``$filter`` over a literal function: the loop written out,
+        the function's body inline, its parameters in one frame reused for
+        every item (the body creates nothing that could keep the frame)."""
+        name = node.procedure.value
+        arr, r, frame, acc, i, item = (self.tmp() for _ in range(6))
+        self.assign(arr, node.arguments[0], ctx)
+        self.emit(f"if {arr} is U: {r} = U")
+        self.emit("else:")
+        with self.block():
+            self.emit(f"if not isinstance({arr}, list): {arr} = [{arr}]")
+            self.emit(f"{frame} = _Frame({self.env}, {self.env}.state)")
+            self.emit(f"{acc} = Seq()")
+            self.emit(f"for {i}, {item} in enumerate(_pace({arr}, {self.env}.state)):")
+            with self.block():
+                values = [item, i, arr]
+                for k, param in enumerate(fn.arguments):
+                    self.emit(f"{frame}.vars[{param.value!r}] = {values[k]}")
+                outer, self.env = self.env, frame
+                try:
+                    body = fn.body.body if fn.body.type == "lambda" else fn.body
+                    v = self.expr(body, ctx)
+                finally:
+                    self.env = outer
+                if name == "map":
+                    self.emit(f"if {v} is not U: {acc}.append({v})")
+                else:
+                    self.emit(f"if {_truth_test(v)}: {acc}.append({item})")
+            self.emit(f"{r} = _collapse({acc})")
+        return r
+
     def _g_function(self, node: Any, ctx: str) -> str:
+        inline = _inline_lambda(self.c, node)
+        if inline is not None:
+            return self._higher_order(node, ctx, inline)
         name = node.procedure.value
         builtin: Builtin = ROOT.vars[name]
         r = self.tmp()
         args = [self.expr(a, ctx) for a in node.arguments]
         fast = _fast_call(builtin, args, self.test)
-        generic = f"_call({self.const(builtin)}, [{', '.join(args)}], {ctx}, {node.position!r})"
+        if builtin.needs_env:
+            # the library function may call back into the expression (a function
+            # argument): the generic path keeps the call-depth accounting
+            generic = (f"_call_env({self.const(builtin)}, [{', '.join(args)}], {ctx}, "
+                       f"{self.env}, {node.position!r}, {self.c.depth})")
+            if fast is not None:
+                lead = [self.env] if builtin.needs_env == 1 else [self.env, ctx]
+                fast = (fast[0], lead + fast[1])
+        else:
+            generic = f"_call({self.const(builtin)}, [{', '.join(args)}], {ctx}, {node.position!r})"
         site = len(self.sites) + 1
         self.sites[site] = (node.position, name)
         if len(args) == 1 and name in _SPECIAL:
@@ -556,6 +632,28 @@ def _copy_fields(out: dict[str, Any], d: dict[str, Any],
             v = collapse(v)
         if v is not UNDEFINED:
             out[key] = v
+
+
+_CAPTURING = {"lambda", "bind", "partial", "transform", "parent"}
+
+
+def _inline_lambda(c: Compiler, node: Any) -> Any:
+    """The literal function of ``$map(array, function($v, $i, $a) {...})`` or
+    ``$filter(...)`` when the call can be written as a loop, else None."""
+    if node.procedure.value not in ("map", "filter") or len(node.arguments) != 2:
+        return None
+    fn = node.arguments[1]
+    if fn.type != "lambda" or fn.thunk or fn.signature is not None or not _plain(fn):
+        return None
+    if not 1 <= len(fn.arguments) <= 3 or not _plain(node.arguments[0]):
+        return None
+    body = fn.body
+    if body.type == "lambda" and body.thunk:
+        body = body.body  # a tail call: in a loop it is an ordinary call
+    from .compiler import _walk
+    if any(n.type in _CAPTURING or getattr(n, "tuple", None) for n in _walk(body, set())):
+        return None
+    return fn
 
 
 def _numbers(v: Any) -> Any:

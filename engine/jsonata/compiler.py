@@ -43,7 +43,9 @@ class Compiler:
         # names the expression itself may rebind (`:=`, lambda parameters); a
         # library function whose name is not among them resolves statically
         self.may_bind = ":=" in source or not source
-        self.bound = bound_names(root, source) if root is not None else None
+        # $eval may assign in the caller's frame at run time: no static names then
+        self.bound = bound_names(root, source) \
+            if root is not None and "$eval" not in source else None
         self.codegen = True  # off while building the closures behind generated code
 
     def binds(self, node: Any) -> bool:

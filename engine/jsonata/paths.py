@@ -427,7 +427,12 @@ def _names_over_sequences(names: list[str]) -> Fn:
                 continue
             results = []
             for item in pace(seq, env.state):
-                res = collapse(lookup(item, key))
+                if type(item) is dict:  # the usual array of objects
+                    res = item.get(key, UNDEFINED)
+                    if type(res) is Seq:
+                        res = collapse(res)
+                else:
+                    res = collapse(lookup(item, key))
                 if res is not UNDEFINED:
                     results.append(res)
             if i == last_i and len(results) == 1 and isinstance(results[0], list) \

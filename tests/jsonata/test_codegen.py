@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from engine.jsonata import UNDEFINED, JsonataError, compile_expression
+from engine.jsonata.api import Expression
 
 MAPPING = ('{"id": $string(id), "lines": items.{"sku": sku, "q": $number(q) * 2,'
            ' "t": $substring(t, 0, 3)}, "n": $count(items), "sum": $sum(items.$number(q))}')
@@ -67,6 +68,11 @@ def test_expression_rebinding_a_library_name() -> None:
     via_eval = '($eval("$uppercase := function($v){ \'no\' }"); {"a": $uppercase("x")})'
     # as in jsonata-js, $eval assigns in the caller's scope
     assert compile_expression(via_eval).evaluate({}) == {"a": "no"}
+    # within one generated function too: $eval turns static resolution off
+    same_object = ('{"e": $boolean($eval("$uppercase := function($v){ \'no\' }")),'
+                   ' "a": $uppercase("x")}')
+    assert compile_expression(same_object).evaluate({}) == \
+        Expression(same_object, generate=False).evaluate({}) == {"e": False, "a": "no"}
 
 
 def test_mixed_arithmetic_overflow_is_out_of_range() -> None:
