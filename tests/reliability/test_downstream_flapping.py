@@ -99,7 +99,7 @@ def test_flapping_downstream_then_bulk_replay_delivers_each_message_once(
     states = {runs[r]: app.store.get_run(r) for r in runs}
     outcome = {name: s.status if s else "missing" for name, s in states.items()}
     entries = dead_letters(app.store, "flaky-deliveries")
-    reasons = {e.key: (e.reason.get("kind"), e.reason.get("status")) for e in entries}
+    reasons = {str(e.key): (e.reason.get("kind"), e.reason.get("status")) for e in entries}
 
     downstream.hooks.clear()  # the downstream recovered
     began = time.monotonic()
