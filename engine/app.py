@@ -45,8 +45,11 @@ class App:
         self.secrets = Secrets(str(settings.secrets_file) if settings.secrets_file else None)
         self.loader = Loader(schemas=SchemaStore(settings.schemas_dir()), secrets=self.secrets)
         self.flows = flows if flows is not None else self.loader.load_paths([settings.flows])
-        self.runner = Runner(resources_factory(self.secrets), self.secrets.redactor,
-                             on_step=on_step)
+        #: what steps may use besides their config: the app's home folder, and its Redis
+        #: client when state lives there (e.g. X12 control numbers shared by every worker)
+        self.services: dict[str, Any] = {"home": settings.home}
+        self.runner = Runner(resources_factory(self.secrets, self.services),
+                             self.secrets.redactor, on_step=on_step)
         self.executor: EmbeddedExecutor | CeleryExecutor
         if settings.redis_url:  # distributed: state in Redis, runs on Celery workers
             from engine.celery_executor import CeleryExecutor
@@ -54,6 +57,7 @@ class App:
 
             self.store: Store = store or RedisStore(settings.redis_url)
             self.executor = CeleryExecutor(self, settings)
+            self.services["redis"] = self.executor.redis
         else:
             self.store = store or SqliteStore(settings.state_db, settings.busy_timeout)
             self.executor = EmbeddedExecutor(self, settings.workers)

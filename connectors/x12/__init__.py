@@ -19,6 +19,7 @@ from .acks import correlate_997, generate_997
 from .control_numbers import (
     ControlNumbers,
     MemoryControlNumbers,
+    RedisControlNumbers,
     SqliteControlNumbers,
 )
 from .envelope import TYPED, parse
@@ -31,6 +32,7 @@ __all__ = [
     "ControlNumbers",
     "Delimiters",
     "MemoryControlNumbers",
+    "RedisControlNumbers",
     "SqliteControlNumbers",
     "X12Error",
     "build_document",

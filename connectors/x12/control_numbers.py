@@ -2,8 +2,10 @@
 
 X12 wants ISA13, GS06 and ST02 to be unique per trading partner so that
 duplicates can be detected and 997s correlated.  The protocol is deliberately
-one method wide so the engine can back it with its own store later;
-:class:`SqliteControlNumbers` is the durable default and
+one method wide so each deployment backs it with its own store:
+:class:`SqliteControlNumbers` is the durable default of the embedded executor,
+:class:`RedisControlNumbers` the one shared by Celery workers on several machines
+(a file per machine would hand two partners' interchanges the same ISA13), and
 :class:`MemoryControlNumbers` serves tests and dry runs.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Kind = Literal["interchange", "group", "transaction"]
 KINDS: tuple[Kind, ...] = ("interchange", "group", "transaction")
@@ -111,3 +113,30 @@ class SqliteControlNumbers:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# KEYS: counter. ARGV: start, max. Seeds a new sequence at start; wraps to 1 after max.
+_REDIS_NEXT = """
+local v = redis.call('GET', KEYS[1])
+if not v then v = tonumber(ARGV[1])
+elseif tonumber(v) >= tonumber(ARGV[2]) then v = 1
+else v = tonumber(v) + 1 end
+redis.call('SET', KEYS[1], v)
+return v
+"""
+
+
+class RedisControlNumbers:
+    """Counters in Redis, one key per kind and partner, each step atomic in one script; with
+    the store's persistence (AOF) they survive a restart like the run records do."""
+
+    def __init__(self, client: Any, *, prefix: str = "flowrun:", start: int = 1) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._start = start
+        self._next = client.register_script(_REDIS_NEXT)
+
+    def next(self, kind: Kind, partner: str) -> int:
+        _check(kind)
+        key = f"{self._prefix}x12:control:{kind}:{partner}"
+        return int(self._next(keys=[key], args=[self._start, MAX_CONTROL_NUMBER]))

@@ -10,6 +10,7 @@ Malformed EDI fails the step with the segment number and element, and is not ret
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from connectors.x12 import (
+    ControlNumbers,
+    RedisControlNumbers,
     SqliteControlNumbers,
     X12Error,
     build_interchange,
@@ -73,10 +76,26 @@ class X12Step(Model):
         return self
 
 
-def _control_numbers() -> SqliteControlNumbers:
-    home = Path(os.environ.get("FLOWRUN_HOME", ".flowrun"))
-    home.mkdir(parents=True, exist_ok=True)
-    return SqliteControlNumbers(str(home / "x12-control-numbers.db"))
+def _control_numbers(resources: Resources) -> ControlNumbers:
+    """The deployment's control numbers: in Redis when the app keeps its state there (every
+    worker on every machine draws from one sequence), else a SQLite file under the app's home
+    (``FLOWRUN_HOME`` when a step runs outside an app)."""
+    client = resources.services.get("redis")
+    if client is not None:
+        return _redis_numbers(client)
+    home = Path(resources.services.get("home") or os.environ.get("FLOWRUN_HOME", ".flowrun"))
+    return _sqlite_numbers(str(home.resolve() / "x12-control-numbers.db"))
+
+
+@functools.lru_cache(maxsize=16)
+def _sqlite_numbers(path: str) -> SqliteControlNumbers:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return SqliteControlNumbers(path)  # one connection per file for the process, not per step
+
+
+@functools.lru_cache(maxsize=16)
+def _redis_numbers(client: Any) -> RedisControlNumbers:
+    return RedisControlNumbers(client)
 
 
 def _correlate_input(data: Any, sent: Any, envelope: Envelope) -> tuple[Any, Any]:
@@ -111,12 +130,12 @@ def build(config: X12Step, ctx: BuildContext) -> StepFn:
                 transactions = data if isinstance(data, list) else [data]
                 return result(build_interchange(
                     transactions, sender=config.build.sender, receiver=config.build.receiver,
-                    control_numbers=_control_numbers(),
+                    control_numbers=_control_numbers(resources),
                     usage_indicator=config.build.usage_indicator))
             if config.correlate is not None:
                 return result(correlate_997(*_correlate_input(data, sent, envelope)))
             assert config.ack is not None
-            return result(generate_997(data, _control_numbers(),
+            return result(generate_997(data, _control_numbers(resources),
                                        include_accepted=config.ack.include_accepted))
         except X12Error as exc:
             raise StepError(f"EDI X12: {exc}", kind="invalid_input",

@@ -8,25 +8,42 @@ import threading
 from pathlib import Path
 
 import pytest
+import redis
 
-from connectors.x12 import ControlNumbers, MemoryControlNumbers, SqliteControlNumbers
+from connectors.x12 import (
+    ControlNumbers,
+    MemoryControlNumbers,
+    RedisControlNumbers,
+    SqliteControlNumbers,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def test_both_stores_satisfy_the_protocol(tmp_path: Path) -> None:
+def make_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path,
+               start: int = 1) -> ControlNumbers:
+    if kind == "memory":
+        return MemoryControlNumbers(start=start)
+    if kind == "sqlite":
+        return SqliteControlNumbers(tmp_path / "cn.sqlite", start=start)
+    client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+    return RedisControlNumbers(client, start=start)
+
+
+STORES = ["memory", "sqlite", "redis"]
+
+
+def test_every_store_satisfies_the_protocol(tmp_path: Path, redis_url: str) -> None:
     with SqliteControlNumbers(tmp_path / "cn.sqlite") as sqlite_store:
         assert isinstance(sqlite_store, ControlNumbers)
     assert isinstance(MemoryControlNumbers(), ControlNumbers)
+    assert isinstance(RedisControlNumbers(redis.Redis.from_url(redis_url)), ControlNumbers)
 
 
-@pytest.mark.parametrize("store_kind", ["memory", "sqlite"])
-def test_sequences_are_per_kind_and_partner(store_kind: str, tmp_path: Path) -> None:
-    store: ControlNumbers = (
-        MemoryControlNumbers()
-        if store_kind == "memory"
-        else SqliteControlNumbers(tmp_path / "cn.sqlite")
-    )
+@pytest.mark.parametrize("store_kind", STORES)
+def test_sequences_are_per_kind_and_partner(store_kind: str, tmp_path: Path,
+                                            request: pytest.FixtureRequest) -> None:
+    store = make_store(store_kind, request, tmp_path)
     assert [store.next("interchange", "ZZ:BIGMART") for _ in range(3)] == [1, 2, 3]
     assert store.next("group", "ZZ:BIGMART") == 1
     assert store.next("transaction", "ZZ:BIGMART") == 1
@@ -36,13 +53,10 @@ def test_sequences_are_per_kind_and_partner(store_kind: str, tmp_path: Path) -> 
         store.next("segment", "ZZ:BIGMART")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("store_kind", ["memory", "sqlite"])
-def test_numbers_wrap_after_nine_digits(store_kind: str, tmp_path: Path) -> None:
-    store: ControlNumbers = (
-        MemoryControlNumbers(start=999_999_998)
-        if store_kind == "memory"
-        else SqliteControlNumbers(tmp_path / "cn.sqlite", start=999_999_998)
-    )
+@pytest.mark.parametrize("store_kind", STORES)
+def test_numbers_wrap_after_nine_digits(store_kind: str, tmp_path: Path,
+                                        request: pytest.FixtureRequest) -> None:
+    store = make_store(store_kind, request, tmp_path, start=999_999_998)
     assert [store.next("interchange", "P") for _ in range(3)] == [999_999_998, 999_999_999, 1]
 
 
@@ -125,3 +139,15 @@ def test_memory_store_is_thread_safe() -> None:
     for t in threads:
         t.join()
     assert sorted(a + b) == list(range(1, 4001))
+
+
+def test_redis_numbers_are_unique_across_threads_with_own_clients(redis_url: str) -> None:
+    results: list[list[int]] = [[] for _ in range(4)]
+    threads = [threading.Thread(target=_hammer, args=(
+        RedisControlNumbers(redis.Redis.from_url(redis_url)), 200, out)) for out in results]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [n for out in results for n in out]
+    assert sorted(every) == list(range(1, 801))
