@@ -43,12 +43,19 @@ def _lane_queues(lanes: str | None) -> list[str]:
     """The Celery queues of *lanes*, or of every lane the configured flows use."""
     from engine.celery_executor import CelerySettings, lane_queue
     from engine.loader import Loader
+    from engine.refs import Secrets
+    from engine.schemas import SchemaStore
     from engine.settings import load_settings
 
     if lanes:
         names = {lane.strip() for lane in lanes.split(",") if lane.strip()}
     else:
-        flows = Loader().load_paths([load_settings().flows])
+        # loaded as the worker's App loads them: with the configured schemas and secrets a
+        # flow that validates or names a secret loads here too, and its lane is served
+        settings = load_settings()
+        secrets = Secrets(str(settings.secrets_file) if settings.secrets_file else None)
+        loader = Loader(schemas=SchemaStore(settings.schemas_dir()), secrets=secrets)
+        flows = loader.load_paths([settings.flows])
         names = {"default"} | {flow.model.queue for flow in flows.flows.values()}
     tuning = CelerySettings()
     return sorted(lane_queue(tuning, lane) for lane in names)
