@@ -64,7 +64,7 @@ AT_INTAKE = [
     ("invalid UTF-8 text", b"\xc3\x28 not text", {"Content-Type": "text/plain"}, 400),
 ]
 #: poison that parses but makes the flow's expression explode: (message, body, reason text)
-IN_FLOW = [
+IN_FLOW: list[tuple[str, dict[str, object], str]] = [
     ("p-recursion", {"depth": 100_000}, "U1001"),
     ("p-range", {"n": 1_000_000_000}, "D2014"),
     ("p-text-range", {"n": "many"}, "T200"),
