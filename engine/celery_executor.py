@@ -35,6 +35,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from engine import dlq
 from engine.executor import spawn_children
 from engine.limits import RedisLimits
+from engine.periodic import Periodic
 from engine.reaper import Deliveries, Reaper, poison
 from engine.runner import RunState
 from engine.settings import Settings
@@ -133,19 +134,19 @@ return ids
 """
 
 
-class DuePump:
+class DuePump(Periodic):
     """Moves runs whose retry is due from ``flowrun:due`` to the Celery queue, each once."""
+
+    duty = "due-retry pump"
 
     def __init__(self, client: redis.Redis, send: Callable[[str], None], *,
                  prefix: str = "flowrun:", interval: float = 0.5, claim_lease: float = 60.0):
+        super().__init__(interval, first=0.0)
         self.client = client
         self.send = send
         self.due_key, self.moving_key = f"{prefix}due", f"{prefix}due:moving"
-        self.interval = interval
         self.claim_lease = claim_lease
         self._claim = client.register_script(CLAIM_DUE)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def schedule(self, run_id: str, due_at: float) -> None:
         self.client.zadd(self.due_key, {run_id: due_at})
@@ -166,18 +167,9 @@ class DuePump:
             if len(ids) < batch:
                 return sent
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="flowrun-due-pump", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def tick(self) -> float:
+        self.pump_once()
+        return self.until_next()
 
     def until_next(self) -> float:
         """Seconds to sleep: until the earliest due run, at most the interval. A retry or a
@@ -187,17 +179,6 @@ class DuePump:
         if not first:
             return self.interval
         return min(self.interval, max(0.0, float(first[0][1]) - time.time()))
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.pump_once()
-                wait = self.until_next()
-            except Exception:  # Redis or the broker away for a moment: try again next tick
-                log.warning("due-retry pump could not move due runs; trying again",
-                            exc_info=True)
-                wait = self.interval
-            self._stop.wait(wait)
 
 
 class Leases:

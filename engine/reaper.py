@@ -20,12 +20,12 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
 import redis
 
+from engine.periodic import Periodic
 from engine.runner import RunState
 from engine.store.base import Store
 
@@ -114,23 +114,23 @@ def poison(state: RunState, died: int, step: str | None) -> None:
         "kind": "poison", "step": step, "deliveries": died}
 
 
-class Reaper:
+class Reaper(Periodic):
     """Queues again the runs in a worker whose lease has expired: their worker died."""
+
+    duty = "stuck-run sweep"
 
     def __init__(self, store: Store, deliveries: Deliveries, leased: Callable[[str], bool],
                  requeue: Callable[[str], None], *, identity: str, interval: float = 30.0,
                  grace: float = 60.0, batch: int = 1000):
+        super().__init__(interval)
         self.store = store
         self.deliveries = deliveries
         self.leased = leased
         self.requeue = requeue
         self.identity = identity
-        self.interval = interval
         # only runs in a worker longer than this are looked at: covers clocks that disagree
         self.grace = grace
         self.batch = batch
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def sweep(self) -> list[str]:
         """Queue every stuck run again now; their ids. One worker sweeps per interval."""
@@ -147,22 +147,5 @@ class Reaper:
             reaped.append(run_id)
         return reaped
 
-    def start(self) -> None:
-        if self._thread is not None or self.interval <= 0:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="flowrun-reaper", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.sweep()
-            except Exception:  # Redis away for a moment: the next sweep finds the same runs
-                log.warning("stuck-run sweep failed; trying again", exc_info=True)
+    def tick(self) -> None:
+        self.sweep()

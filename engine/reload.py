@@ -17,7 +17,6 @@ server or scheduler starts; changing those needs a restart (everything a run exe
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +25,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.loader import FLOW_SUFFIXES
+from engine.periodic import Periodic
 from engine.problems import Problem
 
 if TYPE_CHECKING:
@@ -94,16 +94,16 @@ def reload_flows(app: App) -> Reload:
     return result
 
 
-class FlowWatcher:
+class FlowWatcher(Periodic):
     """Polls the flow folder and reloads on a change; one per App."""
 
+    duty = "flow-file watcher"
+
     def __init__(self, app: App, interval: float | None = None):
+        super().__init__(ReloadSettings().interval if interval is None else interval)
         self.app = app
         self.folder = Path(app.settings.flows)
-        self.interval = ReloadSettings().interval if interval is None else interval
         self._seen = signature(self.folder)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def check(self) -> Reload | None:
         """Reload if a flow file changed since the last check; None when nothing changed."""
@@ -113,22 +113,5 @@ class FlowWatcher:
         self._seen = now  # a refused change is reported once, not on every check
         return reload_flows(self.app)
 
-    def start(self) -> None:
-        if self._thread is not None or self.interval <= 0:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="flowrun-reload", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.check()
-            except Exception:  # a reload must never take the process down
-                log.exception("checking the flow files for changes failed; trying again")
+    def tick(self) -> None:
+        self.check()  # a failing check (folder unreadable for a moment) is logged, tried again
