@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 
 import pytest
 import redis
@@ -29,6 +31,28 @@ def over_budget(grants: list[float], limit: RateLimit, slack: float = 1e-3) -> l
                 bad.append(f"{j - i + 1} grants in {grants[j] - first:.3f} s (allowed "
                            f"{allowed:.2f})")
     return bad
+
+
+def grants_from(threads: int, takes: int, taker: Callable[[], Callable[[], float]],
+                clock: Callable[[], float]) -> list[float]:
+    """When each token is granted — *clock* at the take plus the wait answered — for *takes*
+    tokens in each of *threads* threads at once, each taking with its own ``taker()``."""
+    grants: list[float] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        take = taker()
+        for _ in range(takes):
+            at = clock() + take()
+            with lock:
+                grants.append(at)
+
+    started = [threading.Thread(target=run) for _ in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join()
+    return grants
 
 
 class Clock:
@@ -60,41 +84,18 @@ def test_local_bucket_keeps_a_budget_per_name() -> None:
 def test_local_bucket_grants_from_many_threads_stay_within_the_bucket() -> None:
     bucket = LocalBucket()
     limit = RateLimit(name="erp-eu", per_second=50, burst=5)
-    grants: list[float] = []
-    lock = threading.Lock()
-
-    def take() -> None:
-        for _ in range(40):
-            at = time.monotonic() + bucket.take(limit)
-            with lock:
-                grants.append(at)
-
-    threads = [threading.Thread(target=take) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    grants = grants_from(4, 40, lambda: partial(bucket.take, limit), time.monotonic)
     assert len(grants) == 160
     assert over_budget(grants, limit) == []
 
 
 def test_redis_bucket_shared_by_clients_stays_within_the_bucket(redis_url: str) -> None:  # noqa: F811
     limit = RateLimit(name="erp-eu", per_second=5, burst=2)
-    grants: list[float] = []
-    lock = threading.Lock()
 
-    def take() -> None:
-        limits = RedisLimits(redis.Redis.from_url(redis_url))  # one client per "worker"
-        for _ in range(10):
-            wait = limits.take(limit)
-            with lock:
-                grants.append(time.time() + wait)
+    def worker() -> Callable[[], float]:  # each thread its own client, as a worker would be
+        return partial(RedisLimits(redis.Redis.from_url(redis_url)).take, limit)
 
-    threads = [threading.Thread(target=take) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    grants = grants_from(3, 10, worker, time.time)
     assert len(grants) == 30
     # grant times are read on the clients after the script ran, a few ms late: half a token
     # of slack (100 ms at 5/s) absorbs that; a bucket per client would be 3 times over
