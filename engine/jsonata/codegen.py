@@ -38,7 +38,7 @@ Fn = Callable[[Any, Frame], Any]
 _ROOTS = {"unary", "path", "function", "binary", "condition", "block"}
 _ARITH = {"+", "-", "*"}
 _ORDER = {"<", "<=", ">", ">="}
-_NUMBER_TEST = "(type({v}) is int or type({v}) is float)"
+_NUMBER_TEST = "type({v}) in _NUM"
 _TYPE_TESTS = {"s": "type({v}) is str", "n": _NUMBER_TEST, "b": "type({v}) is bool"}
 _TYPE_OF: dict[str, Callable[[Any], bool]] = {
     "s": lambda v: type(v) is str, "n": lambda v: type(v) is int or type(v) is float,
@@ -56,17 +56,18 @@ def generate(c: Compiler, node: Any) -> Fn:
     result = gen.expr(node, "inp")
     gen.emit(f"return {result}")
     head = ["def _generated(inp, env):"]
-    if gen.sites:
+    if gen.uses_builtins:
         # a binding or $eval rebound a library name: the closures look names up
         gen.ns["_whole"] = _Deferred(c, node, c.depth)
         head.append("    if env.state.shadow: return _whole(inp, env)")
-    head += ["    site = 0", "    try:"]
+    head.append("    try:")
     tail = ["    except _JErr as err:",
-            "        if site: _mark(err, *_sites[site])",
+            "        _mark_line(err, _sites)",
             "        raise",
             "    except OverflowError:",
             f"        raise _overflow({node.position!r}) from None"]
-    gen.ns["_sites"] = gen.sites
+    # an error raised inside a library call is marked by the line it came through
+    gen.ns["_sites"] = {len(head) + i + 1: site for i, site in gen.sites.items()}
     source = "\n".join(head + gen.lines + tail) + "\n"
     exec(compile(source, f"<jsonata {node.type} at {node.position}>", "exec"), gen.ns)
     fn: Fn = gen.ns["_generated"]
@@ -176,6 +177,13 @@ def _call_env(b: Builtin, vals: list[Any], inp: Any, env: Frame, position: int,
         state.depth = base
 
 
+def _mark_line(err: JsonataError, sites: dict[int, tuple[int, str]]) -> None:
+    tb = err.__traceback__  # its first entry is the generated function's own frame
+    site = sites.get(tb.tb_lineno) if tb is not None else None
+    if site is not None:
+        _mark(err, *site)
+
+
 def _mark(err: JsonataError, position: int, token: str) -> None:
     if err.position is None:
         err.position = position
@@ -184,9 +192,11 @@ def _mark(err: JsonataError, position: int, token: str) -> None:
 
 
 def _narrow(r: float, op: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
+    """A float result as the operator gives it: whole numbers as int, non-finite
+    as the operator's D1001."""
     if r - r != 0:
-        return op(a, b)  # raises the operator's D1001
-    return int(r) if -MAX_EXACT < r < MAX_EXACT else r
+        return op(a, b)
+    return int(r) if r.is_integer() and -MAX_EXACT < r < MAX_EXACT else r
 
 
 def _flat(items: list[Any]) -> Seq:
@@ -206,9 +216,9 @@ def _concat_part(v: Any) -> str:
 _BASE_NS: dict[str, Any] = {
     "U": UNDEFINED, "Seq": Seq, "ConsArray": ConsArray, "_collapse": collapse,
     "_lookup": lookup, "_tobool": to_boolean, "_cat": _concat_part, "_flat": _flat,
-    "_pace": pace, "_JErr": JsonataError, "_mark": _mark, "_call": _call_generic,
+    "_pace": pace, "_JErr": JsonataError, "_mark_line": _mark_line, "_call": _call_generic,
     "_call_env": _call_env,
-    "_narrow": _narrow, "_SLOW": object(),
+    "_narrow": _narrow, "_SLOW": object(), "_NUM": (int, float),
 }
 
 
@@ -218,10 +228,13 @@ class _Gen:
         self.lines: list[str] = []
         self.indent = 1
         self.ns: dict[str, Any] = dict(_BASE_NS, _numbers=_numbers, _overflow=_overflow,
-                                       _copy=_copy_fields, _Frame=Frame)
+                                       _copy=_copy_fields, _Frame=Frame, _items=_items,
+                                       _to_number=_to_number)
         self.count = 0
-        # call sites whose errors need a position and function name: index -> (position, name)
+        # library calls whose errors need a position and function name:
+        # index in ``lines`` -> (position, name)
         self.sites: dict[int, tuple[int, str]] = {}
+        self.uses_builtins = False
         self.literals: dict[str, Any] = {}  # names holding literal values (types known now)
         self.defined: set[str] = set()  # names that never hold undefined
         self.dicts: set[str] = set()  # context names known to hold an object here
@@ -308,13 +321,16 @@ class _Gen:
         return r
 
     def _g_name(self, node: Any, ctx: str) -> str:
+        # A field value needs no singleton collapse: objects hold input values
+        # or values an expression computed, which are collapsed already (a
+        # sequence kept in an object has two or more items or keeps its
+        # singleton, and collapse leaves both alone).
         r, key = self.tmp(), node.value
         if ctx in self.dicts:
             self.emit(f"{r} = {ctx}.get({key!r}, U)")
         else:
             self.emit(f"{r} = {ctx}.get({key!r}, U) if type({ctx}) is dict "
-                      f"else _lookup({ctx}, {key!r})")
-        self.emit(f"if type({r}) is Seq: {r} = _collapse({r})")
+                      f"else _collapse(_lookup({ctx}, {key!r}))")
         return r
 
     def _g_block(self, node: Any, ctx: str) -> str:
@@ -332,22 +348,17 @@ class _Gen:
             first = steps[0]
             if first.type == "name" and _plain(first):
                 # `items.<step>` on an object: one lookup instead of a loop over one item
-                key, v = first.value, self.tmp()
+                key = first.value
                 known = ctx in self.dicts
                 if not known:
                     self.emit(f"if type({ctx}) is dict:")
                     self.indent += 1
-                self.emit(f"{v} = {ctx}.get({key!r}, U)")
-                self.emit(f"if type({v}) is Seq: {v} = _collapse({v})")
-                self.emit(f"if {v} is U: break")
-                self.emit(f"{seq} = {v} if type({v}) is list or type({v}) is Seq else [{v}]")
+                self.emit(f"{seq} = _items({ctx}.get({key!r}, U))")
                 self.emit(f"if not {seq}: break")
                 if not known:
+                    # an array or a scalar context is rare here: the closure serves it
                     self.indent -= 1
-                    self.emit("else:")
-                    with self.block():
-                        self.emit(f"{seq} = {ctx} if isinstance({ctx}, list) else ({ctx},)")
-                        self._step(first, seq, r, last=False)
+                    self.emit(f"else: {r} = {self.own_closure(node)}({ctx}, {self.env}); break")
             elif first.type == "variable":
                 self.emit(f"{seq} = ({ctx},)")
                 self._step(first, seq, r, last=False)
@@ -388,8 +399,7 @@ class _Gen:
         first, *rest = [s.value for s in node.steps]
         known = ctx in self.dicts
         if not rest and known:
-            self.emit(f"{r} = {ctx}.get({first!r}, U)")
-            self.emit(f"if type({r}) is Seq: {r} = _collapse({r})")
+            self.emit(f"{r} = {ctx}.get({first!r}, U)")  # no collapse: see _g_name
             return r
         slow = self.own_closure(node)
         if not rest:
@@ -404,7 +414,6 @@ class _Gen:
                 self.emit(f"{r} = {r}.get({key!r}, U) if type({r}) is dict "
                           f"else ({r} if {r} is U else _SLOW)")
             self.emit(f"if {r} is _SLOW: {r} = {slow}({ctx}, {self.env})")
-        self.emit(f"if type({r}) is Seq: {r} = _collapse({r})")
         return r
 
     # constructors -----------------------------------------------------------
@@ -481,12 +490,10 @@ class _Gen:
         if op != "in":
             self.scalars.add(r)  # a number, a boolean, a string or undefined
         if op in _ARITH:
-            self.emit(f"if {_both(num_a, num_b)}:")
-            with self.block():
-                self.emit(f"{r} = {a} {op} {b}")
-                self.emit(f"if type({r}) is float and ({r} - {r} != 0 or {r}.is_integer()):")
-                self.emit(f"    {r} = _narrow({r}, {f}, {a}, {b})")
-            self.emit(f"else: {r} = {f}({a}, {b})")
+            # the operator function re-checks what it computes: the narrowing
+            # test below is a no-op on its results
+            self.emit(f"{r} = {a} {op} {b} if {_both(num_a, num_b)} else {f}({a}, {b})")
+            self.emit(f"if type({r}) is float: {r} = _narrow({r}, {f}, {a}, {b})")
         elif op in _ORDER:
             self.emit(f"if {_both(num_a, num_b)} or {_both(str_a, str_b)}:")
             self.emit(f"    {r} = {a} {op} {b}")
@@ -515,19 +522,24 @@ class _Gen:
         return r
 
     # library calls ----------------------------------------------------------
-    def _special(self, name: str, builtin: Builtin, a: str, r: str, site: int,
-                 generic: str) -> None:
+    def emit_call(self, line: str, site: tuple[int, str]) -> None:
+        self.sites[len(self.lines)] = site
+        self.emit(line)
+
+    def _special(self, name: str, builtin: Builtin, a: str, r: str, site: tuple[int, str],
+                 generic: str, ctx: str) -> None:
         """Single-argument numeric functions with their common case written out."""
         impl = self.const(builtin.impl)
         if name == "number":
-            self.emit(f"if {self.test('n', a)}: {r} = {a}")
-            self.emit(f"elif type({a}) is str: site = {site}; {r} = {impl}({a}); site = 0")
+            self.emit(f"{r} = {a} if {self.test('n', a)} else "
+                      f"_to_number({a}, {self.const(builtin)}, {ctx}, {site[0]!r})")
+            return
         elif name == "count":
             self.emit(f"if type({a}) is list or type({a}) is Seq: {r} = len({a})")
         else:
             nums = self.tmp()
             self.emit(f"{nums} = _numbers({a})")
-            self.emit(f"if {nums} is not None: site = {site}; {r} = {impl}({nums}); site = 0")
+            self.emit_call(f"if {nums} is not None: {r} = {impl}({nums})", site)
         self.emit(f"else: {r} = {generic}")
 
     def _higher_order(self, node: Any, ctx: str, fn: Any) -> str:
@@ -580,10 +592,10 @@ class _Gen:
                 fast = (fast[0], lead + fast[1])
         else:
             generic = f"_call({self.const(builtin)}, [{', '.join(args)}], {ctx}, {node.position!r})"
-        site = len(self.sites) + 1
-        self.sites[site] = (node.position, name)
+        site = (node.position, name)
+        self.uses_builtins = True
         if len(args) == 1 and name in _SPECIAL:
-            self._special(name, builtin, args[0], r, site, generic)
+            self._special(name, builtin, args[0], r, site, generic, ctx)
         elif fast is None:
             self.emit(f"{r} = {generic}")
         else:
@@ -596,9 +608,9 @@ class _Gen:
             if test == "False":
                 self.emit(f"{r} = {generic}")
             elif test == "True":
-                self.emit(f"site = {site}; {r} = {call}; site = 0")
+                self.emit_call(f"{r} = {call}", site)
             else:
-                self.emit(f"if {test}: site = {site}; {r} = {call}; site = 0")
+                self.emit_call(f"if {test}: {r} = {call}", site)
                 self.emit(f"else: {r} = {generic}")
         if not _returns_scalar(builtin):
             self.emit(f"if type({r}) is Seq: {r} = _collapse({r})")
@@ -654,6 +666,27 @@ def _inline_lambda(c: Compiler, node: Any) -> Any:
     if any(n.type in _CAPTURING or getattr(n, "tuple", None) for n in _walk(body, set())):
         return None
     return fn
+
+
+def _items(v: Any) -> Any:
+    """The sequence a path's first step yields from one object's field value."""
+    if type(v) is Seq:
+        v = collapse(v)
+    t = type(v)
+    if t is list or t is Seq:
+        return v
+    return () if v is UNDEFINED else (v,)
+
+
+def _to_number(v: Any, b: Builtin, inp: Any, position: int) -> Any:
+    """``$number`` of a non-number: a string parsed, anything else checked."""
+    if type(v) is str:
+        try:
+            return b.impl(v)
+        except JsonataError as err:
+            _mark(err, position, b.name)
+            raise
+    return _call_generic(b, [v], inp, position)
 
 
 def _numbers(v: Any) -> Any:

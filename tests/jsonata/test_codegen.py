@@ -95,3 +95,14 @@ def test_missing_and_non_object_contexts() -> None:
     assert expr.evaluate({"a": "text"}) == {}
     assert compile_expression("a.b.c").evaluate(UNDEFINED) is UNDEFINED
     assert compile_expression('{"k": 1}').evaluate([1, 2]) == {"k": 1}
+
+
+def test_errors_inside_fast_library_calls_are_marked_by_their_line() -> None:
+    with pytest.raises(JsonataError) as info:
+        compile_expression('{"a": $string(x), "b": $formatBase(n, 99)}').evaluate({"x": 1, "n": 5})
+    assert (info.value.code, info.value.position, info.value.token) == ("D3100", 35, "formatBase")
+    # a timeout inside a generated loop is not blamed on a library call
+    with pytest.raises(JsonataError) as info:
+        compile_expression('{"a": $string(x), "b": xs.($ + 1)}').evaluate(
+            {"x": 1, "xs": list(range(3_000_000))}, timeout_ms=20)
+    assert (info.value.code, info.value.token) == ("U1001", None)
