@@ -4,6 +4,10 @@ Same interface as `EmbeddedExecutor` (`start`, `stop`, `submit`, `schedule`, `on
 `process`), used by `App` when ``FLOWRUN_REDIS_URL`` is set. `submit` sends the task
 ``flowrun.run(run_id)``; a worker (``worker.py``) calls `process`, which advances the run from its
 checkpoint under a lease lock, so two deliveries of one run never execute it side by side.
+Taking the lease, counting the delivery (engine/reaper: stuck and poison runs) and reading the
+record is one round trip to Redis; saving is one; releasing is one — the whole of a run's cost
+beyond Celery's own besides its steps. Limits (``concurrency:``, ``rate_limit:``) are kept in the
+same Redis, shared by every worker (engine/limits).
 
 Delayed retries never use Celery countdown/ETA: on the Redis transport an ETA message sits
 unacknowledged in the worker and is delivered again once it is older than the visibility timeout,
