@@ -444,6 +444,11 @@ class _Gen:
         copies: list[tuple[str, str, tuple[str, ...], Fn]] = []
         for key, (_, value) in zip(keys, node.lhs_object, strict=True):
             names = _field_names(self.c, value)
+            if names is not None and len(names) == 1:
+                self._flush_copies(copies, ctx, r)
+                v = self.tmp()  # no collapse: see _g_name
+                self.emit(f"if ({v} := {ctx}.get({names[0]!r}, U)) is not U: {r}[{key!r}] = {v}")
+                continue
             if names is not None:
                 # plain fields are copied by one helper call per run: the same
                 # work as inline code, a fraction of the source to compile
