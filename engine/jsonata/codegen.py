@@ -27,7 +27,7 @@ from .functions_core import to_boolean, to_string
 from .operators import binary_function
 from .parse import COALESCE, DEFAULT
 from .paths import lookup
-from .runtime import Builtin, Frame, apply_fn, check_bounds, pace
+from .runtime import Builtin, Frame, apply_at_depth, mark_error, pace
 from .values import MAX_EXACT, UNDEFINED, ConsArray, Seq, collapse, out_of_range
 
 if TYPE_CHECKING:
@@ -162,19 +162,7 @@ def _call_env(b: Builtin, vals: list[Any], inp: Any, env: Frame, position: int,
               static_depth: int) -> Any:
     """A library function that takes the frame (``$map``, ``$sort``, ...), applied
     as the closure ``call`` in compiler.py applies it, depth bound included."""
-    state = env.state
-    base = state.depth
-    here = base + static_depth
-    if state.max_depth is not None or state.deadline is not None:
-        check_bounds(state, here + 1)
-    state.depth = here
-    try:
-        return apply_fn(b, vals, inp, env)
-    except JsonataError as err:
-        _mark(err, position, b.name)
-        raise
-    finally:
-        state.depth = base
+    return apply_at_depth(b, vals, inp, env, static_depth, position, b.name)
 
 
 def _mark_line(err: JsonataError, sites: dict[int, tuple[int, str]]) -> None:
@@ -184,11 +172,7 @@ def _mark_line(err: JsonataError, sites: dict[int, tuple[int, str]]) -> None:
         _mark(err, *site)
 
 
-def _mark(err: JsonataError, position: int, token: str) -> None:
-    if err.position is None:
-        err.position = position
-    if err.token is None:
-        err.token = token
+_mark = mark_error
 
 
 def _narrow(r: float, op: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:

@@ -24,7 +24,17 @@ from .functions_core import to_boolean
 from .operators import compile_binary, compile_unary
 from .parse import COALESCE, DEFAULT
 from .paths import compile_filter, compile_group, compile_path, compile_sort, lookup
-from .runtime import PLACEHOLDER, Builtin, Frame, Lambda, Partial, Thunk, apply_fn, check_bounds
+from .runtime import (
+    PLACEHOLDER,
+    Builtin,
+    Frame,
+    Lambda,
+    Partial,
+    Thunk,
+    apply_at_depth,
+    apply_fn,
+    mark_error,
+)
 from .signature import Signature
 from .values import UNDEFINED, Seq, collapse, is_function
 
@@ -309,22 +319,7 @@ class Compiler:
             vals = [a(inp, env) for a in args]
             if applied is not None:
                 vals.insert(0, applied(inp, env))
-            state = env.state
-            base = state.depth
-            here = base + static_depth
-            if state.max_depth is not None or state.deadline is not None:
-                check_bounds(state, here + 1)
-            state.depth = here
-            try:
-                return apply_fn(fn, vals, inp, env)
-            except JsonataError as err:
-                if err.position is None:
-                    err.position = position
-                if err.token is None:
-                    err.token = token
-                raise
-            finally:
-                state.depth = base
+            return apply_at_depth(fn, vals, inp, env, static_depth, position, token)
 
         if _outer_collapse(node):
             if direct is None:
@@ -373,10 +368,7 @@ class Compiler:
                     vals = sig.validate(vals, inp)
                 return impl(*vals)
             except JsonataError as err:
-                if err.position is None:
-                    err.position = position
-                if err.token is None:
-                    err.token = name
+                mark_error(err, position, name)
                 raise
         return direct
 

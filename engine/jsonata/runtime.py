@@ -199,6 +199,35 @@ def check_bounds(state: State, depth: int) -> None:
         raise timeout_error()
 
 
+def apply_at_depth(fn: Any, vals: list[Any], inp: Any, env: Frame, static_depth: int,
+                   position: int | None, token: Any) -> Any:
+    """Apply ``fn`` from a call site ``static_depth`` levels into its function
+    body: the recursion depth is counted (and bounded) here, and errors get
+    the site's position and the function's name."""
+    state = env.state
+    base = state.depth
+    here = base + static_depth
+    if state.max_depth is not None or state.deadline is not None:
+        check_bounds(state, here + 1)
+    state.depth = here
+    try:
+        return apply_fn(fn, vals, inp, env)
+    except JsonataError as err:
+        mark_error(err, position, token)
+        raise
+    finally:
+        state.depth = base
+
+
+def mark_error(err: JsonataError, position: int | None, token: Any) -> None:
+    """Give an error from inside a call the call site's position and name,
+    unless something nearer the cause already did."""
+    if err.position is None:
+        err.position = position
+    if err.token is None:
+        err.token = token
+
+
 def apply_fn(proc: Any, args: list[Any], inp: Any, env: Frame) -> Any:
     """Apply any JSONata function value, running tail calls in a loop."""
     result = _apply_inner(proc, args, inp, env)
