@@ -121,14 +121,14 @@ def to_string(arg: Any, prettify: Any = False) -> Any:
 
 _NUMBER_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?([Ee][-+]?[0-9]+)?")
 # at most 15 digits, no exponent: float() is exact-enough and finite
-_DECIMAL_RE = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,15})?")
+DECIMAL_RE = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,15})?")
 _PREFIXED_RE = re.compile(r"0([xXoObB])([0-9a-fA-F]+)")
 
 
 def to_number(arg: Any) -> Any:
     """``$number``: JSON number syntax plus 0x/0o/0b prefixes."""
     t = type(arg)
-    if t is str and _DECIMAL_RE.fullmatch(arg):
+    if t is str and DECIMAL_RE.fullmatch(arg):
         # "19.99", "42": the overwhelmingly common case, without the general parse
         v = float(arg)
         if v.is_integer():
