@@ -394,6 +394,11 @@ class _Gen:
                 self.emit(f"{r} = {ctx}.get({first!r}, U)")
             else:
                 self.emit(f"{r} = {ctx}.get({first!r}, U) if type({ctx}) is dict else _SLOW")
+            if len(rest) == 1 and known:
+                # a.b: anything but an object in the middle takes the generic path
+                self.emit(f"{r} = {r}.get({rest[0]!r}, U) if type({r}) is dict "
+                          f"else U if {r} is U else {slow}({ctx}, {self.env})")
+                return r
             for key in rest:
                 self.emit(f"{r} = {r}.get({key!r}, U) if type({r}) is dict "
                           f"else ({r} if {r} is U else _SLOW)")
