@@ -154,7 +154,7 @@ def intake(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield server
         settle(lambda: not app.store.active_runs(), 60)
         counts = app.store.count_runs()
-        report("fuzz-intake", examples=len(server.seen),  # type: ignore[attr-defined]
+        report("fuzz-intake", examples=sum(server.seen.values()),  # type: ignore[attr-defined]
                statuses=server.seen, runs=counts)  # type: ignore[attr-defined]
 
 
