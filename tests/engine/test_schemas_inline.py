@@ -28,6 +28,7 @@ def _plain(store: SchemaStore, name: str) -> Draft202012Validator:
     path = store.root / f"{name}.json"
     schema = json.loads(path.read_text(encoding="utf-8"))
     schema.setdefault("$id", path.resolve().as_uri())
+    assert store._registry is not None
     return Draft202012Validator(schema, registry=store._registry, format_checker=FormatChecker())
 
 
