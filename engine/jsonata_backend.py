@@ -88,7 +88,7 @@ class _Native:
         try:
             self._expr = native.compile_expression(source)
         except native.JsonataError as exc:
-            raise SyntaxFailure(str(exc), int(getattr(exc, "position", 0) or 0)) from None
+            raise SyntaxFailure(_native_message(exc), int(exc.position or 0)) from None
 
     def evaluate(self, data: Any, bindings: dict[str, Any], *, timeout_ms: int | None,
                  max_depth: int | None) -> Any:
@@ -96,8 +96,17 @@ class _Native:
             result = self._expr.evaluate(data, bindings, timeout_ms=timeout_ms,
                                          max_depth=max_depth)
         except self._native.JsonataError as exc:
-            raise EvaluationFailure(str(exc), getattr(exc, "position", None)) from None
+            raise EvaluationFailure(_native_message(exc), exc.position) from None
         return None if self._native.is_undefined(result) else result
+
+
+def _native_message(exc: Any) -> str:
+    """Code, message and the function involved; the position travels separately
+    (the caller turns it into a line and column or names it with the expression)."""
+    token = exc.token
+    where = f" (in ${token})" if isinstance(token, str) and token.isidentifier() \
+        and f"function {token}" not in exc.message else ""
+    return f"{exc.message}{where} ({exc.code})"
 
 
 def _message(exc: Exception) -> str:
