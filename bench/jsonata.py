@@ -157,7 +157,7 @@ def _time(fn: Any, budget: float) -> float:
         if t > budget / 10 or number > 1_000_000:
             break
         number *= 4
-    return min(timeit.repeat(fn, number=number, repeat=5, timer=time.process_time)) / number
+    return min(timeit.repeat(fn, number=number, repeat=7, timer=time.process_time)) / number
 
 
 NODE_SCRIPT = r"""
