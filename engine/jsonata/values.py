@@ -43,15 +43,15 @@ def is_undefined(value: Any) -> bool:
 
 class Seq(list):
     """A JSONata sequence: a list that flattens into its parent and collapses
-    to its single member (unless ``keep_singleton``)."""
+    to its single member (unless ``keep_singleton``).
 
-    __slots__ = ("keep_singleton", "outer_wrapper", "tuple_stream")
+    The flags are class-level defaults, set on an instance only when true:
+    sequences are made in every loop, and a Python ``__init__`` setting three
+    slots tripled the cost of making one."""
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.keep_singleton = False
-        self.outer_wrapper = False
-        self.tuple_stream = False
+    keep_singleton = False
+    outer_wrapper = False
+    tuple_stream = False
 
 
 class ConsArray(list):
