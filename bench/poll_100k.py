@@ -62,7 +62,7 @@ trigger:
       url: "{url}/records"
       params: {{updated_since: "{{{{cursor}}}}"}}
     items: data
-    cursor: {{field: updated_at, start: "2025-12-31T00:00:00Z"}}
+    cursor: {{field: updated_at, start: "2025-12-31T00:00:00Z", commit: page}}
     paginate: {{next_url: links.next, max_pages: {max_pages}}}
     idempotency_key: id
 steps:

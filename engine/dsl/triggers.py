@@ -48,6 +48,10 @@ class Cursor(Model):
     start: str = Field(description="Cursor value of the very first poll.")
     lookback: Duration = Field(0.0, description="Overlap re-read on every poll to catch late "
                                                 "writes.")
+    commit: Literal["poll", "page"] = Field(
+        "poll", description="When the cursor moves: once the whole poll is taken in (safe in any "
+        "record order), or after each page (only when the partner returns records oldest first "
+        "by this field; a long poll cut off then resumes where it was).")
 
 
 class Paginate(Model):

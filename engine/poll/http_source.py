@@ -108,6 +108,8 @@ class HttpPoll:
                     value = cursors.value_text(cursors.field_value(record, trigger.cursor.field))
                     outcome.cursor = cursors.later(outcome.cursor, value)
             run.keep_lease()
+            if trigger.cursor is not None and trigger.cursor.commit == "page":
+                run.commit_cursor(outcome.cursor)  # this page's records are all taken in
             if paginate is None:
                 break
             if outcome.pages >= paginate.max_pages:

@@ -59,18 +59,27 @@ class PollJob:
                                           kind="connection", retryable=True), slot, attempt)
         with lease:
             try:
-                stored = store.get_cursor(cursors.cursor_name(self.flow.id))
+                name = cursors.cursor_name(self.flow.id)
+                stored = store.get_cursor(name)
                 trigger = self.poll.trigger
                 start = trigger.cursor.start if trigger.cursor else None
+                committed = stored
+
+                def commit(value: str | None) -> None:
+                    nonlocal committed
+                    newer = cursors.later(committed, value)
+                    if newer is not None and newer != committed:
+                        _keep(lease)  # only the holder of the lease may move the cursor
+                        store.set_cursor(name, newer)
+                        committed = newer
+
                 run = PollRun(flow_id=self.flow.id, cursor=stored or start,
                               first=stored is None, slot=slot,
                               now=self.clock, secrets=self.app.secrets, take=self._take,
-                              keep_lease=lambda: _keep(lease))
+                              keep_lease=lambda: _keep(lease), commit_cursor=commit)
                 outcome = self.poll.source.poll(run)
-                new_cursor = cursors.later(stored, outcome.cursor)
-                if new_cursor is not None and new_cursor != stored:
-                    _keep(lease)  # only the holder of the lease may move the cursor
-                    store.set_cursor(cursors.cursor_name(self.flow.id), new_cursor)
+                commit(outcome.cursor)
+                new_cursor = committed
             except StepError as exc:
                 return self._failed(exc, slot, attempt)
             except (StoreError, LeaseLost) as exc:

@@ -3,7 +3,8 @@
 A source reads its partner and hands every record (or file) to ``run.take``, which returns only
 once the record is durably taken in (`App.accept` returned). It raises `StepError` when the poll
 failed (kind and status classify it for the trigger's retry policy); it never retries or sleeps.
-Committing the cursor is the caller's business, after ``poll`` returned.
+Committing the cursor is the caller's business, after ``poll`` returned — or, when the trigger
+says ``cursor.commit: page``, also after each page through ``run.commit_cursor``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class PollRun:
     take: Callable[[Any, dict[str, Any]], Any]
     #: renew the poll's lease; raises when another scheduler took the poll over
     keep_lease: Callable[[], None]
+    #: move the stored cursor to this high-watermark now (every record before it is taken in)
+    commit_cursor: Callable[[str | None], None] = lambda value: None
 
 
 @dataclass

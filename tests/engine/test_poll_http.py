@@ -146,6 +146,35 @@ def test_cursor_stays_when_intake_fails_midway_and_the_next_poll_resumes(tmp_pat
         assert app.store.get_cursor(cursors.cursor_name("po-acks")) == iso(4)
 
 
+def test_commit_page_moves_the_cursor_after_each_page_taken_in(tmp_path: Path) -> None:
+    with Partner(size=2) as partner:
+        for i in range(5):
+            partner.put(f"m{i}", i)
+        text = flow(partner).replace("lookback: 3m}", "lookback: 3m, commit: page}")
+        app = make_app(tmp_path, {"po-acks": text}, busy_timeout=0.3)
+        other = sqlite3.connect(app.settings.state_db, isolation_level=None,
+                                check_same_thread=False)
+        seen: list[str | None] = []
+
+        def watch(request: int) -> None:
+            # what the store holds when each page is asked for; page 3 finds the store locked
+            seen.append(app.store.get_cursor(cursors.cursor_name("po-acks")))
+            if request == 3:
+                other.execute("BEGIN EXCLUSIVE")
+
+        partner.before_page = watch
+        clock = Clock(T0.timestamp() + 3600)
+        with scheduler(app, clock) as sched:
+            sched.tick()
+            other.execute("ROLLBACK")
+        other.close()
+        # pages 1 and 2 (m0..m3) were taken in and committed page by page; the poll failed
+        # taking m4 in, and the cursor stayed at the end of page 2, not at its start
+        assert seen[:3] == [None, iso(1), iso(3)]
+        assert sorted(i for i, _ in versions_taken(app, "po-acks")) == [f"m{i}" for i in range(4)]
+        assert app.store.get_cursor(cursors.cursor_name("po-acks")) == iso(3)
+
+
 def test_a_failed_poll_is_retried_per_policy_with_its_cursor_kept(tmp_path: Path) -> None:
     with Partner(size=10) as partner:
         partner.put("f0", 0)
