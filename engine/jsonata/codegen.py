@@ -21,14 +21,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from .errors import JsonataError
 from .functions import ROOT
-from .functions_core import DECIMAL_RE, to_boolean, to_string
+from .gen_runtime import Deferred, namespace
 from .operators import binary_function
 from .parse import COALESCE, DEFAULT
-from .paths import lookup
-from .runtime import Builtin, Frame, apply_at_depth, mark_error, pace
-from .values import MAX_EXACT, UNDEFINED, ConsArray, Seq, collapse, out_of_range
+from .runtime import Builtin, Frame
+from .values import UNDEFINED
 
 if TYPE_CHECKING:
     from .compiler import Compiler
@@ -58,7 +56,7 @@ def generate(c: Compiler, node: Any) -> Fn:
     head = ["def _generated(inp, env):"]
     if gen.uses_builtins:
         # a binding or $eval rebound a library name: the closures look names up
-        gen.ns["_whole"] = _Deferred(c, node, c.depth)
+        gen.ns["_whole"] = Deferred(c, node, c.depth)
         head.append("    if env.state.shadow: return _whole(inp, env)")
     head.append("    try:")
     tail = ["    except _JErr as err:",
@@ -72,32 +70,6 @@ def generate(c: Compiler, node: Any) -> Fn:
     exec(compile(source, f"<jsonata {node.type} at {node.position}>", "exec"), gen.ns)
     fn: Fn = gen.ns["_generated"]
     return fn
-
-
-class _Deferred:
-    """The closure of a generated node, built on first use: it serves only
-    the slow paths (another type, a shadowed name), which most expressions
-    never take, so building it at load would double the compile time."""
-
-    __slots__ = ("_bound", "_depth", "_fn", "_node", "_source")
-
-    def __init__(self, c: Compiler, node: Any, depth: int) -> None:
-        self._source, self._bound, self._depth, self._node = c.source, c.bound, depth, node
-        self._fn: Fn | None = None
-
-    def __call__(self, inp: Any, env: Frame) -> Any:
-        fn = self._fn
-        if fn is None:
-            from .compiler import Compiler
-            c = Compiler(self._source)
-            c.bound, c.depth, c.codegen = self._bound, self._depth, False
-            fn = self._fn = c.compile(self._node, False)
-        return fn(inp, env)
-
-
-def _overflow(position: int) -> Exception:
-    # int operand too large to convert to a float in mixed arithmetic
-    return out_of_range(None, "an integer too large for a floating-point operation", position)
 
 
 def _plain(node: Any) -> bool:
@@ -147,73 +119,12 @@ def _truth_test(v: str) -> str:
     return f"({v} is True or ({v} is not False and _tobool({v})))"
 
 
-def _call_generic(b: Builtin, vals: list[Any], inp: Any, position: int) -> Any:
-    """A library call whose arguments need the signature's checks or coercions."""
-    try:
-        if b.signature is not None:
-            vals = b.signature.validate(vals, inp)
-        return b.impl(*vals)
-    except JsonataError as err:
-        _mark(err, position, b.name)
-        raise
-
-
-def _call_env(b: Builtin, vals: list[Any], inp: Any, env: Frame, position: int,
-              static_depth: int) -> Any:
-    """A library function that takes the frame (``$map``, ``$sort``, ...), applied
-    as the closure ``call`` in compiler.py applies it, depth bound included."""
-    return apply_at_depth(b, vals, inp, env, static_depth, position, b.name)
-
-
-def _mark_line(err: JsonataError, sites: dict[int, tuple[int, str]]) -> None:
-    tb = err.__traceback__  # its first entry is the generated function's own frame
-    site = sites.get(tb.tb_lineno) if tb is not None else None
-    if site is not None:
-        _mark(err, *site)
-
-
-_mark = mark_error
-
-
-def _narrow(r: float, op: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
-    """A float result as the operator gives it: whole numbers as int, non-finite
-    as the operator's D1001."""
-    if r - r != 0:
-        return op(a, b)
-    return int(r) if r.is_integer() and -MAX_EXACT < r < MAX_EXACT else r
-
-
-def _flat(items: list[Any]) -> Seq:
-    out = Seq()
-    for v in items:
-        if isinstance(v, list) and type(v) is not ConsArray:
-            out.extend(v)
-        else:
-            out.append(v)
-    return out
-
-
-def _concat_part(v: Any) -> str:
-    return "" if v is UNDEFINED else to_string(v)
-
-
-_BASE_NS: dict[str, Any] = {
-    "U": UNDEFINED, "Seq": Seq, "ConsArray": ConsArray, "_collapse": collapse,
-    "_lookup": lookup, "_tobool": to_boolean, "_cat": _concat_part, "_flat": _flat,
-    "_pace": pace, "_JErr": JsonataError, "_mark_line": _mark_line, "_call": _call_generic,
-    "_call_env": _call_env,
-    "_narrow": _narrow, "_SLOW": object(), "_NUM": (int, float),
-}
-
-
 class _Gen:
     def __init__(self, c: Compiler) -> None:
         self.c = c
         self.lines: list[str] = []
         self.indent = 1
-        self.ns: dict[str, Any] = dict(_BASE_NS, _numbers=_numbers, _overflow=_overflow,
-                                       _copy=_copy_fields, _Frame=Frame, _items=_items,
-                                       _to_number=_to_number)
+        self.ns: dict[str, Any] = namespace()
         self.count = 0
         # library calls whose errors need a position and function name:
         # index in ``lines`` -> (position, name)
@@ -260,7 +171,7 @@ class _Gen:
     def own_closure(self, node: Any) -> str:
         """The closure of the node being generated (for its slow paths), at
         the node's own static depth (``expr`` has already counted the node)."""
-        return self.const(_Deferred(self.c, node, self.c.depth - 1))
+        return self.const(Deferred(self.c, node, self.c.depth - 1))
 
     # dispatch -----------------------------------------------------------
     def expr(self, node: Any, ctx: str) -> str:
@@ -441,7 +352,7 @@ class _Gen:
             if names is not None:
                 # plain fields are copied by one helper call per run: the same
                 # work as inline code, a fraction of the source to compile
-                copies.append((key, names[0], names[1:], _Deferred(self.c, value, self.c.depth)))
+                copies.append((key, names[0], names[1:], Deferred(self.c, value, self.c.depth)))
                 continue
             self._flush_copies(copies, ctx, r)
             v = self.expr(value, ctx)
@@ -623,23 +534,6 @@ def _field_names(c: Compiler, node: Any) -> tuple[str, ...] | None:
     return tuple(s.value for s in node.steps)
 
 
-def _copy_fields(out: dict[str, Any], d: dict[str, Any],
-                 table: tuple[tuple[str, str, tuple[str, ...], Fn], ...], env: Frame) -> None:
-    """``out[key] = d.first.rest...`` for each entry, as the path would give it."""
-    for key, first, rest, slow in table:
-        v = d.get(first, UNDEFINED)
-        for name in rest:
-            if type(v) is dict:
-                v = v.get(name, UNDEFINED)
-            elif v is not UNDEFINED:
-                v = slow(d, env)  # an array or a scalar on the way: the generic path
-                break
-        if type(v) is Seq:
-            v = collapse(v)
-        if v is not UNDEFINED:
-            out[key] = v
-
-
 _CAPTURING = {"lambda", "bind", "partial", "transform", "parent"}
 
 
@@ -660,44 +554,6 @@ def _inline_lambda(c: Compiler, node: Any) -> Any:
     if any(n.type in _CAPTURING or getattr(n, "tuple", None) for n in _walk(body, set())):
         return None
     return fn
-
-
-def _items(v: Any) -> Any:
-    """The sequence a path's first step yields from one object's field value."""
-    if type(v) is Seq:
-        v = collapse(v)
-    t = type(v)
-    if t is list or t is Seq:
-        return v
-    return () if v is UNDEFINED else (v,)
-
-
-def _to_number(v: Any, b: Builtin, inp: Any, position: int) -> Any:
-    """``$number`` of a non-number: a string parsed, anything else checked."""
-    if type(v) is str:
-        if DECIMAL_RE.fullmatch(v):  # "19.99": as to_number does it, one call less
-            f = float(v)
-            return int(f) if f.is_integer() and -MAX_EXACT < f < MAX_EXACT else f
-        try:
-            return b.impl(v)
-        except JsonataError as err:
-            _mark(err, position, b.name)
-            raise
-    return _call_generic(b, [v], inp, position)
-
-
-def _numbers(v: Any) -> Any:
-    """``v`` as the array of numbers an ``a<n>`` parameter wants, or None."""
-    t = type(v)
-    if t is list or t is Seq:
-        for x in v:
-            tx = type(x)
-            if tx is not int and tx is not float:
-                return None
-        return v
-    if t is int or t is float:
-        return [v]
-    return None
 
 
 def _returns_scalar(builtin: Builtin) -> bool:

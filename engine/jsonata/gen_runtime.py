@@ -1,0 +1,170 @@
+"""Run-time support for the Python functions codegen.py writes.
+
+codegen.py decides, at compile time, what code to write; the functions here
+are what that code calls at run time for the less common paths (a value of an
+unexpected type, a library call needing its signature's checks, a closure
+built on first use) and the namespace each generated function runs in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .errors import JsonataError
+from .functions_core import DECIMAL_RE, to_boolean, to_string
+from .paths import lookup
+from .runtime import Builtin, Frame, apply_at_depth, mark_error, pace
+from .values import MAX_EXACT, UNDEFINED, ConsArray, Seq, collapse, out_of_range
+
+if TYPE_CHECKING:
+    from .compiler import Compiler
+
+Fn = Callable[[Any, Frame], Any]
+
+
+class Deferred:
+    """The closure of a generated node, built on first use: it serves only
+    the slow paths (another type, a shadowed name), which most expressions
+    never take, so building it at load would double the compile time."""
+
+    __slots__ = ("_bound", "_depth", "_fn", "_node", "_source")
+
+    def __init__(self, c: Compiler, node: Any, depth: int) -> None:
+        self._source, self._bound, self._depth, self._node = c.source, c.bound, depth, node
+        self._fn: Fn | None = None
+
+    def __call__(self, inp: Any, env: Frame) -> Any:
+        fn = self._fn
+        if fn is None:
+            from .compiler import Compiler
+            c = Compiler(self._source)
+            c.bound, c.depth, c.codegen = self._bound, self._depth, False
+            fn = self._fn = c.compile(self._node, False)
+        return fn(inp, env)
+
+
+def overflow(position: int) -> Exception:
+    # int operand too large to convert to a float in mixed arithmetic
+    return out_of_range(None, "an integer too large for a floating-point operation", position)
+
+
+def call_generic(b: Builtin, vals: list[Any], inp: Any, position: int) -> Any:
+    """A library call whose arguments need the signature's checks or coercions."""
+    try:
+        if b.signature is not None:
+            vals = b.signature.validate(vals, inp)
+        return b.impl(*vals)
+    except JsonataError as err:
+        mark_error(err, position, b.name)
+        raise
+
+
+def call_env(b: Builtin, vals: list[Any], inp: Any, env: Frame, position: int,
+              static_depth: int) -> Any:
+    """A library function that takes the frame (``$map``, ``$sort``, ...), applied
+    as the closure ``call`` in compiler.py applies it, depth bound included."""
+    return apply_at_depth(b, vals, inp, env, static_depth, position, b.name)
+
+
+def mark_line(err: JsonataError, sites: dict[int, tuple[int, str]]) -> None:
+    tb = err.__traceback__  # its first entry is the generated function's own frame
+    site = sites.get(tb.tb_lineno) if tb is not None else None
+    if site is not None:
+        mark_error(err, *site)
+
+
+
+
+def narrow_result(r: float, op: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
+    """A float result as the operator gives it: whole numbers as int, non-finite
+    as the operator's D1001."""
+    if r - r != 0:
+        return op(a, b)
+    return int(r) if r.is_integer() and -MAX_EXACT < r < MAX_EXACT else r
+
+
+def flat(items: list[Any]) -> Seq:
+    out = Seq()
+    for v in items:
+        if isinstance(v, list) and type(v) is not ConsArray:
+            out.extend(v)
+        else:
+            out.append(v)
+    return out
+
+
+def concat_part(v: Any) -> str:
+    return "" if v is UNDEFINED else to_string(v)
+
+
+def copy_fields(out: dict[str, Any], d: dict[str, Any],
+                 table: tuple[tuple[str, str, tuple[str, ...], Fn], ...], env: Frame) -> None:
+    """``out[key] = d.first.rest...`` for each entry, as the path would give it."""
+    for key, first, rest, slow in table:
+        v = d.get(first, UNDEFINED)
+        for name in rest:
+            if type(v) is dict:
+                v = v.get(name, UNDEFINED)
+            elif v is not UNDEFINED:
+                v = slow(d, env)  # an array or a scalar on the way: the generic path
+                break
+        if type(v) is Seq:
+            v = collapse(v)
+        if v is not UNDEFINED:
+            out[key] = v
+
+
+def first_step_items(v: Any) -> Any:
+    """The sequence a path's first step yields from one object's field value."""
+    if type(v) is Seq:
+        v = collapse(v)
+    t = type(v)
+    if t is list or t is Seq:
+        return v
+    return () if v is UNDEFINED else (v,)
+
+
+def to_number_call(v: Any, b: Builtin, inp: Any, position: int) -> Any:
+    """``$number`` of a non-number: a string parsed, anything else checked."""
+    if type(v) is str:
+        if DECIMAL_RE.fullmatch(v):  # "19.99": as to_number does it, one call less
+            f = float(v)
+            return int(f) if f.is_integer() and -MAX_EXACT < f < MAX_EXACT else f
+        try:
+            return b.impl(v)
+        except JsonataError as err:
+            mark_error(err, position, b.name)
+            raise
+    return call_generic(b, [v], inp, position)
+
+
+def numbers_of(v: Any) -> Any:
+    """``v`` as the array of numbers an ``a<n>`` parameter wants, or None."""
+    t = type(v)
+    if t is list or t is Seq:
+        for x in v:
+            tx = type(x)
+            if tx is not int and tx is not float:
+                return None
+        return v
+    if t is int or t is float:
+        return [v]
+    return None
+
+
+
+def namespace() -> dict[str, Any]:
+    """The globals of one generated function (it adds its own constants)."""
+    return {
+        "U": UNDEFINED, "Seq": Seq, "ConsArray": ConsArray, "_collapse": collapse,
+        "_lookup": lookup, "_tobool": to_boolean, "_cat": concat_part, "_flat": flat,
+        "_pace": pace, "_JErr": JsonataError, "_mark_line": mark_line, "_call": call_generic,
+        "_call_env": call_env, "_narrow": narrow_result, "_SLOW": SLOW, "_NUM": (int, float),
+        "_numbers": numbers_of, "_overflow": overflow, "_copy": copy_fields, "_Frame": Frame,
+        "_items": first_step_items, "_to_number": to_number_call,
+    }
+
+
+#: marks a field path that met something other than an object on the way
+SLOW = object()
