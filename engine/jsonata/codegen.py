@@ -450,7 +450,9 @@ class _Gen:
     def _higher_order(self, node: Any, ctx: str, fn: Any) -> str:
         """``$map``/``$filter`` over a literal function: the loop written out,
         the function's body inline, its parameters in one frame reused for
-        every item (the body creates nothing that could keep the frame)."""
+        every item (the body creates nothing that could keep the frame).
+        Calls made from the body count their depth from the enclosing
+        function, one level less than through ``$map``'s own call."""
         name = node.procedure.value
         arr, r, frame, acc, i, item = (self.tmp() for _ in range(6))
         self.assign(arr, node.arguments[0], ctx)
