@@ -29,6 +29,7 @@ import redis
 import requests
 
 from connectors.signatures.shopify import SCHEME as SHOPIFY
+from engine.app import App
 from engine.store.base import DeadLetter, DeadLetterFilter
 from tests.integration.conftest import (  # noqa: F401 - fixtures
     ROOT,
@@ -259,6 +260,22 @@ class Serve:
                 self.process.wait()
         self._out.close()
         self.http.close()
+
+
+def start_cluster(cluster: Cluster, serve: list[Serve] | None = None,  # noqa: F811
+                  workers: int = 2) -> tuple[App, Serve | None]:
+    """Start *workers* worker processes (and ``flowrun serve`` when *serve* is given), build
+    the producer App while they boot, and return once every one is ready."""
+    for n in range(workers):
+        cluster.start_worker(f"w{n + 1}")
+    server = None
+    if serve is not None:
+        server = Serve(cluster.env, cluster.flows, cluster.home / "serve.log")
+        serve.append(server)
+    app = cluster.app()
+    for worker in cluster.workers:
+        worker.wait_ready()
+    return app, server
 
 
 @pytest.fixture
