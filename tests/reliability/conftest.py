@@ -158,6 +158,40 @@ def settle(check: Callable[[], Any], timeout: float) -> bool:
     return True
 
 
+ENDED = ("succeeded", "dead_lettered", "failed")
+
+
+def finish(app: App, flow: str, total: int, timeout: float,
+           busy: Callable[[], bool] = lambda: False) -> list[str]:
+    """Wait until *total* runs of *flow* ended; the keys of the runs that were stranded.
+
+    A task that the broker handed to a worker killed (or whose Redis died) before kombu noted
+    it as unacknowledged is gone — BRPOP, then the unacked entry, in two steps; likewise a
+    task being restored. Its run stays recorded as queued and no sweep looks at it: what picks
+    it up today is the resume of the next ``flowrun serve`` or scheduler start. So when runs
+    stop ending short of *total* (nothing ended for 20 s while *busy* is false), the runs still
+    active are handed to the workers again exactly so (``executor.start(resume=True)``), and
+    their keys returned for the scenario to report."""
+    progress = [-1, time.monotonic()]
+
+    def ended() -> int:
+        counts = app.store.count_runs(flow)
+        return sum(counts.get(status, 0) for status in ENDED)
+
+    def ended_or_still() -> bool:
+        now, done = time.monotonic(), ended()
+        if done != progress[0]:
+            progress[:] = [done, now]
+        return done >= total or (not busy() and now - progress[1] > 20)
+
+    settle(ended_or_still, timeout)
+    stranded = [str(state.key) for state in app.store.active_runs() if state.flow_id == flow]
+    if stranded:
+        app.executor.start(resume=True)
+        settle(lambda: ended() >= total, 60)
+    return stranded
+
+
 def dead_letters(store: Any, flow: str) -> list[DeadLetter]:
     return list(store.list_dead_letters(DeadLetterFilter(flow=flow, limit=100_000)))
 

@@ -29,6 +29,7 @@ from tests.reliability.conftest import (
     seeded,
     settle,
     size,
+    start_cluster,
     use_reference_flow,
 )
 
@@ -82,11 +83,7 @@ def test_flapping_downstream_then_bulk_replay_delivers_each_message_once(
                for n, name in enumerate(names)}
     for name, script in scripts.items():
         downstream.hooks[f"/flaky/{name}"] = behaviour(script)
-    for worker in ("w1", "w2"):
-        cluster.start_worker(worker)
-    app = cluster.app()
-    for started in cluster.workers:
-        started.wait_ready()
+    app, _ = start_cluster(cluster)
     flow = app.flows.flows["flaky-deliveries"]
     began = time.monotonic()
     runs = {app.accept(flow, {"message": name}).run_id: name for name in names}

@@ -26,6 +26,7 @@ from tests.reliability.conftest import (
     settle,
     signed,
     size,
+    start_cluster,
     use_reference_flow,
 )
 
@@ -40,12 +41,8 @@ def test_duplicate_storm_starts_one_run_per_webhook_id(
         cluster: Cluster, downstream: Downstream, serve: list[Serve],
         monkeypatch: pytest.MonkeyPatch) -> None:
     use_reference_flow(cluster, downstream, monkeypatch)
-    for name in ("w1", "w2"):
-        cluster.start_worker(name)
-    server = Serve(cluster.env, cluster.flows, cluster.home / "serve.log")
-    serve.append(server)
-    for worker in cluster.workers:
-        worker.wait_ready()
+    app, server = start_cluster(cluster, serve)
+    assert server is not None
     local = threading.local()
 
     def deliver(n: int) -> tuple[int, int, dict[str, object]]:
@@ -61,7 +58,6 @@ def test_duplicate_storm_starts_one_run_per_webhook_id(
     storm = [n for n in range(KEYS) for _ in range(COPIES)]
     with ThreadPoolExecutor(THREADS) as pool:
         answers = list(pool.map(deliver, storm))
-    app = cluster.app()
     settle(lambda: app.store.count_runs("reference-orders").get("succeeded", 0) >= KEYS,
            60 + KEYS)
 

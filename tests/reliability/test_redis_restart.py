@@ -24,11 +24,12 @@ from tests.reliability.conftest import (
     Ledger,
     RestartableRedis,
     Serve,
+    finish,
     message,
     report,
-    settle,
     signed,
     size,
+    start_cluster,
     use_reference_flow,
     wait_until,
 )
@@ -94,12 +95,8 @@ def test_redis_killed_mid_stream_loses_no_accepted_webhook(
     cluster.redis_url = restartable_redis.url
     cluster.env["FLOWRUN_REDIS_URL"] = restartable_redis.url
     use_reference_flow(cluster, downstream, monkeypatch)
-    for name in ("w1", "w2"):
-        cluster.start_worker(name)
-    server = Serve(cluster.env, cluster.flows, cluster.home / "serve.log")
-    serve.append(server)
-    for worker in cluster.workers:
-        worker.wait_ready()
+    app, server = start_cluster(cluster, serve)
+    assert server is not None
 
     senders = Senders(server.url)
     deadline = time.monotonic() + 120 + MESSAGES
@@ -117,9 +114,7 @@ def test_redis_killed_mid_stream_loses_no_accepted_webhook(
     for thread in threads:
         thread.join()
 
-    app = cluster.app()
-    settle(lambda: app.store.count_runs("reference-orders").get("succeeded", 0) >= MESSAGES,
-           90 + MESSAGES * 0.5)
+    stranded = finish(app, "reference-orders", MESSAGES, 90 + MESSAGES * 0.5)
     elapsed = time.monotonic() - started
     final = senders.final()
     during = [a for a in senders.answers if a.sent >= down_from and a.answered <= down_until]
@@ -127,7 +122,7 @@ def test_redis_killed_mid_stream_loses_no_accepted_webhook(
     ledger = Ledger.of(downstream, "/orders")
     expected = {f"m-{n:06d}" for n in range(MESSAGES)}
     counts = app.store.count_runs("reference-orders")
-    report("redis-restart", messages=MESSAGES, requests=len(senders.answers),
+    report("redis-restart", messages=MESSAGES, stranded=stranded, requests=len(senders.answers),
            answers_503=sum(a.status == 503 for a in senders.answers),
            answers_during_outage=len(during), outage_seconds=OUTAGE, runs=counts,
            effects=ledger.effects, missing=len(ledger.missing(expected)),

@@ -23,10 +23,10 @@ from tests.reliability.conftest import (
     Downstream,
     Ledger,
     dead_letters,
+    finish,
     message,
     report,
     seeded,
-    settle,
     size,
     start_cluster,
     use_reference_flow,
@@ -82,34 +82,11 @@ def test_sigkilled_workers_lose_nothing_and_double_nothing(
     chaos.thread.start()
     try:
         accepted = {app.accept(flow, message(n)).run_id: f"m-{n:06d}" for n in range(MESSAGES)}
-
-        def ended() -> int:
-            counts = app.store.count_runs("reference-orders")
-            return sum(counts.get(s, 0) for s in ("succeeded", "dead_lettered", "failed"))
-
-        def finished() -> bool:
-            return ended() >= MESSAGES
-
-        progress = [0, time.monotonic()]
-
-        def finished_or_still() -> bool:
-            """All ended, or the kills are over and nothing ended for 20 s."""
-            now, done = time.monotonic(), ended()
-            if done != progress[0]:
-                progress[:] = [done, now]
-            return done >= MESSAGES or (not chaos.thread.is_alive() and now - progress[1] > 20)
-        settle(finished_or_still, 120 + MESSAGES * 0.5)
+        stranded = finish(app, "reference-orders", MESSAGES, 120 + MESSAGES * 0.5,
+                          busy=chaos.thread.is_alive)
     finally:
         chaos.stop.set()
         chaos.thread.join(30)
-    # A task the broker handed to a worker killed before it noted the task as unacknowledged
-    # is gone (kombu's Redis transport: BRPOP, then the unacked entry); its run stays recorded
-    # as queued and no sweep looks at it. What recovers it today is the resume of the next
-    # `flowrun serve` / scheduler start (`executor.start(resume=True)`): done here, and counted.
-    stranded = [s.key for s in app.store.active_runs()]
-    if stranded:
-        app.executor.start(resume=True)
-        settle(finished, 60)
     elapsed = time.monotonic() - started
 
     statuses = {run_id: app.store.get_run(run_id) for run_id in accepted}
