@@ -73,6 +73,10 @@ class CelerySettings(BaseSettings):
     pump_interval: float = Field(0.5, gt=0, description="Seconds between due-retry sweeps.")
     claim_lease: float = Field(60.0, gt=0, description="A due id a pump claimed but never sent "
                                                        "goes back to the due set after this.")
+    stranded_after: float | None = Field(
+        None, gt=0, description="Seconds a run may stay queued with no worker on it before the "
+        "stuck-run sweep queues it again (its task lost by the broker); default twice the "
+        "visibility timeout.")
     max_deliveries: int = Field(
         5, ge=1, description="Deliveries of one run that may die with their worker before the "
         "run is dead-lettered as poison instead of taking another worker down.")
@@ -257,7 +261,9 @@ class CeleryExecutor:
         self.leases = Leases(app.store, self.tuning.run_lease)
         self.reaper = Reaper(app.store, self.deliveries, self._leased, self.submit,
                              identity=self._identity, interval=self.tuning.reap_interval,
-                             grace=self.tuning.run_lease)
+                             grace=self.tuning.run_lease,
+                             stranded_after=self.tuning.stranded_after
+                             or 2 * self.tuning.visibility_timeout)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, resume: bool = True) -> None:

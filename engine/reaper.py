@@ -9,6 +9,13 @@
   ``FLOWRUN_CELERY_REAP_INTERVAL`` seconds; one worker sweeps per interval. A reaped run that the
   broker redelivers as well is harmless: the second delivery waits for the lease, then finds the
   run done.
+- **Stranded in the queue.** Kombu's Redis transport takes a task off the queue and notes it
+  as unacknowledged in two steps (and restores one the same way): a worker or Redis killed
+  between the two loses the task, and its run stays ``queued`` with nothing to deliver it. The
+  sweep also queues again every run still ``queued`` longer than ``stranded_after`` (twice the
+  visibility timeout, by default, when the broker's own redelivery would long have come) and not
+  in a worker, once per such period: a run merely waiting in a long backlog gets one harmless
+  extra task (it finds its run taken or done), a stranded one gets going again.
 - **Poison.** A run whose step kills the worker process (memory exhausted, a crash in a native
   library, ``os._exit``) would be delivered again and again, taking a worker down each time.
   `Deliveries` counts the deliveries of each run that started and did not return, so retries and
@@ -95,6 +102,20 @@ class Deliveries:
         ids = self.client.zrangebyscore(self.inflight_key, "-inf", when, start=0, num=limit)
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
+    def queued_before(self, when: float, limit: int) -> list[str]:
+        """Runs recorded ``queued`` before *when* (the store's status index, scored by creation)."""
+        ids = self.client.zrangebyscore(f"{self.prefix}runs:status:queued", "-inf", when,
+                                        start=0, num=limit)
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    def in_flight(self, run_id: str) -> bool:
+        return self.client.zscore(self.inflight_key, run_id) is not None
+
+    def claim_requeue(self, run_id: str, period: float) -> bool:
+        """True once per *period* per run: who may queue a stranded run again now."""
+        return bool(self.client.set(f"{self.prefix}requeued:{run_id}", "1", nx=True,
+                                    px=max(1, int(period * 1000))))
+
     def touch(self, run_id: str) -> None:
         """Restart the clock of a run queued again, so the next sweep leaves it to its worker."""
         self.client.zadd(self.inflight_key, {run_id: time.time()}, xx=True)
@@ -121,7 +142,7 @@ class Reaper(Periodic):
 
     def __init__(self, store: Store, deliveries: Deliveries, leased: Callable[[str], bool],
                  requeue: Callable[[str], None], *, identity: str, interval: float = 30.0,
-                 grace: float = 60.0, batch: int = 1000):
+                 grace: float = 60.0, batch: int = 1000, stranded_after: float = 600.0):
         super().__init__(interval)
         self.store = store
         self.deliveries = deliveries
@@ -131,6 +152,7 @@ class Reaper(Periodic):
         # only runs in a worker longer than this are looked at: covers clocks that disagree
         self.grace = grace
         self.batch = batch
+        self.stranded_after = stranded_after
 
     def sweep(self) -> list[str]:
         """Queue every stuck run again now; their ids. One worker sweeps per interval."""
@@ -143,6 +165,16 @@ class Reaper(Periodic):
             log.warning("run %s was in a worker that stopped (its lease expired); queued again "
                         "to resume from its last checkpoint", run_id)
             self.deliveries.touch(run_id)
+            self.requeue(run_id)
+            reaped.append(run_id)
+        for run_id in self.deliveries.queued_before(time.time() - self.stranded_after,
+                                                    self.batch):
+            if (self.deliveries.in_flight(run_id) or self.leased(run_id)
+                    or not self.deliveries.claim_requeue(run_id, self.stranded_after)):
+                continue
+            log.warning("run %s has been queued for over %.0f s with no worker on it (its task "
+                        "may have been lost by the broker); queued again", run_id,
+                        self.stranded_after)
             self.requeue(run_id)
             reaped.append(run_id)
         return reaped

@@ -20,6 +20,7 @@ import threading
 import pytest
 import redis
 
+from engine.runner import start
 from engine.store.base import DeadLetterFilter
 from engine.store.redis import RedisStore
 from tests.integration.conftest import Cluster, Downstream, wait_until
@@ -128,3 +129,25 @@ def test_a_run_that_keeps_killing_its_worker_is_dead_lettered_as_poison(
     again = app.accept(app.flows.flows["poison"], {"order": 14}).run_id
     downstream.hooks.pop("/poison")
     assert app.wait_for(again, timeout=30)[0].status == "succeeded"
+
+
+def test_a_run_left_queued_by_a_lost_task_is_queued_again_once_per_period(
+        cluster: Cluster, downstream: Downstream) -> None:
+    (cluster.flows / "single.yaml").write_text(SINGLE, encoding="utf-8")
+    cluster.env.update({"DOWNSTREAM_URL": downstream.url, "FLOWRUN_CELERY_REAP_INTERVAL": "1",
+                        "FLOWRUN_CELERY_STRANDED_AFTER": "3"})
+    app = cluster.app()
+    flow = app.flows.flows["single"]
+    # the run is recorded, but its task never reaches the broker (as when kombu loses it
+    # between taking it off the queue and noting it unacknowledged)
+    stranded = start(flow, {"order": 7})
+    app.remember_version(flow)
+    assert app.store.create_run(stranded) is None
+    worker = cluster.start_worker("one")
+    worker.wait_ready()
+    state, = app.wait_for(stranded.run_id, timeout=40)
+    assert state.status == "succeeded", state.error
+    assert f"run {stranded.run_id} has been queued for over 3 s" in worker.text()
+    assert list(downstream.effects.values()) == [1]
+    client = redis.Redis.from_url(cluster.redis_url)
+    assert client.exists(f"flowrun:requeued:{stranded.run_id}")  # once per period
