@@ -7,6 +7,9 @@ executor, in that order. The caller answers the sender only after ``accept`` ret
 
 from __future__ import annotations
 
+import json
+import logging
+import reprlib
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +29,13 @@ from engine.schemas import SchemaStore
 from engine.settings import Settings
 from engine.store.base import DeadLetter, Store
 from engine.store.sqlite import SqliteStore
+
+log = logging.getLogger("flowrunner.app")
+
+#: the text kept of a message too deep to record: the first levels, each shortened
+_SHALLOW = reprlib.Repr()
+_SHALLOW.maxlevel, _SHALLOW.maxlist, _SHALLOW.maxdict, _SHALLOW.maxstring = 30, 50, 50, 200
+_SHALLOW.maxother = 200
 
 if TYPE_CHECKING:
     from engine.celery_executor import CeleryExecutor
@@ -113,15 +123,21 @@ class App:
                trigger: str = "manual", correlation_id: str | None = None,
                request: dict[str, Any] | None = None) -> Accepted:
         flow = self.flows.flows.get(flow.id, flow)  # the newest version (hot reload)
-        state = start(flow, body, headers, trigger=trigger, correlation_id=correlation_id,
-                      request=request)
-        idempotency = None
-        if flow.idempotency_key is not None:
-            key = self._idempotency_key(flow, state)
-            if key:
-                idempotency = (flow.id, key, self.settings.idempotency_ttl)
         self.remember_version(flow)
-        existing = self.store.create_run(state, idempotency)
+        try:
+            state = start(flow, body, headers, trigger=trigger, correlation_id=correlation_id,
+                          request=request)
+            idempotency = None
+            if flow.idempotency_key is not None:
+                key = self._idempotency_key(flow, state)
+                if key:
+                    idempotency = (flow.id, key, self.settings.idempotency_ttl)
+            existing = self.store.create_run(state, idempotency)
+        except RecursionError:
+            # a poll record or a hand-off nested deeper than anything can record (the webhook
+            # server refuses such bodies with a 400 before this): keep what can be kept in the
+            # dead-letter queue, so one bad record neither vanishes nor blocks its poll
+            return self._dead_letter_unrecordable(flow, body, headers, trigger, correlation_id)
         if existing is not None:
             original = self.store.get_run(existing)
             if original is not None and original.status == "queued":
@@ -131,6 +147,26 @@ class App:
                 self.executor.submit(existing, flow.model.queue)
             return Accepted(existing, original.correlation_id if original else "", True)
         self.executor.submit(state.run_id, flow.model.queue)
+        return Accepted(state.run_id, state.correlation_id)
+
+    def _dead_letter_unrecordable(self, flow: CompiledFlow, body: Any,
+                                  headers: dict[str, Any] | None, trigger: str,
+                                  correlation_id: str | None) -> Accepted:
+        text = _SHALLOW.repr(body)
+        try:
+            kept_headers = json.loads(json.dumps(headers or {}, default=str))
+        except (RecursionError, ValueError):
+            kept_headers = {}
+        state = start(flow, {"unrecordable": text}, kept_headers, trigger=trigger,
+                      correlation_id=correlation_id)
+        state.status = "dead_lettered"
+        state.error = {"kind": "too_deep", "message": "the message is nested too deeply to "
+                       "record; it is kept as text (the first levels, shortened) in the body's "
+                       "'unrecordable' field"}
+        self.store.create_run(state)
+        self.store.save_run(state, dead_letter=dlq.entry_for(state))
+        log.error("flow %s: a %s message nested too deeply to record was dead-lettered as run %s",
+                  flow.id, trigger, state.run_id)
         return Accepted(state.run_id, state.correlation_id)
 
     @staticmethod
