@@ -83,6 +83,22 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
+class SharedBucket:
+    """The same `rate_limit:` held in Redis, so every `flowrun serve` process behind a load
+    balancer shares one budget per trigger. If Redis does not answer, the request is let through
+    to intake, which answers 503 itself when it cannot record the run."""
+
+    def __init__(self, limits: Any, name: str, per_second: float, burst: int):
+        self.limits, self.name, self.rate, self.burst = limits, name, per_second, burst
+
+    def take(self) -> float:
+        try:
+            return float(self.limits.try_take(self.name, self.rate, self.burst))
+        except Exception:
+            log.warning("webhook rate limit %s not checked: Redis did not answer", self.name)
+            return 0.0
+
+
 @dataclass
 class Hook:
     """One served webhook trigger, everything resolved."""
@@ -92,7 +108,7 @@ class Hook:
     scheme: Scheme[Any] | None = None
     config: BaseModel | None = None
     secrets: list[str] = field(default_factory=list)
-    bucket: TokenBucket | None = None
+    bucket: TokenBucket | SharedBucket | None = None
 
 
 # -- start-up ----------------------------------------------------------------------------------
@@ -113,7 +129,11 @@ def build_hooks(app: App, now: float) -> list[Hook]:
                                            "is reserved by the server; choose another path"))
             continue
         if trigger.rate_limit is not None:
-            hook.bucket = TokenBucket(trigger.rate_limit.per_second, trigger.rate_limit.burst)
+            limits = getattr(app.executor, "limits", None)  # Redis: shared by every server
+            hook.bucket = (SharedBucket(limits, f"webhook:{flow.id}", trigger.rate_limit.per_second,
+                                        trigger.rate_limit.burst) if limits is not None
+                           else TokenBucket(trigger.rate_limit.per_second,
+                                            trigger.rate_limit.burst))
         if trigger.signature is not None:
             found = _signature(app, flow, trigger.signature, schemes, hook, now)
             problems.extend(found)
@@ -305,7 +325,9 @@ class _Intake:
             return _json(status, {"error": error}, cid, headers)
 
         if hook.bucket is not None:
-            wait = hook.bucket.take()
+            bucket = hook.bucket
+            wait = (bucket.take() if isinstance(bucket, TokenBucket)
+                    else await run_in_threadpool(bucket.take))
             if wait:
                 return refuse(429, "rate_limited", "too many requests; retry later",
                               **{"Retry-After": str(max(1, math.ceil(wait)))})

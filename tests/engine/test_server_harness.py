@@ -56,7 +56,7 @@ def flow_text(text: str) -> str:
 
 def make_app(tmp_path: Path, flows: dict[str, str], *, store: Store | None = None,
              busy_timeout: float = 5.0, workers: int = 2,
-             extra_secrets: dict[str, str] | None = None) -> App:
+             extra_secrets: dict[str, str] | None = None, redis_url: str | None = None) -> App:
     """An App over *flows* ({flow id: YAML}) written to tmp_path, with the test secrets."""
     folder = tmp_path / "flows"
     folder.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,7 @@ def make_app(tmp_path: Path, flows: dict[str, str], *, store: Store | None = Non
     secrets.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
     os.chmod(secrets, 0o600)
     settings = Settings(home=tmp_path / "home", flows=folder, secrets_file=secrets,
-                        busy_timeout=busy_timeout, workers=workers)
+                        busy_timeout=busy_timeout, workers=workers, redis_url=redis_url)
     app = App(settings, store=store)
     assert app.flows.ok, [str(p) for p in app.flows.problems]
     return app

@@ -19,6 +19,7 @@ import pytest
 from test_server_harness import SECRETS, SHOP_FLOW, Running, make_app, serving
 
 from connectors.signatures.shopify import SCHEME as SHOPIFY
+from tests.redis_fixture import redis_server, redis_url  # noqa: F401 - fixtures
 
 SHOP_CONFIG = SHOPIFY.config()
 ORDER = {"id": 1001, "email": "ada@example.com", "total_price": "250.00"}
@@ -339,6 +340,19 @@ def test_rate_limit_is_429_with_retry_after(server: Running) -> None:
 
 
 # -- routing -----------------------------------------------------------------------------------
+def test_on_redis_the_rate_limit_is_one_budget_for_every_server(
+        tmp_path: Path, redis_url: str) -> None:  # noqa: F811
+    first = make_app(tmp_path / "a", {"limited": LIMITED_FLOW}, redis_url=redis_url)
+    second = make_app(tmp_path / "b", {"limited": LIMITED_FLOW}, redis_url=redis_url)
+    with serving(first, executor=False) as one, serving(second, executor=False) as two:
+        answers = [server.post("/hooks/limited", b"{}", {"content-type": "application/json"})
+                   for server in (one, two, one, two)]
+    # burst 2 shared by both processes: two pass, then both refuse, and a refusal reserves
+    # no later turn
+    assert [r.status_code for r in answers] == [202, 202, 429, 429]
+    assert int(answers[2].headers["Retry-After"]) >= 1
+
+
 def test_unknown_path_is_404(server: Running) -> None:
     response = server.post("/hooks/nope", b"{}", {"Content-Type": "application/json"})
     assert response.status_code == 404
