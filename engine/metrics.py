@@ -36,7 +36,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from engine.poll import cursor as cursors
-from engine.store.base import ACTIVE, DeadLetterFilter
+from engine.store.base import ACTIVE
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -46,8 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("flowrunner.metrics")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-# dead letters counted per scrape at most; beyond it the gauge says "at least this many"
-DLQ_SCAN_LIMIT = 10_000
 STEP_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 INTAKE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 
@@ -194,9 +192,7 @@ class StoreCollector(Collector):
                                 "polling flow with a timestamp cursor.", labels=["flow"])
         flows = self.app.flows.flows
         counts: dict[str, int] = dict.fromkeys(flows, 0)
-        for entry in self.app.store.list_dead_letters(
-                DeadLetterFilter(status="open", limit=DLQ_SCAN_LIMIT)):
-            counts[entry.flow_id] = counts.get(entry.flow_id, 0) + 1
+        counts.update(self.app.store.count_dead_letters("open"))
         for flow_id, n in sorted(counts.items()):
             depth.add_metric([flow_id], n)
         now = time.time()

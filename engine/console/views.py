@@ -123,9 +123,7 @@ def dead_letter_filter(params: dict[str, str], limit: int | None = None) -> Dead
 
 # -- flows -------------------------------------------------------------------------------------
 def flow_health(app: App) -> list[dict[str, Any]]:
-    open_entries: dict[str, int] = {}
-    for entry in app.store.list_dead_letters(DeadLetterFilter(status="open", limit=10_000)):
-        open_entries[entry.flow_id] = open_entries.get(entry.flow_id, 0) + 1
+    open_entries = app.store.count_dead_letters("open")
     out = []
     now = time.time()
     for flow_id, flow in sorted(app.flows.flows.items()):

@@ -82,6 +82,9 @@ class Store(Protocol):
 
     def count_runs(self, flow: str | None = None) -> dict[str, int]: ...
 
+    def count_dead_letters(self, status: str = "open") -> dict[str, int]:
+        """Dead-letter entries in *status*, by flow (flows with none left out); O(flows)."""
+
     # flow versions ----------------------------------------------------------------------------
     def save_flow_version(self, flow_id: str, version: str, text: str) -> None: ...
 

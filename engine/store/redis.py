@@ -74,6 +74,10 @@ local dk = p .. 'dl:' .. id
 local old = redis.call('HGET', dk, 'status')
 if not old and ARGV[8] == '1' then return 0 end
 if old then redis.call('ZREM', p .. 'dls:status:' .. old, id) end
+if old ~= ARGV[6] then  -- per status, entries by flow: read by metrics and the console
+  if old then redis.call('HINCRBY', p .. 'dls:count:' .. old, ARGV[4], -1) end
+  redis.call('HINCRBY', p .. 'dls:count:' .. ARGV[6], ARGV[4], 1)
+end
 redis.call('HSET', dk, 'data', ARGV[3], 'status', ARGV[6])
 redis.call('ZADD', p .. 'dls:all', ARGV[7], id)
 redis.call('ZADD', p .. 'dls:flow:' .. ARGV[4], ARGV[7], id)
@@ -274,6 +278,10 @@ class RedisStore:
 
         records = self._scan(index, query.since, query.until, query.limit, f"{p}dl:", keep)
         return [DeadLetter(**r) for r in records]
+
+    def count_dead_letters(self, status: str = "open") -> dict[str, int]:
+        counts = self._do(lambda: self.redis.hgetall(f"{self.prefix}dls:count:{status}"))
+        return {str(flow): int(n) for flow, n in counts.items() if int(n) > 0}
 
     def update_dead_letter(self, entry: DeadLetter) -> None:
         self._do(lambda: self._save_dl(args=self._dl_args(entry, only_if_exists=True)))

@@ -163,6 +163,11 @@ class SqliteStore:
         rows = self._query(sql + " GROUP BY status", (flow,) if flow else ())
         return {status: count for status, count in rows}
 
+    def count_dead_letters(self, status: str = "open") -> dict[str, int]:
+        rows = self._query("SELECT flow_id, COUNT(*) FROM dead_letters WHERE status = ? "
+                           "GROUP BY flow_id", (status,))
+        return {flow: count for flow, count in rows if count}
+
     # -- idempotency ---------------------------------------------------------------------------
     def create_run(self, state: RunState, idempotency: tuple[str, str, float] | None = None,
                    ) -> str | None:

@@ -224,6 +224,22 @@ def test_update_dead_letter_changes_status_and_audit(store: Store) -> None:
     assert [e.id for e in store.list_dead_letters(DeadLetterFilter(status="replaying"))] == ["e1"]
 
 
+def test_dead_letters_are_counted_by_status_and_flow(store: Store) -> None:
+    put_letters(store, letter("e1", flow="orders"), letter("e2", flow="orders"),
+                letter("e3", flow="invoices"), letter("e4", flow="orders", status="discarded"))
+    assert store.count_dead_letters() == {"orders": 2, "invoices": 1}
+    entry = store.get_dead_letter("e3")
+    assert entry is not None
+    entry.status = "replayed"
+    store.update_dead_letter(entry)
+    store.update_dead_letter(entry)  # saved again unchanged: counted once
+    assert store.count_dead_letters("open") == {"orders": 2}
+    assert store.count_dead_letters("replayed") == {"invoices": 1}
+    assert store.count_dead_letters("discarded") == {"orders": 1}
+    store.update_dead_letter(letter("ghost"))  # nothing created, nothing counted
+    assert store.count_dead_letters() == {"orders": 2}
+
+
 def test_update_of_an_unknown_dead_letter_creates_nothing(store: Store) -> None:
     store.update_dead_letter(letter("ghost"))
     assert store.get_dead_letter("ghost") is None
