@@ -54,8 +54,12 @@ def jsonata_figures(data: dict[str, Any]) -> list[dict[str, Any]]:
             out.append(figure(f"JSONata {case}: compiled ÷ jsonata-js",
                               round(row["ratio_vs_jsonata_js"], 2), "×", 1.0,
                               note="below 1: faster than the JavaScript reference"))
-        out.append(figure(f"JSONata {case}: compile", round(row["compile_ms"], 2), "ms",
-                          goals.get("compile_ms_max")))
+        out.append(figure(f"JSONata {case}: compile with code generation",
+                          round(row["compile_ms"], 2), "ms", goals.get("compile_ms_max")))
+        if "compile_at_load_ms" in row:
+            out.append(figure(f"JSONata {case}: compile at flow load (tiered)",
+                              round(row["compile_at_load_ms"], 2), "ms",
+                              goals.get("compile_ms_max")))
     return out
 
 

@@ -86,7 +86,7 @@ class _Native:
     def __init__(self, native: Any, source: str):
         self._native = native
         try:
-            self._expr = native.compile_expression(source)
+            self._expr = native.compile_expression(source, tiered=True)
         except native.JsonataError as exc:
             raise SyntaxFailure(_native_message(exc), int(exc.position or 0)) from None
 

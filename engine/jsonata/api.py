@@ -7,6 +7,7 @@ closure and hands back a result that shares no mutable object with the input.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -24,16 +25,35 @@ def compile_ast(ast: Any, source: str = "", generate: bool = True) -> Callable[[
     return c.compile(ast)
 
 
+log = logging.getLogger("flowrunner.jsonata")
+
+#: evaluations on closures before a tiered expression gets its generated Python source
+HOT_AFTER = 3
+
+
 class Expression:
-    """A compiled JSONata expression; immutable and safe to share across threads."""
+    """A compiled JSONata expression; safe to share across threads.
 
-    __slots__ = ("_fn", "source")
+    ``generate=True`` writes Python source for the hot shapes at once; ``False`` keeps to
+    closures (the two must agree, which the tests check). ``None`` is tiered: closures now —
+    a flow folder loads in the time the closures take, and an expression never evaluated costs
+    no more — and generated source once the expression has been evaluated `HOT_AFTER` times.
+    The swap is one attribute assignment: a thread still in the closures finishes there."""
 
-    def __init__(self, source: str, *, generate: bool = True) -> None:
-        """``generate=False`` keeps to closures (no generated Python source);
-        the two must agree, which the tests check."""
+    __slots__ = ("_calls", "_fn", "source")
+
+    def __init__(self, source: str, *, generate: bool | None = True) -> None:
         self.source = source
-        self._fn = compile_ast(parse(source), source, generate)
+        self._fn = compile_ast(parse(source), source, bool(generate))
+        self._calls = 0 if generate is None else -1  # -1: nothing left to upgrade
+
+    def _upgrade(self) -> None:
+        self._calls = -1
+        try:
+            self._fn = compile_ast(parse(self.source), self.source, True)
+        except Exception:  # a bug in codegen: the closures are correct, keep them and say so
+            log.warning("JSONata code generation failed for %r; it stays on closures",
+                        self.source[:200], exc_info=True)
 
     def evaluate(self, data: Any, bindings: dict[str, Any] | None = None, *,
                  timeout_ms: int | None = None, max_depth: int | None = None) -> Any:
@@ -45,6 +65,10 @@ class Expression:
         of function calls, counted as the reference does) or ``timeout_ms``
         raises code ``U1001``.
         """
+        if self._calls >= 0:
+            self._calls += 1  # racy on purpose: an extra or a missed count changes nothing
+            if self._calls > HOT_AFTER:
+                self._upgrade()
         state = State(timeout_ms, max_depth)
         variables: dict[str, Any] = dict(bindings) if bindings else {}
         variables["$"] = data
@@ -89,6 +113,7 @@ def export(value: Any) -> Any:
     return value
 
 
-def compile_expression(source: str) -> Expression:
-    """Compile ``source``; raises :class:`JsonataError` on a syntax error."""
-    return Expression(source)
+def compile_expression(source: str, *, tiered: bool = False) -> Expression:
+    """Compile ``source``; raises :class:`JsonataError` on a syntax error. *tiered*: closures
+    first, generated source once the expression is hot (what flows use)."""
+    return Expression(source, generate=None if tiered else True)

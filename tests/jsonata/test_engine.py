@@ -212,3 +212,16 @@ def test_import_does_not_change_recursion_limit() -> None:
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_a_tiered_expression_starts_on_closures_and_gets_generated_code_when_hot() -> None:
+    from engine.jsonata import api
+
+    source = '{"id": $string(id), "total": $sum(lines.(qty * price))}'
+    data = {"id": 5890840712243080, "lines": [{"qty": 2, "price": 1.5}, {"qty": 1, "price": 3}]}
+    eager, tiered = api.Expression(source), api.compile_expression(source, tiered=True)
+    closures = tiered._fn
+    results = [tiered.evaluate(data) for _ in range(api.HOT_AFTER + 2)]
+    assert tiered._fn is not closures  # swapped to generated code after HOT_AFTER evaluations
+    assert all(r == eager.evaluate(data) == {"id": "5890840712243080", "total": 6}
+               for r in results)
