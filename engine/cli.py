@@ -80,18 +80,21 @@ def validate(paths: tuple[str, ...], fmt: str, schemas: str | None) -> None:
     sys.exit(0 if flows.ok else 1)
 
 
-def _read_input(path: str) -> Any:
+def _read_input(path: str, text: bool = False) -> Any:
+    """The message: parsed JSON, or with *text* the file's text as it is (EDI, CSV, XML)."""
     try:
         raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
         raise click.ClickException(f"{path}: cannot read input: {exc.strerror}") from None
     try:
-        return json.loads(raw.decode("utf-8-sig"))
+        decoded = raw.decode("utf-8-sig")
+        return decoded if text else json.loads(decoded)
     except UnicodeDecodeError:
         raise click.ClickException(f"{path}: the message is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise click.ClickException(f"{path}:{exc.lineno}:{exc.colno}: the message is not valid "
-                                   f"JSON: {exc.msg}") from None
+                                   f"JSON: {exc.msg} (for an EDI, CSV or XML file, add --text "
+                                   "to pass it as text)") from None
     except RecursionError:
         raise click.ClickException(f"{path}: the message is nested too deeply") from None
 
@@ -136,16 +139,17 @@ def _find_flow(flow: str, flows_dir: str, loader: Loader) -> tuple[FlowSet, Comp
 @main.command()
 @click.argument("flow")
 @click.option("--input", "-i", "input_path", required=True, help="JSON message file, or - .")
+@click.option("--text", is_flag=True, help="The input is text (EDI, CSV, XML), the body as is.")
 @click.option("--header", "-H", "header", multiple=True, help="Trigger header NAME=VALUE.")
 @click.option("--trace", is_flag=True, help="Show each step's output and duration.")
 @click.option("--flows", "flows_dir", default=DEFAULT_FLOWS, show_default=True,
               help="Folder of flows (for hand-offs between flows).")
 @click.option("--schemas", type=click.Path(file_okay=False), help="Folder of JSON Schemas.")
-def run(flow: str, input_path: str, header: tuple[str, ...], trace: bool, flows_dir: str,
-        schemas: str | None) -> None:
+def run(flow: str, input_path: str, text: bool, header: tuple[str, ...], trace: bool,
+        flows_dir: str, schemas: str | None) -> None:
     """Run one message through FLOW (a file or a flow id) in this process and print the result."""
     loader = _loader([flow if Path(flow).exists() else flows_dir], schemas)
-    body = _read_input(input_path)
+    body = _read_input(input_path, text)
     flowset, compiled = _find_flow(flow, flows_dir, loader)
 
     def show(step: CompiledStep, state: RunState, envelope: Envelope) -> None:

@@ -285,3 +285,23 @@ def test_run_a_flow_file_beside_a_folder_with_a_similar_name(tmp_path: Path) -> 
     summary = json.loads(result.out)
     assert (summary["flow"], summary["status"]) == ("hello", "succeeded")
     assert summary["envelope"]["body"] == "hello Ada"
+
+
+EDI_FLOW = """flow: read-asn
+steps:
+  - id: read
+    x12: {parse: {}}
+  - id: pick
+    transform: '{"sets": $count(groups.transactions), "kind": groups[0].transactions[0].set}'
+"""
+
+
+def test_run_takes_an_edi_file_as_text_with_text_and_says_so_without(tmp_path: Path) -> None:
+    flow = write(tmp_path, "read-asn.yaml", EDI_FLOW)
+    sample = str(ROOT / "flows" / "samples" / "asn-856-nordic.edi")
+    refused = flowrun("run", str(flow), "--input", sample)
+    assert refused.code == 1
+    assert "the message is not valid JSON" in refused.err and "add --text" in refused.err
+    result = flowrun("run", str(flow), "--input", sample, "--text")
+    assert result.code == 0, result.both
+    assert json.loads(result.out)["envelope"]["body"] == {"sets": 1, "kind": "856"}
