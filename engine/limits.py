@@ -51,7 +51,10 @@ class LocalBucket:
         return 0.0 if tokens >= 0 else -tokens / limit.per_second
 
 
-# KEYS: bucket. ARGV: per second, burst. Returns the wait in seconds as text ('0' = go now).
+# KEYS: bucket. ARGV: per second, burst, mode. Returns the wait in seconds as text ('0' = go now).
+# mode 'reserve' always takes the token, perhaps one in the future (a step waits its turn);
+# mode 'try' takes one only if it is there now, else takes nothing (a refused webhook must not
+# use up a later turn).
 TAKE_TOKEN = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -59,30 +62,18 @@ local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens, at = tonumber(b[1]), tonumber(b[2])
 if not tokens then tokens, at = burst, now end
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate) - 1
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),
-           'at', string.format('%.6f', now))
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
-if tokens >= 0 then return '0' end
-return string.format('%.6f', -tokens / rate)
-"""
-
-# KEYS: bucket. ARGV: per second, burst. Takes a token only if one is there now: returns '0', or
-# the seconds until one will be, taking nothing (a refused webhook must not use up a later turn).
-TRY_TOKEN = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens, at = tonumber(b[1]), tonumber(b[2])
-if not tokens then tokens, at = burst, now end
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local wait = '0'
-if tokens >= 1 then tokens = tokens - 1 else wait = string.format('%.6f', (1 - tokens) / rate) end
+local wait = 0
+if tokens >= 1 or ARGV[3] == 'reserve' then
+  tokens = tokens - 1
+  if tokens < 0 then wait = -tokens / rate end
+else
+  wait = (1 - tokens) / rate
+end
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),
            'at', string.format('%.6f', now))
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
-return wait
+return string.format('%.6f', wait)
 """
 
 # KEYS: holders, waiters, due. ARGV: holder, limit, lease ms, due member, recheck at (due score).
@@ -126,7 +117,6 @@ class RedisLimits:
         self.prefix = prefix
         self.due_key = f"{prefix}due"
         self._take = client.register_script(TAKE_TOKEN)
-        self._try = client.register_script(TRY_TOKEN)
         self._acquire = client.register_script(ACQUIRE_SLOT)
         self._renew = client.register_script(RENEW_SLOT)
         self._release = client.register_script(RELEASE_SLOT)
@@ -136,14 +126,16 @@ class RedisLimits:
         return [holders, f"{holders}:waiting", self.due_key]
 
     def take(self, limit: RateLimit) -> float:
-        wait = self._take(keys=[f"{self.prefix}rate:{limit.name}"],
-                          args=[repr(float(limit.per_second)), limit.burst])
-        return float(wait.decode() if isinstance(wait, bytes) else wait)
+        return self._token(limit.name, limit.per_second, limit.burst, "reserve")
 
     def try_take(self, name: str, per_second: float, burst: int) -> float:
         """A token of bucket *name* if one is there now (0), else the seconds until one will be;
         unlike `take`, a refusal reserves nothing."""
-        wait = self._try(keys=[f"{self.prefix}rate:{name}"], args=[repr(float(per_second)), burst])
+        return self._token(name, per_second, burst, "try")
+
+    def _token(self, name: str, per_second: float, burst: int, mode: str) -> float:
+        wait = self._take(keys=[f"{self.prefix}rate:{name}"],
+                          args=[repr(float(per_second)), burst, mode])
         return float(wait.decode() if isinstance(wait, bytes) else wait)
 
     def acquire_slot(self, flow_id: str, holder: str, limit: int, lease: float, member: str,
