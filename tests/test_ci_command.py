@@ -1,0 +1,19 @@
+"""`.ci/run` runs exactly the README's test command (the second of its two opening commands)."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import ROOT
+
+
+def test_ci_runs_the_readme_test_command_and_installs_what_tests_need() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"```sh\n(.+?)\n```", readme)
+    assert commands[:2] == ["pip install -e . && flowrun demo",
+                            "pip install -e '.[dev]' && python -m pytest"]
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    lines = [line for line in script.splitlines() if line and not line.startswith("#")]
+    assert lines[-1] == commands[1]
+    for package in ("redis-server", "chromium"):  # Debian packages the tests start or drive
+        assert f"command -v {package}" in script and f"need_apt+=({package})" in script
