@@ -301,7 +301,10 @@ class CeleryExecutor:
         self.pump.schedule(run_id, due_at)
 
     def _lane_of(self, run_id: str) -> str | None:
-        state = self.app.store.get_run(run_id)
+        return self._lane(self.app.store.get_run(run_id))
+
+    def _lane(self, state: RunState | None) -> str | None:
+        """The lane of the run's flow version (no store read when the state is in hand)."""
         flow = state and self.app.flow_version(state.flow_id, state.flow_version)
         return flow.model.queue if flow else None
 
@@ -376,7 +379,7 @@ class CeleryExecutor:
                 self.leases.hold(f"run:{run_id}", owner)
                 self.limits.release_slot(flow.id, run_id)
         for child in children:
-            self.submit(child.run_id)
+            self.submit(child.run_id, self._lane(child))
         if state.status == "retrying" and state.due_at is not None:
             self.schedule(state.run_id, state.due_at)
         if state.done:
