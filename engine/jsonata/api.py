@@ -11,18 +11,32 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from . import codegen
 from .compiler import Compiler
 from .errors import JsonataError
 from .functions import ROOT
 from .parse import parse
 from .runtime import Frame, State
-from .values import UNDEFINED, Seq, js_number_str, out_of_range
+from .values import Seq, export
 
 
-def compile_ast(ast: Any, source: str = "", generate: bool = True) -> Callable[[Any, Frame], Any]:
+def compile_ast(ast: Any, source: str = "", generate: bool = True, *,
+                exported: bool = False) -> Callable[[Any, Frame], Any]:
+    """``ast`` as a function of (input, frame). *exported*: the function returns its
+    result in exported form (see :func:`~.values.export`), as an evaluation hands it back;
+    generated code builds the result that way, closures have it copied afterwards."""
     c = Compiler(source, ast)
     c.codegen = generate
-    return c.compile(ast)
+    if not exported:
+        return c.compile(ast)
+    if generate and codegen.worth_generating(c, ast):
+        return codegen.generate(c, ast, exported=True)
+    inner = c.compile(ast)
+
+    def exporting(inp: Any, env: Frame) -> Any:
+        return export(inner(inp, env))
+
+    return exporting
 
 
 log = logging.getLogger("flowrunner.jsonata")
@@ -44,13 +58,13 @@ class Expression:
 
     def __init__(self, source: str, *, generate: bool | None = True) -> None:
         self.source = source
-        self._fn = compile_ast(parse(source), source, bool(generate))
+        self._fn = compile_ast(parse(source), source, bool(generate), exported=True)
         self._calls = 0 if generate is None else -1  # -1: nothing left to upgrade
 
     def _upgrade(self) -> None:
         self._calls = -1
         try:
-            self._fn = compile_ast(parse(self.source), self.source, True)
+            self._fn = compile_ast(parse(self.source), self.source, True, exported=True)
         except Exception:  # a bug in codegen: the closures are correct, keep them and say so
             log.warning("JSONata code generation failed for %r; it stays on closures",
                         self.source[:200], exc_info=True)
@@ -80,37 +94,13 @@ class Expression:
             inp = Seq([data])
             inp.outer_wrapper = True
         try:
-            return export(self._fn(inp, env))
+            return self._fn(inp, env)
         except RecursionError:
             # data or recursion deeper than Python's own stack: the same bound error
             raise JsonataError("U1001", position=None) from None
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
-
-
-def export(value: Any) -> Any:
-    """Copy a result into plain JSON containers (no aliasing of input, no
-    internal list subclasses, undefined members dropped as JSON does).
-
-    A non-finite number can only arrive here from input data or a binding
-    (every operator and function rejects producing one); JSON cannot carry
-    it, so it fails the evaluation rather than reach the next step."""
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            t = type(v)
-            # scalars copied inline: a call per leaf would double the cost
-            if t is str or t is int or t is bool or v is None:
-                out[k] = v
-            elif v is not UNDEFINED:
-                out[k] = export(v)
-        return out
-    if isinstance(value, list):
-        return [v if type(v) is str else None if v is UNDEFINED else export(v) for v in value]
-    if type(value) is float and value - value != 0:
-        raise out_of_range(value, js_number_str(value))
-    return value
 
 
 def compile_expression(source: str, *, tiered: bool = False) -> Expression:

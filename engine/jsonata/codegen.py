@@ -48,16 +48,21 @@ def worth_generating(c: Compiler, node: Any) -> bool:
     return node.type in _ROOTS and _generated(c, node)
 
 
-def generate(c: Compiler, node: Any) -> Fn:
+def generate(c: Compiler, node: Any, exported: bool = False) -> Fn:
+    """One Python function for ``node``. *exported*: it returns the result in
+    exported form (plain JSON containers sharing nothing with the input, as
+    :func:`~.values.export` makes it), built that way as it goes, so that the
+    evaluation needs no copy of its result afterwards."""
     gen = _Gen(c)
     gen.indent = 2
-    result = gen.expr(node, "inp")
+    result = gen.expr_out(node, "inp") if exported else gen.expr(node, "inp")
     gen.emit(f"return {result}")
-    head = ["def _generated(inp, env):"]
+    head = ["def _generated(inp, env):", "    _st = env.state"]
     if gen.uses_builtins:
         # a binding or $eval rebound a library name: the closures look names up
         gen.ns["_whole"] = Deferred(c, node, c.depth)
-        head.append("    if env.state.shadow: return _whole(inp, env)")
+        whole = "_ex(_whole(inp, env))" if exported else "_whole(inp, env)"
+        head.append(f"    if _st.shadow: return {whole}")
     head.append("    try:")
     tail = ["    except _JErr as err:",
             "        _mark_line(err, _sites)",
@@ -135,7 +140,19 @@ class _Gen:
         self.dicts: set[str] = set()  # context names known to hold an object here
         self.strings: set[str] = set()  # names known to hold a string
         self.scalars: set[str] = set()  # names known never to hold an array
+        self.numbers: set[str] = set()  # names known to hold a number or undefined
+        # names known to hold a number, undefined or a sequence of numbers
+        self.number_seqs: set[str] = set()
+        # names holding a value in exported form: a string, a boolean, null, a
+        # finite number, or containers this function built from such values
+        self.fresh: set[str] = set()
+        self.out = False  # whether the node being generated builds exported output
         self.env = "env"  # the variable holding the current frame
+        # common subexpressions: key of a pure node (see _cse_key) -> the name
+        # holding its value and the indent of the block that computed it
+        self.known: dict[tuple[Any, ...], tuple[str, int]] = {}
+        # (frame variable, parameter name) -> the name holding the parameter's value
+        self.params: dict[tuple[str, str], str] = {}
 
     def tmp(self) -> str:
         self.count += 1
@@ -155,12 +172,25 @@ class _Gen:
         try:
             yield
         finally:
-            self.indent -= 1
+            self.dedent()
 
-    def assign(self, target: str, node: Any, ctx: str) -> None:
-        value = self.expr(node, ctx)
+    def dedent(self) -> None:
+        """Leave a block: what was computed in it is not known after it."""
+        self.indent -= 1
+        self.known = {k: v for k, v in self.known.items() if v[1] <= self.indent}
+
+    def assign(self, target: str, node: Any, ctx: str, out: bool = False) -> None:
+        value = self.expr_out(node, ctx) if out else self.expr(node, ctx)
         if value != target:
             self.emit(f"{target} = {value}")
+
+    def paced(self, items: str) -> str:
+        """``items`` charged to the loop budget as ``runtime.pace`` charges them,
+        the common case (budget left) inline."""
+        n = self.tmp()
+        self.emit(f"if ({n} := len({items})) > _st.budget: {items} = _pace({items}, _st)")
+        self.emit(f"else: _st.budget -= {n}")
+        return items
 
     def closure(self, node: Any, ctx: str) -> str:
         fn = self.const(self.c.compile(node))
@@ -174,21 +204,54 @@ class _Gen:
         return self.const(Deferred(self.c, node, self.c.depth - 1))
 
     # dispatch -----------------------------------------------------------
-    def expr(self, node: Any, ctx: str) -> str:
+    def expr(self, node: Any, ctx: str, out: bool = False) -> str:
         """Emit code computing ``node`` on context variable ``ctx``; return
-        the name holding the value (as the compiled closure would return it)."""
+        the name holding the value (as the compiled closure would return it).
+        *out*: the value goes into the result as it is, so containers the node
+        builds may be built in exported form (see :meth:`expr_out`)."""
         if not _generated(self.c, node):
             return self.closure(node, ctx)
+        key = _cse_key(self.c, node)
+        if key is not None:
+            key = (key, ctx, self.env)
+            if key in self.known:
+                return self.known[key][0]
         self.c.depth += 1
+        outer, self.out = self.out, out
         try:
-            return getattr(self, "_g_" + node.type)(node, ctx)
+            v: str = getattr(self, "_g_" + node.type)(node, ctx)
         finally:
             self.c.depth -= 1
+            self.out = outer
+        if key is not None:
+            self.known[key] = (v, self.indent)
+        return v
+
+    def expr_out(self, node: Any, ctx: str) -> str:
+        """``expr`` for a value that becomes part of the result: the name
+        returned holds it in exported form.  Objects, and arrays of objects
+        made by a path, are built that way; any other value not known to be
+        is copied by ``export`` unless it is a string or an integer."""
+        v = self.expr(node, ctx, out=True)
+        if v in self.fresh or v in self.strings:
+            return v
+        w = self.tmp()
+        if v in self.numbers:  # a number of the input, not finite in theory
+            self.emit(f"{w} = {v} if type({v}) is not float or {v} - {v} == 0 else _ex({v})")
+        else:
+            self.emit(f"{w} = {v} if type({v}) is str or type({v}) is int else _ex({v})")
+        self.fresh.add(w)
+        if v in self.defined:
+            self.defined.add(w)
+        if v in self.scalars:
+            self.scalars.add(w)
+        return w
 
     def _g_string(self, node: Any, ctx: str) -> str:
         value = self.c.compile(node)(None, None)  # type: ignore[arg-type]
         name = self.const(value)
         self.literals[name] = value
+        self.fresh.add(name)
         if value is not UNDEFINED:
             self.defined.add(name)
         return name
@@ -198,6 +261,8 @@ class _Gen:
         (s, n, b); "True"/"False" when ``v`` is a literal."""
         if v in self.strings:
             return str("s" in letters)
+        if letters == "n" and v in self.numbers:
+            return f"{v} is not U"
         if v in self.literals:
             value = self.literals[v]
             return str(any(_TYPE_OF[ch](value) for ch in letters if ch in _TYPE_OF))
@@ -210,6 +275,10 @@ class _Gen:
         r = self.tmp()
         if node.value == "":
             self.emit(f"{r} = {ctx}[0] if type({ctx}) is Seq and {ctx}.outer_wrapper else {ctx}")
+            return r
+        held = self.params.get((self.env, node.value))
+        if held is not None:  # a parameter of a function written out as a loop
+            self.emit(f"{r} = _collapse({held}) if type({held}) is Seq else {held}")
             return r
         self.emit(f"{r} = {self.env}.lookup({node.value!r})")
         self.emit(f"if type({r}) is Seq: {r} = _collapse({r})")
@@ -229,14 +298,16 @@ class _Gen:
         return r
 
     def _g_block(self, node: Any, ctx: str) -> str:
-        return self.expr(node.expressions[0], ctx)
+        return self.expr(node.expressions[0], ctx, out=self.out)
 
     # paths ----------------------------------------------------------------
     def _g_path(self, node: Any, ctx: str) -> str:
         steps = node.steps
         if all(s.type == "name" and _plain(s) for s in steps):
             return self._names(node, ctx)
+        out = self.out
         r, seq = self.tmp(), self.tmp()
+        closure = False  # whether r may be the closure's result
         self.emit(f"{r} = U")
         self.emit("while True:")
         with self.block():
@@ -248,38 +319,57 @@ class _Gen:
                 if not known:
                     self.emit(f"if type({ctx}) is dict:")
                     self.indent += 1
-                self.emit(f"{seq} = _items({ctx}.get({key!r}, U))")
+                self.emit(f"{seq} = {ctx}.get({key!r}, U)")
+                self.emit(f"if type({seq}) is not list: {seq} = _items({seq})")
                 self.emit(f"if not {seq}: break")
                 if not known:
                     # an array or a scalar context is rare here: the closure serves it
-                    self.indent -= 1
-                    self.emit(f"else: {r} = {self.own_closure(node)}({ctx}, {self.env}); break")
+                    self.dedent()
+                    closure = True
+                    whole = f"{self.own_closure(node)}({ctx}, {self.env})"
+                    self.emit(f"else: {r} = {f'_ex({whole})' if out else whole}; break")
             elif first.type == "variable":
                 self.emit(f"{seq} = ({ctx},)")
                 self._step(first, seq, r, last=False)
             else:
                 self.emit(f"{seq} = {ctx} if isinstance({ctx}, list) else ({ctx},)")
                 self._step(first, seq, r, last=False)
+            made_fresh = False
             for i, step in enumerate(steps[1:], 1):
-                self._step(step, seq, r, last=i == len(steps) - 1)
+                last = i == len(steps) - 1
+                made_fresh = self._step(step, seq, r, last, out and last)
             self.emit("break")
+        if made_fresh is True:  # and the closure's result is exported (above)
+            self.fresh.add(r)
+        elif made_fresh == "numbers" and not closure:
+            self.number_seqs.add(r)
         return r
 
-    def _step(self, step: Any, seq: str, r: str, last: bool) -> None:
+    def _step(self, step: Any, seq: str, r: str, last: bool, out: bool = False) -> bool | str:
+        """One step of a path over the items of ``seq``; the last sets ``r``.
+        *out*: the step's values go into the result; returns whether ``r``
+        then holds exported values only, or "numbers" when it holds a number,
+        undefined or a sequence of numbers."""
         acc, item = self.tmp(), self.tmp()
         self.emit(f"{acc} = Seq()")
-        self.emit(f"for {item} in _pace({seq}, {self.env}.state):")
+        self.emit(f"for {item} in {self.paced(seq)}:")
         with self.block():
-            v = self.expr(step, item)
-            self.emit(f"if {v} is not U: {acc}.append({v})")
+            v = self.expr(step, item, out=out)
+            self.emit(f"{acc}.append({v})" if v in self.defined
+                      else f"if {v} is not U: {acc}.append({v})")
         if v in self.scalars:
             # no item can be an array: the sequence is already flat
+            if last and out and v in self.fresh:
+                self.emit(f"{r} = _collapse_out({acc})")
+                return True
             if last:
                 self.emit(f"{r} = _collapse({acc})")
+                if v in self.numbers:
+                    return "numbers"
             else:
                 self.emit(f"{seq} = {acc}")
                 self.emit(f"if not {seq}: break")
-            return
+            return False
         if last:
             self.emit(f"if len({acc}) == 1 and isinstance({acc}[0], list) "
                       f"and type({acc}[0]) is not Seq: {r} = {acc}[0]")
@@ -287,6 +377,7 @@ class _Gen:
         else:
             self.emit(f"{seq} = _flat({acc})")
             self.emit(f"if not {seq}: break")
+        return False
 
     def _names(self, node: Any, ctx: str) -> str:
         # a.b.c through nested objects; anything else takes the generic path
@@ -320,66 +411,76 @@ class _Gen:
     def _g_unary(self, node: Any, ctx: str) -> str:
         keys = _literal_keys(node)
         assert keys is not None
+        out = self.out
         r = self.tmp()
         self.defined.add(r)
         self.scalars.add(r)
+        if out:
+            self.fresh.add(r)
         if ctx in self.dicts:
-            self._object(node, keys, ctx, r)
+            self._object(node, keys, ctx, r, out)
             return r
         # written out for an object context, where field access needs no type
         # tests; an array (grouping) or a scalar context takes the closure
-        whole = self.own_closure(node)
-        self.emit(f"if type({ctx}) is not dict: {r} = {whole}({ctx}, {self.env})")
+        whole = f"{self.own_closure(node)}({ctx}, {self.env})"
+        self.emit(f"if type({ctx}) is not dict: {r} = {f'_ex({whole})' if out else whole}")
         self.emit("else:")
         with self.block():
             self.dicts.add(ctx)
             try:
-                self._object(node, keys, ctx, r)
+                self._object(node, keys, ctx, r, out)
             finally:
                 self.dicts.discard(ctx)
         return r
 
-    def _object(self, node: Any, keys: list[str], ctx: str, r: str) -> None:
+    def _object(self, node: Any, keys: list[str], ctx: str, r: str, out: bool) -> None:
         self.emit(f"{r} = {{}}")
         copies: list[tuple[str, str, tuple[str, ...], Fn]] = []
         for key, (_, value) in zip(keys, node.lhs_object, strict=True):
             names = _field_names(self.c, value)
             if names is not None and len(names) == 1:
-                self._flush_copies(copies, ctx, r)
+                self._flush_copies(copies, ctx, r, out)
                 v = self.tmp()  # no collapse: see _g_name
-                self.emit(f"if ({v} := {ctx}.get({names[0]!r}, U)) is not U: {r}[{key!r}] = {v}")
+                field = f"{v} if type({v}) is str or type({v}) is int else _ex({v})" if out else v
+                get = f"{ctx}.get({names[0]!r}, U)"
+                self.emit(f"if ({v} := {get}) is not U: {r}[{key!r}] = {field}")
+                self.known[(("name", names[0]), ctx, self.env)] = (v, self.indent)
                 continue
             if names is not None:
                 # plain fields are copied by one helper call per run: the same
                 # work as inline code, a fraction of the source to compile
                 copies.append((key, names[0], names[1:], Deferred(self.c, value, self.c.depth)))
                 continue
-            self._flush_copies(copies, ctx, r)
-            v = self.expr(value, ctx)
+            self._flush_copies(copies, ctx, r, out)
+            v = self.expr_out(value, ctx) if out else self.expr(value, ctx)
             if v in self.defined:
                 self.emit(f"{r}[{key!r}] = {v}")
             else:
                 self.emit(f"if {v} is not U: {r}[{key!r}] = {v}")
-        self._flush_copies(copies, ctx, r)
+        self._flush_copies(copies, ctx, r, out)
 
-    def _flush_copies(self, copies: list[Any], ctx: str, r: str) -> None:
+    def _flush_copies(self, copies: list[Any], ctx: str, r: str, out: bool) -> None:
         if copies:
-            self.emit(f"_copy({r}, {ctx}, {self.const(tuple(copies))}, {self.env})")
+            table = self.const(tuple(copies))
+            self.emit(f"_copy({r}, {ctx}, {table}, {self.env}{', True' if out else ''})")
             copies.clear()
 
     # operators --------------------------------------------------------------
     def _g_condition(self, node: Any, ctx: str) -> str:
+        out = self.out
         cond = self.expr(node.condition, ctx)
         r = self.tmp()
         self.emit(f"if {_truth_test(cond)}:")
         with self.block():
-            self.assign(r, node.then, ctx)
+            self.assign(r, node.then, ctx, out)
         self.emit("else:")
         with self.block():
             if node._else is not None:
-                self.assign(r, node._else, ctx)
+                self.assign(r, node._else, ctx, out)
             else:
                 self.emit(f"{r} = U")
+        if out:
+            self.fresh.add(r)
         return r
 
     def _g_binary(self, node: Any, ctx: str) -> str:
@@ -390,15 +491,23 @@ class _Gen:
         b = self.expr(node.rhs, ctx)
         f = self.const(binary_function(op, node.position))
         r = self.tmp()
+        self.fresh.add(r)  # operators give strings, booleans and finite numbers
         num_a, num_b = self.test("n", a), self.test("n", b)
         str_a, str_b = self.test("s", a), self.test("s", b)
         if op != "in":
             self.scalars.add(r)  # a number, a boolean, a string or undefined
+        if op in _ARITH or op in ("/", "%"):
+            self.numbers.add(r)
         if op in _ARITH:
             # the operator function re-checks what it computes: the narrowing
             # test below is a no-op on its results
             self.emit(f"{r} = {a} {op} {b} if {_both(num_a, num_b)} else {f}({a}, {b})")
-            self.emit(f"if type({r}) is float: {r} = _narrow({r}, {f}, {a}, {b})")
+            # a float result as the operator gives it: whole numbers as int,
+            # non-finite as the operator's D1001
+            self.emit(f"if type({r}) is float:")
+            self.emit(f"    if {r}.is_integer():")
+            self.emit(f"        if -_MAX_EXACT < {r} < _MAX_EXACT: {r} = int({r})")
+            self.emit(f"    elif {r} - {r} != 0: {r} = {f}({a}, {b})")
         elif op in _ORDER:
             self.emit(f"if {_both(num_a, num_b)} or {_both(str_a, str_b)}:")
             self.emit(f"    {r} = {a} {op} {b}")
@@ -418,6 +527,7 @@ class _Gen:
     def _boolean(self, node: Any, ctx: str, is_and: bool) -> str:
         left = self.expr(node.lhs, ctx)
         r = self.tmp()
+        self.fresh.add(r)
         test = _truth_test(left)
         self.emit(f"if {'not ' if is_and else ''}{test}: {r} = {'False' if is_and else 'True'}")
         self.emit("else:")
@@ -436,11 +546,26 @@ class _Gen:
         """Single-argument numeric functions with their common case written out."""
         impl = self.const(builtin.impl)
         if name == "number":
-            self.emit(f"{r} = {a} if {self.test('n', a)} else "
-                      f"_to_number({a}, {self.const(builtin)}, {ctx}, {site[0]!r})")
+            self.numbers.add(r)
+            slow = f"_to_number({a}, {self.const(builtin)}, {ctx}, {site[0]!r})"
+            if self.test("s", a) == "False":
+                self.emit(f"{r} = {a} if {self.test('n', a)} else {slow}")
+            else:
+                # "19.99", "42": at most 15 digits, so float() is exact enough and
+                # a whole number fits an int exactly (as to_number has it)
+                self.emit(f"if type({a}) is str and _DEC({a}):")
+                self.emit(f"    {r} = float({a})")
+                self.emit(f"    if {r}.is_integer(): {r} = int({r})")
+                self.emit(f"else: {r} = {a} if {self.test('n', a)} else {slow}")
+            if a in self.fresh:  # else a number of the input passed through, maybe not finite
+                self.fresh.add(r)
             return
-        elif name == "count":
+        self.fresh.add(r)  # the aggregates check what they compute
+        if name == "count":
             self.emit(f"if type({a}) is list or type({a}) is Seq: {r} = len({a})")
+        elif a in self.number_seqs or a in self.numbers:  # no item to check
+            self.emit_call(f"{r} = {impl}({a} if type({a}) is Seq or {a} is U else [{a}])", site)
+            return
         else:
             nums = self.tmp()
             self.emit(f"{nums} = _numbers({a})")
@@ -454,6 +579,7 @@ class _Gen:
         Calls made from the body count their depth from the enclosing
         function, one level less than through ``$map``'s own call."""
         name = node.procedure.value
+        out = self.out
         arr, r, frame, acc, i, item = (self.tmp() for _ in range(6))
         self.assign(arr, node.arguments[0], ctx)
         self.emit(f"if {arr} is U: {r} = U")
@@ -462,11 +588,12 @@ class _Gen:
             self.emit(f"if not isinstance({arr}, list): {arr} = [{arr}]")
             self.emit(f"{frame} = _Frame({self.env}, {self.env}.state)")
             self.emit(f"{acc} = Seq()")
-            self.emit(f"for {i}, {item} in enumerate(_pace({arr}, {self.env}.state)):")
+            self.emit(f"for {i}, {item} in enumerate({self.paced(arr)}):")
             with self.block():
                 values = [item, i, arr]
                 for k, param in enumerate(fn.arguments):
                     self.emit(f"{frame}.vars[{param.value!r}] = {values[k]}")
+                    self.params[(frame, param.value)] = values[k]
                 outer, self.env = self.env, frame
                 try:
                     body = fn.body.body if fn.body.type == "lambda" else fn.body
@@ -477,7 +604,11 @@ class _Gen:
                     self.emit(f"if {v} is not U: {acc}.append({v})")
                 else:
                     self.emit(f"if {_truth_test(v)}: {acc}.append({item})")
-            self.emit(f"{r} = _collapse({acc})")
+            if out and name == "map" and v in self.fresh:
+                self.emit(f"{r} = _collapse_out({acc})")
+                self.fresh.add(r)
+            else:
+                self.emit(f"{r} = _collapse({acc})")
         return r
 
     def _g_function(self, node: Any, ctx: str) -> str:
@@ -510,8 +641,12 @@ class _Gen:
             call = f"{self.const(builtin.impl)}({', '.join(padded)})"
             if name == "string" and len(args) == 1:
                 call = f"{args[0]} if type({args[0]}) is str else {call}"
-            elif name == "number" and len(args) == 1:
-                call = f"{args[0]} if {self.test('n', args[0])} else {call}"
+            elif name in _STR_METHODS and len(args) == 1:  # the test says: a string
+                call = f"{args[0]}.{_STR_METHODS[name]}()"
+            elif name == "substring" and len(args) == 3:
+                start, length = (self.literals.get(a, UNDEFINED) for a in args[1:])
+                if type(start) is int and start >= 0 and type(length) is int and length > 0:
+                    call = f"{args[0]}[{start}:{start + length}]"  # as substring() has it
             if test == "False":
                 self.emit(f"{r} = {generic}")
             elif test == "True":
@@ -521,10 +656,48 @@ class _Gen:
                 self.emit(f"else: {r} = {generic}")
         if not _returns_scalar(builtin):
             self.emit(f"if type({r}) is Seq: {r} = _collapse({r})")
+            return r
+        self.scalars.add(r)
+        if not builtin.signature.definition.endswith(":n>"):  # type: ignore[union-attr]
+            self.fresh.add(r)  # a string or a boolean
         return r
 
 
 _SPECIAL = {"number", "sum", "count", "max", "min", "average"}
+#: library functions that are one str method on a string argument
+_STR_METHODS = {"lowercase": "lower", "uppercase": "upper"}
+#: library functions whose result depends on more than their arguments
+_IMPURE = {"random", "eval", "error", "assert"}
+
+
+def _cse_key(c: Compiler, node: Any) -> tuple[Any, ...] | None:
+    """A key equal for two nodes that compute the same value in the same context
+    and frame: plain names, paths of names, literals, arithmetic and calls of
+    pure library functions with scalar results over such nodes; else None.
+
+    Generated code computes such a node once per block: ``$number(price)``
+    twice in one object constructor is one parse."""
+    if not _plain(node):
+        return None
+    t = node.type
+    if t in ("string", "number", "value"):
+        return (t, type(node.value), node.value)
+    if t == "name":
+        return (t, node.value)
+    if t == "path":
+        names = _field_names(c, node)
+        return None if names is None else ("name", *names) if len(names) == 1 else (t, names)
+    if t == "binary" and node.value in _ARITH:
+        lhs, rhs = _cse_key(c, node.lhs), _cse_key(c, node.rhs)
+        return None if lhs is None or rhs is None else (t, node.value, lhs, rhs)
+    if t == "function" and _generated(c, node):
+        name = node.procedure.value
+        builtin = ROOT.vars[name]
+        if name in _IMPURE or builtin.needs_env or not _returns_scalar(builtin):
+            return None
+        args = tuple(_cse_key(c, a) for a in node.arguments)
+        return None if None in args else (t, name, args)
+    return None
 
 
 def _field_names(c: Compiler, node: Any) -> tuple[str, ...] | None:

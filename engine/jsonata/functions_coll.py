@@ -33,7 +33,7 @@ def fsum(arr: Any) -> Any:
             total += v
     except OverflowError:
         total = math.inf
-    return finite(total, "$sum of these numbers")
+    return finite(total, "$sum of these numbers") if type(total) is float else total
 
 
 def count(arr: Any) -> Any:

@@ -15,7 +15,7 @@ from .errors import JsonataError
 from .functions_core import DECIMAL_RE, to_boolean, to_string
 from .paths import lookup
 from .runtime import Builtin, Frame, apply_at_depth, mark_error, pace
-from .values import MAX_EXACT, UNDEFINED, ConsArray, Seq, collapse, out_of_range
+from .values import MAX_EXACT, UNDEFINED, ConsArray, Seq, collapse, export, out_of_range
 
 if TYPE_CHECKING:
     from .compiler import Compiler
@@ -76,14 +76,6 @@ def mark_line(err: JsonataError, sites: dict[int, tuple[int, str]]) -> None:
 
 
 
-def narrow_result(r: float, op: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
-    """A float result as the operator gives it: whole numbers as int, non-finite
-    as the operator's D1001."""
-    if r - r != 0:
-        return op(a, b)
-    return int(r) if r.is_integer() and -MAX_EXACT < r < MAX_EXACT else r
-
-
 def flat(items: list[Any]) -> Seq:
     out = Seq()
     for v in items:
@@ -99,8 +91,10 @@ def concat_part(v: Any) -> str:
 
 
 def copy_fields(out: dict[str, Any], d: dict[str, Any],
-                 table: tuple[tuple[str, str, tuple[str, ...], Fn], ...], env: Frame) -> None:
-    """``out[key] = d.first.rest...`` for each entry, as the path would give it."""
+                table: tuple[tuple[str, str, tuple[str, ...], Fn], ...], env: Frame,
+                exported: bool = False) -> None:
+    """``out[key] = d.first.rest...`` for each entry, as the path would give it
+    (*exported*: copied as :func:`~.values.export` copies it)."""
     for key, first, rest, slow in table:
         v = d.get(first, UNDEFINED)
         for name in rest:
@@ -112,7 +106,14 @@ def copy_fields(out: dict[str, Any], d: dict[str, Any],
         if type(v) is Seq:
             v = collapse(v)
         if v is not UNDEFINED:
-            out[key] = v
+            out[key] = export(v) if exported and type(v) is not str else v
+
+
+def collapse_out(items: Seq) -> Any:
+    """A sequence of exported values as the result holds it: undefined when
+    empty, its item when single, else a plain list."""
+    n = len(items)
+    return items[0] if n == 1 else list(items) if n else UNDEFINED
 
 
 def first_step_items(v: Any) -> Any:
@@ -160,9 +161,11 @@ def namespace() -> dict[str, Any]:
         "U": UNDEFINED, "Seq": Seq, "ConsArray": ConsArray, "_collapse": collapse,
         "_lookup": lookup, "_tobool": to_boolean, "_cat": concat_part, "_flat": flat,
         "_pace": pace, "_JErr": JsonataError, "_mark_line": mark_line, "_call": call_generic,
-        "_call_env": call_env, "_narrow": narrow_result, "_SLOW": SLOW, "_NUM": (int, float),
+        "_call_env": call_env, "_SLOW": SLOW, "_NUM": (int, float),
         "_numbers": numbers_of, "_overflow": overflow, "_copy": copy_fields, "_Frame": Frame,
         "_items": first_step_items, "_to_number": to_number_call,
+        "_ex": export, "_collapse_out": collapse_out, "_DEC": DECIMAL_RE.fullmatch,
+        "_MAX_EXACT": MAX_EXACT,
     }
 
 

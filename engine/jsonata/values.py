@@ -230,3 +230,27 @@ def format_number15(v: float | int) -> str:
     if type(v) is int:
         return str(v)
     return js_number_str(float(f"{v:.15g}"))
+
+
+def export(value: Any) -> Any:
+    """Copy a result into plain JSON containers (no aliasing of input, no
+    internal list subclasses, undefined members dropped as JSON does).
+
+    A non-finite number can only arrive here from input data or a binding
+    (every operator and function rejects producing one); JSON cannot carry
+    it, so it fails the evaluation rather than reach the next step."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            t = type(v)
+            # scalars copied inline: a call per leaf would double the cost
+            if t is str or t is int or t is bool or v is None:
+                out[k] = v
+            elif v is not UNDEFINED:
+                out[k] = export(v)
+        return out
+    if isinstance(value, list):
+        return [v if type(v) is str else None if v is UNDEFINED else export(v) for v in value]
+    if type(value) is float and value - value != 0:
+        raise out_of_range(value, js_number_str(value))
+    return value
