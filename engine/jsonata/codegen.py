@@ -334,7 +334,7 @@ class _Gen:
             else:
                 self.emit(f"{seq} = {ctx} if isinstance({ctx}, list) else ({ctx},)")
                 self._step(first, seq, r, last=False)
-            made_fresh = False
+            made_fresh: bool | str = False
             for i, step in enumerate(steps[1:], 1):
                 last = i == len(steps) - 1
                 made_fresh = self._step(step, seq, r, last, out and last)
