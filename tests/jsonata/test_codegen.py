@@ -4,6 +4,7 @@ with shadowed library names, and in the errors they raise."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -106,3 +107,80 @@ def test_errors_inside_fast_library_calls_are_marked_by_their_line() -> None:
         compile_expression('{"a": $string(x), "b": xs.($ + 1)}').evaluate(
             {"x": 1, "xs": list(range(3_000_000))}, timeout_ms=20)
     assert (info.value.code, info.value.token) == ("U1001", None)
+
+
+def _closures(source: str, data: Any) -> Any:
+    return Expression(source, generate=False).evaluate(data)
+
+
+def test_generated_result_is_plain_and_shares_nothing_with_the_input() -> None:
+    # generated code builds its result in exported form instead of copying it
+    # afterwards: every container is a plain dict or list, none is the input's
+    source = ('{"meta": meta, "rows": items.{"sku": sku, "props": props}, "all": items,'
+              ' "tags": $map(tags, function($t) { $uppercase($t) }), "first": items[0]}')
+    data = {"meta": {"a": [1, {"b": 2}]}, "tags": ["x", "y"],
+            "items": [{"sku": "a", "props": {"c": [3]}}, {"sku": "b", "props": [{"d": 4}]}]}
+    snapshot = copy.deepcopy(data)
+    got = compile_expression(source).evaluate(data)
+    assert got == _closures(source, data)
+    for node in _walk(got):
+        assert type(node) in (dict, list), type(node)  # no internal sequence type
+        if isinstance(node, dict):
+            node["mutated"] = True
+        else:
+            node.append("mutated")
+    assert data == snapshot
+
+
+def _walk(value: Any) -> list[Any]:
+    found: list[Any] = []
+    if isinstance(value, (dict, list)):
+        found.append(value)
+        for child in list(value.values() if isinstance(value, dict) else value):
+            found.extend(_walk(child))
+    return found
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_input_number_fails_as_the_closures_fail(value: float) -> None:
+    # $number passes an input number through; one that is not finite may not
+    # reach the result in either engine, and both say so the same way
+    for source in ('{"x": $number(v)}', '{"x": [$number(v)]}', "$number(v)"):
+        errors = []
+        for generate in (True, False):
+            with pytest.raises(JsonataError) as info:
+                Expression(source, generate=generate).evaluate({"v": value})
+            errors.append((info.value.code, info.value.position))
+        assert errors[0] == errors[1] and errors[0][0] == "D1001", source
+
+
+@pytest.mark.parametrize("price", ["19.99", "12.00", "-0.5", "007", "1e3", " 4", "1.", "x",
+                                   "123456789012345678", 7, 2.5, None, True])
+def test_repeated_number_parse_is_computed_once_with_the_same_outcome(price: Any) -> None:
+    source = '{"unit": $number(price), "total": $number(price) * qty, "again": $number(price)}'
+    data = {"price": price, "qty": 3}
+    try:
+        expected: Any = _closures(source, data)
+    except JsonataError as err:
+        with pytest.raises(JsonataError) as info:
+            compile_expression(source).evaluate(data)
+        assert (info.value.code, info.value.position) == (err.code, err.position)
+        return
+    got = compile_expression(source).evaluate(data)
+    assert got == expected
+    assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in expected.items()}
+
+
+@pytest.mark.parametrize("title", ["Handmade ceramic mug", "añejo ☕ mug", "", "ab"])
+def test_substring_and_case_fast_paths(title: str) -> None:
+    source = ('{"t": $substring(title, 0, 5), "u": $substring(title, 2, 3),'
+              ' "up": $uppercase(title), "low": $lowercase(title)}')
+    for data in ({"title": title}, {"title": 42}, {}):
+        try:
+            expected = _closures(source, data)
+        except JsonataError as err:
+            with pytest.raises(JsonataError) as info:
+                compile_expression(source).evaluate(data)
+            assert info.value.code == err.code
+            continue
+        assert compile_expression(source).evaluate(data) == expected

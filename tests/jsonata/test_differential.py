@@ -41,13 +41,15 @@ data_strategy = st.fixed_dictionaries({
     "m": small_int,
     "s": word,
     "t": word,
+    # prices as partners send them (binary-exact, so no float formatting differs)
+    "p": st.sampled_from(["1", "2.50", "-3.25", "12.00", "0.5"]),
     "nums": st.lists(small_int, max_size=5),
     "obj": st.fixed_dictionaries({"k": small_int, "w": word}),
     "items": st.lists(st.fixed_dictionaries({"q": small_int, "name": word}), max_size=4),
 })
 
 NUM_ATOMS = ["n", "m", "obj.k", "$count(nums)", "$sum(nums)", "$count(items)",
-             "$sum(items.q)", "$length(s)"]
+             "$sum(items.q)", "$length(s)", "$number(p)", "$sum(items.($number(q) * 2))"]
 STR_ATOMS = ["s", "t", "obj.w", "$join(items.name, ',')", "$uppercase(s)", "$lowercase(t)"]
 ANY_ATOMS = ["nums", "items", "obj", "items.q", "items.name", "nums[0]", "items[0].name"]
 
@@ -102,10 +104,15 @@ def _expr() -> st.SearchStrategy[str]:
         leaf,
         st.lists(leaf, min_size=0, max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]"),
         st.tuples(leaf, leaf).map(lambda t: '{"x": ' + t[0] + ', "y": ' + t[1] + "}"),
+        # the same sub-expression twice in one object: computed once by generated code
+        n.map(lambda t: '{"x": ' + t + ', "y": (' + t + ") + 1}"),
+        s.map(lambda t: '{"x": ' + t + ', "y": $uppercase(' + t + ")}"),
         st.tuples(n).map(lambda t: f"items[q > {t[0]}].name"),
         st.tuples(n).map(lambda t: f'items.{{"name": name, "v": q * {t[0]}}}'),
         st.tuples(s).map(lambda t: f"items[name = {t[0]}].q"),
         st.just("$map(nums, function($v) { $v * 2 })"),
+        st.just("$map(nums, function($v, $i) { $v + $i })"),
+        st.just("$map(items, function($i) { $trim($i.name) & $string($number(p)) })"),
         st.just("$filter(items, function($i) { $i.q > 0 }).name"),
         st.just("$sort(nums)"),
         st.just("$reverse(nums)"),
@@ -149,6 +156,10 @@ odd_value = st.one_of(small_int, word, st.none(), st.just([1, "a"]), st.floats(-
 odd_data_strategy = st.fixed_dictionaries({
     "n": st.one_of(small_int, word),
     "s": st.one_of(word, small_int),
+    # $number's inline parse and everything it hands to the general one
+    "p": st.one_of(st.sampled_from(["007", "1e3", " 4", "x", "-0", "1.", ".5", "1_0", "１",
+                                    "123456789012345678", "0x1F", ""]),
+                   small_int, st.just(True), st.just(float("inf")), st.floats(-5, 5)),
     "nums": st.one_of(st.lists(small_int, max_size=4), small_int),
     "obj": st.one_of(st.fixed_dictionaries({"k": odd_value, "w": word}), st.lists(
         st.fixed_dictionaries({"k": small_int, "w": word}), max_size=3)),

@@ -5,6 +5,7 @@ input and output, error reporting and the absence of import side effects."""
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 import threading
@@ -12,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.jsonata import UNDEFINED, JsonataError, compile_expression, is_undefined
 
@@ -225,3 +228,11 @@ def test_a_tiered_expression_starts_on_closures_and_gets_generated_code_when_hot
     assert tiered._fn is not closures  # swapped to generated code after HOT_AFTER evaluations
     assert all(r == eager.evaluate(data) == {"id": "5890840712243080", "total": 6}
                for r in results)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=" \t\n\r\u00a0ab", max_size=12))
+def test_trim_fast_path_agrees_with_the_general_rule(s: str) -> None:
+    # $trim folds runs of space, tab, CR and LF to one space, then strips spaces
+    assert compile_expression("$trim(s)").evaluate({"s": s}) == \
+        re.sub(r"[ \t\n\r]+", " ", s).strip(" ")
