@@ -17,6 +17,7 @@ closure for that node, so results and errors are those of ``compiler.py``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ from .gen_runtime import Deferred, namespace
 from .operators import binary_function
 from .parse import COALESCE, DEFAULT
 from .runtime import Builtin, Frame
-from .values import UNDEFINED
+from .values import MAX_EXACT, UNDEFINED
 
 if TYPE_CHECKING:
     from .compiler import Compiler
@@ -143,6 +144,10 @@ class _Gen:
         self.numbers: set[str] = set()  # names known to hold a number or undefined
         # names known to hold a number, undefined or a sequence of numbers
         self.number_seqs: set[str] = set()
+        # set by a `$sum(path)` call for the path it is about to generate: the
+        # call's (position, name); the path then sums as it goes, into a name in `sums`
+        self.summing: tuple[int, str] | None = None
+        self.sums: set[str] = set()
         # names holding a value in exported form: a string, a boolean, null, a
         # finite number, or containers this function built from such values
         self.fresh: set[str] = set()
@@ -303,6 +308,7 @@ class _Gen:
     # paths ----------------------------------------------------------------
     def _g_path(self, node: Any, ctx: str) -> str:
         steps = node.steps
+        summing, self.summing = self.summing, None
         if all(s.type == "name" and _plain(s) for s in steps):
             return self._names(node, ctx)
         out = self.out
@@ -337,20 +343,26 @@ class _Gen:
             made_fresh: bool | str = False
             for i, step in enumerate(steps[1:], 1):
                 last = i == len(steps) - 1
-                made_fresh = self._step(step, seq, r, last, out and last)
+                made_fresh = self._step(step, seq, r, last, out and last,
+                                        summing if last and not closure else None)
             self.emit("break")
         if made_fresh is True:  # and the closure's result is exported (above)
             self.fresh.add(r)
+        elif made_fresh == "sum":
+            self.sums.add(r)
         elif made_fresh == "numbers" and not closure:
             self.number_seqs.add(r)
         return r
 
-    def _step(self, step: Any, seq: str, r: str, last: bool, out: bool = False) -> bool | str:
+    def _step(self, step: Any, seq: str, r: str, last: bool, out: bool = False,
+              summing: tuple[int, str] | None = None) -> bool | str:
         """One step of a path over the items of ``seq``; the last sets ``r``.
         *out*: the step's values go into the result; returns whether ``r``
         then holds exported values only, or "numbers" when it holds a number,
-        undefined or a sequence of numbers."""
+        undefined or a sequence of numbers.  *summing*: the path is the
+        argument of that ``$sum`` call; returns "sum" when ``r`` holds the sum."""
         acc, item = self.tmp(), self.tmp()
+        init = len(self.lines)
         self.emit(f"{acc} = Seq()")
         self.emit(f"for {item} in {self.paced(seq)}:")
         with self.block():
@@ -362,6 +374,13 @@ class _Gen:
             if last and out and v in self.fresh:
                 self.emit(f"{r} = _collapse_out({acc})")
                 return True
+            if last and summing is not None and v in self.numbers:
+                # `$sum(a.b)`: the sum of the values as they are, with no
+                # sequence made of them first (undefined when there are none)
+                self.lines[init] = self.lines[init].replace("Seq()", "[]")
+                fsum = self.const(ROOT.vars["sum"].impl)
+                self.emit_call(f"{r} = {fsum}({acc}) if {acc} else U", summing)
+                return "sum"
             if last:
                 self.emit(f"{r} = _collapse({acc})")
                 if v in self.numbers:
@@ -393,19 +412,35 @@ class _Gen:
                       f"else {slow}({ctx}, {self.env})")
         else:
             if known:
-                self.emit(f"{r} = {ctx}.get({first!r}, U)")
+                # the first step is a field of a known object: shared by every
+                # path through it in this block (customer.id, customer.email)
+                head = self.field(first, ctx)
             else:
+                head = r
                 self.emit(f"{r} = {ctx}.get({first!r}, U) if type({ctx}) is dict else _SLOW")
             if len(rest) == 1 and known:
                 # a.b: anything but an object in the middle takes the generic path
-                self.emit(f"{r} = {r}.get({rest[0]!r}, U) if type({r}) is dict "
-                          f"else U if {r} is U else {slow}({ctx}, {self.env})")
+                self.emit(f"{r} = {head}.get({rest[0]!r}, U) if type({head}) is dict "
+                          f"else U if {head} is U else {slow}({ctx}, {self.env})")
                 return r
+            if head != r:
+                self.emit(f"{r} = {head}")
             for key in rest:
                 self.emit(f"{r} = {r}.get({key!r}, U) if type({r}) is dict "
                           f"else ({r} if {r} is U else _SLOW)")
             self.emit(f"if {r} is _SLOW: {r} = {slow}({ctx}, {self.env})")
         return r
+
+    def field(self, key: str, ctx: str) -> str:
+        """The name holding field ``key`` of ``ctx``, known to hold an object
+        here: fetched once per block (no collapse: see _g_name)."""
+        known = (("name", key), ctx, self.env)
+        if known in self.known:
+            return self.known[known][0]
+        v = self.tmp()
+        self.emit(f"{v} = {ctx}.get({key!r}, U)")
+        self.known[known] = (v, self.indent)
+        return v
 
     # constructors -----------------------------------------------------------
     def _g_unary(self, node: Any, ctx: str) -> str:
@@ -435,35 +470,20 @@ class _Gen:
 
     def _object(self, node: Any, keys: list[str], ctx: str, r: str, out: bool) -> None:
         self.emit(f"{r} = {{}}")
-        copies: list[tuple[str, str, tuple[str, ...], Fn]] = []
         for key, (_, value) in zip(keys, node.lhs_object, strict=True):
             names = _field_names(self.c, value)
             if names is not None and len(names) == 1:
-                self._flush_copies(copies, ctx, r, out)
                 v = self.tmp()  # no collapse: see _g_name
                 field = f"{v} if type({v}) is str or type({v}) is int else _ex({v})" if out else v
                 get = f"{ctx}.get({names[0]!r}, U)"
                 self.emit(f"if ({v} := {get}) is not U: {r}[{key!r}] = {field}")
                 self.known[(("name", names[0]), ctx, self.env)] = (v, self.indent)
                 continue
-            if names is not None:
-                # plain fields are copied by one helper call per run: the same
-                # work as inline code, a fraction of the source to compile
-                copies.append((key, names[0], names[1:], Deferred(self.c, value, self.c.depth)))
-                continue
-            self._flush_copies(copies, ctx, r, out)
             v = self.expr_out(value, ctx) if out else self.expr(value, ctx)
             if v in self.defined:
                 self.emit(f"{r}[{key!r}] = {v}")
             else:
                 self.emit(f"if {v} is not U: {r}[{key!r}] = {v}")
-        self._flush_copies(copies, ctx, r, out)
-
-    def _flush_copies(self, copies: list[Any], ctx: str, r: str, out: bool) -> None:
-        if copies:
-            table = self.const(tuple(copies))
-            self.emit(f"_copy({r}, {ctx}, {table}, {self.env}{', True' if out else ''})")
-            copies.clear()
 
     # operators --------------------------------------------------------------
     def _g_condition(self, node: Any, ctx: str) -> str:
@@ -506,7 +526,7 @@ class _Gen:
             # non-finite as the operator's D1001
             self.emit(f"if type({r}) is float:")
             self.emit(f"    if {r}.is_integer():")
-            self.emit(f"        if -_MAX_EXACT < {r} < _MAX_EXACT: {r} = int({r})")
+            self.emit(f"        if {-_MAX_FLOAT!r} < {r} < {_MAX_FLOAT!r}: {r} = int({r})")
             self.emit(f"    elif {r} - {r} != 0: {r} = {f}({a}, {b})")
         elif op in _ORDER:
             self.emit(f"if {_both(num_a, num_b)} or {_both(str_a, str_b)}:")
@@ -586,20 +606,30 @@ class _Gen:
         self.emit("else:")
         with self.block():
             self.emit(f"if not isinstance({arr}, list): {arr} = [{arr}]")
+            frame_lines = [len(self.lines)]
             self.emit(f"{frame} = _Frame({self.env}, {self.env}.state)")
             self.emit(f"{acc} = Seq()")
-            self.emit(f"for {i}, {item} in enumerate({self.paced(arr)}):")
+            loop = f"enumerate({self.paced(arr)})" if len(fn.arguments) > 1 else self.paced(arr)
+            self.emit(f"for {i + ', ' if len(fn.arguments) > 1 else ''}{item} in {loop}:")
             with self.block():
                 values = [item, i, arr]
                 for k, param in enumerate(fn.arguments):
+                    frame_lines.append(len(self.lines))
                     self.emit(f"{frame}.vars[{param.value!r}] = {values[k]}")
                     self.params[(frame, param.value)] = values[k]
+                body_start = len(self.lines)
                 outer, self.env = self.env, frame
                 try:
                     body = fn.body.body if fn.body.type == "lambda" else fn.body
                     v = self.expr(body, ctx)
                 finally:
                     self.env = outer
+                uses = re.compile(rf"\b{frame}\b")
+                if not any(uses.search(line) for line in self.lines[body_start:]):
+                    # the body reads its parameters from the loop's own names and
+                    # hands the frame to nothing: no frame to make or fill
+                    for index in frame_lines:
+                        self.lines[index] = ""
                 if name == "map":
                     self.emit(f"if {v} is not U: {acc}.append({v})")
                 else:
@@ -618,7 +648,16 @@ class _Gen:
         name = node.procedure.value
         builtin: Builtin = ROOT.vars[name]
         r = self.tmp()
+        if name == "sum" and len(node.arguments) == 1 and node.arguments[0].type == "path":
+            self.summing = (node.position, name)  # taken by _g_path
         args = [self.expr(a, ctx) for a in node.arguments]
+        self.summing = None
+        if name == "sum" and len(args) == 1 and args[0] in self.sums:
+            self.uses_builtins = True  # a binding may still rebind $sum
+            self.fresh.add(args[0])
+            self.scalars.add(args[0])
+            self.numbers.add(args[0])
+            return args[0]
         fast = _fast_call(builtin, args, self.test)
         if builtin.needs_env:
             # the library function may call back into the expression (a function
@@ -640,9 +679,17 @@ class _Gen:
             test, padded = fast
             call = f"{self.const(builtin.impl)}({', '.join(padded)})"
             if name == "string" and len(args) == 1:
-                call = f"{args[0]} if type({args[0]}) is str else {call}"
+                a = args[0]  # an integer's text is its Python text (to_string)
+                call = f"{a} if type({a}) is str else str({a}) if type({a}) is int else {call}"
             elif name in _STR_METHODS and len(args) == 1:  # the test says: a string
                 call = f"{args[0]}.{_STR_METHODS[name]}()"
+            elif name == "trim" and len(args) == 1:  # no run of white space to fold
+                a = args[0]
+                call = (f"{a}.strip(' ') if '  ' not in {a} and '\\t' not in {a} and "
+                        f"'\\n' not in {a} and '\\r' not in {a} else {call}")
+            elif name == "split" and len(args) == 2 and \
+                    type(sep := self.literals.get(args[1])) is str and sep:
+                call = f"{args[0]}.split({args[1]})"  # a literal separator: str.split
             elif name == "substring" and len(args) == 3:
                 start, length = (self.literals.get(a, UNDEFINED) for a in args[1:])
                 if type(start) is int and start >= 0 and type(length) is int and length > 0:
@@ -664,6 +711,7 @@ class _Gen:
 
 
 _SPECIAL = {"number", "sum", "count", "max", "min", "average"}
+_MAX_FLOAT = float(MAX_EXACT)  # a float bound: compared with a float without conversion
 #: library functions that are one str method on a string argument
 _STR_METHODS = {"lowercase": "lower", "uppercase": "upper"}
 #: library functions whose result depends on more than their arguments

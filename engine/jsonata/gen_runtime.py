@@ -90,25 +90,6 @@ def concat_part(v: Any) -> str:
     return "" if v is UNDEFINED else to_string(v)
 
 
-def copy_fields(out: dict[str, Any], d: dict[str, Any],
-                table: tuple[tuple[str, str, tuple[str, ...], Fn], ...], env: Frame,
-                exported: bool = False) -> None:
-    """``out[key] = d.first.rest...`` for each entry, as the path would give it
-    (*exported*: copied as :func:`~.values.export` copies it)."""
-    for key, first, rest, slow in table:
-        v = d.get(first, UNDEFINED)
-        for name in rest:
-            if type(v) is dict:
-                v = v.get(name, UNDEFINED)
-            elif v is not UNDEFINED:
-                v = slow(d, env)  # an array or a scalar on the way: the generic path
-                break
-        if type(v) is Seq:
-            v = collapse(v)
-        if v is not UNDEFINED:
-            out[key] = export(v) if exported and type(v) is not str else v
-
-
 def collapse_out(items: Seq) -> Any:
     """A sequence of exported values as the result holds it: undefined when
     empty, its item when single, else a plain list."""
@@ -162,10 +143,9 @@ def namespace() -> dict[str, Any]:
         "_lookup": lookup, "_tobool": to_boolean, "_cat": concat_part, "_flat": flat,
         "_pace": pace, "_JErr": JsonataError, "_mark_line": mark_line, "_call": call_generic,
         "_call_env": call_env, "_SLOW": SLOW, "_NUM": (int, float),
-        "_numbers": numbers_of, "_overflow": overflow, "_copy": copy_fields, "_Frame": Frame,
+        "_numbers": numbers_of, "_overflow": overflow, "_Frame": Frame,
         "_items": first_step_items, "_to_number": to_number_call,
         "_ex": export, "_collapse_out": collapse_out, "_DEC": DECIMAL_RE.fullmatch,
-        "_MAX_EXACT": MAX_EXACT,
     }
 
 

@@ -184,3 +184,32 @@ def test_substring_and_case_fast_paths(title: str) -> None:
             assert info.value.code == err.code
             continue
         assert compile_expression(source).evaluate(data) == expected
+
+
+@pytest.mark.parametrize("source", [
+    "$sum(items.($number(q) * 2))", "$sum(items.$number(q))", "$sum(items.q)",
+    '{"s": $sum(items.($number(q) * 2)), "t": $string($sum(items.$number(q)))}',
+    "$split(s, ',')", "$split(s, '')", "$split(s, ', ', 1)",
+    "$map($split(s, ','), function($t) { $trim($t) })",
+])
+@pytest.mark.parametrize("data", [
+    {"items": [{"q": "1.5"}, {"q": 2}], "s": "a, b,,c"}, {"items": {"q": "0.1"}, "s": ""},
+    {"items": [], "s": 5}, {"items": [{"q": "x"}]}, {"items": [{"q": float("inf")}], "s": "a"},
+    {},
+])
+def test_sums_and_splits_agree_with_the_closures(source: str, data: Any) -> None:
+    outcomes = []
+    for generate in (True, False):
+        try:
+            outcomes.append(("value", Expression(source, generate=generate).evaluate(data)))
+        except JsonataError as err:
+            outcomes.append(("error", (err.code, err.position, err.token)))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_sum_adds_left_to_right_in_doubles_as_javascript_does() -> None:
+    # Python 3.12's sum() compensates float rounding; JavaScript's addition does not
+    assert compile_expression("$sum([0.1, 0.2, 0.3])").evaluate(None) == 0.6000000000000001
+    assert compile_expression("$sum(xs.v)").evaluate(
+        {"xs": [{"v": 0.1}, {"v": 0.2}, {"v": 0.3}]}) == 0.6000000000000001
+    assert compile_expression("$average([0.1, 0.2])").evaluate(None) == 0.15000000000000002
