@@ -57,6 +57,10 @@ def generate(c: Compiler, node: Any, exported: bool = False) -> Fn:
     gen = _Gen(c)
     gen.indent = 2
     result = gen.expr_out(node, "inp") if exported else gen.expr(node, "inp")
+    if exported:
+        # a number that is not finite went into the result: fail now that the
+        # result is complete, as export() of the closures' result fails
+        gen.emit("if _st.pending is not None: raise _st.pending")
     gen.emit(f"return {result}")
     head = ["def _generated(inp, env):", "    _st = env.state"]
     if gen.uses_builtins:
@@ -242,9 +246,9 @@ class _Gen:
             return v
         w = self.tmp()
         if v in self.numbers:  # a number of the input, not finite in theory
-            self.emit(f"{w} = {v} if type({v}) is not float or {v} - {v} == 0 else _ex({v})")
+            self.emit(f"{w} = {v} if type({v}) is not float or {v} - {v} == 0 else _exd({v}, _st)")
         else:
-            self.emit(f"{w} = {v} if type({v}) is str or type({v}) is int else _ex({v})")
+            self.emit(f"{w} = {v} if type({v}) is str or type({v}) is int else _exd({v}, _st)")
         self.fresh.add(w)
         if v in self.defined:
             self.defined.add(w)
@@ -333,7 +337,7 @@ class _Gen:
                     self.dedent()
                     closure = True
                     whole = f"{self.own_closure(node)}({ctx}, {self.env})"
-                    self.emit(f"else: {r} = {f'_ex({whole})' if out else whole}; break")
+                    self.emit(f"else: {r} = {f'_exd({whole}, _st)' if out else whole}; break")
             elif first.type == "variable":
                 self.emit(f"{seq} = ({ctx},)")
                 self._step(first, seq, r, last=False)
@@ -458,7 +462,7 @@ class _Gen:
         # written out for an object context, where field access needs no type
         # tests; an array (grouping) or a scalar context takes the closure
         whole = f"{self.own_closure(node)}({ctx}, {self.env})"
-        self.emit(f"if type({ctx}) is not dict: {r} = {f'_ex({whole})' if out else whole}")
+        self.emit(f"if type({ctx}) is not dict: {r} = {f'_exd({whole}, _st)' if out else whole}")
         self.emit("else:")
         with self.block():
             self.dicts.add(ctx)
@@ -474,7 +478,8 @@ class _Gen:
             names = _field_names(self.c, value)
             if names is not None and len(names) == 1:
                 v = self.tmp()  # no collapse: see _g_name
-                field = f"{v} if type({v}) is str or type({v}) is int else _ex({v})" if out else v
+                field = f"{v} if type({v}) is str or type({v}) is int else _exd({v}, _st)" \
+                    if out else v
                 get = f"{ctx}.get({names[0]!r}, U)"
                 self.emit(f"if ({v} := {get}) is not U: {r}[{key!r}] = {field}")
                 self.known[(("name", names[0]), ctx, self.env)] = (v, self.indent)
@@ -571,9 +576,12 @@ class _Gen:
             if self.test("s", a) == "False":
                 self.emit(f"{r} = {a} if {self.test('n', a)} else {slow}")
             else:
-                # "19.99", "42": at most 15 digits, so float() is exact enough and
-                # a whole number fits an int exactly (as to_number has it)
-                self.emit(f"if type({a}) is str and _DEC({a}):")
+                # "19.99", "42": ASCII digits with at most one inner point, under 16
+                # characters - a subset of to_number's DECIMAL_RE, tested by str
+                # methods faster than the expression - so float() is exact enough
+                # and a whole number fits an int exactly (as to_number has it)
+                self.emit(f"if type({a}) is str and len({a}) < 16 and {a}.isascii() and "
+                          f"{a}.replace('.', '', 1).isdigit() and {a}[0] != '.' != {a}[-1]:")
                 self.emit(f"    {r} = float({a})")
                 self.emit(f"    if {r}.is_integer(): {r} = int({r})")
                 self.emit(f"else: {r} = {a} if {self.test('n', a)} else {slow}")

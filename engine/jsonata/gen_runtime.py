@@ -90,6 +90,21 @@ def concat_part(v: Any) -> str:
     return "" if v is UNDEFINED else to_string(v)
 
 
+def export_deferred(value: Any, state: Any) -> Any:
+    """``export(value)`` for a value going into a result still being built.
+
+    A number that is not finite is the only thing export() fails on; its error
+    is held in ``state.pending`` and raised by the generated code once the
+    result is complete, where the closures' export() of the finished result
+    raises it, so that an error met later in the evaluation is the one reported."""
+    try:
+        return export(value)
+    except JsonataError as err:
+        if state.pending is None:
+            state.pending = err
+        return value  # never seen: the evaluation fails
+
+
 def collapse_out(items: Seq) -> Any:
     """A sequence of exported values as the result holds it: undefined when
     empty, its item when single, else a plain list."""
@@ -145,7 +160,7 @@ def namespace() -> dict[str, Any]:
         "_call_env": call_env, "_SLOW": SLOW, "_NUM": (int, float),
         "_numbers": numbers_of, "_overflow": overflow, "_Frame": Frame,
         "_items": first_step_items, "_to_number": to_number_call,
-        "_ex": export, "_collapse_out": collapse_out, "_DEC": DECIMAL_RE.fullmatch,
+        "_ex": export, "_exd": export_deferred, "_collapse_out": collapse_out,
     }
 
 

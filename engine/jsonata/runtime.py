@@ -29,7 +29,8 @@ class State:
     it runs out keeps the timeout check off the per-item path while still
     catching a runaway loop that calls no function."""
 
-    __slots__ = ("budget", "deadline", "depth", "max_depth", "now_ms", "shadow", "timeout_ms")
+    __slots__ = ("budget", "deadline", "depth", "max_depth", "now_ms", "pending", "shadow",
+                 "timeout_ms")
 
     def __init__(self, timeout_ms: int | None, max_depth: int | None) -> None:
         self.now_ms = int(time.time() * 1000)
@@ -40,6 +41,9 @@ class State:
         self.budget = PACE
         # True when a binding or $eval may have rebound a library function's name
         self.shadow = False
+        # the error of a non-finite number put into a generated result (see
+        # gen_runtime.export_deferred), raised when the result is complete
+        self.pending: JsonataError | None = None
 
     def tick(self) -> None:
         """The loop budget ran out: check the clock and grant a new one."""

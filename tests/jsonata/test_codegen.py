@@ -213,3 +213,18 @@ def test_sum_adds_left_to_right_in_doubles_as_javascript_does() -> None:
     assert compile_expression("$sum(xs.v)").evaluate(
         {"xs": [{"v": 0.1}, {"v": 0.2}, {"v": 0.3}]}) == 0.6000000000000001
     assert compile_expression("$average([0.1, 0.2])").evaluate(None) == 0.15000000000000002
+
+
+def test_a_later_error_wins_over_a_non_finite_number_in_the_result() -> None:
+    # the closures fail on the non-finite number only when exporting the finished
+    # result; an error met later in the evaluation is the one they report
+    source = '{"a": $number(v), "b": [w], "c": $error("stop")}'
+    data = {"v": float("inf"), "w": float("nan")}
+    for generate in (True, False):
+        with pytest.raises(JsonataError) as info:
+            Expression(source, generate=generate).evaluate(data)
+        assert info.value.code == "D3137", generate
+    for generate in (True, False):
+        with pytest.raises(JsonataError) as info:
+            Expression('{"a": $number(v), "b": [w]}', generate=generate).evaluate(data)
+        assert info.value.code == "D1001", generate
