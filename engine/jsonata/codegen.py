@@ -201,6 +201,14 @@ class _Gen:
         self.emit(f"else: _st.budget -= {n}")
         return items
 
+    def collapse_new(self, acc: str, r: str, init: int, plain: bool = False) -> None:
+        """``r = collapse(acc)`` for a sequence made on line ``init`` and given
+        no flag, written out.  *plain*: its items are in exported form and it
+        goes into the result, so it is made a plain list instead."""
+        if plain:
+            self.lines[init] = self.lines[init].replace("Seq()", "[]")
+        self.emit(f"{r} = {acc} if len({acc}) > 1 else {acc}[0] if {acc} else U")
+
     def closure(self, node: Any, ctx: str) -> str:
         fn = self.const(self.c.compile(node))
         r = self.tmp()
@@ -376,7 +384,7 @@ class _Gen:
         if v in self.scalars:
             # no item can be an array: the sequence is already flat
             if last and out and v in self.fresh:
-                self.emit(f"{r} = _collapse_out({acc})")
+                self.collapse_new(acc, r, init, plain=True)
                 return True
             if last and summing is not None and v in self.numbers:
                 # `$sum(a.b)`: the sum of the values as they are, with no
@@ -386,7 +394,7 @@ class _Gen:
                 self.emit_call(f"{r} = {fsum}({acc}) if {acc} else U", summing)
                 return "sum"
             if last:
-                self.emit(f"{r} = _collapse({acc})")
+                self.collapse_new(acc, r, init)
                 if v in self.numbers:
                     return "numbers"
             else:
@@ -616,6 +624,7 @@ class _Gen:
             self.emit(f"if not isinstance({arr}, list): {arr} = [{arr}]")
             frame_lines = [len(self.lines)]
             self.emit(f"{frame} = _Frame({self.env}, {self.env}.state)")
+            init = len(self.lines)
             self.emit(f"{acc} = Seq()")
             loop = f"enumerate({self.paced(arr)})" if len(fn.arguments) > 1 else self.paced(arr)
             self.emit(f"for {i + ', ' if len(fn.arguments) > 1 else ''}{item} in {loop}:")
@@ -642,11 +651,10 @@ class _Gen:
                     self.emit(f"if {v} is not U: {acc}.append({v})")
                 else:
                     self.emit(f"if {_truth_test(v)}: {acc}.append({item})")
-            if out and name == "map" and v in self.fresh:
-                self.emit(f"{r} = _collapse_out({acc})")
+            plain = out and name == "map" and v in self.fresh
+            self.collapse_new(acc, r, init, plain)
+            if plain:
                 self.fresh.add(r)
-            else:
-                self.emit(f"{r} = _collapse({acc})")
         return r
 
     def _g_function(self, node: Any, ctx: str) -> str:

@@ -105,13 +105,6 @@ def export_deferred(value: Any, state: Any) -> Any:
         return value  # never seen: the evaluation fails
 
 
-def collapse_out(items: Seq) -> Any:
-    """A sequence of exported values as the result holds it: undefined when
-    empty, its item when single, else a plain list."""
-    n = len(items)
-    return items[0] if n == 1 else list(items) if n else UNDEFINED
-
-
 def first_step_items(v: Any) -> Any:
     """The sequence a path's first step yields from one object's field value."""
     if type(v) is Seq:
@@ -160,7 +153,7 @@ def namespace() -> dict[str, Any]:
         "_call_env": call_env, "_SLOW": SLOW, "_NUM": (int, float),
         "_numbers": numbers_of, "_overflow": overflow, "_Frame": Frame,
         "_items": first_step_items, "_to_number": to_number_call,
-        "_ex": export, "_exd": export_deferred, "_collapse_out": collapse_out,
+        "_ex": export, "_exd": export_deferred,
     }
 
 
