@@ -172,8 +172,8 @@ class _Gen:
         self.ns[name] = value
         return name
 
-    def emit(self, line: str) -> None:
-        self.lines.append("    " * self.indent + line)
+    def emit(self, line: str, indent: int = 0) -> None:
+        self.lines.append("    " * (self.indent + indent) + line)
 
     @contextmanager
     def block(self) -> Iterator[None]:
@@ -579,6 +579,7 @@ class _Gen:
         """Single-argument numeric functions with their common case written out."""
         impl = self.const(builtin.impl)
         if name == "number":
+            out = self.out
             self.numbers.add(r)
             slow = f"_to_number({a}, {self.const(builtin)}, {ctx}, {site[0]!r})"
             if self.test("s", a) == "False":
@@ -592,7 +593,14 @@ class _Gen:
                           f"{a}.replace('.', '', 1).isdigit() and {a}[0] != '.' != {a}[-1]:")
                 self.emit(f"    {r} = float({a})")
                 self.emit(f"    if {r}.is_integer(): {r} = int({r})")
-                self.emit(f"else: {r} = {a} if {self.test('n', a)} else {slow}")
+                self.emit("else:")
+                self.emit(f"{r} = {a} if {self.test('n', a)} else {slow}", indent=1)
+                if out and a not in self.fresh:
+                    # going into the result: only a number passed through from the
+                    # input may be one that is not finite (see export_deferred)
+                    self.emit(f"if type({r}) is float and {r} - {r} != 0: _exd({r}, _st)",
+                              indent=1)
+                    self.fresh.add(r)
             if a in self.fresh:  # else a number of the input passed through, maybe not finite
                 self.fresh.add(r)
             return
