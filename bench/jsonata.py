@@ -9,6 +9,10 @@ writes bench/results/jsonata.json.  "compiled" is evaluated as flowrunner
 evaluates a step (with its 5 s timeout and depth bound, so the bound checks
 are included); "unbounded" without them, so the cost of the checks shows.
 
+The compiled, unbounded, hand-written (and baseline) evaluations are timed in
+turns, round after round, and each keeps its best round: their ratios come
+from the same stretch of the run.
+
 ``--baseline DIR`` also times an older engine side by side in the same run:
 DIR holds its ``engine/jsonata`` package, e.g. made with
 ``git archive <commit> engine/jsonata | tar -x -C DIR``.  The Node column needs `node` and `npm`
@@ -160,6 +164,25 @@ def _time(fn: Any, budget: float) -> float:
     return min(timeit.repeat(fn, number=number, repeat=7, timer=time.process_time)) / number
 
 
+def _side_by_side(fns: dict[str, Any], budget: float, rounds: int = 7) -> dict[str, float]:
+    """Best per-call CPU seconds of each function, timed in turns: every round
+    times each function once, so a change in the machine's load during the run
+    falls on all of them alike and their ratios stay meaningful."""
+    numbers = {}
+    for name, fn in fns.items():
+        number = 1
+        while timeit.timeit(fn, number=number, timer=time.process_time) < budget / 10 \
+                and number < 1_000_000:
+            number *= 4
+        numbers[name] = number
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t = timeit.timeit(fn, number=numbers[name], timer=time.process_time)
+            best[name] = min(best[name], t / numbers[name])
+    return best
+
+
 NODE_SCRIPT = r"""
 const jsonata = require('jsonata');
 const cases = JSON.parse(require('fs').readFileSync(process.argv[2], 'utf8'));
@@ -267,9 +290,15 @@ def main() -> None:
         theirs = {k: v for k, v in jp_expr.evaluate(data).items() if k != "id"}
         assert theirs == {k: v for k, v in ours_result.items() if k != "id"}, \
             f"{name}: jsonata-python result differs"
-        ours = _time(lambda e=expr, d=data: e.evaluate(d, **BOUNDS), budget)
-        unbounded = _time(lambda e=expr, d=data: e.evaluate(d), budget)
-        handt = _time(lambda h=hand, d=data: h(d), budget)
+        timed = {"ours": lambda e=expr, d=data: e.evaluate(d, **BOUNDS),
+                 "unbounded": lambda e=expr, d=data: e.evaluate(d),
+                 "hand": lambda h=hand, d=data: h(d)}
+        if base is not None:
+            base_expr = base.compile_expression(source)
+            assert base_expr.evaluate(data, **BOUNDS) == hand(data)
+            timed["baseline"] = lambda e=base_expr, d=data: e.evaluate(d, **BOUNDS)
+        times = _side_by_side(timed, budget)
+        ours, unbounded, handt = times["ours"], times["unbounded"], times["hand"]
         jpt = _time(lambda e=jp_expr, d=data: e.evaluate(d), budget)
         row = {
             "case": name, "input_bytes": len(json.dumps(data)),
@@ -283,7 +312,10 @@ def main() -> None:
             "ratio_vs_jsonata_js": (ours / node[name]) if node else None,
         }
         if base is not None:
-            row.update(_baseline_row(base, source, data, hand, budget, handt))
+            base_compile = _time(lambda s=source: base.compile_expression(s), budget)
+            row.update({"baseline_ms": times["baseline"] * 1000,
+                        "baseline_compile_ms": base_compile * 1000,
+                        "baseline_ratio_vs_hand_written": times["baseline"] / handt})
         rows.append(row)
     _print(rows, node_note)
     out = ROOT / "bench" / "results" / "jsonata.json"
@@ -293,18 +325,6 @@ def main() -> None:
                   "compile_ms_max": 5.0},
         "results": rows}, indent=2) + "\n")
     print(f"\nwrote {out.relative_to(ROOT)}")
-
-
-def _baseline_row(base: Any, source: str, data: Any, hand: Any, budget: float,
-                  handt: float) -> dict[str, Any]:
-    compile_ms = _time(lambda: base.compile_expression(source), budget) * 1000
-    expr = base.compile_expression(source)
-    assert expr.evaluate(data, **BOUNDS) == hand(data)
-    t = _time(lambda: expr.evaluate(data, **BOUNDS), budget)
-    # the hand-written time again, right after, so load changes hit both alike
-    handt = min(handt, _time(lambda: hand(data), budget))
-    return {"baseline_ms": t * 1000, "baseline_compile_ms": compile_ms,
-            "baseline_ratio_vs_hand_written": t / handt}
 
 
 def _print(rows: list[dict[str, Any]], node_note: str) -> None:
