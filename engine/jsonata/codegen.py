@@ -62,7 +62,10 @@ def generate(c: Compiler, node: Any, exported: bool = False) -> Fn:
         # result is complete, as export() of the closures' result fails
         gen.emit("if _st.pending is not None: raise _st.pending")
     gen.emit(f"return {result}")
-    head = ["def _generated(inp, env):", "    _st = env.state"]
+    # the globals read most often, made locals (a local read is the cheapest)
+    fast = ", ".join(f"{name}={name}" for name in _FAST_NAMES
+                     if re.search(rf"\b{name}\b", "\n".join(gen.lines)))
+    head = [f"def _generated(inp, env{', ' + fast if fast else ''}):", "    _st = env.state"]
     if gen.uses_builtins:
         # a binding or $eval rebound a library name: the closures look names up
         gen.ns["_whole"] = Deferred(c, node, c.depth)
@@ -735,6 +738,7 @@ class _Gen:
 
 
 _SPECIAL = {"number", "sum", "count", "max", "min", "average"}
+_FAST_NAMES = ("U", "_NUM", "_exd", "Seq", "_items", "_pace", "_collapse")
 _MAX_FLOAT = float(MAX_EXACT)  # a float bound: compared with a float without conversion
 #: library functions that are one str method on a string argument
 _STR_METHODS = {"lowercase": "lower", "uppercase": "upper"}
