@@ -83,12 +83,11 @@ class Expression:
             self._calls += 1  # racy on purpose: an extra or a missed count changes nothing
             if self._calls > HOT_AFTER:
                 self._upgrade()
-        state = State(timeout_ms, max_depth)
         variables: dict[str, Any] = dict(bindings) if bindings else {}
         variables["$"] = data
+        env = State(timeout_ms, max_depth, ROOT, variables)
         if bindings and not ROOT.vars.keys().isdisjoint(bindings):
-            state.shadow = True
-        env = Frame(ROOT, state, variables)
+            env.shadow = True
         inp = data
         if isinstance(data, list) and type(data) is not Seq:
             inp = Seq([data])

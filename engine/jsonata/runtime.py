@@ -21,9 +21,35 @@ from .values import UNDEFINED, Seq, is_function, js_number_str, out_of_range
 PACE = 4096
 
 
-class State:
+class Frame:
+    """A variable scope; lookups walk the parent chain."""
+
+    __slots__ = ("parent", "state", "vars")
+
+    def __init__(self, parent: Frame | None, state: State | None = None,
+                 variables: dict[str, Any] | None = None) -> None:
+        self.parent = parent
+        if state is None:
+            assert parent is not None
+            state = parent.state
+        self.state: State = state
+        self.vars = variables if variables is not None else {}
+
+    def lookup(self, name: str) -> Any:
+        f: Frame | None = self
+        while f is not None:
+            v = f.vars
+            if name in v:
+                return v[name]
+            f = f.parent
+        return UNDEFINED
+
+
+class State(Frame):
     """Per-evaluation state: the clock reading, the bounds and the current
-    call depth (used to bound recursion the way the reference does).
+    call depth (used to bound recursion the way the reference does).  It is
+    also the evaluation's outermost frame (one object made per evaluation,
+    not two); a frame's ``state`` is this object.
 
     ``budget`` counts down the items loops visit; reading the clock only when
     it runs out keeps the timeout check off the per-item path while still
@@ -32,7 +58,11 @@ class State:
     __slots__ = ("budget", "deadline", "depth", "max_depth", "now_ms", "pending", "shadow",
                  "timeout_ms")
 
-    def __init__(self, timeout_ms: int | None, max_depth: int | None) -> None:
+    def __init__(self, timeout_ms: int | None, max_depth: int | None,
+                 parent: Frame | None = None, variables: dict[str, Any] | None = None) -> None:
+        self.parent = parent
+        self.state = self
+        self.vars = variables if variables is not None else {}
         self.now_ms = int(time.time() * 1000)
         self.timeout_ms = timeout_ms
         self.deadline = (time.monotonic() + timeout_ms / 1000.0) if timeout_ms else None
@@ -73,30 +103,6 @@ def _paced(items: Any, state: State) -> Any:
     for start in range(0, len(items), PACE):
         state.tick()
         yield from items[start:start + PACE]
-
-
-class Frame:
-    """A variable scope; lookups walk the parent chain."""
-
-    __slots__ = ("parent", "state", "vars")
-
-    def __init__(self, parent: Frame | None, state: State | None = None,
-                 variables: dict[str, Any] | None = None) -> None:
-        self.parent = parent
-        if state is None:
-            assert parent is not None
-            state = parent.state
-        self.state: State = state
-        self.vars = variables if variables is not None else {}
-
-    def lookup(self, name: str) -> Any:
-        f: Frame | None = self
-        while f is not None:
-            v = f.vars
-            if name in v:
-                return v[name]
-            f = f.parent
-        return UNDEFINED
 
 
 class Builtin:
