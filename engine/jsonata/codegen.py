@@ -56,6 +56,7 @@ def generate(c: Compiler, node: Any, exported: bool = False) -> Fn:
     evaluation needs no copy of its result afterwards."""
     gen = _Gen(c)
     gen.indent = 2
+    gen.parsed_twice = _parsed_twice(c, node)
     result = gen.expr_out(node, "inp") if exported else gen.expr(node, "inp")
     if exported:
         # a number that is not finite went into the result: fail now that the
@@ -66,6 +67,8 @@ def generate(c: Compiler, node: Any, exported: bool = False) -> Fn:
     fast = ", ".join(f"{name}={name}" for name in _FAST_NAMES
                      if re.search(rf"\b{name}\b", "\n".join(gen.lines)))
     head = [f"def _generated(inp, env{', ' + fast if fast else ''}):", "    _st = env.state"]
+    if gen.uses_memo:
+        head.append("    _nm = {}  # $number's results by string, for this evaluation")
     if gen.uses_builtins:
         # a binding or $eval rebound a library name: the closures look names up
         gen.ns["_whole"] = Deferred(c, node, c.depth)
@@ -155,6 +158,9 @@ class _Gen:
         # call's (position, name); the path then sums as it goes, into a name in `sums`
         self.summing: tuple[int, str] | None = None
         self.sums: set[str] = set()
+        # keys (see _cse_key) of `$number(x)` calls made in more than one place
+        self.parsed_twice: set[tuple[Any, ...]] = set()
+        self.uses_memo = False
         # names holding a value in exported form: a string, a boolean, null, a
         # finite number, or containers this function built from such values
         self.fresh: set[str] = set()
@@ -578,7 +584,7 @@ class _Gen:
         self.emit(line)
 
     def _special(self, name: str, builtin: Builtin, a: str, r: str, site: tuple[int, str],
-                 generic: str, ctx: str) -> None:
+                 generic: str, ctx: str, memo: bool = False) -> None:
         """Single-argument numeric functions with their common case written out."""
         impl = self.const(builtin.impl)
         if name == "number":
@@ -592,10 +598,20 @@ class _Gen:
                 # characters - a subset of to_number's DECIMAL_RE, tested by str
                 # methods faster than the expression - so float() is exact enough
                 # and a whole number fits an int exactly (as to_number has it)
-                self.emit(f"if type({a}) is str and len({a}) < 16 and {a}.isascii() and "
-                          f"{a}.replace('.', '', 1).isdigit() and {a}[0] != '.' != {a}[-1]:")
+                if memo:
+                    # the expression parses this field in another place too (the
+                    # lines, then their total): a string read once per evaluation
+                    self.uses_memo = True
+                    self.emit(f"if type({a}) is str and ({r} := _nm.get({a})) is not None: pass")
+                    self.emit(f"elif type({a}) is str and len({a}) < 16 and {a}.isascii() and "
+                              f"{a}.replace('.', '', 1).isdigit() and {a}[0] != '.' != {a}[-1]:")
+                else:
+                    self.emit(f"if type({a}) is str and len({a}) < 16 and {a}.isascii() and "
+                              f"{a}.replace('.', '', 1).isdigit() and {a}[0] != '.' != {a}[-1]:")
                 self.emit(f"    {r} = float({a})")
                 self.emit(f"    if {r}.is_integer(): {r} = int({r})")
+                if memo:
+                    self.emit(f"    _nm[{a}] = {r}")
                 self.emit("else:")
                 self.emit(f"{r} = {a} if {self.test('n', a)} else {slow}", indent=1)
                 if out and a not in self.fresh:
@@ -699,7 +715,8 @@ class _Gen:
         site = (node.position, name)
         self.uses_builtins = True
         if len(args) == 1 and name in _SPECIAL:
-            self._special(name, builtin, args[0], r, site, generic, ctx)
+            memo = name == "number" and _cse_key(self.c, node) in self.parsed_twice
+            self._special(name, builtin, args[0], r, site, generic, ctx, memo)
         elif fast is None:
             self.emit(f"{r} = {generic}")
         else:
@@ -744,6 +761,20 @@ _MAX_FLOAT = float(MAX_EXACT)  # a float bound: compared with a float without co
 _STR_METHODS = {"lowercase": "lower", "uppercase": "upper"}
 #: library functions whose result depends on more than their arguments
 _IMPURE = {"random", "eval", "error", "assert"}
+
+
+def _parsed_twice(c: Compiler, root: Any) -> set[tuple[Any, ...]]:
+    """Keys of the `$number(x)` calls that occur more than once under ``root``."""
+    from .compiler import _walk
+    seen: set[tuple[Any, ...]] = set()
+    twice: set[tuple[Any, ...]] = set()
+    for n in _walk(root, set()):
+        if n.type == "function" and n.procedure.type == "variable" \
+                and n.procedure.value == "number" and _generated(c, n):
+            key = _cse_key(c, n)
+            if key is not None:
+                (twice if key in seen else seen).add(key)
+    return twice
 
 
 def _cse_key(c: Compiler, node: Any) -> tuple[Any, ...] | None:

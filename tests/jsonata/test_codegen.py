@@ -228,3 +228,31 @@ def test_a_later_error_wins_over_a_non_finite_number_in_the_result() -> None:
         with pytest.raises(JsonataError) as info:
             Expression('{"a": $number(v), "b": [w]}', generate=generate).evaluate(data)
         assert info.value.code == "D1001", generate
+
+
+@pytest.mark.parametrize("prices", [
+    ["1.50", "12.00", "1.50", 7, "0.25"], ["1.50", "x"], ["007", " 4", "1e3", "-2.5"],
+    [float("inf")], [None, True, "9"],
+])
+def test_a_field_parsed_in_two_places_gives_what_the_closures_give(prices: list[Any]) -> None:
+    # $number(price) in the lines and again in their total: generated code reads
+    # each string once per evaluation; results, types and errors stay the closures'
+    source = ('{"lines": items.{"unit": $number(price), "total": $number(price) * q},'
+              ' "sum": $sum(items.($number(price) * q)), "first": $number(items[0].price)}')
+    data = {"items": [{"price": p, "q": 2} for p in prices]}
+    outcomes = []
+    for generate in (True, False):
+        try:
+            got = Expression(source, generate=generate).evaluate(data)
+            outcomes.append(("value", got, _types(got)))
+        except JsonataError as err:
+            outcomes.append(("error", (err.code, err.position, err.token), None))
+    assert outcomes[0] == outcomes[1]
+
+
+def _types(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _types(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_types(v) for v in value]
+    return type(value).__name__
