@@ -54,11 +54,15 @@ def jsonata_figures(data: dict[str, Any]) -> list[dict[str, Any]]:
             out.append(figure(f"JSONata {case}: compiled ÷ jsonata-js",
                               round(row["ratio_vs_jsonata_js"], 2), "×", 1.0,
                               note="below 1: faster than the JavaScript reference"))
-        out.append(figure(f"JSONata {case}: compile with code generation",
+        out.append(figure(f"JSONata {case}: compile with code generation at once",
                           round(row["compile_ms"], 2), "ms", goals.get("compile_ms_max")))
         if "compile_at_load_ms" in row:
             out.append(figure(f"JSONata {case}: compile at flow load (tiered)",
                               round(row["compile_at_load_ms"], 2), "ms",
+                              goals.get("compile_ms_max")))
+        if "compile_when_hot_ms" in row:
+            out.append(figure(f"JSONata {case}: code generation once hot (tiered)",
+                              round(row["compile_when_hot_ms"], 2), "ms",
                               goals.get("compile_ms_max")))
     return out
 

@@ -54,17 +54,23 @@ class Expression:
     no more — and generated source once the expression has been evaluated `HOT_AFTER` times.
     The swap is one attribute assignment: a thread still in the closures finishes there."""
 
-    __slots__ = ("_calls", "_fn", "source")
+    __slots__ = ("_ast", "_calls", "_fn", "source")
 
     def __init__(self, source: str, *, generate: bool | None = True) -> None:
         self.source = source
-        self._fn = compile_ast(parse(source), source, bool(generate), exported=True)
+        ast = parse(source)
+        self._fn = compile_ast(ast, source, bool(generate), exported=True)
         self._calls = 0 if generate is None else -1  # -1: nothing left to upgrade
+        # the tree again for the upgrade (compilation does not change it)
+        self._ast = ast if generate is None else None
 
     def _upgrade(self) -> None:
         self._calls = -1
+        ast, self._ast = self._ast, None  # a racing second upgrade parses again
         try:
-            self._fn = compile_ast(parse(self.source), self.source, True, exported=True)
+            if ast is None:
+                ast = parse(self.source)
+            self._fn = compile_ast(ast, self.source, True, exported=True)
         except Exception:  # a bug in codegen: the closures are correct, keep them and say so
             log.warning("JSONata code generation failed for %r; it stays on closures",
                         self.source[:200], exc_info=True)

@@ -56,17 +56,16 @@ def generate(c: Compiler, node: Any, exported: bool = False) -> Fn:
     evaluation needs no copy of its result afterwards."""
     gen = _Gen(c)
     gen.indent = 2
-    gen.parsed_twice = _parsed_twice(c, node)
     result = gen.expr_out(node, "inp") if exported else gen.expr(node, "inp")
     if exported:
         # a number that is not finite went into the result: fail now that the
         # result is complete, as export() of the closures' result fails
         gen.emit("if _st.pending is not None: raise _st.pending")
     gen.emit(f"return {result}")
+    gen.settle_memos()
     # the globals read most often, made locals (a local read is the cheapest)
-    fast = ", ".join(f"{name}={name}" for name in _FAST_NAMES
-                     if re.search(rf"\b{name}\b", "\n".join(gen.lines)))
-    head = [f"def _generated(inp, env{', ' + fast if fast else ''}):", "    _st = env.state"]
+    fast = ", ".join(f"{name}={name}" for name in _FAST_NAMES)
+    head = [f"def _generated(inp, env, {fast}):", "    _st = env.state"]
     if gen.uses_memo:
         head.append("    _nm = {}  # $number's results by string, for this evaluation")
     if gen.uses_builtins:
@@ -158,8 +157,9 @@ class _Gen:
         # call's (position, name); the path then sums as it goes, into a name in `sums`
         self.summing: tuple[int, str] | None = None
         self.sums: set[str] = set()
-        # keys (see _cse_key) of `$number(x)` calls made in more than one place
-        self.parsed_twice: set[tuple[Any, ...]] = set()
+        # `$number(x)` call sites by key (see _cse_key): the lines each wrote
+        # for a memo (see settle_memos)
+        self.memo_sites: dict[tuple[Any, ...], list[tuple[int, int, int]]] = {}
         self.uses_memo = False
         # names holding a value in exported form: a string, a boolean, null, a
         # finite number, or containers this function built from such values
@@ -209,6 +209,20 @@ class _Gen:
         self.emit(f"if ({n} := len({items})) > _st.budget: {items} = _pace({items}, _st)")
         self.emit(f"else: _st.budget -= {n}")
         return items
+
+    def settle_memos(self) -> None:
+        """Keep the ``$number`` memo where a string may be parsed in two places:
+        sites of one key written more than once (common-subexpression
+        elimination has joined those of one block).  Elsewhere the memo lines
+        are blanked (line numbers stay those ``sites`` knows)."""
+        for lines in self.memo_sites.values():
+            if len(lines) > 1:
+                self.uses_memo = True
+                continue
+            for lookup, parse, store in lines:
+                self.lines[lookup] = ""
+                self.lines[parse] = self.lines[parse].replace("elif ", "if ", 1)
+                self.lines[store] = ""
 
     def collapse_new(self, acc: str, r: str, init: int, plain: bool = False) -> None:
         """``r = collapse(acc)`` for a sequence made on line ``init`` and given
@@ -265,7 +279,7 @@ class _Gen:
         if v in self.numbers:  # a number of the input, not finite in theory
             self.emit(f"{w} = {v} if type({v}) is not float or {v} - {v} == 0 else _exd({v}, _st)")
         else:
-            self.emit(f"{w} = {v} if type({v}) is str or type({v}) is int else _exd({v}, _st)")
+            self.emit(f"{w} = {v} if type({v}) in _SI else _exd({v}, _st)")
         self.fresh.add(w)
         if v in self.defined:
             self.defined.add(w)
@@ -495,7 +509,7 @@ class _Gen:
             names = _field_names(self.c, value)
             if names is not None and len(names) == 1:
                 v = self.tmp()  # no collapse: see _g_name
-                field = f"{v} if type({v}) is str or type({v}) is int else _exd({v}, _st)" \
+                field = f"{v} if type({v}) in _SI else _exd({v}, _st)" \
                     if out else v
                 get = f"{ctx}.get({names[0]!r}, U)"
                 self.emit(f"if ({v} := {get}) is not U: {r}[{key!r}] = {field}")
@@ -584,7 +598,7 @@ class _Gen:
         self.emit(line)
 
     def _special(self, name: str, builtin: Builtin, a: str, r: str, site: tuple[int, str],
-                 generic: str, ctx: str, memo: bool = False) -> None:
+                 generic: str, ctx: str, memo: tuple[Any, ...] | None = None) -> None:
         """Single-argument numeric functions with their common case written out."""
         impl = self.const(builtin.impl)
         if name == "number":
@@ -598,20 +612,18 @@ class _Gen:
                 # characters - a subset of to_number's DECIMAL_RE, tested by str
                 # methods faster than the expression - so float() is exact enough
                 # and a whole number fits an int exactly (as to_number has it)
-                if memo:
-                    # the expression parses this field in another place too (the
-                    # lines, then their total): a string read once per evaluation
-                    self.uses_memo = True
-                    self.emit(f"if type({a}) is str and ({r} := _nm.get({a})) is not None: pass")
-                    self.emit(f"elif type({a}) is str and len({a}) < 16 and {a}.isascii() and "
-                              f"{a}.replace('.', '', 1).isdigit() and {a}[0] != '.' != {a}[-1]:")
-                else:
-                    self.emit(f"if type({a}) is str and len({a}) < 16 and {a}.isascii() and "
-                              f"{a}.replace('.', '', 1).isdigit() and {a}[0] != '.' != {a}[-1]:")
+                # a memo, kept if the expression parses this field in another
+                # place too (the lines, then their total; see settle_memos)
+                lookup = len(self.lines)
+                self.emit(f"if type({a}) is str and ({r} := _nm.get({a})) is not None: pass")
+                self.emit(f"elif type({a}) is str and len({a}) < 16 and {a}.isascii() and "
+                          f"{a}.replace('.', '', 1).isdigit() and {a}[0] != '.' != {a}[-1]:")
                 self.emit(f"    {r} = float({a})")
                 self.emit(f"    if {r}.is_integer(): {r} = int({r})")
-                if memo:
-                    self.emit(f"    _nm[{a}] = {r}")
+                self.emit(f"    _nm[{a}] = {r}")
+                # a site whose argument has no key is a memo of its own: not kept
+                self.memo_sites.setdefault(memo or (lookup,), []).append(
+                    (lookup, lookup + 1, len(self.lines) - 1))
                 self.emit("else:")
                 self.emit(f"{r} = {a} if {self.test('n', a)} else {slow}", indent=1)
                 if out and a not in self.fresh:
@@ -715,7 +727,7 @@ class _Gen:
         site = (node.position, name)
         self.uses_builtins = True
         if len(args) == 1 and name in _SPECIAL:
-            memo = name == "number" and _cse_key(self.c, node) in self.parsed_twice
+            memo = _cse_key(self.c, node) if name == "number" else None
             self._special(name, builtin, args[0], r, site, generic, ctx, memo)
         elif fast is None:
             self.emit(f"{r} = {generic}")
@@ -755,26 +767,12 @@ class _Gen:
 
 
 _SPECIAL = {"number", "sum", "count", "max", "min", "average"}
-_FAST_NAMES = ("U", "_NUM", "_exd", "Seq", "_items", "_pace", "_collapse")
+_FAST_NAMES = ("U", "_NUM", "_SI", "_exd", "Seq", "_items", "_pace", "_collapse")
 _MAX_FLOAT = float(MAX_EXACT)  # a float bound: compared with a float without conversion
 #: library functions that are one str method on a string argument
 _STR_METHODS = {"lowercase": "lower", "uppercase": "upper"}
 #: library functions whose result depends on more than their arguments
 _IMPURE = {"random", "eval", "error", "assert"}
-
-
-def _parsed_twice(c: Compiler, root: Any) -> set[tuple[Any, ...]]:
-    """Keys of the `$number(x)` calls that occur more than once under ``root``."""
-    from .compiler import _walk
-    seen: set[tuple[Any, ...]] = set()
-    twice: set[tuple[Any, ...]] = set()
-    for n in _walk(root, set()):
-        if n.type == "function" and n.procedure.type == "variable" \
-                and n.procedure.value == "number" and _generated(c, n):
-            key = _cse_key(c, n)
-            if key is not None:
-                (twice if key in seen else seen).add(key)
-    return twice
 
 
 def _cse_key(c: Compiler, node: Any) -> tuple[Any, ...] | None:

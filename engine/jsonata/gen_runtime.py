@@ -151,6 +151,7 @@ def namespace() -> dict[str, Any]:
         "_lookup": lookup, "_tobool": to_boolean, "_cat": concat_part, "_flat": flat,
         "_pace": pace, "_JErr": JsonataError, "_mark_line": mark_line, "_call": call_generic,
         "_call_env": call_env, "_SLOW": SLOW, "_NUM": (int, float),
+        "_SI": (str, int),  # values exported as they are
         "_numbers": numbers_of, "_overflow": overflow, "_Frame": Frame,
         "_items": first_step_items, "_to_number": to_number_call,
         "_ex": export, "_exd": export_deferred,
