@@ -93,6 +93,15 @@ def _plain(node: Any) -> bool:
 
 
 def _generated(c: Compiler, node: Any) -> bool:
+    """Whether ``node`` is a shape written out here (asked many times of each
+    node while one expression is generated: answered once)."""
+    known = c.generated_shapes.get(id(node))
+    if known is None:
+        known = c.generated_shapes[id(node)] = _shape_generated(c, node)
+    return known
+
+
+def _shape_generated(c: Compiler, node: Any) -> bool:
     if not _plain(node):
         return False
     t = node.type
@@ -776,6 +785,15 @@ _IMPURE = {"random", "eval", "error", "assert"}
 
 
 def _cse_key(c: Compiler, node: Any) -> tuple[Any, ...] | None:
+    """The key of ``node`` for common-subexpression elimination (see _node_key),
+    worked out once per node."""
+    keys = c.cse_keys
+    if id(node) not in keys:
+        keys[id(node)] = _node_key(c, node)
+    return keys[id(node)]
+
+
+def _node_key(c: Compiler, node: Any) -> tuple[Any, ...] | None:
     """A key equal for two nodes that compute the same value in the same context
     and frame: plain names, paths of names, literals, arithmetic and calls of
     pure library functions with scalar results over such nodes; else None.

@@ -57,6 +57,10 @@ class Compiler:
         self.bound = bound_names(root, source) \
             if root is not None and "$eval" not in source else None
         self.codegen = True  # off while building the closures behind generated code
+        # codegen.py's answers about nodes of this expression, by id(node): the
+        # tree outlives the compilation, so ids are not reused meanwhile
+        self.generated_shapes: dict[int, bool] = {}
+        self.cse_keys: dict[int, Any] = {}
 
     def binds(self, node: Any) -> bool:
         """Conservatively: does any `:=` occur anywhere below ``node``?"""
