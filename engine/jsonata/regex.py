@@ -4,18 +4,47 @@ matcher-object protocol (a regex used as a function).
 Regex literals are compiled once by the parser (Python ``re``); iteration
 follows the reference ``lastIndex`` rules, including error D1004 when a
 pattern keeps matching the empty string.
+
+Searches run on the ``regex`` package's engine, compiled from the same
+pattern text and flags: unlike ``re``, it takes a timeout, so a pattern that
+backtracks without end on some input stops at the evaluation's deadline with
+U1001 instead of holding the worker.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import regex as regex_engine
+
 from .errors import JsonataError
-from .runtime import Builtin, Frame, apply_fn
+from .runtime import Builtin, Frame, State, apply_fn, timeout_error
 from .values import UNDEFINED, Seq
+
+_FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE
+
+
+@functools.lru_cache(maxsize=1024)
+def _interruptible(text: str, flags: int) -> Any:
+    # the flag values of these four are the same in both modules
+    return regex_engine.compile(text, flags | regex_engine.VERSION0)
+
+
+def search(pattern: re.Pattern[str], s: str, pos: int, state: State | None) -> Any:
+    """``pattern.search(s, pos)``, stopped with U1001 at the evaluation's deadline."""
+    timeout = None
+    if state is not None and state.deadline is not None:
+        timeout = max(state.deadline - time.monotonic(), 0.001)
+    try:
+        return _interruptible(pattern.pattern, pattern.flags & _FLAGS).search(
+            s, pos, timeout=timeout)
+    except TimeoutError:
+        raise timeout_error() from None
 
 
 class _Match:
@@ -28,11 +57,11 @@ class _Match:
         self.groups = groups
 
 
-def _pattern_matches(pattern: re.Pattern[str], s: str) -> Iterator[_Match]:
+def _pattern_matches(pattern: re.Pattern[str], s: str, state: State) -> Iterator[_Match]:
     pos = 0
     first = True
     while True:
-        m = pattern.search(s, pos)
+        m = search(pattern, s, pos, state)
         if m is None:
             return
         if not first and m.group(0) == "":
@@ -63,17 +92,17 @@ def _custom_matches(env: Frame, matcher: Any, s: str) -> Iterator[_Match]:
 
 def matches(env: Frame, matcher: Any, s: str) -> Iterator[_Match]:
     if isinstance(matcher, re.Pattern):
-        return _pattern_matches(matcher, s)
+        return _pattern_matches(matcher, s, env.state)
     return _custom_matches(env, matcher, s)
 
 
-def regex_closure(pattern: re.Pattern[str]) -> Any:
+def regex_closure(pattern: re.Pattern[str], state: State | None = None) -> Any:
     """A regex applied as a function: returns the reference match object."""
 
     def run(s: Any = UNDEFINED, start: Any = 0) -> Any:
         if not isinstance(s, str):
             return UNDEFINED
-        m = pattern.search(s, int(start or 0))
+        m = search(pattern, s, int(start or 0), state)
         if m is None:
             return UNDEFINED
         end = m.end()

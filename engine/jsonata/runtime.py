@@ -290,7 +290,7 @@ def _apply_inner(proc: Any, args: list[Any], inp: Any, env: Frame) -> Any:
         return apply_fn(proc.second, [apply_fn(proc.first, args, inp, env)], inp, env)
     if isinstance(proc, re.Pattern):
         from .regex import regex_closure
-        return regex_closure(proc)(*args)
+        return regex_closure(proc, env.state)(*args)
     if is_function(proc):
         py_args = [None if a is UNDEFINED else a for a in args[: arity_of(proc)]]
         result = proc(*py_args)

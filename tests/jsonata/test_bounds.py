@@ -133,3 +133,19 @@ def test_distinct_and_grouping_stay_linear() -> None:
     items = [{"k": "same", "v": i % 1000} for i in range(200_000)]
     out = compile_expression("{'n': $count($distinct(items.v)), 'g': $count((items{k: v}).same)}")
     assert out.evaluate({"items": items}, timeout_ms=20_000) == {"n": 1000, "g": 200_000}
+
+
+@pytest.mark.parametrize("source", [
+    "$contains(s, /^(a|aa)+$/)", "$match(s, /^(a|aa)+$/)", '$replace(s, /^(a|aa)+$/, "x")',
+    "$split(s, /^(a|aa)+$/)", "/^(a|aa)+$/(s)",
+])
+def test_a_backtracking_regex_stops_at_the_timeout(source: str) -> None:
+    # on 35 a's and a b this pattern backtracks for minutes; Python's `re` cannot be stopped
+    # mid-search, the engine flowrunner matches with can
+    data = {"s": "a" * 35 + "b"}
+    with pytest.raises(JsonataError) as info:
+        compile_expression(source).evaluate(data, timeout_ms=200)
+    assert info.value.code == "U1001"
+    # the next evaluation has its own bounds, and the same pattern on a short input matches
+    assert compile_expression(source.replace("s,", "t,").replace("(s)", "(t)")).evaluate(
+        {"t": "aaa"}, timeout_ms=200) not in (None, False)
