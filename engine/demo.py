@@ -39,9 +39,14 @@ def _row(state: RunState) -> list[str]:
 
 
 def run_demo(flows_dir: Path, home: Path, echo: Echo) -> int:
+    samples = flows_dir / "samples"
+    if not (samples / "shopify-order.json").is_file():
+        echo(f"{flows_dir}: no shipped flows here (their sample messages are missing from "
+             f"{samples}). `flowrun demo` runs the flows/ folder of a flowrunner checkout: run "
+             "it from the checkout's root, or pass --flows PATH/TO/flows.")
+        return 2
     if home.exists():
         shutil.rmtree(home)
-    samples = flows_dir / "samples"
     shopify, marketplace = _load(samples / "shopify-order.json"), _load(samples /
                                                                          "marketplace-order.json")
     with Sandbox() as sandbox:
@@ -144,5 +149,6 @@ def _partner_flows(app: App, invoice: Any, echo: Echo) -> list[RunState]:
 def demo_main(flows_dir: str, home: str, echo: Echo) -> int:
     started = time.perf_counter()
     code = run_demo(Path(flows_dir), Path(home), echo)
-    echo(f"demo finished in {time.perf_counter() - started:.1f} s")
+    if code == 0:
+        echo(f"demo finished in {time.perf_counter() - started:.1f} s")
     return code

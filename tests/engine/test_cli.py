@@ -305,3 +305,10 @@ def test_run_takes_an_edi_file_as_text_with_text_and_says_so_without(tmp_path: P
     result = flowrun("run", str(flow), "--input", sample, "--text")
     assert result.code == 0, result.both
     assert json.loads(result.out)["envelope"]["body"] == {"sets": 1, "kind": "856"}
+
+
+def test_demo_away_from_the_shipped_flows_says_where_to_run_it(tmp_path: Path) -> None:
+    result = flowrun("demo", "--flows", str(tmp_path / "flows"), "--home", str(tmp_path / "h"))
+    assert result.code == 2
+    assert "no shipped flows here" in result.out and "--flows PATH/TO/flows" in result.out
+    assert not (tmp_path / "h").exists()  # nothing made or wiped
