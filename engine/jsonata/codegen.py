@@ -705,6 +705,28 @@ class _Gen:
                 self.fresh.add(r)
         return r
 
+    def _written_out(self, name: str, args: list[str], call: str) -> str:
+        """The Python for a library call whose arguments passed its type test: the
+        operation itself where it is one (as the library function computes it), else
+        *call*, the call of the implementation."""
+        a = args[0] if args else ""
+        if name == "string" and len(args) == 1:  # an integer's text is its Python text
+            return f"{a} if type({a}) is str else str({a}) if type({a}) is int else {call}"
+        if name in _STR_METHODS and len(args) == 1:  # the test says: a string
+            return f"{a}.{_STR_METHODS[name]}()"
+        if name == "trim" and len(args) == 1:  # no run of white space to fold
+            return (f"{a}.strip(' ') if '  ' not in {a} and '\\t' not in {a} and "
+                    f"'\\n' not in {a} and '\\r' not in {a} else {call}")
+        if name == "split" and len(args) == 2:
+            sep = self.literals.get(args[1])
+            if type(sep) is str and sep:
+                return f"{a}.split({args[1]})"  # a literal separator: str.split
+        if name == "substring" and len(args) == 3:
+            start, length = (self.literals.get(v, UNDEFINED) for v in args[1:])
+            if type(start) is int and start >= 0 and type(length) is int and length > 0:
+                return f"{a}[{start}:{start + length}]"
+        return call
+
     def _g_function(self, node: Any, ctx: str) -> str:
         inline = _inline_lambda(self.c, node)
         if inline is not None:
@@ -742,23 +764,7 @@ class _Gen:
             self.emit(f"{r} = {generic}")
         else:
             test, padded = fast
-            call = f"{self.const(builtin.impl)}({', '.join(padded)})"
-            if name == "string" and len(args) == 1:
-                a = args[0]  # an integer's text is its Python text (to_string)
-                call = f"{a} if type({a}) is str else str({a}) if type({a}) is int else {call}"
-            elif name in _STR_METHODS and len(args) == 1:  # the test says: a string
-                call = f"{args[0]}.{_STR_METHODS[name]}()"
-            elif name == "trim" and len(args) == 1:  # no run of white space to fold
-                a = args[0]
-                call = (f"{a}.strip(' ') if '  ' not in {a} and '\\t' not in {a} and "
-                        f"'\\n' not in {a} and '\\r' not in {a} else {call}")
-            elif name == "split" and len(args) == 2 and \
-                    type(sep := self.literals.get(args[1])) is str and sep:
-                call = f"{args[0]}.split({args[1]})"  # a literal separator: str.split
-            elif name == "substring" and len(args) == 3:
-                start, length = (self.literals.get(a, UNDEFINED) for a in args[1:])
-                if type(start) is int and start >= 0 and type(length) is int and length > 0:
-                    call = f"{args[0]}[{start}:{start + length}]"  # as substring() has it
+            call = self._written_out(name, args, f"{self.const(builtin.impl)}({', '.join(padded)})")
             if test == "False":
                 self.emit(f"{r} = {generic}")
             elif test == "True":
