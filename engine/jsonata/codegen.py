@@ -288,7 +288,7 @@ class _Gen:
         if v in self.numbers:  # a number of the input, not finite in theory
             self.emit(f"{w} = {v} if type({v}) is not float or {v} - {v} == 0 else _exd({v}, _st)")
         else:
-            self.emit(f"{w} = {v} if type({v}) in _SI else _exd({v}, _st)")
+            self.emit(f"{w} = {_exported(v)}")
         self.fresh.add(w)
         if v in self.defined:
             self.defined.add(w)
@@ -384,27 +384,27 @@ class _Gen:
             else:
                 self.emit(f"{seq} = {ctx} if isinstance({ctx}, list) else ({ctx},)")
                 self._step(first, seq, r, last=False)
-            made_fresh: bool | str = False
+            made = ""
             for i, step in enumerate(steps[1:], 1):
                 last = i == len(steps) - 1
-                made_fresh = self._step(step, seq, r, last, out and last,
-                                        summing if last and not closure else None)
+                made = self._step(step, seq, r, last, out and last,
+                                  summing if last and not closure else None)
             self.emit("break")
-        if made_fresh is True:  # and the closure's result is exported (above)
+        if made == "exported":  # and the closure's result is exported (above)
             self.fresh.add(r)
-        elif made_fresh == "sum":
+        elif made == "sum":
             self.sums.add(r)
-        elif made_fresh == "numbers" and not closure:
+        elif made == "numbers" and not closure:
             self.number_seqs.add(r)
         return r
 
     def _step(self, step: Any, seq: str, r: str, last: bool, out: bool = False,
-              summing: tuple[int, str] | None = None) -> bool | str:
+              summing: tuple[int, str] | None = None) -> str:
         """One step of a path over the items of ``seq``; the last sets ``r``.
-        *out*: the step's values go into the result; returns whether ``r``
-        then holds exported values only, or "numbers" when it holds a number,
-        undefined or a sequence of numbers.  *summing*: the path is the
-        argument of that ``$sum`` call; returns "sum" when ``r`` holds the sum."""
+        *out*: the step's values go into the result.  *summing*: the path is
+        the argument of that ``$sum`` call.  Returns what the last step leaves in
+        ``r``: "exported" (values in exported form only), "numbers" (a number,
+        undefined or a sequence of numbers), "sum" (the sum), or ""."""
         acc, item = self.tmp(), self.tmp()
         init = len(self.lines)
         self.emit(f"{acc} = Seq()")
@@ -417,7 +417,7 @@ class _Gen:
             # no item can be an array: the sequence is already flat
             if last and out and v in self.fresh:
                 self.collapse_new(acc, r, init, plain=True)
-                return True
+                return "exported"
             if last and summing is not None and v in self.numbers:
                 # `$sum(a.b)`: the sum of the values as they are, with no
                 # sequence made of them first (undefined when there are none)
@@ -432,7 +432,7 @@ class _Gen:
             else:
                 self.emit(f"{seq} = {acc}")
                 self.emit(f"if not {seq}: break")
-            return False
+            return ""
         if last:
             self.emit(f"if len({acc}) == 1 and isinstance({acc}[0], list) "
                       f"and type({acc}[0]) is not Seq: {r} = {acc}[0]")
@@ -440,7 +440,7 @@ class _Gen:
         else:
             self.emit(f"{seq} = _flat({acc})")
             self.emit(f"if not {seq}: break")
-        return False
+        return ""
 
     def _names(self, node: Any, ctx: str) -> str:
         # a.b.c through nested objects; anything else takes the generic path
@@ -518,8 +518,7 @@ class _Gen:
             names = _field_names(self.c, value)
             if names is not None and len(names) == 1:
                 v = self.tmp()  # no collapse: see _g_name
-                field = f"{v} if type({v}) in _SI else _exd({v}, _st)" \
-                    if out else v
+                field = _exported(v) if out else v
                 get = f"{ctx}.get({names[0]!r}, U)"
                 self.emit(f"if ({v} := {get}) is not U: {r}[{key!r}] = {field}")
                 self.known[(("name", names[0]), ctx, self.env)] = (v, self.indent)
@@ -863,6 +862,12 @@ def _inline_lambda(c: Compiler, node: Any) -> Any:
 def _returns_scalar(builtin: Builtin) -> bool:
     sig = builtin.signature
     return sig is not None and sig.definition.endswith((":s>", ":n>", ":b>"))
+
+
+def _exported(v: str) -> str:
+    """Python for ``v`` in exported form: strings and integers as they are, anything
+    else copied by export (a non-finite number held until the result is complete)."""
+    return f"{v} if type({v}) in _SI else _exd({v}, _st)"
 
 
 def _both(a: str, b: str) -> str:

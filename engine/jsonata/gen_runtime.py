@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import JsonataError
-from .functions_core import DECIMAL_RE, to_boolean, to_string
+from .functions_core import to_boolean, to_string
 from .paths import lookup
 from .runtime import Builtin, Frame, apply_at_depth, mark_error, pace
-from .values import MAX_EXACT, UNDEFINED, ConsArray, Seq, collapse, export, out_of_range
+from .values import UNDEFINED, ConsArray, Seq, collapse, export, out_of_range
 
 if TYPE_CHECKING:
     from .compiler import Compiler
@@ -116,11 +116,9 @@ def first_step_items(v: Any) -> Any:
 
 
 def to_number_call(v: Any, b: Builtin, inp: Any, position: int) -> Any:
-    """``$number`` of a non-number: a string parsed, anything else checked."""
+    """``$number`` of what the generated decimal test did not take: a string goes to
+    the library function itself, anything else through the signature's checks."""
     if type(v) is str:
-        if DECIMAL_RE.fullmatch(v):  # "19.99": as to_number does it, one call less
-            f = float(v)
-            return int(f) if f.is_integer() and -MAX_EXACT < f < MAX_EXACT else f
         try:
             return b.impl(v)
         except JsonataError as err:
@@ -143,11 +141,10 @@ def numbers_of(v: Any) -> Any:
     return None
 
 
-
 def namespace() -> dict[str, Any]:
     """The globals of one generated function (it adds its own constants)."""
     return {
-        "U": UNDEFINED, "Seq": Seq, "ConsArray": ConsArray, "_collapse": collapse,
+        "U": UNDEFINED, "Seq": Seq, "_collapse": collapse,
         "_lookup": lookup, "_tobool": to_boolean, "_cat": concat_part, "_flat": flat,
         "_pace": pace, "_JErr": JsonataError, "_mark_line": mark_line, "_call": call_generic,
         "_call_env": call_env, "_SLOW": SLOW, "_NUM": (int, float),
