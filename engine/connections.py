@@ -163,12 +163,13 @@ class HttpConnection(Model):
 
 
 def _port(value: object) -> int | str:
-    if isinstance(value, str) and REF.search(value):
-        return value  # resolved where the connection is used, like the host
+    if isinstance(value, str) and (ref := REF.fullmatch(value.strip())) and ref["kind"] == "env":
+        return value.strip()  # resolved where the connection is used, like the host
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
         return value
+    # a port is no secret: a ${secret:...} here would be echoed in a wrong-port message
     raise ValueError("a port is a number from 1 to 65535, or '${env:NAME}'")
 
 
@@ -180,9 +181,10 @@ def port_number(value: int | str, resolve: Callable[[str], str]) -> int:
     if isinstance(value, int):
         return value
     text = resolve(value)
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError(f"port {value} is '{text}', not a number from 1 to 65535")
-    return int(text)
+    try:
+        return int(_port(text))
+    except ValueError:
+        raise ValueError(f"port {value} is '{text}', not a number from 1 to 65535") from None
 
 
 class SftpConnection(Model):

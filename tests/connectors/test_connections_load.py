@@ -181,6 +181,16 @@ CASES = [
           password: ${secret:P}
           host_key: "SHA256:abc"
         """), 4, 9, "sftp.port", "a port is a number from 1 to 65535, or '${env:NAME}'"),
+    # a port from a secret would be echoed by a wrong-port message: only ${env:...} is taken
+    Case("sftp-port-from-a-secret", y("""
+        connection: c
+        sftp:
+          host: sftp.test
+          port: ${secret:P}
+          username: u
+          password: ${secret:P}
+          host_key: "SHA256:abc"
+        """), 4, 9, "sftp.port", "a port is a number from 1 to 65535, or '${env:NAME}'"),
 ]
 
 
