@@ -244,6 +244,7 @@ class CeleryExecutor:
             raise ValueError("the Celery executor keeps run state in Redis: it needs the "
                              f"RedisStore with prefix {prefix!r}")
         self.app = app
+        self.store: RedisStore = app.store  # checked above
         self.tuning = tuning or CelerySettings()
         self.settings = settings
         self.celery = make_celery(settings, self.tuning)
@@ -335,8 +336,7 @@ class CeleryExecutor:
                 log.warning("lease on run %s not released", run_id, exc_info=True)
 
     def _leased(self, run_id: str) -> bool:
-        owner = getattr(self.app.store, "lock_owner", None)
-        return owner is not None and owner(f"run:{run_id}") is not None
+        return self.store.lock_owner(f"run:{run_id}") is not None
 
     def _process(self, state: RunState | None, died: int, owner: str) -> RunState | None:
         app = self.app

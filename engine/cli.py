@@ -232,8 +232,6 @@ def demo(flows_dir: str, home: str) -> None:
 def sandbox(port: int, home: str) -> None:
     """Start the sandbox (mock ERP, WMS, channel, supplier endpoints, and an SFTP server for the
     supplier file drops) on loopback until Ctrl-C."""
-    from pathlib import Path
-
     from engine.sandbox import Sandbox
     from engine.sandbox_sftp import SftpSandbox
 

@@ -51,7 +51,6 @@ def run_demo(flows_dir: Path, home: Path, echo: Echo) -> int:
                                                                          "marketplace-order.json")
     with Sandbox() as sandbox:
         os.environ.update(sandbox.env())
-        os.environ["FLOWRUN_HOME"] = str(home)  # where the x12 step keeps control numbers
         app = App(Settings(home=home, flows=flows_dir, workers=4))
         if not app.flows.ok:
             for problem in app.flows.problems.errors:

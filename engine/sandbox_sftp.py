@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from connectors.sftp_client import fingerprint
 
 USERNAME, PASSWORD = "flowrun", "sandbox-sftp-pass"
-#: the port the shipped connection files name (connections/supplier_nordic_sftp.yaml)
+#: the port `flowrun sandbox` serves SFTP on, which the shipped connection file reads from
+#: ${env:SFTP_SANDBOX_PORT} (connections/supplier_nordic_sftp.yaml)
 SHIPPED_PORT = 2222
 #: the folders the shipped flows use: the supplier's inbox (flow 3) and its ASN drop (flow 5)
 SHIPPED_FOLDERS = ("in", "out/asn")
