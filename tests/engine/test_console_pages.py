@@ -33,7 +33,6 @@ from engine.console.models import (
 )
 from engine.console.views import SNAPSHOT_LIMIT
 from engine.store.redis import RedisStore
-from tests.redis_fixture import redis_server, redis_url  # noqa: F401 - fixtures
 
 
 def test_flows_page_shows_health(tmp_path: Path) -> None:
@@ -314,7 +313,7 @@ def test_openapi_document_describes_the_api(tmp_path: Path) -> None:
 
 
 def test_the_console_works_on_the_redis_store(tmp_path: Path,
-                                               redis_url: str) -> None:  # noqa: F811
+                                               redis_url: str) -> None:
     with serving(console_app(tmp_path, store=RedisStore(redis_url))) as server:
         good = send(server, order(10044, qty=2))
         entry = dead_letter(server, 10045)

@@ -17,7 +17,6 @@ import redis
 
 from engine.dsl.flow import RateLimit
 from engine.limits import LocalBucket, RedisLimits
-from tests.redis_fixture import redis_server, redis_url  # noqa: F401 - fixtures
 
 
 def over_budget(grants: list[float], limit: RateLimit, slack: float = 1e-3) -> list[str]:
@@ -89,7 +88,7 @@ def test_local_bucket_grants_from_many_threads_stay_within_the_bucket() -> None:
     assert over_budget(grants, limit) == []
 
 
-def test_redis_bucket_shared_by_clients_stays_within_the_bucket(redis_url: str) -> None:  # noqa: F811
+def test_redis_bucket_shared_by_clients_stays_within_the_bucket(redis_url: str) -> None:
     limit = RateLimit(name="erp-eu", per_second=5, burst=2)
 
     def worker() -> Callable[[], float]:  # each thread its own client, as a worker would be
@@ -104,7 +103,7 @@ def test_redis_bucket_shared_by_clients_stays_within_the_bucket(redis_url: str) 
     assert max(grants) - min(grants) == pytest.approx((30 - 2) / 5, abs=0.3)
 
 
-def test_redis_slots_admit_the_limit_and_queue_the_rest(redis_url: str) -> None:  # noqa: F811
+def test_redis_slots_admit_the_limit_and_queue_the_rest(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     limits = RedisLimits(client)
     assert limits.acquire_slot("bulk", "run-1", 2, 30, "run-1", 30)
@@ -120,7 +119,7 @@ def test_redis_slots_admit_the_limit_and_queue_the_rest(redis_url: str) -> None:
     assert client.zcard("flowrun:slots:bulk:waiting") == 0
 
 
-def test_a_dead_holders_slot_is_freed_after_its_lease(redis_url: str) -> None:  # noqa: F811
+def test_a_dead_holders_slot_is_freed_after_its_lease(redis_url: str) -> None:
     limits = RedisLimits(redis.Redis.from_url(redis_url))
     assert limits.acquire_slot("bulk", "dead-run", 1, 0.3, "dead-run", 0.3)
     assert not limits.acquire_slot("bulk", "next-run", 1, 30, "next-run", 30)

@@ -23,7 +23,6 @@ from engine.scheduler import Scheduler, schedule_name
 from engine.store.base import Store
 from engine.store.redis import RedisStore
 from engine.store.sqlite import SqliteStore
-from tests.redis_fixture import redis_server, redis_url  # noqa: F401 - fixtures
 
 CRON_FLOW = """
 flow: berlin-morning

@@ -19,7 +19,6 @@ import pytest
 from test_server_harness import SECRETS, SHOP_FLOW, Running, make_app, serving
 
 from connectors.signatures.shopify import SCHEME as SHOPIFY
-from tests.redis_fixture import redis_server, redis_url  # noqa: F401 - fixtures
 
 SHOP_CONFIG = SHOPIFY.config()
 ORDER = {"id": 1001, "email": "ada@example.com", "total_price": "250.00"}
@@ -341,7 +340,7 @@ def test_rate_limit_is_429_with_retry_after(server: Running) -> None:
 
 # -- routing -----------------------------------------------------------------------------------
 def test_on_redis_the_rate_limit_is_one_budget_for_every_server(
-        tmp_path: Path, redis_url: str) -> None:  # noqa: F811
+        tmp_path: Path, redis_url: str) -> None:
     first = make_app(tmp_path / "a", {"limited": LIMITED_FLOW}, redis_url=redis_url)
     second = make_app(tmp_path / "b", {"limited": LIMITED_FLOW}, redis_url=redis_url)
     with serving(first, executor=False) as one, serving(second, executor=False) as two:

@@ -18,7 +18,7 @@ from engine.runner import RunState, Spawn
 from engine.store.base import DeadLetter, DeadLetterFilter, RunFilter, Store, StoreError
 from engine.store.redis import RedisStore
 from engine.store.sqlite import SqliteStore
-from tests.redis_fixture import free_port, redis_server, redis_url  # noqa: F401 - fixtures
+from tests.redis_fixture import free_port
 
 T0 = 1_700_000_000.0
 

@@ -26,7 +26,6 @@ import pytest
 
 from engine.app import App
 from engine.settings import Settings
-from tests.redis_fixture import redis_server, redis_url  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,7 +123,7 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(redis_url: str, tmp_path: Path,  # noqa: F811 - the fixture imported above
+def cluster(redis_url: str, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     flows = tmp_path / "flows"
     flows.mkdir()

@@ -39,7 +39,7 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures
     downstream,
     wait_until,
 )
-from tests.redis_fixture import free_port, redis_server, redis_url  # noqa: F401 - fixtures
+from tests.redis_fixture import free_port
 
 FULL = os.environ.get("FLOWRUN_RELIABILITY", "").strip().lower() == "full"
 SHOP_SECRET = "reliability-shop-secret"
@@ -163,15 +163,14 @@ ENDED = ("succeeded", "dead_lettered", "failed")
 
 def finish(app: App, flow: str, total: int, timeout: float,
            busy: Callable[[], bool] = lambda: False) -> list[str]:
-    """Wait until *total* runs of *flow* ended; the keys of the runs that were stranded.
+    """Wait until *total* runs of *flow* ended, or until none has ended for 20 s while *busy*
+    is false; the keys of the runs still active then (stranded), for the scenario to assert
+    empty.
 
     A task that the broker handed to a worker killed (or whose Redis died) before kombu noted
-    it as unacknowledged is gone — BRPOP, then the unacked entry, in two steps; likewise a
-    task being restored. Its run stays recorded as queued and no sweep looks at it: what picks
-    it up today is the resume of the next ``flowrun serve`` or scheduler start. So when runs
-    stop ending short of *total* (nothing ended for 20 s while *busy* is false), the runs still
-    active are handed to the workers again exactly so (``executor.start(resume=True)``), and
-    their keys returned for the scenario to report."""
+    it as unacknowledged is gone — BRPOP, then the unacked entry, in two steps. Its run stays
+    recorded as queued, and it is the product's stuck-run sweep that queues it again
+    (``FLOWRUN_CELERY_STRANDED_AFTER``): nothing here hands runs to the workers."""
     progress = [-1, time.monotonic()]
 
     def ended() -> int:
@@ -185,11 +184,7 @@ def finish(app: App, flow: str, total: int, timeout: float,
         return done >= total or (not busy() and now - progress[1] > 20)
 
     settle(ended_or_still, timeout)
-    stranded = [str(state.key) for state in app.store.active_runs() if state.flow_id == flow]
-    if stranded:
-        app.executor.start(resume=True)
-        settle(lambda: ended() >= total, 60)
-    return stranded
+    return [str(state.key) for state in app.store.active_runs() if state.flow_id == flow]
 
 
 def dead_letters(store: Any, flow: str) -> list[DeadLetter]:

@@ -99,6 +99,7 @@ def test_sigkilled_workers_lose_nothing_and_double_nothing(
         missing=len(ledger.missing(expected)), doubled=len(ledger.doubled()),
         dead_letters=len(dead_letters(app.store, "reference-orders")), seconds=round(elapsed, 1))
     assert chaos.kills >= 1, "no worker was killed: the scenario proved nothing"
+    assert stranded == [], "runs left queued by a lost task were not queued again by the sweep"
     assert failed == {}, {s.key: (s.status, s.position, s.error) for s in statuses.values()
                           if s is not None and s.run_id in failed}
     assert ledger.missing(expected) == set()
