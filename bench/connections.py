@@ -12,7 +12,6 @@ in alternating rounds, so all see the same machine load. Writes bench/results/co
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import threading
@@ -38,6 +37,8 @@ from engine.refs import Secrets  # noqa: E402
 from engine.runner import Runner  # noqa: E402
 
 TOKEN_REQUESTS = [0]
+#: rounds of interleaved timing (each times every flow once)
+ROUNDS = 3
 
 
 class Api(BaseHTTPRequestHandler):
@@ -115,7 +116,7 @@ def main() -> None:
         for flow in loaded.values():  # warm up: pools open, the token fetched
             timer(flow, flows, runner, 5)()
         medians = interleaved_medians({k: timer(f, flows, runner, args.calls)
-                                       for k, f in loaded.items()})
+                                       for k, f in loaded.items()}, rounds=ROUNDS)
     server.shutdown()
     per_call = {k: round(v / args.calls * 1000, 3) for k, v in medians.items()}
     ratio = round(per_call["connection_oauth2"] / per_call["ad_hoc"], 3)
@@ -127,13 +128,12 @@ def main() -> None:
                note="per-call time through an OAuth2 connection (cached token) over the same "
                     "call with url: and auth: in the step"),
         figure("token_requests", TOKEN_REQUESTS[0], "requests", goal=1,
-               note=f"token requests for {3 * args.calls + 15} calls through the OAuth2 "
-                    "connection and the others"),
+               note=f"token requests for the {ROUNDS * args.calls + 5} calls through the "
+                    "OAuth2 connection (warm-up included)"),
         *(figure(f"{name}_ms_per_call", ms, "ms") for name, ms in per_call.items()),
     ]
     write_result(output_path(args.output, "connections"), "connections",
                  {"calls": args.calls, "per_call_ms": per_call}, figures)
-    print(json.dumps(per_call))
 
 
 if __name__ == "__main__":

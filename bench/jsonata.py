@@ -159,13 +159,7 @@ def _time(fn: Any, budget: float) -> float:
     CPU time of this process, not wall time: the bench machines are shared,
     and wall time would charge other processes' work to whichever engine
     happened to be running."""
-    number = 1
-    while True:
-        t = timeit.timeit(fn, number=number, timer=time.process_time)
-        if t > budget / 10 or number > 1_000_000:
-            break
-        number *= 4
-    return min(timeit.repeat(fn, number=number, repeat=7, timer=time.process_time)) / number
+    return _side_by_side({"fn": fn}, budget)["fn"]
 
 
 def _side_by_side(fns: dict[str, Any], budget: float, rounds: int = 7) -> dict[str, float]:
