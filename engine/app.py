@@ -48,12 +48,18 @@ class Accepted:
     duplicate: bool = False
 
 
+def loader_for(settings: Settings) -> Loader:
+    """The loader flows are read with: the configured JSON Schemas and secrets."""
+    secrets = Secrets(str(settings.secrets_file) if settings.secrets_file else None)
+    return Loader(schemas=SchemaStore(settings.schemas_dir()), secrets=secrets)
+
+
 class App:
     def __init__(self, settings: Settings, *, store: Store | None = None,
                  flows: FlowSet | None = None, on_step: Any = None):
         self.settings = settings
-        self.secrets = Secrets(str(settings.secrets_file) if settings.secrets_file else None)
-        self.loader = Loader(schemas=SchemaStore(settings.schemas_dir()), secrets=self.secrets)
+        self.loader = loader_for(settings)
+        self.secrets = self.loader.secrets
         self.flows = flows if flows is not None else self.loader.load_paths([settings.flows])
         #: what steps may use besides their config: the app's home folder, and its Redis
         #: client when state lives there (e.g. X12 control numbers shared by every worker)

@@ -41,10 +41,8 @@ def worker(concurrency: int | None, pool: str, queues: str | None, lanes: str | 
 
 def _lane_queues(lanes: str | None) -> list[str]:
     """The Celery queues of *lanes*, or of every lane the configured flows use."""
+    from engine.app import loader_for
     from engine.celery_executor import CelerySettings, lane_queue
-    from engine.loader import Loader
-    from engine.refs import Secrets
-    from engine.schemas import SchemaStore
     from engine.settings import load_settings
 
     if lanes:
@@ -53,9 +51,7 @@ def _lane_queues(lanes: str | None) -> list[str]:
         # loaded as the worker's App loads them: with the configured schemas and secrets a
         # flow that validates or names a secret loads here too, and its lane is served
         settings = load_settings()
-        secrets = Secrets(str(settings.secrets_file) if settings.secrets_file else None)
-        loader = Loader(schemas=SchemaStore(settings.schemas_dir()), secrets=secrets)
-        flows = loader.load_paths([settings.flows])
+        flows = loader_for(settings).load_paths([settings.flows])
         names = {"default"} | {flow.model.queue for flow in flows.flows.values()}
     tuning = CelerySettings()
     return sorted(lane_queue(tuning, lane) for lane in names)

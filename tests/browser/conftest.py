@@ -182,7 +182,12 @@ def site(tmp_path: Path, httpserver: HTTPServer) -> Iterator[Site]:
     app = console_app(tmp_path, flows={"orders": FLOW.format(erp=erp_url, retry=FAST_RETRY)})
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with serving(app) as server:
-        yield Site(server, erp, ARTIFACTS)
+        try:
+            yield Site(server, erp, ARTIFACTS)
+        finally:
+            # a test that held the ERP's answers back and failed: let waiting requests go
+            # before the server stops (else each waits out its 20 s)
+            erp.answering.set()
 
 
 def publish(screenshot: Path, name: str) -> None:
