@@ -22,12 +22,13 @@ from engine.executor import EmbeddedExecutor
 from engine.expressions import ExpressionError
 from engine.loader import CompiledFlow, FlowSet, Loader
 from engine.local import resources_factory
+from engine.records import DeadLetter, RunState, start
 from engine.refs import Secrets
 from engine.reload import FlowWatcher
-from engine.runner import Runner, RunState, start
+from engine.runner import Runner
 from engine.schemas import SchemaStore
 from engine.settings import Settings
-from engine.store.base import DeadLetter, Store
+from engine.store.base import Store
 from engine.store.sqlite import SqliteStore
 
 log = logging.getLogger("flowrunner.app")

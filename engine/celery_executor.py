@@ -41,7 +41,7 @@ from engine.executor import spawn_children
 from engine.limits import RedisLimits
 from engine.periodic import Periodic
 from engine.reaper import Deliveries, Reaper, poison
-from engine.runner import RunState
+from engine.records import RunState
 from engine.settings import Settings
 from engine.store.base import Store
 from engine.store.redis import RedisStore

@@ -17,8 +17,8 @@ import click
 from engine.envelope import Envelope
 from engine.loader import CompiledFlow, CompiledStep, FlowSet, Loader
 from engine.problems import Problem
+from engine.records import RunState
 from engine.refs import Secrets
-from engine.runner import RunState
 from engine.schema_gen import flow_schema_text
 from engine.schemas import SchemaStore
 

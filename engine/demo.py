@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.app import App
 from engine.poll.job import PollJob
-from engine.runner import RunState
+from engine.records import RunState
 from engine.sandbox import Sandbox
 from engine.settings import Settings
 from engine.store.base import RunFilter

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from engine.envelope import Envelope
 from engine.loader import CompiledFlow, CompiledStep
-from engine.runner import Runner, RunState, new_id, start
-from engine.store.base import DeadLetter
+from engine.records import DeadLetter, RunState, start
+from engine.runner import Runner
 from engine.types import Outcome, Resources, Stop
 
 
@@ -31,12 +31,7 @@ class ReplayRefused(Exception):
 
 
 def entry_for(state: RunState) -> DeadLetter:
-    error = state.error or {}
-    return DeadLetter(id=new_id()[:16], run_id=state.run_id, flow_id=state.flow_id,
-                      flow_version=state.flow_version, step=error.get("step"), reason=error,
-                      original=copy.deepcopy(state.original),
-                      envelope=copy.deepcopy(state.envelope),
-                      created_at=time.time(), correlation_id=state.correlation_id, key=state.key)
+    return DeadLetter.for_run(state)
 
 
 def operator() -> str:

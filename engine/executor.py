@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from engine import dlq
 from engine.envelope import Envelope
 from engine.limits import LocalBucket
-from engine.runner import RunState, start
+from engine.records import RunState, start
 
 if TYPE_CHECKING:
     from engine.app import App

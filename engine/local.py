@@ -14,8 +14,9 @@ from typing import Any
 
 from engine.envelope import Envelope
 from engine.loader import CompiledFlow, CompiledStep, FlowSet
+from engine.records import RunState, start
 from engine.refs import Secrets
-from engine.runner import Runner, RunState, start
+from engine.runner import Runner
 from engine.types import Resources
 
 MAX_RUNS = 100_000

@@ -36,12 +36,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from engine.poll import cursor as cursors
-from engine.store.base import ACTIVE
+from engine.records import ACTIVE
 
 if TYPE_CHECKING:
     from engine.app import App
     from engine.loader import CompiledFlow
-    from engine.runner import RunState
+    from engine.records import RunState
 
 log = logging.getLogger("flowrunner.metrics")
 

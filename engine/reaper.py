@@ -33,7 +33,7 @@ from collections.abc import Callable
 import redis
 
 from engine.periodic import Periodic
-from engine.runner import RunState
+from engine.records import RunState
 from engine.store.base import Store
 
 log = logging.getLogger("flowrunner.reaper")

@@ -11,14 +11,13 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from engine.envelope import Envelope
 from engine.expressions import ExpressionError
 from engine.loader import CompiledFlow, CompiledStep
+from engine.records import RunState, Spawn
 from engine.refs import Redactor, UnresolvedReference
 from engine.retry import give_up_reason, next_delay
 from engine.types import (
@@ -36,102 +35,6 @@ from engine.types import (
 log = logging.getLogger("flowrunner.runner")
 
 MAX_STEPS_PER_RUN = 10_000
-TERMINAL = frozenset({"succeeded", "filtered", "dropped", "dead_lettered", "failed", "dry_run",
-                      "handed_off", "split"})
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-@dataclass
-class Spawn:
-    """A message this run hands to another run: a split item or a hand-off to another flow."""
-
-    flow: str
-    envelope: dict[str, Any]
-    position: int = 0
-
-
-@dataclass
-class RunState:
-    """Everything needed to resume a run anywhere: JSON-serialisable, checkpointed by stores."""
-
-    run_id: str
-    flow_id: str
-    flow_version: str
-    envelope: dict[str, Any]
-    original: dict[str, Any]
-    status: str = "queued"
-    position: int = 0
-    attempt: int = 1
-    step_started_at: float | None = None
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    error: dict[str, Any] | None = None
-    due_at: float | None = None
-    executed: int = 0
-    key: str | None = None
-    correlation_id: str = ""
-    trigger: str = "manual"
-    created_at: float = field(default_factory=time.time)
-    updated_at: float = field(default_factory=time.time)
-    spawn: list[Spawn] = field(default_factory=list)
-    parent_run_id: str | None = None
-    #: a rate-limit token taken for a step while the run waits for it: {step, limit, at}
-    reserved: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A new top-level dict sharing the nested values: every caller serialises it at once
-        (or deep-copies it), and `asdict`'s deep copy of the whole envelope was most of the
-        cost of recording a run."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["spawn"] = [asdict(s) for s in self.spawn]
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunState:
-        data = dict(data)
-        data["spawn"] = [Spawn(**s) for s in data.get("spawn", [])]
-        return cls(**data)
-
-    @property
-    def done(self) -> bool:
-        return self.status in TERMINAL
-
-
-def start(flow: CompiledFlow, body: Any, headers: dict[str, Any] | None = None, *,
-          trigger: str = "manual", correlation_id: str | None = None, run_id: str | None = None,
-          position: int = 0, vars: dict[str, Any] | None = None,
-          parent_run_id: str | None = None, now: float | None = None,
-          request: dict[str, Any] | None = None) -> RunState:
-    """A new run of *flow* for one message, not yet executed; *now* is the receipt time (the
-    runner's clock, so a test's virtual clock fixes ``meta.received_at``). *request* is what a
-    webhook's URL carried (path, path params, query), kept as ``meta.request`` and with the
-    original message so a replay from the start sees it too."""
-    run_id = run_id or new_id()
-    correlation_id = correlation_id or run_id
-    headers = dict(headers or {})
-    meta = {"run_id": run_id, "flow": flow.id, "flow_version": flow.version,
-            "correlation_id": correlation_id, "trigger": trigger,
-            "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "attempt": 1}
-    if parent_run_id:
-        meta["parent_run_id"] = parent_run_id
-    original: dict[str, Any] = {"body": body, "headers": headers}
-    if request:
-        meta["request"] = original["request"] = request
-    envelope = Envelope(body=body, headers=headers, vars=dict(vars or {}), meta=meta)
-    state = RunState(run_id=run_id, flow_id=flow.id, flow_version=flow.version,
-                     envelope=envelope.to_dict(), original=original,
-                     position=position, correlation_id=correlation_id, trigger=trigger,
-                     parent_run_id=parent_run_id)
-    if flow.key is not None:
-        try:
-            key = flow.key.evaluate(envelope)
-            state.key = None if key is None else str(key)
-        except ExpressionError as exc:
-            log.warning("business key of run %s not computed: %s", run_id, exc)
-    return state
 
 
 class Runner:

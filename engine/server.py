@@ -39,8 +39,8 @@ from engine.loader import CompiledFlow
 from engine.logs import bind, bind_runs
 from engine.metrics import CONTENT_TYPE, Metrics, StoreCollector, metrics_for
 from engine.problems import Problem, did_you_mean
+from engine.records import RunState
 from engine.refs import REF, UnresolvedReference, interpolate
-from engine.runner import RunState
 from engine.xmlbody import XmlBodyError, parse_xml
 from engine.yamlsrc import read_source
 

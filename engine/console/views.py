@@ -18,8 +18,8 @@ from engine.dsl.base import parse_duration
 from engine.loader import CompiledFlow
 from engine.metrics import lane_of, poll_lag
 from engine.poll import cursor as cursors
-from engine.runner import TERMINAL, RunState
-from engine.store.base import DeadLetter, DeadLetterFilter, RunFilter
+from engine.records import TERMINAL, DeadLetter, RunState
+from engine.store.base import DeadLetterFilter, RunFilter
 
 SNAPSHOT_LIMIT = 16_000  # characters of JSON shown for one payload
 EDIT_LIMIT = 512_000  # a body longer than this is replayed with an edited file, not in a form

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
-from engine.runner import RunState
-
-ACTIVE = ("queued", "running", "retrying")
+from engine.records import DeadLetter, RunState
 
 
 class StoreError(Exception):
@@ -34,32 +32,6 @@ class DeadLetterFilter:
     until: float | None = None
     status: str | None = "open"
     limit: int = 100
-
-
-@dataclass
-class DeadLetter:
-    """A message that failed for good, kept with everything needed to fix and replay it."""
-
-    id: str
-    run_id: str
-    flow_id: str
-    flow_version: str
-    step: str | None
-    reason: dict[str, Any]
-    original: dict[str, Any]
-    envelope: dict[str, Any]
-    created_at: float
-    correlation_id: str = ""
-    key: str | None = None
-    status: str = "open"
-    audit: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def message(self) -> str:
-        return str(self.reason.get("message", ""))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 class Store(Protocol):

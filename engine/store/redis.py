@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 import redis
 
-from engine.runner import RunState
-from engine.store.base import ACTIVE, DeadLetter, DeadLetterFilter, RunFilter, StoreError
+from engine.records import ACTIVE, DeadLetter, RunState
+from engine.store.base import DeadLetterFilter, RunFilter, StoreError
 
 T = TypeVar("T")
 

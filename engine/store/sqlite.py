@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from engine.runner import RunState
-from engine.store.base import ACTIVE, DeadLetter, DeadLetterFilter, RunFilter, StoreError
+from engine.records import ACTIVE, DeadLetter, RunState
+from engine.store.base import DeadLetterFilter, RunFilter, StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

@@ -16,7 +16,7 @@ from engine.dlq import entry_for
 from engine.envelope import Envelope
 from engine.expressions import ExpressionError
 from engine.loader import CompiledFlow
-from engine.runner import RunState
+from engine.records import RunState
 from engine.testing.mock_http import Call, url_matches
 from engine.testing.model import Case
 from engine.yamlsrc import Source

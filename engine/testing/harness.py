@@ -24,8 +24,9 @@ import requests
 from engine.envelope import Envelope
 from engine.loader import CompiledFlow, CompiledStep
 from engine.local import resources_factory, run_to_completion
+from engine.records import RunState
 from engine.refs import Secrets
-from engine.runner import Runner, RunState
+from engine.runner import Runner
 from engine.testing import coverage
 from engine.testing.expect import Failure, Outcome, check, route_failure, where
 from engine.testing.load import TestFile

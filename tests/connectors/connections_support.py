@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from engine.app import App
-from engine.runner import RunState
+from engine.records import RunState
 from engine.settings import Settings
 from engine.store.base import DeadLetterFilter
 from tests.conftest import ROOT

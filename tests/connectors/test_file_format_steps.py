@@ -8,7 +8,8 @@ import pytest
 
 from engine.loader import Loader
 from engine.local import resources_factory, run_to_completion
-from engine.runner import Runner, RunState
+from engine.records import RunState
+from engine.runner import Runner
 from tests.conftest import ROOT
 
 SAMPLES = ROOT / "tests" / "connectors" / "x12" / "samples"

@@ -15,8 +15,9 @@ import pytest
 from engine.loader import FlowSet, Loader
 from engine.local import resources_factory, run_to_completion
 from engine.problems import Problems
+from engine.records import RunState
 from engine.refs import Secrets
-from engine.runner import Runner, RunState
+from engine.runner import Runner
 
 
 def load(text: str) -> tuple[Any, list[str]]:

@@ -19,8 +19,9 @@ import pytest
 from engine.loader import FlowSet, Loader
 from engine.local import resources_factory, run_to_completion
 from engine.problems import Problems
+from engine.records import RunState
 from engine.refs import Secrets
-from engine.runner import Runner, RunState
+from engine.runner import Runner
 from engine.sandbox_sftp import SftpSandbox, new_key
 
 ROOT = Path(__file__).resolve().parents[2]

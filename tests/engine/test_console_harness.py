@@ -21,8 +21,8 @@ from pydantic import SecretStr
 from test_server_harness import Running, make_app, serving
 
 from engine.app import App
-from engine.runner import RunState
-from engine.store.base import DeadLetter, DeadLetterFilter, Store
+from engine.records import DeadLetter, RunState
+from engine.store.base import DeadLetterFilter, Store
 
 TOKEN = "console-token-0123456789"
 USER, PASSWORD = "ops", "correct horse battery"

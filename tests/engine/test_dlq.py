@@ -25,8 +25,9 @@ from werkzeug import Request, Response
 from engine import dlq
 from engine.app import App
 from engine.cli import main
+from engine.records import DeadLetter
 from engine.settings import Settings
-from engine.store.base import DeadLetter, DeadLetterFilter, RunFilter
+from engine.store.base import DeadLetterFilter, RunFilter
 
 SCHEMA = {"type": "object", "required": ["po", "qty"],
           "properties": {"po": {"type": "string"}, "qty": {"type": "integer", "minimum": 1}}}

@@ -23,7 +23,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from engine.app import App
-from engine.runner import RunState
+from engine.records import RunState
 from engine.settings import Settings
 from engine.store.base import DeadLetterFilter, RunFilter
 from engine.store.sqlite import SqliteStore

@@ -19,8 +19,8 @@ from werkzeug import Request, Response
 
 from engine.app import App
 from engine.dsl.retry import RetryPolicy
+from engine.records import RunState
 from engine.retry import base_delay, jittered, next_delay
-from engine.runner import RunState
 from engine.settings import Settings
 from engine.store.base import DeadLetterFilter
 from engine.types import StepError

@@ -17,8 +17,9 @@ import pytest
 
 from engine.loader import FlowSet, Loader
 from engine.local import resources_factory, run_to_completion
+from engine.records import RunState
 from engine.refs import Secrets
-from engine.runner import MAX_STEPS_PER_RUN, Runner, RunState
+from engine.runner import MAX_STEPS_PER_RUN, Runner
 from tests.conftest import ROOT
 
 ORDER = json.loads((ROOT / "schemas" / "canonical" / "order.v1.json").read_text())["examples"][0]

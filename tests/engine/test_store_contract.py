@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from engine.runner import RunState, Spawn
-from engine.store.base import DeadLetter, DeadLetterFilter, RunFilter, Store, StoreError
+from engine.records import DeadLetter, RunState, Spawn
+from engine.store.base import DeadLetterFilter, RunFilter, Store, StoreError
 from engine.store.redis import RedisStore
 from engine.store.sqlite import SqliteStore
 from tests.redis_fixture import free_port

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
-from engine.runner import RunState
-from engine.store.base import DeadLetter, DeadLetterFilter, RunFilter, StoreError
+from engine.records import DeadLetter, RunState
+from engine.store.base import DeadLetterFilter, RunFilter, StoreError
 from engine.store.sqlite import SqliteStore
 
 

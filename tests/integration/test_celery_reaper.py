@@ -20,7 +20,7 @@ import threading
 import pytest
 import redis
 
-from engine.runner import start
+from engine.records import start
 from engine.store.base import DeadLetterFilter
 from engine.store.redis import RedisStore
 from tests.integration.conftest import Cluster, Downstream, wait_until

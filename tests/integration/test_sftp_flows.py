@@ -26,7 +26,7 @@ from werkzeug import Request, Response
 
 from connectors.x12 import parse
 from engine.app import App
-from engine.runner import RunState
+from engine.records import RunState
 from engine.sandbox_sftp import SftpSandbox
 from engine.scheduler import Scheduler
 from engine.settings import Settings

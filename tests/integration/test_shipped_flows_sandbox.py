@@ -30,7 +30,7 @@ import pytest
 
 from connectors.x12 import parse
 from engine.app import App
-from engine.runner import RunState
+from engine.records import RunState
 from engine.sandbox import Sandbox, SandboxState
 from engine.scheduler import Scheduler
 from engine.settings import Settings

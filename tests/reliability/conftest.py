@@ -30,7 +30,8 @@ import requests
 
 from connectors.signatures.shopify import SCHEME as SHOPIFY
 from engine.app import App
-from engine.store.base import DeadLetter, DeadLetterFilter
+from engine.records import DeadLetter
+from engine.store.base import DeadLetterFilter
 from tests.integration.conftest import (  # noqa: F401 - fixtures
     ROOT,
     Cluster,

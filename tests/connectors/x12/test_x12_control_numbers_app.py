@@ -10,7 +10,7 @@ from pathlib import Path
 import redis
 
 from engine.app import App
-from engine.runner import start
+from engine.records import start
 from engine.settings import Settings
 from tests.conftest import ROOT
 
