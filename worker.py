@@ -46,7 +46,6 @@ from celery.signals import (
 
 from engine.app import App
 from engine.celery_executor import TASK, CeleryExecutor, CelerySettings, DuePump, make_celery
-from engine.logs import bind_runs
 from engine.logs import setup_logging as setup_flowrun_logging
 from engine.metrics import metrics_for, multiprocess_mode, process_exited, serve_worker_metrics
 from engine.settings import load_settings
@@ -74,8 +73,6 @@ def flowrun() -> App:
             if not loaded.flows.ok:
                 for problem in loaded.flows.problems.errors:
                     log.error("%s", problem)
-            bind_runs(loaded)  # log lines name the run a task advances
-            metrics_for(loaded)  # runs, steps, retries, dead letters of this process
             _flowrun = loaded
         return _flowrun
 

@@ -21,7 +21,7 @@ worst, and a duplicate finds the run done or not yet due and does nothing.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import os
 import socket
@@ -36,18 +36,16 @@ from celery import Celery
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from engine import dlq
-from engine.executor import spawn_children
 from engine.limits import RedisLimits
 from engine.periodic import Periodic
-from engine.reaper import Deliveries, Reaper, poison
-from engine.records import RunState
+from engine.processing import Core, Save
+from engine.reaper import Reaper, poison
+from engine.records import DeadLetter, RunState
 from engine.settings import Settings
 from engine.store.base import Store
 from engine.store.redis import RedisStore
 
 if TYPE_CHECKING:
-    from engine.app import App
     from engine.loader import CompiledFlow
 
 log = logging.getLogger("flowrunner.celery")
@@ -236,33 +234,24 @@ class Leases:
 
 
 class CeleryExecutor:
-    def __init__(self, app: App, settings: Settings, tuning: CelerySettings | None = None,
-                 prefix: str = "flowrun:"):
-        if not settings.redis_url:
-            raise ValueError("the Celery executor needs FLOWRUN_REDIS_URL for its due set")
-        if not isinstance(app.store, RedisStore) or app.store.prefix != prefix:
-            raise ValueError("the Celery executor keeps run state in Redis: it needs the "
-                             f"RedisStore with prefix {prefix!r}")
-        self.app = app
-        self.store: RedisStore = app.store  # checked above
+    def __init__(self, core: Core, store: RedisStore, settings: Settings,
+                 tuning: CelerySettings | None = None, *, watcher: Periodic | None = None):
+        self.core, self.store = core, store
         self.tuning = tuning or CelerySettings()
         self.settings = settings
+        self.watcher = watcher
         self.celery = make_celery(settings, self.tuning)
-        self.redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5,
-                                          socket_timeout=30)
-        self.pump = DuePump(self.redis, self.submit, prefix=prefix,
+        self.redis = store.redis  # one client per process: the store's
+        self.pump = DuePump(self.redis, self.submit, prefix=store.prefix,
                             interval=self.tuning.pump_interval,
                             claim_lease=self.tuning.claim_lease)
-        self._listeners: list[Callable[[RunState], None]] = []
         self._identity = f"{socket.gethostname()}:{os.getpid()}"
         #: concurrency slots and rate-limit buckets shared by every worker
-        self.limits = RedisLimits(self.redis, prefix)
+        self.limits = RedisLimits(self.redis, store.prefix)
         self.rate_limiter = self.limits
-        self.deliveries = Deliveries(self.redis, prefix)
-        self.leases = Leases(app.store, self.tuning.run_lease)
-        self.reaper = Reaper(app.store, self.deliveries, self._leased, self.submit,
-                             identity=self._identity, interval=self.tuning.reap_interval,
-                             grace=self.tuning.run_lease,
+        self.leases = Leases(store, self.tuning.run_lease)
+        self.reaper = Reaper(store, self.submit, identity=self._identity,
+                             interval=self.tuning.reap_interval, grace=self.tuning.run_lease,
                              stranded_after=self.tuning.stranded_after
                              or 2 * self.tuning.visibility_timeout)
 
@@ -272,41 +261,53 @@ class CeleryExecutor:
         *resume*, hand every active run to the workers again — a duplicate of a run being worked
         on finds it leased."""
         self.pump.start()
-        if self.app.watcher is not None:
-            self.app.watcher.start()
+        if self.watcher is not None:
+            self.watcher.start()
         if resume:
-            for state in self.app.store.active_runs():
+            for state in self.store.active_runs():
                 if state.status == "retrying" and state.due_at:
                     self.schedule(state.run_id, state.due_at)
                 else:
-                    self.submit(state.run_id)
+                    self.submit(state)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the pump; queued runs stay in Redis for the workers."""
-        if self.app.watcher is not None:
-            self.app.watcher.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
         self.pump.stop(timeout)
 
     def on_finished(self, listener: Callable[[RunState], None]) -> None:
-        self._listeners.append(listener)
+        self.core.on_finished(listener)
 
     # -- work ----------------------------------------------------------------------------------
-    def submit(self, run_id: str, lane: str | None = None) -> None:
+    def submit(self, run: RunState | str, lane: str | None = None) -> None:
         """Send the run to its lane's queue; without *lane*, the lane of the run's flow."""
         if lane is None:
-            lane = self._lane_of(run_id)
+            lane = self._lane(run if isinstance(run, RunState) else self.store.get_run(run))
+        run_id = run.run_id if isinstance(run, RunState) else run
         self.celery.send_task(TASK, args=[run_id], queue=lane_queue(self.tuning, lane))
+
+    def submit_many(self, runs: list[RunState]) -> None:
+        """Send a group of runs in one round trip to the broker (kombu's publish batch)."""
+        if len(runs) < 2:
+            for run in runs:
+                self.submit(run)
+            return
+        with self.celery.producer_or_acquire() as producer:
+            batch = getattr(producer, "batch", None)
+            context = batch() if batch is not None else contextlib.nullcontext()
+            with context:
+                for run in runs:
+                    self.celery.send_task(TASK, args=[run.run_id], producer=producer,
+                                          queue=lane_queue(self.tuning, self._lane(run)))
 
     def schedule(self, run_id: str, due_at: float, lane: str | None = None) -> None:
         """Send the run when *due_at* comes (the pump finds its lane then)."""
         self.pump.schedule(run_id, due_at)
 
-    def _lane_of(self, run_id: str) -> str | None:
-        return self._lane(self.app.store.get_run(run_id))
-
     def _lane(self, state: RunState | None) -> str | None:
         """The lane of the run's flow version (no store read when the state is in hand)."""
-        flow = state and self.app.flow_version(state.flow_id, state.flow_version)
+        flow = state and self.core.versions.get(state.flow_id, state.flow_version)
         return flow.model.queue if flow else None
 
     def process(self, run_id: str) -> RunState | None:
@@ -314,51 +315,50 @@ class CeleryExecutor:
 
         The run's lock makes a second delivery of the same run (a redelivered task, a resumed
         run, a duplicate claim) wait instead of running steps a second time: it checks again
-        when the lease would have run out, and then finds the run finished or due.
+        when the lease would have run out, and then finds the run finished or due. Taking the
+        lease and reading the run is one round trip; the last save and the end of the delivery
+        are another.
         """
         owner = f"{self._identity}:{threading.get_ident()}:{uuid.uuid4().hex[:8]}"
         lease = self.tuning.run_lease
-        taken = self.deliveries.begin(run_id, owner, lease)
+        taken = self.store.begin_delivery(run_id, owner, lease)
         if taken is None:
             self.schedule(run_id, time.time() + lease / 2)
             return None
-        died, record = taken
+        died, state = taken
+        ended: list[bool] = []
+
+        def save(state: RunState, *, dead_letter: DeadLetter | None = None,
+                 children: list[RunState] | None = None) -> None:
+            self.store.save_run(state, dead_letter=dead_letter, children=children, delivery=owner)
+            ended.append(True)
+
         self.leases.hold(f"run:{run_id}", owner)
         try:
-            state = RunState.from_dict(json.loads(record)) if record else None
-            return self._process(state, died, owner)
+            return self._process(state, died, owner, save) if state is not None else None
         finally:
             # not reached when the worker dies: that delivery stays counted, and in flight
             self.leases.drop(f"run:{run_id}")
-            try:
-                self.deliveries.end(run_id, owner)
-            except Exception:  # the lease expires by itself
-                log.warning("lease on run %s not released", run_id, exc_info=True)
+            if not ended:
+                try:
+                    self.store.end_delivery(run_id, owner)
+                except Exception:  # the lease expires by itself
+                    log.warning("lease on run %s not released", run_id, exc_info=True)
 
-    def _leased(self, run_id: str) -> bool:
-        return self.store.lock_owner(f"run:{run_id}") is not None
-
-    def _process(self, state: RunState | None, died: int, owner: str) -> RunState | None:
-        app = self.app
-        if state is None:
-            return None
+    def _process(self, state: RunState, died: int, owner: str, save: Save) -> RunState:
         run_id = state.run_id
         if state.done:
             # a worker that died between recording the run and sending its children: send them
             for child_id in state.envelope.get("meta", {}).get("children", []):
-                child = app.store.get_run(child_id)
+                child = self.store.get_run(child_id)
                 if child is not None and child.status == "queued":
-                    self.submit(child_id)
+                    self.submit(child)
             return state
         if state.status == "retrying" and state.due_at is not None and state.due_at > time.time():
             self.schedule(run_id, state.due_at)
             return state
-        flow = app.flow_version(state.flow_id, state.flow_version)
+        flow = self.core.flow_of(state)
         if flow is None:
-            state.status = "failed"
-            state.error = {"message": f"flow '{state.flow_id}' version {state.flow_version} is "
-                           "no longer available", "kind": "flow_missing"}
-            app.store.save_run(state)
             return state
         if died >= self.tuning.max_deliveries:
             return self._poisoned(flow, state, died)
@@ -370,21 +370,16 @@ class CeleryExecutor:
             self.leases.hold(f"run:{run_id}", owner,
                              also=lambda: self.limits.renew_slot(flow.id, run_id, lease))
         try:
-            app.runner.advance(flow, state, checkpoint=app.store.save_run)
-            children = spawn_children(app, state)
-            entry = dlq.entry_for(state) if state.status == "dead_lettered" else None
-            app.store.save_run(state, dead_letter=entry, children=children)
+            children = self.core.run(flow, state, save=save)
         finally:
             if limit is not None:
                 self.leases.hold(f"run:{run_id}", owner)
                 self.limits.release_slot(flow.id, run_id)
-        for child in children:
-            self.submit(child.run_id, self._lane(child))
+        self.submit_many(children)
         if state.status == "retrying" and state.due_at is not None:
             self.schedule(state.run_id, state.due_at)
         if state.done:
-            for listener in self._listeners:
-                listener(state)
+            self.core.finished(state)
         return state
 
     def _poisoned(self, flow: CompiledFlow, state: RunState, died: int) -> RunState:
@@ -392,7 +387,6 @@ class CeleryExecutor:
         log.error("run %s of flow %s: %d deliveries died with their worker; dead-lettered as "
                   "poison", state.run_id, flow.id, died)
         poison(state, died, step)
-        self.app.store.save_run(state, dead_letter=dlq.entry_for(state))
-        for listener in self._listeners:
-            listener(state)
+        self.store.save_run(state, dead_letter=DeadLetter.for_run(state))
+        self.core.finished(state)
         return state

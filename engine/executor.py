@@ -18,25 +18,47 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from engine import dlq
-from engine.envelope import Envelope
-from engine.limits import LocalBucket
-from engine.records import RunState, start
-
-if TYPE_CHECKING:
-    from engine.app import App
+from engine.limits import LocalBucket, RateLimiter
+from engine.periodic import Periodic
+from engine.processing import Core
+from engine.records import RunState
+from engine.store.base import Store
 
 log = logging.getLogger("flowrunner.executor")
 
+#: run ids this process finished lately: a stale in-memory copy of one is never advanced again
+RECENT = 10_000
+
+
+class Executor(Protocol):
+    """What intake, replay and the CLI hand runs to: embedded threads or Celery workers."""
+
+    rate_limiter: RateLimiter
+
+    def start(self, resume: bool = True) -> None: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+    def submit(self, run: RunState | str, lane: str | None = None) -> None:
+        """Queue a run: its state in hand (nothing read back) or its id."""
+
+    def submit_many(self, runs: list[RunState]) -> None:
+        """Queue runs recorded together (one group of intake)."""
+
+    def schedule(self, run_id: str, due_at: float, lane: str | None = None) -> None: ...
+
+    def process(self, run_id: str) -> RunState | None: ...
+
 
 class EmbeddedExecutor:
-    def __init__(self, app: App, workers: int = 4):
-        self.app = app
-        self.workers = workers
+    def __init__(self, core: Core, store: Store, workers: int = 4, *,
+                 rate_limiter: RateLimiter | None = None, watcher: Periodic | None = None):
+        self.core, self.store, self.workers = core, store, workers
+        self.watcher = watcher
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._heap: list[tuple[float, str]] = []
         self._cond = threading.Condition()
@@ -44,10 +66,12 @@ class EmbeddedExecutor:
         self._running = False
         self._busy = 0
         self._inflight: set[str] = set()
-        self._listeners: list[Callable[[RunState], None]] = []
+        # states handed over in memory (intake, children): advanced without reading them back
+        self._in_hand: dict[str, RunState] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
         self._in_steps: dict[str, int] = {}  # runs of each concurrency-limited flow in steps
         self._waiting: dict[str, deque[str]] = {}  # and the runs waiting for one to finish
-        self.rate_limiter = LocalBucket()
+        self.rate_limiter: RateLimiter = rate_limiter or LocalBucket()
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, resume: bool = True) -> None:
@@ -63,18 +87,18 @@ class EmbeddedExecutor:
         scheduler.start()
         self._threads.append(scheduler)
         if resume:
-            for state in self.app.store.active_runs():
+            for state in self.store.active_runs():
                 if state.status == "retrying" and state.due_at:
                     self.schedule(state.run_id, state.due_at)
                 else:
                     self.submit(state.run_id)
-        if self.app.watcher is not None:
-            self.app.watcher.start()
+        if self.watcher is not None:
+            self.watcher.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking work; runs not finished stay recorded and resume on the next start."""
-        if self.app.watcher is not None:
-            self.app.watcher.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
         with self._cond:
             self._running = False
             self._cond.notify_all()
@@ -86,12 +110,21 @@ class EmbeddedExecutor:
         self._threads.clear()
 
     def on_finished(self, listener: Callable[[RunState], None]) -> None:
-        self._listeners.append(listener)
+        self.core.on_finished(listener)
 
     # -- work ----------------------------------------------------------------------------------
-    def submit(self, run_id: str, lane: str | None = None) -> None:
+    def submit(self, run: RunState | str, lane: str | None = None) -> None:
         """Queue the run; *lane* (the flow's ``queue:``) matters to Celery workers only."""
-        self._queue.put(run_id)
+        if isinstance(run, RunState):
+            with self._cond:
+                if run.run_id not in self._finished:
+                    self._in_hand[run.run_id] = run
+            run = run.run_id
+        self._queue.put(run)
+
+    def submit_many(self, runs: list[RunState]) -> None:
+        for run in runs:
+            self.submit(run)
 
     def schedule(self, run_id: str, due_at: float, lane: str | None = None) -> None:
         with self._cond:
@@ -144,47 +177,45 @@ class EmbeddedExecutor:
             if run_id in self._inflight:
                 return None  # another worker has it and records (or reschedules) it
             self._inflight.add(run_id)
+            state = self._in_hand.pop(run_id, None)
         try:
-            return self._process(run_id)
+            if state is None:
+                state = self.store.get_run(run_id)
+            return self._process(state) if state is not None else None
         finally:
             with self._cond:
                 self._inflight.discard(run_id)
 
-    def _process(self, run_id: str) -> RunState | None:
-        app = self.app
-        state = app.store.get_run(run_id)
-        if state is None or state.done:
+    def _process(self, state: RunState) -> RunState:
+        if state.done:
             return state
         if state.status == "retrying" and state.due_at is not None and state.due_at > time.time():
             with self._cond:
-                if all(queued != run_id for _, queued in self._heap):
-                    self.schedule(run_id, state.due_at)
+                if all(queued != state.run_id for _, queued in self._heap):
+                    self.schedule(state.run_id, state.due_at)
             return state
-        flow = app.flow_version(state.flow_id, state.flow_version)
+        flow = self.core.flow_of(state)
         if flow is None:
-            state.status = "failed"
-            state.error = {"message": f"flow '{state.flow_id}' version {state.flow_version} is "
-                           "no longer available", "kind": "flow_missing"}
-            app.store.save_run(state)
             return state
         limit = flow.model.concurrency
-        if limit is not None and not self._take_slot(flow.id, run_id, limit):
+        if limit is not None and not self._take_slot(flow.id, state.run_id, limit):
             return state  # queued again by the run of this flow that finishes next
         try:
-            app.runner.advance(flow, state, checkpoint=app.store.save_run)
-            children = spawn_children(app, state)
-            entry = dlq.entry_for(state) if state.status == "dead_lettered" else None
-            app.store.save_run(state, dead_letter=entry, children=children)
+            children = self.core.run(flow, state)
         finally:
             if limit is not None:
                 self._free_slot(flow.id)
-        for child in children:
-            self.submit(child.run_id)
+        self.submit_many(children)
         if state.status == "retrying" and state.due_at is not None:
+            with self._cond:
+                self._in_hand[state.run_id] = state  # as recorded: the retry reads nothing
             self.schedule(state.run_id, state.due_at)
         if state.done:
-            for listener in self._listeners:
-                listener(state)
+            with self._cond:
+                self._finished[state.run_id] = None
+                if len(self._finished) > RECENT:
+                    self._finished.popitem(last=False)
+            self.core.finished(state)
         return state
 
     def _take_slot(self, flow_id: str, run_id: str, limit: int) -> bool:
@@ -206,34 +237,3 @@ class EmbeddedExecutor:
         """Runs of the flow in steps now (tests and the console)."""
         with self._cond:
             return self._in_steps.get(flow_id, 0)
-
-
-def spawn_children(app: App, state: RunState) -> list[RunState]:
-    """The runs *state* spawned (split items, hand-offs), ready to record with it.
-
-    A hand-off to a flow that is not loaded dead-letters the parent instead: the message stays
-    with the run that has it, never lost between two flows.
-    """
-    children = []
-    for spawn in state.spawn:
-        # split items go on through the rest of the parent's version (their position indexes
-        # its steps); a hand-off starts the target's current version
-        target = (app.flow_version(spawn.flow, state.flow_version) if spawn.flow == state.flow_id
-                  else app.flows.flows.get(spawn.flow))
-        if target is None:
-            state.status = "dead_lettered"
-            state.error = {"message": f"hand-off target flow '{spawn.flow}' is not loaded",
-                           "kind": "flow_missing", "step": None}
-            return []
-        envelope = Envelope.from_dict(spawn.envelope)
-        trigger = "split" if spawn.flow == state.flow_id else "handoff"
-        child = start(target, envelope.body, envelope.headers, trigger=trigger,
-                      correlation_id=state.correlation_id, position=spawn.position,
-                      vars=envelope.vars, parent_run_id=state.run_id)
-        if "split_index" in envelope.meta:
-            child.envelope["meta"]["split_index"] = envelope.meta["split_index"]
-        app.remember_version(target)
-        children.append(child)
-    state.spawn = []
-    state.envelope.setdefault("meta", {})["children"] = [c.run_id for c in children]
-    return children

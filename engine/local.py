@@ -12,12 +12,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from engine.envelope import Envelope
 from engine.loader import CompiledFlow, CompiledStep, FlowSet
+from engine.processing import Core
 from engine.records import RunState, start
 from engine.refs import Secrets
 from engine.runner import Runner
 from engine.types import Resources
+from engine.versions import FlowVersions
 
 MAX_RUNS = 100_000
 
@@ -60,8 +61,10 @@ def run_to_completion(flows: FlowSet, flow: CompiledFlow, body: Any,
     """Run one message and everything it spawns; returns every run, the first one first.
 
     Runs are received at ``runner.clock()``; *run_ids* (if given) names them, so a test with a
-    virtual clock and fixed ids sees the same envelope every time.
+    virtual clock and fixed ids sees the same envelope every time. Nothing is recorded: the
+    execution core runs without a store.
     """
+    core = Core(runner, FlowVersions(flows), run_ids=run_ids)
     first = start(flow, body, headers, run_id=run_ids() if run_ids else None, now=runner.clock())
     pending: list[tuple[float, int, RunState]] = [(0.0, 0, first)]
     finished: list[RunState] = []
@@ -71,23 +74,17 @@ def run_to_completion(flows: FlowSet, flow: CompiledFlow, body: Any,
         wait = due - runner.clock()
         if wait > 0:
             sleep(wait)  # the only wait: this loop has nothing else to do until the retry is due
-        current = flows.flows[state.flow_id]
-        runner.advance(current, state)
+        current = core.flow_of(state)
+        if current is None:
+            finished.append(state)
+            continue
+        children = core.run(current, state)
         if not state.done:
             heapq.heappush(pending, (state.due_at or 0.0, counter, state))
             counter += 1
             continue
         finished.append(state)
-        for spawn in state.spawn:
-            target = flows.flows[spawn.flow]
-            env = Envelope.from_dict(spawn.envelope)
-            trigger = "split" if spawn.flow == state.flow_id else "handoff"
-            child = start(target, env.body, env.headers, trigger=trigger,
-                          correlation_id=state.correlation_id, position=spawn.position,
-                          vars=env.vars, parent_run_id=state.run_id,
-                          run_id=run_ids() if run_ids else None, now=runner.clock())
-            if "split_index" in env.meta:
-                child.envelope["meta"]["split_index"] = env.meta["split_index"]
+        for child in children:
             heapq.heappush(pending, (0.0, counter, child))
             counter += 1
         if len(finished) >= MAX_RUNS:

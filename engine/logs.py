@@ -4,7 +4,7 @@
 (``json`` or ``text``) and ``FLOWRUN_LOG_LEVEL``. Every line carries flow, run id, step and
 correlation id when they are known: a `StepLog` puts them on its records, and `bind` puts them in
 a context variable for everything logged meanwhile — the webhook intake binds the request's
-correlation id, and `bind_runs` binds the run a runner is advancing. The existing
+correlation id, and the execution core (engine/processing) binds the run it advances. The existing
 `RedactingFilter` sits on the handler, so it sees the records of every logger, not only ours.
 """
 
@@ -19,12 +19,9 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from engine.refs import RedactingFilter, redact_known
-
-if TYPE_CHECKING:
-    from engine.app import App
 
 FIELDS = ("flow", "run_id", "step", "correlation_id")
 FORMATS = ("json", "text")
@@ -122,19 +119,3 @@ def setup_logging(level: str | int | None = None, fmt: str | None = None,
     root.addHandler(handler)
     root.setLevel(level)
     return handler
-
-
-def bind_runs(app: App) -> None:
-    """Bind flow, run id and correlation id around every `advance` of *app*'s runner, so the
-    runner's, the executor's and the connectors' lines name the run they are about."""
-    runner = app.runner
-    advance = runner.advance
-    if getattr(advance, "_flowrun_bound", False):
-        return
-
-    def bound(flow: Any, state: Any, checkpoint: Any = None) -> Any:
-        with bind(flow=state.flow_id, run_id=state.run_id, correlation_id=state.correlation_id):
-            return advance(flow, state, checkpoint)
-
-    bound._flowrun_bound = True  # type: ignore[attr-defined]
-    runner.advance = bound  # type: ignore[method-assign]

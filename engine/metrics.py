@@ -1,8 +1,8 @@
 """Prometheus metrics of a flowrunner process: runs, steps, retries, dead letters, webhooks.
 
-`metrics_for(app)` gives the one `Metrics` of an App, created on first use: it wraps the
-runner's `advance` (step durations, retries) and listens to finished runs (runs by flow and
-status, dead-lettered), so nothing inside the runner or the steps knows about metrics. The
+Every App has one `Metrics`, an observer of its execution core (engine/processing): step
+durations and retries after each advance, runs by flow and status and dead letters when a run
+ends, so nothing inside the runner or the steps knows about metrics. The
 webhook server counts intake outcomes, responses by status and latency itself.
 
 Gauges that describe the state rather than events — dead-letter depth by flow, runs queued,
@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -88,6 +88,14 @@ class Metrics:
         self.webhook_responses.labels(flow, str(status)).inc()
         self.webhook_seconds.labels(flow).observe(seconds)
 
+    def advanced(self, flow: CompiledFlow, state: RunState, before: int) -> None:
+        """Step durations of the steps just run; a retry when the run now waits for one."""
+        for record in state.steps[before:]:
+            self.step_seconds.labels(state.flow_id, record["id"], record["status"]
+                                     ).observe(record["duration_ms"] / 1000)
+        if state.status == "retrying" and state.position < len(flow.steps):
+            self.retries.labels(state.flow_id, flow.steps[state.position].id).inc()
+
     def finished(self, state: RunState) -> None:
         self.runs.labels(state.flow_id, state.status).inc()
         if state.status == "dead_lettered":
@@ -121,32 +129,8 @@ class Metrics:
 
 
 def metrics_for(app: App) -> Metrics:
-    """The Metrics of *app*, instrumenting its runner and executor the first time."""
-    existing: Metrics | None = getattr(app, "_flowrun_metrics", None)
-    if existing is not None:
-        return existing
-    metrics = Metrics()
-    app._flowrun_metrics = metrics  # type: ignore[attr-defined]
-    _wrap_advance(app, metrics)
-    app.executor.on_finished(metrics.finished)
-    return metrics
-
-
-def _wrap_advance(app: App, metrics: Metrics) -> None:
-    advance = app.runner.advance
-
-    def measured(flow: Any, state: RunState, checkpoint: Any = None) -> RunState:
-        before = len(state.steps)
-        try:
-            return advance(flow, state, checkpoint)
-        finally:
-            for record in state.steps[before:]:
-                metrics.step_seconds.labels(state.flow_id, record["id"], record["status"]
-                                            ).observe(record["duration_ms"] / 1000)
-            if state.status == "retrying" and state.position < len(flow.steps):
-                metrics.retries.labels(state.flow_id, flow.steps[state.position].id).inc()
-
-    app.runner.advance = measured  # type: ignore[method-assign]
+    """The Metrics of *app* (composed into its execution core when the App was built)."""
+    return app.metrics
 
 
 def poll_lag(app: App, flow_id: str, now: float) -> float | None:

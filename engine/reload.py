@@ -8,7 +8,7 @@ problem is logged with its file, line and column, and the flows loaded before ke
 half-applied change could leave a hand-off pointing at a flow that no longer loads). Otherwise
 the new set replaces the old one at once.
 
-Runs in flight are not affected: each run records its flow version, and `App.flow_version`
+Runs in flight are not affected: each run records its flow version, and `FlowVersions.get`
 serves that version — kept in memory, or rebuilt from the text the store keeps of every version
 that ever took a run. Webhook paths, signature settings and poll schedules are read when the
 server or scheduler starts; changing those needs a restart (everything a run executes reloads).
@@ -81,7 +81,7 @@ def reload_flows(app: App) -> Reload:
             log.error("  %s", problem)
         return Reload(refused=problems)
     before = {flow_id: flow.version for flow_id, flow in app.flows.flows.items()}
-    app.use_flows(loaded)
+    app.versions.use(loaded)
     result = Reload(
         changed={i: (before.get(i), f.version) for i, f in loaded.flows.items()
                  if before.get(i) != f.version},

@@ -36,7 +36,7 @@ from connectors.signatures import Scheme, SignatureError, load_schemes
 from engine.app import App
 from engine.dsl.triggers import WebhookTrigger
 from engine.loader import CompiledFlow
-from engine.logs import bind, bind_runs
+from engine.logs import bind
 from engine.metrics import CONTENT_TYPE, Metrics, StoreCollector, metrics_for
 from engine.problems import Problem, did_you_mean
 from engine.records import RunState
@@ -401,7 +401,6 @@ def create_app(app: App, *, clock: Callable[[], float] = time.time,
     """The ASGI app serving *app*'s webhook flows. *clock* is the signatures' "now"; *lifespan*
     starts and stops what runs beside the server (`flowrun serve`: the executor)."""
     hooks = build_hooks(app, clock())
-    bind_runs(app)
     metrics = metrics_for(app)
     metrics.add_collector(StoreCollector(app))
     routes: list[BaseRoute] = [

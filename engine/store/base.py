@@ -7,6 +7,9 @@ from typing import Protocol
 
 from engine.records import DeadLetter, RunState
 
+#: (scope, key, seconds it holds): a new run is recorded only while no other run holds the key
+Idempotency = tuple[str, str, float]
+
 
 class StoreError(Exception):
     """The store cannot be used right now (locked, unreachable); callers answer 503 or exit 1."""
@@ -40,10 +43,13 @@ class Store(Protocol):
                  children: list[RunState] | None = None) -> None:
         """Save *state*; with a dead letter and child runs in the same transaction."""
 
-    def create_run(self, state: RunState, idempotency: tuple[str, str, float] | None = None,
-                   ) -> str | None:
+    def create_run(self, state: RunState, idempotency: Idempotency | None = None) -> str | None:
         """Record a new run; with (scope, key, ttl), atomically only if the key is free.
         Returns the run id already holding the key (and records nothing), or None."""
+
+    def create_runs(self, runs: list[tuple[RunState, Idempotency | None]]) -> list[str | None]:
+        """`create_run` for a group, in one write: for each run, the id holding its key or None.
+        A key claimed by an earlier run of the same group counts as held."""
 
     def get_run(self, run_id: str) -> RunState | None: ...
 

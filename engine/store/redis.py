@@ -11,60 +11,93 @@ Any Redis failure surfaces as a `StoreError`.
 
 from __future__ import annotations
 
-import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import redis
 
-from engine.records import ACTIVE, DeadLetter, RunState
-from engine.store.base import DeadLetterFilter, RunFilter, StoreError
+from engine.records import (
+    ACTIVE,
+    DeadLetter,
+    RunState,
+    decode_dead_letter,
+    decode_run,
+    encode_dead_letter,
+    encode_run,
+)
+from engine.store.base import DeadLetterFilter, Idempotency, RunFilter, StoreError
 
 T = TypeVar("T")
+R = TypeVar("R")
 
-# Shared by the scripts below: write one run (hash + indexes + status counters). An index entry
-# is removed from the old status set before the new one is added, so a run is in exactly one.
+# Shared by the scripts below. A new run: its hash and indexes, counted once under its status.
+# A saved run whose status changed moves from one status index (and count) to the other; its
+# other indexes are scored by creation and never change. Counts are per flow (`count_runs`
+# adds them up), so a status change costs two HINCRBYs, not four.
 _SAVE_RUN = """
 local function save_run(p, id, data, flow, status, key, corr, created)
   local rk = p .. 'run:' .. id
-  local old = redis.call('HMGET', rk, 'status', 'flow')
-  if old[1] then
-    redis.call('ZREM', p .. 'runs:status:' .. old[1], id)
-    redis.call('HINCRBY', p .. 'runs:count', old[1], -1)
-    redis.call('HINCRBY', p .. 'runs:count:' .. old[2], old[1], -1)
-  end
+  local old = redis.call('HGET', rk, 'status')
   redis.call('HSET', rk, 'data', data, 'status', status, 'flow', flow)
+  if old == status then return end
+  redis.call('ZADD', p .. 'runs:status:' .. status, created, id)
+  redis.call('HINCRBY', p .. 'runs:count:' .. flow, status, 1)
+  if old then
+    redis.call('ZREM', p .. 'runs:status:' .. old, id)
+    redis.call('HINCRBY', p .. 'runs:count:' .. flow, old, -1)
+    return
+  end
+  redis.call('SADD', p .. 'flows', flow)
   redis.call('ZADD', p .. 'runs:all', created, id)
   redis.call('ZADD', p .. 'runs:flow:' .. flow, created, id)
-  redis.call('ZADD', p .. 'runs:status:' .. status, created, id)
   if key ~= '' then redis.call('ZADD', p .. 'runs:key:' .. key, created, id) end
   if corr ~= '' then redis.call('ZADD', p .. 'runs:corr:' .. corr, created, id) end
-  redis.call('HINCRBY', p .. 'runs:count', status, 1)
-  redis.call('HINCRBY', p .. 'runs:count:' .. flow, status, 1)
 end
 """
 
-# KEYS: none (all keys derive from the prefix). ARGV: prefix, then 7 fields per run, repeated.
-SAVE_RUNS = _SAVE_RUN + """
+# The end of a delivery (a worker's lease on the run, its entry in flight): in the same script
+# as the run's last save, so finishing a run is one round trip.
+_END_DELIVERY = """
+local function end_delivery(p, id, owner)
+  local lock = p .. 'lock:run:' .. id
+  if redis.call('GET', lock) == owner then redis.call('DEL', lock) end
+  redis.call('HDEL', p .. 'deliveries', id)
+  redis.call('ZREM', p .. 'inflight', id)
+end
+"""
+
+# ARGV: prefix, owner of a delivery to end ('' = none), then 7 fields per run, repeated.
+SAVE_RUNS = _SAVE_RUN + _END_DELIVERY + """
 local p = ARGV[1]
-for i = 2, #ARGV, 7 do
+for i = 3, #ARGV, 7 do
   save_run(p, ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6])
 end
+if ARGV[2] ~= '' then end_delivery(p, ARGV[3], ARGV[2]) end
 return 1
 """
 
-# ARGV: prefix, idempotency key name ('' = none), ttl ms, then the 7 run fields. Returns the run
-# id already holding the key (nothing recorded) or false.
-CREATE_RUN = _SAVE_RUN + """
+# A group of new runs. ARGV: prefix, then per run: idempotency key name ('' = none), ttl ms and
+# the 7 run fields. Returns, per run, the id already holding its key (nothing recorded) or ''.
+# SET NX GET claims a key and reads its holder in one command; a key claimed by an earlier run
+# of the same group is held like any other.
+CREATE_RUNS = _SAVE_RUN + """
 local p = ARGV[1]
-if ARGV[2] ~= '' then
-  local holder = redis.call('GET', ARGV[2])
-  if holder then return holder end
-  redis.call('SET', ARGV[2], ARGV[4], 'PX', ARGV[3])
+local out = {}
+for i = 2, #ARGV, 9 do
+  local holder = false
+  if ARGV[i] ~= '' then
+    holder = redis.call('SET', ARGV[i], ARGV[i+2], 'NX', 'GET', 'PX', ARGV[i+1])
+  end
+  if holder then
+    out[#out + 1] = holder
+  else
+    save_run(p, ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6], ARGV[i+7], ARGV[i+8])
+    out[#out + 1] = ''
+  end
 end
-save_run(p, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10])
-return false
+return out
 """
 
 # ARGV: prefix, id, data, flow, step, status, created, only_if_exists ('1'/'0').
@@ -88,8 +121,8 @@ return 1
 
 # KEYS[1] lock; ARGV owner, ttl ms. The owner may renew its own lease.
 ACQUIRE_LOCK = """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
@@ -99,10 +132,34 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# The start of a delivery. ARGV: prefix, run id, owner, lease ms, now. Takes the run's lease
+# (the owner may renew its own), counts the delivery, enters it in flight and reads the record:
+# one round trip. Returns false when another delivery holds the lease, else {count, record}.
+BEGIN_DELIVERY = """
+local p, id = ARGV[1], ARGV[2]
+local lock = p .. 'lock:run:' .. id
+if not redis.call('SET', lock, ARGV[3], 'NX', 'PX', ARGV[4]) then
+  if redis.call('GET', lock) ~= ARGV[3] then return false end
+  redis.call('SET', lock, ARGV[3], 'PX', ARGV[4])
+end
+local count = redis.call('HINCRBY', p .. 'deliveries', id, 1)
+redis.call('ZADD', p .. 'inflight', ARGV[5], id)
+return {count, redis.call('HGET', p .. 'run:' .. id, 'data') or ''}
+"""
+
+END_DELIVERY = _END_DELIVERY + """
+end_delivery(ARGV[1], ARGV[2], ARGV[3])
+return 1
+"""
+
 BATCH = 200
 
 
 class RedisStore:
+    """Owns flowrunner's keys in one Redis: every key name and script lives here; the Celery
+    executor, the reaper, the due-retry pump and the limits use this store's client and key
+    names rather than spelling their own."""
+
     def __init__(self, url: str, prefix: str = "flowrun:", *,
                  client: redis.Redis | None = None):
         self.url = url
@@ -110,11 +167,16 @@ class RedisStore:
         self.redis: redis.Redis = client or redis.Redis.from_url(
             url, decode_responses=True, socket_connect_timeout=5, socket_timeout=30,
             health_check_interval=30)
-        self._save_runs = self.redis.register_script(SAVE_RUNS)
-        self._create_run = self.redis.register_script(CREATE_RUN)
-        self._save_dl = self.redis.register_script(SAVE_DEAD_LETTER)
-        self._acquire = self.redis.register_script(ACQUIRE_LOCK)
-        self._release = self.redis.register_script(RELEASE_LOCK)
+        self.due_key, self.inflight_key = f"{prefix}due", f"{prefix}inflight"
+        self.deliveries_key = f"{prefix}deliveries"
+        register = self.redis.register_script
+        self._save_runs = register(SAVE_RUNS)
+        self._create_runs = register(CREATE_RUNS)
+        self._save_dl = register(SAVE_DEAD_LETTER)
+        self._acquire = register(ACQUIRE_LOCK)
+        self._release = register(RELEASE_LOCK)
+        self._begin = register(BEGIN_DELIVERY)
+        self._end = register(END_DELIVERY)
 
     # -- plumbing ------------------------------------------------------------------------------
     @contextmanager
@@ -134,39 +196,47 @@ class RedisStore:
 
     @staticmethod
     def _run_fields(run: RunState) -> list[Any]:
-        return [run.run_id, json.dumps(run.to_dict()), run.flow_id, run.status, run.key or "",
+        return [run.run_id, encode_run(run), run.flow_id, run.status, run.key or "",
                 run.correlation_id or "", repr(float(run.created_at))]
 
     # -- runs ----------------------------------------------------------------------------------
     def save_run(self, state: RunState, *, dead_letter: DeadLetter | None = None,
-                 children: list[RunState] | None = None) -> None:
-        args: list[Any] = [self.prefix]
+                 children: list[RunState] | None = None, delivery: str | None = None) -> None:
+        """Save *state* (with its children and dead letter, atomically); with *delivery* (the
+        owner of the delivery working on it), end that delivery in the same round trip."""
+        args: list[Any] = [self.prefix, delivery or ""]
         for run in [state, *(children or [])]:
             args.extend(self._run_fields(run))
+        entry = self._dl_args(dead_letter, only_if_exists=False) if dead_letter else None
         with self._errors():
-            if dead_letter is None:
+            if entry is None:
                 self._save_runs(args=args)
                 return
             # MULTI/EXEC: the run, its children and its dead letter land together or not at all
             pipe = self.redis.pipeline(transaction=True)
             self._save_runs(args=args, client=pipe)
-            self._save_dl(args=self._dl_args(dead_letter, only_if_exists=False), client=pipe)
+            self._save_dl(args=entry, client=pipe)
             pipe.execute()
 
-    def create_run(self, state: RunState, idempotency: tuple[str, str, float] | None = None,
-                   ) -> str | None:
-        key, ttl_ms = "", 0
-        if idempotency is not None:
-            scope, value, ttl = idempotency
-            key = f"{self.prefix}idem:{scope}:{value}"
-            ttl_ms = max(1, int(ttl * 1000))
-        holder = self._do(lambda: self._create_run(
-            args=[self.prefix, key, ttl_ms, *self._run_fields(state)]))
-        return str(holder) if holder else None
+    def create_run(self, state: RunState, idempotency: Idempotency | None = None) -> str | None:
+        return self.create_runs([(state, idempotency)])[0]
+
+    def create_runs(self, runs: list[tuple[RunState, Idempotency | None]]) -> list[str | None]:
+        """One script for the whole group: one round trip however many runs."""
+        args: list[Any] = [self.prefix]
+        for state, idempotency in runs:
+            key, ttl_ms = "", 0
+            if idempotency is not None:
+                scope, value, ttl = idempotency
+                key = f"{self.prefix}idem:{scope}:{value}"
+                ttl_ms = max(1, int(ttl * 1000))
+            args.extend((key, ttl_ms, *self._run_fields(state)))
+        holders = self._do(lambda: self._create_runs(args=args))
+        return [str(h) if h else None for h in holders]
 
     def get_run(self, run_id: str) -> RunState | None:
         data = self._do(lambda: self.redis.hget(f"{self.prefix}run:{run_id}", "data"))
-        return RunState.from_dict(json.loads(data)) if data else None
+        return decode_run(data) if data else None
 
     def _records(self, hash_prefix: str, ids: list[str]) -> list[str | None]:
         if not ids:
@@ -177,11 +247,11 @@ class RedisStore:
         return list(pipe.execute())
 
     def _scan(self, index: str, since: float | None, until: float | None, limit: int,
-              hash_prefix: str, keep: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+              hash_prefix: str, decode: Callable[[str], R], keep: Callable[[R], bool]) -> list[R]:
         """Newest first from one sorted-set index, filtered by *keep*, up to *limit* records."""
         low = "-inf" if since is None else repr(float(since))
         high = "+inf" if until is None else f"({float(until)!r}"
-        out: list[dict[str, Any]] = []
+        out: list[R] = []
         offset = 0
         with self._errors():
             while len(out) < limit:
@@ -192,7 +262,7 @@ class RedisStore:
                 for data in self._records(hash_prefix, [str(i) for i in ids]):
                     if data is None:
                         continue
-                    record = json.loads(data)
+                    record = decode(data)
                     if keep(record):
                         out.append(record)
                         if len(out) >= limit:
@@ -215,11 +285,11 @@ class RedisStore:
         wanted = {"flow_id": query.flow, "status": query.status, "key": query.key,
                   "correlation_id": query.correlation_id}
 
-        def keep(record: dict[str, Any]) -> bool:
-            return all(v is None or record.get(k) == v for k, v in wanted.items())
+        def keep(run: RunState) -> bool:
+            return all(v is None or getattr(run, k) == v for k, v in wanted.items())
 
-        records = self._scan(index, query.since, query.until, query.limit, f"{p}run:", keep)
-        return [RunState.from_dict(r) for r in records]
+        return self._scan(index, query.since, query.until, query.limit, f"{p}run:",
+                          decode_run, keep)
 
     def active_runs(self) -> list[RunState]:
         with self._errors():
@@ -228,12 +298,65 @@ class RedisStore:
                 pipe.zrange(f"{self.prefix}runs:status:{status}", 0, -1, withscores=True)
             scored = sorted((score, run_id) for rows in pipe.execute() for run_id, score in rows)
             records = self._records(f"{self.prefix}run:", [run_id for _, run_id in scored])
-        return [RunState.from_dict(json.loads(r)) for r in records if r is not None]
+        return [decode_run(r) for r in records if r is not None]
 
     def count_runs(self, flow: str | None = None) -> dict[str, int]:
-        name = f"{self.prefix}runs:count" + (f":{flow}" if flow else "")
-        counts = self._do(lambda: self.redis.hgetall(name))
-        return {str(status): int(n) for status, n in counts.items() if int(n) > 0}
+        p = self.prefix
+
+        def counts() -> list[dict[str, str]]:
+            flows = [flow] if flow else sorted(self.redis.smembers(f"{p}flows"))
+            pipe = self.redis.pipeline(transaction=False)
+            for name in flows:
+                pipe.hgetall(f"{p}runs:count:{name}")
+            return list(pipe.execute())
+
+        total: dict[str, int] = {}
+        for per_flow in self._do(counts):
+            for status, n in per_flow.items():
+                total[str(status)] = total.get(str(status), 0) + int(n)
+        return {status: n for status, n in total.items() if n > 0}
+
+    # -- deliveries (Celery workers) -------------------------------------------------------------
+    def begin_delivery(self, run_id: str, owner: str, lease: float,
+                       ) -> tuple[int, RunState | None] | None:
+        """Take the run's lease for *owner*, count the delivery and read the run: None when
+        another delivery holds the lease, else (deliveries before this one that died without
+        returning, the run)."""
+        out = self._do(lambda: self._begin(args=[self.prefix, run_id, owner,
+                                                 max(1, int(lease * 1000)), repr(time.time())]))
+        if not out:
+            return None
+        count, record = out
+        return int(count) - 1, decode_run(record) if record else None
+
+    def end_delivery(self, run_id: str, owner: str) -> None:
+        """The delivery returned, whatever the outcome: release the lease, forget it."""
+        self._do(lambda: self._end(args=[self.prefix, run_id, owner]))
+
+    def deliveries_started_before(self, when: float, limit: int) -> list[str]:
+        return [str(i) for i in self._do(lambda: self.redis.zrangebyscore(
+            self.inflight_key, "-inf", when, start=0, num=limit))]
+
+    def runs_queued_before(self, when: float, limit: int) -> list[str]:
+        """Runs recorded ``queued`` before *when* (the status index is scored by creation)."""
+        return [str(i) for i in self._do(lambda: self.redis.zrangebyscore(
+            f"{self.prefix}runs:status:queued", "-inf", when, start=0, num=limit))]
+
+    def delivery_count(self, run_id: str) -> int:
+        value = self._do(lambda: self.redis.hget(self.deliveries_key, run_id))
+        return int(value) if value is not None else 0
+
+    def in_flight(self, run_id: str) -> bool:
+        return self._do(lambda: self.redis.zscore(self.inflight_key, run_id)) is not None
+
+    def claim_requeue(self, run_id: str, period: float) -> bool:
+        """True once per *period* per run: who may queue a stranded run again now."""
+        return bool(self._do(lambda: self.redis.set(f"{self.prefix}requeued:{run_id}", "1",
+                                                    nx=True, px=max(1, int(period * 1000)))))
+
+    def touch_delivery(self, run_id: str) -> None:
+        """Restart the clock of a run queued again, so the next sweep leaves it to its worker."""
+        self._do(lambda: self.redis.zadd(self.inflight_key, {run_id: time.time()}, xx=True))
 
     # -- flow versions -------------------------------------------------------------------------
     def save_flow_version(self, flow_id: str, version: str, text: str) -> None:
@@ -245,13 +368,13 @@ class RedisStore:
 
     # -- dead letters --------------------------------------------------------------------------
     def _dl_args(self, entry: DeadLetter, *, only_if_exists: bool) -> list[Any]:
-        return [self.prefix, entry.id, json.dumps(entry.to_dict()), entry.flow_id,
+        return [self.prefix, entry.id, encode_dead_letter(entry), entry.flow_id,
                 entry.step or "", entry.status, repr(float(entry.created_at)),
                 "1" if only_if_exists else "0"]
 
     def get_dead_letter(self, entry_id: str) -> DeadLetter | None:
         data = self._do(lambda: self.redis.hget(f"{self.prefix}dl:{entry_id}", "data"))
-        return DeadLetter(**json.loads(data)) if data else None
+        return decode_dead_letter(data) if data else None
 
     def list_dead_letters(self, query: DeadLetterFilter) -> list[DeadLetter]:
         p = self.prefix
@@ -265,26 +388,26 @@ class RedisStore:
             index = f"{p}dls:all"
         needle = query.error.lower() if query.error else None
 
-        def keep(record: dict[str, Any]) -> bool:
-            if query.flow is not None and record.get("flow_id") != query.flow:
+        def keep(entry: DeadLetter) -> bool:
+            if query.flow is not None and entry.flow_id != query.flow:
                 return False
-            if query.step is not None and record.get("step") != query.step:
+            if query.step is not None and entry.step != query.step:
                 return False
-            if query.status is not None and record.get("status") != query.status:
+            if query.status is not None and entry.status != query.status:
                 return False
             # like SQLite's LIKE: a case-insensitive substring of the reason's message
-            message = str((record.get("reason") or {}).get("message", ""))
-            return needle is None or needle in message.lower()
+            return needle is None or needle in entry.message.lower()
 
-        records = self._scan(index, query.since, query.until, query.limit, f"{p}dl:", keep)
-        return [DeadLetter(**r) for r in records]
+        return self._scan(index, query.since, query.until, query.limit, f"{p}dl:",
+                          decode_dead_letter, keep)
 
     def count_dead_letters(self, status: str = "open") -> dict[str, int]:
         counts = self._do(lambda: self.redis.hgetall(f"{self.prefix}dls:count:{status}"))
         return {str(flow): int(n) for flow, n in counts.items() if int(n) > 0}
 
     def update_dead_letter(self, entry: DeadLetter) -> None:
-        self._do(lambda: self._save_dl(args=self._dl_args(entry, only_if_exists=True)))
+        args = self._dl_args(entry, only_if_exists=True)
+        self._do(lambda: self._save_dl(args=args))
 
     # -- cursors and locks ---------------------------------------------------------------------
     def get_cursor(self, name: str) -> str | None:

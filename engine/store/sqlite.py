@@ -6,7 +6,6 @@ Each thread gets its own connection. A file locked by another process is waited 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -15,8 +14,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from engine.records import ACTIVE, DeadLetter, RunState
-from engine.store.base import DeadLetterFilter, RunFilter, StoreError
+from engine.records import (
+    ACTIVE,
+    DeadLetter,
+    RunState,
+    decode_dead_letter,
+    decode_run,
+    encode_dead_letter,
+    encode_run,
+)
+from engine.store.base import DeadLetterFilter, Idempotency, RunFilter, StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -121,18 +128,21 @@ class SqliteStore:
     # -- runs ----------------------------------------------------------------------------------
     def save_run(self, state: RunState, *, dead_letter: DeadLetter | None = None,
                  children: list[RunState] | None = None) -> None:
+        runs = [state, *(children or [])]
+        encoded = [encode_run(run) for run in runs]  # before the lock: no I/O in it
+        entry = encode_dead_letter(dead_letter) if dead_letter is not None else None
         with self._tx() as db:
-            for run in [state, *(children or [])]:
-                self._insert_run(db, run)
+            for run, data in zip(runs, encoded, strict=True):
+                self._insert_run(db, run, data)
             if dead_letter is not None:
                 db.execute("INSERT OR REPLACE INTO dead_letters VALUES (?,?,?,?,?,?,?,?)",
                            (dead_letter.id, dead_letter.run_id, dead_letter.flow_id,
                             dead_letter.step, dead_letter.message, dead_letter.status,
-                            dead_letter.created_at, json.dumps(dead_letter.to_dict())))
+                            dead_letter.created_at, entry))
 
     def get_run(self, run_id: str) -> RunState | None:
         rows = self._query("SELECT data FROM runs WHERE run_id = ?", (run_id,))
-        return RunState.from_dict(json.loads(rows[0][0])) if rows else None
+        return decode_run(rows[0][0]) if rows else None
 
     def list_runs(self, query: RunFilter) -> list[RunState]:
         where: list[str] = []
@@ -150,13 +160,13 @@ class SqliteStore:
             args.append(query.until)
         sql = "SELECT data FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self._query(sql + " ORDER BY created_at DESC LIMIT ?", (*args, query.limit))
-        return [RunState.from_dict(json.loads(r[0])) for r in rows]
+        return [decode_run(r[0]) for r in rows]
 
     def active_runs(self) -> list[RunState]:
         marks = ",".join("?" * len(ACTIVE))
         rows = self._query(f"SELECT data FROM runs WHERE status IN ({marks}) ORDER BY created_at",
                            ACTIVE)
-        return [RunState.from_dict(json.loads(r[0])) for r in rows]
+        return [decode_run(r[0]) for r in rows]
 
     def count_runs(self, flow: str | None = None) -> dict[str, int]:
         sql = "SELECT status, COUNT(*) FROM runs" + (" WHERE flow_id = ?" if flow else "")
@@ -169,25 +179,33 @@ class SqliteStore:
         return {flow: count for flow, count in rows if count}
 
     # -- idempotency ---------------------------------------------------------------------------
-    def create_run(self, state: RunState, idempotency: tuple[str, str, float] | None = None,
-                   ) -> str | None:
-        now = time.time()
-        with self._tx() as db:
-            if idempotency is not None:
-                scope, key, ttl = idempotency
-                row = db.execute("SELECT run_id, expires_at FROM idempotency WHERE scope=? AND "
-                                 "key=?", (scope, key)).fetchone()
-                if row is not None and row[1] > now:
-                    return str(row[0])
-                db.execute("INSERT OR REPLACE INTO idempotency VALUES (?,?,?,?)",
-                           (scope, key, state.run_id, now + ttl))
-            self._insert_run(db, state)
-        return None
+    def create_run(self, state: RunState, idempotency: Idempotency | None = None) -> str | None:
+        return self.create_runs([(state, idempotency)])[0]
 
-    def _insert_run(self, db: sqlite3.Connection, run: RunState) -> None:
+    def create_runs(self, runs: list[tuple[RunState, Idempotency | None]]) -> list[str | None]:
+        """One transaction for the whole group: one commit (one sync) however many runs."""
+        now = time.time()
+        encoded = [encode_run(state) for state, _ in runs]  # before the lock: no I/O in it
+        holders: list[str | None] = []
+        with self._tx() as db:
+            for (state, idempotency), data in zip(runs, encoded, strict=True):
+                if idempotency is not None:
+                    scope, key, ttl = idempotency
+                    row = db.execute("SELECT run_id, expires_at FROM idempotency WHERE scope=? "
+                                     "AND key=?", (scope, key)).fetchone()
+                    if row is not None and row[1] > now:
+                        holders.append(str(row[0]))
+                        continue
+                    db.execute("INSERT OR REPLACE INTO idempotency VALUES (?,?,?,?)",
+                               (scope, key, state.run_id, now + ttl))
+                self._insert_run(db, state, data)
+                holders.append(None)
+        return holders
+
+    def _insert_run(self, db: sqlite3.Connection, run: RunState, data: bytes) -> None:
         db.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
                    (run.run_id, run.flow_id, run.status, run.key, run.correlation_id,
-                    run.created_at, run.updated_at, run.due_at, json.dumps(run.to_dict())))
+                    run.created_at, run.updated_at, run.due_at, data))
 
     # -- flow versions -------------------------------------------------------------------------
     def save_flow_version(self, flow_id: str, version: str, text: str) -> None:
@@ -203,7 +221,7 @@ class SqliteStore:
     # -- dead letters --------------------------------------------------------------------------
     def get_dead_letter(self, entry_id: str) -> DeadLetter | None:
         rows = self._query("SELECT data FROM dead_letters WHERE id = ?", (entry_id,))
-        return DeadLetter(**json.loads(rows[0][0])) if rows else None
+        return decode_dead_letter(rows[0][0]) if rows else None
 
     def list_dead_letters(self, query: DeadLetterFilter) -> list[DeadLetter]:
         where: list[str] = []
@@ -225,12 +243,12 @@ class SqliteStore:
             args.append(query.until)
         sql = "SELECT data FROM dead_letters" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self._query(sql + " ORDER BY created_at DESC LIMIT ?", (*args, query.limit))
-        return [DeadLetter(**json.loads(r[0])) for r in rows]
+        return [decode_dead_letter(r[0]) for r in rows]
 
     def update_dead_letter(self, entry: DeadLetter) -> None:
         with self._tx() as db:
             db.execute("UPDATE dead_letters SET status=?, data=? WHERE id=?",
-                       (entry.status, json.dumps(entry.to_dict()), entry.id))
+                       (entry.status, encode_dead_letter(entry), entry.id))
 
     # -- cursors and locks ---------------------------------------------------------------------
     def get_cursor(self, name: str) -> str | None:

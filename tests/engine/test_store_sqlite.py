@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
-from engine.records import DeadLetter, RunState
+from engine.records import DeadLetter, RecordError, RunState
 from engine.store.base import DeadLetterFilter, RunFilter, StoreError
 from engine.store.sqlite import SqliteStore
 
@@ -113,8 +113,8 @@ def test_run_dead_letter_and_children_are_saved_together(store: SqliteStore) -> 
 
 def test_a_failing_transaction_saves_nothing(store: SqliteStore) -> None:
     bad = entry("d1", "p", time.time())
-    bad.reason = {"message": object()}  # not JSON: the transaction fails after the run insert
-    with pytest.raises(TypeError):
+    bad.reason = {"message": object()}  # not JSON: nothing of the write may land
+    with pytest.raises(RecordError):
         store.save_run(run("p"), dead_letter=bad)
     assert store.get_run("p") is None
     store.save_run(run("q"))  # the store is still usable

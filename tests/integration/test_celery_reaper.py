@@ -141,7 +141,7 @@ def test_a_run_left_queued_by_a_lost_task_is_queued_again_once_per_period(
     # the run is recorded, but its task never reaches the broker (as when kombu loses it
     # between taking it off the queue and noting it unacknowledged)
     stranded = start(flow, {"order": 7})
-    app.remember_version(flow)
+    app.versions.remember(flow)
     assert app.store.create_run(stranded) is None
     worker = cluster.start_worker("one")
     worker.wait_ready()
