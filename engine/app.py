@@ -20,7 +20,7 @@ from engine.loader import FlowSet, Loader
 from engine.local import resources_factory
 from engine.metrics import Metrics
 from engine.processing import SHALLOW, Core
-from engine.records import DeadLetter, RunState, start
+from engine.records import DeadLetter, RecordError, RunState, start
 from engine.refs import Secrets
 from engine.reload import FlowWatcher
 from engine.runner import Runner
@@ -101,15 +101,17 @@ class App:
         try:
             return self.intake.accept(flow, body, headers, trigger=trigger,
                                       correlation_id=correlation_id, request=request)
-        except RecursionError:
-            # a poll record or a hand-off nested deeper than anything can record (the webhook
-            # server refuses such bodies with a 400 before this): keep what can be kept in the
-            # dead-letter queue, so one bad record neither vanishes nor blocks its poll
-            return self._dead_letter_unrecordable(flow, body, headers, trigger, correlation_id)
+        except (RecursionError, RecordError) as exc:
+            # a poll record or a hand-off nested deeper than anything can record, or holding a
+            # value no record can hold (the webhook server refuses such bodies with a 400): keep
+            # what can be kept in the dead-letter queue, so one bad record neither vanishes nor
+            # blocks its poll
+            return self._dead_letter_unrecordable(flow, body, headers, trigger, correlation_id,
+                                                  exc)
 
     def _dead_letter_unrecordable(self, flow: Any, body: Any,
                                   headers: dict[str, Any] | None, trigger: str,
-                                  correlation_id: str | None) -> Accepted:
+                                  correlation_id: str | None, exc: BaseException) -> Accepted:
         text = SHALLOW.repr(body)
         try:
             kept_headers = json.loads(json.dumps(headers or {}, default=str))
@@ -118,13 +120,15 @@ class App:
         state = start(flow, {"unrecordable": text}, kept_headers, trigger=trigger,
                       correlation_id=correlation_id)
         state.status = "dead_lettered"
-        state.error = {"kind": "too_deep", "message": "the message is nested too deeply to "
-                       "record; it is kept as text (the first levels, shortened) in the body's "
-                       "'unrecordable' field"}
+        too_deep = isinstance(exc, RecursionError) or "recursion" in str(exc)
+        why = "is nested too deeply to record" if too_deep else f"cannot be recorded ({exc})"
+        state.error = {"kind": "too_deep" if too_deep else "unrecordable",
+                       "message": f"the message {why}; it is kept as text (the first levels, "
+                       "shortened) in the body's 'unrecordable' field"}
         self.store.create_run(state)
         self.store.save_run(state, dead_letter=DeadLetter.for_run(state))
-        log.error("flow %s: a %s message nested too deeply to record was dead-lettered as run %s",
-                  flow.id, trigger, state.run_id)
+        log.error("flow %s: a %s message that %s was dead-lettered as run %s", flow.id, trigger,
+                  why, state.run_id)
         return Accepted(state.run_id, state.correlation_id)
 
     # -- dead letters --------------------------------------------------------------------------

@@ -30,12 +30,24 @@ from engine.dsl.flow import RateLimit
 
 
 class RateLimiter(Protocol):
+    """Token buckets by name: steps' `rate_limit:` reserve a turn, webhooks' only take a token
+    that is there now. One interface, in this process or in Redis."""
+
+    #: True when taking a token never waits for I/O (safe on the event loop)
+    local: bool
+
     def take(self, limit: RateLimit) -> float:
         """Take a token of *limit*: 0 to go now, or the seconds until the reserved token."""
+
+    def try_take(self, name: str, per_second: float, burst: int) -> float:
+        """A token of bucket *name* if one is there now (0), else the seconds until one will
+        be; unlike `take`, a refusal reserves nothing."""
 
 
 class LocalBucket:
     """Token buckets of one process (embedded executor), same semantics as the Redis ones."""
+
+    local = True
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -49,6 +61,17 @@ class LocalBucket:
             tokens = min(float(limit.burst), tokens + max(0.0, now - at) * limit.per_second) - 1
             self._buckets[limit.name] = (tokens, now)
         return 0.0 if tokens >= 0 else -tokens / limit.per_second
+
+    def try_take(self, name: str, per_second: float, burst: int) -> float:
+        with self._lock:
+            now = self._clock()
+            tokens, at = self._buckets.get(name, (float(burst), now))
+            tokens = min(float(burst), tokens + max(0.0, now - at) * per_second)
+            if tokens >= 1:
+                self._buckets[name] = (tokens - 1, now)
+                return 0.0
+            self._buckets[name] = (tokens, now)
+        return (1 - tokens) / per_second
 
 
 # KEYS: bucket. ARGV: per second, burst, mode. Returns the wait in seconds as text ('0' = go now).
@@ -111,6 +134,8 @@ return false
 
 class RedisLimits:
     """Slots and buckets shared by every worker through one Redis."""
+
+    local = False
 
     def __init__(self, client: redis.Redis, prefix: str = "flowrun:"):
         self.client = client

@@ -1,23 +1,17 @@
-"""The webhook server: one Starlette route per webhook trigger, plus health and readiness.
+"""The webhook server: the webhook routes (engine/webhooks), health, readiness, metrics and
+the console.
 
 Built once, at start-up, by `create_app`: every trigger's signature scheme, options and secrets
 are resolved then, and a bad one stops the start with the flow file, line and key — never a
-surprise at request time. A request then goes, in order: rate limit (429) → size limit while
-reading the raw body (413) → signature on those raw bytes (401) → media type (415) → parse
-(400) → `App.accept` in a worker thread → 202, or 200 for a duplicate delivery, or 503 when
-the run could not be recorded. The sender is answered only after `accept` returned, so a 202
-always means the run is recorded.
+surprise at request time. How a request is answered is told in engine/webhooks.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import re
 import time
 import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,26 +26,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Lifespan
 
-from connectors.signatures import Scheme, SignatureError, load_schemes
+from connectors.signatures import Scheme, load_schemes
 from engine.app import App
 from engine.dsl.triggers import WebhookTrigger
+from engine.limits import RateLimiter
 from engine.loader import CompiledFlow
-from engine.logs import bind
-from engine.metrics import CONTENT_TYPE, Metrics, StoreCollector, metrics_for
+from engine.metrics import CONTENT_TYPE, StoreCollector, metrics_for
 from engine.problems import Problem, did_you_mean
-from engine.records import RunState
 from engine.refs import REF, UnresolvedReference, interpolate
+from engine.webhooks import RETRY_AFTER_UNAVAILABLE, Gateway, HookEndpoint
 from engine.xmlbody import XmlBodyError, parse_xml
 from engine.yamlsrc import read_source
 
 log = logging.getLogger("flowrunner.server")
 
-RETRY_AFTER_UNAVAILABLE = 5  # seconds; long enough for a locked state file to be released
-FAILED = ("dead_lettered", "failed")
-_CORRELATION = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
-# a step error names the flow file on this machine; the sender gets the step and the reason only
-_LOCATION = re.compile(r"^(step '[^']*') \([^)]*\): ")
 RESERVED = ("/healthz", "/readyz", "/metrics")
 RESERVED_PREFIXES = ("/console", "/api")  # the operations console and its JSON API
 MAX_FORM_FIELDS = 1000
@@ -65,40 +53,6 @@ class ServerConfigError(Exception):
         self.problems = problems
 
 
-class TokenBucket:
-    """`rate_limit: {per_second, burst}`. Only the event loop thread touches it: no lock."""
-
-    def __init__(self, per_second: float, burst: int, clock: Callable[[], float] = time.monotonic):
-        self.rate, self.capacity, self.clock = per_second, float(burst), clock
-        self.tokens, self.stamp = float(burst), clock()
-
-    def take(self) -> float:
-        """0 when a request may pass, else the seconds until the next token."""
-        now = self.clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
-
-
-class SharedBucket:
-    """The same `rate_limit:` held in Redis, so every `flowrun serve` process behind a load
-    balancer shares one budget per trigger. If Redis does not answer, the request is let through
-    to intake, which answers 503 itself when it cannot record the run."""
-
-    def __init__(self, limits: Any, name: str, per_second: float, burst: int):
-        self.limits, self.name, self.rate, self.burst = limits, name, per_second, burst
-
-    def take(self) -> float:
-        try:
-            return float(self.limits.try_take(self.name, self.rate, self.burst))
-        except Exception:
-            log.warning("webhook rate limit %s not checked: Redis did not answer", self.name)
-            return 0.0
-
-
 @dataclass
 class Hook:
     """One served webhook trigger, everything resolved."""
@@ -108,7 +62,31 @@ class Hook:
     scheme: Scheme[Any] | None = None
     config: BaseModel | None = None
     secrets: list[str] = field(default_factory=list)
-    bucket: TokenBucket | SharedBucket | None = None
+    bucket: WebhookBucket | None = None
+
+
+@dataclass
+class WebhookBucket:
+    """A webhook trigger's `rate_limit:` through the executor's rate limiter: in this process,
+    or in Redis so every `flowrun serve` behind a load balancer shares one budget. If Redis
+    does not answer, the request is let through to intake, which answers 503 itself when it
+    cannot record the run."""
+
+    limiter: RateLimiter
+    name: str
+    per_second: float
+    burst: int
+
+    @property
+    def local(self) -> bool:
+        return self.limiter.local
+
+    def take(self) -> float:
+        try:
+            return float(self.limiter.try_take(self.name, self.per_second, self.burst))
+        except Exception:
+            log.warning("webhook rate limit %s not checked: Redis did not answer", self.name)
+            return 0.0
 
 
 # -- start-up ----------------------------------------------------------------------------------
@@ -129,11 +107,8 @@ def build_hooks(app: App, now: float) -> list[Hook]:
                                            "is reserved by the server; choose another path"))
             continue
         if trigger.rate_limit is not None:
-            limits = getattr(app.executor, "limits", None)  # Redis: shared by every server
-            hook.bucket = (SharedBucket(limits, f"webhook:{flow.id}", trigger.rate_limit.per_second,
-                                        trigger.rate_limit.burst) if limits is not None
-                           else TokenBucket(trigger.rate_limit.per_second,
-                                            trigger.rate_limit.burst))
+            hook.bucket = WebhookBucket(app.executor.rate_limiter, f"webhook:{flow.id}",
+                                        trigger.rate_limit.per_second, trigger.rate_limit.burst)
         if trigger.signature is not None:
             found = _signature(app, flow, trigger.signature, schemes, hook, now)
             problems.extend(found)
@@ -264,130 +239,9 @@ def _form(text: str) -> dict[str, Any]:
     return out
 
 
-# -- requests ----------------------------------------------------------------------------------
-def correlation_id(request: Request) -> str:
-    """X-Correlation-ID when it looks like an id, else the W3C trace id, else a new one."""
-    given = request.headers.get("x-correlation-id", "").strip()
-    if _CORRELATION.fullmatch(given):
-        return given
-    match = _TRACEPARENT.fullmatch(request.headers.get("traceparent", "").strip())
-    if match and match[1] != "0" * 32:
-        return match[1]
-    return uuid.uuid4().hex
-
-
-def _json(status: int, data: dict[str, Any], cid: str | None = None,
-          headers: dict[str, str] | None = None) -> JSONResponse:
-    out = dict(headers or {})
-    if cid:
-        out["X-Correlation-ID"] = cid
-    return JSONResponse(data, status_code=status, headers=out)
-
-
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The raw body, or None as soon as it passes *limit* bytes (the rest is never read)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
-class _Intake:
-    """The endpoint of one webhook route."""
-
-    def __init__(self, app: App, hook: Hook, metrics: Metrics, clock: Callable[[], float]):
-        self.app, self.hook, self.metrics, self.clock = app, hook, metrics, clock
-
-    async def handle(self, request: Request) -> Response:
-        """Time the request and count its answer; every line logged meanwhile carries the
-        flow and the request's correlation id."""
-        started = time.perf_counter()
-        cid = correlation_id(request)
-        status = 500
-        try:
-            with bind(flow=self.hook.flow.id, correlation_id=cid):
-                response = await self._handle(request, cid)
-            status = response.status_code
-            return response
-        finally:
-            self.metrics.response(self.hook.flow.id, status, time.perf_counter() - started)
-
-    async def _handle(self, request: Request, cid: str) -> Response:
-        hook, flow_id = self.hook, self.hook.flow.id
-
-        def refuse(status: int, outcome: str, error: str, **headers: str) -> Response:
-            self.metrics.webhook(flow_id, outcome)
-            return _json(status, {"error": error}, cid, headers)
-
-        if hook.bucket is not None:
-            bucket = hook.bucket
-            wait = (bucket.take() if isinstance(bucket, TokenBucket)
-                    else await run_in_threadpool(bucket.take))
-            if wait:
-                return refuse(429, "rate_limited", "too many requests; retry later",
-                              **{"Retry-After": str(max(1, math.ceil(wait)))})
-        raw = await _read_limited(request, hook.trigger.max_body)
-        if raw is None:
-            return refuse(413, "too_large", f"body larger than {hook.trigger.max_body} bytes")
-        if hook.scheme is not None:
-            try:
-                hook.scheme.verify(hook.config, raw, request.headers, hook.secrets, self.clock())
-            except SignatureError as exc:
-                return refuse(401, "signature_rejected", f"signature rejected: {exc.reason}")
-        try:
-            body = parse_body(raw, request.headers.get("content-type"))
-        except BodyError as exc:
-            return refuse(exc.status, exc.outcome, exc.message)
-        headers: dict[str, str] = {}
-        for name, value in request.headers.items():  # names arrive lower-cased from ASGI
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        try:
-            accepted = await run_in_threadpool(
-                self.app.accept, hook.flow, body, headers, trigger="webhook", correlation_id=cid,
-                request={"path": request.url.path, "params": dict(request.path_params),
-                         "query": dict(request.query_params)})
-        except Exception as exc:
-            # StoreError is the expected case; anything else must not turn into a 202 either
-            log.error("flow %s: delivery not recorded: %s", flow_id, _redacted(self.app, exc))
-            return refuse(503, "unavailable", "the run could not be recorded; retry later",
-                          **{"Retry-After": str(RETRY_AFTER_UNAVAILABLE)})
-        cid = accepted.correlation_id or cid
-        if accepted.duplicate:
-            self.metrics.webhook(flow_id, "duplicate")
-            return _json(200, {"run_id": accepted.run_id, "correlation_id": cid,
-                               "duplicate": True}, cid)
-        self.metrics.webhook(flow_id, "accepted")
-        if hook.trigger.respond == "sync":
-            return await self._sync(accepted.run_id, cid)
-        return _json(202, {"run_id": accepted.run_id, "correlation_id": cid}, cid)
-
-    async def _sync(self, run_id: str, cid: str) -> Response:
-        accepted = _json(202, {"run_id": run_id, "correlation_id": cid}, cid)
-        try:
-            tree = await run_in_threadpool(self.app.wait_for, run_id,
-                                           self.hook.trigger.sync_timeout)
-        except Exception as exc:  # the run is recorded; the sender may look it up later
-            log.error("run %s: waiting for the result failed: %s", run_id,
-                      _redacted(self.app, exc))
-            return accepted
-        if not tree or not all(state.done for state in tree):
-            self.metrics.webhook(self.hook.flow.id, "sync_timeout")
-            return accepted
-        redact = self.app.secrets.redactor.data
-        failed: RunState | None = next((s for s in tree if s.status in FAILED), None)
-        root = tree[0]
-        if failed is not None:
-            error = _LOCATION.sub(r"\1: ", str((failed.error or {}).get("message", failed.status)))
-            return _json(502, redact({"run_id": run_id, "correlation_id": cid,
-                                      "status": failed.status, "error": error}), cid)
-        return JSONResponse(redact(root.envelope.get("body")), status_code=200,
-                            headers={"X-Correlation-ID": cid, "X-Run-ID": run_id,
-                                     "X-Run-Status": root.status})
+def _json(status: int, data: dict[str, Any], headers: dict[str, str] | None = None,
+          ) -> JSONResponse:
+    return JSONResponse(data, status_code=status, headers=headers)
 
 
 def _redacted(app: App, exc: BaseException) -> str:
@@ -397,15 +251,15 @@ def _redacted(app: App, exc: BaseException) -> str:
 
 # -- the application ---------------------------------------------------------------------------
 def create_app(app: App, *, clock: Callable[[], float] = time.time,
-               lifespan: Lifespan[Starlette] | None = None) -> Starlette:
-    """The ASGI app serving *app*'s webhook flows. *clock* is the signatures' "now"; *lifespan*
-    starts and stops what runs beside the server (`flowrun serve`: the executor)."""
+               lifespan: Lifespan[Starlette] | None = None) -> Gateway:
+    """The ASGI app serving *app*'s webhook flows (engine/webhooks), its health, metrics and
+    console. *clock* is the signatures' "now"; *lifespan* starts and stops what runs beside
+    the server (`flowrun serve`: the executor)."""
     hooks = build_hooks(app, clock())
     metrics = metrics_for(app)
     metrics.add_collector(StoreCollector(app))
-    routes: list[BaseRoute] = [
-        Route(hook.trigger.path, _Intake(app, hook, metrics, clock).handle,
-              methods=list(hook.trigger.methods), name=hook.flow.id) for hook in hooks]
+    endpoints = [(hook.trigger.path, frozenset(hook.trigger.methods),
+                  HookEndpoint(app, hook, metrics, clock, parse_body)) for hook in hooks]
 
     async def healthz(request: Request) -> Response:
         return _json(200, {"status": "alive"})
@@ -437,11 +291,11 @@ def create_app(app: App, *, clock: Callable[[], float] = time.time,
 
     from engine.console import console_routes  # the console pulls in Jinja2: only here
 
-    routes += [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", scrape),
-               *console_routes(app, metrics)]
+    routes: list[BaseRoute] = [Route("/healthz", healthz), Route("/readyz", readyz),
+                               Route("/metrics", scrape), *console_routes(app, metrics)]
     web = Starlette(routes=routes,
                     exception_handlers={HTTPException: http_error, Exception: server_error},
                     lifespan=lifespan)
     web.state.counters = web.state.metrics = metrics
     web.state.hooks = hooks
-    return web
+    return Gateway(endpoints, web)
