@@ -11,7 +11,6 @@ always means the run is recorded.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -21,19 +20,19 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Lifespan
 
 from connectors.signatures import Scheme, SignatureError, load_schemes
 from engine.app import App
+from engine.bodies import BodyError, parse_body, record_headers
 from engine.dsl.triggers import WebhookTrigger
 from engine.loader import CompiledFlow
 from engine.logs import bind, bind_runs
@@ -41,11 +40,11 @@ from engine.metrics import CONTENT_TYPE, Metrics, StoreCollector, metrics_for
 from engine.problems import Problem, did_you_mean
 from engine.refs import REF, UnresolvedReference, interpolate
 from engine.runner import RunState
-from engine.xmlbody import XmlBodyError, parse_xml
 from engine.yamlsrc import read_source
 
 log = logging.getLogger("flowrunner.server")
 
+CLIENT_CLOSED = 499  # nginx's "client closed request": counted apart from the server's own errors
 RETRY_AFTER_UNAVAILABLE = 5  # seconds; long enough for a locked state file to be released
 FAILED = ("dead_lettered", "failed")
 _CORRELATION = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -54,7 +53,6 @@ _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}"
 _LOCATION = re.compile(r"^(step '[^']*') \([^)]*\): ")
 RESERVED = ("/healthz", "/readyz", "/metrics")
 RESERVED_PREFIXES = ("/console", "/api")  # the operations console and its JSON API
-MAX_FORM_FIELDS = 1000
 
 
 class ServerConfigError(Exception):
@@ -200,70 +198,6 @@ def _signature(app: App, flow: CompiledFlow, spec: dict[str, Any],
     return problems
 
 
-# -- bodies ------------------------------------------------------------------------------------
-class BodyError(Exception):
-    """A body the flow cannot be given: 415 for its media type, 400 when it does not parse."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
-        self.outcome = "unsupported_media_type" if status == 415 else "malformed"
-
-
-def _no_constant(name: str) -> Any:
-    # NaN and Infinity parse in Python but are not JSON; the run record must stay JSON
-    raise ValueError(f"{name} is not JSON")
-
-
-def parse_body(raw: bytes, content_type: str | None) -> Any:
-    """The body as the flow sees it, chosen by media type (parameters such as charset honoured)."""
-    media, _, params = (content_type or "").partition(";")
-    media = media.strip().lower()
-    charset = "utf-8"
-    for param in params.split(";"):
-        key, _, value = param.strip().partition("=")
-        if key.lower() == "charset" and value:
-            charset = value.strip('"').lower()
-    if not media:
-        if not raw:
-            return None  # e.g. a GET ping: nothing to parse
-        raise BodyError(415, "a Content-Type header is required")
-    try:
-        if media == "application/json" or media.endswith("+json"):
-            return json.loads(raw.decode("utf-8-sig"), parse_constant=_no_constant)
-        if media in ("application/xml", "text/xml") or media.endswith("+xml"):
-            return parse_xml(raw)
-        if media == "application/x-www-form-urlencoded":
-            return _form(raw.decode(charset))
-        if media == "text/plain":
-            return raw.decode(charset)
-    except json.JSONDecodeError as exc:
-        raise BodyError(400, f"malformed JSON: {exc}") from None
-    except (XmlBodyError, UnicodeDecodeError) as exc:
-        raise BodyError(400, str(exc)) from None
-    except LookupError:
-        raise BodyError(415, f"unknown charset '{charset}'") from None
-    except RecursionError:
-        raise BodyError(400, "malformed JSON: nested too deeply") from None
-    except ValueError as exc:  # a NaN, or too many form fields
-        raise BodyError(400, f"malformed body: {exc}") from None
-    raise BodyError(415, f"unsupported media type '{media}'; send application/json, "
-                         "application/xml, application/x-www-form-urlencoded or text/plain")
-
-
-def _form(text: str) -> dict[str, Any]:
-    """A form as a dict; a field sent more than once becomes a list."""
-    out: dict[str, Any] = {}
-    for key, value in parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS):
-        if key not in out:
-            out[key] = value
-        elif isinstance(out[key], list):
-            out[key].append(value)
-        else:
-            out[key] = [out[key], value]
-    return out
-
-
 # -- requests ----------------------------------------------------------------------------------
 def correlation_id(request: Request) -> str:
     """X-Correlation-ID when it looks like an id, else the W3C trace id, else a new one."""
@@ -314,6 +248,13 @@ class _Intake:
                 response = await self._handle(request, cid)
             status = response.status_code
             return response
+        except ClientDisconnect:
+            # the sender went away (or was cut off by the body timeout) before its body was read:
+            # nothing was recorded and nobody is left to answer; not a server error
+            log.info("flow %s: the sender went away before its body was read", self.hook.flow.id)
+            self.metrics.webhook(self.hook.flow.id, "disconnected")
+            status = CLIENT_CLOSED
+            return Response(status_code=status)
         finally:
             self.metrics.response(self.hook.flow.id, status, time.perf_counter() - started)
 
@@ -343,9 +284,7 @@ class _Intake:
             body = parse_body(raw, request.headers.get("content-type"))
         except BodyError as exc:
             return refuse(exc.status, exc.outcome, exc.message)
-        headers: dict[str, str] = {}
-        for name, value in request.headers.items():  # names arrive lower-cased from ASGI
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        headers = record_headers(request.headers.items(), self.app.settings)
         try:
             accepted = await run_in_threadpool(
                 self.app.accept, hook.flow, body, headers, trigger="webhook", correlation_id=cid,
@@ -436,12 +375,17 @@ def create_app(app: App, *, clock: Callable[[], float] = time.time,
         log.error("unhandled error on %s: %s", request.url.path, _redacted(app, exc))
         return _json(500, {"error": "internal error"})
 
+    async def gone(request: Request, exc: Exception) -> Response:
+        log.info("%s: the client went away before its request was read", request.url.path)
+        return Response(status_code=CLIENT_CLOSED)
+
     from engine.console import console_routes  # the console pulls in Jinja2: only here
 
     routes += [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", scrape),
                *console_routes(app, metrics)]
     web = Starlette(routes=routes,
-                    exception_handlers={HTTPException: http_error, Exception: server_error},
+                    exception_handlers={HTTPException: http_error, ClientDisconnect: gone,
+                                        Exception: server_error},
                     lifespan=lifespan)
     web.state.counters = web.state.metrics = metrics
     web.state.hooks = hooks
