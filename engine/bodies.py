@@ -24,7 +24,7 @@ log = logging.getLogger("flowrunner.server")
 MAX_FORM_FIELDS = 1000
 DROPPED = "x-flowrun-dropped-headers"  # names the headers a run record left out
 # only a body holding a \uD800-\uDFFF escape can parse to a lone surrogate; the rest skip the walk
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _HINT = "send text as valid Unicode (a \\ud800-\\udbff escape must be followed by its pair)"
 
