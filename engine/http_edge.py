@@ -53,7 +53,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._lines = 0
         self._begun = False  # the parser has seen this request's first byte
         self._timer: asyncio.TimerHandle | None = None
-        self._stopped = False  # refused; no further byte is parsed
+        self._stopped = False  # refused or upgraded: no further byte is parsed here
 
     # -- asyncio ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -82,8 +82,8 @@ class EdgeProtocol(HttpToolsProtocol):
             else:
                 piece, rest = rest, rest[:0]
             if not self._feed(piece):
-                return
-        if self._timer is None and not self.transport.is_closing():
+                break
+        if self._timer is None and not self._stopped and not self.transport.is_closing():
             if not self._in_headers:
                 self._arm(self.limits.body_timeout, self._body_late)
             elif self._begun:  # a pipelined request began in the read that ended the last one
@@ -102,8 +102,9 @@ class EdgeProtocol(HttpToolsProtocol):
             self._invalid()
             return False
         except httptools.HttpParserUpgrade:
-            self._cancel()  # the connection now belongs to another protocol
             if self._should_upgrade():
+                self._cancel()  # the connection now belongs to the websocket protocol
+                self._stopped = True
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
@@ -199,7 +200,7 @@ class EdgeProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False
             self.flow.pause_reading()
             return
-        body = json.dumps({"error": message}).encode()
+        body = json.dumps({"error": message}, separators=(",", ":")).encode()
         head = [STATUS_LINE[status]]
         head += [name + b": " + value + b"\r\n" for name, value in
                  self.server_state.default_headers]
