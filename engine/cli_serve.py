@@ -35,6 +35,7 @@ def serve(host: str, port: int, flows_dir: str | None, access_log: bool) -> None
     import uvicorn
 
     from engine.app import App
+    from engine.http_edge import edge_protocol
     from engine.server import ServerConfigError, create_app
     from engine.settings import load_settings
 
@@ -63,9 +64,10 @@ def serve(host: str, port: int, flows_dir: str | None, access_log: bool) -> None
         scheme = hook.scheme.name if hook.scheme else "UNSIGNED"
         click.echo(f"  {','.join(hook.trigger.methods):<5} {hook.trigger.path}  → "
                    f"{hook.flow.id} ({scheme}, {hook.trigger.respond})", err=True)
-    # log_config=None: uvicorn's lines go through flowrunner's handler (JSON or text, redacted)
+    # log_config=None: uvicorn's lines go through flowrunner's handler (JSON or text, redacted);
+    # http=: httptools with the header limits and read deadlines of engine.http_edge
     uvicorn.run(web, host=host, port=port, access_log=access_log, log_level="info",
-                log_config=None)
+                log_config=None, http=edge_protocol(settings))
 
 
 def _executor_lifespan(app: App) -> Lifespan[Starlette]:

@@ -8,41 +8,38 @@ surprise at request time. How a request is answered is told in engine/webhooks.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Lifespan
 
 from connectors.signatures import Scheme, load_schemes
 from engine.app import App
+from engine.bodies import parse_body
 from engine.dsl.triggers import WebhookTrigger
 from engine.limits import RateLimiter
 from engine.loader import CompiledFlow
 from engine.metrics import CONTENT_TYPE, StoreCollector, metrics_for
 from engine.problems import Problem, did_you_mean
 from engine.refs import REF, UnresolvedReference, interpolate
-from engine.webhooks import RETRY_AFTER_UNAVAILABLE, Gateway, HookEndpoint
-from engine.xmlbody import XmlBodyError, parse_xml
+from engine.webhooks import CLIENT_CLOSED, RETRY_AFTER_UNAVAILABLE, Gateway, HookEndpoint
 from engine.yamlsrc import read_source
 
 log = logging.getLogger("flowrunner.server")
 
 RESERVED = ("/healthz", "/readyz", "/metrics")
 RESERVED_PREFIXES = ("/console", "/api")  # the operations console and its JSON API
-MAX_FORM_FIELDS = 1000
 
 
 class ServerConfigError(Exception):
@@ -175,70 +172,6 @@ def _signature(app: App, flow: CompiledFlow, spec: dict[str, Any],
     return problems
 
 
-# -- bodies ------------------------------------------------------------------------------------
-class BodyError(Exception):
-    """A body the flow cannot be given: 415 for its media type, 400 when it does not parse."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
-        self.outcome = "unsupported_media_type" if status == 415 else "malformed"
-
-
-def _no_constant(name: str) -> Any:
-    # NaN and Infinity parse in Python but are not JSON; the run record must stay JSON
-    raise ValueError(f"{name} is not JSON")
-
-
-def parse_body(raw: bytes, content_type: str | None) -> Any:
-    """The body as the flow sees it, chosen by media type (parameters such as charset honoured)."""
-    media, _, params = (content_type or "").partition(";")
-    media = media.strip().lower()
-    charset = "utf-8"
-    for param in params.split(";"):
-        key, _, value = param.strip().partition("=")
-        if key.lower() == "charset" and value:
-            charset = value.strip('"').lower()
-    if not media:
-        if not raw:
-            return None  # e.g. a GET ping: nothing to parse
-        raise BodyError(415, "a Content-Type header is required")
-    try:
-        if media == "application/json" or media.endswith("+json"):
-            return json.loads(raw.decode("utf-8-sig"), parse_constant=_no_constant)
-        if media in ("application/xml", "text/xml") or media.endswith("+xml"):
-            return parse_xml(raw)
-        if media == "application/x-www-form-urlencoded":
-            return _form(raw.decode(charset))
-        if media == "text/plain":
-            return raw.decode(charset)
-    except json.JSONDecodeError as exc:
-        raise BodyError(400, f"malformed JSON: {exc}") from None
-    except (XmlBodyError, UnicodeDecodeError) as exc:
-        raise BodyError(400, str(exc)) from None
-    except LookupError:
-        raise BodyError(415, f"unknown charset '{charset}'") from None
-    except RecursionError:
-        raise BodyError(400, "malformed JSON: nested too deeply") from None
-    except ValueError as exc:  # a NaN, or too many form fields
-        raise BodyError(400, f"malformed body: {exc}") from None
-    raise BodyError(415, f"unsupported media type '{media}'; send application/json, "
-                         "application/xml, application/x-www-form-urlencoded or text/plain")
-
-
-def _form(text: str) -> dict[str, Any]:
-    """A form as a dict; a field sent more than once becomes a list."""
-    out: dict[str, Any] = {}
-    for key, value in parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS):
-        if key not in out:
-            out[key] = value
-        elif isinstance(out[key], list):
-            out[key].append(value)
-        else:
-            out[key] = [out[key], value]
-    return out
-
-
 def _json(status: int, data: dict[str, Any], headers: dict[str, str] | None = None,
           ) -> JSONResponse:
     return JSONResponse(data, status_code=status, headers=headers)
@@ -289,12 +222,17 @@ def create_app(app: App, *, clock: Callable[[], float] = time.time,
         log.error("unhandled error on %s: %s", request.url.path, _redacted(app, exc))
         return _json(500, {"error": "internal error"})
 
+    async def gone(request: Request, exc: Exception) -> Response:
+        log.info("%s: the client went away before its request was read", request.url.path)
+        return Response(status_code=CLIENT_CLOSED)
+
     from engine.console import console_routes  # the console pulls in Jinja2: only here
 
     routes: list[BaseRoute] = [Route("/healthz", healthz), Route("/readyz", readyz),
                                Route("/metrics", scrape), *console_routes(app, metrics)]
     web = Starlette(routes=routes,
-                    exception_handlers={HTTPException: http_error, Exception: server_error},
+                    exception_handlers={HTTPException: http_error, ClientDisconnect: gone,
+                                        Exception: server_error},
                     lifespan=lifespan)
     web.state.counters = web.state.metrics = metrics
     web.state.hooks = hooks

@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     console_password: SecretStr | None = Field(None, description="Console password.")
     metrics_port: int | None = Field(None, ge=1, le=65535, description="Port of a Celery "
                                      "worker's /metrics (unset: not served).")
+    # `flowrun serve` refuses a request over these before the app sees it (431, 408)
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="Longest request line and "
+                                  "headers, in bytes.")
+    max_headers: int = Field(100, ge=8, description="Most header lines in one request.")
+    header_timeout: Duration = Field(10.0, gt=0, description="Longest time from a request's "
+                                     "first byte to the end of its headers.")
+    body_timeout: Duration = Field(30.0, gt=0, description="Longest time from the end of the "
+                                   "headers to the end of the body.")
 
     @model_validator(mode="after")
     def _console_login(self) -> Settings:

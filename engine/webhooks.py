@@ -28,6 +28,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connectors.signatures import SignatureError
+from engine.bodies import BodyError, record_headers
 from engine.intake import Accepted
 from engine.logs import bind
 from engine.metrics import Metrics
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flowrunner.server")
 
+CLIENT_CLOSED = 499  # nginx's "client closed request": counted apart from the server's own errors
 RETRY_AFTER_UNAVAILABLE = 5  # seconds; long enough for a locked state file to be released
 FAILED = ("dead_lettered", "failed")
 _CORRELATION = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -115,13 +117,12 @@ class HookEndpoint:
         try:
             with bind(flow=self.flow_id, correlation_id=cid):
                 status, data, extra = await self._handle(scope, receive, headers, cid, params)
-                if status == 0:  # the sender went away: nobody to answer
+                if status == CLIENT_CLOSED:  # the sender went away: nobody to answer
                     return
                 cid = data.get("correlation_id", cid) if isinstance(data, dict) else cid
                 await respond(send, status, data, cid, extra)
         finally:
-            if status:
-                self.metrics.response(self.flow_id, status, time.perf_counter() - started)
+            self.metrics.response(self.flow_id, status, time.perf_counter() - started)
 
     async def _handle(self, scope: Scope, receive: Receive, headers: Headers, cid: str,
                       params: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
@@ -133,11 +134,12 @@ class HookEndpoint:
         except ConnectionResetError:
             self.metrics.webhook(self.flow_id, "disconnected")
             log.info("flow %s: the sender disconnected before its body ended", self.flow_id)
-            return 0, None, {}
+            return CLIENT_CLOSED, None, {}
         request = {"path": scope["path"], "params": params,
                    "query": dict(_query(scope))}
         try:
-            accepted = await self._accept(body, dict(_joined(scope)), cid, request)
+            kept = record_headers(_decoded(scope), self.app.settings)
+            accepted = await self._accept(body, kept, cid, request)
         except (RecordError, RecursionError) as exc:  # the same body would fail every time
             self.metrics.webhook(self.flow_id, "malformed")
             return 400, {"error": f"the message cannot be recorded: {exc}"}, {}
@@ -176,8 +178,6 @@ class HookEndpoint:
             except SignatureError as exc:
                 raise Answer(401, "signature_rejected",
                              f"signature rejected: {exc.reason}") from None
-        from engine.server import BodyError
-
         try:
             return self.parse(raw, headers.get("content-type"))
         except BodyError as exc:
@@ -229,13 +229,8 @@ def _settle(future: asyncio.Future[Any], result: Any) -> None:
         future.set_result(result)
 
 
-def _joined(scope: Scope) -> Any:
-    """The request's headers by lower-case name; a header sent twice is joined with ', '."""
-    seen: dict[str, str] = {}
-    for raw_name, raw_value in scope["headers"]:
-        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
-        seen[name] = f"{seen[name]}, {value}" if name in seen else value
-    return seen.items()
+def _decoded(scope: Scope) -> Any:
+    return ((name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"])
 
 
 def _query(scope: Scope) -> Any:
