@@ -7,6 +7,9 @@ bad option, unset secret), each named by file, line and key, before a port is op
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,10 +19,13 @@ import click
 from engine.store.base import StoreError
 
 if TYPE_CHECKING:  # starlette is imported when the server starts, not on every flowrun command
+    import uvicorn
     from starlette.applications import Starlette
     from starlette.types import Lifespan
 
     from engine.app import App
+    from engine.settings import Settings
+    from engine.webhooks import Gateway
 
 
 @click.command()
@@ -30,16 +36,42 @@ if TYPE_CHECKING:  # starlette is imported when the server starts, not on every 
               help="Folder of flow files (default: FLOWRUN_FLOWS or ./flows).")
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="Log one line per request.")
-def serve(host: str, port: int, flows_dir: str | None, access_log: bool) -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Server processes sharing the port (needs FLOWRUN_REDIS_URL).")
+def serve(host: str, port: int, flows_dir: str | None, access_log: bool, workers: int) -> None:
     """Serve the webhook triggers of the flows over HTTP and run what they accept."""
-    import uvicorn
-
-    from engine.app import App
-    from engine.http_edge import edge_protocol
-    from engine.server import ServerConfigError, create_app
     from engine.settings import load_settings
 
     settings = load_settings(flows=Path(flows_dir) if flows_dir else None)
+    if workers > 1 and not settings.redis_url:
+        raise click.ClickException(
+            f"--workers {workers} needs FLOWRUN_REDIS_URL. On the embedded default the runs "
+            "live in one SQLite file and are executed by the server process itself: several "
+            "processes would each resume and run the same runs. One process records "
+            "deliveries in groups and uses a core for them; to use every core, set "
+            "FLOWRUN_REDIS_URL and start Celery workers (flowrun worker) beside "
+            "`flowrun serve --workers N`.")
+    web, app = _build(settings, workers)
+    hooks = web.state.hooks
+    where = f"state in {settings.state_db}" if not settings.redis_url else "state in Redis"
+    click.echo(f"flowrun serve: {len(hooks)} webhook route(s) on http://{host}:{port}, "
+               f"{where}" + (f", {workers} processes" if workers > 1 else ""), err=True)
+    for hook in hooks:
+        scheme = hook.scheme.name if hook.scheme else "UNSIGNED"
+        click.echo(f"  {','.join(hook.trigger.methods):<5} {hook.trigger.path}  → "
+                   f"{hook.flow.id} ({scheme}, {hook.trigger.respond})", err=True)
+    if workers == 1:
+        _run(web, settings, host, port, access_log)
+        return
+    app.store.close()  # checked; each process builds its own after the fork
+    _run_many(settings, host, port, access_log, workers)
+
+
+def _build(settings: Settings, workers: int = 1) -> tuple[Gateway, App]:
+    """The App and its ASGI app; every problem of the flows and triggers reported, then exit."""
+    from engine.app import App
+    from engine.server import ServerConfigError, create_app
+
     try:
         app = App(settings)
     except (StoreError, PermissionError) as exc:  # PermissionError: a secrets file others read
@@ -51,34 +83,98 @@ def serve(host: str, port: int, flows_dir: str | None, access_log: bool) -> None
         raise click.ClickException("the flows have errors; fix them and start again "
                                    "(see `flowrun validate`)")
     try:
-        web = create_app(app, lifespan=_executor_lifespan(app))
+        web = create_app(app, lifespan=_executor_lifespan(app, workers))
     except ServerConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         raise click.ClickException("webhook triggers cannot be served; fix them and start "
                                    "again") from None
-    hooks = web.state.hooks
-    click.echo(f"flowrun serve: {len(hooks)} webhook route(s) on http://{host}:{port}, "
-               f"state in {settings.state_db}", err=True)
-    for hook in hooks:
-        scheme = hook.scheme.name if hook.scheme else "UNSIGNED"
-        click.echo(f"  {','.join(hook.trigger.methods):<5} {hook.trigger.path}  → "
-                   f"{hook.flow.id} ({scheme}, {hook.trigger.respond})", err=True)
+    return web, app
+
+
+def _config(web: Gateway, settings: Settings, host: str, port: int,
+            access_log: bool) -> uvicorn.Config:
+    import uvicorn
+
+    from engine.http_edge import edge_protocol
+
     # log_config=None: uvicorn's lines go through flowrunner's handler (JSON or text, redacted);
     # http=: httptools with the header limits and read deadlines of engine.http_edge
-    uvicorn.run(web, host=host, port=port, access_log=access_log, log_level="info",
-                log_config=None, http=edge_protocol(settings))
+    return uvicorn.Config(web, host=host, port=port, access_log=access_log, log_level="info",
+                          log_config=None, http=edge_protocol(settings))
 
 
-def _executor_lifespan(app: App) -> Lifespan[Starlette]:
-    """Runs the embedded executor while the server runs. Stopping it here, in the ASGI
-    shutdown, happens before uvicorn re-raises SIGTERM/SIGINT and the process ends."""
+def _run(web: Gateway, settings: Settings, host: str, port: int, access_log: bool) -> None:
+    import uvicorn
+
+    uvicorn.Server(_config(web, settings, host, port, access_log)).run()
+
+
+def _run_many(settings: Settings, host: str, port: int, access_log: bool, workers: int) -> None:
+    """*workers* server processes accepting on one listening socket, bound here before they
+    are forked; each builds its own App (clients, threads and locks do not survive a fork).
+    SIGTERM or SIGINT stops them all; a process that dies takes the others down with it, so a
+    supervisor (systemd, Kubernetes) sees the failure and restarts the whole server."""
+    import uvicorn
+
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # a server process
+            code = 0
+            try:
+                web, _ = _build(settings, workers)
+                uvicorn.Server(_config(web, settings, host, port, access_log)).run(
+                    sockets=[listener])
+            except click.ClickException as exc:
+                exc.show()
+                code = 1
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, _: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    failed = False
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        children.remove(pid)
+        if os.waitstatus_to_exitcode(status) not in (0, -signal.SIGTERM, -signal.SIGINT):
+            if not failed:
+                click.echo(f"flowrun serve: process {pid} stopped ({status}); stopping the "
+                           "others", err=True)
+            failed = True
+            forward(signal.SIGTERM, None)
+    if failed:
+        raise SystemExit(1)
+
+
+def _executor_lifespan(app: App, workers: int = 1) -> Lifespan[Starlette]:
+    """Runs the executor while the server runs. Stopping it here, in the ASGI shutdown,
+    happens before uvicorn re-raises SIGTERM/SIGINT and the process ends. Of several server
+    processes, the one that takes the resume lock first hands the unfinished runs on."""
 
     from starlette.concurrency import run_in_threadpool
 
     @contextlib.asynccontextmanager
     async def lifespan(web: Starlette) -> AsyncIterator[None]:
-        app.executor.start(resume=True)
+        resume = workers == 1 or app.store.acquire_lock("serve-resume", str(os.getpid()), 30)
+        app.executor.start(resume=resume)
         try:
             yield
         finally:
