@@ -63,7 +63,8 @@ class App:
                                  "RedisStore with prefix 'flowrun:'")
             self.services["redis"] = self.store.redis
         else:
-            self.store = store or SqliteStore(settings.state_db, settings.busy_timeout)
+            self.store = store or SqliteStore(settings.state_db, settings.busy_timeout,
+                                             settings.durability)
         self.versions = FlowVersions(loaded, store=self.store, loader=self.loader,
                                      folder=settings.flows)
         self.metrics = Metrics()

@@ -80,8 +80,9 @@ class Intake:
         self._pending: list[Delivery] = []
         self._cond = threading.Condition()
         self._writer: threading.Thread | None = None
-        #: groups written and deliveries in them (bench and tests read the grouping)
-        self.groups = self.written = 0
+        #: deliveries the writer took, groups written and deliveries in them (bench and tests
+        #: read the grouping)
+        self.taken = self.groups = self.written = 0
 
     # -- taking deliveries ---------------------------------------------------------------------
     def prepare(self, flow: CompiledFlow, body: Any, headers: dict[str, Any] | None, *,
@@ -131,6 +132,7 @@ class Intake:
                     return
                 group = self._pending[:self.max_group]
                 del self._pending[:self.max_group]
+                self.taken += len(group)
             try:
                 self._write(group)
             except BaseException as exc:  # answered, never left waiting

@@ -6,7 +6,7 @@ The environment wins over the file, so a platform engineer can override one valu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     idempotency_ttl: Duration = Field(7 * 86400.0, description="How long a delivery id is "
                                                                 "remembered.")
     busy_timeout: Duration = Field(5.0, description="Longest wait for a locked state file.")
+    durability: Literal["process_crash", "power_loss"] = Field(
+        "process_crash", description="What an accepted run survives on the embedded store: "
+        "process_crash (SQLite synchronous=NORMAL: a killed process loses nothing; a power "
+        "loss may lose the last groups) or power_loss (synchronous=FULL: each group is synced "
+        "to disk before its senders are answered).")
     console_token: SecretStr | None = Field(None, description="Token that opens the operations "
                                             "console and its API (Bearer or login form).")
     console_user: str | None = Field(None, description="Console user name (with a password).")

@@ -51,9 +51,13 @@ CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL,
 
 
 class SqliteStore:
-    def __init__(self, path: str | Path, busy_timeout: float = 5.0):
+    def __init__(self, path: str | Path, busy_timeout: float = 5.0,
+                 durability: str = "process_crash"):
         self.path = Path(path)
         self.busy_timeout = busy_timeout
+        # WAL with NORMAL syncs at checkpoints only: safe against a killed process, not against
+        # a power loss; FULL syncs the log at every commit (one per intake group)
+        self._synchronous = "FULL" if durability == "power_loss" else "NORMAL"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -76,7 +80,7 @@ class SqliteStore:
                 db = sqlite3.connect(self.path, timeout=self.busy_timeout,
                                      isolation_level=None, check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute(f"PRAGMA synchronous={self._synchronous}")
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
             self._local.db = db
@@ -119,11 +123,18 @@ class SqliteStore:
             raise self._error(exc) from None
 
     def close(self) -> None:
-        with self._lock:
-            for db in self._connections:
-                db.close()
-            self._connections.clear()
-        self._local = threading.local()
+        # a write under way (the intake writer, a worker) finishes first: closing a connection
+        # another thread is inside of would crash the process, not just fail the write
+        locked = self._write_lock.acquire(timeout=self.busy_timeout)
+        try:
+            with self._lock:
+                for db in self._connections:
+                    db.close()
+                self._connections.clear()
+            self._local = threading.local()
+        finally:
+            if locked:
+                self._write_lock.release()
 
     # -- runs ----------------------------------------------------------------------------------
     def save_run(self, state: RunState, *, dead_letter: DeadLetter | None = None,

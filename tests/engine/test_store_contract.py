@@ -139,6 +139,48 @@ def test_create_run_records_once_per_idempotency_key(store: Store) -> None:
     assert store.get_run("no-key") is not None
 
 
+def test_create_runs_records_a_group_and_finds_duplicates_inside_it(store: Store) -> None:
+    store.create_run(run("earlier"), ("orders", "held", 60))
+    holders = store.create_runs([
+        (run("a"), ("orders", "k1", 60)),
+        (run("b"), ("orders", "k1", 60)),  # the same key as a, in the same group
+        (run("c"), ("orders", "held", 60)),  # a key claimed by an earlier group
+        (run("d"), None),
+        (run("e"), ("invoices", "k1", 60)),  # another scope
+    ])
+    assert holders == [None, "a", "earlier", None, None]
+    assert store.get_run("b") is None and store.get_run("c") is None
+    assert {r.run_id for r in store.active_runs()} == {"earlier", "a", "d", "e"}
+    assert store.count_runs() == {"queued": 4}
+
+
+def test_a_record_keeps_the_message_once_and_gives_it_back_whole(store: Store) -> None:
+    body = {"order": "1001", "lines": [{"sku": "A-1", "qty": 2}] * 50}
+    state = run("p")
+    state.original = {"body": body, "headers": {"x-id": "1"}}
+    state.envelope = {"body": body, "headers": {"x-id": "1"}, "vars": {}, "meta": {}}
+    store.create_run(state)
+    back = store.get_run("p")
+    assert back is not None
+    assert back.envelope["body"] == body and back.original["body"] == body
+    assert back.envelope["headers"] == {"x-id": "1"}
+    back.envelope["body"] = {"changed": True}  # a step replaced the body: both are kept
+    store.save_run(back)
+    again = store.get_run("p")
+    assert again is not None
+    assert again.envelope["body"] == {"changed": True} and again.original["body"] == body
+
+
+def test_integers_past_64_bits_and_unicode_come_back_exactly(store: Store) -> None:
+    state = run("big")
+    body = {"id": 2**70 + 1, "small": 820982911946154508, "name": "Zoë \u2028 ✓"}
+    state.original["body"] = state.envelope["body"] = body
+    store.create_run(state)
+    back = store.get_run("big")
+    assert back is not None and back.envelope["body"] == body
+    assert isinstance(back.envelope["body"]["id"], int)
+
+
 def test_an_expired_idempotency_key_is_free_again(store: Store) -> None:
     assert store.create_run(run("first"), ("orders", "d", 0.05)) is None
     time.sleep(0.1)
