@@ -17,10 +17,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,60 @@ def use_reference_flow(cluster: Cluster, downstream: Downstream,  # noqa: F811
     monkeypatch.setenv("DOWNSTREAM_URL", downstream.url)
     monkeypatch.setenv("FLOWRUN_SECRET_SHOP", SHOP_SECRET)
     cluster.env["FLOWRUN_SECRET_SHOP"] = SHOP_SECRET
+
+
+@dataclass
+class Answer:
+    """One request of a sender and what it got."""
+
+    message: str
+    status: int  # 0: no HTTP answer at all
+    sent: float
+    answered: float
+    run_id: str | None = None
+    retry_after: str | None = None
+
+
+@dataclass
+class Senders:
+    """Threads posting signed webhooks as Shopify would: an answer other than 2xx (no answer
+    at all, a 503) is retried with the same webhook id after a short back-off. `url` may be
+    changed while they send (a server restarted on another port)."""
+
+    url: str
+    answers: list[Answer] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(self, numbers: list[int], deadline: float) -> None:
+        http = requests.Session()
+        http.trust_env = False
+        for n in numbers:
+            body = json.dumps(message(n)).encode()
+            name = f"m-{n:06d}"
+            while time.monotonic() < deadline:
+                sent = time.monotonic()
+                try:
+                    response = http.post(self.url + "/hooks/orders", data=body, timeout=30,
+                                         headers=signed(body, f"hook-{name}"))
+                    status = response.status_code
+                    data = response.json()
+                    answer = Answer(name, status, sent, time.monotonic(), data.get("run_id"),
+                                    response.headers.get("Retry-After"))
+                except requests.RequestException:
+                    answer = Answer(name, 0, sent, time.monotonic())
+                with self.lock:
+                    self.answers.append(answer)
+                if answer.status in (200, 202) or answer.status not in (0, 503):
+                    break
+                time.sleep(0.2)  # the sender's back-off before it tries again
+        http.close()
+
+    def final(self) -> dict[str, Answer]:
+        """The last answer per message."""
+        out: dict[str, Answer] = {}
+        for answer in sorted(self.answers, key=lambda a: a.answered):
+            out[answer.message] = answer
+        return out
 
 
 # -- counting ----------------------------------------------------------------------------------

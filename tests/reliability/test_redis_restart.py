@@ -10,24 +10,20 @@ completes, its effect reaches the downstream once, and nothing is lost or double
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from dataclasses import dataclass, field
 
 import pytest
-import requests
 
 from tests.reliability.conftest import (
     Cluster,
     Downstream,
     Ledger,
     RestartableRedis,
+    Senders,
     Serve,
     finish,
-    message,
     report,
-    signed,
     size,
     start_cluster,
     use_reference_flow,
@@ -39,54 +35,6 @@ pytestmark = pytest.mark.integration
 MESSAGES = size(150, 1000)
 SENDERS = 8
 OUTAGE = size(2, 5)  # seconds Redis stays down
-
-
-@dataclass
-class Answer:
-    message: str
-    status: int  # 0: no HTTP answer at all
-    sent: float
-    answered: float
-    run_id: str | None = None
-    retry_after: str | None = None
-
-
-@dataclass
-class Senders:
-    url: str
-    answers: list[Answer] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def send(self, numbers: list[int], deadline: float) -> None:
-        http = requests.Session()
-        http.trust_env = False
-        for n in numbers:
-            body = json.dumps(message(n)).encode()
-            name = f"m-{n:06d}"
-            while time.monotonic() < deadline:
-                sent = time.monotonic()
-                try:
-                    response = http.post(self.url + "/hooks/orders", data=body, timeout=30,
-                                         headers=signed(body, f"hook-{name}"))
-                    status = response.status_code
-                    data = response.json()
-                    answer = Answer(name, status, sent, time.monotonic(), data.get("run_id"),
-                                    response.headers.get("Retry-After"))
-                except requests.RequestException:
-                    answer = Answer(name, 0, sent, time.monotonic())
-                with self.lock:
-                    self.answers.append(answer)
-                if answer.status in (200, 202) or answer.status not in (0, 503):
-                    break
-                time.sleep(0.2)  # the sender's back-off before it tries again
-        http.close()
-
-    def final(self) -> dict[str, Answer]:
-        """The last answer per message."""
-        out: dict[str, Answer] = {}
-        for answer in sorted(self.answers, key=lambda a: a.answered):
-            out[answer.message] = answer
-        return out
 
 
 def test_redis_killed_mid_stream_loses_no_accepted_webhook(
