@@ -88,14 +88,17 @@ class _Folder(paramiko.SFTPServerInterface):
     def list_folder(self, path: str) -> Any:
         def listing() -> list[paramiko.SFTPAttributes]:
             real = self._real(path)
-            return [paramiko.SFTPAttributes.from_stat(os.stat(real / n), n)
+            # as OpenSSH's sftp-server: a listing describes each entry itself (lstat), so a
+            # symbolic link shows as one and a dangling link does not break the listing
+            return [paramiko.SFTPAttributes.from_stat(os.lstat(real / n), n)
                     for n in os.listdir(real)]
         return self._errors(listing)
 
     def stat(self, path: str) -> Any:
         return self._errors(lambda: paramiko.SFTPAttributes.from_stat(os.stat(self._real(path))))
 
-    lstat = stat
+    def lstat(self, path: str) -> Any:
+        return self._errors(lambda: paramiko.SFTPAttributes.from_stat(os.lstat(self._real(path))))
 
     def open(self, path: str, flags: int, attr: Any) -> Any:
         return self._errors(lambda: _Handle(self.box, self._real(path), flags))
