@@ -24,7 +24,7 @@ from engine.dsl.base import Duration, Expr, Model
 from engine.dsl.retry import HttpStatus, status_matches
 from engine.envelope import Envelope
 from engine.refs import redact_logs
-from engine.templates import Value, compile_value
+from engine.templates import Value, compile_url, compile_value
 from engine.types import BuildContext, Outcome, Resources, StepError, StepFn, StepKind, result
 
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
@@ -210,7 +210,7 @@ def parse_body(response: requests.Response, expect: str) -> Any:
 
 
 def build(config: HttpCall, ctx: BuildContext) -> StepFn:
-    url = compile_value(config.url if config.url is not None else config.path or "", ctx,
+    url = compile_url(config.url if config.url is not None else config.path or "", ctx,
                         ("url" if config.url is not None else "path",))
     client = None
     if config.connection is not None:

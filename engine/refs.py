@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path as FsPath
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from engine.problems import Path
 
@@ -103,7 +104,8 @@ class Redactor:
     def add(self, value: str) -> None:
         # very short values would redact ordinary words; such secrets are refused elsewhere
         if len(value) >= 4 and value not in self._values:
-            self._values.add(value)
+            # as it shows in a URL too: templates percent-encode it there ('a+b' is 'a%2Bb')
+            self._values.update({value, quote(value, safe=""), quote_plus(value, safe="")})
             ordered = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
 

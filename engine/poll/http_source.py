@@ -31,7 +31,7 @@ from engine.poll.schedule import slot_text
 from engine.poll.source import Outcome, PollRun
 from engine.problems import Path
 from engine.refs import UnresolvedReference, redact_known
-from engine.templates import compile_value
+from engine.templates import compile_url, compile_value
 from engine.types import BuildContext, StepError
 
 log = logging.getLogger("flowrunner.scheduler")
@@ -46,7 +46,7 @@ class HttpPoll:
         self.trigger = trigger
         http = trigger.http
         self.method = http.method
-        self.url = compile_value(http.url, ctx, (*path, "http", "url"))
+        self.url = compile_url(http.url, ctx, (*path, "http", "url"))
         self.params = {k: compile_value(v, ctx, (*path, "http", "params", k))
                        for k, v in http.params.items()}
         self.headers = {k: compile_value(v, ctx, (*path, "http", "headers", k))
