@@ -176,7 +176,7 @@ class HttpClient:
 
     def _fetch(self, secrets: Callable[[str], str],
                session: requests.Session) -> tuple[str, float | None]:
-        from connectors.http import classify  # http imports this module
+        from connectors.http import NOT_RETRYABLE, classify  # http imports this module
 
         assert self.config.auth is not None and self.config.auth.oauth2 is not None
         oauth = self.config.auth.oauth2
@@ -197,10 +197,10 @@ class HttpClient:
         self.token_requests += 1
         try:
             response = session.post(url, **kwargs)
-        except requests.RequestException as exc:
+        except (requests.RequestException, ValueError) as exc:
             kind, message = classify(exc)
-            raise StepError(f"{what}: {message}", kind=kind, retryable=kind != "config") \
-                from None
+            raise StepError(f"{what}: {message}", kind=kind,
+                            retryable=kind not in NOT_RETRYABLE) from None
         try:
             body = response.json()
         except ValueError:
