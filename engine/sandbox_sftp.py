@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from connectors.sftp_client import fingerprint
+from engine.home import private_folder
 
 USERNAME, PASSWORD = "flowrun", "sandbox-sftp-pass"
 #: the port `flowrun sandbox` serves SFTP on, which the shipped connection file reads from
@@ -228,6 +229,7 @@ class SftpSandbox:
     def for_shipped_flows(cls, home: Path, port: int = SHIPPED_PORT) -> SftpSandbox:
         """The sandbox the shipped flows expect: under *home*, on the port their connection
         files name, with the supplier's folders made."""
+        private_folder(Path(home))  # the state folder: made private as the store makes it
         box = cls(Path(home) / "sftp-sandbox", port=port)
         box.make_shipped_folders()
         return box

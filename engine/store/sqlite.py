@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from engine.home import private_file
 from engine.runner import RunState
 from engine.store.base import ACTIVE, DeadLetter, DeadLetterFilter, RunFilter, StoreError
 
@@ -48,7 +49,7 @@ class SqliteStore:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)  # 0600 in a 0700 folder: messages are nobody else's
         except OSError as exc:
             raise StoreError(f"the state database {self.path} cannot be used: the folder "
                              f"cannot be created ({exc.strerror})") from None
