@@ -46,6 +46,10 @@ def find_refs(data: Any, path: Path = ()) -> Iterator[tuple[Path, str, str, int]
             yield from find_refs(value, (*path, i))
 
 
+class SecretsFileError(PermissionError):
+    """The secrets file cannot be used as it is (its mode lets others read it)."""
+
+
 class Secrets:
     """Secret values from ``FLOWRUN_SECRET_<NAME>`` or a ``NAME=value`` file readable only by
     its owner (a secrets file others can read is refused, so a leak is caught early)."""
@@ -65,8 +69,9 @@ class Secrets:
             return {}
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
-            raise PermissionError(f"secrets file {path.name} is readable by others (mode "
-                                  f"{mode:o}); run: chmod 600 {path.name}")
+            raise SecretsFileError(f"the secrets file {path} is open to other users (mode "
+                                   f"{mode:o}), so flowrunner does not read it; make it "
+                                   f"readable by its owner only: chmod 600 {path}")
         values = {}
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip() and not line.lstrip().startswith("#") and "=" in line:
