@@ -18,7 +18,7 @@ from test_poll_files_sftp import drop_app as sftp_drop_app
 from test_poll_support import T0, Clock, make_app, runs, scheduler
 
 from engine.app import App
-from engine.poll.files import LINK_REFUSED, LocalDrop
+from engine.poll.files import LINK_REFUSED, SPECIAL_REFUSED, LocalDrop
 from engine.sandbox_sftp import SftpSandbox
 
 SECRET = "fake-secret-4b1d9e"
@@ -143,3 +143,16 @@ def test_links_on_an_sftp_server_go_to_error_unread(tmp_path: Path, outside: Pat
     assert_refused(inbox, targets)
     stored = everything_stored(app, tmp_path / "home")
     assert b"ST*856~" in stored and SECRET.encode() not in stored
+
+
+def test_a_fifo_in_a_drop_folder_goes_to_error_unread(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    os.mkfifo(inbox / "pipe.edi")  # reading it would block the poll for good
+    app = make_app(tmp_path, {"edi-drop": FLOW.format(dir=inbox)})
+    with scheduler(app, Clock(T0.timestamp())) as sched:
+        sched.tick()
+    assert runs(app, "edi-drop") == []
+    assert (inbox / "error" / "pipe.edi").is_fifo()
+    reason = (inbox / "error" / "pipe.edi.reason.txt").read_text(encoding="utf-8")
+    assert f"pipe.edi: {SPECIAL_REFUSED}" in reason
