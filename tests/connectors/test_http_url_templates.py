@@ -4,7 +4,7 @@ where ``{"id": "../../admin/delete?all=1#"}`` in ``/orders/{{ id }}/lines`` sent
 ``GET /admin/delete?all=1``, out of the connection's base path.
 
 A real loopback server records the raw request line it received (before any decoding), for a
-step's ``url:``, a connection step's ``path:``, and ``params:``.
+step's ``url:``, a connection step's ``path:``, ``params:`` and a poll trigger's ``url:``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from connections_support import Project, one_call, project
+
+from tests.engine.test_poll_support import T0, Clock, make_app, scheduler
 
 ATTACK = "../../admin/delete?all=1#"
 ENCODED = "..%2F..%2Fadmin%2Fdelete%3Fall%3D1%23"
@@ -104,3 +106,24 @@ def test_a_dot_segment_is_refused_before_anything_is_sent(erp: Project,
     assert state.status == "dead_lettered"
     assert state.error is not None and state.error["kind"] == "request_invalid"
     assert recorder.targets == []
+
+
+def test_a_poll_url_encodes_its_values_too(tmp_path: Path, recorder: Recorder) -> None:
+    flow = f"""
+    flow: feed
+    trigger:
+      poll:
+        every: 5m
+        http:
+          url: "{recorder.url}/feed/{{{{cursor}}}}/items"
+          params: {{since: "{{{{cursor}}}}"}}
+        cursor: {{field: updated_at, start: "{ATTACK}"}}
+    steps:
+      - id: keep
+        set: {{a: id}}
+    """
+    app = make_app(tmp_path, {"feed": flow})
+    with scheduler(app, Clock(T0.timestamp())) as sched:
+        sched.tick()
+    app.store.close()
+    assert recorder.targets == [f"/feed/{ENCODED}/items?since={ENCODED}"]
