@@ -24,7 +24,7 @@ from engine.dsl.base import Duration, Expr, Model
 from engine.dsl.retry import HttpStatus, status_matches
 from engine.envelope import Envelope
 from engine.refs import redact_logs
-from engine.templates import Value, compile_value
+from engine.templates import Value, compile_url, compile_value
 from engine.types import BuildContext, Outcome, Resources, StepError, StepFn, StepKind, result
 
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
@@ -139,9 +139,26 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
 _INCOMPLETE = re.compile(r"IncompleteRead\((\d+) bytes read, (\d+) more expected")
 
 
-def classify(exc: requests.RequestException) -> tuple[str, str]:
-    """Map a requests failure to an error kind the retry policy knows, with a short message."""
+#: failures that trying again cannot mend: the same request would fail the same way
+NOT_RETRYABLE = frozenset({"config", "request_invalid"})
+
+
+def classify(exc: requests.RequestException | ValueError) -> tuple[str, str]:
+    """Map a requests failure to an error kind the retry policy knows, with a short message.
+    A request that cannot even be built (a CR/LF in a header, a body that is not JSON, a URL
+    that does not parse) is ``request_invalid``: it fails the same way on every attempt."""
     text = str(exc)
+    if isinstance(exc, requests.exceptions.InvalidHeader):
+        # requests' text repeats the header value, which may be a credential: name no value
+        return "request_invalid", ("a header value has a line break, a leading space or "
+                                   "another character HTTP does not allow")
+    if isinstance(exc, requests.exceptions.InvalidJSONError):
+        return "request_invalid", f"the body cannot be encoded as JSON ({_cause(exc)})"
+    if isinstance(exc, UnicodeEncodeError):  # a header beyond latin-1, a lone surrogate
+        return "request_invalid", (f"the request cannot be encoded as {exc.encoding} "
+                                   f"({exc.object[exc.start:exc.end]!r}: {exc.reason})")
+    if not isinstance(exc, requests.RequestException):  # urllib3's LocationParseError and kin
+        return "request_invalid", f"invalid URL: {text}"
     if isinstance(exc, requests.exceptions.SSLError):
         return "tls", tls_reason(text)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
@@ -166,8 +183,13 @@ def classify(exc: requests.RequestException) -> tuple[str, str]:
             f" ({cut[1]} of {int(cut[1]) + int(cut[2])} bytes)" if cut else ""))
     if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema |
                   requests.exceptions.InvalidSchema):
-        return "config", f"invalid URL: {text}"
+        return "request_invalid", f"invalid URL: {text}"
     return "connection", type(exc).__name__
+
+
+def _cause(exc: BaseException) -> str:
+    inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
+    return str(inner)
 
 
 _VERIFY = re.compile(r"certificate verify failed: ([^(')]+)")
@@ -210,7 +232,7 @@ def parse_body(response: requests.Response, expect: str) -> Any:
 
 
 def build(config: HttpCall, ctx: BuildContext) -> StepFn:
-    url = compile_value(config.url if config.url is not None else config.path or "", ctx,
+    url = compile_url(config.url if config.url is not None else config.path or "", ctx,
                         ("url" if config.url is not None else "path",))
     client = None
     if config.connection is not None:
@@ -264,7 +286,12 @@ def build(config: HttpCall, ctx: BuildContext) -> StepFn:
         if json_body is not None:
             kwargs["json"] = json_body.evaluate(envelope)
         elif raw_body is not None:
-            kwargs["data"] = str(raw_body(envelope, secrets)).encode("utf-8")
+            try:
+                kwargs["data"] = str(raw_body(envelope, secrets)).encode("utf-8")
+            except UnicodeError as exc:
+                _, message = classify(exc)
+                raise StepError(f"{config.method} {target}: {message}",
+                                kind="request_invalid") from None
         elif form is not None:
             kwargs["data"] = {k: render(envelope, secrets) for k, render in form.items()}
         elif sends_body:
@@ -279,10 +306,10 @@ def build(config: HttpCall, ctx: BuildContext) -> StepFn:
                                            session=mock, **kwargs)
             else:
                 response = session.request(config.method, target, **kwargs)
-        except requests.RequestException as exc:
+        except (requests.RequestException, ValueError) as exc:  # UnicodeError is a ValueError
             kind, message = classify(exc)
             raise StepError(f"{config.method} {target}: {message}", kind=kind,
-                            retryable=kind != "config") from None
+                            retryable=kind not in NOT_RETRYABLE) from None
         elapsed = round((time.perf_counter() - started) * 1000, 3)
         if len(response.content) > MAX_RESPONSE_BYTES:
             raise StepError(f"{config.method} {target}: response larger than "

@@ -26,6 +26,7 @@ from requests.structures import CaseInsensitiveDict
 from engine.connections import HttpConnection, Tls, resolve_file
 from engine.problems import Path
 from engine.refs import UnresolvedReference, interpolate
+from engine.templates import interpolate_url
 from engine.types import BuildContext, StepError
 
 monotonic = time.monotonic  # the token cache's clock; tests move it through this name
@@ -80,7 +81,7 @@ class HttpClient:
                             "relative to the connection's base_url, or use url: without "
                             "connection:", kind="config")
         try:
-            base = urlsplit(interpolate(self.config.base_url, secrets))
+            base = urlsplit(interpolate_url(self.config.base_url, secrets))
         except UnresolvedReference as exc:
             raise StepError(f"connection '{self.name}': base_url: {exc}", kind="config") \
                 from None
@@ -93,7 +94,7 @@ class HttpClient:
     def owns(self, url: str, secrets: Callable[[str], str]) -> bool:
         """Whether *url* is on the connection's own scheme, host and port — the only place
         its credentials may go (a partner's next-page link could name any host)."""
-        base = urlsplit(interpolate(self.config.base_url, secrets))
+        base = urlsplit(interpolate_url(self.config.base_url, secrets))
         target = urlsplit(url)
         return (target.scheme, target.netloc) == (base.scheme, base.netloc)
 
@@ -175,7 +176,7 @@ class HttpClient:
 
     def _fetch(self, secrets: Callable[[str], str],
                session: requests.Session) -> tuple[str, float | None]:
-        from connectors.http import classify  # http imports this module
+        from connectors.http import NOT_RETRYABLE, classify  # http imports this module
 
         assert self.config.auth is not None and self.config.auth.oauth2 is not None
         oauth = self.config.auth.oauth2
@@ -196,10 +197,10 @@ class HttpClient:
         self.token_requests += 1
         try:
             response = session.post(url, **kwargs)
-        except requests.RequestException as exc:
+        except (requests.RequestException, ValueError) as exc:
             kind, message = classify(exc)
-            raise StepError(f"{what}: {message}", kind=kind, retryable=kind != "config") \
-                from None
+            raise StepError(f"{what}: {message}", kind=kind,
+                            retryable=kind not in NOT_RETRYABLE) from None
         try:
             body = response.json()
         except ValueError:

@@ -25,8 +25,9 @@ NEVER accepted; `HostKeyError` names the host and the fingerprint the server sho
 operator can check it with the partner and pin it.
 
 Every failure is an `SftpError` whose ``kind`` is ``host_key``, ``auth``, ``connection``,
-``timeout``, ``not_found``, ``permission``, ``io`` or ``config``; ``retryable`` says whether
-trying again later may help (a refused connection may; a wrong password or host key will not).
+``timeout``, ``not_found``, ``permission``, ``not_regular``, ``io`` or ``config``;
+``retryable`` says whether trying again later may help (a refused connection may; a wrong
+password or host key will not).
 
 ``put`` writes ``.NAME.<random>.part`` in the target folder and renames it over NAME, so a
 reader never sees a partial file under the final name; ``list`` skips such temp names, so a
@@ -93,6 +94,12 @@ class RemoteFile:
     path: str
     size: int
     mtime: float
+    #: the entry's ``st_mode`` as the server's lstat gives it (0 when the server sends none)
+    mode: int = 0
+
+    @property
+    def is_link(self) -> bool:
+        return stat.S_ISLNK(self.mode)
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -256,8 +263,9 @@ class SftpClient:
         self._transport.close()
 
     @_lost
-    def list(self, folder: str, pattern: str = "*") -> list[RemoteFile]:
-        """Regular files in *folder* whose name matches the glob *pattern*, by name."""
+    def list(self, folder: str, pattern: str = "*", *, links: bool = False) -> list[RemoteFile]:
+        """Regular files in *folder* whose name matches the glob *pattern*, by name; with
+        *links*, symbolic links too (``is_link``), so a caller can set them aside."""
         try:
             entries = self._sftp.listdir_attr(folder)
         except OSError as exc:
@@ -267,29 +275,45 @@ class SftpClient:
             name = entry.filename
             if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
                 continue  # an upload in progress (ours or a partner's using the same scheme)
-            if entry.st_mode is not None and not stat.S_ISREG(entry.st_mode):
+            mode = entry.st_mode or 0
+            if entry.st_mode is not None and not stat.S_ISREG(mode) \
+                    and not (links and stat.S_ISLNK(mode)):
                 continue
             if fnmatch.fnmatchcase(name, pattern):
                 found.append(RemoteFile(name, posixpath.join(folder, name), entry.st_size or 0,
-                                        float(entry.st_mtime or 0)))
+                                        float(entry.st_mtime or 0), mode))
         return sorted(found, key=lambda f: f.name)
 
     @_lost
-    def stat(self, path: str) -> RemoteFile:
-        """Size and modification time of *path*."""
+    def stat(self, path: str, *, follow: bool = True) -> RemoteFile:
+        """Size, modification time and mode of *path*; of a link itself unless *follow*."""
         try:
-            attrs = self._sftp.stat(path)
+            attrs = self._sftp.stat(path) if follow else self._sftp.lstat(path)
         except OSError as exc:
             raise _io_error(exc, f"stat {path}") from None
         return RemoteFile(posixpath.basename(path), path, attrs.st_size or 0,
-                          float(attrs.st_mtime or 0))
+                          float(attrs.st_mtime or 0), attrs.st_mode or 0)
 
     @_lost
-    def get(self, path: str, max_bytes: int = MAX_GET_BYTES) -> bytes:
-        """The whole content of *path*."""
+    def get(self, path: str, max_bytes: int = MAX_GET_BYTES, *,
+            regular_only: bool = False) -> bytes:
+        """The whole content of *path*. With *regular_only*, a symbolic link (or anything
+        but a regular file) is refused with kind ``not_regular`` and never opened.
+
+        SFTP v3 has no O_NOFOLLOW: the entry is lstat'ed, opened, and the open file must be
+        the same regular file (mode, size and mtime) — a link swapped in between is refused."""
         try:
+            before = self._sftp.lstat(path) if regular_only else None
+            if before is not None and not stat.S_ISREG(before.st_mode or 0):
+                raise SftpError(f"get {path}: not a regular file (a symbolic link is never "
+                                "followed)", "not_regular")
             with self._sftp.open(path, "rb") as remote:
-                size = remote.stat().st_size or 0
+                opened = remote.stat()
+                if before is not None and (opened.st_mode, opened.st_size, opened.st_mtime) != (
+                        before.st_mode, before.st_size, before.st_mtime):
+                    raise SftpError(f"get {path}: the entry changed while it was opened (a "
+                                    "symbolic link is never followed)", "not_regular")
+                size = opened.st_size or 0
                 if size > max_bytes:
                     raise SftpError(f"get {path}: {size} bytes, more than {max_bytes}", "io")
                 remote.prefetch(size)

@@ -18,7 +18,7 @@ from engine.envelope import Envelope
 from engine.loader import CompiledFlow, CompiledStep, FlowSet, Loader
 from engine.problems import Problem
 from engine.records import RunState
-from engine.refs import Secrets
+from engine.refs import Secrets, SecretsFileError
 from engine.schema_gen import flow_schema_text
 from engine.schemas import SchemaStore
 
@@ -48,7 +48,18 @@ def _echo_problems(problems: list[Problem]) -> None:
         click.echo(str(problem))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; an unusable secrets file is one line and exit 1 in every command
+    (it is first read deep inside loading or running, wherever a secret is first needed)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SecretsFileError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
 def main(verbose: bool) -> None:
     """flowrunner: run integration flows written in YAML."""

@@ -74,17 +74,33 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+#: every C0 and C1 control character, DEL and the Unicode line/paragraph separators: any of them
+#: in a message could start what looks like a line of its own in a text log
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7f, 0xa0)]}
+_CONTROLS.update({0x0a: "\\n", 0x0d: "\\r", 0x09: "\\t", 0x2028: "\\u2028",
+                  0x2029: "\\u2029"})
+
+
+def one_line(text: str) -> str:
+    """*text* with its control characters escaped (a newline as ``\\n``), so it stays one line."""
+    return text.translate(_CONTROLS)
+
+
 class TextFormatter(logging.Formatter):
-    """``2026-11-20T10:00:00.123Z INFO  flowrunner.flow [shop/erp run=3f2a9c cid=…] message``."""
+    """``2026-11-20T10:00:00.123Z INFO  flowrunner.flow [shop/erp run=3f2a9c cid=…] message``.
+
+    A record is one line: control characters in the message and the context fields (which can
+    come from a payload or a sender's header) are escaped, so no message can forge a line. Only
+    the traceback below it spans lines, as written by Python."""
 
     def format(self, record: logging.LogRecord) -> str:
         where = "/".join(str(getattr(record, n)) for n in ("flow", "step")
                          if getattr(record, n, None))
         ids = " ".join(f"{label}={str(getattr(record, n))[:12]}" for n, label in
                        (("run_id", "run"), ("correlation_id", "cid")) if getattr(record, n, None))
-        context = " ".join(part for part in (where, ids) if part)
+        context = one_line(" ".join(part for part in (where, ids) if part))
         line = (f"{_time(record)} {record.levelname:<7} {record.name}"
-                + (f" [{context}]" if context else "") + f" {record.getMessage()}")
+                + (f" [{context}]" if context else "") + f" {one_line(record.getMessage())}")
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

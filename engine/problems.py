@@ -68,9 +68,16 @@ class Problems:
     """An ordered, de-duplicated collection of problems for one or more files."""
 
     items: list[Problem] = field(default_factory=list)
+    # what is in items, for the duplicate check: a search of the list made adding n problems
+    # cost n² (20,000 unknown keys took half a minute to validate)
+    _seen: set[Problem] = field(default_factory=set, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._seen.update(self.items)
 
     def add(self, problem: Problem) -> None:
-        if problem not in self.items:
+        if problem not in self._seen:
+            self._seen.add(problem)
             self.items.append(problem)
 
     def extend(self, problems: Iterable[Problem]) -> None:

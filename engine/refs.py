@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path as FsPath
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from engine.problems import Path
 
@@ -45,6 +46,10 @@ def find_refs(data: Any, path: Path = ()) -> Iterator[tuple[Path, str, str, int]
             yield from find_refs(value, (*path, i))
 
 
+class SecretsFileError(PermissionError):
+    """The secrets file cannot be used as it is (its mode lets others read it)."""
+
+
 class Secrets:
     """Secret values from ``FLOWRUN_SECRET_<NAME>`` or a ``NAME=value`` file readable only by
     its owner (a secrets file others can read is refused, so a leak is caught early)."""
@@ -64,8 +69,9 @@ class Secrets:
             return {}
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
-            raise PermissionError(f"secrets file {path.name} is readable by others (mode "
-                                  f"{mode:o}); run: chmod 600 {path.name}")
+            raise SecretsFileError(f"the secrets file {path} is open to other users (mode "
+                                   f"{mode:o}), so flowrunner does not read it; make it "
+                                   f"readable by its owner only: chmod 600 {path}")
         values = {}
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip() and not line.lstrip().startswith("#") and "=" in line:
@@ -103,7 +109,8 @@ class Redactor:
     def add(self, value: str) -> None:
         # very short values would redact ordinary words; such secrets are refused elsewhere
         if len(value) >= 4 and value not in self._values:
-            self._values.add(value)
+            # as it shows in a URL too: templates percent-encode it there ('a+b' is 'a%2Bb')
+            self._values.update({value, quote(value, safe=""), quote_plus(value, safe="")})
             ordered = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
 

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from connectors.sftp_client import fingerprint
+from engine.home import private_folder
 
 USERNAME, PASSWORD = "flowrun", "sandbox-sftp-pass"
 #: the port `flowrun sandbox` serves SFTP on, which the shipped connection file reads from
@@ -88,14 +89,17 @@ class _Folder(paramiko.SFTPServerInterface):
     def list_folder(self, path: str) -> Any:
         def listing() -> list[paramiko.SFTPAttributes]:
             real = self._real(path)
-            return [paramiko.SFTPAttributes.from_stat(os.stat(real / n), n)
+            # as OpenSSH's sftp-server: a listing describes each entry itself (lstat), so a
+            # symbolic link shows as one and a dangling link does not break the listing
+            return [paramiko.SFTPAttributes.from_stat(os.lstat(real / n), n)
                     for n in os.listdir(real)]
         return self._errors(listing)
 
     def stat(self, path: str) -> Any:
         return self._errors(lambda: paramiko.SFTPAttributes.from_stat(os.stat(self._real(path))))
 
-    lstat = stat
+    def lstat(self, path: str) -> Any:
+        return self._errors(lambda: paramiko.SFTPAttributes.from_stat(os.lstat(self._real(path))))
 
     def open(self, path: str, flags: int, attr: Any) -> Any:
         return self._errors(lambda: _Handle(self.box, self._real(path), flags))
@@ -225,6 +229,7 @@ class SftpSandbox:
     def for_shipped_flows(cls, home: Path, port: int = SHIPPED_PORT) -> SftpSandbox:
         """The sandbox the shipped flows expect: under *home*, on the port their connection
         files name, with the supplier's folders made."""
+        private_folder(Path(home))  # the state folder: made private as the store makes it
         box = cls(Path(home) / "sftp-sandbox", port=port)
         box.make_shipped_folders()
         return box

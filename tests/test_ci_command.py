@@ -14,7 +14,10 @@ def test_ci_runs_the_readme_test_command_and_installs_what_tests_need() -> None:
                             "pip install -e '.[dev]' && python -m pytest"]
     script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     lines = [line for line in script.splitlines() if line and not line.startswith("#")]
-    assert lines[-1] == commands[1]
+    # the test command, then only the dependency audit, which never fails CI
+    assert lines[-2:] == [commands[1], "bash scripts/audit_dependencies.sh"]
+    audit = (ROOT / "scripts" / "audit_dependencies.sh").read_text(encoding="utf-8")
+    assert audit.rstrip().endswith("exit 0") and "pip_audit" in audit
     # the Debian packages the tests start or drive, installed when missing
     assert "command -v redis-server" in script and "need_apt+=(redis-server)" in script
     assert '[ -x "${FLOWRUN_CHROMIUM:-/usr/bin/chromium}" ]' in script \

@@ -30,6 +30,7 @@ from connectors.x12 import (
 )
 from engine.dsl.base import Expr, Model
 from engine.envelope import Envelope
+from engine.home import private_file
 from engine.types import BuildContext, Outcome, Resources, StepError, StepFn, StepKind, result
 
 
@@ -89,7 +90,7 @@ def _control_numbers(resources: Resources) -> ControlNumbers:
 
 @functools.lru_cache(maxsize=16)
 def _sqlite_numbers(path: str) -> SqliteControlNumbers:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    private_file(Path(path))  # 0600 in a 0700 folder, like the state database beside it
     return SqliteControlNumbers(path)  # one connection per file for the process, not per step
 
 

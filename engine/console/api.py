@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from engine.console import models, views
-from engine.console.auth import CSRF_HEADER, Principal
+from engine.console.auth import CSRF_HEADER, Principal, Throttled
 from engine.dlq import ReplayRefused
 from engine.store.base import StoreError
 
@@ -47,7 +47,12 @@ def routes(console: Console) -> list[BaseRoute]:
 
     def guarded(handler: Handler, write: bool = False) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            principal = console.auth.principal(request)
+            try:
+                principal = console.auth.principal(request)
+            except Throttled as exc:  # the credential was not even checked
+                response = _error(429, str(exc))
+                response.headers["Retry-After"] = str(exc.retry_after)
+                return response
             if principal is None:
                 return _error(401, "authentication required: send Authorization: Bearer "
                                    "<token> (or Basic), or log in at /console/login")

@@ -12,6 +12,11 @@ token (a form field or the ``X-CSRF-Token`` header), compared in constant time. 
 authenticated by an ``Authorization`` header needs none: browsers never add that header on
 their own — the server never answers with a ``WWW-Authenticate: Basic`` challenge that would
 teach a browser to. The login form has a token of its own, in a short-lived cookie.
+
+Guessing is throttled (`engine.console.throttle`): every credential checked — at the login form
+or in an ``Authorization`` header — counts against the client's address and the user name it
+names; too many failures and `Throttled` is raised before the credential is looked at, which
+the pages and the API answer with 429 and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
+from engine.console.throttle import Throttle
 from engine.settings import Settings
 
 SESSION_COOKIE = "flowrun_console"
@@ -55,6 +61,14 @@ class Principal:
         return self.session.csrf if self.session else ""
 
 
+class Throttled(Exception):
+    """Too many failed credentials from this caller: try again in ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"too many failed attempts; try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
 def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
@@ -67,6 +81,7 @@ class Auth:
                          if settings.console_password else None)
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
+        self.throttle = Throttle()
 
     @property
     def enabled(self) -> bool:
@@ -84,19 +99,36 @@ class Auth:
                 return self.user
         return None
 
+    def attempt(self, request: Request, *, token: str = "", user: str = "",
+                password: str = "") -> str | None:
+        """`check` under the throttle: raises `Throttled` for a caller with too many recent
+        failures (the credential is then not checked at all)."""
+        client = request.client.host if request.client else "unknown"
+        keys = [f"addr:{client}"] + ([f"user:{user}"] if user else [])
+        wait = self.throttle.blocked(keys)
+        if wait is not None:
+            raise Throttled(wait)
+        who = self.check(token=token, user=user, password=password)
+        if who is None:
+            self.throttle.failed(keys)
+        else:
+            self.throttle.succeeded(keys)
+        return who
+
     def _header(self, request: Request) -> str | None:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer":
-            return self.check(token=value.strip())
+            return self.attempt(request, token=value.strip())
         if scheme.lower() == "basic":
             try:
                 user, _, password = base64.b64decode(value.strip()).decode("utf-8").partition(":")
             except ValueError:
-                return None
-            return self.check(user=user, password=password)
-        return None
+                user = password = ""  # unreadable: a failed attempt all the same
+            return self.attempt(request, user=user, password=password)
+        return self.attempt(request)  # another scheme: a failed attempt
 
     def principal(self, request: Request) -> Principal | None:
+        """Who sent *request*, or None; raises `Throttled` (see `attempt`)."""
         if not self.enabled:
             return None
         if "authorization" in request.headers:

@@ -19,7 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from engine.console import views
-from engine.console.auth import CSRF_FIELD, Principal
+from engine.console.auth import CSRF_FIELD, Principal, Throttled
 from engine.dlq import ReplayRefused
 from engine.store.base import StoreError
 
@@ -60,9 +60,18 @@ def routes(console: Console) -> list[BaseRoute]:
         return render(request, "problem.html", who, status=status, title=title,
                       message=message, **extra)
 
+    def throttled(request: Request, exc: Throttled) -> Response:
+        response = problem(request, 429, "Too many failed attempts", "Too many wrong "
+                           f"credentials from here; try again in {exc.retry_after} seconds.")
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
     def guarded(handler: Page, write: bool = False) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            who = auth.principal(request)
+            try:
+                who = auth.principal(request)
+            except Throttled as exc:
+                return throttled(request, exc)
             if who is None:
                 if "authorization" in request.headers or request.method != "GET":
                     return problem(request, 401, "Not signed in", "Wrong or missing "
@@ -112,8 +121,12 @@ def routes(console: Console) -> list[BaseRoute]:
         if not auth.login_token_ok(request, form.get(CSRF_FIELD, "")):
             return problem(request, 403, "Request refused", "The login form expired; reload "
                            "the login page and try again.")
-        user = auth.check(token=str(form.get("token", "")), user=str(form.get("user", "")),
-                          password=str(form.get("password", "")))
+        try:
+            user = auth.attempt(request, token=str(form.get("token", "")),
+                                user=str(form.get("user", "")),
+                                password=str(form.get("password", "")))
+        except Throttled as exc:
+            return throttled(request, exc)
         if user is None:
             return await login_form(request, 401, "Wrong token or user name and password.")
         response = RedirectResponse(_next(str(form.get("next", ""))), status_code=303)
@@ -220,8 +233,11 @@ def routes(console: Console) -> list[BaseRoute]:
         return render(request, "job.html", who, job=progress)
 
     async def not_found(request: Request) -> Response:
-        return problem(request, 404, "Not found", "There is no such console page.",
-                       auth.principal(request))
+        try:
+            who = auth.principal(request)
+        except Throttled as exc:
+            return throttled(request, exc)
+        return problem(request, 404, "Not found", "There is no such console page.", who)
 
     return [Route("/", guarded(flows)),
             Route("/login", login, methods=["GET", "POST"]),

@@ -14,13 +14,24 @@ path and ``file_id`` (name:size:mtime), on which intake deduplicates — so a cr
 and the move costs a second look, never a second run. A store or a server that cannot be reached
 fails the poll and leaves the file where it is, for the retry. A file larger than
 ``MAX_FILE_BYTES`` goes to ``error/`` without being read at all.
+
+Only regular files are read. A symbolic link in the drop folder is never followed — whoever can
+write to the folder could otherwise make flowrunner read ``/proc/self/environ`` (every secret) or
+any file outside it — and goes to ``error/`` unread, as do FIFOs, sockets and devices; a local
+file is opened with ``O_NOFOLLOW`` and checked to be a regular file once open, so a file swapped
+for a link after the listing is refused too. Hard links are taken like any file: on Linux
+(``fs.protected_hardlinks=1``, the default) a user can hard-link only files they own or may read
+and write, so one reveals nothing its maker could not copy in. ``archive/`` and ``error/`` must be
+real folders, not links, or the poll fails.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import stat as st
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,6 +62,20 @@ class DropFile:
     mtime_ns: int
     #: where the file is, for the ``path`` header: a local path or sftp://connection/path
     where: str
+    #: why the entry is never read (a symbolic link, a FIFO...): it goes to error/ at once
+    refused: str | None = None
+
+
+LINK_REFUSED = ("the entry is a symbolic link; links are never followed out of a drop folder "
+                "(drop the file itself)")
+SPECIAL_REFUSED = "the entry is not a regular file (a FIFO, socket or device); it is not read"
+
+
+def refusal(mode: int) -> str | None:
+    """Why an entry of this ``st_mode`` (as lstat gives it) is not taken in, or None."""
+    if st.S_ISLNK(mode):
+        return LINK_REFUSED
+    return None if st.S_ISREG(mode) else SPECIAL_REFUSED
 
 
 class Vanished(Exception):
@@ -83,39 +108,67 @@ class LocalDrop:
         if not self.folder.is_dir():
             raise StepError(f"the drop folder {self.folder} does not exist (or is not a "
                             "folder)", kind="connection", retryable=True)
-        found = (self.stat(p.name) for p in sorted(self.folder.glob(pattern)) if p.is_file())
+        # folders (archive/, error/, a partner's own) are not files to take; links to anything are
+        found = (self.stat(p.name) for p in sorted(self.folder.glob(pattern))
+                 if p.is_symlink() or not p.is_dir())
         return [f for f in found if f is not None]
 
     def stat(self, name: str) -> DropFile | None:
         path = self.folder / name
         try:
-            stat = path.stat()
+            info = path.lstat()  # the entry itself: a link is never followed
         except FileNotFoundError:
             return None
-        return DropFile(name, stat.st_size, stat.st_mtime_ns, str(path))
+        return DropFile(name, info.st_size, info.st_mtime_ns, str(path), refusal(info.st_mode))
 
     def read(self, file: DropFile, max_bytes: int) -> bytes:
+        path = self.folder / file.name
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
         try:
-            return (self.folder / file.name).read_bytes()
+            fd = os.open(path, flags)
         except FileNotFoundError:
             raise Vanished() from None
         except OSError as exc:
+            if exc.errno == errno.ELOOP:  # became a link since the listing
+                raise Unreadable(LINK_REFUSED) from None
             raise Unreadable(f"the file cannot be read: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as handle:
+            try:
+                if not st.S_ISREG(os.fstat(fd).st_mode):
+                    raise Unreadable(SPECIAL_REFUSED)
+                return handle.read(max_bytes + 1)
+            except OSError as exc:
+                raise Unreadable(f"the file cannot be read: {exc.strerror}") from None
 
     def move(self, name: str, folder: str) -> str | None:
-        where = self.folder / folder
-        where.mkdir(exist_ok=True)
+        where = self._own_folder(folder)
         target = where / name
-        if target.exists():  # the same name dropped again: keep both
+        if os.path.lexists(target):  # the same name dropped again: keep both
             target = where / f"{target.stem}.{time.time_ns()}{target.suffix}"
         try:
-            os.replace(self.folder / name, target)
+            os.replace(self.folder / name, target)  # renames a link itself, never its target
         except FileNotFoundError:
             return None
         return target.name
 
     def write_text(self, folder: str, name: str, text: str) -> None:
-        (self.folder / folder / name).write_text(text, encoding="utf-8")
+        path = self._own_folder(folder) / name
+        # O_NOFOLLOW: a link planted under the reason file's name is not written through
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+
+    def _own_folder(self, folder: str) -> FsPath:
+        """archive/ or error/, made if missing; a link in their place would send the moved
+        files and reason files elsewhere, so it fails the poll."""
+        where = self.folder / folder
+        with contextlib.suppress(FileExistsError):
+            where.mkdir()
+        if where.is_symlink() or not where.is_dir():
+            raise StepError(f"{where} is not a folder (a link or a file is in its place); "
+                            "move it away so files can be moved there", kind="config",
+                            retryable=False)
+        return where
 
 
 @dataclass
@@ -145,6 +198,9 @@ class FilePoll:
                 if self._is_marker(file.name):
                     continue
                 present.add(file.name)
+                if file.refused is not None:
+                    self._reject(drop, file, file.refused)
+                    continue
                 ready, again_at = self._ready(drop, file, now)
                 if again_at is not None:
                     outcome.again_at = min(outcome.again_at or again_at, again_at)
@@ -184,6 +240,8 @@ class FilePoll:
         except Unreadable as exc:
             self._reject(drop, file, str(exc))
             return True
+        if len(raw) > MAX_FILE_BYTES:
+            return False  # grew past the limit while read: the next look rejects it by size
         after = drop.stat(file.name)
         if after is None or (after.size, after.mtime_ns) != (file.size, file.mtime_ns):
             return False  # written to while we read it: not complete after all

@@ -7,6 +7,9 @@ checked, never auto-accepted), lists, reads the complete files, moves them to ``
 ``.NAME.<random>.part`` convention are never listed. A server that cannot be reached fails the
 poll as a retryable ``connection``/``timeout`` error; a refused login or changed host key fails
 it for good (the scheduler logs it; the files stay where they are).
+
+Entries are looked at with lstat: a symbolic link on the server is never read (it could point at
+any file the SFTP account may read) and goes to ``error/`` with its reason, like a local one.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from connectors.sftp_client import RemoteFile, SftpClient, SftpError, open_named
-from engine.poll.files import SFTP_PREFIX, DropFile, Unreadable, Vanished
+from engine.poll.files import SFTP_PREFIX, DropFile, Unreadable, Vanished, refusal
 from engine.poll.source import PollRun
 from engine.problems import Path
 from engine.types import BuildContext, StepError
@@ -33,18 +36,21 @@ class SftpDrop:
         self.client, self.url, self.folder = client, url, folder
 
     def _file(self, remote: RemoteFile) -> DropFile:
+        # a server that sends no mode (rare) is read as a regular file: get() checks again
         return DropFile(remote.name, remote.size, int(remote.mtime) * 1_000_000_000,
-                        f"{self.url}/{remote.name}")
+                        f"{self.url}/{remote.name}",
+                        refusal(remote.mode) if remote.mode else None)
 
     def files(self, pattern: str) -> list[DropFile]:
         try:
-            return [self._file(f) for f in self.client.list(self.folder, pattern)]
+            return [self._file(f) for f in self.client.list(self.folder, pattern, links=True)]
         except SftpError as exc:
             raise _failed(exc) from None
 
     def stat(self, name: str) -> DropFile | None:
         try:
-            return self._file(self.client.stat(posixpath.join(self.folder, name)))
+            return self._file(self.client.stat(posixpath.join(self.folder, name),
+                                               follow=False))
         except SftpError as exc:
             if exc.kind == "not_found":
                 return None
@@ -52,10 +58,13 @@ class SftpDrop:
 
     def read(self, file: DropFile, max_bytes: int) -> bytes:
         try:
-            return self.client.get(posixpath.join(self.folder, file.name), max_bytes)
+            return self.client.get(posixpath.join(self.folder, file.name), max_bytes,
+                                   regular_only=True)
         except SftpError as exc:
             if exc.kind == "not_found":
                 raise Vanished() from None
+            if exc.kind == "not_regular":
+                raise Unreadable(f"the entry is not read: {exc.message}") from None
             if exc.retryable:
                 raise _failed(exc) from None
             raise Unreadable(f"the file cannot be read: {exc.message}") from None

@@ -20,7 +20,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from connectors.http import POOL, classify, parse_body, retry_after
+from connectors.http import NOT_RETRYABLE, POOL, classify, parse_body, retry_after
 from connectors.http_connection import client_for
 from engine.dsl.base import ExprSpec
 from engine.dsl.triggers import PollTrigger
@@ -31,7 +31,7 @@ from engine.poll.schedule import slot_text
 from engine.poll.source import Outcome, PollRun
 from engine.problems import Path
 from engine.refs import UnresolvedReference, redact_known
-from engine.templates import compile_value
+from engine.templates import compile_url, compile_value
 from engine.types import BuildContext, StepError
 
 log = logging.getLogger("flowrunner.scheduler")
@@ -46,7 +46,7 @@ class HttpPoll:
         self.trigger = trigger
         http = trigger.http
         self.method = http.method
-        self.url = compile_value(http.url, ctx, (*path, "http", "url"))
+        self.url = compile_url(http.url, ctx, (*path, "http", "url"))
         self.params = {k: compile_value(v, ctx, (*path, "http", "params", k))
                        for k, v in http.params.items()}
         self.headers = {k: compile_value(v, ctx, (*path, "http", "headers", k))
@@ -137,10 +137,10 @@ class HttpPoll:
                 session = POOL.get(url.split("/", 3)[2] if "://" in url else url)
                 response = session.request(self.method, url, params=params, headers=headers,
                                            timeout=TIMEOUT, allow_redirects=False)
-        except requests.RequestException as exc:
+        except (requests.RequestException, ValueError) as exc:  # UnicodeError is a ValueError
             kind, message = classify(exc)
             raise StepError(f"{self.method} {url}: {message}", kind=kind,
-                            retryable=kind != "config") from None
+                            retryable=kind not in NOT_RETRYABLE) from None
         if not 200 <= response.status_code < 300:
             # the URL as sent: an API key in the query must not reach the poll status
             raise StepError(f"{self.method} {redact_known(response.url)} answered "

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from engine.home import private_file
 from engine.records import (
     ACTIVE,
     DeadLetter,
@@ -59,7 +60,7 @@ class SqliteStore:
         # a power loss; FULL syncs the log at every commit (one per intake group)
         self._synchronous = "FULL" if durability == "power_loss" else "NORMAL"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)  # 0600 in a 0700 folder: messages are nobody else's
         except OSError as exc:
             raise StoreError(f"the state database {self.path} cannot be used: the folder "
                              f"cannot be created ({exc.strerror})") from None

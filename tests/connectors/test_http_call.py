@@ -396,10 +396,34 @@ def test_tls_error_against_a_plain_http_server(httpserver: HTTPServer) -> None:
     assert "TLS" in error["message"]
 
 
-def test_invalid_url_is_a_config_error() -> None:
+def test_invalid_url_is_a_request_invalid_error() -> None:
     error = _failure("not-a-url/{{ id }}")
-    assert error["kind"] == "config"
+    assert error["kind"] == "request_invalid"
     assert "invalid URL" in error["message"]
+
+
+RETRY_ALL = ("defaults:\n  retry: {max_attempts: 4, backoff: {initial: 0.01s, jitter: none}, "
+             "retry_on: {errors: [timeout, connection, dns, tls, http, invalid_response]}}")
+
+
+@pytest.mark.parametrize(("http", "body", "reason"), [
+    ('headers: {X-Note: "{{ note }}"}', {"note": "a\r\nX-Evil: 1"},
+     "a header value has a line break"),
+    ('headers: {X-Note: "{{ note }}"}', {"note": "price in €"},
+     "the request cannot be encoded as latin-1 ('€'"),
+    ('body: "{{ text }}"', {"text": "\ud800"}, "the request cannot be encoded as utf-8"),
+    ('url: "http://a..b/x"', {}, "invalid URL"),
+], ids=["crlf-header", "header-beyond-latin1", "body-surrogate", "bad-host"])
+def test_a_request_that_cannot_be_built_dead_letters_at_once(
+        httpserver: HTTPServer, http: str, body: dict[str, Any], reason: str) -> None:
+    url = "" if "url:" in http else f'url: "{httpserver.url_for("/x")}", '
+    state = run_flow(one_call(f"{{method: PUT, {url}{http}}}", extra=RETRY_ALL), body)
+    assert state.status == "dead_lettered"
+    error = state.error or {}
+    assert [a["kind"] for a in error["attempts"]] == ["request_invalid"]
+    assert error["gave_up"] == "not retryable"
+    assert reason in error["message"]
+    assert httpserver.log == []
 
 
 def test_failure_kinds_are_retried_per_policy(httpserver: HTTPServer) -> None:
