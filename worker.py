@@ -47,7 +47,7 @@ from celery.signals import (
 from engine.app import App
 from engine.celery_executor import TASK, CeleryExecutor, CelerySettings, DuePump, make_celery
 from engine.logs import setup_logging as setup_flowrun_logging
-from engine.metrics import metrics_for, multiprocess_mode, process_exited, serve_worker_metrics
+from engine.metrics import multiprocess_mode, process_exited, serve_worker_metrics
 from engine.settings import load_settings
 
 log = logging.getLogger("flowrunner.worker")
@@ -151,7 +151,7 @@ def _serve_metrics(**_: Any) -> None:
         if not multiprocess_mode():
             log.warning("worker metrics: PROMETHEUS_MULTIPROC_DIR is not set, so /metrics shows "
                         "this main process only, not the prefork pool's processes")
-        serve_worker_metrics(metrics_for(flowrun()), settings.metrics_port)
+        serve_worker_metrics(flowrun().metrics, settings.metrics_port)
 
 
 def _process_exited(pid: int | None = None, **_: Any) -> None:

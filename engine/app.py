@@ -72,7 +72,8 @@ class App:
                              self.secrets.redactor, on_step=on_step)
         self.core = Core(self.runner, self.versions, self.store, observers=[self.metrics])
         # flows handed in (tests, flowrun test) are not watched; a flows folder is
-        watcher = FlowWatcher(self) if flows is None and settings.flows.is_dir() else None
+        watcher = (FlowWatcher(self.loader, self.versions, settings.flows)
+                   if flows is None and settings.flows.is_dir() else None)
         self.watcher = watcher
         self.executor: Executor
         if settings.redis_url:

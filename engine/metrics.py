@@ -39,9 +39,10 @@ from engine.poll import cursor as cursors
 from engine.records import ACTIVE
 
 if TYPE_CHECKING:
-    from engine.app import App
     from engine.loader import CompiledFlow
     from engine.records import RunState
+    from engine.store.base import Store
+    from engine.versions import FlowVersions
 
 log = logging.getLogger("flowrunner.metrics")
 
@@ -128,16 +129,11 @@ class Metrics:
         return generate_latest(self.scrape_registry())
 
 
-def metrics_for(app: App) -> Metrics:
-    """The Metrics of *app* (composed into its execution core when the App was built)."""
-    return app.metrics
-
-
-def poll_lag(app: App, flow_id: str, now: float) -> float | None:
+def poll_lag(store: Store, flow_id: str, now: float) -> float | None:
     """now − the poll cursor of *flow_id*, in seconds: how far behind the partner's data the
     flow reads. Computed at each look, so a stuck poll shows a growing lag; None before the
     first poll or when the cursor is not a timestamp (an id, a file name)."""
-    status = cursors.read_status(app.store, flow_id)
+    status = cursors.read_status(store, flow_id)
     return cursors.lag_seconds(status.get("cursor"), now)
 
 
@@ -149,8 +145,8 @@ class StoreCollector(Collector):
     """Gauges read from the store at scrape time: dead-letter depth, runs waiting or running by
     lane, poll lag."""
 
-    def __init__(self, app: App):
-        self.app = app
+    def __init__(self, store: Store, versions: FlowVersions):
+        self.store, self.versions = store, versions
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("flowrun_store_up", "1 when the state store answered the "
@@ -174,18 +170,18 @@ class StoreCollector(Collector):
                                    labels=["lane", "flow", "status"])
         lag = GaugeMetricFamily("flowrun_poll_lag_seconds", "now − the poll cursor, per "
                                 "polling flow with a timestamp cursor.", labels=["flow"])
-        flows = self.app.flows.flows
+        flows = self.versions.flows.flows
         counts: dict[str, int] = dict.fromkeys(flows, 0)
-        counts.update(self.app.store.count_dead_letters("open"))
+        counts.update(self.store.count_dead_letters("open"))
         for flow_id, n in sorted(counts.items()):
             depth.add_metric([flow_id], n)
         now = time.time()
         for flow_id, flow in sorted(flows.items()):
-            by_status = self.app.store.count_runs(flow_id)
+            by_status = self.store.count_runs(flow_id)
             for status in ACTIVE:
                 queued.add_metric([lane_of(flow), flow_id, status], by_status.get(status, 0))
             if flow.trigger_kind == "poll":
-                behind = poll_lag(self.app, flow_id, now)
+                behind = poll_lag(self.store, flow_id, now)
                 if behind is not None:
                     lag.add_metric([flow_id], behind)
         return [depth, queued, lag]

@@ -16,14 +16,28 @@ import json
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from engine.envelope import Envelope
 
 if TYPE_CHECKING:
-    from engine.loader import CompiledFlow
+    from engine.envelope import Envelope as _Envelope
+
+
+class FlowLike(Protocol):
+    """What a new run needs of its flow (a `CompiledFlow`): records sit below the loader."""
+
+    id: str
+    version: str
+
+    @property
+    def key(self) -> _Key | None: ...
+
+
+class _Key(Protocol):
+    def evaluate(self, envelope: _Envelope) -> Any: ...
 
 TERMINAL = frozenset({"succeeded", "filtered", "dropped", "dead_lettered", "failed", "dry_run",
                       "handed_off", "split"})
@@ -132,7 +146,7 @@ class DeadLetter:
                    created_at=time.time(), correlation_id=state.correlation_id, key=state.key)
 
 
-def start(flow: CompiledFlow, body: Any, headers: dict[str, Any] | None = None, *,
+def start(flow: FlowLike, body: Any, headers: dict[str, Any] | None = None, *,
           trigger: str = "manual", correlation_id: str | None = None, run_id: str | None = None,
           position: int = 0, vars: dict[str, Any] | None = None,
           parent_run_id: str | None = None, now: float | None = None,

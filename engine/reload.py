@@ -29,7 +29,8 @@ from engine.periodic import Periodic
 from engine.problems import Problem
 
 if TYPE_CHECKING:
-    from engine.app import App
+    from engine.loader import Loader
+    from engine.versions import FlowVersions
 
 log = logging.getLogger("flowrunner.reload")
 
@@ -70,9 +71,9 @@ def signature(folder: Path) -> Signature:
     return tuple(sorted(found))
 
 
-def reload_flows(app: App) -> Reload:
+def reload_flows(loader: Loader, versions: FlowVersions, folder: Path) -> Reload:
     """Load the flow folder again and use it if it has no errors; log what happened."""
-    loaded = app.loader.load_paths([app.settings.flows])
+    loaded = loader.load_paths([folder])
     if not loaded.ok:
         problems = sorted(loaded.problems.errors, key=lambda p: (p.file, p.line, p.column))
         log.error("flow change refused (%d problem%s); still running the flows loaded before",
@@ -80,8 +81,8 @@ def reload_flows(app: App) -> Reload:
         for problem in problems:
             log.error("  %s", problem)
         return Reload(refused=problems)
-    before = {flow_id: flow.version for flow_id, flow in app.flows.flows.items()}
-    app.versions.use(loaded)
+    before = {flow_id: flow.version for flow_id, flow in versions.flows.flows.items()}
+    versions.use(loaded)
     result = Reload(
         changed={i: (before.get(i), f.version) for i, f in loaded.flows.items()
                  if before.get(i) != f.version},
@@ -95,14 +96,15 @@ def reload_flows(app: App) -> Reload:
 
 
 class FlowWatcher(Periodic):
-    """Polls the flow folder and reloads on a change; one per App."""
+    """Polls the flow folder and reloads on a change; one per process."""
 
     duty = "flow-file watcher"
 
-    def __init__(self, app: App, interval: float | None = None):
+    def __init__(self, loader: Loader, versions: FlowVersions, folder: Path,
+                 interval: float | None = None):
         super().__init__(ReloadSettings().interval if interval is None else interval)
-        self.app = app
-        self.folder = Path(app.settings.flows)
+        self.loader, self.versions = loader, versions
+        self.folder = Path(folder)
         self._seen = signature(self.folder)
 
     def check(self) -> Reload | None:
@@ -111,7 +113,7 @@ class FlowWatcher(Periodic):
         if now == self._seen:
             return None
         self._seen = now  # a refused change is reported once, not on every check
-        return reload_flows(self.app)
+        return reload_flows(self.loader, self.versions, self.folder)
 
     def tick(self) -> None:
         self.check()  # a failing check (folder unreadable for a moment) is logged, tried again

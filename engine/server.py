@@ -30,7 +30,7 @@ from engine.bodies import parse_body
 from engine.dsl.triggers import WebhookTrigger
 from engine.limits import RateLimiter
 from engine.loader import CompiledFlow
-from engine.metrics import CONTENT_TYPE, StoreCollector, metrics_for
+from engine.metrics import CONTENT_TYPE, StoreCollector
 from engine.problems import Problem, did_you_mean
 from engine.refs import REF, UnresolvedReference, interpolate
 from engine.webhooks import CLIENT_CLOSED, RETRY_AFTER_UNAVAILABLE, Gateway, HookEndpoint
@@ -189,8 +189,8 @@ def create_app(app: App, *, clock: Callable[[], float] = time.time,
     console. *clock* is the signatures' "now"; *lifespan* starts and stops what runs beside
     the server (`flowrun serve`: the executor)."""
     hooks = build_hooks(app, clock())
-    metrics = metrics_for(app)
-    metrics.add_collector(StoreCollector(app))
+    metrics = app.metrics
+    metrics.add_collector(StoreCollector(app.store, app.versions))
     endpoints = [(hook.trigger.path, frozenset(hook.trigger.methods),
                   HookEndpoint(app, hook, metrics, clock, parse_body)) for hook in hooks]
 

@@ -149,7 +149,8 @@ def poll_health(app: App, flow: CompiledFlow, now: float) -> dict[str, Any]:
         return {"poll_lag": None, "last_poll_at": None, "poll_error": None}
     status = cursors.read_status(app.store, flow.id)
     error = status.get("last_error") if status.get("state") == "failed" else None
-    return {"poll_lag": poll_lag(app, flow.id, now), "last_poll_at": status.get("last_poll_at"),
+    return {"poll_lag": poll_lag(app.store, flow.id, now),
+            "last_poll_at": status.get("last_poll_at"),
             "poll_error": app.secrets.redactor.text(str(error.get("message", "")))
             if isinstance(error, dict) else None}
 
