@@ -136,12 +136,26 @@ def _inline(node: Any, resolver: Any, trail: tuple[int, ...]) -> Any:
     return {**out, "allOf": [*out.get("allOf", []), target]}
 
 
+#: what a null where a value is expected means for the mapping (README: "No value: leave the
+#: field out"); jsonschema would say "None is not of type ...", which is Python, not JSON
+NULL_HINT = ("null is not of type {expected}: a field with no value is left out, never null "
+             "(map it as field[$ != null]); a required field needs a value")
+
+
+def _message(error: Any) -> str:
+    if error.validator == "type" and error.instance is None:
+        return NULL_HINT.format(expected=" or ".join(
+            repr(t) for t in ([error.validator_value] if isinstance(error.validator_value, str)
+                              else error.validator_value)))
+    return str(error.message)
+
+
 def violations(validator: Draft202012Validator, instance: Any) -> list[dict[str, str]]:
     """Every violation of *instance*, each with its JSON path, sorted by path."""
     found = []
     for error in validator.iter_errors(instance):
         leaf = best_match(error.context) if error.context else error
-        found.append({"path": leaf.json_path, "message": leaf.message})
+        found.append({"path": leaf.json_path, "message": _message(leaf)})
         if len(found) >= MAX_VIOLATIONS:
             break
     return sorted(found, key=lambda v: v["path"])
