@@ -138,8 +138,7 @@ def _inline(node: Any, resolver: Any, trail: tuple[int, ...]) -> Any:
 
 #: what a null where a value is expected means for the mapping (README: "No value: leave the
 #: field out"); jsonschema would say "None is not of type ...", which is Python, not JSON
-NULL_HINT = ("null is not of type {expected}: a field with no value is left out, never null "
-             "(map it as field[$ != null]); a required field needs a value")
+NULL_HINT = "null is not of type {expected} (a field with no value is left out: field[$ != null])"
 
 
 def _message(error: Any) -> str:
