@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import best_match
+from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -141,12 +141,12 @@ def _inline(node: Any, resolver: Any, trail: tuple[int, ...]) -> Any:
 NULL_HINT = "null is not of type {expected} (a field with no value is left out: field[$ != null])"
 
 
-def _message(error: Any) -> str:
+def _message(error: ValidationError) -> str:
     if error.validator == "type" and error.instance is None:
+        wanted: Any = error.validator_value  # "string" or ["string", "integer"]
         return NULL_HINT.format(expected=" or ".join(
-            repr(t) for t in ([error.validator_value] if isinstance(error.validator_value, str)
-                              else error.validator_value)))
-    return str(error.message)
+            repr(t) for t in ([wanted] if isinstance(wanted, str) else wanted)))
+    return error.message
 
 
 def violations(validator: Draft202012Validator, instance: Any) -> list[dict[str, str]]:
