@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import best_match
+from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -136,12 +136,25 @@ def _inline(node: Any, resolver: Any, trail: tuple[int, ...]) -> Any:
     return {**out, "allOf": [*out.get("allOf", []), target]}
 
 
+#: what a null where a value is expected means for the mapping (README: "No value: leave the
+#: field out"); jsonschema would say "None is not of type ...", which is Python, not JSON
+NULL_HINT = "null is not of type {expected} (a field with no value is left out: field[$ != null])"
+
+
+def _message(error: ValidationError) -> str:
+    if error.validator == "type" and error.instance is None:
+        wanted: Any = error.validator_value  # "string" or ["string", "integer"]
+        return NULL_HINT.format(expected=" or ".join(
+            repr(t) for t in ([wanted] if isinstance(wanted, str) else wanted)))
+    return error.message
+
+
 def violations(validator: Draft202012Validator, instance: Any) -> list[dict[str, str]]:
     """Every violation of *instance*, each with its JSON path, sorted by path."""
     found = []
     for error in validator.iter_errors(instance):
         leaf = best_match(error.context) if error.context else error
-        found.append({"path": leaf.json_path, "message": leaf.message})
+        found.append({"path": leaf.json_path, "message": _message(leaf)})
         if len(found) >= MAX_VIOLATIONS:
             break
     return sorted(found, key=lambda v: v["path"])

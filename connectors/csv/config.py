@@ -146,6 +146,11 @@ class CsvRenderConfig(_Dialect):
         default="\r\n",
         description="Record terminator: CRLF (RFC 4180, default) or LF; aliases crlf, lf.",
     )
+    trailing_delimiter: bool = Field(
+        default=False,
+        description="End every line, the header included, with the delimiter (A;1;), as some "
+        "imports require. Parsing needs no option: such a last empty field is dropped.",
+    )
     encoding: str = Field(
         default="utf-8",
         description="Encoding used by render_bytes (e.g. cp1252 for legacy ERP imports, "
@@ -173,6 +178,7 @@ class CsvRenderConfig(_Dialect):
             quotechar=self.quotechar,
             header=self.header,
             line_terminator=self.line_terminator,
+            trailing_delimiter=self.trailing_delimiter,
         )
 
     def render_bytes(self, rows: Sequence[Mapping[str, Any]]) -> bytes:

@@ -65,7 +65,7 @@ def parse_csv(
             names = _read_header(fields, row_number, collector)
             if columns is not None:
                 positions = _match_columns(columns, names, row_number, collector)
-            expected_fields = len(fields)
+            expected_fields = len(names)
             if collector.errors:
                 break  # a broken header makes every following error noise
             continue
@@ -91,6 +91,7 @@ def render_csv(
     quotechar: str = '"',
     header: bool = True,
     line_terminator: str = "\r\n",
+    trailing_delimiter: bool = False,
     max_errors: int = MAX_ERRORS,
 ) -> str:
     """Render records as delimited text.
@@ -101,6 +102,8 @@ def render_csv(
     applies its format. Keys not listed in ``columns`` are not written. Fields
     are quoted only when they contain the delimiter, quote character or a line
     break. ``line_terminator`` defaults to CRLF as RFC 4180 specifies.
+    ``trailing_delimiter`` ends every line, the header's too, with the delimiter, as some
+    ERP and WMS imports require.
     """
     _check_dialect(delimiter, quotechar)
     if not columns:
@@ -119,8 +122,9 @@ def render_csv(
         quoting=csv.QUOTE_MINIMAL,
         doublequote=True,
     )
+    end = [""] if trailing_delimiter else []  # an empty last cell writes just the delimiter
     if header:
-        writer.writerow(names)
+        writer.writerow([*names, *end])
     first_row = 2 if header else 1
     for index, row in enumerate(rows):
         row_number = first_row + index
@@ -139,7 +143,7 @@ def render_csv(
                     cells.append(format_value(spec.type, spec.format, value))
             except ValueError as exc:
                 collector.add(str(exc), row_number, name)
-        writer.writerow(cells)
+        writer.writerow([*cells, *end])
         if collector.truncated:
             break
     collector.raise_if_any()
@@ -197,6 +201,11 @@ def _is_blank(fields: list[str]) -> bool:
 
 def _read_header(fields: list[str], row_number: int, collector: ErrorCollector) -> list[str]:
     names = [field.strip() for field in fields]
+    while len(names) > 1 and not names[-1]:
+        # A delimiter ending the header line (as on every line of such exports) names no
+        # column; the data lines' empty last cells are then dropped by _check_width. A
+        # nameless column in the middle stays an error: its data would have no key.
+        names.pop()
     seen: set[str] = set()
     for position, name in enumerate(names, start=1):
         if not name:

@@ -152,6 +152,9 @@ def test_asn_files_dropped_by_the_supplier_reach_the_wms_and_the_erp(world: Worl
     samples = ROOT / "flows" / "samples"
     shutil.copy(samples / "asn-856-nordic.edi", drop / "ASN-0001987.edi")
     shutil.copy(samples / "asn-856-nordic-dropship.edi", drop / "ASN-0001990.edi")
+    shutil.copy(samples / "asn-856-nordic-two-shipments.edi", drop / "ASN-BATCH-0740.edi")
+    shutil.copy(samples / "asn-856-with-997.edi", drop / "ASN-0001990-FA.edi")
+    shutil.copy(samples / "asn-856-nordic-two-pos.edi", drop / "ASN-0001995.edi")
     (drop / "ASN-0001991.edi").write_bytes(b"ISA*00*\xff\xfe")  # not text at all
     now = [1_800_000_000.0]
     scheduler = Scheduler(world.app, clock=lambda: now[0], inline=True, start_executor=False)
@@ -162,20 +165,49 @@ def test_asn_files_dropped_by_the_supplier_reach_the_wms_and_the_erp(world: Worl
         assert [f.reason for f in scheduler.tick()] == ["recheck"]
     finally:
         scheduler.close()
-    states = [world.app.wait_for(r.run_id, timeout=60)[0]
-              for r in world.runs("asn-856-file-drop")]
+    files = [r for r in world.runs("asn-856-file-drop") if r.trigger != "split"]
+    states = [s for r in files for s in world.app.wait_for(r.run_id, timeout=60)]
+    # each file's run splits it; each transaction set is a run of its own, found by its
+    # shipment id, which splits it again into one booking per PO, found by the PO number; the
+    # 997 beside an 856 is dead-lettered on its own (found by its file)
     assert sorted((s.key, s.status) for s in states) == [
-        ("ASN-0001987.edi", "succeeded"), ("ASN-0001990.edi", "succeeded")]
-    (wms,) = world.http.posts("/wms/inbound-shipments")
-    assert wms[1]["shipment_id"] == "ASN-0001987"
-    assert [p["sscc"] for p in wms[1]["orders"][0]["packs"]] == [
+        ("4500012345", "succeeded"), ("4500012345", "succeeded"), ("4500012346", "succeeded"),
+        ("4500012399", "succeeded"), ("4500012399", "succeeded"), ("4500012401", "succeeded"),
+        ("4500012402", "succeeded"),
+        ("ASN-0001987", "split"), ("ASN-0001987.edi", "split"),
+        ("ASN-0001990", "split"), ("ASN-0001990", "split"),
+        ("ASN-0001990-FA.edi", "dead_lettered"), ("ASN-0001990-FA.edi", "split"),
+        ("ASN-0001990.edi", "split"), ("ASN-0001995", "split"), ("ASN-0001995.edi", "split"),
+        ("ASN-0002001", "split"), ("ASN-0002002", "split"), ("ASN-BATCH-0740.edi", "split")]
+    (stray,) = [s for s in states if s.status == "dead_lettered"]
+    assert stray.envelope["body"]["set"] == "997"
+    assert "other than an 856" in stray.error["message"]
+    wms = sorted(body["shipment_id"] for _, body in world.http.posts("/wms/inbound-shipments"))
+    assert wms == ["ASN-0001987", "ASN-0001995", "ASN-0002001"]
+    (hamburg,) = [b for _, b in world.http.posts("/wms/") if b["shipment_id"] == "ASN-0001987"]
+    assert [p["sscc"] for p in hamburg["orders"][0]["packs"]] == [
         "373123450000000017", "373123450000000024"]
-    erp = sorted(world.http.posts("/erp/eu/purchase-orders/"))
-    assert [(path, body["drop_ship"]) for path, body in erp] == [
-        ("/erp/eu/purchase-orders/4500012345/ship-notices", False),
-        ("/erp/eu/purchase-orders/4500012399/ship-notices", True)]
+    erp = sorted((path, body["shipment_id"], body["drop_ship"], body["file"],
+                  [line["sku"] for line in body["lines"]])
+                 for path, body in world.http.posts("/erp/eu/purchase-orders/"))
+    assert erp == [
+        ("/erp/eu/purchase-orders/4500012345/ship-notices", "ASN-0001987", False,
+         "ASN-0001987.edi", ["TSHIRT-BLK-M", "YARN-WOOL"]),
+        ("/erp/eu/purchase-orders/4500012345/ship-notices", "ASN-0001995", False,
+         "ASN-0001995.edi", ["TSHIRT-BLK-M"]),
+        ("/erp/eu/purchase-orders/4500012346/ship-notices", "ASN-0001995", False,
+         "ASN-0001995.edi", ["YARN-WOOL"]),
+        ("/erp/eu/purchase-orders/4500012399/ship-notices", "ASN-0001990", True,
+         "ASN-0001990-FA.edi", ["TSHIRT-BLK-M", "YARN-WOOL"]),
+        ("/erp/eu/purchase-orders/4500012399/ship-notices", "ASN-0001990", True,
+         "ASN-0001990.edi", ["TSHIRT-BLK-M", "YARN-WOOL"]),
+        ("/erp/eu/purchase-orders/4500012401/ship-notices", "ASN-0002001", False,
+         "ASN-BATCH-0740.edi", ["TSHIRT-BLK-M", "YARN-WOOL"]),
+        ("/erp/eu/purchase-orders/4500012402/ship-notices", "ASN-0002002", True,
+         "ASN-BATCH-0740.edi", ["TSHIRT-BLK-M", "YARN-WOOL"])]
     assert sorted(p.name for p in (drop / "archive").iterdir()) == [
-        "ASN-0001987.edi", "ASN-0001990.edi"]
+        "ASN-0001987.edi", "ASN-0001990-FA.edi", "ASN-0001990.edi", "ASN-0001995.edi",
+        "ASN-BATCH-0740.edi"]
     reason = (drop / "error" / "ASN-0001991.edi.reason.txt").read_text("utf-8")
     assert reason.startswith("ASN-0001991.edi: the file is not UTF-8 text")
     assert sorted(p.name for p in drop.iterdir()) == ["archive", "error"]

@@ -288,3 +288,40 @@ def test_order_accepts_minimal_document() -> None:
     # Flows that only know id, channel and SKU/qty must still produce a valid order.
     minimal = {"order_id": "1", "channel": "marketplace", "lines": [{"sku": "A", "qty": 1}]}
     assert list(validator_for("order.v1.json").iter_errors(minimal)) == []
+
+
+# --- no value is no key: null is never a canonical value ------------------------------------
+
+
+def _leaves(document: Any, pointer: str = "") -> Iterator[str]:
+    """JSON pointer of every property value in *document* (objects inside arrays included)."""
+    if isinstance(document, dict):
+        for key, value in document.items():
+            yield f"{pointer}/{key}"
+            yield from _leaves(value, f"{pointer}/{key}")
+    elif isinstance(document, list):
+        for index, value in enumerate(document):
+            yield from _leaves(value, f"{pointer}/{index}")
+
+
+def test_no_canonical_schema_admits_null() -> None:
+    # The convention (README, "No value: leave the field out"): one way to say "no value",
+    # so every mapping reading a canonical document meets no null.
+    admitting = [f"{name}{pointer}" for name, schema in SCHEMAS.items()
+                 for pointer, node in _walk(schema)
+                 if isinstance(node, dict) and (node.get("type") == "null" or (
+                     isinstance(node.get("type"), list) and "null" in node["type"]))]
+    assert admitting == []
+
+
+@pytest.mark.parametrize("name", DOCUMENT_FILES)
+def test_null_for_any_property_of_the_examples_is_rejected_at_its_path(name: str) -> None:
+    validator = validator_for(name)
+    for example in SCHEMAS[name]["examples"]:
+        pointers = list(_leaves(example))
+        assert pointers
+        for pointer in pointers:
+            document = copy.deepcopy(example)
+            _mutate(document, pointer, None)
+            sites = _error_sites(list(validator.iter_errors(document)))
+            assert any(path == pointer for path, _ in sites), (name, pointer, sites)
