@@ -74,6 +74,13 @@ def redis_missing() -> str | None:
     return None
 
 
+def nodered_missing() -> str | None:
+    """bench/nodered.py needs wrk, Node.js with npm (it installs Node-RED) and redis-server."""
+    from bench.sidebyside.servers import prerequisites_missing
+
+    return prerequisites_missing()
+
+
 BENCHES = [
     Bench("engine_overhead", ["--messages", "300"], ["--messages", "30"]),
     Bench("jsonata", [], ["--quick"], adapter=jsonata_figures),
@@ -86,6 +93,7 @@ BENCHES = [
     Bench("poll_100k", ["--pages", "1000", "--per-page", "100"],
           ["--pages", "20", "--per-page", "100"]),
     Bench("validate_1000", ["--flows", "1000"], ["--flows", "50"]),
+    Bench("nodered", [], ["--quick"], unavailable=nodered_missing),
 ]
 
 
