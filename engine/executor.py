@@ -32,6 +32,9 @@ log = logging.getLogger("flowrunner.executor")
 
 #: run ids this process finished lately: a stale in-memory copy of one is never advanced again
 RECENT = 10_000
+#: most runs kept in memory while they wait for a worker thread; past it (a backlog), runs wait
+#: as ids and are read back from the store when their turn comes
+IN_HAND = 10_000
 
 
 class Executor(Protocol):
@@ -117,7 +120,7 @@ class EmbeddedExecutor:
         """Queue the run; *lane* (the flow's ``queue:``) matters to Celery workers only."""
         if isinstance(run, RunState):
             with self._cond:
-                if run.run_id not in self._finished:
+                if run.run_id not in self._finished and len(self._in_hand) < IN_HAND:
                     self._in_hand[run.run_id] = run
             run = run.run_id
         self._queue.put(run)
