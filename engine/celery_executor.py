@@ -285,7 +285,10 @@ class CeleryExecutor:
         if lane is None:
             lane = self._lane(run if isinstance(run, RunState) else self.store.get_run(run))
         run_id = run.run_id if isinstance(run, RunState) else run
-        self.celery.send_task(TASK, args=[run_id], queue=lane_queue(self.tuning, lane))
+        # ignore_result: the run record is the result; without it the result backend would
+        # SUBSCRIBE to each task's result channel (two Redis commands per run, for nothing)
+        self.celery.send_task(TASK, args=[run_id], queue=lane_queue(self.tuning, lane),
+                              ignore_result=True)
 
     def submit_many(self, runs: list[RunState]) -> None:
         """Send a group of runs in one round trip to the broker (kombu's publish batch)."""
@@ -299,7 +302,8 @@ class CeleryExecutor:
             with context:
                 for run in runs:
                     self.celery.send_task(TASK, args=[run.run_id], producer=producer,
-                                          queue=lane_queue(self.tuning, self._lane(run)))
+                                          queue=lane_queue(self.tuning, self._lane(run)),
+                                          ignore_result=True)
 
     def schedule(self, run_id: str, due_at: float, lane: str | None = None) -> None:
         """Send the run when *due_at* comes (the pump finds its lane then)."""
