@@ -37,33 +37,42 @@ R = TypeVar("R")
 # other indexes are scored by creation and never change. Counts are per flow (`count_runs`
 # adds them up), so a status change costs two HINCRBYs, not four.
 _SAVE_RUN = """
-local function save_run(p, id, data, flow, status, key, corr, created)
-  local rk = p .. 'run:' .. id
-  local old = redis.call('HGET', rk, 'status')
-  redis.call('HSET', rk, 'data', data, 'status', status, 'flow', flow)
-  if old == status then return end
+local function new_run(p, id, data, flow, status, key, corr, created, known)
+  redis.call('HSET', p .. 'run:' .. id, 'data', data, 'status', status, 'flow', flow)
   redis.call('ZADD', p .. 'runs:status:' .. status, created, id)
   redis.call('HINCRBY', p .. 'runs:count:' .. flow, status, 1)
-  if old then
-    redis.call('ZREM', p .. 'runs:status:' .. old, id)
-    redis.call('HINCRBY', p .. 'runs:count:' .. flow, old, -1)
-    return
-  end
-  redis.call('SADD', p .. 'flows', flow)
+  if known ~= '1' then redis.call('SADD', p .. 'flows', flow) end
   redis.call('ZADD', p .. 'runs:all', created, id)
   redis.call('ZADD', p .. 'runs:flow:' .. flow, created, id)
   if key ~= '' then redis.call('ZADD', p .. 'runs:key:' .. key, created, id) end
   if corr ~= '' then redis.call('ZADD', p .. 'runs:corr:' .. corr, created, id) end
 end
+
+local function save_run(p, id, data, flow, status, key, corr, created, ended)
+  local rk = p .. 'run:' .. id
+  local old = redis.call('HGET', rk, 'status')
+  if not old then return new_run(p, id, data, flow, status, key, corr, created, '0') end
+  if ended then  -- the delivery that saves it ends: its count of deliveries goes back to 0
+    redis.call('HSET', rk, 'data', data, 'status', status, 'deliveries', 0)
+  else
+    redis.call('HSET', rk, 'data', data, 'status', status)
+  end
+  if old == status then return end
+  redis.call('ZREM', p .. 'runs:status:' .. old, id)
+  redis.call('ZADD', p .. 'runs:status:' .. status, created, id)
+  redis.call('HINCRBY', p .. 'runs:count:' .. flow, old, -1)
+  redis.call('HINCRBY', p .. 'runs:count:' .. flow, status, 1)
+end
 """
 
 # The end of a delivery (a worker's lease on the run, its entry in flight): in the same script
-# as the run's last save, so finishing a run is one round trip.
+# as the run's last save, so finishing a run is one round trip. Deliveries that started and did
+# not end are counted in the run's hash (a poison run is one whose deliveries keep dying).
 _END_DELIVERY = """
-local function end_delivery(p, id, owner)
+local function end_delivery(p, id, owner, counted)
   local lock = p .. 'lock:run:' .. id
   if redis.call('GET', lock) == owner then redis.call('DEL', lock) end
-  redis.call('HDEL', p .. 'deliveries', id)
+  if not counted then redis.call('HDEL', p .. 'run:' .. id, 'deliveries') end
   redis.call('ZREM', p .. 'inflight', id)
 end
 """
@@ -71,21 +80,24 @@ end
 # ARGV: prefix, owner of a delivery to end ('' = none), then 7 fields per run, repeated.
 SAVE_RUNS = _SAVE_RUN + _END_DELIVERY + """
 local p = ARGV[1]
+local ends = ARGV[2] ~= ''
 for i = 3, #ARGV, 7 do
-  save_run(p, ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6])
+  save_run(p, ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6],
+           ends and i == 3)
 end
-if ARGV[2] ~= '' then end_delivery(p, ARGV[3], ARGV[2]) end
+if ends then end_delivery(p, ARGV[3], ARGV[2], true) end
 return 1
 """
 
-# A group of new runs. ARGV: prefix, then per run: idempotency key name ('' = none), ttl ms and
-# the 7 run fields. Returns, per run, the id already holding its key (nothing recorded) or ''.
-# SET NX GET claims a key and reads its holder in one command; a key claimed by an earlier run
-# of the same group is held like any other.
+# A group of new runs (their ids are new: nothing to read first). ARGV: prefix, then per run:
+# idempotency key name ('' = none), ttl ms, the 7 run fields, and '1' when this process has
+# already listed the flow in `flows`. Returns, per run, the id already holding its key (nothing
+# recorded) or ''. SET NX GET claims a key and reads its holder in one command; a key claimed by
+# an earlier run of the same group is held like any other.
 CREATE_RUNS = _SAVE_RUN + """
 local p = ARGV[1]
 local out = {}
-for i = 2, #ARGV, 9 do
+for i = 2, #ARGV, 10 do
   local holder = false
   if ARGV[i] ~= '' then
     holder = redis.call('SET', ARGV[i], ARGV[i+2], 'NX', 'GET', 'PX', ARGV[i+1])
@@ -93,7 +105,8 @@ for i = 2, #ARGV, 9 do
   if holder then
     out[#out + 1] = holder
   else
-    save_run(p, ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6], ARGV[i+7], ARGV[i+8])
+    new_run(p, ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6], ARGV[i+7], ARGV[i+8],
+            ARGV[i+9])
     out[#out + 1] = ''
   end
 end
@@ -142,13 +155,14 @@ if not redis.call('SET', lock, ARGV[3], 'NX', 'PX', ARGV[4]) then
   if redis.call('GET', lock) ~= ARGV[3] then return false end
   redis.call('SET', lock, ARGV[3], 'PX', ARGV[4])
 end
-local count = redis.call('HINCRBY', p .. 'deliveries', id, 1)
+local rk = p .. 'run:' .. id
+local count = redis.call('HINCRBY', rk, 'deliveries', 1)
 redis.call('ZADD', p .. 'inflight', ARGV[5], id)
-return {count, redis.call('HGET', p .. 'run:' .. id, 'data') or ''}
+return {count, redis.call('HGET', rk, 'data') or ''}
 """
 
 END_DELIVERY = _END_DELIVERY + """
-end_delivery(ARGV[1], ARGV[2], ARGV[3])
+end_delivery(ARGV[1], ARGV[2], ARGV[3], false)
 return 1
 """
 
@@ -168,7 +182,7 @@ class RedisStore:
             url, decode_responses=True, socket_connect_timeout=5, socket_timeout=30,
             health_check_interval=30)
         self.due_key, self.inflight_key = f"{prefix}due", f"{prefix}inflight"
-        self.deliveries_key = f"{prefix}deliveries"
+        self._flows_listed: set[str] = set()  # flows this process has put in `flows`
         register = self.redis.register_script
         self._save_runs = register(SAVE_RUNS)
         self._create_runs = register(CREATE_RUNS)
@@ -230,8 +244,10 @@ class RedisStore:
                 scope, value, ttl = idempotency
                 key = f"{self.prefix}idem:{scope}:{value}"
                 ttl_ms = max(1, int(ttl * 1000))
-            args.extend((key, ttl_ms, *self._run_fields(state)))
+            listed = "1" if state.flow_id in self._flows_listed else "0"
+            args.extend((key, ttl_ms, *self._run_fields(state), listed))
         holders = self._do(lambda: self._create_runs(args=args))
+        self._flows_listed.update(state.flow_id for state, _ in runs)
         return [str(h) if h else None for h in holders]
 
     def get_run(self, run_id: str) -> RunState | None:
@@ -343,7 +359,7 @@ class RedisStore:
             f"{self.prefix}runs:status:queued", "-inf", when, start=0, num=limit))]
 
     def delivery_count(self, run_id: str) -> int:
-        value = self._do(lambda: self.redis.hget(self.deliveries_key, run_id))
+        value = self._do(lambda: self.redis.hget(f"{self.prefix}run:{run_id}", "deliveries"))
         return int(value) if value is not None else 0
 
     def in_flight(self, run_id: str) -> bool:
