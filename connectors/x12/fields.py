@@ -42,6 +42,20 @@ class SetSpec:
     segments: frozenset[str]  # dictionary for the unknown-segment check
     view: Callable[[list[Item], ErrorSink], dict[str, Any]]
     build: Callable[[Mapping[str, Any]], list[Segment]] | None
+    #: (GS08 version, segments the standard added to this set in that version)
+    added: tuple[tuple[str, frozenset[str]], ...] = ()
+
+    def allowed(self, version: str) -> frozenset[str]:
+        """The segment dictionary for a group of this GS08 version (``004030``,
+        ``005010VICS``…); a version we cannot read gets the newest dictionary."""
+        release = version[:6]
+        if not release.isdigit():
+            release = "999999"
+        out = self.segments
+        for since, segments in self.added:
+            if release >= since:
+                out = out | segments
+        return out
 
 
 def text(seg: Segment, position: int) -> str:
