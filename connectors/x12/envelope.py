@@ -25,7 +25,7 @@ from .tokenize import Delimiters, Segment, split_segment, unrepeat
 TYPED: dict[str, SetSpec] = {
     spec.set_id: spec for spec in (ts850.SPEC, ts855.SPEC, ts856.SPEC, ts810.SPEC, ts997.SPEC)
 }
-_SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{1,2}")
+SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{1,2}")
 
 
 def parse(
@@ -430,7 +430,7 @@ class _Walker:
             )
         for index, seg in items:
             seg_id = str(seg[0])
-            if not _SEGMENT_ID.fullmatch(seg_id):
+            if not SEGMENT_ID.fullmatch(seg_id):
                 self.sink.report(
                     X12Error(
                         f"unrecognized segment id {seg_id!r}", index, seg_id, code="1", value=seg_id

@@ -23,7 +23,7 @@ from .tokenize import (
     control_number_guess,
     read_isa,
 )
-from .unwrap import join_isa, join_fixed_width
+from .unwrap import join_fixed_width, join_isa
 
 
 @dataclass

@@ -99,7 +99,7 @@ def read_isa(text: str, start: int = 0) -> tuple[Delimiters, list[str]]:
     """Validate the fixed-width ISA at ``start``; return its delimiters and 16 elements."""
     if not text.startswith("ISA", start):
         raise X12Error(
-            f"interchange must start with ISA, found {text[start:start + 3]!r}",
+            f"interchange must start with ISA, found {text[start : start + 3]!r}",
             1,
             "ISA",
             level="interchange",
@@ -107,8 +107,7 @@ def read_isa(text: str, start: int = 0) -> tuple[Delimiters, list[str]]:
     _no_line_break(text, start)
     if len(text) - start < ISA_LENGTH:
         raise X12Error(
-            f"ISA is {len(text) - start} characters, expected {ISA_LENGTH} (interchange "
-            "truncated)",
+            f"ISA is {len(text) - start} characters, expected {ISA_LENGTH} (interchange truncated)",
             1,
             "ISA",
             level="interchange",

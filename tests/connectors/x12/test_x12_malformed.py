@@ -29,132 +29,137 @@ def mutate(old: str, new: str, text: str = PO) -> str:
 CASES = {
     "se_count": (
         mutate("SE*27*0001", "SE*26*0001"),
-        "interchange 000004501, segment 29 (SE), element SE01: SE01 says '26' segments, transaction set has 27",
+        "segment 29 (SE), element SE01: SE01 says '26' segments, transaction set has 27",
         (29, "SE", 1),
     ),
     "se_control": (
         mutate("SE*27*0001", "SE*27*0002"),
-        "interchange 000004501, segment 29 (SE), element SE02: SE02 '0002' does not match ST02 '0001'",
+        "segment 29 (SE), element SE02: SE02 '0002' does not match ST02 '0001'",
         (29, "SE", 2),
     ),
     "ge_count": (
         mutate("GE*1*4501", "GE*2*4501"),
-        "interchange 000004501, segment 30 (GE), element GE01: GE01 says '2' transaction sets, group has 1",
+        "segment 30 (GE), element GE01: GE01 says '2' transaction sets, group has 1",
         (30, "GE", 1),
     ),
     "ge_control": (
         mutate("GE*1*4501", "GE*1*4502"),
-        "interchange 000004501, segment 30 (GE), element GE02: GE02 '4502' does not match GS06 '4501'",
+        "segment 30 (GE), element GE02: GE02 '4502' does not match GS06 '4501'",
         (30, "GE", 2),
     ),
     "iea_count": (
         mutate("IEA*1*", "IEA*2*"),
-        "interchange 000004501, segment 31 (IEA), element IEA01: IEA01 says '2' groups, interchange has 1",
+        "segment 31 (IEA), element IEA01: IEA01 says '2' groups, interchange has 1",
         (31, "IEA", 1),
     ),
     "iea_control": (
         mutate("IEA*1*000004501", "IEA*1*000004502"),
-        "interchange 000004501, segment 31 (IEA), element IEA02: IEA02 '000004502' does not match ISA13 '000004501'",
+        "segment 31 (IEA), element IEA02: IEA02 '000004502' does not match ISA13 '000004501'",
         (31, "IEA", 2),
     ),
     "no_iea": (
         PO[: PO.index("IEA")],
-        "interchange 000004501, segment 31 (IEA): IEA missing: interchange truncated after segment 30",
+        "segment 31 (IEA): IEA missing: interchange truncated after segment 30",
         (31, "IEA", None),
     ),
     "cut_inside_last_segment": (
         PO[: PO.index("IEA") + 6],
-        "interchange 000004501, segment 31 (IEA): segment is not terminated by '~' (interchange truncated)",
+        "segment 31 (IEA): segment is not terminated by '~' (interchange truncated)",
         (31, "IEA", None),
     ),
     "isa_element_too_short": (
         mutate("ACMEDIST       *", "ACMEDIST      *"),
-        "interchange 000004501, segment 1 (ISA), element ISA08: ISA08 must be 15 characters, found 14 characters; "
+        "segment 1 (ISA), element ISA08: ISA08 must be 15 characters, found 14 characters; "
         "ISA must be 106 characters",
         (1, "ISA", 8),
     ),
     "isa_element_too_long": (
         mutate("*240311*0815*", "*20240311*0815*"),
-        "interchange 000004501, segment 1 (ISA), element ISA09: ISA09 must be 6 characters, found 8 characters; "
+        "segment 1 (ISA), element ISA09: ISA09 must be 6 characters, found 8 characters; "
         "ISA must be 106 characters",
         (1, "ISA", 9),
     ),
     "isa_truncated": (
         PO[:80],
-        "interchange #1, segment 1 (ISA): ISA is 80 characters, expected 106 (interchange truncated)",
+        "segment 1 (ISA): ISA is 80 characters, expected 106 (interchange truncated)",
         (1, "ISA", None),
     ),
     "not_isa": (
         "GS*" + PO[3:],
-        "interchange #1, segment 1 (ISA): interchange must start with ISA, found 'GS*'",
+        "segment 1 (ISA): interchange must start with ISA, found 'GS*'",
         (1, "ISA", None),
     ),
     "isa_control_not_numeric": (
         mutate("*000004501*0*P*>", "*00000450A*0*P*>"),
-        "interchange 00000450A, segment 1 (ISA), element ISA13: must be numeric, found '00000450A'",
+        "segment 1 (ISA), element ISA13: must be numeric, found '00000450A'",
         (1, "ISA", 13),
     ),
     "unknown_segment": (
         mutate("FOB*PP~\n", "FOB*PP~\nZZZ*1~\n").replace("SE*27*", "SE*28*"),
-        "interchange 000004501, segment 10 (ZZZ): segment ZZZ is not defined for transaction set 850",
+        "segment 10 (ZZZ): segment ZZZ is not defined for transaction set 850",
         (10, "ZZZ", None),
     ),
     "invalid_segment_id": (
         mutate("FOB*PP", "fob*PP"),
-        "interchange 000004501, segment 9 (fob): unrecognized segment id 'fob'",
+        "segment 9 (fob): unrecognized segment id 'fob'",
         (9, "fob", None),
     ),
     "non_numeric_quantity": (
         mutate("PO1*2*120*", "PO1*2*12O*"),
-        "interchange 000004501, segment 22 (PO1), element PO102: expected a decimal number, found '12O'",
+        "segment 22 (PO1), element PO102: expected a decimal number, found '12O'",
         (22, "PO1", 2),
     ),
     "non_numeric_price": (
         mutate("*3.15*PE*", "*3,15*PE*"),
-        "interchange 000004501, segment 22 (PO1), element PO104: expected a decimal number, found '3,15'",
+        "segment 22 (PO1), element PO104: expected a decimal number, found '3,15'",
         (22, "PO1", 4),
     ),
     "non_numeric_ctt_count": (
         mutate("CTT*4*214", "CTT*4X*214"),
-        "interchange 000004501, segment 28 (CTT), element CTT01: expected a whole number, found '4X'",
+        "segment 28 (CTT), element CTT01: expected a whole number, found '4X'",
         (28, "CTT", 1),
     ),
     "invalid_date": (
         mutate("BEG*00*SA*4500012345**20240311", "BEG*00*SA*4500012345**2024031"),
-        "interchange 000004501, segment 4 (BEG), element BEG05: expected a date CCYYMMDD or YYMMDD, found '2024031'",
+        "segment 4 (BEG), element BEG05: expected a date CCYYMMDD or YYMMDD, found '2024031'",
         (4, "BEG", 5),
     ),
     "non_numeric_terms_days": (
         mutate("ITD*01*3*2**10**30", "ITD*01*3*2**10**NET30"),
-        "interchange 000004501, segment 10 (ITD), element ITD07: expected a whole number, found 'NET30'",
+        "segment 10 (ITD), element ITD07: expected a whole number, found 'NET30'",
         (10, "ITD", 7),
     ),
     "missing_se": (
         mutate("SE*27*0001~\n", ""),
-        "interchange 000004501, segment 29 (SE): SE missing for transaction set '0001' that starts at segment 3",
+        "segment 29 (SE): SE missing for transaction set '0001' that starts at segment 3",
         (29, "SE", None),
     ),
     "missing_ge": (
         mutate("GE*1*4501~\n", ""),
-        "interchange 000004501, segment 30 (GE): GE missing for group '4501' that starts at segment 2",
+        "segment 30 (GE): GE missing for group '4501' that starts at segment 2",
         (30, "GE", None),
     ),
     "segment_after_iea": (
         PO + "GS*PO~\n",
-        "interchange 000004501, segment 32 (GS): segment after IEA",
+        "segment 32 (GS): segment after IEA",
         (32, "GS", None),
     ),
     "segment_outside_set": (
         mutate("ST*850*0001~\n", ""),
-        "interchange 000004501, segment 3 (BEG): segment outside a transaction set",
+        "segment 3 (BEG): segment outside a transaction set",
         (3, "BEG", None),
     ),
     "group_control_not_numeric": (
         mutate("*0815*4501*X*", "*0815*45O1*X*").replace("GE*1*4501", "GE*1*45O1"),
-        "interchange 000004501, segment 2 (GS), element GS06: group control number must be numeric, found '45O1'",
+        "segment 2 (GS), element GS06: group control number must be numeric, found '45O1'",
         (2, "GS", 6),
     ),
 }
+
+
+#: Every message starts by naming the interchange: its ISA13, or its place in the file
+#: (#1) when its ISA is too broken to read ISA13 from.
+INTERCHANGE = {"isa_truncated": "#1", "not_isa": "#1", "isa_control_not_numeric": "00000450A"}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -163,7 +168,7 @@ def test_strict_parse_names_segment_and_element(case: str) -> None:
     with pytest.raises(X12Error) as info:
         parse(text)
     err = info.value
-    assert str(err) == message
+    assert str(err) == f"interchange {INTERCHANGE.get(case, '000004501')}, {message}"
     assert (err.segment_index, err.segment_id, err.element_index) == (index, seg_id, element)
 
 
