@@ -18,6 +18,7 @@ fails the poll and leaves the file where it is, for the retry. A file larger tha
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import logging
 import os
@@ -188,10 +189,12 @@ class FilePoll:
         if after is None or (after.size, after.mtime_ns) != (file.size, file.mtime_ns):
             return False  # written to while we read it: not complete after all
         try:
-            text = raw.decode("utf-8-sig")
+            text = _decode(raw, self.config.encoding)
         except UnicodeDecodeError as exc:
-            self._reject(drop, file, f"the file is not UTF-8 text (byte {exc.start}: "
-                         f"{raw[exc.start:exc.start + 1]!r})")
+            self._reject(drop, file, f"the file is not {self.config.encoding} text (byte "
+                         f"{exc.start}: {raw[exc.start:exc.start + 1]!r}); a partner that sends "
+                         "Latin-1 or Windows-1252 needs encoding: latin-1 or cp1252 on the "
+                         "trigger")
             return True
         try:
             accepted = run.take(text, headers(file))
@@ -219,6 +222,13 @@ class FilePoll:
         if target is not None and suffix and drop.stat(name + suffix) is not None:
             drop.move(name + suffix, folder)
         return target
+
+
+def _decode(raw: bytes, encoding: str) -> str:
+    """A UTF-8 byte-order mark says what the file is, whatever the trigger's encoding says."""
+    if raw.startswith(codecs.BOM_UTF8):
+        return raw[len(codecs.BOM_UTF8):].decode("utf-8")
+    return raw.decode(encoding)
 
 
 def headers(file: DropFile) -> dict[str, Any]:
