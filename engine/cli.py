@@ -95,9 +95,9 @@ def _read_input(path: str, text: bool = False, encoding: str = "utf-8") -> Any:
         return decoded if text else json.loads(decoded)
     except UnicodeDecodeError as exc:
         raise click.ClickException(
-            f"{path}: the message is not {encoding} text (byte 0x{raw[exc.start]:02X} at offset "
-            f"{exc.start}); for a Latin-1 or Windows-1252 file add --encoding latin-1 or "
-            "--encoding cp1252") from None
+            f"{path}: the message is not {encoding.upper()} text (byte "
+            f"0x{raw[exc.start]:02X} at offset {exc.start}); for a Latin-1 or Windows-1252 "
+            "file add --encoding latin-1 or --encoding cp1252") from None
     except json.JSONDecodeError as exc:
         raise click.ClickException(f"{path}:{exc.lineno}:{exc.colno}: the message is not valid "
                                    f"JSON: {exc.msg} (for an EDI, CSV or XML file, add --text "

@@ -191,10 +191,8 @@ class FilePoll:
         try:
             text = _decode(raw, self.config.encoding)
         except UnicodeDecodeError as exc:
-            self._reject(drop, file, f"the file is not {self.config.encoding} text (byte "
-                         f"{exc.start}: {raw[exc.start:exc.start + 1]!r}); a partner that sends "
-                         "Latin-1 or Windows-1252 needs encoding: latin-1 or cp1252 on the "
-                         "trigger")
+            self._reject(drop, file, f"the file is not {self.config.encoding.upper()} text "
+                         f"(byte {exc.start}: {raw[exc.start:exc.start + 1]!r})")
             return True
         try:
             accepted = run.take(text, headers(file))
