@@ -32,7 +32,8 @@ def test_run_text_says_which_byte_is_not_utf8_and_what_to_add(tmp_path: Path) ->
     offset = LATIN1.read_bytes().index("É".encode("latin-1"))
     assert result.code == 1
     assert (f"{LATIN1}: the message is not UTF-8 text (byte 0xC9 at offset {offset}); for a "
-            "Latin-1 or Windows-1252 file add --encoding latin-1 or --encoding cp1252") in result.err
+            "Latin-1 or Windows-1252 file add --encoding latin-1 or --encoding cp1252"
+            ) in result.err
 
 
 def test_run_refuses_an_unknown_encoding(tmp_path: Path) -> None:
