@@ -175,7 +175,7 @@ def test_spaces_tabs_and_blank_lines_between_segments_are_not_data() -> None:
     (load("855_newline_terminated_caret.edi").replace("^P^>\n", "^P^\n", 1),
      "ISA16 (component separator) is missing: the ISA ends with a line break after 104 "
      "characters; ISA must be 106 characters"),
-])
+], ids=["tilde_then_crlf", "newline_terminator"])
 def test_a_missing_isa16_is_reported_at_the_isa(text: str, message: str) -> None:
     with pytest.raises(X12Error) as info:
         parse(text, strict=False)
