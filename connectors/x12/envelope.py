@@ -83,6 +83,8 @@ def _parse_one(
     walker = _Walker(segments, sink, allowed, check_segments, cut.delims)
     doc["groups"] = walker.groups()
     interchange["iea"] = walker.iea
+    if walker.ta1:
+        interchange["ta1"] = walker.ta1
     # Always present so mappings can test them; strict parses raise instead.
     doc["errors"] = [e.to_dict() for e in sink.errors]
     doc["warnings"] = [w.to_dict() for w in sink.warnings]
@@ -129,6 +131,10 @@ def _interchange(
     }
 
 
+#: The composite elements a typed view reads as such (AK401: position, component).
+_COMPOSITES = frozenset({("AK4", 1)})
+
+
 class _Walker:
     """Walks the segment list once, building groups and checking envelopes."""
 
@@ -148,18 +154,22 @@ class _Walker:
         self.version = ""  # GS08 of the group being walked
         self.pos = 1  # 0-based cursor; segment 0 is the ISA
         self.iea: Segment | None = None
+        self.ta1: list[Segment] = []
 
     def _flat(self, index: int, seg: Segment) -> Segment:
-        """``seg`` with repetition splits undone, each reported: no X12 element that the
-        envelope or a typed view reads repeats, so a repetition separator there is data."""
-        out = seg
+        """``seg`` as the envelope and the typed views read it: every element they read is
+        a simple one, so a repetition or component separator inside it is the sender's data
+        (``MTX**ATTN: DOCK 4`` with ISA16 ``:``) and the whole text is the value.  A
+        repetition split is reported; the generic segments keep both splits, so rendering
+        stays exact."""
+        out = list(seg)
         for number in range(1, len(seg)):
             value, whole = unrepeat(seg[number], self.delims)
+            if isinstance(value, list) and (seg[0], number) not in _COMPOSITES:
+                value = self.delims.component.join(value)
+            out[number] = value
             if whole is None:
                 continue
-            if out is seg:
-                out = list(seg)
-            out[number] = value
             self.sink.warn(
                 X12Error(
                     f"{whole!r} holds the repetition separator {self.delims.repetition!r} "
@@ -190,6 +200,11 @@ class _Walker:
             elif seg_id == "IEA":
                 self._iea(isa, len(groups))
                 break
+            elif seg_id == "TA1" and not groups:
+                # Interchange acknowledgments sit between ISA and the first GS (a VAN's
+                # TA1-only interchange has no group at all); IEA01 does not count them.
+                self.ta1.append(self.segments[self.pos])
+                self.pos += 1
             else:
                 self.sink.report(
                     X12Error(

@@ -32,6 +32,7 @@ def render(doc: Mapping[str, Any], *, recount: bool = False) -> str:
     delims = Delimiters.from_dict(interchange.get("delimiters"))
     delims.check_distinct()
     segments: list[Segment] = [_isa(interchange["isa"], delims)]
+    segments.extend(interchange.get("ta1") or [])
     groups = doc.get("groups") or []
     for group in groups:
         segments.append(group["gs"])

@@ -31,7 +31,7 @@ def strict_error(text: str, **options: Any) -> str:
     return str(info.value)
 
 
-# --- zero-padded counts and control numbers --------------------------------------------
+# --- zero-padded counts and control numbers ----------------------------------------
 
 PADDED = load("850_004030_mtx_padded_counts.edi")
 
@@ -67,7 +67,7 @@ def test_the_997_for_a_padded_interchange_accepts_it() -> None:
     assert "AK5*R" not in ack
 
 
-# --- the segment list follows GS08; partners' extra segments ----------------------------
+# --- the segment list follows GS08; partners' extra segments ------------------------
 
 
 def test_mtx_is_an_850_segment_from_004030_on() -> None:
@@ -90,7 +90,7 @@ def test_extra_segments_widen_one_set_or_every_set() -> None:
         parse(older, extra_segments={"855": ["MTX"]})
 
 
-# --- several interchanges in one file ----------------------------------------------------
+# --- several interchanges in one file ------------------------------------------------
 
 VAN = load("van_three_interchanges.edi")
 
@@ -152,7 +152,7 @@ def test_an_interchange_without_iea_before_the_next_isa_fails_the_file() -> None
     )
 
 
-# --- whitespace between segments, a missing ISA16 -----------------------------------------
+# --- whitespace between segments, a missing ISA16 -------------------------------------
 
 SPACED = load("850_whitespace_between_segments.edi")
 
@@ -184,7 +184,7 @@ def test_a_missing_isa16_is_reported_at_the_isa(text: str, message: str) -> None
     assert str(info.value).endswith(f"segment 1 (ISA), element ISA16: {message}")
 
 
-# --- repetition separator inside values -----------------------------------------------------
+# --- repetition separator inside values -------------------------------------------------
 
 DASHES = load("856_00406_repetition_in_values.edi")
 
@@ -212,7 +212,7 @@ def test_a_repetition_separator_in_a_value_keeps_the_whole_value_when_lenient() 
     assert render(doc) == DASHES  # the generic segments still render the file as it was
 
 
-# --- wrapped lines -----------------------------------------------------------------------------
+# --- wrapped lines -------------------------------------------------------------------------
 
 WRAPPED = load("850_wrapped_80_columns.edi")
 
@@ -241,7 +241,7 @@ def test_unwrap_joins_an_isa_broken_over_two_lines() -> None:
     assert first_tx(doc)["big"]["invoice_number"] == "INV-40117"
 
 
-# --- newline terminators, Latin-1 --------------------------------------------------------------
+# --- newline terminators, Latin-1 ----------------------------------------------------------
 
 
 def test_newline_as_segment_terminator_with_caret_elements() -> None:
@@ -262,3 +262,36 @@ def test_latin1_names_read_right() -> None:
     assert tx["n1"]["ST"]["city"] == "MONTRÉAL"
     assert [ln["description"] for ln in tx["lines"]] == ["CAFÉ MOULU 1 KG",
                                                          "CRÈME BRÛLÉE 120 G"]
+
+
+def test_a_component_separator_in_a_simple_element_is_part_of_the_value() -> None:
+    text = PADDED.replace("PAPER TOWELS 6 ROLL", "PAPER TOWELS: 6 ROLL").replace(
+        "N1*ST*RIVERBEND GROCERY DC 12", "N1*ST*RIVERBEND: DC 12")
+    doc = parse(text)
+    tx = first_tx(doc)
+    assert tx["lines"][0]["description"] == "PAPER TOWELS: 6 ROLL"
+    assert tx["n1"]["ST"]["name"] == "RIVERBEND: DC 12"
+    assert ["PID", "F", "", "", "", ["PAPER TOWELS", " 6 ROLL"]] in tx["segments"]
+    assert render(doc) == text
+
+
+# --- TA1 interchange acknowledgments ---------------------------------------------------------
+
+TA1_ONLY = (
+    "ISA*00*          *00*          *ZZ*HILLTOPSUPPLY  *12*8005551234     *250114*0935*U*00403"
+    "*000000318*0*P*:~\r\n"
+    "TA1*000000317*250114*0932*A*000~\r\n"
+    "IEA*0*000000318~\r\n"
+)
+
+
+def test_ta1_acknowledgments_are_kept_at_interchange_level() -> None:
+    doc = parse(TA1_ONLY + PADDED)
+    alone, with_groups = doc["interchanges"]
+    assert alone["interchange"]["ta1"] == [["TA1", "000000317", "250114", "0932", "A", "000"]]
+    assert alone["groups"] == [] and doc["errors"] == []
+    assert "ta1" not in with_groups["interchange"]
+    assert render(doc) == TA1_ONLY + PADDED
+    # only the interchange with a group gets a 997
+    ack = parse(generate_997(doc, MemoryControlNumbers(), now=NOW))
+    assert first_tx(ack)["ak1"]["group_control_number"] == "000000317"
