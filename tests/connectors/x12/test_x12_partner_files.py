@@ -295,3 +295,16 @@ def test_ta1_acknowledgments_are_kept_at_interchange_level() -> None:
     # only the interchange with a group gets a 997
     ack = parse(generate_997(doc, MemoryControlNumbers(), now=NOW))
     assert first_tx(ack)["ak1"]["group_control_number"] == "000000317"
+
+
+def test_the_855_856_and_810_segment_lists_follow_the_standard_too() -> None:
+    ack = load("855_newline_terminated_caret.edi").replace(
+        "ACK^IA^12^EA^068^20250210\n", "ACK^IA^12^EA^068^20250210\nMTX^^SHIPS FROM DALLAS\n"
+    ).replace("SE^8^0001", "SE^9^0001")
+    assert strict_error(ack) == (
+        "interchange 000004120, segment 7 (MTX): segment MTX is not defined for transaction "
+        "set 855")
+    assert parse(ack.replace("^X^004010\n", "^X^004030\n"))["errors"] == []
+    invoice = VAN.replace("TDS\x1d38250\x1c", "TDS\x1d38250\x1cAMT\x1dN\x1d382.5\x1c").replace(
+        "SE\x1d6\x1d0907", "SE\x1d7\x1d0907")  # AMT after TDS is an 004010 810 segment
+    assert parse(invoice)["errors"] == []
