@@ -81,6 +81,7 @@ def _parse_one(
     interchange = _interchange(cut.isa, cut.delims.to_dict(), cut.trailing, sink)
     doc: dict[str, Any] = {"interchange": interchange, "groups": []}
     walker = _Walker(segments, sink, allowed, check_segments, cut.delims)
+    walker.broken = cut.broken
     doc["groups"] = walker.groups()
     interchange["iea"] = walker.iea
     if walker.ta1:
@@ -155,6 +156,7 @@ class _Walker:
         self.pos = 1  # 0-based cursor; segment 0 is the ISA
         self.iea: Segment | None = None
         self.ta1: list[Segment] = []
+        self.broken: set[int] = set()  # segments with a line break inside
 
     def _flat(self, index: int, seg: Segment) -> Segment:
         """``seg`` as the envelope and the typed views read it: every element they read is
@@ -445,6 +447,16 @@ class _Walker:
             )
         for index, seg in items:
             seg_id = str(seg[0])
+            if index in self.broken:
+                self.sink.report(
+                    X12Error(
+                        "a line break inside the segment (the file wrapped at a fixed width?): "
+                        "set unwrap: true on the x12 step to join wrapped lines",
+                        index,
+                        seg_id,
+                        code="8",
+                    )
+                )
             if not SEGMENT_ID.fullmatch(seg_id):
                 self.sink.report(
                     X12Error(

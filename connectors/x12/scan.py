@@ -12,7 +12,7 @@ reproduces the file.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import X12Error
 from .tokenize import (
@@ -35,6 +35,8 @@ class Cut:
     isa: list[str]
     raws: list[RawSegment]  # ISA first; anything after the IEA is kept for the walker
     trailing: str  # what followed the last terminator, up to the next ISA or the end
+    #: numbers of the segments with a line break inside (a file wrapped at a fixed width)
+    broken: set[int] = field(default_factory=set)
 
     @property
     def name(self) -> str:
@@ -70,6 +72,8 @@ def _segments(text: str, pos: int, cut: Cut) -> int:
         end = text.find(terminator, cursor)
         piece = text[cursor:] if end == -1 else text[cursor:end]
         body = piece.lstrip(BETWEEN) if cursor != pos else piece
+        if terminator == "\n":
+            body = body.rstrip("\r")  # CRLF lines in a file whose ISA ends with a bare LF
         if cut.raws and _starts_interchange(body):
             # The next interchange begins here (its IEA-less predecessor is reported by
             # the walker); the whitespace before it belongs to this one.
@@ -88,6 +92,8 @@ def _segments(text: str, pos: int, cut: Cut) -> int:
             return len(text)
         if body:  # a blank line or a doubled terminator is no segment
             cut.raws.append(RawSegment(len(cut.raws) + 1, body))
+            if "\n" in body or "\r" in body:
+                cut.broken.add(len(cut.raws))
         cursor = end + 1
 
 

@@ -25,7 +25,7 @@ def join_fixed_width(text: str) -> str:
     if len(lines) < 2:
         return text
     width = len(lines[0])
-    wrapped = width < ISA_LENGTH and all(len(line) == width for line in lines[:-1])
+    wrapped = all(len(line) == width for line in lines[:-1])
     if not wrapped or not 0 < len(lines[-1]) <= width or not lines[0].startswith("ISA"):
         return text
     return "".join(lines)

@@ -308,3 +308,21 @@ def test_the_855_856_and_810_segment_lists_follow_the_standard_too() -> None:
     invoice = VAN.replace("TDS\x1d38250\x1c", "TDS\x1d38250\x1cAMT\x1dN\x1d382.5\x1c").replace(
         "SE\x1d6\x1d0907", "SE\x1d7\x1d0907")  # AMT after TDS is an 004010 810 segment
     assert parse(invoice)["errors"] == []
+
+
+def test_a_file_wrapped_wider_than_the_isa_is_not_read_with_line_breaks_in_values() -> None:
+    flat = WRAPPED.replace("\r\n", "")
+    wide = "\n".join(flat[i : i + 128] for i in range(0, len(flat), 128)) + "\n"
+    message = strict_error(wide)
+    assert message.startswith("interchange 000000051, segment ")
+    assert message.endswith(": a line break inside the segment (the file wrapped at a fixed "
+                            "width?): set unwrap: true on the x12 step to join wrapped lines")
+    assert parse(wide, unwrap=True)["groups"] == parse(flat)["groups"]
+
+
+def test_crlf_lines_in_a_file_whose_isa_ends_with_a_bare_lf() -> None:
+    text = load("855_newline_terminated_caret.edi")
+    head, rest = text.split("\n", 1)
+    doc = parse(head + "\n" + rest.replace("\n", "\r\n"))
+    assert doc["errors"] == []
+    assert first_tx(doc)["bak"]["ack_date"] == "20250204"
