@@ -1,5 +1,7 @@
 """Interchange parsing: ISA/GS/ST…SE/GE/IEA into the analyst-facing JSON document.
 
+A file is first cut into its interchanges (:mod:`.scan`); each is walked here.
+
 The document keeps two layers: the raw generic segments (``interchange.isa``,
 ``group.gs``, ``transaction.segments`` …) which render back byte for byte,
 and named read-only fields plus, for the sets in :data:`TYPED`, a typed view

@@ -1,8 +1,9 @@
 """The ``x12`` step: EDI X12 interchanges to JSON analysts can map, and back.
 
-``x12: {parse: {}}`` turns the body (an interchange) into the structure documented in the
-README; ``x12: {render: {}}`` writes such a structure back byte for byte; ``x12: {build: {...}}``
-builds an outbound interchange from typed views with fresh control numbers; ``x12: {ack: {}}``
+``x12: {parse: {}}`` turns the body (one interchange or several, text or bytes in ``encoding``)
+into the structure documented in the README, widened by ``allow_segments`` and ``unwrap``;
+``x12: {render: {}}`` writes such a structure back byte for byte; ``x12: {build: {...}}`` builds
+an outbound interchange from typed views with fresh control numbers; ``x12: {ack: {}}``
 makes the 997 functional acknowledgment for a parsed interchange; ``x12: {correlate: {sent: ...}}``
 reads a parsed 997 back into accepted/rejected statuses matched to the interchanges we sent.
 Malformed EDI fails the step with the segment number and element, and is not retried.
