@@ -158,15 +158,19 @@ def _text(data: Any, encoding: str) -> str:
     return data
 
 
+def _parsed(data: Any) -> bool:
+    """A parsed interchange, or a parsed file of several."""
+    return isinstance(data, dict) and ("groups" in data or "interchanges" in data)
+
+
 def _correlate_input(data: Any, sent: Any, envelope: Envelope) -> tuple[Any, Any]:
     """The parsed 997 and the parsed interchanges we sent (one or a list), checked."""
     ours = sent.evaluate(envelope) if sent else None
     ours = [ours] if isinstance(ours, dict) else ours
-    if not isinstance(data, dict) or "groups" not in data:
+    if not _parsed(data):
         raise StepError("correlate expects a parsed 997: parse it first with x12: {parse: {}}",
                         kind="invalid_input")
-    if ours is not None and not (isinstance(ours, list) and all(
-            isinstance(d, dict) and "groups" in d for d in ours)):
+    if ours is not None and not (isinstance(ours, list) and all(_parsed(d) for d in ours)):
         raise StepError("correlate: sent must give the parsed interchange(s) we sent",
                         kind="invalid_input")
     return data, ours
