@@ -138,6 +138,17 @@ def read_isa(text: str, start: int = 0) -> tuple[Delimiters, list[str]]:
         elements.append(text[pos:end])
         pos = end + 1
     terminator = text[pos]
+    if (terminator.isalnum() or terminator == " ") and not elements[15].isalnum():
+        # ``…*P*~GS*…``: the terminator sits where ISA16 belongs.
+        raise X12Error(
+            f"ISA16 (component separator) is missing: found {elements[15]!r} where ISA16 "
+            f"belongs and {terminator!r} where the segment terminator belongs; the ISA is "
+            f"{ISA_LENGTH - 1} characters, ISA must be {ISA_LENGTH} characters",
+            1,
+            "ISA",
+            16,
+            level="interchange",
+        )
     if terminator.isalnum() or terminator == " " or elements[15].isalnum():
         # A letter or digit here means ISA16 is missing or ISA is too long:
         # guessing on would cut every following segment at the wrong place.

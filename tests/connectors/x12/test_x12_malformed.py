@@ -187,8 +187,9 @@ def test_missing_isa16_is_not_guessed_around() -> None:
     with pytest.raises(X12Error) as info:
         parse(text)
     assert str(info.value) == (
-        "interchange 000004502, segment 1 (ISA), element ISA16: no segment terminator after "
-        "ISA16 (found 'G'); ISA must be 106 characters"
+        "interchange 000004502, segment 1 (ISA), element ISA16: ISA16 (component separator) is "
+        "missing: found '~' where ISA16 belongs and 'G' where the segment terminator belongs; "
+        "the ISA is 105 characters, ISA must be 106 characters"
     )
 
 

@@ -175,7 +175,10 @@ def test_spaces_tabs_and_blank_lines_between_segments_are_not_data() -> None:
     (load("855_newline_terminated_caret.edi").replace("^P^>\n", "^P^\n", 1),
      "ISA16 (component separator) is missing: the ISA ends with a line break after 104 "
      "characters; ISA must be 106 characters"),
-], ids=["tilde_then_crlf", "newline_terminator"])
+    (load("850_wrapped_80_columns.edi").replace("\r\n", "").replace("*P*>~", "*P*~", 1),
+     "ISA16 (component separator) is missing: found '~' where ISA16 belongs and 'G' where the "
+     "segment terminator belongs; the ISA is 105 characters, ISA must be 106 characters"),
+], ids=["tilde_then_crlf", "newline_terminator", "tilde_then_gs"])
 def test_a_missing_isa16_is_reported_at_the_isa(text: str, message: str) -> None:
     with pytest.raises(X12Error) as info:
         parse(text, strict=False)
