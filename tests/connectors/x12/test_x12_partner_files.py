@@ -235,6 +235,9 @@ def test_unwrap_joins_a_file_wrapped_at_80_columns() -> None:
     assert tx["beg"]["po_number"] == "4500099120"
     assert tx["n1"]["ST"]["id"] == "6094"  # "*92" / "*6094" straddle a line break
     assert [ln["product_ids"]["VP"] for ln in tx["lines"]] == ["ACM-PT-0412", "ACM-DS-1001"]
+    # files that are not wrapped are read exactly as without the option
+    for text in (PADDED, VAN, SPACED):
+        assert parse(text, unwrap=True) == parse(text)
 
 
 def test_unwrap_joins_an_isa_broken_over_two_lines() -> None:
