@@ -67,18 +67,19 @@ def cut_interchanges(text: str, *, unwrap: bool = False) -> Iterator[Cut]:
 def _segments(text: str, pos: int, cut: Cut) -> int:
     """Fill ``cut`` with the segments from ``pos``; return where the next interchange starts."""
     terminator, element = cut.delims.segment, cut.delims.element
-    cursor = pos
+    cursor = after_last = pos  # after_last: just past the last segment's terminator
     while True:
         end = text.find(terminator, cursor)
         piece = text[cursor:] if end == -1 else text[cursor:end]
-        body = piece.lstrip(BETWEEN) if cursor != pos else piece
+        lead = len(piece) - len(piece.lstrip(BETWEEN)) if cursor != pos else 0
+        body = piece[lead:]
         if terminator == "\n":
             body = body.rstrip("\r")  # CRLF lines in a file whose ISA ends with a bare LF
         if cut.raws and _starts_interchange(body):
             # The next interchange begins here (its IEA-less predecessor is reported by
             # the walker); the whitespace before it belongs to this one.
-            cut.trailing = piece[: len(piece) - len(body)]
-            return cursor + len(cut.trailing)
+            cut.trailing = text[after_last : cursor + lead]
+            return cursor + lead
         if end == -1:
             if body.strip(AFTER_END):
                 raise X12Error(
@@ -88,12 +89,13 @@ def _segments(text: str, pos: int, cut: Cut) -> int:
                     level="interchange",
                     interchange=cut.name,
                 )
-            cut.trailing = piece
+            cut.trailing = text[after_last:]
             return len(text)
         if body:  # a blank line or a doubled terminator is no segment
             cut.raws.append(RawSegment(len(cut.raws) + 1, body))
             if "\n" in body or "\r" in body:
                 cut.broken.add(len(cut.raws))
+            after_last = end + 1
         cursor = end + 1
 
 

@@ -332,3 +332,13 @@ def test_crlf_lines_in_a_file_whose_isa_ends_with_a_bare_lf() -> None:
     doc = parse(head + "\n" + rest.replace("\n", "\r\n"))
     assert doc["errors"] == []
     assert first_tx(doc)["bak"]["ack_date"] == "20250204"
+
+
+def test_interchanges_terminated_by_newlines_follow_each_other() -> None:
+    caret = load("855_newline_terminated_caret.edi")
+    twice = caret + "\r\n" + caret.replace("000004120", "000004121")
+    doc = parse(twice)
+    assert [one["interchange"]["control_number"] for one in doc["interchanges"]] == [
+        "000004120", "000004121"]
+    assert doc["interchanges"][0]["interchange"]["trailing"] == "\r\n"
+    assert render(doc) == twice
