@@ -74,7 +74,11 @@ def text(seg: Segment, position: int) -> str:
 def convert(item: Item, position: int, kind: Kind, sink: ErrorSink) -> Any:
     """Checked conversion of one element; empty elements give ``None``."""
     index, seg = item
+    # Senders that fill fixed-width fields pad values with spaces ("EA ", "  12"); the
+    # padding is no data (the standard suppresses trailing spaces), the generic segment
+    # keeps it.
     raw = text(seg, position)
+    raw = raw.rstrip(" ") if kind in ("AN", "ID") else raw.strip(" ")
     if raw == "":
         return None
     if kind in ("AN", "ID"):

@@ -342,3 +342,13 @@ def test_interchanges_terminated_by_newlines_follow_each_other() -> None:
         "000004120", "000004121"]
     assert doc["interchanges"][0]["interchange"]["trailing"] == "\r\n"
     assert render(doc) == twice
+
+
+def test_values_padded_with_spaces_read_without_the_padding() -> None:
+    text = PADDED.replace("PO1*1*24*CA*18.45*PE*", "PO1*1*  24*CA *18.45 *PE*").replace(
+        "N1*ST*RIVERBEND GROCERY DC 12*92*0012", "N1*ST*RIVERBEND GROCERY DC 12   *92*0012")
+    tx = first_tx(parse(text))
+    assert {k: tx["lines"][0][k] for k in ("qty", "uom", "unit_price")} == {
+        "qty": "24", "uom": "CA", "unit_price": "18.45"}
+    assert tx["n1"]["ST"]["name"] == "RIVERBEND GROCERY DC 12"
+    assert ["N1", "ST", "RIVERBEND GROCERY DC 12   ", "92", "0012"] in tx["segments"]
