@@ -5,6 +5,7 @@ Every command turns bad input into a precise message and exit status 1 — never
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import sys
@@ -91,23 +92,38 @@ def validate(paths: tuple[str, ...], fmt: str, schemas: str | None) -> None:
     sys.exit(0 if flows.ok else 1)
 
 
-def _read_input(path: str, text: bool = False) -> Any:
-    """The message: parsed JSON, or with *text* the file's text as it is (EDI, CSV, XML)."""
+def _read_input(path: str, text: bool = False, encoding: str = "utf-8") -> Any:
+    """The message: parsed JSON, or with *text* the file's text as it is (EDI, CSV, XML),
+    decoded with *encoding* (a partner's Latin-1 or Windows-1252 file)."""
     try:
         raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
         raise click.ClickException(f"{path}: cannot read input: {exc.strerror}") from None
+    # A UTF-8 byte-order mark says what the file is, whatever --encoding says.
+    codec = "utf-8-sig" if raw.startswith(codecs.BOM_UTF8) else encoding
     try:
-        decoded = raw.decode("utf-8-sig")
+        decoded = raw.decode(codec)
         return decoded if text else json.loads(decoded)
-    except UnicodeDecodeError:
-        raise click.ClickException(f"{path}: the message is not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(
+            f"{path}: the message is not {encoding.upper()} text (byte "
+            f"0x{raw[exc.start]:02X} at offset {exc.start}); for a Latin-1 or Windows-1252 "
+            "file add --encoding latin-1 or --encoding cp1252") from None
     except json.JSONDecodeError as exc:
         raise click.ClickException(f"{path}:{exc.lineno}:{exc.colno}: the message is not valid "
                                    f"JSON: {exc.msg} (for an EDI, CSV or XML file, add --text "
                                    "to pass it as text)") from None
     except RecursionError:
         raise click.ClickException(f"{path}: the message is nested too deeply") from None
+
+
+def _check_encoding(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise click.BadParameter(f"unknown encoding '{value}'; write e.g. utf-8, latin-1 or "
+                                 "cp1252") from None
+    return value
 
 
 def _headers(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -151,16 +167,18 @@ def _find_flow(flow: str, flows_dir: str, loader: Loader) -> tuple[FlowSet, Comp
 @click.argument("flow")
 @click.option("--input", "-i", "input_path", required=True, help="JSON message file, or - .")
 @click.option("--text", is_flag=True, help="The input is text (EDI, CSV, XML), the body as is.")
+@click.option("--encoding", default="utf-8", show_default=True, callback=_check_encoding,
+              help="How the input file is decoded: utf-8, latin-1, cp1252, ...")
 @click.option("--header", "-H", "header", multiple=True, help="Trigger header NAME=VALUE.")
 @click.option("--trace", is_flag=True, help="Show each step's output and duration.")
 @click.option("--flows", "flows_dir", default=DEFAULT_FLOWS, show_default=True,
               help="Folder of flows (for hand-offs between flows).")
 @click.option("--schemas", type=click.Path(file_okay=False), help="Folder of JSON Schemas.")
-def run(flow: str, input_path: str, text: bool, header: tuple[str, ...], trace: bool,
-        flows_dir: str, schemas: str | None) -> None:
+def run(flow: str, input_path: str, text: bool, encoding: str, header: tuple[str, ...],
+        trace: bool, flows_dir: str, schemas: str | None) -> None:
     """Run one message through FLOW (a file or a flow id) in this process and print the result."""
     loader = _loader([flow if Path(flow).exists() else flows_dir], schemas)
-    body = _read_input(input_path, text)
+    body = _read_input(input_path, text, encoding)
     flowset, compiled = _find_flow(flow, flows_dir, loader)
 
     def show(step: CompiledStep, state: RunState, envelope: Envelope) -> None:

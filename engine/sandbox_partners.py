@@ -102,7 +102,8 @@ def edi_inbound(state: SandboxState, req: Request, m: re.Match[str]) -> Answer:
     text = req.body if isinstance(req.body, str) else ""
     try:
         parsed = parse(text, strict=False)
-        parsed.setdefault("errors", []).extend(_guideline_errors(parsed))
+        for one in parsed.get("interchanges") or [parsed]:  # a file may hold several
+            one["errors"].extend(_guideline_errors(one))
         ack = generate_997(parsed, state.edi_numbers)
     except X12Error as exc:
         return Answer(400, f"not an interchange we can acknowledge: {exc}")

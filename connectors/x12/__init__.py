@@ -10,7 +10,9 @@ purpose-built implementation.
 
 Document shape (see :mod:`.envelope`): ``{"interchange": {…, "delimiters":
 {…}, "isa": [...], "iea": [...]}, "groups": [{…, "gs": [...], "ge": [...],
-"transactions": [{"set", "control_number", "segments": [...], …typed view}]}]}``.
+"transactions": [{"set", "control_number", "segments": [...], …typed view}]}],
+"errors": [...], "warnings": [...]}``; a file of several interchanges parses to
+``{"interchanges": [such documents], "errors", "warnings"}`` (:mod:`.scan`).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from .control_numbers import ControlNumbers
+from .envelope import interchanges
 from .errors import X12Error
 from .render import build_interchange
 from .tokenize import Delimiters
@@ -36,17 +37,66 @@ def generate_997(
     Parse the received interchange with ``strict=False`` so that its errors
     are collected and reported (strictly parsed documents are error-free and
     get an all-accepted 997).  ``include_accepted=False`` lists only rejected
-    sets in AK2, a convention some partners ask for.
+    sets in AK2, a convention some partners ask for.  A parsed file of several
+    interchanges gets one 997 interchange per received interchange (each goes
+    back to its own sender), one after the other in the returned text.
     """
+    if "interchanges" in parsed:
+        answered = [
+            _ack_one(
+                one,
+                control_numbers,
+                include_accepted,
+                delimiters,
+                version,
+                gs_version,
+                usage_indicator,
+                now,
+                partner,
+            )
+            for one in parsed["interchanges"]
+        ]
+        if not any(answered):
+            raise X12Error(
+                "nothing to acknowledge: no interchange has a non-997 group", level="interchange"
+            )
+        return "".join(a for a in answered if a)
+    out = _ack_one(
+        parsed,
+        control_numbers,
+        include_accepted,
+        delimiters,
+        version,
+        gs_version,
+        usage_indicator,
+        now,
+        partner,
+    )
+    if out is None:
+        raise X12Error(
+            "nothing to acknowledge: the interchange has no non-997 group", level="interchange"
+        )
+    return out
+
+
+def _ack_one(
+    parsed: Mapping[str, Any],
+    control_numbers: ControlNumbers,
+    include_accepted: bool,
+    delimiters: Mapping[str, Any] | None,
+    version: str | None,
+    gs_version: str | None,
+    usage_indicator: str | None,
+    now: datetime | None,
+    partner: str | None,
+) -> str | None:
     interchange = parsed["interchange"]
     delims = Delimiters.from_dict(dict(delimiters or interchange.get("delimiters") or {}))
     forbidden = delims.element + delims.component + delims.segment + (delims.repetition or "")
     views = ack_views(parsed, include_accepted=include_accepted, forbidden=forbidden)
     groups = [g for g in parsed.get("groups") or [] if g.get("functional_id") != "FA"]
     if not views or not groups:
-        raise X12Error(
-            "nothing to acknowledge: the interchange has no non-997 group", level="interchange"
-        )
+        return None
     first = groups[0]
     # Roles swap: we answer as the original receiver, to the original sender.
     sender = {
@@ -78,6 +128,8 @@ def correlate_997(
 ) -> list[dict[str, Any]]:
     """Acknowledged group/set control numbers with accepted/rejected status.
 
-    See :func:`connectors.x12.ts997.correlate` for the result shape.
+    See :func:`connectors.x12.ts997.correlate` for the result shape.  Either side
+    may be a parsed file of several interchanges.
     """
-    return correlate(parsed_997, sent)
+    ours = None if sent is None else [one for doc in sent for one in interchanges(doc)]
+    return [r for one in interchanges(parsed_997) for r in correlate(one, ours)]

@@ -1,5 +1,7 @@
 """Interchange parsing: ISA/GS/ST…SE/GE/IEA into the analyst-facing JSON document.
 
+A file is first cut into its interchanges (:mod:`.scan`); each is walked here.
+
 The document keeps two layers: the raw generic segments (``interchange.isa``,
 ``group.gs``, ``transaction.segments`` …) which render back byte for byte,
 and named read-only fields plus, for the sets in :data:`TYPED`, a typed view
@@ -19,12 +21,13 @@ from . import ts810, ts850, ts855, ts856, ts997
 from .errors import ErrorSink, X12Error
 from .fields import Item, SetSpec
 from .fields import text as _el
-from .tokenize import Segment, read_isa, split_segment, split_segments
+from .scan import Cut, cut_interchanges
+from .tokenize import Delimiters, Segment, split_segment, unrepeat
 
 TYPED: dict[str, SetSpec] = {
     spec.set_id: spec for spec in (ts850.SPEC, ts855.SPEC, ts856.SPEC, ts810.SPEC, ts997.SPEC)
 }
-_SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{1,2}")
+SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{1,2}")
 
 
 def parse(
@@ -33,37 +36,61 @@ def parse(
     strict: bool = True,
     extra_segments: Mapping[str, Iterable[str]] | None = None,
     check_segments: bool = True,
+    unwrap: bool = False,
 ) -> dict[str, Any]:
-    """Parse one interchange.
+    """Parse every interchange of ``text``.
 
+    One interchange gives ``{"interchange", "groups", "errors", "warnings"}``;
+    several (``ISA…IEA ISA…IEA``) give ``{"interchanges": [one such document
+    per interchange], "errors", "warnings"}`` with the errors of all of them.
     ``strict`` raises the first :class:`X12Error`; otherwise every problem
-    that still lets the structure be read is collected in ``doc["errors"]``
-    (always present, empty for a clean interchange).  A missing ISA/IEA or an
-    unterminated segment raises even then: nothing reliable can be read.
+    that still lets the structure be read is collected in ``errors`` (always
+    present, empty for a clean interchange).  An unreadable ISA, a missing IEA
+    or an unterminated segment raises even then: nothing reliable can be read.
     ``extra_segments`` widens the per-set dictionary for a partner that uses
-    segments we do not list (``{"850": ["PKG"]}``); ``check_segments=False``
-    turns the unknown-segment check off altogether.
+    segments we do not list (``{"850": ["PKG"]}``, ``"*"`` for every set);
+    ``check_segments=False`` turns the unknown-segment check off altogether.
+    ``unwrap`` joins lines a VAN wrapped at a fixed width (see :mod:`.unwrap`).
     """
-    sink = ErrorSink(strict)
-    delims, isa = read_isa(text)
-    raws, trailing = split_segments(text, delims)
-    if trailing.strip("\r\n"):
-        unterminated = trailing.lstrip("\r\n")
-        raise X12Error(
-            f"segment is not terminated by {delims.segment!r} (interchange truncated)",
-            len(raws) + 1,
-            unterminated.split(delims.element, 1)[0][:3],
-            level="interchange",
-        )
-    segments = [split_segment(r, delims) for r in raws]
-    interchange = _interchange(isa, delims.to_dict(), trailing, sink)
-    doc: dict[str, Any] = {"interchange": interchange, "groups": []}
     allowed = {k: frozenset(v) for k, v in (extra_segments or {}).items()}
-    walker = _Walker(segments, sink, allowed, check_segments)
+    docs = [
+        _parse_one(cut, strict, allowed, check_segments)
+        for cut in cut_interchanges(text, unwrap=unwrap)
+    ]
+    if not docs:
+        raise X12Error("no interchange: the text is empty", 1, "ISA", level="interchange")
+    if len(docs) == 1:
+        return docs[0]
+    return {
+        "interchanges": docs,
+        "errors": [e for d in docs for e in d["errors"]],
+        "warnings": [w for d in docs for w in d["warnings"]],
+    }
+
+
+def interchanges(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The single-interchange documents of a parsed file, whichever shape it has."""
+    if "interchanges" in doc:
+        return list(doc["interchanges"])
+    return [doc]
+
+
+def _parse_one(
+    cut: Cut, strict: bool, allowed: Mapping[str, frozenset[str]], check_segments: bool
+) -> dict[str, Any]:
+    sink = ErrorSink(strict, cut.name)
+    segments = [split_segment(r, cut.delims) for r in cut.raws]
+    interchange = _interchange(cut.isa, cut.delims.to_dict(), cut.trailing, sink)
+    doc: dict[str, Any] = {"interchange": interchange, "groups": []}
+    walker = _Walker(segments, sink, allowed, check_segments, cut.delims)
+    walker.broken = cut.broken
     doc["groups"] = walker.groups()
     interchange["iea"] = walker.iea
-    # Always present so mappings can test it; strict parses raise instead.
+    if walker.ta1:
+        interchange["ta1"] = walker.ta1
+    # Always present so mappings can test them; strict parses raise instead.
     doc["errors"] = [e.to_dict() for e in sink.errors]
+    doc["warnings"] = [w.to_dict() for w in sink.warnings]
     return doc
 
 
@@ -107,6 +134,10 @@ def _interchange(
     }
 
 
+#: The composite elements a typed view reads as such (AK401: position, component).
+_COMPOSITES = frozenset({("AK4", 1)})
+
+
 class _Walker:
     """Walks the segment list once, building groups and checking envelopes."""
 
@@ -116,13 +147,47 @@ class _Walker:
         sink: ErrorSink,
         extra: Mapping[str, frozenset[str]],
         check_segments: bool,
+        delims: Delimiters,
     ) -> None:
         self.segments = segments
         self.sink = sink
         self.extra = extra
         self.check_segments = check_segments
+        self.delims = delims
+        self.version = ""  # GS08 of the group being walked
         self.pos = 1  # 0-based cursor; segment 0 is the ISA
         self.iea: Segment | None = None
+        self.ta1: list[Segment] = []
+        self.broken: set[int] = set()  # segments with a line break inside
+
+    def _flat(self, index: int, seg: Segment) -> Segment:
+        """``seg`` as the envelope and the typed views read it: every element they read is
+        a simple one, so a repetition or component separator inside it is the sender's data
+        (``MTX**ATTN: DOCK 4`` with ISA16 ``:``) and the whole text is the value.  A
+        repetition split is reported; the generic segments keep both splits, so rendering
+        stays exact."""
+        out = list(seg)
+        for number in range(1, len(seg)):
+            value, whole = unrepeat(seg[number], self.delims)
+            if isinstance(value, list) and (seg[0], number) not in _COMPOSITES:
+                value = self.delims.component.join(value)
+            out[number] = value
+            if whole is None:
+                continue
+            self.sink.warn(
+                X12Error(
+                    f"{whole!r} holds the repetition separator {self.delims.repetition!r} "
+                    f"(ISA11) but {seg[0]}{number:02d} does not repeat; the whole text is "
+                    "kept as its value",
+                    index,
+                    str(seg[0]),
+                    number,
+                    level="element",
+                    code="6",
+                    value=whole,
+                )
+            )
+        return out
 
     def _peek(self) -> str | None:
         return str(self.segments[self.pos][0]) if self.pos < len(self.segments) else None
@@ -139,6 +204,11 @@ class _Walker:
             elif seg_id == "IEA":
                 self._iea(isa, len(groups))
                 break
+            elif seg_id == "TA1" and not groups:
+                # Interchange acknowledgments sit between ISA and the first GS (a VAN's
+                # TA1-only interchange has no group at all); IEA01 does not count them.
+                self.ta1.append(self.segments[self.pos])
+                self.pos += 1
             else:
                 self.sink.report(
                     X12Error(
@@ -155,6 +225,7 @@ class _Walker:
                 len(self.segments) + 1,
                 "IEA",
                 level="interchange",
+                interchange=self.sink.interchange,
             )
         return groups
 
@@ -162,7 +233,8 @@ class _Walker:
         index = self.pos + 1
         iea = self.segments[self.pos]
         self.iea = iea
-        if _el(iea, 1) != str(group_count):
+        iea = self._flat(index, iea)
+        if _count(_el(iea, 1)) != group_count:
             self.sink.report(
                 X12Error(
                     f"IEA01 says {_el(iea, 1)!r} groups, interchange has {group_count}",
@@ -173,7 +245,7 @@ class _Walker:
                     value=_el(iea, 1),
                 )
             )
-        if _el(iea, 2) != isa[13]:
+        if not _same_number(_el(iea, 2), isa[13]):
             self.sink.report(
                 X12Error(
                     f"IEA02 {_el(iea, 2)!r} does not match ISA13 {isa[13]!r}",
@@ -194,15 +266,17 @@ class _Walker:
         gs_index = self.pos + 1
         gs = self.segments[self.pos]
         self.pos += 1
+        flat = self._flat(gs_index, gs)
+        self.version = _el(flat, 8)
         group: dict[str, Any] = {
-            "functional_id": _el(gs, 1),
-            "sender": _el(gs, 2),
-            "receiver": _el(gs, 3),
-            "date": _el(gs, 4),
-            "time": _el(gs, 5),
-            "control_number": _el(gs, 6),
-            "agency": _el(gs, 7),
-            "version": _el(gs, 8),
+            "functional_id": _el(flat, 1),
+            "sender": _el(flat, 2),
+            "receiver": _el(flat, 3),
+            "date": _el(flat, 4),
+            "time": _el(flat, 5),
+            "control_number": _el(flat, 6),
+            "agency": _el(flat, 7),
+            "version": self.version,
             "gs": gs,
             "ge": None,
             "transactions": [],
@@ -246,10 +320,10 @@ class _Walker:
                 )
             )
             return group
-        ge = self.segments[self.pos]
-        group["ge"] = ge
+        group["ge"] = self.segments[self.pos]
+        ge = self._flat(self.pos + 1, group["ge"])
         count = len(group["transactions"])
-        if _el(ge, 1) != str(count):
+        if _count(_el(ge, 1)) != count:
             self.sink.report(
                 X12Error(
                     f"GE01 says {_el(ge, 1)!r} transaction sets, group has {count}",
@@ -261,7 +335,7 @@ class _Walker:
                     value=_el(ge, 1),
                 )
             )
-        if _el(ge, 2) != _el(gs, 6):
+        if not _same_number(_el(ge, 2), _el(gs, 6)):
             self.sink.report(
                 X12Error(
                     f"GE02 {_el(ge, 2)!r} does not match GS06 {_el(gs, 6)!r}",
@@ -278,8 +352,8 @@ class _Walker:
 
     def _transaction(self) -> dict[str, Any]:
         start = self.pos
-        st = self.segments[start]
         self.sink.set_start = start + 1
+        st = self._flat(start + 1, self.segments[start])
         set_id, control = _el(st, 1), _el(st, 2)
         if not (len(set_id) == 3 and set_id.isdigit()):
             self.sink.report(
@@ -308,10 +382,13 @@ class _Walker:
         while (seg_id := self._peek()) not in (None, "SE", "ST", "GE", "GS", "IEA"):
             self.pos += 1
         spec = TYPED.get(set_id)
-        items: list[Item] = [(i + 1, self.segments[i]) for i in range(start + 1, self.pos)]
+        items: list[Item] = [
+            (i + 1, self._flat(i + 1, self.segments[i]) if spec else self.segments[i])
+            for i in range(start + 1, self.pos)
+        ]
         self._check_ids(items, spec)
         if seg_id == "SE":
-            se = self.segments[self.pos]
+            se = self._flat(self.pos + 1, self.segments[self.pos])
             self.pos += 1
             self._check_se(se, control, self.pos - start)
         else:
@@ -337,7 +414,7 @@ class _Walker:
 
     def _check_se(self, se: Segment, control: str, count: int) -> None:
         index = self.pos
-        if _el(se, 1) != str(count):
+        if _count(_el(se, 1)) != count:
             self.sink.report(
                 X12Error(
                     f"SE01 says {_el(se, 1)!r} segments, transaction set has {count}",
@@ -349,7 +426,7 @@ class _Walker:
                     value=_el(se, 1),
                 )
             )
-        if _el(se, 2) != control:
+        if not _same_number(_el(se, 2), control):
             self.sink.report(
                 X12Error(
                     f"SE02 {_el(se, 2)!r} does not match ST02 {control!r}",
@@ -363,10 +440,26 @@ class _Walker:
             )
 
     def _check_ids(self, items: list[Item], spec: SetSpec | None) -> None:
-        allowed = spec.segments | self.extra.get(spec.set_id, frozenset()) if spec else None
+        allowed = None
+        if spec is not None:
+            allowed = (
+                spec.allowed(self.version)
+                | self.extra.get(spec.set_id, frozenset())
+                | self.extra.get("*", frozenset())
+            )
         for index, seg in items:
             seg_id = str(seg[0])
-            if not _SEGMENT_ID.fullmatch(seg_id):
+            if index in self.broken:
+                self.sink.report(
+                    X12Error(
+                        "a line break inside the segment (the file wrapped at a fixed width?): "
+                        "set unwrap: true on the x12 step to join wrapped lines",
+                        index,
+                        seg_id,
+                        code="8",
+                    )
+                )
+            if not SEGMENT_ID.fullmatch(seg_id):
                 self.sink.report(
                     X12Error(
                         f"unrecognized segment id {seg_id!r}", index, seg_id, code="1", value=seg_id
@@ -383,3 +476,18 @@ class _Walker:
                         value=seg_id,
                     )
                 )
+
+
+def _count(value: str) -> int | None:
+    """A count element (SE01, GE01, IEA01: N0) as its number; ``0000000026`` is 26."""
+    value = value.strip()
+    return int(value) if value.isdigit() else None
+
+
+def _same_number(value: str, expected: str) -> bool:
+    """Control numbers match as numbers when both are digits (GS06/GE02 and ISA13/IEA02
+    are N0, and partners pad ST02/SE02 differently), else as text."""
+    a, b = value.strip(), expected.strip()
+    if a.isdigit() and b.isdigit():
+        return int(a) == int(b)
+    return value == expected

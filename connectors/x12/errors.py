@@ -41,6 +41,7 @@ class X12Error(ValueError):
         group_index: int | None = None,
         transaction_index: int | None = None,
         set_position: int | None = None,
+        interchange: str | None = None,
     ) -> None:
         self.message = message
         self.segment_index = segment_index
@@ -55,10 +56,19 @@ class X12Error(ValueError):
         self.group_index = group_index
         self.transaction_index = transaction_index
         self.set_position = set_position
+        # ISA13 of the interchange at fault (or "#2" while its ISA cannot be read): a
+        # file may hold several interchanges, each numbering its segments from 1.
+        self.interchange = interchange
         super().__init__(self._format())
+
+    def __str__(self) -> str:
+        # Formatted late: the parser names the interchange after the error was made.
+        return self._format()
 
     def _format(self) -> str:
         where: list[str] = []
+        if self.interchange is not None:
+            where.append(f"interchange {self.interchange}")
         if self.segment_index is not None:
             seg = f"segment {self.segment_index}"
             if self.segment_id:
@@ -88,6 +98,7 @@ class X12Error(ValueError):
             "group_index": self.group_index,
             "transaction_index": self.transaction_index,
             "set_position": self.set_position,
+            "interchange": self.interchange,
         }
 
 
@@ -98,9 +109,13 @@ class ErrorSink:
     and the lenient path cannot drift apart.
     """
 
-    def __init__(self, strict: bool) -> None:
+    def __init__(self, strict: bool, interchange: str | None = None) -> None:
         self.strict = strict
+        self.interchange = interchange
         self.errors: list[X12Error] = []
+        # Problems that lose nothing (the value is kept whole) but that an analyst should
+        # see: raised when strict like errors, collected apart otherwise, never in a 997.
+        self.warnings: list[X12Error] = []
         # Set by the envelope parser while it walks a set so that errors found
         # deep inside the typed views still know which group/set they belong to.
         self.group_index: int | None = None
@@ -108,6 +123,20 @@ class ErrorSink:
         self.set_start: int | None = None
 
     def report(self, err: X12Error) -> None:
+        self._locate(err)
+        if self.strict:
+            raise err
+        self.errors.append(err)
+
+    def warn(self, err: X12Error) -> None:
+        self._locate(err)
+        if self.strict:
+            raise err
+        self.warnings.append(err)
+
+    def _locate(self, err: X12Error) -> None:
+        if err.interchange is None:
+            err.interchange = self.interchange
         if err.group_index is None:
             err.group_index = self.group_index
         if err.transaction_index is None:
@@ -119,6 +148,3 @@ class ErrorSink:
             and err.level in ("segment", "element", "set")
         ):
             err.set_position = err.segment_index - self.set_start + 1
-        if self.strict:
-            raise err
-        self.errors.append(err)

@@ -42,6 +42,20 @@ class SetSpec:
     segments: frozenset[str]  # dictionary for the unknown-segment check
     view: Callable[[list[Item], ErrorSink], dict[str, Any]]
     build: Callable[[Mapping[str, Any]], list[Segment]] | None
+    #: (GS08 version, segments the standard added to this set in that version)
+    added: tuple[tuple[str, frozenset[str]], ...] = ()
+
+    def allowed(self, version: str) -> frozenset[str]:
+        """The segment dictionary for a group of this GS08 version (``004030``,
+        ``005010VICS``…); a version we cannot read gets the newest dictionary."""
+        release = version[:6]
+        if not release.isdigit():
+            release = "999999"
+        out = self.segments
+        for since, segments in self.added:
+            if release >= since:
+                out = out | segments
+        return out
 
 
 def text(seg: Segment, position: int) -> str:
@@ -60,7 +74,11 @@ def text(seg: Segment, position: int) -> str:
 def convert(item: Item, position: int, kind: Kind, sink: ErrorSink) -> Any:
     """Checked conversion of one element; empty elements give ``None``."""
     index, seg = item
+    # Senders that fill fixed-width fields pad values with spaces ("EA ", "  12"); the
+    # padding is no data (the standard suppresses trailing spaces), the generic segment
+    # keeps it.
     raw = text(seg, position)
+    raw = raw.rstrip(" ") if kind in ("AN", "ID") else raw.strip(" ")
     if raw == "":
         return None
     if kind in ("AN", "ID"):

@@ -24,11 +24,15 @@ def render(doc: Mapping[str, Any], *, recount: bool = False) -> str:
 
     ``recount=True`` rewrites SE01, GE01 and IEA01 from the actual counts,
     for documents whose segments were edited; control numbers are left alone.
+    A parsed file of several interchanges renders them one after the other.
     """
+    if "interchanges" in doc:
+        return "".join(render(one, recount=recount) for one in doc["interchanges"])
     interchange = doc["interchange"]
     delims = Delimiters.from_dict(interchange.get("delimiters"))
     delims.check_distinct()
     segments: list[Segment] = [_isa(interchange["isa"], delims)]
+    segments.extend(interchange.get("ta1") or [])
     groups = doc.get("groups") or []
     for group in groups:
         segments.append(group["gs"])

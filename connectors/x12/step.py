@@ -1,8 +1,9 @@
 """The ``x12`` step: EDI X12 interchanges to JSON analysts can map, and back.
 
-``x12: {parse: {}}`` turns the body (an interchange) into the structure documented in the
-README; ``x12: {render: {}}`` writes such a structure back byte for byte; ``x12: {build: {...}}``
-builds an outbound interchange from typed views with fresh control numbers; ``x12: {ack: {}}``
+``x12: {parse: {}}`` turns the body (one interchange or several, text or bytes in ``encoding``)
+into the structure documented in the README, widened by ``allow_segments`` and ``unwrap``;
+``x12: {render: {}}`` writes such a structure back byte for byte; ``x12: {build: {...}}`` builds
+an outbound interchange from typed views with fresh control numbers; ``x12: {ack: {}}``
 makes the 997 functional acknowledgment for a parsed interchange; ``x12: {correlate: {sent: ...}}``
 reads a parsed 997 back into accepted/rejected statuses matched to the interchanges we sent.
 Malformed EDI fails the step with the segment number and element, and is not retried.
@@ -10,12 +11,14 @@ Malformed EDI fails the step with the segment number and element, and is not ret
 
 from __future__ import annotations
 
+import codecs
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from connectors.x12 import (
     ControlNumbers,
@@ -28,15 +31,55 @@ from connectors.x12 import (
     parse,
     render,
 )
+from connectors.x12.envelope import SEGMENT_ID
 from engine.dsl.base import Expr, Model
 from engine.envelope import Envelope
 from engine.home import private_file
 from engine.types import BuildContext, Outcome, Resources, StepError, StepFn, StepKind, result
 
+_SET_ID = re.compile(r"\d{3}")
+
 
 class ParseOptions(Model):
     strict: bool = Field(True, description="Fail on the first error; false collects errors "
                                            "(for a 997 that rejects) instead.")
+    allow_segments: list[str] | dict[str, list[str]] = Field(
+        default_factory=list,
+        description="Segments a partner sends beyond the standard's list for the set: "
+                    "[MTX, ...] for every set, or per set {'850': [MTX], ...}.")
+    unwrap: bool = Field(False, description="Join lines a VAN wrapped at a fixed width "
+                                            "(80 columns) or an ISA broken over two lines.")
+    encoding: str = Field("utf-8", description="How text given as bytes is decoded: utf-8, "
+                                               "latin-1, cp1252, ...")
+
+    @field_validator("allow_segments")
+    @classmethod
+    def _segment_ids(cls, value: list[str] | dict[str, list[str]]) -> Any:
+        by_set = value if isinstance(value, dict) else {"*": value}
+        for set_id, ids in by_set.items():
+            if set_id != "*" and not _SET_ID.fullmatch(set_id):
+                raise ValueError(f"'{set_id}' is not a transaction set id; write three digits "
+                                 "such as '850' (quoted, so YAML keeps it text)")
+            for seg_id in ids:
+                if not isinstance(seg_id, str) or not SEGMENT_ID.fullmatch(seg_id):
+                    raise ValueError(f"'{seg_id}' is not a segment id; write 2 or 3 capital "
+                                     "letters or digits starting with a letter, e.g. MTX")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding '{value}'; write e.g. utf-8, latin-1 or "
+                             "cp1252") from None
+        return value
+
+    def extra_segments(self) -> dict[str, list[str]]:
+        if isinstance(self.allow_segments, dict):
+            return self.allow_segments
+        return {"*": self.allow_segments} if self.allow_segments else {}
 
 
 class RenderOptions(Model):
@@ -99,15 +142,36 @@ def _redis_numbers(client: Any) -> RedisControlNumbers:
     return RedisControlNumbers(client)
 
 
+def _text(data: Any, encoding: str) -> str:
+    """The interchange as text; bytes (a file read as it is) decoded with ``encoding``."""
+    if isinstance(data, bytes | bytearray):
+        raw = bytes(data)
+        if raw.startswith(codecs.BOM_UTF8):
+            raw, encoding = raw[3:], "utf-8"
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise StepError(f"EDI X12: byte 0x{raw[exc.start]:02X} at offset {exc.start} is not "
+                            f"{encoding}; set encoding: latin-1 (or cp1252) on the x12 step "
+                            "for a partner that sends that", kind="invalid_input") from None
+    if not isinstance(data, str):
+        raise StepError("expected interchange text to parse", kind="invalid_input")
+    return data
+
+
+def _parsed(data: Any) -> bool:
+    """A parsed interchange, or a parsed file of several."""
+    return isinstance(data, dict) and ("groups" in data or "interchanges" in data)
+
+
 def _correlate_input(data: Any, sent: Any, envelope: Envelope) -> tuple[Any, Any]:
     """The parsed 997 and the parsed interchanges we sent (one or a list), checked."""
     ours = sent.evaluate(envelope) if sent else None
     ours = [ours] if isinstance(ours, dict) else ours
-    if not isinstance(data, dict) or "groups" not in data:
+    if not _parsed(data):
         raise StepError("correlate expects a parsed 997: parse it first with x12: {parse: {}}",
                         kind="invalid_input")
-    if ours is not None and not (isinstance(ours, list) and all(
-            isinstance(d, dict) and "groups" in d for d in ours)):
+    if ours is not None and not (isinstance(ours, list) and all(_parsed(d) for d in ours)):
         raise StepError("correlate: sent must give the parsed interchange(s) we sent",
                         kind="invalid_input")
     return data, ours
@@ -122,9 +186,10 @@ def build(config: X12Step, ctx: BuildContext) -> StepFn:
         data: Any = value.evaluate(envelope) if value else envelope.body
         try:
             if config.parse is not None:
-                if not isinstance(data, str):
-                    raise StepError("expected interchange text to parse", kind="invalid_input")
-                return result(parse(data, strict=config.parse.strict))
+                options = config.parse
+                return result(parse(_text(data, options.encoding), strict=options.strict,
+                                    extra_segments=options.extra_segments(),
+                                    unwrap=options.unwrap))
             if config.render is not None:
                 return result(render(data, recount=config.render.recount))
             if config.build is not None:
@@ -140,7 +205,8 @@ def build(config: X12Step, ctx: BuildContext) -> StepFn:
                                        include_accepted=config.ack.include_accepted))
         except X12Error as exc:
             raise StepError(f"EDI X12: {exc}", kind="invalid_input",
-                            detail={"segment": exc.segment_index, "segment_id": exc.segment_id,
+                            detail={"interchange": exc.interchange, "segment": exc.segment_index,
+                                    "segment_id": exc.segment_id,
                                     "element": exc.element_index}) from None
         except (KeyError, TypeError, ValueError) as exc:
             raise StepError(f"EDI X12: the input does not have the expected shape: {exc}",

@@ -88,24 +88,35 @@ class RawSegment:
     text: str  # without terminator and without the line-break suffix
 
 
-def read_isa(text: str) -> tuple[Delimiters, list[str]]:
-    """Validate the fixed-width ISA and return its delimiters and 16 elements."""
-    if not text.startswith("ISA"):
+#: Whitespace tolerated between segments: line breaks after terminators are common,
+#: leading spaces and tabs happen (hand-edited files, some VAN mailboxes).
+BETWEEN = " \t\r\n"
+#: What may follow the last IEA: whitespace, and the NUL/Ctrl-Z padding of old transfers.
+AFTER_END = BETWEEN + "\x00\x1a"
+
+
+def read_isa(text: str, start: int = 0) -> tuple[Delimiters, list[str]]:
+    """Validate the fixed-width ISA at ``start``; return its delimiters and 16 elements."""
+    if not text.startswith("ISA", start):
         raise X12Error(
-            f"interchange must start with ISA, found {text[:3]!r}", 1, "ISA", level="interchange"
-        )
-    if len(text) < ISA_LENGTH:
-        raise X12Error(
-            f"ISA is {len(text)} characters, expected {ISA_LENGTH} (interchange truncated)",
+            f"interchange must start with ISA, found {text[start : start + 3]!r}",
             1,
             "ISA",
             level="interchange",
         )
-    sep = text[3]
+    _no_line_break(text, start)
+    if len(text) - start < ISA_LENGTH:
+        raise X12Error(
+            f"ISA is {len(text) - start} characters, expected {ISA_LENGTH} (interchange truncated)",
+            1,
+            "ISA",
+            level="interchange",
+        )
+    sep = text[start + 3]
     if sep.isalnum() or sep == " ":
         raise X12Error(f"invalid element separator {sep!r}", 1, "ISA", level="interchange")
     elements: list[str] = []
-    pos = 4
+    pos = start + 4
     for number, width in enumerate(ISA_WIDTHS, start=1):
         if number == 16:
             # ISA16 is the component separator itself and may legitimately be
@@ -127,6 +138,17 @@ def read_isa(text: str) -> tuple[Delimiters, list[str]]:
         elements.append(text[pos:end])
         pos = end + 1
     terminator = text[pos]
+    if (terminator.isalnum() or terminator == " ") and not elements[15].isalnum():
+        # ``…*P*~GS*…``: the terminator sits where ISA16 belongs.
+        raise X12Error(
+            f"ISA16 (component separator) is missing: found {elements[15]!r} where ISA16 "
+            f"belongs and {terminator!r} where the segment terminator belongs; the ISA is "
+            f"{ISA_LENGTH - 1} characters, ISA must be {ISA_LENGTH} characters",
+            1,
+            "ISA",
+            16,
+            level="interchange",
+        )
     if terminator.isalnum() or terminator == " " or elements[15].isalnum():
         # A letter or digit here means ISA16 is missing or ISA is too long:
         # guessing on would cut every following segment at the wrong place.
@@ -138,7 +160,8 @@ def read_isa(text: str) -> tuple[Delimiters, list[str]]:
             16,
             level="interchange",
         )
-    rest = text[pos + 1 :]
+    _isa16_present(text, pos, elements[15], terminator, sep)
+    rest = text[pos + 1 : pos + 3]
     suffix = "\r\n" if rest.startswith("\r\n") else "\n" if rest.startswith("\n") else ""
     if terminator in "\r\n":
         suffix = "\n" if terminator == "\r" and rest.startswith("\n") else ""
@@ -156,23 +179,60 @@ def read_isa(text: str) -> tuple[Delimiters, list[str]]:
     return delims, elements
 
 
-def split_segments(text: str, delims: Delimiters) -> tuple[list[RawSegment], str]:
-    """Cut the interchange into segments; return them and the text after the last one.
+def _no_line_break(text: str, start: int) -> None:
+    """A line break inside the 105 characters up to ISA16 is never data: say what it is."""
+    head = text[start : start + ISA_LENGTH - 1]
+    cut = min((i for i in (head.find("\r"), head.find("\n")) if i != -1), default=-1)
+    if cut == -1:
+        return
+    if cut == ISA_LENGTH - 2:
+        # The break sits where ISA16 belongs: ISA16 is missing and the break ends the ISA.
+        message = (
+            f"ISA16 (component separator) is missing: the ISA ends with a line break after "
+            f"{cut} characters; ISA must be {ISA_LENGTH} characters"
+        )
+        raise X12Error(message, 1, "ISA", 16, level="interchange")
+    raise X12Error(
+        f"ISA is broken by a line break after {cut} characters (wrapped at {cut} columns?); "
+        f"ISA must be {ISA_LENGTH} characters on one line: set unwrap: true on the x12 step "
+        "to join wrapped lines",
+        1,
+        "ISA",
+        level="interchange",
+    )
 
-    Line breaks other than the remembered suffix are tolerated (and dropped)
-    so that hand-edited files still parse; such files then no longer render
-    byte for byte, which only matters for the round-trip guarantee.
+
+def _isa16_present(text: str, pos: int, isa16: str, terminator: str, sep: str) -> None:
+    """Refuse an ISA whose ISA16 is really its terminator (``…*P*~`` + line break).
+
+    Then the line break looks like the terminator and ``~`` like ISA16; the giveaway
+    is the next segment, which ends with that same ``~`` — a trailing component
+    separator no real segment has.
     """
-    pieces = text.split(delims.segment)
-    trailing = pieces.pop()  # whatever follows the final terminator
-    segments: list[RawSegment] = []
-    for number, piece in enumerate(pieces, start=1):
-        if number > 1:
-            if delims.suffix and piece.startswith(delims.suffix):
-                piece = piece[len(delims.suffix) :]
-            piece = piece.lstrip("\r\n")
-        segments.append(RawSegment(number, piece))
-    return segments, trailing
+    if terminator not in "\r\n":
+        return
+    following = text[pos + 1 : pos + 400].lstrip(BETWEEN)
+    end = following.find("\n")
+    nxt = (following[:end] if end != -1 else following).rstrip("\r")
+    if sep in nxt and nxt.endswith(isa16):
+        raise X12Error(
+            f"ISA16 (component separator) is missing: found {isa16!r}, which also ends the "
+            f"next segment, then a line break; the ISA is {ISA_LENGTH - 1} characters, "
+            f"ISA must be {ISA_LENGTH} characters",
+            1,
+            "ISA",
+            16,
+            level="interchange",
+        )
+
+
+def control_number_guess(text: str, start: int) -> str | None:
+    """ISA13 read loosely from an ISA too broken for :func:`read_isa`, to name it in errors."""
+    if not text.startswith("ISA", start) or len(text) <= start + 3:
+        return None
+    parts = text[start : start + 140].split(text[start + 3])
+    candidate = parts[13].strip() if len(parts) > 13 else ""
+    return candidate if candidate.isdigit() and len(candidate) == 9 else None
 
 
 def split_element(value: str, delims: Delimiters) -> Element:
@@ -180,6 +240,22 @@ def split_element(value: str, delims: Delimiters) -> Element:
     if delims.repetition is not None and delims.repetition in value:
         return {"repeat": [_split_components(r, delims) for r in value.split(delims.repetition)]}
     return _split_components(value, delims)
+
+
+def unrepeat(element: Element, delims: Delimiters) -> tuple[Element, str | None]:
+    """A repeat split undone: the element as one value, and its whole text if it was split.
+
+    For elements that do not repeat, a repetition separator inside a value is the
+    sender's data (``REF*BM*999999-001`` with ISA11 ``-``); reading only the first
+    repetition would silently cut it to ``999999``.
+    """
+    if not isinstance(element, dict) or delims.repetition is None:
+        return element, None
+    reps = element.get("repeat") or []
+    whole = delims.repetition.join(
+        delims.component.join(r) if isinstance(r, list) else str(r) for r in reps
+    )
+    return _split_components(whole, delims), whole
 
 
 def _split_components(value: str, delims: Delimiters) -> str | list[str]:

@@ -54,7 +54,8 @@ CTT = (Field("line_count", 1, "N0"), Field("hash_total", 2, "R"))
 
 SEGMENTS = dictionary(
     "ST BIG NTE CUR REF YNQ PER N1 N2 N3 N4 ITD DTM FOB PID MEA PWK PKG L7 BAL INC PAM LM "
-    "LQ N9 MSG IT1 CRC QTY IT3 TXI CTP PO4 IT8 SDQ SLN SAC TDS CAD ISS CTT SE"
+    "LQ N9 MSG IT1 CRC QTY IT3 TXI CTP PO4 IT8 SDQ SLN SAC TDS CAD ISS CTT SE DMG V1 R4 FA1 "
+    "FA2 SR TC2 AMT"
 )
 # Summary starts at TDS; SAC/TXI after it are invoice-level, before it line-level.
 _SUMMARY = frozenset({"TDS", "CTT"})

@@ -29,13 +29,15 @@ BEG = (
 )
 CTT = (Field("line_count", 1, "N0"), Field("hash_total", 2, "R"))
 
-#: 850 segments of the 004010 standard that distributors exchange; anything
+#: 850 segments of the 004010 standard (and NTE of the 003xxx ones, still sent); anything
 #: else is reported as "segment not in defined transaction set".
 SEGMENTS = dictionary(
     "ST BEG CUR REF PER TAX FOB CTP PAM CSH TC2 SAC ITD DIS INC DTM LDT LIN SI PID MEA PWK "
     "PKG TD1 TD5 TD3 TD4 MAN PCT CTB TXI N9 MSG N1 N2 N3 N4 NX2 PO1 PO3 PO4 CN1 QTY SCH SLN "
-    "SDQ IT8 AMT CTT SE NTE SPI ADV"
+    "SDQ IT8 AMT CTT SE NTE SPI ADV FA1 FA2 LM LQ G61 CB1 IT3 LS LE"
 )
+#: 004030 replaced MSG by MTX (text) and added EFI and IN2; 005010 kept that list.
+ADDED = (("004030", dictionary("MTX EFI IN2")),)
 
 
 def view(items: list[Item], sink: ErrorSink) -> dict[str, Any]:
@@ -68,4 +70,4 @@ def build(tx: Mapping[str, Any]) -> list[Segment]:
     return body
 
 
-SPEC = SetSpec("850", "PO", SEGMENTS, view, build)
+SPEC = SetSpec("850", "PO", SEGMENTS, view, build, ADDED)

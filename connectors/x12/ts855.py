@@ -40,8 +40,10 @@ CTT = (Field("line_count", 1, "N0"), Field("hash_total", 2, "R"))
 SEGMENTS = dictionary(
     "ST BAK CUR REF PER TAX FOB CTP PAM CSH SAC ITD DIS INC DTM LDT LIN SI PID MEA PWK PKG "
     "TD1 TD5 TD3 TD4 MAN TXI CTB N9 MSG N1 N2 N3 N4 NX2 PO1 PO3 PO4 ACK SCH SLN SDQ QTY AMT "
-    "CTT SE NTE"
+    "CTT SE NTE ADV IT8"
 )
+#: As in the 850: 004030 brought MTX (text), EFI and IN2.
+ADDED = (("004030", dictionary("MTX EFI IN2")),)
 
 
 def view(items: list[Item], sink: ErrorSink) -> dict[str, Any]:
@@ -83,4 +85,4 @@ def build(tx: Mapping[str, Any]) -> list[Segment]:
     return body
 
 
-SPEC = SetSpec("855", "PR", SEGMENTS, view, build)
+SPEC = SetSpec("855", "PR", SEGMENTS, view, build, ADDED)

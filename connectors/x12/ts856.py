@@ -89,8 +89,10 @@ CHILD_ORDER = ("shipments", "orders", "tares", "packs", "items", "children")
 SEGMENTS = dictionary(
     "ST BSN DTM HL LIN SN1 SLN PRF PO4 PID MEA PWK PKG TD1 TD5 TD3 TD4 TSD REF PER LH1 LH2 "
     "LH3 LFH LEP UNA LH4 LHT LHR CLD MAN DTM FOB PAL N1 N2 N3 N4 SDQ ETD CUR SAC GF YNQ CTT "
-    "SE"
+    "SE LHE DTP LM LQ V1 R4"
 )
+#: 005010 added AT9 (trailer or container dimensions) under TD3.
+ADDED = (("005010", dictionary("AT9")),)
 
 _NODE_FIELDS: dict[str, tuple[str, tuple[Field, ...]]] = {
     "PRF": ("prf", PRF),
@@ -241,4 +243,4 @@ def _node_segments(node: Mapping[str, Any]) -> list[Segment]:
     return out
 
 
-SPEC = SetSpec("856", "SH", SEGMENTS, view, build)
+SPEC = SetSpec("856", "SH", SEGMENTS, view, build, ADDED)

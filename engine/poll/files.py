@@ -27,6 +27,7 @@ real folders, not links, or the poll fails.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import logging
@@ -246,10 +247,10 @@ class FilePoll:
         if after is None or (after.size, after.mtime_ns) != (file.size, file.mtime_ns):
             return False  # written to while we read it: not complete after all
         try:
-            text = raw.decode("utf-8-sig")
+            text = _decode(raw, self.config.encoding)
         except UnicodeDecodeError as exc:
-            self._reject(drop, file, f"the file is not UTF-8 text (byte {exc.start}: "
-                         f"{raw[exc.start:exc.start + 1]!r})")
+            self._reject(drop, file, f"the file is not {self.config.encoding.upper()} text "
+                         f"(byte {exc.start}: {raw[exc.start:exc.start + 1]!r})")
             return True
         try:
             accepted = run.take(text, headers(file))
@@ -277,6 +278,13 @@ class FilePoll:
         if target is not None and suffix and drop.stat(name + suffix) is not None:
             drop.move(name + suffix, folder)
         return target
+
+
+def _decode(raw: bytes, encoding: str) -> str:
+    """A UTF-8 byte-order mark says what the file is, whatever the trigger's encoding says."""
+    if raw.startswith(codecs.BOM_UTF8):
+        return raw[len(codecs.BOM_UTF8):].decode("utf-8")
+    return raw.decode(encoding)
 
 
 def headers(file: DropFile) -> dict[str, Any]:

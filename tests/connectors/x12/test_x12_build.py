@@ -421,5 +421,6 @@ def test_outbound_document_is_validated_and_returned_parsed() -> None:
             now=NOW,
         )
     assert str(info.value) == (
-        "segment 10 (PO1), element PO102: expected a decimal number, found 'six'"
+        "interchange 000000001, segment 10 (PO1), element PO102: expected a decimal "
+        "number, found 'six'"
     )

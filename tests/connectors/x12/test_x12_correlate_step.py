@@ -70,3 +70,13 @@ steps:
                                       "expects a parsed 997: parse it first with x12: "
                                       "{parse: {}}")
     assert state.error["kind"] == "invalid_input"
+
+
+def test_a_file_of_997s_is_correlated_whole(loader: Loader, tmp_path: Path) -> None:
+    sent, ack = sent_and_ack()
+    later = generate_997(parse(sent, strict=False), MemoryControlNumbers(start=8))
+    state = run(loader, tmp_path, FLOW, {"sent_doc": parse(sent), "edi": ack + later})
+    assert state.status == "succeeded", state.error
+    acks = state.envelope["vars"]["acks"]
+    assert [(a["matched"], a["ack_control_number"]) for a in acks] == [
+        (True, "0007"), (True, "0008")]

@@ -157,13 +157,18 @@ CASES = {
 }
 
 
+#: Every message starts by naming the interchange: its ISA13, or its place in the file
+#: (#1) when its ISA is too broken to read ISA13 from.
+INTERCHANGE = {"isa_truncated": "#1", "not_isa": "#1", "isa_control_not_numeric": "00000450A"}
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_strict_parse_names_segment_and_element(case: str) -> None:
     text, message, (index, seg_id, element) = CASES[case]
     with pytest.raises(X12Error) as info:
         parse(text)
     err = info.value
-    assert str(err) == message
+    assert str(err) == f"interchange {INTERCHANGE.get(case, '000004501')}, {message}"
     assert (err.segment_index, err.segment_id, err.element_index) == (index, seg_id, element)
 
 
@@ -172,7 +177,8 @@ def test_missing_se_between_two_sets_points_at_the_next_st() -> None:
     with pytest.raises(X12Error) as info:
         parse(text)
     assert str(info.value) == (
-        "segment 25 (SE): SE missing for transaction set '0001' that starts at segment 3"
+        "interchange 000004502, segment 25 (SE): SE missing for transaction set '0001' that "
+        "starts at segment 3"
     )
 
 
@@ -181,8 +187,9 @@ def test_missing_isa16_is_not_guessed_around() -> None:
     with pytest.raises(X12Error) as info:
         parse(text)
     assert str(info.value) == (
-        "segment 1 (ISA), element ISA16: no segment terminator after ISA16 (found 'G'); "
-        "ISA must be 106 characters"
+        "interchange 000004502, segment 1 (ISA), element ISA16: ISA16 (component separator) is "
+        "missing: found '~' where ISA16 belongs and 'G' where the segment terminator belongs; "
+        "the ISA is 105 characters, ISA must be 106 characters"
     )
 
 
@@ -212,7 +219,8 @@ def test_lenient_parse_collects_every_error_with_its_location() -> None:
     ]
     assert got == [
         (
-            "segment 10 (ZZZ): segment ZZZ is not defined for transaction set 850",
+            "interchange 000004501, segment 10 (ZZZ): segment ZZZ is not defined for "
+            "transaction set 850",
             "segment",
             "6",
             0,
@@ -220,7 +228,8 @@ def test_lenient_parse_collects_every_error_with_its_location() -> None:
             8,
         ),
         (
-            "segment 30 (SE), element SE01: SE01 says '27' segments, transaction set has 28",
+            "interchange 000004501, segment 30 (SE), element SE01: SE01 says '27' segments, "
+            "transaction set has 28",
             "set",
             "4",
             0,
@@ -228,7 +237,8 @@ def test_lenient_parse_collects_every_error_with_its_location() -> None:
             28,
         ),
         (
-            "segment 23 (PO1), element PO102: expected a decimal number, found '12O'",
+            "interchange 000004501, segment 23 (PO1), element PO102: expected a decimal "
+            "number, found '12O'",
             "element",
             "6",
             0,
@@ -236,7 +246,8 @@ def test_lenient_parse_collects_every_error_with_its_location() -> None:
             21,
         ),
         (
-            "segment 31 (GE), element GE01: GE01 says '3' transaction sets, group has 1",
+            "interchange 000004501, segment 31 (GE), element GE01: GE01 says '3' transaction "
+            "sets, group has 1",
             "group",
             "5",
             0,
@@ -271,7 +282,8 @@ def test_x12error_to_dict_is_json_ready() -> None:
     with pytest.raises(X12Error) as info:
         parse(mutate("SE*27*0001", "SE*26*0001"))
     assert info.value.to_dict() == {
-        "message": "segment 29 (SE), element SE01: SE01 says '26' segments, transaction set has 27",
+        "message": "interchange 000004501, segment 29 (SE), element SE01: SE01 says '26' "
+        "segments, transaction set has 27",
         "segment_index": 29,
         "segment_id": "SE",
         "element_index": 1,
@@ -282,4 +294,5 @@ def test_x12error_to_dict_is_json_ready() -> None:
         "group_index": 0,
         "transaction_index": 0,
         "set_position": 27,
+        "interchange": "000004501",
     }
