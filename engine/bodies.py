@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
+import orjson
+
 from engine.xmlbody import XmlBodyError, parse_xml
 
 log = logging.getLogger("flowrunner.server")
@@ -25,6 +27,8 @@ MAX_FORM_FIELDS = 1000
 DROPPED = "x-flowrun-dropped-headers"  # names the headers a run record left out
 # only a body holding a \uD800-\uDFFF escape can parse to a lone surrogate; the rest skip the walk
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+_BOM = b"\xef\xbb\xbf"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _HINT = "send text as valid Unicode (a \\ud800-\\udbff escape must be followed by its pair)"
 
@@ -93,6 +97,16 @@ def parse_body(raw: bytes, content_type: str | None) -> Any:
 
 
 def _json(raw: bytes) -> Any:
+    # orjson parses a body about four times faster, and refuses NaN, Infinity, numbers out of a
+    # double's range, lone surrogates and invalid UTF-8 itself (the standard parser then says
+    # why); but it reads an integer past 64 bits as a float, so a body with a run of 19 or more
+    # digits takes the standard parser, which keeps every digit
+    fast = raw[3:] if raw.startswith(_BOM) else raw
+    if not _LONG_DIGITS.search(fast):
+        try:
+            return orjson.loads(fast)
+        except orjson.JSONDecodeError:
+            pass
     # the utf-8-sig codec drops a leading byte order mark, which some senders write
     data = json.loads(raw.decode("utf-8-sig"), parse_constant=_no_constant, parse_float=_finite)
     if _SURROGATE_ESCAPE.search(raw):

@@ -20,6 +20,10 @@ JSON = "application/json"
     (b'\xef\xbb\xbf{"id": 1001}', JSON, {"id": 1001}),  # a byte order mark, as some send
     (b'{"id": 9007199254740993}', JSON, {"id": 2**53 + 1}),  # Shopify ids: exact, not floats
     (b'{"id": 36893488147419103233}', JSON, {"id": 2**65 + 1}),  # beyond 64 bits, still exact
+    (b'{"id": 18446744073709551617}', JSON, {"id": 2**64 + 1}),  # just past 64 bits
+    (b'{"id": -9223372036854775809}', JSON, {"id": -(2**63) - 1}),
+    (b'[820982911946154508, 1.5, "9999999999999999999999"]', JSON,
+     [820982911946154508, 1.5, "9999999999999999999999"]),
     (b'{"n": ' + b"7" * 4300 + b"}", JSON, {"n": int("7" * 4300)}),  # at Python's limit
     (b'{"a": 1.7976931348623157e308}', JSON, {"a": 1.7976931348623157e308}),
     (b'{"a": 1e-400}', JSON, {"a": 0.0}),  # underflow is zero, not an error
