@@ -31,7 +31,6 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import redis
 from celery import Celery
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -124,51 +123,31 @@ def make_celery(settings: Settings, tuning: CelerySettings | None = None) -> Cel
     return celery
 
 
-# KEYS: due, moving. ARGV: now, max ids, claim deadline. Claims whose pump died go back first.
-CLAIM_DUE = """
-local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-for _, id in ipairs(stale) do
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('ZADD', KEYS[1], 'NX', ARGV[1], id)
-end
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, id in ipairs(ids) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('ZADD', KEYS[2], ARGV[3], id)
-end
-return ids
-"""
-
-
 class DuePump(Periodic):
-    """Moves runs whose retry is due from ``flowrun:due`` to the Celery queue, each once."""
+    """Moves runs whose retry is due from the store's due set to the Celery queue, each once."""
 
     duty = "due-retry pump"
 
-    def __init__(self, client: redis.Redis, send: Callable[[str], None], *,
-                 prefix: str = "flowrun:", interval: float = 0.5, claim_lease: float = 60.0):
+    def __init__(self, store: RedisStore, send: Callable[[str], None], *,
+                 interval: float = 0.5, claim_lease: float = 60.0):
         super().__init__(interval, first=0.0)
-        self.client = client
+        self.store = store
         self.send = send
-        self.due_key, self.moving_key = f"{prefix}due", f"{prefix}due:moving"
         self.claim_lease = claim_lease
-        self._claim = client.register_script(CLAIM_DUE)
 
     def schedule(self, run_id: str, due_at: float) -> None:
-        self.client.zadd(self.due_key, {run_id: due_at})
+        self.store.schedule_due(run_id, due_at)
 
     def pump_once(self, batch: int = 100) -> int:
         """Send every due run now; the number sent."""
         sent = 0
         while True:
             now = time.time()
-            ids = self._claim(keys=[self.due_key, self.moving_key],
-                              args=[repr(now), batch, repr(now + self.claim_lease)])
+            ids = self.store.claim_due(now, batch, now + self.claim_lease)
             for run_id in ids:
-                run_id = run_id.decode() if isinstance(run_id, bytes) else str(run_id)
                 self.send(run_id)
                 # only now is the id safely in the queue; until here a dead pump's claim returns
-                self.client.zrem(self.moving_key, run_id)
+                self.store.sent_due(run_id)
                 sent += 1
             if len(ids) < batch:
                 return sent
@@ -181,10 +160,10 @@ class DuePump(Periodic):
         """Seconds to sleep: until the earliest due run, at most the interval. A retry or a
         reserved rate-limit token due in 50 ms is sent then, not up to an interval late (late
         sends bunch up the calls a rate limit had spread out)."""
-        first = self.client.zrange(self.due_key, 0, 0, withscores=True)
-        if not first:
+        first = self.store.first_due()
+        if first is None:
             return self.interval
-        return min(self.interval, max(0.0, float(first[0][1]) - time.time()))
+        return min(self.interval, max(0.0, first - time.time()))
 
 
 class Leases:
@@ -242,14 +221,13 @@ class CeleryExecutor:
         self.watcher = watcher
         self.celery = make_celery(settings, self.tuning)
         self.redis = store.redis  # one client per process: the store's
-        self.pump = DuePump(self.redis, self.submit, prefix=store.prefix,
-                            interval=self.tuning.pump_interval,
+        self.pump = DuePump(store, self.submit, interval=self.tuning.pump_interval,
                             claim_lease=self.tuning.claim_lease)
         self._identity = f"{socket.gethostname()}:{os.getpid()}"
         self._declared: set[str] = set()  # queues this process has declared to the broker
         self._retry_policy = self.celery.conf.task_publish_retry_policy
         #: concurrency slots and rate-limit buckets shared by every worker
-        self.limits = RedisLimits(self.redis, store.prefix)
+        self.limits = RedisLimits(store)
         self.rate_limiter = self.limits
         self.leases = Leases(store, self.tuning.run_lease)
         self.reaper = Reaper(store, self.submit, identity=self._identity,

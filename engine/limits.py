@@ -22,11 +22,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
-
-import redis
+from typing import TYPE_CHECKING, Protocol
 
 from engine.dsl.flow import RateLimit
+
+if TYPE_CHECKING:
+    from engine.store.redis import RedisStore
 
 
 class RateLimiter(Protocol):
@@ -74,112 +75,36 @@ class LocalBucket:
         return (1 - tokens) / per_second
 
 
-# KEYS: bucket. ARGV: per second, burst, mode. Returns the wait in seconds as text ('0' = go now).
-# mode 'reserve' always takes the token, perhaps one in the future (a step waits its turn);
-# mode 'try' takes one only if it is there now, else takes nothing (a refused webhook must not
-# use up a later turn).
-TAKE_TOKEN = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens, at = tonumber(b[1]), tonumber(b[2])
-if not tokens then tokens, at = burst, now end
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local wait = 0
-if tokens >= 1 or ARGV[3] == 'reserve' then
-  tokens = tokens - 1
-  if tokens < 0 then wait = -tokens / rate end
-else
-  wait = (1 - tokens) / rate
-end
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),
-           'at', string.format('%.6f', now))
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
-return string.format('%.6f', wait)
-"""
-
-# KEYS: holders, waiters, due. ARGV: holder, limit, lease ms, due member, recheck at (due score).
-# Expired holders (their worker died) free their slot first. 1 = slot taken, 0 = waiting.
-ACQUIRE_SLOT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZSCORE', KEYS[1], ARGV[1])
-   or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-  redis.call('ZREM', KEYS[2], ARGV[4])
-  return 1
-end
-redis.call('ZADD', KEYS[2], 'NX', now, ARGV[4])
-redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
-return 0
-"""
-
-# KEYS: holders. ARGV: holder, lease ms. Only a holder that still has its slot renews it.
-RENEW_SLOT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1])
-"""
-
-# KEYS: holders, waiters, due. ARGV: holder, now (due score). Wakes the oldest waiter.
-RELEASE_SLOT = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-local w = redis.call('ZPOPMIN', KEYS[2])
-if w[1] then redis.call('ZADD', KEYS[3], ARGV[2], w[1]) return w[1] end
-return false
-"""
-
-
 class RedisLimits:
-    """Slots and buckets shared by every worker through one Redis."""
+    """Slots and buckets shared by every worker through one Redis: the store's keys and
+    scripts (engine/store/redis)."""
 
     local = False
 
-    def __init__(self, client: redis.Redis, prefix: str = "flowrun:"):
-        self.client = client
-        self.prefix = prefix
-        self.due_key = f"{prefix}due"
-        self._take = client.register_script(TAKE_TOKEN)
-        self._acquire = client.register_script(ACQUIRE_SLOT)
-        self._renew = client.register_script(RENEW_SLOT)
-        self._release = client.register_script(RELEASE_SLOT)
-
-    def _slots(self, flow_id: str) -> list[str]:
-        holders = f"{self.prefix}slots:{flow_id}"
-        return [holders, f"{holders}:waiting", self.due_key]
+    def __init__(self, store: RedisStore):
+        self.store = store
 
     def take(self, limit: RateLimit) -> float:
-        return self._token(limit.name, limit.per_second, limit.burst, "reserve")
+        return self.store.take_token(limit.name, limit.per_second, limit.burst, "reserve")
 
     def try_take(self, name: str, per_second: float, burst: int) -> float:
         """A token of bucket *name* if one is there now (0), else the seconds until one will be;
         unlike `take`, a refusal reserves nothing."""
-        return self._token(name, per_second, burst, "try")
-
-    def _token(self, name: str, per_second: float, burst: int, mode: str) -> float:
-        wait = self._take(keys=[f"{self.prefix}rate:{name}"],
-                          args=[repr(float(per_second)), burst, mode])
-        return float(wait.decode() if isinstance(wait, bytes) else wait)
+        return self.store.take_token(name, per_second, burst, "try")
 
     def acquire_slot(self, flow_id: str, holder: str, limit: int, lease: float, member: str,
                      recheck: float) -> bool:
         """Take one of the flow's *limit* slots for *holder*, or queue *member* as a waiter
         (woken through the due set by a release, or at the latest *recheck* seconds from now)."""
-        return bool(self._acquire(keys=self._slots(flow_id), args=[
-            holder, limit, max(1, int(lease * 1000)), member, repr(time.time() + recheck)]))
+        return self.store.acquire_slot(flow_id, holder, limit, lease, member,
+                                       time.time() + recheck)
 
     def renew_slot(self, flow_id: str, holder: str, lease: float) -> bool:
-        return bool(self._renew(keys=[f"{self.prefix}slots:{flow_id}"],
-                                args=[holder, max(1, int(lease * 1000))]))
+        return self.store.renew_slot(flow_id, holder, lease)
 
     def release_slot(self, flow_id: str, holder: str) -> str | None:
         """Free the slot; the due member of the waiter woken, if any."""
-        woken = self._release(keys=self._slots(flow_id), args=[holder, repr(time.time())])
-        if not woken:
-            return None
-        return woken.decode() if isinstance(woken, bytes) else str(woken)
+        return self.store.release_slot(flow_id, holder)
 
     def holders(self, flow_id: str) -> int:
-        return int(self.client.zcard(f"{self.prefix}slots:{flow_id}"))
+        return self.store.slot_holders(flow_id)

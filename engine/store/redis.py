@@ -166,6 +166,81 @@ end_delivery(ARGV[1], ARGV[2], ARGV[3], false)
 return 1
 """
 
+# -- retries due later, rate limits and concurrency slots (engine/celery_executor, engine/limits)
+# KEYS: due, moving. ARGV: now, max ids, claim deadline. Claims whose pump died go back first.
+CLAIM_DUE = """
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+for _, id in ipairs(stale) do
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZADD', KEYS[1], 'NX', ARGV[1], id)
+end
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZADD', KEYS[2], ARGV[3], id)
+end
+return ids
+"""
+
+
+# KEYS: bucket. ARGV: per second, burst, mode. Returns the wait in seconds as text ('0' = go now).
+# mode 'reserve' always takes the token, perhaps one in the future (a step waits its turn);
+# mode 'try' takes one only if it is there now, else takes nothing (a refused webhook must not
+# use up a later turn).
+TAKE_TOKEN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens, at = tonumber(b[1]), tonumber(b[2])
+if not tokens then tokens, at = burst, now end
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= 1 or ARGV[3] == 'reserve' then
+  tokens = tokens - 1
+  if tokens < 0 then wait = -tokens / rate end
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),
+           'at', string.format('%.6f', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+return string.format('%.6f', wait)
+"""
+
+# KEYS: holders, waiters, due. ARGV: holder, limit, lease ms, due member, recheck at (due score).
+# Expired holders (their worker died) free their slot first. 1 = slot taken, 0 = waiting.
+ACQUIRE_SLOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[1])
+   or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[4])
+  return 1
+end
+redis.call('ZADD', KEYS[2], 'NX', now, ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+return 0
+"""
+
+# KEYS: holders. ARGV: holder, lease ms. Only a holder that still has its slot renews it.
+RENEW_SLOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1])
+"""
+
+# KEYS: holders, waiters, due. ARGV: holder, now (due score). Wakes the oldest waiter.
+RELEASE_SLOT = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+local w = redis.call('ZPOPMIN', KEYS[2])
+if w[1] then redis.call('ZADD', KEYS[3], ARGV[2], w[1]) return w[1] end
+return false
+"""
+
+
 BATCH = 200
 
 
@@ -182,6 +257,7 @@ class RedisStore:
             url, decode_responses=True, socket_connect_timeout=5, socket_timeout=30,
             health_check_interval=30)
         self.due_key, self.inflight_key = f"{prefix}due", f"{prefix}inflight"
+        self.moving_key = f"{prefix}due:moving"
         self._flows_listed: set[str] = set()  # flows this process has put in `flows`
         register = self.redis.register_script
         self._save_runs = register(SAVE_RUNS)
@@ -191,6 +267,11 @@ class RedisStore:
         self._release = register(RELEASE_LOCK)
         self._begin = register(BEGIN_DELIVERY)
         self._end = register(END_DELIVERY)
+        self._claim_due = register(CLAIM_DUE)
+        self._take_token = register(TAKE_TOKEN)
+        self._acquire_slot = register(ACQUIRE_SLOT)
+        self._renew_slot = register(RENEW_SLOT)
+        self._release_slot = register(RELEASE_SLOT)
 
     # -- plumbing ------------------------------------------------------------------------------
     @contextmanager
@@ -373,6 +454,53 @@ class RedisStore:
     def touch_delivery(self, run_id: str) -> None:
         """Restart the clock of a run queued again, so the next sweep leaves it to its worker."""
         self._do(lambda: self.redis.zadd(self.inflight_key, {run_id: time.time()}, xx=True))
+
+    # -- retries due later ------------------------------------------------------------------------
+    def schedule_due(self, run_id: str, due_at: float) -> None:
+        """The run is sent to the workers when *due_at* comes (engine/celery_executor)."""
+        self._do(lambda: self.redis.zadd(self.due_key, {run_id: due_at}))
+
+    def claim_due(self, now: float, batch: int, claim_until: float) -> list[str]:
+        """Up to *batch* runs due by *now*, each claimed until *claim_until* (a claim whose
+        pump died before sending goes back to the due set then)."""
+        ids = self._do(lambda: self._claim_due(keys=[self.due_key, self.moving_key],
+                                               args=[repr(now), batch, repr(claim_until)]))
+        return [str(i) for i in ids]
+
+    def sent_due(self, run_id: str) -> None:
+        """A claimed run is in the queue now: its claim is done."""
+        self._do(lambda: self.redis.zrem(self.moving_key, run_id))
+
+    def first_due(self) -> float | None:
+        first = self._do(lambda: self.redis.zrange(self.due_key, 0, 0, withscores=True))
+        return float(first[0][1]) if first else None
+
+    # -- rate limits and concurrency slots (engine/limits) ---------------------------------------
+    def take_token(self, name: str, per_second: float, burst: int, mode: str) -> float:
+        wait = self._do(lambda: self._take_token(keys=[f"{self.prefix}rate:{name}"],
+                                                 args=[repr(float(per_second)), burst, mode]))
+        return float(wait)
+
+    def _slots(self, flow_id: str) -> list[str]:
+        holders = f"{self.prefix}slots:{flow_id}"
+        return [holders, f"{holders}:waiting", self.due_key]
+
+    def acquire_slot(self, flow_id: str, holder: str, limit: int, lease: float, member: str,
+                     recheck_at: float) -> bool:
+        return bool(self._do(lambda: self._acquire_slot(keys=self._slots(flow_id), args=[
+            holder, limit, max(1, int(lease * 1000)), member, repr(recheck_at)])))
+
+    def renew_slot(self, flow_id: str, holder: str, lease: float) -> bool:
+        return bool(self._do(lambda: self._renew_slot(keys=[f"{self.prefix}slots:{flow_id}"],
+                                                      args=[holder, max(1, int(lease * 1000))])))
+
+    def release_slot(self, flow_id: str, holder: str) -> str | None:
+        woken = self._do(lambda: self._release_slot(keys=self._slots(flow_id),
+                                                    args=[holder, repr(time.time())]))
+        return str(woken) if woken else None
+
+    def slot_holders(self, flow_id: str) -> int:
+        return int(self._do(lambda: self.redis.zcard(f"{self.prefix}slots:{flow_id}")))
 
     # -- flow versions -------------------------------------------------------------------------
     def save_flow_version(self, flow_id: str, version: str, text: str) -> None:

@@ -17,6 +17,7 @@ import redis
 
 from engine.dsl.flow import RateLimit
 from engine.limits import LocalBucket, RedisLimits
+from engine.store.redis import RedisStore
 
 
 def over_budget(grants: list[float], limit: RateLimit, slack: float = 1e-3) -> list[str]:
@@ -92,7 +93,7 @@ def test_redis_bucket_shared_by_clients_stays_within_the_bucket(redis_url: str) 
     limit = RateLimit(name="erp-eu", per_second=5, burst=2)
 
     def worker() -> Callable[[], float]:  # each thread its own client, as a worker would be
-        return partial(RedisLimits(redis.Redis.from_url(redis_url)).take, limit)
+        return partial(RedisLimits(RedisStore(redis_url)).take, limit)
 
     grants = grants_from(3, 10, worker, time.time)
     assert len(grants) == 30
@@ -105,7 +106,7 @@ def test_redis_bucket_shared_by_clients_stays_within_the_bucket(redis_url: str) 
 
 def test_redis_slots_admit_the_limit_and_queue_the_rest(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    limits = RedisLimits(client)
+    limits = RedisLimits(RedisStore(redis_url))
     assert limits.acquire_slot("bulk", "run-1", 2, 30, "run-1", 30)
     assert limits.acquire_slot("bulk", "run-2", 2, 30, "run-2", 30)
     assert not limits.acquire_slot("bulk", "run-3", 2, 30, "run-3", 30)
@@ -120,7 +121,7 @@ def test_redis_slots_admit_the_limit_and_queue_the_rest(redis_url: str) -> None:
 
 
 def test_a_dead_holders_slot_is_freed_after_its_lease(redis_url: str) -> None:
-    limits = RedisLimits(redis.Redis.from_url(redis_url))
+    limits = RedisLimits(RedisStore(redis_url))
     assert limits.acquire_slot("bulk", "dead-run", 1, 0.3, "dead-run", 0.3)
     assert not limits.acquire_slot("bulk", "next-run", 1, 30, "next-run", 30)
     time.sleep(0.4)  # the holder never renews: its worker died

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from engine.celery_executor import DuePump
+from engine.store.redis import RedisStore
 from tests.integration.conftest import Cluster, Downstream
 
 pytestmark = pytest.mark.integration
@@ -67,7 +68,7 @@ def test_competing_pumps_move_each_due_run_once(redis_url: str) -> None:
         with lock:
             sent.append(run_id)
 
-    pumps = [DuePump(client, send) for _ in range(4)]
+    pumps = [DuePump(RedisStore(redis_url), send) for _ in range(4)]
     now = time.time()
     for i in range(500):
         pumps[0].schedule(f"run-{i}", now - 1 if i < 400 else now + 3600)
@@ -94,14 +95,14 @@ def test_a_claim_whose_pump_died_before_sending_goes_back_and_is_sent(redis_url:
     def die(run_id: str) -> None:
         raise ConnectionError("pump process lost before the task was sent")
 
-    dying = DuePump(client, die, claim_lease=0.2)
+    dying = DuePump(RedisStore(redis_url), die, claim_lease=0.2)
     dying.schedule("run-1", time.time() - 1)
     with pytest.raises(ConnectionError):
         dying.pump_once()
     assert client.zcard("flowrun:due") == 0 and client.zcard("flowrun:due:moving") == 1
 
     sent: list[str] = []
-    healthy = DuePump(client, sent.append, claim_lease=0.2)
+    healthy = DuePump(RedisStore(redis_url), sent.append, claim_lease=0.2)
     assert healthy.pump_once() == 0  # the claim is still within its lease: not stolen
     time.sleep(0.3)
     assert healthy.pump_once() == 1
