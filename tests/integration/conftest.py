@@ -168,7 +168,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         state = self.server.state
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        declared = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(declared)
+        if len(raw) < declared:
+            # the sender died mid-request (a SIGKILLed worker): like any HTTP server, act on
+            # nothing that did not arrive whole — counting it would count an effect whose body
+            # never came, under a message the ledger cannot name
+            self.close_connection = True
+            return
         key = self.headers.get("Idempotency-Key") or ""
         with state.lock:
             state.requests.append({"path": self.path, "key": key, "at": time.time(),
