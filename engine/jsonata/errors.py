@@ -21,7 +21,7 @@ _MESSAGES: dict[str, str] = {
     "S0105": "Quoted property name must be terminated with a backquote (`)",
     "S0106": "Comment has no closing tag",
     "S0201": "Syntax error: {token}",
-    "S0202": "Expected {value}, got {token}",
+    "S0202": "Expected {value}, got {shown_token}",
     "S0203": "Expected {value} before end of expression",
     "S0204": "Unknown operator: {token}",
     "S0205": "Unexpected token: {token}",
@@ -188,6 +188,7 @@ class JsonataError(Exception):
         template = _MESSAGES.get(self.code, "JSONata error")
         fields = {
             "token": "" if self.token is None else str(self.token),
+            "shown_token": _show(self.token),
             "value": _show(self.value),
             "value2": _show(self.extra.get("value2")),
             "index": self.extra.get("index", ""),

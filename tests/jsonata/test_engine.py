@@ -192,6 +192,20 @@ def test_syntax_error_code_position_and_token() -> None:
     assert "position 11" in str(info.value)
 
 
+@pytest.mark.parametrize(("source", "code", "position", "found", "message"), [
+    ('{"total": $sum(lines.(qty * price)}', "S0202", 35, "}", 'Expected ")", got "}"'),
+    ("$sum(lines.(qty * price)", "S0203", 24, "(end)",
+     'Expected ")" before end of expression'),
+    ("[1, 2}", "S0202", 6, "}", 'Expected "]", got "}"'),
+])
+def test_syntax_error_says_what_was_expected_and_what_was_found(
+        source: str, code: str, position: int, found: str, message: str) -> None:
+    with pytest.raises(JsonataError) as info:
+        compile_expression(source)
+    err = info.value
+    assert (err.code, err.position, err.token, err.message) == (code, position, found, message)
+
+
 def test_function_errors_carry_function_name() -> None:
     with pytest.raises(JsonataError) as info:
         compile_expression('$substring("abc", "x")').evaluate({})
