@@ -250,3 +250,22 @@ def test_trim_fast_path_agrees_with_the_general_rule(s: str) -> None:
     # $trim folds runs of space, tab, CR and LF to one space, then strips spaces
     assert compile_expression("$trim(s)").evaluate({"s": s}) == \
         re.sub(r"[ \t\n\r]+", " ", s).strip(" ")
+
+
+# results of jsonata-js 2.2.2 on the same expressions
+@pytest.mark.parametrize(("fraction", "shown"), [
+    ("5", "500"), ("01", "010"), ("019", "019"), ("01987", "019"), ("9999", "999")])
+def test_fractional_seconds_of_a_picture_are_a_fraction_of_a_second(
+        fraction: str, shown: str) -> None:
+    source = (f"$toMillis('2026-04-08T19:05:04.{fraction}', "
+              "'[Y0001]-[M01]-[D01]T[H01]:[m01]:[s01].[f1]') ~> $fromMillis()")
+    assert compile_expression(source).evaluate({}) == f"2026-04-08T19:05:04.{shown}Z"
+
+
+@pytest.mark.parametrize(("source", "words"), [
+    ("$formatInteger(1e46, 'W')", "TEN BILLION TRILLION TRILLION TRILLION"),
+    ("$formatInteger(1e46, 'Ww;o')", "Ten Billion Trillion Trillion Trillionth"),
+    ("$formatInteger(123, 'w')", "one hundred and twenty-three"),
+])
+def test_words_of_a_number_beyond_2_53_are_those_of_jsonata_js(source: str, words: str) -> None:
+    assert compile_expression(source).evaluate({}) == words
