@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .functions import ROOT
 from .gen_runtime import Deferred, namespace
+from .limits import MAX_STRING
 from .operators import binary_function
 from .parse import COALESCE, DEFAULT
 from .runtime import Builtin, Frame
@@ -78,7 +79,9 @@ def generate(c: Compiler, node: Any, exported: bool = False) -> Fn:
             "        _mark_line(err, _sites)",
             "        raise",
             "    except OverflowError:",
-            f"        raise _overflow({node.position!r}) from None"]
+            f"        raise _overflow({node.position!r}) from None",
+            "    except ValueError as err:",  # str() of an integer over Python's limit
+            "        raise _int_text(err) from None"]
     # an error raised inside a library call is marked by the line it came through
     gen.ns["_sites"] = {len(head) + i + 1: site for i, site in gen.sites.items()}
     source = "\n".join(head + gen.lines + tail) + "\n"
@@ -572,6 +575,10 @@ class _Gen:
             self.emit(f"    if {r}.is_integer():")
             self.emit(f"        if {-_MAX_FLOAT!r} < {r} < {_MAX_FLOAT!r}: {r} = int({r})")
             self.emit(f"    elif {r} - {r} != 0: {r} = {f}({a}, {b})")
+            # an integer over the bound (limits.py): the operator function raises
+            # D1011. The operands are at most that long (JSON brings in none longer,
+            # every result is checked), so the operation made here took microseconds
+            self.emit(f"elif type({r}) is int and not -_IL < {r} < _IL: {r} = {f}({a}, {b})")
         elif op in _ORDER:
             self.emit(f"if {_both(num_a, num_b)} or {_both(str_a, str_b)}:")
             self.emit(f"    {r} = {a} {op} {b}")
@@ -580,13 +587,25 @@ class _Gen:
             py = "==" if op == "=" else "!="
             self.emit(f"{r} = {a} {py} {b} if {_both(str_a, str_b)} else {f}({a}, {b})")
         elif op == "&":
-            self.emit(f"{r} = {_text(a, str_a)} + {_text(b, str_b)}")
+            left, right = self.text_of(a, str_a), self.text_of(b, str_b)
+            # the operator function raises D2015 for a result over the bound (limits.py)
+            self.emit(f"{r} = {left} + {right} if len({left}) + len({right}) <= {MAX_STRING} "
+                      f"else {f}({a}, {b})")
             self.defined.add(r)
             self.strings.add(r)
             self.scalars.add(r)
         else:
             self.emit(f"{r} = {f}({a}, {b})")
         return r
+
+    def text_of(self, v: str, is_str: str) -> str:
+        """The name holding ``v`` as the text ``&`` joins (made once, read twice)."""
+        text = _text(v, is_str)
+        if text == v:
+            return v
+        t = self.tmp()
+        self.emit(f"{t} = {text}")
+        return t
 
     def _boolean(self, node: Any, ctx: str, is_and: bool) -> str:
         left = self.expr(node.lhs, ctx)
@@ -781,7 +800,7 @@ class _Gen:
 
 
 _SPECIAL = {"number", "sum", "count", "max", "min", "average"}
-_FAST_NAMES = ("U", "_NUM", "_SI", "_exd", "Seq", "_items", "_pace", "_collapse")
+_FAST_NAMES = ("U", "_NUM", "_SI", "_exd", "Seq", "_items", "_pace", "_collapse", "_IL")
 _MAX_FLOAT = float(MAX_EXACT)  # a float bound: compared with a float without conversion
 #: library functions that are one str method on a string argument
 _STR_METHODS = {"lowercase": "lower", "uppercase": "upper"}

@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import JsonataError
 from .runtime import Frame
-from .values import MAX_EXACT, UNDEFINED
+from .values import MAX_EXACT, UNDEFINED, finite_arg
 
 _ISO_RE = re.compile(
     r"^(-?\d{4,})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
@@ -122,6 +122,7 @@ def millis(env: Frame) -> Any:
 def format_integer(value: Any, picture: Any) -> Any:
     if value is UNDEFINED:
         return UNDEFINED
+    finite_arg(value, "formatInteger")
     if type(value) is float and abs(value) >= MAX_EXACT and picture.lstrip()[:1] in ("w", "W"):
         # jsonata-js spells a number beyond 2**53 with double arithmetic, which the
         # delegated engine repeats on a float: 1e46 is "ten billion trillion trillion

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import JsonataError
 from .signature import Signature
-from .values import UNDEFINED, Seq, is_function, js_number_str, out_of_range
+from .values import UNDEFINED, Seq, float_overflow, is_function, js_number_str, out_of_range
 
 #: items a loop may visit between two readings of the clock
 PACE = 4096
@@ -282,6 +282,8 @@ def _apply_inner(proc: Any, args: list[Any], inp: Any, env: Frame) -> Any:
             if err.token is None:
                 err.token = proc.name
             raise
+        except OverflowError:  # an integer argument made a float ($formatNumber)
+            raise float_overflow(None, proc.name) from None
     if tp is Partial:
         it = iter(args)
         full = [next(it, UNDEFINED) if a is PLACEHOLDER else a for a in proc.template]
