@@ -65,8 +65,9 @@ of `$round` `$floor` `$ceil` `$abs` `$sqrt` `$max` `$min` `$formatBase` `$format
 it is multiplied | {MAX_INT_DIGITS:,} digits (what Python writes as text) |
 | D2015 | a string made by `&`, `$pad`, `$join`, `$replace` or `$string` would be too long | \
 {MAX_STRING:,} characters |
-| D2016 | an array made by an array constructor or `$append` would be too long | \
-{MAX_ARRAY:,} items |
+| D2016 | an array made by an array constructor or `$append` would be too long, or the \
+result would hold too many values once copied out (one object held many times over) | \
+{MAX_ARRAY:,} items; {MAX_ARRAY:,} values in the result's objects and arrays together |
 
 Also beyond the reference: D1001 at the operator or function that would produce Infinity or NaN
 (or an integer too large for a floating-point operation), where jsonata-js returns the value;

@@ -34,7 +34,7 @@ def compile_ast(ast: Any, source: str = "", generate: bool = True, *,
     inner = c.compile(ast)
 
     def exporting(inp: Any, env: Frame) -> Any:
-        return export(inner(inp, env))
+        return export(inner(inp, env), env.state)
 
     return exporting
 

@@ -72,7 +72,7 @@ def generate(c: Compiler, node: Any, exported: bool = False) -> Fn:
     if gen.uses_builtins:
         # a binding or $eval rebound a library name: the closures look names up
         gen.ns["_whole"] = Deferred(c, node, c.depth)
-        whole = "_ex(_whole(inp, env))" if exported else "_whole(inp, env)"
+        whole = "_ex(_whole(inp, env), _st)" if exported else "_whole(inp, env)"
         head.append(f"    if _st.shadow: return {whole}")
     head.append("    try:")
     tail = ["    except _JErr as err:",

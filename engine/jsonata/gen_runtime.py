@@ -107,8 +107,10 @@ def export_deferred(value: Any, state: Any) -> Any:
     result is complete, where the closures' export() of the finished result
     raises it, so that an error met later in the evaluation is the one reported."""
     try:
-        return export(value)
+        return export(value, state)
     except JsonataError as err:
+        if err.code != "D1001":  # a bound (time, size): fails at once
+            raise
         if state.pending is None:
             state.pending = err
         return value  # never seen: the evaluation fails

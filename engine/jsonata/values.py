@@ -200,6 +200,14 @@ def strict_equal(a: Any, b: Any) -> bool:
     return ta is tb and a == b
 
 
+def charge_export(state: Any) -> None:
+    """The loop budget ran out while a result was copied: check the clock, and
+    the room left for result values (D2016 past MAX_ARRAY values in all)."""
+    state.tick()
+    if state.room < 0:
+        raise array_error(MAX_ARRAY - state.room, "the result (its objects and arrays together)")
+
+
 def js_number_str(v: float | int) -> str:
     """Format a number the way JavaScript's Number#toString does."""
     if type(v) is int:
@@ -248,14 +256,25 @@ def format_number15(v: float | int) -> str:
     return js_number_str(float(f"{v:.15g}"))
 
 
-def export(value: Any) -> Any:
+def export(value: Any, state: Any = None) -> Any:
     """Copy a result into plain JSON containers (no aliasing of input, no
     internal list subclasses, undefined members dropped as JSON does).
 
     A non-finite number can only arrive here from input data or a binding
     (every operator and function rejects producing one); JSON cannot carry
-    it, so it fails the evaluation rather than reach the next step."""
+    it, so it fails the evaluation rather than reach the next step.
+
+    *state* (the evaluation's): the values copied are charged to its loop
+    budget and its room for result values (see :func:`charge_export`). A result
+    may hold one object many times over - an object holding the one before it
+    twice, thirty deep, is a billion values once copied - so the copy is
+    bounded in time and in size like a loop."""
     if isinstance(value, dict):
+        if state is not None:
+            state.room -= len(value)
+            state.budget -= len(value)
+            if state.budget < 0:
+                charge_export(state)
         out = {}
         for k, v in value.items():
             t = type(v)
@@ -263,10 +282,16 @@ def export(value: Any) -> Any:
             if t is str or t is int or t is bool or v is None:
                 out[k] = v
             elif v is not UNDEFINED:
-                out[k] = export(v)
+                out[k] = export(v, state)
         return out
     if isinstance(value, list):
-        return [v if type(v) is str else None if v is UNDEFINED else export(v) for v in value]
+        if state is not None:
+            state.room -= len(value)
+            state.budget -= len(value)
+            if state.budget < 0:
+                charge_export(state)
+        return [v if type(v) is str else None if v is UNDEFINED else export(v, state)
+                for v in value]
     if type(value) is float and value - value != 0:
         raise out_of_range(value, js_number_str(value))
     return value

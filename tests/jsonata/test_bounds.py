@@ -277,3 +277,24 @@ def test_many_quick_regex_matches_honour_the_timeout() -> None:
     # two million matches, each quick: the deadline is checked between them
     outcomes = _both_ways('$replace(s, /a/, "b")', {"s": "a" * 2_000_000}, timeout_ms=200)
     assert [o[0] for o in outcomes] == ["U1001", "U1001"]
+
+
+SHARED = '$reduce([1..{n}], function($acc, $i) {{ {{"l": $acc, "r": $acc}} }}, "ab")'
+
+
+def test_a_result_holding_one_object_many_times_is_copied_within_the_time_bound() -> None:
+    # 2**30 values once copied out: the copy is paced like a loop, and stops at the bound
+    outcomes = _both_ways(SHARED.format(n=30), timeout_ms=300)
+    assert [o[0] for o in outcomes] == ["U1001", "U1001"]
+
+
+def test_a_result_of_more_values_than_the_room_is_d2016(monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.jsonata.runtime as runtime
+    monkeypatch.setattr(runtime, "MAX_ARRAY", 100_000)  # the room of each evaluation
+    outcomes = _both_ways(SHARED.format(n=20), timeout_ms=None)  # a million values
+    assert [o[0] for o in outcomes] == ["D2016", "D2016"]
+    assert "the result (its objects and arrays together)" in outcomes[0][1]
+    # within the room the same shape is copied out whole
+    assert _both_ways(SHARED.format(n=3), timeout_ms=None)[0] == {
+        "l": {"l": {"l": "ab", "r": "ab"}, "r": {"l": "ab", "r": "ab"}},
+        "r": {"l": {"l": "ab", "r": "ab"}, "r": {"l": "ab", "r": "ab"}}}
