@@ -566,19 +566,29 @@ class _Gen:
         if op in _ARITH or op in ("/", "%"):
             self.numbers.add(r)
         if op in _ARITH:
-            # the operator function re-checks what it computes: the narrowing
-            # test below is a no-op on its results
-            self.emit(f"{r} = {a} {op} {b} if {_both(num_a, num_b)} else {f}({a}, {b})")
+            both = _both(num_a, num_b)
+            if both == "False":
+                self.emit(f"{r} = {f}({a}, {b})")
+                return r
+            # two numbers: the operation itself; anything else the operator function
+            if both != "True":
+                self.emit(f"if not {both}: {r} = {f}({a}, {b})")
+                self.emit("else:")
+            pad = "    " if both != "True" else ""
+            self.emit(f"{pad}{r} = {a} {op} {b}")
             # a float result as the operator gives it: whole numbers as int,
             # non-finite as the operator's D1001
-            self.emit(f"if type({r}) is float:")
-            self.emit(f"    if {r}.is_integer():")
-            self.emit(f"        if {-_MAX_FLOAT!r} < {r} < {_MAX_FLOAT!r}: {r} = int({r})")
-            self.emit(f"    elif {r} - {r} != 0: {r} = {f}({a}, {b})")
+            self.emit(f"{pad}if type({r}) is float:")
+            self.emit(f"{pad}    if {r}.is_integer():")
+            self.emit(f"{pad}        if {-_MAX_FLOAT!r} < {r} < {_MAX_FLOAT!r}: {r} = int({r})")
+            self.emit(f"{pad}    elif {r} - {r} != 0: {r} = {f}({a}, {b})")
             # an integer over the bound (limits.py): the operator function raises
             # D1011. The operands are at most that long (JSON brings in none longer,
-            # every result is checked), so the operation made here took microseconds
-            self.emit(f"elif type({r}) is int and not -_IL < {r} < _IL: {r} = {f}({a}, {b})")
+            # every result is checked), so the operation made here took microseconds.
+            # Small integers are told apart first: CPython specializes a comparison
+            # of two one-digit (under 2**30) integers, not one with the bound itself
+            self.emit(f"{pad}elif not {-_SMALL} < {r} < {_SMALL} and not _NIL < {r} < _IL: "
+                      f"{r} = {f}({a}, {b})")
         elif op in _ORDER:
             self.emit(f"if {_both(num_a, num_b)} or {_both(str_a, str_b)}:")
             self.emit(f"    {r} = {a} {op} {b}")
@@ -800,7 +810,9 @@ class _Gen:
 
 
 _SPECIAL = {"number", "sum", "count", "max", "min", "average"}
-_FAST_NAMES = ("U", "_NUM", "_SI", "_exd", "Seq", "_items", "_pace", "_collapse", "_IL")
+_FAST_NAMES = ("U", "_NUM", "_SI", "_exd", "Seq", "_items", "_pace", "_collapse", "_IL",
+               "_NIL")
+_SMALL = 2**30 - 1  # the largest integer CPython stores in one digit
 _MAX_FLOAT = float(MAX_EXACT)  # a float bound: compared with a float without conversion
 #: library functions that are one str method on a string argument
 _STR_METHODS = {"lowercase": "lower", "uppercase": "upper"}

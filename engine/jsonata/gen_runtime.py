@@ -162,7 +162,8 @@ def namespace() -> dict[str, Any]:
         "_SI": (str, int),  # values exported as they are
         "_numbers": numbers_of, "_overflow": overflow, "_Frame": Frame,
         "_items": first_step_items, "_to_number": to_number_call,
-        "_ex": export, "_exd": export_deferred, "_IL": INT_LIMIT, "_int_text": int_text_error,
+        "_ex": export, "_exd": export_deferred, "_IL": INT_LIMIT, "_NIL": -INT_LIMIT,
+        "_int_text": int_text_error,
     }
 
 

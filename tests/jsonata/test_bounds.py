@@ -192,6 +192,10 @@ def test_the_3000_digit_integer_cubed_fails_at_the_multiplication() -> None:
 def test_integers_up_to_the_bound_stay_exact_both_ways() -> None:
     n = int("9" * 2000)
     assert _both_ways("n * n", {"n": n}) == [n * n, n * n]
+    # past one machine digit, past 2**53, negative: the generated checks let them through
+    ms = 1_765_000_000_000
+    assert _both_ways("t * 1000 + 1 - t", {"t": ms}) == [ms * 999 + 1] * 2
+    assert _both_ways("0 - n * n", {"n": 2**40}) == [-(2**80)] * 2
     big = 10**4299  # 4,300 digits
     assert _both_ways("n * 10 - 1", {"n": big // 10}) == [big - 1, big - 1]
     assert _both_ways("$string(n)", {"n": big}) == [str(big)] * 2
