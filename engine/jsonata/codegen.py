@@ -598,9 +598,18 @@ class _Gen:
             self.emit(f"{r} = {a} {py} {b} if {_both(str_a, str_b)} else {f}({a}, {b})")
         elif op == "&":
             left, right = self.text_of(a, str_a), self.text_of(b, str_b)
-            # the operator function raises D2015 for a result over the bound (limits.py)
-            self.emit(f"{r} = {left} + {right} if len({left}) + len({right}) <= {MAX_STRING} "
-                      f"else {f}({a}, {b})")
+            # the operator function raises D2015 for a result over the bound (limits.py);
+            # a literal's length is known now
+            sizes = [len(self.literals[v]) if type(self.literals.get(v)) is str else f"len({v})"
+                     for v in (left, right)]
+            known = sum(s for s in sizes if isinstance(s, int))
+            measured = " + ".join(s for s in sizes if isinstance(s, str))
+            if not measured:  # two literals
+                self.emit(f"{r} = {left} + {right}" if known <= MAX_STRING
+                          else f"{r} = {f}({a}, {b})")
+            else:
+                self.emit(f"{r} = {left} + {right} if {measured} <= {MAX_STRING - known} "
+                          f"else {f}({a}, {b})")
             self.defined.add(r)
             self.strings.add(r)
             self.scalars.add(r)
