@@ -57,10 +57,11 @@ def _json(value: Any, indent: int, level: int, out: list[str], budget: list[int]
     array holding one array twice, nested thirty times, has a billion leaves."""
     t = type(value)
     if t is str:
-        text = _quote(value)
-        budget[0] -= len(text)
+        budget[0] -= len(value) + 2  # before the quoted copy is made; escapes are added after
         if budget[0] < 0:
             raise string_error(MAX_STRING - budget[0], "the text of $string", token="string")
+        text = _quote(value)
+        budget[0] -= len(text) - len(value) - 2
         out.append(text)
     elif t is bool:
         out.append("true" if value else "false")
