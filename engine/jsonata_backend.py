@@ -104,8 +104,9 @@ def _native_message(exc: Any) -> str:
     """Code, message and the function involved; the position travels separately
     (the caller turns it into a line and column or names it with the expression)."""
     token = exc.token
+    # a run-time error's token names the function; a syntax error's is the token found
     where = f" (in ${token})" if isinstance(token, str) and token.isidentifier() \
-        and f"function {token}" not in exc.message else ""
+        and not exc.code.startswith("S") and f"function {token}" not in exc.message else ""
     return f"{exc.message}{where} ({exc.code})"
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.jsonata.limits import MAX_ARRAY, MAX_INT_DIGITS, MAX_STRING  # noqa: E402
 from engine.jsonata.suite_runner import run_suite  # noqa: E402
 
 REPORT = ROOT / "engine" / "jsonata" / "CONFORMANCE.md"
@@ -46,7 +47,32 @@ def render(outcomes: list) -> str:
     for o in failing:
         reason = o.reason.replace("|", "\\|").replace("\n", " ")
         lines.append(f"- `{o.case_id}`: {reason}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + CODES
+
+
+# error codes flowrunner adds to the reference's (none of jsonata-js 2.2.2 uses them)
+CODES = f"""
+## Error codes of flowrunner's own
+
+Size bounds of one evaluation (`engine/jsonata/limits.py`), checked before the value is made
+wherever its size is known in advance; the reference has only D2014, the bound on a range.
+
+| code | raised when | bound |
+|---|---|---|
+| D1011 | an integer result (arithmetic, `$sum`, `$number("0x...")`), or an integer argument \
+of `$round` `$floor` `$ceil` `$abs` `$sqrt` `$max` `$min` `$formatBase` `$formatNumber` \
+`$formatInteger` `$string` `&`, has too many digits; a product too large is refused before \
+it is multiplied | {MAX_INT_DIGITS:,} digits (what Python writes as text) |
+| D2015 | a string made by `&`, `$pad`, `$join`, `$replace` or `$string` would be too long | \
+{MAX_STRING:,} characters |
+| D2016 | an array made by an array constructor or `$append` would be too long, or the \
+result would hold too many values once copied out (one object held many times over) | \
+{MAX_ARRAY:,} items; {MAX_ARRAY:,} values in the result's objects and arrays together |
+
+Also beyond the reference: D1001 at the operator or function that would produce Infinity or NaN
+(or an integer too large for a floating-point operation), where jsonata-js returns the value;
+`$power` answers D3061 before computing an integer power beyond any double.
+"""
 
 
 def main() -> int:

@@ -17,7 +17,7 @@ from .errors import JsonataError
 from .functions import ROOT
 from .parse import parse
 from .runtime import Frame, State
-from .values import Seq, export
+from .values import Seq, export, float_overflow
 
 
 def compile_ast(ast: Any, source: str = "", generate: bool = True, *,
@@ -34,7 +34,7 @@ def compile_ast(ast: Any, source: str = "", generate: bool = True, *,
     inner = c.compile(ast)
 
     def exporting(inp: Any, env: Frame) -> Any:
-        return export(inner(inp, env))
+        return export(inner(inp, env), env.state)
 
     return exporting
 
@@ -103,6 +103,8 @@ class Expression:
         except RecursionError:
             # data or recursion deeper than Python's own stack: the same bound error
             raise JsonataError("U1001", position=None) from None
+        except OverflowError:  # an integer too large for a float, met where none was expected
+            raise float_overflow() from None
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .functions import ROOT
 from .gen_runtime import Deferred, namespace
+from .limits import MAX_STRING
 from .operators import binary_function
 from .parse import COALESCE, DEFAULT
 from .runtime import Builtin, Frame
@@ -71,14 +72,16 @@ def generate(c: Compiler, node: Any, exported: bool = False) -> Fn:
     if gen.uses_builtins:
         # a binding or $eval rebound a library name: the closures look names up
         gen.ns["_whole"] = Deferred(c, node, c.depth)
-        whole = "_ex(_whole(inp, env))" if exported else "_whole(inp, env)"
+        whole = "_ex(_whole(inp, env), _st)" if exported else "_whole(inp, env)"
         head.append(f"    if _st.shadow: return {whole}")
     head.append("    try:")
     tail = ["    except _JErr as err:",
             "        _mark_line(err, _sites)",
             "        raise",
             "    except OverflowError:",
-            f"        raise _overflow({node.position!r}) from None"]
+            f"        raise _overflow({node.position!r}) from None",
+            "    except ValueError as err:",  # str() of an integer over Python's limit
+            "        raise _int_text(err) from None"]
     # an error raised inside a library call is marked by the line it came through
     gen.ns["_sites"] = {len(head) + i + 1: site for i, site in gen.sites.items()}
     source = "\n".join(head + gen.lines + tail) + "\n"
@@ -563,15 +566,29 @@ class _Gen:
         if op in _ARITH or op in ("/", "%"):
             self.numbers.add(r)
         if op in _ARITH:
-            # the operator function re-checks what it computes: the narrowing
-            # test below is a no-op on its results
-            self.emit(f"{r} = {a} {op} {b} if {_both(num_a, num_b)} else {f}({a}, {b})")
+            both = _both(num_a, num_b)
+            if both == "False":
+                self.emit(f"{r} = {f}({a}, {b})")
+                return r
+            # two numbers: the operation itself; anything else the operator function
+            if both != "True":
+                self.emit(f"if not {both}: {r} = {f}({a}, {b})")
+                self.emit("else:")
+            pad = "    " if both != "True" else ""
+            self.emit(f"{pad}{r} = {a} {op} {b}")
             # a float result as the operator gives it: whole numbers as int,
             # non-finite as the operator's D1001
-            self.emit(f"if type({r}) is float:")
-            self.emit(f"    if {r}.is_integer():")
-            self.emit(f"        if {-_MAX_FLOAT!r} < {r} < {_MAX_FLOAT!r}: {r} = int({r})")
-            self.emit(f"    elif {r} - {r} != 0: {r} = {f}({a}, {b})")
+            self.emit(f"{pad}if type({r}) is float:")
+            self.emit(f"{pad}    if {r}.is_integer():")
+            self.emit(f"{pad}        if {-_MAX_FLOAT!r} < {r} < {_MAX_FLOAT!r}: {r} = int({r})")
+            self.emit(f"{pad}    elif {r} - {r} != 0: {r} = {f}({a}, {b})")
+            # an integer over the bound (limits.py): the operator function raises
+            # D1011. The operands are at most that long (JSON brings in none longer,
+            # every result is checked), so the operation made here took microseconds.
+            # Small integers are told apart first: CPython specializes a comparison
+            # of two one-digit (under 2**30) integers, not one with the bound itself
+            self.emit(f"{pad}elif not {-_SMALL} < {r} < {_SMALL} and not _NIL < {r} < _IL: "
+                      f"{r} = {f}({a}, {b})")
         elif op in _ORDER:
             self.emit(f"if {_both(num_a, num_b)} or {_both(str_a, str_b)}:")
             self.emit(f"    {r} = {a} {op} {b}")
@@ -580,13 +597,34 @@ class _Gen:
             py = "==" if op == "=" else "!="
             self.emit(f"{r} = {a} {py} {b} if {_both(str_a, str_b)} else {f}({a}, {b})")
         elif op == "&":
-            self.emit(f"{r} = {_text(a, str_a)} + {_text(b, str_b)}")
+            left, right = self.text_of(a, str_a), self.text_of(b, str_b)
+            # the operator function raises D2015 for a result over the bound (limits.py);
+            # a literal's length is known now
+            sizes = [len(self.literals[v]) if type(self.literals.get(v)) is str else f"len({v})"
+                     for v in (left, right)]
+            known = sum(s for s in sizes if isinstance(s, int))
+            measured = " + ".join(s for s in sizes if isinstance(s, str))
+            if not measured:  # two literals
+                self.emit(f"{r} = {left} + {right}" if known <= MAX_STRING
+                          else f"{r} = {f}({a}, {b})")
+            else:
+                self.emit(f"{r} = {left} + {right} if {measured} <= {MAX_STRING - known} "
+                          f"else {f}({a}, {b})")
             self.defined.add(r)
             self.strings.add(r)
             self.scalars.add(r)
         else:
             self.emit(f"{r} = {f}({a}, {b})")
         return r
+
+    def text_of(self, v: str, is_str: str) -> str:
+        """The name holding ``v`` as the text ``&`` joins (made once, read twice)."""
+        text = _text(v, is_str)
+        if text == v:
+            return v
+        t = self.tmp()
+        self.emit(f"{t} = {text}")
+        return t
 
     def _boolean(self, node: Any, ctx: str, is_and: bool) -> str:
         left = self.expr(node.lhs, ctx)
@@ -781,7 +819,9 @@ class _Gen:
 
 
 _SPECIAL = {"number", "sum", "count", "max", "min", "average"}
-_FAST_NAMES = ("U", "_NUM", "_SI", "_exd", "Seq", "_items", "_pace", "_collapse")
+_FAST_NAMES = ("U", "_NUM", "_SI", "_exd", "Seq", "_items", "_pace", "_collapse", "_IL",
+               "_NIL")
+_SMALL = 2**30 - 1  # the largest integer CPython stores in one digit
 _MAX_FLOAT = float(MAX_EXACT)  # a float bound: compared with a float without conversion
 #: library functions that are one str method on a string argument
 _STR_METHODS = {"lowercase": "lower", "uppercase": "upper"}

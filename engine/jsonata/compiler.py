@@ -36,7 +36,7 @@ from .runtime import (
     mark_error,
 )
 from .signature import Signature
-from .values import UNDEFINED, Seq, collapse, is_function
+from .values import UNDEFINED, Seq, collapse, float_overflow, is_function
 
 Fn = Callable[[Any, Frame], Any]
 
@@ -374,6 +374,8 @@ class Compiler:
             except JsonataError as err:
                 mark_error(err, position, name)
                 raise
+            except OverflowError:  # an integer argument made a float ($formatNumber)
+                raise float_overflow(position, name) from None
         return direct
 
     def _c_partial(self, node: Any) -> Fn:

@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import JsonataError
 from .runtime import Frame
-from .values import UNDEFINED
+from .values import MAX_EXACT, UNDEFINED, finite_arg
 
 _ISO_RE = re.compile(
     r"^(-?\d{4,})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
@@ -74,7 +74,7 @@ def to_millis(timestamp: Any, picture: Any = UNDEFINED) -> Any:
     if timestamp is UNDEFINED:
         return UNDEFINED
     if picture is not UNDEFINED:
-        return _delegate("parse_datetime", timestamp, picture)
+        return _delegate("parse_datetime", _fraction_as_millis(timestamp, picture), picture)
     m = _ISO_RE.match(timestamp)
     if m is None:
         raise JsonataError("D3110", value=timestamp)
@@ -94,6 +94,23 @@ def to_millis(timestamp: Any, picture: Any = UNDEFINED) -> Any:
     return int((dt - epoch).total_seconds()) * 1000 + ms - offset * 60000
 
 
+def _fraction_as_millis(timestamp: str, picture: str) -> str:
+    """``timestamp`` with the digits an ``[f]`` component matched written as
+    milliseconds: jsonata-js reads them as a fraction of a second (".5" is 500 ms,
+    ".01987" 19 ms); the delegated engine reads them as a count of milliseconds."""
+    engine, _ = _picture_engine()
+    try:
+        parts = engine._generate_regex(engine._analyse_datetime_picture(picture)).parts
+        index = [p.component for p in parts].index("f") + 1
+        m = re.match("^" + "".join(f"({p.regex})" for p in parts) + "$", timestamp, re.I)
+    except Exception:  # no [f], or a picture the delegated call reports properly
+        return timestamp
+    if m is None or len(m.group(index)) == 3:
+        return timestamp
+    millis = (m.group(index) + "00")[:3]
+    return timestamp[:m.start(index)] + millis + timestamp[m.end(index):]
+
+
 def now(env: Frame, picture: Any = UNDEFINED, timezone: Any = UNDEFINED) -> Any:
     return from_millis(env.state.now_ms, picture, timezone)
 
@@ -105,6 +122,12 @@ def millis(env: Frame) -> Any:
 def format_integer(value: Any, picture: Any) -> Any:
     if value is UNDEFINED:
         return UNDEFINED
+    finite_arg(value, "formatInteger")
+    if type(value) is float and abs(value) >= MAX_EXACT and picture.lstrip()[:1] in ("w", "W"):
+        # jsonata-js spells a number beyond 2**53 with double arithmetic, which the
+        # delegated engine repeats on a float: 1e46 is "ten billion trillion trillion
+        # trillion", not the words of the double's exact binary value
+        return _delegate("format_integer", value, picture)
     return _delegate("format_integer", int(value), picture)
 
 

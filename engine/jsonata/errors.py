@@ -21,7 +21,7 @@ _MESSAGES: dict[str, str] = {
     "S0105": "Quoted property name must be terminated with a backquote (`)",
     "S0106": "Comment has no closing tag",
     "S0201": "Syntax error: {token}",
-    "S0202": "Expected {value}, got {token}",
+    "S0202": "Expected {value}, got {shown_token}",
     "S0203": "Expected {value} before end of expression",
     "S0204": "Unknown operator: {token}",
     "S0205": "Unexpected token: {token}",
@@ -75,6 +75,9 @@ _MESSAGES: dict[str, str] = {
              "strings: {value}",
     "T2013": "The transform expression clones the input object using the $clone() function. "
              "This has been overridden in the current scope by a non-function.",
+    "D1011": "Integer out of range: more than 4,300 digits",
+    "D2015": "String too long: more than 10,000,000 characters",
+    "D2016": "Array too long: more than 10,000,000 items",
     "D2014": "The size of the sequence allocated by the range operator (..) must not exceed 1e7. "
              "Attempted to allocate {value}.",
     "D3001": "Attempting to invoke string function on Infinity or NaN",
@@ -153,7 +156,10 @@ def _show(value: Any) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, default=lambda _o: "<function>")[:200]
     except (TypeError, ValueError):
-        return repr(value)[:200]
+        try:
+            return repr(value)[:200]
+        except ValueError:  # an integer longer than Python writes as text
+            return f"<{type(value).__name__} too long to show>"
 
 
 class JsonataError(Exception):
@@ -188,6 +194,7 @@ class JsonataError(Exception):
         template = _MESSAGES.get(self.code, "JSONata error")
         fields = {
             "token": "" if self.token is None else str(self.token),
+            "shown_token": _show(self.token),
             "value": _show(self.value),
             "value2": _show(self.extra.get("value2")),
             "index": self.extra.get("index", ""),

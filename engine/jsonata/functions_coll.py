@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import JsonataError
 from .functions_core import to_boolean
+from .limits import checked_int
 from .paths import lookup as _lookup
 from .runtime import Frame, apply_fn, arity_of, call_hof, pace
 from .values import (
@@ -43,7 +44,9 @@ def fsum(arr: Any) -> Any:
         total = plain_sum(arr)
     except OverflowError:
         total = math.inf
-    return finite(total, "$sum of these numbers") if type(total) is float else total
+    if type(total) is float:
+        return finite(total, "$sum of these numbers")
+    return checked_int(total, "the $sum of these numbers would have")
 
 
 def count(arr: Any) -> Any:

@@ -11,7 +11,24 @@ import re
 from typing import Any
 
 from .errors import JsonataError
-from .values import MAX_EXACT, UNDEFINED, Seq, format_number15, is_function, is_number
+from .limits import (
+    INT_BITS,
+    MAX_STRING,
+    checked_int,
+    checked_length,
+    int_error,
+    int_text,
+    string_error,
+)
+from .values import (
+    MAX_EXACT,
+    UNDEFINED,
+    Seq,
+    finite_arg,
+    format_number15,
+    is_function,
+    is_number,
+)
 
 
 def to_boolean(arg: Any) -> Any:
@@ -34,23 +51,36 @@ def to_boolean(arg: Any) -> Any:
     return False
 
 
-def _json(value: Any, indent: int, level: int, out: list[str]) -> None:
+def _json(value: Any, indent: int, level: int, out: list[str], budget: list[int]) -> None:
+    """``value`` as JSON text onto ``out``; ``budget[0]`` counts down the characters
+    written, so that text over the bound fails (D2015) before it is made: an
+    array holding one array twice, nested thirty times, has a billion leaves."""
     t = type(value)
     if t is str:
-        out.append(_quote(value))
+        budget[0] -= len(value) + 2  # before the quoted copy is made; escapes are added after
+        if budget[0] < 0:
+            raise string_error(MAX_STRING - budget[0], "the text of $string", token="string")
+        text = _quote(value)
+        budget[0] -= len(text) - len(value) - 2
+        out.append(text)
     elif t is bool:
         out.append("true" if value else "false")
     elif t is int or t is float:
         if t is float and (math.isinf(value) or value != value):
             raise JsonataError("D1001", value=value)
         else:
-            out.append(format_number15(value))
+            text = format_number15(value)
+            budget[0] -= len(text)
+            out.append(text)
     elif value is None:
         out.append("null")
     elif isinstance(value, list):
         if not value:
             out.append("[]")
             return
+        budget[0] -= len(value) * (1 + (indent * (level + 1) + 1 if indent else 0))
+        if budget[0] < 0:
+            raise string_error(MAX_STRING - budget[0], "the text of $string", token="string")
         out.append("[")
         for i, v in enumerate(value):
             if i:
@@ -60,7 +90,7 @@ def _json(value: Any, indent: int, level: int, out: list[str]) -> None:
             if v is UNDEFINED:
                 out.append("null")
             else:
-                _json(v, indent, level + 1, out)
+                _json(v, indent, level + 1, out, budget)
         if indent:
             out.append("\n" + " " * (indent * level))
         out.append("]")
@@ -69,14 +99,17 @@ def _json(value: Any, indent: int, level: int, out: list[str]) -> None:
         if not items:
             out.append("{}")
             return
+        budget[0] -= len(items) * (4 + (indent * (level + 1) + 2 if indent else 0))
         out.append("{")
         for i, (k, v) in enumerate(items):
             if i:
                 out.append(",")
             if indent:
                 out.append("\n" + " " * (indent * (level + 1)))
-            out.append(_quote(str(k)) + (": " if indent else ":"))
-            _json(v, indent, level + 1, out)
+            key = _quote(str(k))
+            budget[0] -= len(key)
+            out.append(key + (": " if indent else ":"))
+            _json(v, indent, level + 1, out, budget)
         if indent:
             out.append("\n" + " " * (indent * level))
         out.append("}")
@@ -105,7 +138,7 @@ def to_string(arg: Any, prettify: Any = False) -> Any:
     if t is str:
         return arg
     if t is int:
-        return str(arg)
+        return int_text(arg)
     if t is float:
         if math.isinf(arg) or arg != arg:
             raise JsonataError("D3001", value=arg)
@@ -115,7 +148,7 @@ def to_string(arg: Any, prettify: Any = False) -> Any:
     if type(arg) is Seq and arg.outer_wrapper:
         arg = arg[0]
     out: list[str] = []
-    _json(arg, 2 if prettify is True else 0, 0, out)
+    _json(arg, 2 if prettify is True else 0, 0, out, [MAX_STRING])
     return "".join(out)
 
 
@@ -148,8 +181,11 @@ def to_number(arg: Any) -> Any:
         m = _PREFIXED_RE.fullmatch(arg.strip())
         if m:
             base = {"x": 16, "o": 8, "b": 2}[m.group(1).lower()]
+            subject = "the number read by $number has"
+            if len(m.group(2).lstrip("0")) > INT_BITS:  # refused unread: see limits.py
+                raise int_error(subject)
             try:
-                return int(m.group(2), base)
+                return checked_int(int(m.group(2), base), subject)
             except ValueError:
                 pass
     raise JsonataError("D3030", value=arg)
@@ -163,7 +199,9 @@ def _parsed_number(m: re.Match[str], arg: str) -> Any:
         v = float(s)
         if v - v != 0:
             raise JsonataError("D3030", value=arg)
-        return int(s) if -MAX_EXACT < v < MAX_EXACT else v
+        # int(v), not int(s): exact here, and a long run of leading zeros is no
+        # text Python refuses to read
+        return int(v) if -MAX_EXACT < v < MAX_EXACT else v
     v = float(s)
     if v - v != 0:
         raise JsonataError("D3030", value=arg)
@@ -244,7 +282,9 @@ def pad(s: Any, width: Any, char: Any = UNDEFINED) -> Any:
         return UNDEFINED
     if char is UNDEFINED or char == "":
         char = " "
-    w = math.trunc(width)
+    w = math.trunc(finite_arg(width, "pad"))
+    # the width may come from the message: the bound is checked before the padding is made
+    checked_length(abs(w), "the result of $pad", token="pad")
     missing = abs(w) - len(s)
     if missing <= 0:
         return s
@@ -255,7 +295,10 @@ def pad(s: Any, width: Any, char: Any = UNDEFINED) -> Any:
 def join(strs: Any, sep: Any = UNDEFINED) -> Any:
     if strs is UNDEFINED:
         return UNDEFINED
-    return ("" if sep is UNDEFINED else sep).join(strs)
+    sep = "" if sep is UNDEFINED else sep
+    size = sum(map(len, strs)) + len(sep) * max(len(strs) - 1, 0)
+    checked_length(size, "the result of $join", token="join")
+    return sep.join(strs)
 
 
 def is_numeric_value(v: Any) -> bool:

@@ -71,9 +71,17 @@ def sqrt(arg: Any) -> Any:
     return narrow(math.sqrt(arg))
 
 
+_POWER_BITS = 1100
+
+
 def power(base: Any, exp: Any) -> Any:
     if base is UNDEFINED:
         return UNDEFINED
+    if type(base) is int and type(exp) is int and exp > 0 and \
+            (abs(base).bit_length() - 1) * exp > _POWER_BITS:
+        # over 2**1100, beyond any double, so D3061 below: said before the integer
+        # power is computed, which no time bound could interrupt ($power(3, 1e9))
+        raise JsonataError("D3061", value=base, exp=exp)
     try:
         result = base ** exp if type(base) is int and type(exp) is int and exp >= 0 \
             else math.pow(base, exp)

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import JsonataError
 from .functions_core import to_boolean, to_string
+from .limits import INT_LIMIT, int_error
 from .paths import lookup
 from .runtime import Builtin, Frame, apply_at_depth, mark_error, pace
-from .values import UNDEFINED, ConsArray, Seq, collapse, export, out_of_range
+from .values import UNDEFINED, ConsArray, Seq, collapse, export, float_overflow
 
 if TYPE_CHECKING:
     from .compiler import Compiler
@@ -46,7 +47,15 @@ class Deferred:
 
 def overflow(position: int) -> Exception:
     # int operand too large to convert to a float in mixed arithmetic
-    return out_of_range(None, "an integer too large for a floating-point operation", position)
+    return float_overflow(position)
+
+
+def int_text_error(err: ValueError) -> Exception:
+    """D1011 for the ValueError of ``str()`` on an integer over Python's limit
+    (one from the input or a binding: results are bounded), else ``err`` itself."""
+    if "integer string conversion" in str(err):
+        return int_error("an integer to be written as text has")
+    return err
 
 
 def call_generic(b: Builtin, vals: list[Any], inp: Any, position: int) -> Any:
@@ -98,8 +107,10 @@ def export_deferred(value: Any, state: Any) -> Any:
     result is complete, where the closures' export() of the finished result
     raises it, so that an error met later in the evaluation is the one reported."""
     try:
-        return export(value)
+        return export(value, state)
     except JsonataError as err:
+        if err.code != "D1001":  # a bound (time, size): fails at once
+            raise
         if state.pending is None:
             state.pending = err
         return value  # never seen: the evaluation fails
@@ -151,7 +162,8 @@ def namespace() -> dict[str, Any]:
         "_SI": (str, int),  # values exported as they are
         "_numbers": numbers_of, "_overflow": overflow, "_Frame": Frame,
         "_items": first_step_items, "_to_number": to_number_call,
-        "_ex": export, "_exd": export_deferred,
+        "_ex": export, "_exd": export_deferred, "_IL": INT_LIMIT, "_NIL": -INT_LIMIT,
+        "_int_text": int_text_error,
     }
 
 

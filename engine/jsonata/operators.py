@@ -15,6 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import JsonataError
 from .functions_core import to_boolean, to_string
+from .limits import (
+    MAX_ARRAY,
+    MAX_STRING,
+    array_error,
+    int_error,
+    int_fits,
+    product_too_large,
+    string_error,
+)
 from .paths import compile_group
 from .runtime import PACE, Frame, State
 from .values import (
@@ -54,16 +63,27 @@ def _arith(op: str, position: int) -> Callable[[Any, Any], Any]:
         what = f"{number_label(a)} {op} {number_label(b)}"
         return out_of_range(result, what, position, op)
 
+    def too_long(a: Any, b: Any) -> Exception:
+        return int_error(f"the result of {number_label(a)} {op} {number_label(b)} would have",
+                         position, op)
+
     def finite(a: Any, b: Any, v: Any) -> Any:
         if type(v) is float:
             if v - v != 0:
                 raise overflow(a, b, v)
             return narrow(v)
+        if type(v) is int and not int_fits(v):
+            raise too_long(a, b)
         return v
 
     fn = _OPS[op]
+    multiply = op == "*"
 
     def compute(a: Any, b: Any) -> Any:
+        # a product too large is refused unmade: one multiplication of two huge
+        # integers takes seconds no time bound can interrupt
+        if multiply and type(a) is int and type(b) is int and product_too_large(a, b):
+            raise too_long(a, b)
         try:
             return finite(a, b, fn(a, b))
         except (OverflowError, ZeroDivisionError):
@@ -164,8 +184,12 @@ def binary_function(op: str, position: int) -> Callable[[Any, Any], Any]:
             return not deep_equal(a, b)
     elif op == "&":
         def f(a: Any, b: Any) -> Any:
-            return (to_string(a) if a is not UNDEFINED else "") + \
-                (to_string(b) if b is not UNDEFINED else "")
+            left = to_string(a) if a is not UNDEFINED else ""
+            right = to_string(b) if b is not UNDEFINED else ""
+            size = len(left) + len(right)
+            if size > MAX_STRING:
+                raise string_error(size, "the result of &", position, op)
+            return left + right
     elif op == "in":
         def f(a: Any, b: Any) -> Any:
             if a is UNDEFINED or b is UNDEFINED:
@@ -235,6 +259,9 @@ def compile_unary(c: Compiler, node: Any) -> Fn:
                 if nested or not isinstance(v, list):
                     result.append(v)
                 else:
+                    if len(result) + len(v) > MAX_ARRAY:  # [1..1e7, 1..1e7, ...]
+                        raise array_error(len(result) + len(v), "the array constructed",
+                                          position, "[")
                     result.extend(v)
             return result
         return array

@@ -157,6 +157,7 @@ def _fast_tokenizer(base: Any) -> Any:
     the same tokens for the cases handled here."""
     global _fast_class
     if _fast_class is None:
+        from jsonata.jexception import JException
         from jsonata.utils import Utils
         stops = "".join(re.escape(ch) for ch in base.operators if len(ch) == 1)
         name_re = re.compile(f"[^ \\t\\n\\r{stops}]+")
@@ -168,12 +169,21 @@ def _fast_tokenizer(base: Any) -> Any:
         class Fast(base):
             def next(self: Any, prefix: bool) -> Any:
                 path: str = self.path
-                start: int = self.position
-                white = _WHITE.match(path, start)
-                pos = white.end() if white else start
-                if pos >= self.length:
-                    self.position = pos
-                    return None
+                pos: int = self.position
+                while True:
+                    white = _WHITE.match(path, pos)
+                    pos = white.end() if white else pos
+                    if pos >= self.length:
+                        self.position = pos
+                        return None
+                    if not path.startswith("/*", pos):
+                        break
+                    # a comment, read here: the original reads one character past
+                    # one that ends the text, and fails `a /* note */` as unclosed
+                    end = path.find("*/", pos + 2)
+                    if end == -1:
+                        raise JException("S0106", pos)
+                    pos = end + 2
                 c = path[pos]
                 if c in stop_set:
                     self.position = pos
@@ -235,9 +245,12 @@ def parse(source: str) -> Any:
         code = exc.error
         if code == "S0301" and exc.current is not None:
             code = "S0103"  # jsonata-python reports a bad string escape with the regex code
-        raise JsonataError(
-            code, position=exc.location, token=exc.current, value=exc.expected
-        ) from None
+        found, expected = exc.current, exc.expected
+        if code in ("S0202", "S0203"):
+            # jsonata-python's Parser.advance passes the token it wanted as the
+            # current one and the token it met as the expected one
+            found, expected = expected, found
+        raise JsonataError(code, position=exc.location, token=found, value=expected) from None
     except IndexError:
         # the tokenizer runs off the end of the text inside an unclosed comment
         code = "S0106" if "/*" in source else "S0201"

@@ -23,6 +23,7 @@ from typing import Any
 import regex as regex_engine
 
 from .errors import JsonataError
+from .limits import checked_length
 from .runtime import Builtin, Frame, State, apply_fn, timeout_error
 from .values import UNDEFINED, Seq
 
@@ -39,7 +40,9 @@ def search(pattern: re.Pattern[str], s: str, pos: int, state: State | None) -> A
     """``pattern.search(s, pos)``, stopped with U1001 at the evaluation's deadline."""
     timeout = None
     if state is not None and state.deadline is not None:
-        timeout = max(state.deadline - time.monotonic(), 0.001)
+        timeout = state.deadline - time.monotonic()
+        if timeout <= 0:  # a loop of many quick searches ($replace of every "a") ran out
+            raise timeout_error()
     try:
         return _interruptible(pattern.pattern, pattern.flags & _FLAGS).search(
             s, pos, timeout=timeout)
@@ -191,9 +194,14 @@ def replace(env: Frame, s: Any, pattern: Any, replacement: Any, limit: Any = UND
         return s
     if isinstance(pattern, str):
         count = -1 if limit is UNDEFINED else math.ceil(limit)
+        if len(replacement) > len(pattern):  # the result may grow: its size first
+            n = s.count(pattern) if count < 0 else min(count, s.count(pattern))
+            checked_length(len(s) + n * (len(replacement) - len(pattern)),
+                           "the result of $replace", token="replace")
         return s.replace(pattern, replacement, count)
     out = []
     pos = 0
+    size = len(s)
     for done, m in enumerate(matches(env, pattern, s)):
         if limit is not UNDEFINED and done >= limit:
             break
@@ -205,6 +213,8 @@ def replace(env: Frame, s: Any, pattern: Any, replacement: Any, limit: Any = UND
                                           "end": m.end, "groups": m.groups}], None, env)
         if not isinstance(rep, str):
             raise JsonataError("D3012", value=rep)
+        size += len(rep) - len(m.match)
+        checked_length(size, "the result of $replace", token="replace")
         out.append(rep)
         pos = m.start + len(m.match)
     out.append(s[pos:])

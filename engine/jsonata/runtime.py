@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import JsonataError
+from .limits import MAX_ARRAY
 from .signature import Signature
-from .values import UNDEFINED, Seq, is_function, js_number_str, out_of_range
+from .values import UNDEFINED, Seq, float_overflow, is_function, js_number_str, out_of_range
 
 #: items a loop may visit between two readings of the clock
 PACE = 4096
@@ -55,8 +56,8 @@ class State(Frame):
     it runs out keeps the timeout check off the per-item path while still
     catching a runaway loop that calls no function."""
 
-    __slots__ = ("budget", "deadline", "depth", "max_depth", "now_ms", "pending", "shadow",
-                 "timeout_ms")
+    __slots__ = ("budget", "deadline", "depth", "max_depth", "now_ms", "pending", "room",
+                 "shadow", "timeout_ms")
 
     def __init__(self, timeout_ms: int | None, max_depth: int | None,
                  parent: Frame | None = None, variables: dict[str, Any] | None = None) -> None:
@@ -69,6 +70,8 @@ class State(Frame):
         self.max_depth = max_depth
         self.depth = 0
         self.budget = PACE
+        # values the result may hold once copied out (see values.export)
+        self.room = MAX_ARRAY
         # True when a binding or $eval may have rebound a library function's name
         self.shadow = False
         # the error of a non-finite number put into a generated result (see
@@ -282,6 +285,8 @@ def _apply_inner(proc: Any, args: list[Any], inp: Any, env: Frame) -> Any:
             if err.token is None:
                 err.token = proc.name
             raise
+        except OverflowError:  # an integer argument made a float ($formatNumber)
+            raise float_overflow(None, proc.name) from None
     if tp is Partial:
         it = iter(args)
         full = [next(it, UNDEFINED) if a is PLACEHOLDER else a for a in proc.template]

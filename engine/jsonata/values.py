@@ -19,6 +19,8 @@ import math
 import re
 from typing import Any
 
+from .limits import MAX_ARRAY, MAX_INT_DIGITS, array_error, int_error, int_fits, int_text
+
 
 class _Undefined:
     __slots__ = ()
@@ -91,6 +93,12 @@ def out_of_range(value: Any, what: str, position: int | None = None,
                         position=position, token=token, value=value)
 
 
+def float_overflow(position: int | None = None, token: Any = None) -> Exception:
+    """D1001 for Python's OverflowError: an integer too large for a float."""
+    return out_of_range(None, "an integer too large for a floating-point operation",
+                        position, token)
+
+
 def is_finite_float(v: float) -> bool:
     # inf - inf and nan - nan are both nan, which is unequal to everything
     return v - v == 0
@@ -108,15 +116,21 @@ def finite(v: Any, what: str) -> Any:
 
 def number_label(v: float | int) -> str:
     """A number as an error message shows it: JavaScript form, huge integers cut short."""
+    if type(v) is int and not int_fits(v):
+        return f"(an integer of more than {MAX_INT_DIGITS:,} digits)"
     s = js_number_str(v)
     return s if len(s) <= 24 else f"{s[:12]}...({len(s)} digits)"
 
 
 def finite_arg(v: Any, function: str) -> Any:
     """``v`` unchanged, or D1001 when a library function is handed a
-    non-finite number (possible only through input data or a binding)."""
-    if type(v) is float and v - v != 0:
+    non-finite number, D1011 an integer over the bound (see limits.py; both
+    possible only through input data or a binding)."""
+    t = type(v)
+    if t is float and v - v != 0:
         raise out_of_range(v, f"argument {number_label(v)} of ${function}", token=function)
+    if t is int and not int_fits(v):
+        raise int_error(f"the argument of ${function} has", token=function)
     return v
 
 
@@ -146,7 +160,9 @@ def append(a: Any, b: Any) -> Any:
     if not isinstance(a, list):
         a = [a]
     if not isinstance(b, list):
-        return [*a, b]
+        b = [b]
+    if len(a) + len(b) > MAX_ARRAY:  # $append of a range to itself, doubled in a loop
+        raise array_error(len(a) + len(b), "the appended array")
     return [*a, *b]
 
 
@@ -184,10 +200,18 @@ def strict_equal(a: Any, b: Any) -> bool:
     return ta is tb and a == b
 
 
+def charge_export(state: Any) -> None:
+    """The loop budget ran out while a result was copied: check the clock, and
+    the room left for result values (D2016 past MAX_ARRAY values in all)."""
+    state.tick()
+    if state.room < 0:
+        raise array_error(MAX_ARRAY - state.room, "the result (its objects and arrays together)")
+
+
 def js_number_str(v: float | int) -> str:
     """Format a number the way JavaScript's Number#toString does."""
     if type(v) is int:
-        return str(v)
+        return int_text(v)
     if v != v:
         return "NaN"
     if v in (math.inf, -math.inf):
@@ -228,18 +252,29 @@ def js_number_str(v: float | int) -> str:
 def format_number15(v: float | int) -> str:
     """Number rendering used by $string: 15 significant digits, JS style."""
     if type(v) is int:
-        return str(v)
+        return int_text(v)
     return js_number_str(float(f"{v:.15g}"))
 
 
-def export(value: Any) -> Any:
+def export(value: Any, state: Any = None) -> Any:
     """Copy a result into plain JSON containers (no aliasing of input, no
     internal list subclasses, undefined members dropped as JSON does).
 
     A non-finite number can only arrive here from input data or a binding
     (every operator and function rejects producing one); JSON cannot carry
-    it, so it fails the evaluation rather than reach the next step."""
+    it, so it fails the evaluation rather than reach the next step.
+
+    *state* (the evaluation's): the values copied are charged to its loop
+    budget and its room for result values (see :func:`charge_export`). A result
+    may hold one object many times over - an object holding the one before it
+    twice, thirty deep, is a billion values once copied - so the copy is
+    bounded in time and in size like a loop."""
     if isinstance(value, dict):
+        if state is not None:
+            state.room -= len(value)
+            state.budget -= len(value)
+            if state.budget < 0:
+                charge_export(state)
         out = {}
         for k, v in value.items():
             t = type(v)
@@ -247,10 +282,16 @@ def export(value: Any) -> Any:
             if t is str or t is int or t is bool or v is None:
                 out[k] = v
             elif v is not UNDEFINED:
-                out[k] = export(v)
+                out[k] = export(v, state)
         return out
     if isinstance(value, list):
-        return [v if type(v) is str else None if v is UNDEFINED else export(v) for v in value]
+        if state is not None:
+            state.room -= len(value)
+            state.budget -= len(value)
+            if state.budget < 0:
+                charge_export(state)
+        return [v if type(v) is str else None if v is UNDEFINED else export(v, state)
+                for v in value]
     if type(value) is float and value - value != 0:
         raise out_of_range(value, js_number_str(value))
     return value

@@ -166,6 +166,15 @@ CASES = [
          40, 27, "steps[0].transform.jsonata", "The symbol , cannot be used as a unary operator"),
     Case("jsonata-syntax-error-quoted", "flow: f\nsteps:\n  - id: a\n    filter: 'total > '\n",
          4, 22, "steps[0].filter", "Unexpected end of expression"),
+    # a missing `)`: what was expected, then what was found, at the token found
+    Case("jsonata-missing-paren-before-brace",
+         "flow: f\nsteps:\n  - id: a\n    transform: '{\"total\": $sum(lines.(qty * price)}'\n",
+         4, 52, "steps[0].transform", 'Expected ")", got "}" (S0202)'),
+    Case("jsonata-missing-paren-at-end",
+         "flow: f\nsteps:\n  - id: a\n    transform: '$sum(lines.(qty * price)'\n",
+         4, 41, "steps[0].transform", 'Expected ")" before end of expression (S0203)'),
+    Case("jsonata-unexpected-name", "flow: f\nsteps:\n  - id: a\n    filter: '(a b)'\n",
+         4, 18, "steps[0].filter", 'JSONata syntax error: Expected ")", got "b" (S0202)'),
     Case("jmespath-syntax-error", y("""
         flow: f
         steps:

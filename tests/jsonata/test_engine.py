@@ -192,6 +192,20 @@ def test_syntax_error_code_position_and_token() -> None:
     assert "position 11" in str(info.value)
 
 
+@pytest.mark.parametrize(("source", "code", "position", "found", "message"), [
+    ('{"total": $sum(lines.(qty * price)}', "S0202", 35, "}", 'Expected ")", got "}"'),
+    ("$sum(lines.(qty * price)", "S0203", 24, "(end)",
+     'Expected ")" before end of expression'),
+    ("[1, 2}", "S0202", 6, "}", 'Expected "]", got "}"'),
+])
+def test_syntax_error_says_what_was_expected_and_what_was_found(
+        source: str, code: str, position: int, found: str, message: str) -> None:
+    with pytest.raises(JsonataError) as info:
+        compile_expression(source)
+    err = info.value
+    assert (err.code, err.position, err.token, err.message) == (code, position, found, message)
+
+
 def test_function_errors_carry_function_name() -> None:
     with pytest.raises(JsonataError) as info:
         compile_expression('$substring("abc", "x")').evaluate({})
@@ -236,3 +250,22 @@ def test_trim_fast_path_agrees_with_the_general_rule(s: str) -> None:
     # $trim folds runs of space, tab, CR and LF to one space, then strips spaces
     assert compile_expression("$trim(s)").evaluate({"s": s}) == \
         re.sub(r"[ \t\n\r]+", " ", s).strip(" ")
+
+
+# results of jsonata-js 2.2.2 on the same expressions
+@pytest.mark.parametrize(("fraction", "shown"), [
+    ("5", "500"), ("01", "010"), ("019", "019"), ("01987", "019"), ("9999", "999")])
+def test_fractional_seconds_of_a_picture_are_a_fraction_of_a_second(
+        fraction: str, shown: str) -> None:
+    source = (f"$toMillis('2026-04-08T19:05:04.{fraction}', "
+              "'[Y0001]-[M01]-[D01]T[H01]:[m01]:[s01].[f1]') ~> $fromMillis()")
+    assert compile_expression(source).evaluate({}) == f"2026-04-08T19:05:04.{shown}Z"
+
+
+@pytest.mark.parametrize(("source", "words"), [
+    ("$formatInteger(1e46, 'W')", "TEN BILLION TRILLION TRILLION TRILLION"),
+    ("$formatInteger(1e46, 'Ww;o')", "Ten Billion Trillion Trillion Trillionth"),
+    ("$formatInteger(123, 'w')", "one hundred and twenty-three"),
+])
+def test_words_of_a_number_beyond_2_53_are_those_of_jsonata_js(source: str, words: str) -> None:
+    assert compile_expression(source).evaluate({}) == words
