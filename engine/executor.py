@@ -40,7 +40,9 @@ IN_HAND = 10_000
 class Executor(Protocol):
     """What intake, replay and the CLI hand runs to: embedded threads or Celery workers."""
 
-    rate_limiter: RateLimiter
+    @property
+    def rate_limiter(self) -> RateLimiter:
+        """The token buckets of the steps' and webhooks' rate limits."""
 
     def start(self, resume: bool = True) -> None: ...
 

@@ -34,8 +34,9 @@ class RateLimiter(Protocol):
     """Token buckets by name: steps' `rate_limit:` reserve a turn, webhooks' only take a token
     that is there now. One interface, in this process or in Redis."""
 
-    #: True when taking a token never waits for I/O (safe on the event loop)
-    local: bool
+    @property
+    def local(self) -> bool:
+        """True when taking a token never waits for I/O (safe on the event loop)."""
 
     def take(self, limit: RateLimit) -> float:
         """Take a token of *limit*: 0 to go now, or the seconds until the reserved token."""

@@ -19,7 +19,7 @@ import re
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -202,7 +202,8 @@ class HookEndpoint:
         return result
 
     async def _sync(self, run_id: str, cid: str) -> tuple[int, Any, dict[str, str]]:
-        accepted = (202, {"run_id": run_id, "correlation_id": cid}, {})
+        accepted: tuple[int, Any, dict[str, str]] = (202, {"run_id": run_id,
+                                                           "correlation_id": cid}, {})
         try:
             tree = await run_in_threadpool(self.app.wait_for, run_id,
                                            self.hook.trigger.sync_timeout)
@@ -247,7 +248,7 @@ def _redacted(app: App, exc: BaseException) -> str:
 class Gateway:
     """The served ASGI app: webhook paths to their endpoints, everything else to *fallback*."""
 
-    def __init__(self, endpoints: list[tuple[str, frozenset[str], HookEndpoint]],
+    def __init__(self, endpoints: Sequence[tuple[str, frozenset[str], HookEndpoint]],
                  fallback: ASGIApp):
         self.fallback = fallback
         self._exact: dict[str, tuple[frozenset[str], HookEndpoint]] = {}

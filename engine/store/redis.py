@@ -401,7 +401,7 @@ class RedisStore:
         p = self.prefix
 
         def counts() -> list[dict[str, str]]:
-            flows = [flow] if flow else sorted(self.redis.smembers(f"{p}flows"))
+            flows = [flow] if flow else sorted(str(f) for f in self.redis.smembers(f"{p}flows"))
             pipe = self.redis.pipeline(transaction=False)
             for name in flows:
                 pipe.hgetall(f"{p}runs:count:{name}")
