@@ -58,6 +58,20 @@ def stream(senders: Senders) -> list[threading.Thread]:
             for i in range(SENDERS)]
 
 
+def send_through_kills(server: Serve, start: Callable[[], Serve]) -> Senders:
+    """Stream every message (twice) while *server* is killed KILLS times, each time replaced
+    by *start*; returns once every sender is done."""
+    senders = Senders(server.url)
+    threads = stream(senders)
+    for thread in threads:
+        thread.start()
+    for _ in range(KILLS):
+        server = kill_and_restart(server, start, senders, MESSAGES // (KILLS + 2))
+    for thread in threads:
+        thread.join()
+    return senders
+
+
 def kill_and_restart(server: Serve, start: Callable[[], Serve], senders: Senders,
                      share: int) -> Serve:
     """SIGKILL *server* once *share* more answers came in; a new one takes the senders."""
@@ -110,15 +124,7 @@ def test_serve_killed_mid_group_embedded(tmp_path: Path, downstream: Downstream)
         return server
 
     try:
-        server = start()
-        senders = Senders(server.url)
-        threads = stream(senders)
-        for thread in threads:
-            thread.start()
-        for _ in range(KILLS):
-            server = kill_and_restart(server, start, senders, MESSAGES // (KILLS + 2))
-        for thread in threads:
-            thread.join()
+        senders = send_through_kills(start(), start)
         store = SqliteStore(tmp_path / "home" / "state.db")
         with contextlib.suppress(AssertionError):  # check() says what is missing
             wait_until(lambda: store.count_runs("reference-orders").get("succeeded", 0)
@@ -145,13 +151,6 @@ def test_serve_killed_mid_group_on_redis(cluster: Cluster, downstream: Downstrea
         serve.append(fresh)
         return fresh
 
-    senders = Senders(server.url)
-    threads = stream(senders)
-    for thread in threads:
-        thread.start()
-    for _ in range(KILLS):
-        server = kill_and_restart(server, start, senders, MESSAGES // (KILLS + 2))
-    for thread in threads:
-        thread.join()
+    senders = send_through_kills(server, start)
     stranded = finish(app, "reference-orders", MESSAGES, 90 + MESSAGES * 0.5)
     check(app.store, senders, downstream, "serve-kill-redis", stranded)
