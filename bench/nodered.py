@@ -361,4 +361,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the servers were stopped on the way out
+        print("\nbench/nodered.py: interrupted; every server it started is stopped",
+              file=sys.stderr)
+        sys.exit(130)
