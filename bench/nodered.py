@@ -20,8 +20,9 @@ Shopify order, a correct X-Shopify-Hmac-Sha256 and a new X-Shopify-Webhook-Id on
               the body's.
 
 Every measurement is taken in rounds, the targets in turn (A, B, A, B, …), so a ratio compares
-figures from the same stretch of time on a shared machine; the table shows medians and the
-ratios flowrunner ÷ Node-RED. Writes bench/results/nodered.json.
+figures from the same stretch of time on a shared machine; the table shows medians, and the
+median over the rounds of each round's ratio flowrunner ÷ Node-RED. Writes
+bench/results/nodered.json.
 
     python bench/nodered.py [--quick] [--seconds 10] [--rounds 3] [--e2e-rounds 2]
                             [--messages 3000] [--command-runs 500] [--output PATH]
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -179,21 +181,34 @@ def summarise(intake: dict[str, Any], e2e: dict[str, Any]) -> dict[str, Any]:
             "exactly_once_every_round": all(r["exactly_once"] for r in runs),
             "mismatches": [{k: r[k] for k in ("effects", "distinct", "missing", "repeated_ids")}
                            for r in runs if not r["exactly_once"]]}
-    for table, base in ((rows, rows[NODE_RED_INTAKE]), (flows, flows[NODE_RED_E2E])):
-        for row in table.values():
-            if row["side"] == "flowrunner":
-                row["ratio_to_node_red"] = {k: _ratio(row[k], base[k]) for k in RATIOS
-                                            if k in row}
+    # a ratio is taken within each round (flowrunner and Node-RED measured minutes apart at
+    # most), then the median of those: not a ratio of medians from different moments
+    for label, row in rows.items():
+        if row["side"] == "flowrunner":
+            mine, base = intake["rounds"][label], intake["rounds"][NODE_RED_INTAKE]
+            row["ratio_to_node_red"] = {
+                "req_per_s": _round_ratio(mine[rate], base[rate], "req_per_s"),
+                "p99_ms": _round_ratio(mine[latency], base[latency], "p99_ms"),
+                "cpu_ms": _round_ratio(mine[rate], base[rate], "cpu_ms_per_request")}
+    for label, row in flows.items():
+        if row["side"] == "flowrunner":
+            mine, base = e2e["rounds"][label], e2e["rounds"][NODE_RED_E2E]
+            row["ratio_to_node_red"] = {
+                "effects_per_s": _round_ratio(mine, base, "effects_per_s"),
+                "cpu_ms": _round_ratio(mine, base, "cpu_ms_per_message")}
     return {"intake": rows, "end_to_end": flows}
 
 
 NODE_RED_INTAKE = "Node-RED (a) http in → 202"
 NODE_RED_E2E = "Node-RED (c) reference flow"
-RATIOS = ("req_per_s", "p99_ms", "cpu_ms", "effects_per_s")
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a is not None and b else None
+def _round_ratio(mine: list[dict[str, Any]], base: list[dict[str, Any]], key: str
+                 ) -> float | None:
+    """Median over the rounds of mine[key] ÷ base[key], round by round."""
+    ratios = [a[key] / b[key] for a, b in zip(mine, base, strict=True)
+              if a.get(key) is not None and b.get(key)]
+    return round(statistics.median(ratios), 3) if ratios else None
 
 
 def print_table(summary: dict[str, Any], has_workers: bool, extra: dict[str, Any]) -> None:
@@ -346,4 +361,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the servers were stopped on the way out
+        print("\nbench/nodered.py: interrupted; every server it started is stopped",
+              file=sys.stderr)
+        sys.exit(130)

@@ -226,3 +226,41 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_ratios_are_taken_round_by_round_and_mismatches_reported() -> None:
+    from bench.nodered import NODE_RED_E2E, NODE_RED_INTAKE, figures, summarise
+
+    def level(rates: list[float], cpu: list[float], p99: list[float]) -> list[dict[str, Any]]:
+        return [{"req_per_s": r, "cpu_ms_per_request": c, "p99_ms": p}
+                for r, c, p in zip(rates, cpu, p99, strict=True)]
+
+    # Node-RED fast in round 1 and slow in round 2, flowrunner likewise: each round's ratio is
+    # 0.5, while the ratio of the medians would be 1.0
+    intake = {"targets": [{"label": NODE_RED_INTAKE, "side": "Node-RED"},
+                          {"label": "fr", "side": "flowrunner"}],
+              "rounds": {NODE_RED_INTAKE: {16: level([1000, 100], [1, 1], [10, 10]),
+                                           64: level([1, 1], [1, 1], [10, 100])},
+                         "fr": {16: level([500, 50], [2, 4], [20, 20]),
+                                64: level([1, 1], [1, 1], [30, 300])}}}
+    ok = {"effects_per_s": 100.0, "cpu_ms_per_message": 2.0, "exactly_once": True,
+          "effects": 10, "distinct": 10, "missing": 0, "repeated_ids": 0}
+    twice = {**ok, "effects_per_s": 50.0, "exactly_once": False, "effects": 11,
+             "repeated_ids": 1}
+    e2e = {"targets": [{"label": NODE_RED_E2E, "side": "Node-RED"},
+                       {"label": "fr", "side": "flowrunner"}],
+           "rounds": {NODE_RED_E2E: [ok], "fr": [twice]}}
+    summary = summarise(intake, e2e)
+    row = summary["intake"]["fr"]
+    assert row["ratio_to_node_red"] == {"req_per_s": 0.5, "p99_ms": 3.0, "cpu_ms": 3.0}
+    assert row["req_per_s"] == 275  # the median of 500 and 50, for the table
+    flow = summary["end_to_end"]["fr"]
+    assert flow["ratio_to_node_red"] == {"effects_per_s": 0.5, "cpu_ms": 1.0}
+    assert flow["exactly_once_every_round"] is False
+    assert flow["mismatches"] == [{"effects": 11, "distinct": 10, "missing": 0,
+                                   "repeated_ids": 1}]
+    graded = {f["name"]: f["met"] for f in figures(summary) if f["goal"] is not None}
+    assert graded == {"fr ÷ Node-RED (a): req/s at 16": False,
+                      "fr ÷ Node-RED (a): p99 at 64": False,
+                      "fr ÷ Node-RED (a): CPU per request": False,
+                      "end to end, fr ÷ Node-RED (c)": False}

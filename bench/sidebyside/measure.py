@@ -158,13 +158,13 @@ def record_size(server: Server, run_id: str, limit: float = 60.0) -> dict[str, A
     if server.redis_url:
         import redis
 
-        client = redis.Redis.from_url(server.redis_url)
+        client = redis.Redis.from_url(server.redis_url, decode_responses=True)
         store = "Redis"
 
         def read() -> tuple[str | None, int | None]:
-            status, size = client.hget(f"flowrun:run:{run_id}", "status"), \
-                client.hstrlen(f"flowrun:run:{run_id}", "data")
-            return (status.decode() if status else None), (int(size) or None)
+            key = f"flowrun:run:{run_id}"
+            status, size = client.hget(key, "status"), client.hstrlen(key, "data")
+            return (str(status) if status else None), (int(size) or None)
     else:
         assert server.home is not None
         db = server.home / "state" / "state.db"
