@@ -21,6 +21,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -235,9 +236,10 @@ def _decoded(scope: Scope) -> Any:
 
 
 def _query(scope: Scope) -> Any:
-    from urllib.parse import parse_qsl
-
-    return parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    query = scope.get("query_string", b"")
+    if not query:
+        return ()
+    return parse_qsl(query.decode("latin-1"), keep_blank_values=True)
 
 
 def _redacted(app: App, exc: BaseException) -> str:
