@@ -60,8 +60,9 @@ class _Waiter:
         self.result: Accepted | BaseException | None = None
 
     def __call__(self, result: Accepted | BaseException) -> None:
-        self.result = result
-        self._event.set()
+        if not self._event.is_set():  # the first answer stands
+            self.result = result
+            self._event.set()
 
     def wait(self) -> Accepted:
         self._event.wait()
@@ -172,8 +173,12 @@ class Intake:
         else:
             for delivery in fresh:
                 delivery.answer(Accepted(delivery.state.run_id, delivery.state.correlation_id))
+        # a copy of a delivery recorded in this very group: its original is queued already
+        queued = {d.state.run_id: d.state.correlation_id for d in fresh}
         for delivery, holder in zip(group, holders, strict=True):
-            if holder:
+            if holder and holder in queued:
+                delivery.answer(Accepted(holder, queued[holder], True))
+            elif holder:
                 delivery.answer(self._duplicate(delivery, holder))
 
     def _duplicate(self, delivery: Delivery, existing: str) -> Accepted | BaseException:

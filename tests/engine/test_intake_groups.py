@@ -119,7 +119,8 @@ def test_a_duplicate_in_the_same_group_is_answered_with_the_original(app: App) -
     originals = [a for a in accepted if not a.duplicate]
     duplicates = [a for a in accepted if a.duplicate]
     assert len(originals) == 2 and len(duplicates) == 1
-    assert duplicates[0].run_id in {a.run_id for a in originals}
+    original = next(a for a in originals if a.run_id == duplicates[0].run_id)
+    assert duplicates[0].correlation_id == original.correlation_id
     assert len(app.store.list_runs(RunFilter(flow="orders"))) == 4  # warm-ups, same, other
 
 
