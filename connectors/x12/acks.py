@@ -41,42 +41,17 @@ def generate_997(
     interchanges gets one 997 interchange per received interchange (each goes
     back to its own sender), one after the other in the returned text.
     """
-    if "interchanges" in parsed:
-        answered = [
-            _ack_one(
-                one,
-                control_numbers,
-                include_accepted,
-                delimiters,
-                version,
-                gs_version,
-                usage_indicator,
-                now,
-                partner,
-            )
-            for one in parsed["interchanges"]
-        ]
-        if not any(answered):
-            raise X12Error(
-                "nothing to acknowledge: no interchange has a non-997 group", level="interchange"
-            )
-        return "".join(a for a in answered if a)
-    out = _ack_one(
-        parsed,
-        control_numbers,
-        include_accepted,
-        delimiters,
-        version,
-        gs_version,
-        usage_indicator,
-        now,
-        partner,
-    )
-    if out is None:
-        raise X12Error(
-            "nothing to acknowledge: the interchange has no non-997 group", level="interchange"
-        )
-    return out
+    several = "interchanges" in parsed
+    answered = [
+        _ack_one(one, control_numbers, include_accepted, delimiters, version, gs_version,
+                 usage_indicator, now, partner)
+        for one in (parsed["interchanges"] if several else [parsed])
+    ]
+    if not any(answered):
+        reason = ("no interchange has a non-997 group" if several
+                  else "the interchange has no non-997 group")
+        raise X12Error(f"nothing to acknowledge: {reason}", level="interchange")
+    return "".join(a for a in answered if a)
 
 
 def _ack_one(

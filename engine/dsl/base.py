@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -106,3 +114,16 @@ Expr = Annotated[
                        "{jsonata: ...}), or {jmespath: ...}. $headers, $vars and $meta are bound.",
     }),
 ]
+
+
+def _known_encoding(value: str) -> str:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError(f"unknown encoding '{value}'; write e.g. utf-8, latin-1 or "
+                         "cp1252") from None
+    return value
+
+
+#: a text encoding Python knows (utf-8, latin-1, cp1252, ...), checked when the flow is loaded
+Encoding = Annotated[str, AfterValidator(_known_encoding)]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import codecs
 from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from engine.dsl.base import Duration, Expr, Model
+from engine.dsl.base import Duration, Encoding, Expr, Model
 from engine.dsl.retry import RetryPolicy
 
 
@@ -81,18 +80,8 @@ class FileSource(Model):
     pattern: str = Field("*", description="Glob of the files to take, e.g. '*.edi'.")
     stable_for: Duration = Field(2.0, description="A file is taken once its size held this long.")
     marker_suffix: str | None = Field(None, description="Take a file only once FILE+suffix exists.")
-    encoding: str = Field("utf-8", description="How files are decoded: utf-8 (a BOM is dropped), "
-                                               "latin-1, cp1252, ...")
-
-    @field_validator("encoding")
-    @classmethod
-    def _known_encoding(cls, value: str) -> str:
-        try:
-            codecs.lookup(value)
-        except LookupError:
-            raise ValueError(f"unknown encoding '{value}'; write e.g. utf-8, latin-1 or "
-                             "cp1252") from None
-        return value
+    encoding: Encoding = Field("utf-8", description="How files are decoded: utf-8 (a BOM is "
+                               "dropped), latin-1, cp1252, ...")
 
 
 class PollTrigger(Model):
