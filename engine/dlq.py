@@ -30,10 +30,6 @@ class ReplayRefused(Exception):
         self.detail = detail
 
 
-def entry_for(state: RunState) -> DeadLetter:
-    return DeadLetter.for_run(state)
-
-
 def operator() -> str:
     try:
         return getpass.getuser()

@@ -12,11 +12,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from engine.dlq import entry_for
 from engine.envelope import Envelope
 from engine.expressions import ExpressionError
 from engine.loader import CompiledFlow
-from engine.records import RunState
+from engine.records import DeadLetter, RunState
 from engine.testing.mock_http import Call, url_matches
 from engine.testing.model import Case
 from engine.yamlsrc import Source
@@ -221,7 +220,7 @@ def _retries(exp: Any, state: RunState, delays: list[tuple[str, float]], at: str
 
 
 def _dead_letter(exp: Any, state: RunState, at: str, flow: CompiledFlow) -> list[Failure]:
-    entry = entry_for(state)
+    entry = DeadLetter.for_run(state)
     reason = entry.reason or {}
     text = f"{reason.get('message', '')}\n{json.dumps(reason.get('detail'), default=str)}"
     concerned = where(flow, entry.step)
