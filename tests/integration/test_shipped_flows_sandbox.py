@@ -280,9 +280,22 @@ def test_shipped_flow_end_to_end(flow: str, world: World) -> None:
     SCENARIOS[flow](world)
 
 
+def shipped_flow_files() -> list[Path]:
+    """The flow files the project ships: those git tracks in a checkout, so that a flow of the
+    user's own (the tutorial's hello-orders.yaml) is not taken for a shipped one; every file
+    where there is no git."""
+    files = [p for p in FLOWS.glob("*.yaml") if not p.name.endswith(".test.yaml")]
+    try:
+        listed = subprocess.run(["git", "ls-files", "--", "*.yaml"], cwd=FLOWS,
+                                capture_output=True, text=True, timeout=30)
+    except OSError:
+        return files
+    tracked = set(listed.stdout.split()) if listed.returncode == 0 else set()
+    return [p for p in files if p.name in tracked] if tracked else files
+
+
 def test_every_shipped_flow_is_run_end_to_end() -> None:
-    shipped = {p.name.removesuffix(".yaml") for p in FLOWS.glob("*.yaml")
-               if not p.name.endswith(".test.yaml")}
+    shipped = {p.name.removesuffix(".yaml") for p in shipped_flow_files()}
     assert set(HTTP_FLOWS) == set(SCENARIOS)
     uncovered = shipped - set(SCENARIOS) - ELSEWHERE
     assert not uncovered, f"shipped flows without an end-to-end test: {sorted(uncovered)}"
