@@ -54,6 +54,10 @@ class Executor(Protocol):
     def submit_many(self, runs: list[RunState]) -> None:
         """Queue runs recorded together (one group of intake)."""
 
+    def queue_messages(self, runs: list[RunState]) -> list[tuple[str, str]] | None:
+        """Broker messages that queue *runs*, for the store to write in the same write as
+        their records (then `submit_many` is not called); None to be given the runs instead."""
+
     def schedule(self, run_id: str, due_at: float, lane: str | None = None) -> None: ...
 
     def process(self, run_id: str) -> RunState | None: ...
@@ -130,6 +134,9 @@ class EmbeddedExecutor:
     def submit_many(self, runs: list[RunState]) -> None:
         for run in runs:
             self.submit(run)
+
+    def queue_messages(self, runs: list[RunState]) -> None:
+        return None  # the queue is in this process
 
     def schedule(self, run_id: str, due_at: float, lane: str | None = None) -> None:
         with self._cond:
