@@ -166,9 +166,8 @@ class EmbeddedExecutor:
                 # the run stays recorded as it was and is resumed on the next start
                 log.exception("run %s could not be processed", run_id)
             finally:
-                with self._cond:
+                with self._cond:  # nobody waits for this: the scheduler wakes for due runs only
                     self._busy -= 1
-                    self._cond.notify_all()
 
     def idle(self) -> bool:
         with self._cond:
