@@ -21,7 +21,9 @@ worst, and a duplicate finds the run done or not yet due and does nothing.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -166,6 +168,63 @@ class DuePump(Periodic):
         return min(self.interval, max(0.0, first - time.time()))
 
 
+class WireMessages:
+    """`flowrun.run` task messages as the Redis transport stores them, for intake to push in
+    the same script that records the runs: one round trip and one atomic write for "recorded
+    and queued", where kombu's publish would be a second round trip after the record.
+
+    Only when the broker is the store's own Redis and kombu's keys are plain (no
+    ``global_keyprefix``): then a queue is a list named after it, and a message is the JSON
+    that kombu's virtual transport writes with LPUSH — the task message of `as_task_v2`, its
+    body base64-encoded, with a delivery tag and its routing. The message of each lane is
+    built once with placeholders and filled in per run; a test compares it with what kombu
+    publishes, so a kombu upgrade that changes the format fails there rather than in a worker.
+    """
+
+    # placeholders: nothing else in a task message (ids, names, base64) holds a '%'
+    _RUN, _TASK, _TAG, _BODY = "%run%", "%task%", "%tag%", "%body%"
+
+    def __init__(self, celery: Celery, tuning: CelerySettings):
+        self.celery, self.tuning = celery, tuning
+        self._templates: dict[str, tuple[str, str]] = {}
+
+    @staticmethod
+    def usable(celery: Celery, settings: Settings) -> bool:
+        options = celery.conf.broker_transport_options or {}
+        same = settings.broker_url in (None, "", settings.redis_url)
+        return bool(same and settings.redis_url
+                    and settings.redis_url.split(":", 1)[0] in ("redis", "rediss", "unix")
+                    and not options.get("global_keyprefix"))
+
+    def _template(self, queue: str) -> tuple[str, str]:
+        template = self._templates.get(queue)
+        if template is None:
+            exchange = self.celery.amqp.queues[queue].exchange
+            task = self.celery.amqp.as_task_v2(
+                self._TASK, TASK, args=[self._RUN], argsrepr=f"['{self._RUN}']",
+                kwargsrepr="{}", ignore_result=True)
+            body = json.dumps(task.body)
+            message = {
+                "body": self._BODY, "content-encoding": "utf-8",
+                "content-type": "application/json", "headers": task.headers,
+                "properties": {**task.properties,
+                               "delivery_mode": exchange.delivery_mode or 2,
+                               "delivery_info": {"exchange": "", "routing_key": queue},
+                               "priority": 0, "body_encoding": "base64",
+                               "delivery_tag": self._TAG}}
+            template = self._templates[queue] = (body, json.dumps(message))
+        return template
+
+    def message(self, run_id: str, lane: str | None) -> tuple[str, str]:
+        """(the queue's list key, the message) that queues *run_id* on *lane*."""
+        queue = lane_queue(self.tuning, lane)
+        body, message = self._template(queue)
+        encoded = base64.b64encode(body.replace(self._RUN, run_id).encode()).decode()
+        return queue, (message.replace(self._BODY, encoded).replace(self._RUN, run_id)
+                       .replace(self._TASK, uuid.uuid4().hex)
+                       .replace(self._TAG, str(uuid.uuid4())))
+
+
 class Leases:
     """The run leases this process holds, renewed by one thread every third of the lease (a
     dead worker's leases simply expire). Each may carry *also*, renewed for as long: its flow's
@@ -225,6 +284,8 @@ class CeleryExecutor:
                             claim_lease=self.tuning.claim_lease)
         self._identity = f"{socket.gethostname()}:{os.getpid()}"
         self._declared: set[str] = set()  # queues this process has declared to the broker
+        self.wire = (WireMessages(self.celery, self.tuning)
+                     if WireMessages.usable(self.celery, settings) else None)
         self._retry_policy = self.celery.conf.task_publish_retry_policy
         #: concurrency slots and rate-limit buckets shared by every worker
         self.limits = RedisLimits(store)
@@ -275,6 +336,13 @@ class CeleryExecutor:
             with batch() if batch is not None and len(runs) > 1 else contextlib.nullcontext():
                 for run in runs:
                     self._publish(producer, run.run_id, self._lane(run))
+
+    def queue_messages(self, runs: list[RunState]) -> list[tuple[str, str]] | None:
+        """The broker messages that queue *runs*, for the store to write with their records
+        (`Store.create_runs`); None when the broker is not the store's Redis."""
+        if self.wire is None:
+            return None
+        return [self.wire.message(run.run_id, self._lane(run)) for run in runs]
 
     def _publish(self, producer: Any, run_id: str, lane: str | None) -> None:
         """An ordinary ``flowrun.run`` task message (what `send_task` sends, seen alike by

@@ -143,14 +143,18 @@ class Intake:
 
     def _write(self, group: list[Delivery]) -> None:
         try:
-            holders = self.store.create_runs([(d.state, d.idempotency) for d in group])
+            # where the broker is the store's server, the runs are queued by the same write
+            messages = self.executor.queue_messages([d.state for d in group])
+            holders = self.store.create_runs([(d.state, d.idempotency) for d in group],
+                                             messages)
         except RecordError:
             # one delivery the store cannot encode must not fail the others of its group
             holders = []
-            for delivery in group:
+            for i, delivery in enumerate(group):
                 try:
-                    holders.extend(self.store.create_runs([(delivery.state,
-                                                            delivery.idempotency)]))
+                    holders.extend(self.store.create_runs(
+                        [(delivery.state, delivery.idempotency)],
+                        None if messages is None else [messages[i]]))
                 except RecordError as exc:
                     delivery.answer(exc)
                     holders.append("")
@@ -162,7 +166,7 @@ class Intake:
         self.written += len(group)
         fresh = [d for d, holder in zip(group, holders, strict=True) if holder is None]
         try:
-            if fresh:
+            if fresh and messages is None:
                 self.executor.submit_many([d.state for d in fresh])
         except Exception as exc:
             # recorded but not queued (the broker went away): answer as not recorded, so the

@@ -90,14 +90,15 @@ return 1
 """
 
 # A group of new runs (their ids are new: nothing to read first). ARGV: prefix, then per run:
-# idempotency key name ('' = none), ttl ms, the 7 run fields, and '1' when this process has
-# already listed the flow in `flows`. Returns, per run, the id already holding its key (nothing
-# recorded) or ''. SET NX GET claims a key and reads its holder in one command; a key claimed by
-# an earlier run of the same group is held like any other.
+# idempotency key name ('' = none), ttl ms, the 7 run fields, '1' when this process has already
+# listed the flow in `flows`, and the list and message that queue the run for a worker ('' =
+# none; the executor queues it itself). Returns, per run, the id already holding its key
+# (nothing recorded, nothing queued) or ''. SET NX GET claims a key and reads its holder in one
+# command; a key claimed by an earlier run of the same group is held like any other.
 CREATE_RUNS = _SAVE_RUN + """
 local p = ARGV[1]
 local out = {}
-for i = 2, #ARGV, 10 do
+for i = 2, #ARGV, 12 do
   local holder = false
   if ARGV[i] ~= '' then
     holder = redis.call('SET', ARGV[i], ARGV[i+2], 'NX', 'GET', 'PX', ARGV[i+1])
@@ -107,6 +108,7 @@ for i = 2, #ARGV, 10 do
   else
     new_run(p, ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6], ARGV[i+7], ARGV[i+8],
             ARGV[i+9])
+    if ARGV[i+10] ~= '' then redis.call('LPUSH', ARGV[i+10], ARGV[i+11]) end
     out[#out + 1] = ''
   end
 end
@@ -316,17 +318,21 @@ class RedisStore:
     def create_run(self, state: RunState, idempotency: Idempotency | None = None) -> str | None:
         return self.create_runs([(state, idempotency)])[0]
 
-    def create_runs(self, runs: list[tuple[RunState, Idempotency | None]]) -> list[str | None]:
-        """One script for the whole group: one round trip however many runs."""
+    def create_runs(self, runs: list[tuple[RunState, Idempotency | None]],
+                    messages: list[tuple[str, str]] | None = None) -> list[str | None]:
+        """One script for the whole group: one round trip however many runs. With *messages*
+        (a list and a message per run, from the executor), each run recorded is also queued
+        for the workers in the same script: recorded and queued are one atomic write."""
         args: list[Any] = [self.prefix]
-        for state, idempotency in runs:
+        for i, (state, idempotency) in enumerate(runs):
             key, ttl_ms = "", 0
             if idempotency is not None:
                 scope, value, ttl = idempotency
                 key = f"{self.prefix}idem:{scope}:{value}"
                 ttl_ms = max(1, int(ttl * 1000))
             listed = "1" if state.flow_id in self._flows_listed else "0"
-            args.extend((key, ttl_ms, *self._run_fields(state), listed))
+            queue, message = messages[i] if messages is not None else ("", "")
+            args.extend((key, ttl_ms, *self._run_fields(state), listed, queue, message))
         holders = self._do(lambda: self._create_runs(args=args))
         self._flows_listed.update(state.flow_id for state, _ in runs)
         return [str(h) if h else None for h in holders]
