@@ -382,6 +382,6 @@ class CeleryExecutor:
         log.error("run %s of flow %s: %d deliveries died with their worker; dead-lettered as "
                   "poison", state.run_id, flow.id, died)
         poison(state, died, step)
-        self.store.save_run(state, dead_letter=DeadLetter.for_run(state))
+        self.store.save_run(state, dead_letter=self.core.entry_for(state))
         self.core.finished(state)
         return state

@@ -250,7 +250,8 @@ def dlq_replay(entry_ids: tuple[str, ...], all_matching: bool, flow: str | None,
     app = _app()
     if all_matching == bool(entry_ids):
         raise click.UsageError("give entry ids, or --all-matching with filters (not both)")
-    ids = list(entry_ids) or [e.id for e in app.store.list_dead_letters(
+    # each entry once, even when named twice (a failed replay settles on the same entry)
+    ids = list(dict.fromkeys(entry_ids)) or [e.id for e in app.store.list_dead_letters(
         _query(flow, step, error, since, until, status))]
     if body_file and len(ids) != 1:
         raise click.UsageError("--body edits one entry; give exactly one id")
