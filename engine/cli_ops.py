@@ -148,7 +148,10 @@ def _find_run(app: Any, run_id: str) -> Any:
 @click.option("--json", "as_json", is_flag=True)
 def runs_show(run_id: str, as_json: bool) -> None:
     """A run's step timeline: status, attempts, duration and error of every step."""
-    state = _find_run(_app(), run_id)
+    from engine.console.views import answer
+
+    app = _app()
+    state = _find_run(app, run_id)
     if as_json:
         click.echo(json.dumps(_run_dict(state) | {"envelope": state.envelope}, indent=2,
                               default=str))
@@ -164,6 +167,13 @@ def runs_show(run_id: str, as_json: bool) -> None:
         click.echo(f"next attempt due {_ts(state.due_at)} UTC")
     if state.error:
         click.echo(f"error: {state.error.get('message')}")
+    said = answer(app, state.error)
+    if said:
+        cut = f" (the first 4 KiB of {said['size']} bytes)" if said["truncated"] else ""
+        click.echo(f"answer: {said['status']} {said['reason'] or ''}{cut}".rstrip())
+        for name, value in said["headers"].items():
+            click.echo(f"  {name}: {value}")
+        click.echo(said["body"])
 
 
 # -- dead-letter queue -------------------------------------------------------------------------
