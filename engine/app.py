@@ -57,7 +57,8 @@ class App:
         if settings.redis_url:  # distributed: state in Redis, runs on Celery workers
             from engine.store.redis import RedisStore
 
-            self.store: Store = store or RedisStore(settings.redis_url)
+            self.store: Store = store or RedisStore(
+                settings.redis_url, replica_wait=settings.redis_replica_wait)
             if not isinstance(self.store, RedisStore) or self.store.prefix != "flowrun:":
                 raise ValueError("the Celery executor keeps run state in Redis: it needs the "
                                  "RedisStore with prefix 'flowrun:'")

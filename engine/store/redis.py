@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from engine import redis_url
 from engine.records import (
     ACTIVE,
     DeadLetter,
@@ -289,12 +290,16 @@ class RedisStore:
     names rather than spelling their own."""
 
     def __init__(self, url: str, prefix: str = "flowrun:", *,
-                 client: redis.Redis | None = None):
+                 client: redis.Redis | None = None, replica_wait: float = 1.0):
         self.url = url
         self.prefix = prefix
-        self.redis: redis.Redis = client or redis.Redis.from_url(
+        self.redis: redis.Redis = client or redis_url.client(
             url, decode_responses=True, socket_connect_timeout=5, socket_timeout=30,
             health_check_interval=30)
+        # behind Sentinel a new run is acknowledged only once a replica has it: a failover
+        # promotes a replica, and what only the old primary held would be gone (0 = no wait)
+        self.replica_wait_ms = (max(1, int(replica_wait * 1000))
+                                if replica_wait > 0 and redis_url.parse(url) else 0)
         self.due_key, self.inflight_key = f"{prefix}due", f"{prefix}inflight"
         self.moving_key = f"{prefix}due:moving"
         self._flows_listed: set[str] = set()  # flows this process has put in `flows`
@@ -370,9 +375,23 @@ class RedisStore:
                 ttl_ms = max(1, int(ttl * 1000))
             listed = "1" if state.flow_id in self._flows_listed else "0"
             args.extend((key, ttl_ms, *self._run_fields(state), listed))
-        holders = self._do(lambda: self._create_runs(args=args))
+        holders = self._do(lambda: self._create(args))
         self._flows_listed.update(state.flow_id for state, _ in runs)
         return [str(h) if h else None for h in holders]
+
+    def _create(self, args: list[Any]) -> list[Any]:
+        if not self.replica_wait_ms:
+            return list(self._create_runs(args=args))
+        # WAIT counts the replicas that have this connection's writes: one pipeline, so the
+        # script and the WAIT go down the same connection
+        pipe = self.redis.pipeline(transaction=False)
+        self._create_runs(args=args, client=pipe)
+        pipe.execute_command("WAIT", 1, self.replica_wait_ms)
+        holders, replicas = pipe.execute()
+        if int(replicas) < 1:
+            raise redis.RedisError(f"no replica took the new runs within "
+                                   f"{self.replica_wait_ms} ms (WAIT 1); not acknowledged")
+        return list(holders)
 
     def get_run(self, run_id: str) -> RunState | None:
         data = self._do(lambda: self.redis.hget(f"{self.prefix}run:{run_id}", "data"))
