@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import redis
 from redis.sentinel import Sentinel
@@ -39,8 +39,8 @@ class SentinelTarget:
         """Celery's form: one ``sentinel://`` URL per sentinel, credentials and db on the
         first (kombu takes the connection parameters from it)."""
         auth = ""
-        if self.password is not None:
-            auth = f"{self.username or ''}:{self.password}@"
+        if self.password is not None:  # encoded again: kombu parses this URL too
+            auth = f"{quote(self.username or '', safe='')}:{quote(self.password, safe='')}@"
         urls = [f"sentinel://{auth if i == 0 else ''}{host}:{port}"
                 + (f"/{self.db}" if i == 0 else "")
                 for i, (host, port) in enumerate(self.sentinels)]

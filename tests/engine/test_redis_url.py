@@ -57,6 +57,9 @@ def test_celery_gets_its_own_sentinel_form_and_the_primarys_name() -> None:
     assert config["broker_transport_options"]["visibility_timeout"] > 0  # kept
     assert config["result_backend"] == config["broker_url"]
     assert config["result_backend_transport_options"] == {"master_name": "mymaster"}
+    # a password with URL characters reaches kombu encoded, as it was given
+    odd = celery_config(Settings(redis_url="sentinel://:p%40ss%3Aw@h:26379/m"))
+    assert odd["broker_url"] == "sentinel://:p%40ss%3Aw@h:26379/0"
     plain = celery_config(Settings(redis_url="redis://127.0.0.1:6379/0"))
     assert plain["broker_url"] == "redis://127.0.0.1:6379/0"
     assert "master_name" not in plain["broker_transport_options"]
