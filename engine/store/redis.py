@@ -350,11 +350,10 @@ class RedisStore:
             args.extend(self._run_fields(run))
         entry = self._dl_args(dead_letter, only_if_exists=False) if dead_letter else None
         with self._errors():
-            if entry is not None:
-                self._count_dead_letters_once()
             if entry is None:
                 self._save_runs(args=args)
                 return
+            self._count_dead_letters_once()
             # MULTI/EXEC: the run, its children and its dead letter land together or not at all
             pipe = self.redis.pipeline(transaction=True)
             self._save_runs(args=args, client=pipe)
