@@ -2,9 +2,11 @@
 
 One config model and one build function. Failures are classified for the retry policy
 (timeout, connection, dns, tls, http with its status, invalid_response); the connector never
-retries or sleeps itself. Outbound requests carry the run's correlation id and, for methods that
-are not idempotent, an Idempotency-Key derived from run and step, so a downstream that honours it
-applies each effect once however often the runner retries or a worker redelivers.
+retries or sleeps itself. A call answered outside ``success:`` keeps the partner's answer as
+the error's detail (`answer`), for the operator who has to fix the data. Outbound requests
+carry the run's correlation id and, for methods that are not idempotent, an Idempotency-Key
+derived from run and step, so a downstream that honours it applies each effect once however
+often the runner retries or a worker redelivers.
 """
 
 from __future__ import annotations

@@ -141,17 +141,24 @@ return 1
 # counts rebuilt from the entries themselves. A store written by a version that kept no counts
 # (or kept them partly) has entries but wrong counts; without this the console, the metric and
 # a replay's decrement would start from nothing. An entry's flow is in its hash since counts
-# are kept; older entries name it in their record.
+# are kept; for older entries it is found in the per-flow indexes (decoding the record, which
+# costs more, only for an entry in none of them).
 COUNT_DEAD_LETTERS = """
 local p = ARGV[1]
 local mark = p .. 'dls:counted'
 if redis.call('EXISTS', mark) == 1 then return 0 end
+local indexed = {}
+for _, name in ipairs(redis.call('SMEMBERS', p .. 'flows')) do
+  for _, id in ipairs(redis.call('ZRANGE', p .. 'dls:flow:' .. name, 0, -1)) do
+    indexed[id] = name
+  end
+end
 local counts = {}
 for _, id in ipairs(redis.call('ZRANGE', p .. 'dls:all', 0, -1)) do
-  local row = redis.call('HMGET', p .. 'dl:' .. id, 'status', 'flow', 'data')
-  local status, flow = row[1], row[2]
+  local row = redis.call('HMGET', p .. 'dl:' .. id, 'status', 'flow')
+  local status, flow = row[1], row[2] or indexed[id]
   if status and not flow then
-    local ok, record = pcall(cjson.decode, row[3] or '')
+    local ok, record = pcall(cjson.decode, redis.call('HGET', p .. 'dl:' .. id, 'data') or '')
     if ok and type(record) == 'table' and type(record.flow_id) == 'string' then
       flow = record.flow_id
       redis.call('HSET', p .. 'dl:' .. id, 'flow', flow)
