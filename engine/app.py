@@ -57,7 +57,8 @@ class App:
         if settings.redis_url:  # distributed: state in Redis, runs on Celery workers
             from engine.store.redis import RedisStore
 
-            self.store: Store = store or RedisStore(settings.redis_url)
+            self.store: Store = store or RedisStore(
+                settings.redis_url, replica_wait=settings.redis_replica_wait)
             if not isinstance(self.store, RedisStore) or self.store.prefix != "flowrun:":
                 raise ValueError("the Celery executor keeps run state in Redis: it needs the "
                                  "RedisStore with prefix 'flowrun:'")
@@ -85,7 +86,6 @@ class App:
             self.executor = EmbeddedExecutor(self.core, self.store, settings.workers,
                                              rate_limiter=LocalBucket(), watcher=watcher)
         self.runner.rate_limiter = self.executor.rate_limiter.take
-        self.core.on_finished(self._replay_finished)
         self.intake = Intake(self.store, self.executor, self.versions,
                              idempotency_ttl=settings.idempotency_ttl)
 
@@ -178,24 +178,9 @@ class App:
         self.store.update_dead_letter(entry)
         return entry
 
-    def _replay_finished(self, state: RunState) -> None:
-        entry_id = state.envelope.get("meta", {}).get("replay_of")
-        if not entry_id:
-            return
-        entry = self.store.get_dead_letter(entry_id)
-        if entry is None:
-            return
-        for item in reversed(entry.audit):
-            if item.get("run_id") == state.run_id:
-                item["result"] = state.status
-                item["finished_at"] = time.time()
-                break
-        entry.status = "replayed" if state.status == "succeeded" else "open"
-        self.store.update_dead_letter(entry)
-
     def _replay_settled(self, state: RunState) -> bool:
-        """For a replay run: whether its result is on the entry's audit trail yet (the listener
-        writes it just after the run is recorded finished)."""
+        """For a replay run: whether its result is on the entry's audit trail (written with the
+        run's last record, engine/dlq.settle)."""
         entry_id = state.envelope.get("meta", {}).get("replay_of")
         entry = self.store.get_dead_letter(entry_id) if entry_id else None
         return entry is None or any(item.get("run_id") == state.run_id and "finished_at" in item

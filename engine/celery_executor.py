@@ -37,6 +37,7 @@ from celery import Celery
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine import redis_url
 from engine.limits import RedisLimits
 from engine.periodic import Periodic
 from engine.processing import Core, Save
@@ -91,9 +92,13 @@ def celery_config(settings: Settings, tuning: CelerySettings | None = None) -> d
     if not broker:
         raise ValueError("FLOWRUN_REDIS_URL (or FLOWRUN_BROKER_URL) is not set; the Celery "
                          "executor needs a broker")
+    # a sentinel:// URL becomes Celery's form and the primary's name (engine/redis_url)
+    backend, backend_sentinel = redis_url.celery_broker(settings.redis_url or broker)
+    broker, sentinel = redis_url.celery_broker(broker)
     return {
         "broker_url": broker,
-        "result_backend": settings.redis_url or broker,
+        "result_backend": backend,
+        "result_backend_transport_options": backend_sentinel,
         "task_ignore_result": True,  # the run record is the result
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -109,6 +114,7 @@ def celery_config(settings: Settings, tuning: CelerySettings | None = None) -> d
             "unacked_restore_interval": tuning.restore_interval,
             # kombu sweeps only every Nth interval by default; 1 makes the interval the period
             "unacked_restore_throttle": 1,
+            **sentinel,
         },
     }
 
@@ -450,6 +456,6 @@ class CeleryExecutor:
         log.error("run %s of flow %s: %d deliveries died with their worker; dead-lettered as "
                   "poison", state.run_id, flow.id, died)
         poison(state, died, step)
-        self.store.save_run(state, dead_letter=DeadLetter.for_run(state))
+        self.store.save_run(state, dead_letter=self.core.entry_for(state))
         self.core.finished(state)
         return state

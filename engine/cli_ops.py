@@ -148,7 +148,10 @@ def _find_run(app: Any, run_id: str) -> Any:
 @click.option("--json", "as_json", is_flag=True)
 def runs_show(run_id: str, as_json: bool) -> None:
     """A run's step timeline: status, attempts, duration and error of every step."""
-    state = _find_run(_app(), run_id)
+    from engine.console.views import answer
+
+    app = _app()
+    state = _find_run(app, run_id)
     if as_json:
         click.echo(json.dumps(_run_dict(state) | {"envelope": state.envelope}, indent=2,
                               default=str))
@@ -164,6 +167,13 @@ def runs_show(run_id: str, as_json: bool) -> None:
         click.echo(f"next attempt due {_ts(state.due_at)} UTC")
     if state.error:
         click.echo(f"error: {state.error.get('message')}")
+    said = answer(app, state.error)
+    if said:
+        cut = f" (the first 4 KiB of {said['size']} bytes)" if said["truncated"] else ""
+        click.echo(f"answer: {said['status']} {said['reason'] or ''}{cut}".rstrip())
+        for name, value in said["headers"].items():
+            click.echo(f"  {name}: {value}")
+        click.echo(said["body"])
 
 
 # -- dead-letter queue -------------------------------------------------------------------------
@@ -250,7 +260,8 @@ def dlq_replay(entry_ids: tuple[str, ...], all_matching: bool, flow: str | None,
     app = _app()
     if all_matching == bool(entry_ids):
         raise click.UsageError("give entry ids, or --all-matching with filters (not both)")
-    ids = list(entry_ids) or [e.id for e in app.store.list_dead_letters(
+    # each entry once, even when named twice (a failed replay settles on the same entry)
+    ids = list(dict.fromkeys(entry_ids)) or [e.id for e in app.store.list_dead_letters(
         _query(flow, step, error, since, until, status))]
     if body_file and len(ids) != 1:
         raise click.UsageError("--body edits one entry; give exactly one id")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -16,6 +16,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from engine import redis_url
 from engine.dsl.base import Duration
 
 
@@ -28,8 +29,15 @@ class Settings(BaseSettings):
     schemas: Path | None = Field(None, description="Folder of JSON Schemas (default: the "
                                                    "nearest schemas/ above the flows).")
     secrets_file: Path | None = Field(None, description="NAME=value file, mode 0600.")
-    redis_url: str | None = Field(None, description="Redis for Celery and state; unset = embedded.")
-    broker_url: str | None = Field(None, description="Celery broker when not the Redis above.")
+    redis_url: str | None = Field(None, description="Redis for Celery and state; unset = "
+                                  "embedded. redis://host:port/db, or through Redis Sentinel: "
+                                  "sentinel://host:port,host:port/master-name/db.")
+    broker_url: str | None = Field(None, description="Celery broker when not the Redis above "
+                                   "(a sentinel:// URL as for the Redis above).")
+    redis_replica_wait: Duration = Field(
+        1.0, ge=0, description="With a sentinel:// Redis: how long intake waits for a replica "
+        "to hold a new run before answering 202 (WAIT 1); a run no replica took in time is "
+        "answered 503, so a failover never loses an accepted run. 0 turns the wait off.")
     workers: int = Field(4, ge=1, le=256, description="Embedded worker threads.")
     idempotency_ttl: Duration = Field(7 * 86400.0, description="How long a delivery id is "
                                                                 "remembered.")
@@ -53,6 +61,13 @@ class Settings(BaseSettings):
                                      "first byte to the end of its headers.")
     body_timeout: Duration = Field(30.0, gt=0, description="Longest time from the end of the "
                                    "headers to the end of the body.")
+
+    @field_validator("redis_url", "broker_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            redis_url.parse(value)  # a Sentinel URL that cannot be used fails here, named
+        return value
 
     @model_validator(mode="after")
     def _console_login(self) -> Settings:
