@@ -146,21 +146,47 @@ def _find_flow(flow: str, flows_dir: str, loader: Loader) -> tuple[FlowSet, Comp
         if not candidate.resolve().is_relative_to(Path(flows_dir).resolve()):
             paths = [*paths, str(candidate)]
     flowset = loader.load_paths(paths or [str(candidate)])
-    if not flowset.ok:
-        _echo_problems(flowset.problems.errors)
-        raise click.ClickException("the flows have errors; fix them and run again "
-                                   "(see `flowrun validate`)")
+    chosen: CompiledFlow | None = None
     if candidate.suffix in (".yaml", ".yml"):
         resolved = candidate.resolve()
-        for compiled in flowset.flows.values():
-            if Path(compiled.file).resolve() == resolved:
-                return flowset, compiled
-    if flow in flowset.flows:
-        return flowset, flowset.flows[flow]
+        chosen = next((c for c in flowset.flows.values()
+                       if Path(c.file).resolve() == resolved), None)
+    else:
+        chosen = flowset.flows.get(flow)
+    # Only the errors of this flow and of the flows it hands off to stop the run: a
+    # half-edited file elsewhere in the folder is no reason to refuse a flow that is fine.
+    errors = _errors_on_the_way(flowset, chosen) if chosen else flowset.problems.errors
+    if errors:
+        _echo_problems(errors)
+        raise click.ClickException("the flows have errors; fix them and run again "
+                                   "(see `flowrun validate`)")
+    if chosen is not None:
+        others = {p.file for p in flowset.problems.errors}
+        if others:
+            click.echo(f"note: {len(others)} other flow file(s) have errors and were not "
+                       "loaded; `flowrun validate` lists them", err=True)
+        return flowset, chosen
     from engine.problems import did_you_mean
 
     raise click.ClickException(f"no flow '{flow}' in {flows_dir}"
                                + did_you_mean(flow, flowset.flows))
+
+
+def _errors_on_the_way(flowset: FlowSet, start: CompiledFlow) -> list[Problem]:
+    """The errors in the files of *start* and of every flow it can hand off to."""
+    files, todo, seen = set(), [start], {start.id}
+    while todo:
+        flow = todo.pop()
+        files.add(str(flow.file))
+        for name, where in flow.flow_refs:
+            files.add(where.file)
+            if name in flowset.flows and name not in seen:
+                seen.add(name)
+                todo.append(flowset.flows[name])
+            elif name not in flowset.flows:  # broken, most likely: its file is named after it
+                files.update(p.file for p in flowset.problems.errors
+                             if Path(p.file).name.split(".")[0] == name)
+    return [p for p in flowset.problems.errors if p.file in files]
 
 
 @main.command()
@@ -215,7 +241,11 @@ def run(flow: str, input_path: str, text: bool, encoding: str, header: tuple[str
 
 def _summary(state: RunState, loader: Loader) -> dict[str, Any]:
     out: dict[str, Any] = {"run_id": state.run_id, "flow": state.flow_id, "status": state.status}
-    if state.error:
+    if state.error and state.status in ("filtered", "dropped"):
+        # an ending the flow chose, not a failure: say why, without calling it an error
+        out["reason"] = state.error.get("message")
+        out["step"] = state.error.get("step")
+    elif state.error:
         out["error"] = state.error
     out["envelope"] = state.envelope
     redacted: dict[str, Any] = loader.secrets.redactor.data(out)
