@@ -253,22 +253,33 @@ def _summary(state: RunState, loader: Loader) -> dict[str, Any]:
 
 
 @main.command()
-@click.option("--output", "-o", default="schemas/flow.schema.json", show_default=True,
-              help="Where to write the JSON Schema of flow files.")
-@click.option("--check", is_flag=True, help="Exit 1 if the file is not up to date.")
-def schema(output: str, check: bool) -> None:
-    """Write the JSON Schema of the flow language (for editors and CI)."""
-    text = flow_schema_text()
-    path = Path(output)
-    if check:
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
-        if current != text:
-            raise click.ClickException(f"{output} is stale; run `flowrun schema`")
-        click.echo(f"{output} is up to date")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {output}")
+@click.option("--output", "-o", default=None,
+              help="Write only the flow language's JSON Schema, to this file.")
+@click.option("--root", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="The checkout whose generated files to write.")
+@click.option("--check", is_flag=True, help="Exit 1 if a file is not up to date.")
+def schema(output: str | None, root: str, check: bool) -> None:
+    """Write what is generated from the flow language's models: the editor schemas of flow
+    and connection files, and the reference (docs/reference/dsl.md)."""
+    from engine.schema_gen import generated_files
+
+    files = {output: flow_schema_text()} if output else {
+        str(Path(root) / name): text for name, text in generated_files().items()}
+    stale = []
+    for name, text in files.items():
+        path = Path(name)
+        if check:
+            current = path.read_text(encoding="utf-8") if path.exists() else ""
+            if current != text:
+                stale.append(name)
+            else:
+                click.echo(f"{name} is up to date")
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {name}")
+    if stale:
+        raise click.ClickException(f"{', '.join(stale)} is stale; run `flowrun schema`")
 
 
 @main.command()
