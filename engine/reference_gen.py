@@ -95,7 +95,7 @@ def _type(node: Schema, root: Schema, prefix: str = "") -> str:
     if "$ref" in node:
         name = node["$ref"].rsplit("/", 1)[-1]
         return f"[{name}](#{prefix}{name.lower()})"
-    variants = [v for v in node.get("anyOf", node.get("oneOf", [])) if v.get("type") != "null"]
+    variants = [v for v in node.get("anyOf") or node.get("oneOf") or [] if v.get("type") != "null"]
     if any("jsonata" in v.get("properties", {}) for v in variants):
         return "expression"
     if any("(ms|s|m|h|d)" in v.get("pattern", "") for v in variants):

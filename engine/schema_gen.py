@@ -105,7 +105,7 @@ def _placeholder(root: Schema, node: Schema, name: str, counter: Any) -> Any:
     node = _resolve(root, node)
     if node.get("examples"):
         return _literal(node["examples"][0])
-    variants = [_resolve(root, v) for v in node.get("anyOf", node.get("oneOf", []))
+    variants = [_resolve(root, v) for v in node.get("anyOf") or node.get("oneOf") or []
                 if v.get("type") != "null"]
     if variants and (variants[0].get("type") == "string" or "jsonata" in variants[0].get(
             "properties", {})):
