@@ -69,17 +69,18 @@ def _one_key_of(root: Schema, union: Schema, what: str, common: list[str] | None
         },
     }
     if not common:
-        return {**out, "minProperties": 1, "maxProperties": 1,
-                "errorMessage": f"exactly one {what}: {names}"}
+        return {**out, "minProperties": 1, "maxProperties": 1}
     out["required"] = [common[0]]  # the id
     out["description"] = f"A {what}: an id and exactly one kind ({names})."
-    out["allOf"] = [{"not": {"propertyNames": {"enum": common}},
-                     "errorMessage": f"a {what} needs one kind: {names}"}]
+    # errorMessage on `required` and on a `properties` check is what VS Code's YAML
+    # extension shows (it ignores it on `not`); jsonschema ignores the keyword
+    need = f"a {what} needs one kind: {names}"
+    out["allOf"] = [{"anyOf": [{"required": [name], "errorMessage": need} for name in keyed],
+                     "errorMessage": need}]
     # two kinds in one step: the second kind key is the mistake
     out["dependentSchemas"] = {
-        name: {"propertyNames": {
-            "not": {"enum": [k for k in keyed if k != name]},
-            "errorMessage": f"a {what} has exactly one kind; this one is already '{name}'"}}
+        name: {"properties": {other: False for other in keyed if other != name},
+               "errorMessage": f"a {what} has exactly one kind; this one is already '{name}'"}
         for name in keyed}
     return out
 
