@@ -45,8 +45,7 @@ def dsl_reference(flow: Schema, connection: Schema) -> str:
         out.append(_kind(kind, item["properties"][kind], snippets.get(kind), flow))
     out += ["## Blocks used above\n"]
     for name, node in sorted(flow.get("$defs", {}).items()):
-        if node.get("properties") or node.get("type") == "object":
-            out.append(_block(name, node, flow))
+        out.append(_block(name, node, flow))
     out += ["## Connection files\n", _text(connection) + "\n",
             _table(connection, connection, "connection-")]
     for name, node in sorted(connection.get("$defs", {}).items()):
