@@ -155,7 +155,11 @@ def _find_flow(flow: str, flows_dir: str, loader: Loader) -> tuple[FlowSet, Comp
         chosen = flowset.flows.get(flow)
     # Only the errors of this flow and of the flows it hands off to stop the run: a
     # half-edited file elsewhere in the folder is no reason to refuse a flow that is fine.
-    errors = _errors_on_the_way(flowset, chosen) if chosen else flowset.problems.errors
+    if chosen is not None:
+        errors = _errors_on_the_way(flowset, chosen)
+    else:  # the flow did not load: its own file's errors (by path, or named like the id)
+        stem = candidate.name.split(".")[0]
+        errors = [p for p in flowset.problems.errors if Path(p.file).name.split(".")[0] == stem]
     if errors:
         _echo_problems(errors)
         raise click.ClickException("the flows have errors; fix them and run again "
