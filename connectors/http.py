@@ -19,7 +19,7 @@ import time
 from typing import Any, Literal
 
 import requests
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from requests.adapters import HTTPAdapter
 
 from engine.dsl.base import Duration, Expr, Model
@@ -59,6 +59,10 @@ class Auth(Model):
 
 class HttpCall(Model):
     """An HTTP request; every value may use {{ expression }}, ${env:X} and ${secret:X}."""
+
+    # the editor's snippet and the reference's example
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"method": "POST", "url": "${env:ERP_EU_URL}/sales-orders/{{ order_id }}"}]})
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = Field(
         "POST", description="HTTP method.")

@@ -146,21 +146,51 @@ def _find_flow(flow: str, flows_dir: str, loader: Loader) -> tuple[FlowSet, Comp
         if not candidate.resolve().is_relative_to(Path(flows_dir).resolve()):
             paths = [*paths, str(candidate)]
     flowset = loader.load_paths(paths or [str(candidate)])
-    if not flowset.ok:
-        _echo_problems(flowset.problems.errors)
-        raise click.ClickException("the flows have errors; fix them and run again "
-                                   "(see `flowrun validate`)")
+    chosen: CompiledFlow | None = None
     if candidate.suffix in (".yaml", ".yml"):
         resolved = candidate.resolve()
-        for compiled in flowset.flows.values():
-            if Path(compiled.file).resolve() == resolved:
-                return flowset, compiled
-    if flow in flowset.flows:
-        return flowset, flowset.flows[flow]
+        chosen = next((c for c in flowset.flows.values()
+                       if Path(c.file).resolve() == resolved), None)
+    else:
+        chosen = flowset.flows.get(flow)
+    # Only the errors of this flow and of the flows it hands off to stop the run: a
+    # half-edited file elsewhere in the folder is no reason to refuse a flow that is fine.
+    if chosen is not None:
+        errors = _errors_on_the_way(flowset, chosen)
+    else:  # the flow did not load: its own file's errors (by path, or named like the id)
+        stem = candidate.name.split(".")[0]
+        errors = [p for p in flowset.problems.errors if Path(p.file).name.split(".")[0] == stem]
+    if errors:
+        _echo_problems(errors)
+        raise click.ClickException("the flows have errors; fix them and run again "
+                                   "(see `flowrun validate`)")
+    if chosen is not None:
+        others = {p.file for p in flowset.problems.errors}
+        if others:
+            click.echo(f"note: {len(others)} other flow file(s) have errors and were not "
+                       "loaded; `flowrun validate` lists them", err=True)
+        return flowset, chosen
     from engine.problems import did_you_mean
 
     raise click.ClickException(f"no flow '{flow}' in {flows_dir}"
                                + did_you_mean(flow, flowset.flows))
+
+
+def _errors_on_the_way(flowset: FlowSet, start: CompiledFlow) -> list[Problem]:
+    """The errors in the files of *start* and of every flow it can hand off to."""
+    files, todo, seen = set(), [start], {start.id}
+    while todo:
+        flow = todo.pop()
+        files.add(str(flow.file))
+        for name, where in flow.flow_refs:
+            files.add(where.file)
+            if name in flowset.flows and name not in seen:
+                seen.add(name)
+                todo.append(flowset.flows[name])
+            elif name not in flowset.flows:  # broken, most likely: its file is named after it
+                files.update(p.file for p in flowset.problems.errors
+                             if Path(p.file).name.split(".")[0] == name)
+    return [p for p in flowset.problems.errors if p.file in files]
 
 
 @main.command()
@@ -215,7 +245,11 @@ def run(flow: str, input_path: str, text: bool, encoding: str, header: tuple[str
 
 def _summary(state: RunState, loader: Loader) -> dict[str, Any]:
     out: dict[str, Any] = {"run_id": state.run_id, "flow": state.flow_id, "status": state.status}
-    if state.error:
+    if state.error and state.status in ("filtered", "dropped"):
+        # an ending the flow chose, not a failure: say why, without calling it an error
+        out["reason"] = state.error.get("message")
+        out["step"] = state.error.get("step")
+    elif state.error:
         out["error"] = state.error
     out["envelope"] = state.envelope
     redacted: dict[str, Any] = loader.secrets.redactor.data(out)
@@ -223,22 +257,33 @@ def _summary(state: RunState, loader: Loader) -> dict[str, Any]:
 
 
 @main.command()
-@click.option("--output", "-o", default="schemas/flow.schema.json", show_default=True,
-              help="Where to write the JSON Schema of flow files.")
-@click.option("--check", is_flag=True, help="Exit 1 if the file is not up to date.")
-def schema(output: str, check: bool) -> None:
-    """Write the JSON Schema of the flow language (for editors and CI)."""
-    text = flow_schema_text()
-    path = Path(output)
-    if check:
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
-        if current != text:
-            raise click.ClickException(f"{output} is stale; run `flowrun schema`")
-        click.echo(f"{output} is up to date")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {output}")
+@click.option("--output", "-o", default=None,
+              help="Write only the flow language's JSON Schema, to this file.")
+@click.option("--root", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="The checkout whose generated files to write.")
+@click.option("--check", is_flag=True, help="Exit 1 if a file is not up to date.")
+def schema(output: str | None, root: str, check: bool) -> None:
+    """Write what is generated from the flow language's models: the editor schemas of flow
+    and connection files, and the reference (docs/reference/dsl.md)."""
+    from engine.schema_gen import generated_files
+
+    files = {output: flow_schema_text()} if output else {
+        str(Path(root) / name): text for name, text in generated_files().items()}
+    stale = []
+    for name, text in files.items():
+        path = Path(name)
+        if check:
+            current = path.read_text(encoding="utf-8") if path.exists() else ""
+            if current != text:
+                stale.append(name)
+            else:
+                click.echo(f"{name} is up to date")
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {name}")
+    if stale:
+        raise click.ClickException(f"{', '.join(stale)} is stale; run `flowrun schema`")
 
 
 @main.command()

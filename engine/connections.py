@@ -238,9 +238,19 @@ class Connections:
         self.broken, self.problems = broken, problems
         self._runtime: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        #: the names flows looked up: `problems_for_use` reports the warnings of these only
+        self.used: set[str] = set()
+
+    def problems_for_use(self) -> list[Problem]:
+        """Every error of the folder's files (a broken file is worth fixing whoever uses it),
+        and the warnings (an unset ${env:...}) of the connections some flow uses — not of a
+        partner's file that the flows being checked never name."""
+        used_files = {self.files[name] for name in self.used if name in self.files}
+        return [p for p in self.problems if p.severity == "error" or p.file in used_files]
 
     def lookup(self, name: str, kind: str, ctx: BuildContext, path: Path) -> Any:
         """The ``http`` or ``sftp`` part of connection *name*, or None after a problem."""
+        self.used.add(name)
         if name in self.broken:
             ctx.problem(path, f"connection '{name}' has errors (see {self.files[name]})")
             return None
@@ -283,12 +293,13 @@ def _read(path: FsPath, into: Connections,
     """One connection file into *into*: the connection, or its name among the broken ones
     (so a flow using it hears "has errors", not "no such connection") and its problems."""
     problems = into.problems
+    shown = _shown(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        problems.append(Problem(str(path), 1, 1, "", f"cannot read file: {exc.strerror}"))
+        problems.append(Problem(shown, 1, 1, "", f"cannot read file: {exc.strerror}"))
         return
-    source, found_problems = read_source(str(path), raw)
+    source, found_problems = read_source(shown, raw)
     problems.extend(found_problems)
     data = source.data if not found_problems else None
     name = data.get("connection") if isinstance(data, dict) else None
@@ -297,7 +308,7 @@ def _read(path: FsPath, into: Connections,
         problems.append(source.problem(("connection",), f"connection '{name}' is already "
                                        f"declared in {into.files[name]}"))
         return
-    into.files[name] = str(path)
+    into.files[name] = shown
     if found_problems:
         into.broken.add(name)
         return
@@ -327,6 +338,15 @@ def _read(path: FsPath, into: Connections,
 
 
 _SCHEMA = ConnectionFile.model_json_schema(by_alias=True)
+
+
+def _shown(path: FsPath) -> str:
+    """*path* as problems name it: relative to the working directory when inside it, like the
+    flow files named on the command line (the folder itself was found resolved)."""
+    try:
+        return str(path.relative_to(FsPath.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def resolve_file(value: str, folder: FsPath | None) -> FsPath:

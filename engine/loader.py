@@ -307,7 +307,7 @@ class Loader:
         files: list[FsPath] = []
         problems = Problems()
         paths = list(paths)
-        problems.extend(self.connections(paths[0] if paths else ".").problems)
+        connections = self.connections(paths[0] if paths else ".")
         for path in paths:
             p = FsPath(path)
             if p.is_dir():
@@ -338,6 +338,7 @@ class Loader:
             if hook:
                 hooks[hook] = flow
             flows[flow.id] = flow
+        problems.extend(connections.problems_for_use())  # once the flows named theirs
         for flow in list(flows.values()):
             for name, where in flow.flow_refs:
                 if name not in flows:

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from connectors.x12 import (
     ControlNumbers,
@@ -93,6 +93,7 @@ class CorrelateOptions(Model):
 
 
 class X12Step(Model):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"parse": {"strict": True}}]})
     parse: ParseOptions | None = Field(None, description="Interchange text → JSON.")
     render: RenderOptions | None = Field(None, description="Parsed JSON → interchange text.")
     build: BuildOptions | None = Field(None, description="Typed views → a new interchange.")

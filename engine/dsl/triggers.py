@@ -10,7 +10,9 @@ from engine.dsl.base import Duration, Encoding, Expr, Model
 from engine.dsl.retry import RetryPolicy
 
 
-class RateLimit(Model):
+class WebhookRateLimit(Model):
+    """Requests a webhook route accepts: a token bucket per trigger (in Redis when set)."""
+
     per_second: float = Field(gt=0, description="Sustained requests per second.")
     burst: int = Field(1, ge=1, description="Requests allowed at once above the sustained rate.")
 
@@ -29,7 +31,9 @@ class WebhookTrigger(Model):
     idempotency_key: Expr | None = Field(
         None, description="Expression giving the delivery id; a repeated id starts no new run.")
     max_body: int = Field(1024 * 1024, ge=1, description="Largest accepted body in bytes.")
-    rate_limit: RateLimit | None = Field(None, description="Requests per second accepted.")
+    rate_limit: WebhookRateLimit | None = Field(
+        None, description="Requests per second accepted; over it the sender gets 429 with "
+                          "Retry-After.")
     respond: Literal["async", "sync"] = Field(
         "async", description="async: 202 once taken in; sync: wait for the run and return it.")
     sync_timeout: Duration = Field(10.0, description="Longest wait in sync mode.")
@@ -67,7 +71,7 @@ class Paginate(Model):
 
 
 class HttpSource(Model):
-    method: Literal["GET", "POST"] = "GET"
+    method: Literal["GET", "POST"] = Field("GET", description="HTTP method of the poll request.")
     url: str = Field(description="URL; may use ${env:...}, ${secret:...}, {{cursor}} (the cursor "
                                  "minus the lookback) and {{slot}} (the scheduled time).")
     connection: str | None = Field(None, description="Named connection for base URL and auth.")
@@ -125,15 +129,19 @@ def _trigger_kind(value: Any) -> str | None:
 
 
 class WebhookSpec(Model):
-    webhook: WebhookTrigger
+    webhook: WebhookTrigger = Field(description="A platform calls us: one HTTP route on "
+                                                "`flowrun serve` per webhook flow.")
 
 
 class PollSpec(Model):
-    poll: PollTrigger
+    poll: PollTrigger = Field(description="We ask a partner on a schedule (`flowrun "
+                                          "scheduler`): an HTTP API or a drop folder.")
 
 
 class ManualSpec(Model):
-    manual: ManualTrigger = Field(default_factory=ManualTrigger)
+    manual: ManualTrigger = Field(default_factory=ManualTrigger,
+                                  description="Started only by `flowrun run`, a replay or "
+                                              "another flow's hand-off.")
 
 
 Trigger = Annotated[
