@@ -38,7 +38,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, mo
 from engine.dsl.base import Duration, Model
 from engine.lint import validation_problems
 from engine.problems import Path, Problem, did_you_mean
-from engine.refs import REF
+from engine.refs import REF, interpolate
 from engine.types import BuildContext
 from engine.yamlsrc import Source, read_source
 
@@ -210,23 +210,64 @@ class SftpConnection(Model):
         return self
 
 
+class Broker(Model):
+    """Where a message broker listens and who we are to it."""
+
+    host: str = Field("127.0.0.1", description="Host name of the broker; may use ${env:...}.")
+    port: Port = Field(description="TCP port, or '${env:NAME}'.")
+    username: str | None = Field(None, description="User name; may use ${env:...}.")
+    password: Secret | None = Field(None, description="Password: '${secret:NAME}'.")
+    timeout: Duration = Field(10.0, description="Connect and publish-confirm timeout.")
+
+    def address(self, secrets: Callable[[str], str]) -> tuple[str, int, str | None, str | None]:
+        """Host, port, user name and password, their references resolved (raises
+        UnresolvedReference or ValueError)."""
+        def value(text: str | None) -> str | None:
+            return None if text is None else interpolate(text, secrets)
+
+        port = port_number(self.port, lambda text: interpolate(text, secrets))
+        return str(value(self.host)), port, value(self.username), value(self.password)
+
+
+class AmqpConnection(Broker):
+    port: Port = Field(5672, description="TCP port (5671 for TLS), or '${env:NAME}'.")
+    virtual_host: str = Field("/", description="RabbitMQ virtual host.")
+    heartbeat: Duration = Field(30.0, description="AMQP heartbeat; a dead peer is noticed "
+                                                  "after about twice this.")
+
+
+class MqttConnection(Broker):
+    port: Port = Field(1883, description="TCP port (8883 for TLS), or '${env:NAME}'.")
+    client_id: str | None = Field(None, description="Client id prefix; each consumer and "
+                                  "publisher appends its flow and role (persistent sessions "
+                                  "need a stable id).")
+    keepalive: Duration = Field(30.0, description="MQTT keep-alive interval.")
+
+
+#: the message-bus kinds of connection (the key of the file's part), for `ConnectionFile`
+BUS_KINDS = ("amqp", "mqtt")
+
+
 class ConnectionFile(Model):
-    """One partner system: exactly one of http: or sftp:."""
+    """One partner system: exactly one of http:, sftp: or a message bus (amqp:,
+    mqtt:)."""
 
     connection: Annotated[str, AfterValidator(_name)] = Field(
         description="Name flows use: letters, digits, '_' and '-'.")
     description: str | None = Field(None, description="What the system is.")
     http: HttpConnection | None = Field(None, description="An HTTP API.")
     sftp: SftpConnection | None = Field(None, description="An SFTP server.")
+    amqp: AmqpConnection | None = Field(None, description="An AMQP 0-9-1 broker (RabbitMQ).")
+    mqtt: MqttConnection | None = Field(None, description="An MQTT broker (Mosquitto, ...).")
 
     @model_validator(mode="after")
     def _one(self) -> ConnectionFile:
-        _one_of(self, ("http", "sftp"), "a connection")
+        _one_of(self, ("http", "sftp", *BUS_KINDS), "a connection")
         return self
 
     @property
     def kind(self) -> str:
-        return "http" if self.http is not None else "sftp"
+        return next(k for k in ("http", "sftp", *BUS_KINDS) if getattr(self, k) is not None)
 
 
 class Connections:

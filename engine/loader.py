@@ -232,6 +232,11 @@ class Loader:
             poll = compile_poll(trigger, ctx)  # compiles items and paginate expressions too
             if idem is None and trigger.files is not None:
                 idem = files.IDEMPOTENCY  # a dropped file runs once per name, size and mtime
+        if trigger_kind == "consume":
+            from engine.consume import IDEMPOTENCY, check_trigger
+
+            check_trigger(trigger, ctx)
+            idem = idem or IDEMPOTENCY  # a redelivered message runs once per broker message id
         idem_expr = ctx.expr(idem, ("trigger", trigger_kind, "idempotency_key")) if idem else None
         if any(p.severity == "error" for p in problems):
             return None, problems

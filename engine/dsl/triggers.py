@@ -1,4 +1,4 @@
-"""Trigger models: what starts a run. Exactly one of webhook, poll or manual."""
+"""Trigger models: what starts a run. Exactly one of webhook, poll, consume or manual."""
 
 from __future__ import annotations
 
@@ -114,15 +114,71 @@ class PollTrigger(Model):
         return self
 
 
+class AmqpBinding(Model):
+    exchange: str = Field(description="Exchange (declared as a durable topic exchange if it "
+                                      "does not exist).")
+    routing_key: str = Field("#", description="Binding key, e.g. 'shipment.*'.")
+
+
+class AmqpSource(Model):
+    queue: str = Field(description="Queue to consume; declared (durable) if it does not exist.")
+    queue_type: Literal["quorum", "classic"] = Field(
+        "quorum", description="Type of a queue flowrunner declares: quorum queues count "
+        "deliveries, so a message that keeps failing is dead-lettered after max_deliveries.")
+    bind: list[AmqpBinding] = Field(default_factory=list, description="Bindings made at start: "
+                                    "exchange and routing key.")
+
+
+class MqttSource(Model):
+    topic: str = Field(description="Topic filter to subscribe to, e.g. 'wms/+/shipments'.")
+    qos: Literal[1, 2] = Field(1, description="Subscription QoS: 1 (at least once) or 2.")
+    shared: str | None = Field(None, description="Shared-subscription group "
+                               "($share/GROUP/topic): consumers of the group split the messages.")
+
+
+class ConsumeTrigger(Model):
+    """A message bus delivers to us: `flowrun consume` reads a queue, topic, stream or subject
+    and starts one run per message, acknowledged once the run is recorded."""
+
+    amqp: AmqpSource | None = Field(None, description="Consume an AMQP 0-9-1 queue (RabbitMQ).")
+    mqtt: MqttSource | None = Field(None, description="Subscribe to an MQTT topic filter.")
+    connection: str = Field(description="Named connection of the bus (connections/NAME.yaml).")
+    format: Literal["json", "text", "bytes"] = Field(
+        "json", description="How bodies are read: json (an undecodable body is dead-lettered), "
+        "text (UTF-8) or bytes (base64 in the body's 'base64' field).")
+    idempotency_key: Expr | None = Field(
+        None, description="Expression giving the message's id (default: the broker's message "
+        "id); a redelivered id starts no new run.")
+    in_flight: int = Field(64, ge=1, le=10_000, description="Messages read but not yet "
+                           "recorded and acknowledged, at most (the broker's prefetch).")
+    max_deliveries: int = Field(5, ge=1, description="A message delivered more often than this "
+                                "(it keeps failing before it is recorded) is dead-lettered.")
+
+    @model_validator(mode="after")
+    def _one_bus(self) -> ConsumeTrigger:
+        chosen = [name for name in BUSES if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            raise ValueError("a consume trigger needs exactly one bus: "
+                             + " or ".join(f"'{name}:'" for name in BUSES))
+        return self
+
+    @property
+    def bus(self) -> str:
+        return next(name for name in BUSES if getattr(self, name) is not None)
+
+
+BUSES = ("amqp", "mqtt")
+
+
 class ManualTrigger(Model):
     """Runs started by `flowrun run`, a replay or another flow's hand-off only."""
 
 
 def _trigger_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        found = [k for k in ("webhook", "poll", "manual") if k in value]
+        found = [k for k in TRIGGER_KINDS if k in value]
         return found[0] if len(found) == 1 else None
-    for name in ("webhook", "poll", "manual"):
+    for name in TRIGGER_KINDS:
         if getattr(value, name, None) is not None:
             return name
     return None
@@ -138,6 +194,11 @@ class PollSpec(Model):
                                           "scheduler`): an HTTP API or a drop folder.")
 
 
+class ConsumeSpec(Model):
+    consume: ConsumeTrigger = Field(description="A message bus delivers to us (`flowrun "
+                                                "consume`): AMQP or MQTT.")
+
+
 class ManualSpec(Model):
     manual: ManualTrigger = Field(default_factory=ManualTrigger,
                                   description="Started only by `flowrun run`, a replay or "
@@ -146,7 +207,7 @@ class ManualSpec(Model):
 
 Trigger = Annotated[
     Annotated[WebhookSpec, Tag("webhook")] | Annotated[PollSpec, Tag("poll")]
-    | Annotated[ManualSpec, Tag("manual")],
+    | Annotated[ConsumeSpec, Tag("consume")] | Annotated[ManualSpec, Tag("manual")],
     Discriminator(_trigger_kind),
 ]
-TRIGGER_KINDS = ("webhook", "poll", "manual")
+TRIGGER_KINDS = ("webhook", "poll", "consume", "manual")
