@@ -238,9 +238,11 @@ class AmqpConnection(Broker):
 
 class MqttConnection(Broker):
     port: Port = Field(1883, description="TCP port (8883 for TLS), or '${env:NAME}'.")
-    client_id: str | None = Field(None, description="Client id prefix; each consumer and "
-                                  "publisher appends its flow and role (persistent sessions "
-                                  "need a stable id).")
+    client_id: str = Field("flowrun", description="Client id prefix; the publisher and each "
+                           "flow's subscriber append their role (a subscriber's persistent "
+                           "session is found again by this id).")
+    session_expiry: Duration = Field(86400.0, description="How long the broker keeps a "
+                                     "stopped subscriber's session and its QoS 1/2 messages.")
     keepalive: Duration = Field(30.0, description="MQTT keep-alive interval.")
 
 

@@ -131,7 +131,8 @@ class AmqpSource(Model):
 
 class MqttSource(Model):
     topic: str = Field(description="Topic filter to subscribe to, e.g. 'wms/+/shipments'.")
-    qos: Literal[1, 2] = Field(1, description="Subscription QoS: 1 (at least once) or 2.")
+    qos: Literal[1, 2] = Field(1, description="Subscription QoS: 1 (at least once) or 2 "
+                                              "(exactly once between broker and consumer).")
     shared: str | None = Field(None, description="Shared-subscription group "
                                "($share/GROUP/topic): consumers of the group split the messages.")
 
