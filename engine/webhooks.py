@@ -140,7 +140,7 @@ class HookEndpoint:
                    "query": dict(_query(scope))}
         try:
             kept = record_headers(_decoded(scope), self.app.settings)
-            accepted = await self._accept(body, kept, cid, request)
+            accepted = await self.accept(body, kept, cid, request)
         except (RecordError, RecursionError) as exc:  # the same body would fail every time
             self.metrics.webhook(self.flow_id, "malformed")
             return 400, {"error": f"the message cannot be recorded: {exc}"}, {}
@@ -184,9 +184,10 @@ class HookEndpoint:
         except BodyError as exc:
             raise Answer(exc.status, exc.outcome, exc.message) from None
 
-    async def _accept(self, body: Any, headers: dict[str, str], cid: str,
-                      request: dict[str, Any]) -> Accepted:
-        """Hand the delivery to the intake writer and wait for its group to be recorded."""
+    async def accept(self, body: Any, headers: dict[str, str], cid: str,
+                     request: dict[str, Any], key: str | None = None) -> Accepted:
+        """Hand the delivery to the intake writer and wait for its group to be recorded;
+        *key*, when given, is its idempotency key (see `Intake.prepare`)."""
         loop = asyncio.get_running_loop()
         answered: asyncio.Future[Accepted | BaseException] = loop.create_future()
 
@@ -195,7 +196,8 @@ class HookEndpoint:
 
         intake = self.app.intake
         delivery = intake.prepare(self.hook.flow, body, headers, trigger="webhook",
-                                  correlation_id=cid, request=request, answer=answer)
+                                  correlation_id=cid, request=request, answer=answer,
+                                  key=key)
         intake.put(delivery)
         result = await answered
         if isinstance(result, BaseException):
