@@ -1,0 +1,196 @@
+"""The ``as2`` step: send the body to a trading partner over AS2 and check its receipt.
+
+::
+
+    - id: send_997
+      as2:
+        connection: acme_as2                 # connections/acme_as2.yaml (as2:)
+        filename: "997_{{ $vars.control }}.edi"
+
+The payload (the body, or ``content``; text is encoded in ``encoding``) is compressed, signed
+and encrypted as the connection says, and posted to the partner's URL. The Message-Id is made
+from the run and the step, so every retry of the step sends the same message and a partner
+that already took it recognises the copy. The MDN the connection asks for is checked:
+
+- ``sync``: the receipt is in the response; it must be signed when ``mdn_sign`` asks so, its
+  signature must verify with the partner's certificate and its MIC must equal ours. A negative
+  MDN or a MIC that differs fails the step, not retried: the run is dead-lettered with the
+  reason. (A copy the partner reports as a duplicate counts as delivered.)
+- ``async``: the message is recorded as waiting (`connectors.as2.pending`) and the step goes
+  on; the receipt, posted later to our AS2 endpoint, settles it there.
+
+A refused or broken connection, a timeout and a 5xx are retried by the flow's retry policy
+(the connector itself never retries). The step's result, for ``output:``, is
+``{message_id, mic, mdn: {status, detail} | "pending" | null}``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import requests
+from pydantic import Field
+
+from connectors.as2.lib import Mdn, Message
+from connectors.as2.partners import Materials, materials
+from connectors.as2.pending import pending
+from connectors.as2.wire import http_headers, raw_message
+from connectors.http import classify, retry_after
+from engine.dsl.base import Encoding, Expr, Model
+from engine.envelope import Envelope
+from engine.refs import UnresolvedReference
+from engine.templates import Value, compile_value, interpolate_url
+from engine.types import BuildContext, Outcome, Resources, StepError, StepFn, StepKind, result
+
+_ID_PART = re.compile(r"[^A-Za-z0-9._-]+")
+DELIVERED = ("processed", "processed/warning: duplicate-document")
+
+
+class As2Send(Model):
+    connection: str = Field(description="Named AS2 connection (connections/NAME.yaml, as2:).")
+    content: Expr | None = Field(None, description="Expression giving the payload; the body "
+                                                   "if omitted.")
+    filename: Value | None = Field(None, description="File name the partner sees; may use "
+                                                     "{{ expression }}.")
+    subject: Value = Field("AS2 Message", description="Subject header of the message.")
+    content_type: str = Field("application/edi-x12", description="Media type of the payload: "
+                              "application/edi-x12, application/edifact, application/xml, ...")
+    encoding: Encoding = Field("utf-8", description="How a text payload is encoded.")
+
+
+def build(config: As2Send, ctx: BuildContext) -> StepFn:
+    connections = ctx.service("connections")
+    if connections is None:
+        ctx.problem(("connection",), f"no connection '{config.connection}': named connections "
+                                     "are not loaded here")
+        found = None
+    else:
+        found = connections.lookup(config.connection, "as2", ctx, ("connection",))
+    if found is not None and found.url is None:
+        ctx.problem(("connection",), f"connection '{config.connection}' has no url: to send to")
+    content = ctx.expr(config.content, ("content",)) if config.content is not None else None
+    filename = compile_value(config.filename, ctx, ("filename",)) \
+        if config.filename is not None else None
+    subject = compile_value(config.subject, ctx, ("subject",))
+
+    def partner(resources: Resources) -> Materials:
+        assert found is not None  # the loader refused the flow otherwise
+        try:
+            made: Materials = connections.runtime(
+                config.connection, "as2",
+                lambda: materials(config.connection, found, connections.folder,
+                                  resources.secrets))
+            return made
+        except ValueError as exc:
+            raise StepError(str(exc), kind="config") from None
+
+    def as2(envelope: Envelope, resources: Resources) -> Outcome:
+        value = content.evaluate(envelope) if content is not None else envelope.body
+        data = _payload(value, config.encoding)
+        sender = partner(resources)
+        run = envelope.meta.get("effects_of") or envelope.meta.get("run_id") or "run"
+        left = _ID_PART.sub("-", f"{run}.{envelope.meta.get('step', 'as2')}")
+        message = Message(sender=sender.organization, receiver=sender.outbound)
+        name = str(filename(envelope, resources.secrets)) if filename is not None else None
+        try:
+            url = interpolate_url(sender.config.url or "", resources.secrets)
+        except UnresolvedReference as exc:
+            raise StepError(f"connection '{config.connection}': url: {exc}",
+                            kind="config") from None
+        message.build(data, filename=name, subject=str(subject(envelope, resources.secrets)),
+                      content_type=config.content_type, message_id=left,
+                      disposition_notification_to=f"{sender.config.local.as2_id}@as2")
+        response = _post(url, message, sender)
+        mic = message.mic.decode() if message.mic else None
+        out: dict[str, Any] = {"message_id": message.message_id, "mic": mic, "mdn": None}
+        if sender.config.mdn == "async":
+            pending(resources.services).add(message.message_id, {
+                "run_id": envelope.meta.get("run_id"), "flow": envelope.meta.get("flow"),
+                "step": envelope.meta.get("step"), "connection": config.connection,
+                "mic": mic, "sent_at": time.time()})
+            out["mdn"] = "pending"
+        elif sender.config.mdn == "sync":
+            out["mdn"] = _check_mdn(response, message, sender, url)
+        resources.log.info("as2: message %s sent to '%s' (%d bytes), MDN %s",
+                           message.message_id, sender.config.as2_id, len(data),
+                           out["mdn"] if isinstance(out["mdn"], str | None)
+                           else out["mdn"]["status"])
+        return result(out)
+
+    return as2
+
+
+def _payload(value: Any, encoding: str) -> bytes:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    if not isinstance(value, str):
+        raise StepError(f"as2: the payload is {type(value).__name__}, not text; render it "
+                        "first (x12: {render: {}}) or name the text with content:",
+                        kind="validation")
+    try:
+        return value.encode(encoding)
+    except UnicodeEncodeError as exc:
+        raise StepError(f"as2: the payload cannot be encoded as {encoding} "
+                        f"({value[exc.start:exc.end]!r})", kind="validation") from None
+
+
+def _post(url: str, message: Message, sender: Materials) -> requests.Response:
+    config = sender.config
+    headers = http_headers(message.headers)
+    session = requests.Session()
+    session.trust_env = False
+    tls = config.tls
+    session.verify = tls.ca_bundle or True if tls.verify else False
+    try:
+        response = session.post(url, data=message.content, headers=headers,
+                                timeout=(config.timeout.connect, config.timeout.read),
+                                allow_redirects=False)
+    except (requests.RequestException, ValueError) as exc:
+        kind, text = classify(exc)
+        raise StepError(f"as2 POST {url}: {text}", kind=kind,
+                        retryable=kind != "request_invalid") from None
+    finally:
+        session.close()
+    if not 200 <= response.status_code < 300:
+        raise StepError(f"as2 POST {url} answered {response.status_code} {response.reason}: "
+                        f"{response.text[:300]}", kind="http", retryable=True,
+                        status=response.status_code,
+                        retry_after=retry_after(response.headers.get("retry-after")))
+    return response
+
+
+def _check_mdn(response: requests.Response, message: Message, sender: Materials,
+               url: str) -> dict[str, Any]:
+    raw = raw_message(response.headers.items(), response.content)
+    ours = message.message_id
+
+    def original(orig_id: str, recipient: str | None) -> Message | None:
+        return message if orig_id == ours else None
+
+    status, detail = Mdn().parse(raw, find_message_cb=original)
+    outcome = {"status": status, "detail": detail}
+    delivered = f"{status}: {detail}".lower() if detail else (status or "").lower()
+    if (status or "").lower() == "processed" or delivered in DELIVERED:
+        return outcome
+    if detail == "Message Integrity check failed.":
+        reason = ("the partner's MDN reports a different MIC than ours: the message was "
+                  "altered on the way")
+    elif detail == "original-message-not-found":
+        reason = f"the MDN from {url} is not for message {ours}"
+    else:
+        reason = f"the partner's MDN is negative: {status}" + (f": {detail}" if detail else "")
+    raise StepError(f"as2 message {ours} to '{sender.config.as2_id}': {reason}",
+                    kind="as2_mdn", detail=outcome)
+
+
+STEP = StepKind(
+    name="as2",
+    config=As2Send,
+    build=build,
+    description="Send the body to an AS2 trading partner (signed, encrypted, compressed as "
+                "its connection says) and check the MDN: a negative one dead-letters.",
+    side_effect=True,
+    default_output=None,
+)

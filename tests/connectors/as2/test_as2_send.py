@@ -1,0 +1,193 @@
+"""The ``as2`` step against a loopback AS2 server built with pyas2lib: the partner decrypts and
+verifies what we send and answers with a sync MDN (checked, MIC included), an async MDN (posted
+back to our endpoint later and matched to the run), a negative MDN (the run dead-letters with
+the reason), or is down at first (the retry policy sends the same Message-Id again)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from as2_support import X12, PartnerServer, connection, partner_server, setup
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from connectors.as2.pending import pending
+from connectors.as2.wire import http_headers
+from engine.app import App
+from tests.engine.test_server_harness import make_app, serving
+
+SEND = """
+flow: acme-outbound
+trigger: {manual: {}}
+defaults:
+  retry:
+    max_attempts: 4
+    backoff: {initial: 1s, multiplier: 1, jitter: none}
+    retry_on: {http_status: [5xx], errors: [connection, timeout]}
+steps:
+  - id: send
+    as2: {connection: acme_as2, filename: "po-{{ $substring($, 0, 3) }}.edi"}
+    output: vars.as2
+"""
+
+RECEIVE = """
+flow: acme-inbound
+trigger:
+  webhook:
+    path: /as2/acme
+    as2: {partner: acme_as2}
+steps:
+  - id: keep
+    set: {kept: "true"}
+"""
+
+
+def _run(app: App, body: str = X12) -> dict:
+    accepted = app.accept(app.flows.flows["acme-outbound"], body)
+    tree = app.wait_for(accepted.run_id, timeout=60)
+    return tree[0].to_dict()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, httpserver: HTTPServer) -> HTTPServer:
+    monkeypatch.setenv("AS2_PARTNER_URL", httpserver.url_for("/as2"))
+    monkeypatch.setenv("AS2_MDN_URL", "http://127.0.0.1:9/unused")
+    return httpserver
+
+
+def test_sync_mdn_is_verified_and_the_message_arrives_exact(tmp_path: Path,
+                                                            env: HTTPServer) -> None:
+    partner = setup(tmp_path)
+    server = partner_server(env, partner)
+    app = make_app(tmp_path, {"acme-outbound": SEND}, extra_secrets=partner.secrets)
+    app.executor.start()
+    try:
+        run = _run(app)
+    finally:
+        app.executor.stop()
+    assert run["status"] == "succeeded", run["error"]
+    assert server.statuses == ["processed"]
+    received = server.received[0]
+    assert received.signed and received.encrypted  # as the connection says
+    assert server.payloads == [X12.encode()]
+    assert received.payload.get_filename() == "po-ISA.edi"
+    sent = run["envelope"]["vars"]["as2"]
+    assert sent["message_id"] == received.message_id == f"{run['run_id']}.send@flowrunner"
+    assert sent["mdn"] == {"status": "processed", "detail": None}
+    assert sent["mic"] == received.mic.decode()
+
+
+@pytest.mark.parametrize("fail, reason", [
+    (("processed/Error", "decryption-failed"),
+     "the partner's MDN is negative: processed/Error: decryption-failed"),
+    (None, "the partner's MDN reports a different MIC than ours"),
+], ids=["negative", "wrong-mic"])
+def test_negative_mdn_or_wrong_mic_dead_letters_with_the_reason(
+        tmp_path: Path, env: HTTPServer, fail: tuple[str, str] | None, reason: str) -> None:
+    partner = setup(tmp_path)
+    server = partner_server(env, partner)
+    server.fail, server.wrong_mic = fail, fail is None
+    app = make_app(tmp_path, {"acme-outbound": SEND}, extra_secrets=partner.secrets)
+    app.executor.start()
+    try:
+        run = _run(app)
+    finally:
+        app.executor.stop()
+    assert run["status"] == "dead_lettered"
+    assert reason in run["error"]["message"]
+    assert len(server.received) == 1  # not retried: sending it again would not mend it
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_partner_down_is_retried_with_the_same_message_id(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    port = _free_port()
+    monkeypatch.setenv("AS2_PARTNER_URL", f"http://127.0.0.1:{port}/as2")
+    partner = setup(tmp_path)
+    app = make_app(tmp_path, {"acme-outbound": SEND}, extra_secrets=partner.secrets)
+    app.executor.start()
+    down = HTTPServer(host="127.0.0.1", port=port)
+    try:
+        accepted = app.accept(app.flows.flows["acme-outbound"], X12)
+        for _ in range(500):  # the first attempt meets a closed port
+            state = app.store.get_run(accepted.run_id)
+            if state is not None and state.attempts:
+                break
+            time.sleep(0.02)
+        assert state is not None and "connection refused" in str(state.attempts[0]["error"])
+        server = PartnerServer(partner)
+        refused = {"left": 1}
+
+        def flaky(request: Request) -> Response:  # up now, but the first message meets a 503
+            response = server.handle(request)
+            if refused["left"]:
+                refused["left"] -= 1
+                response.status_code = 503
+            return response
+
+        down.expect_request("/as2", method="POST").respond_with_handler(flaky)
+        down.start()
+        run = app.wait_for(accepted.run_id, timeout=60)[0]
+    finally:
+        app.executor.stop()
+        if down.is_running():
+            down.stop()
+    assert run.status == "succeeded", run.error
+    ids = {m.message_id for m in server.received}
+    assert len(server.received) == 2 and ids == {run.envelope["vars"]["as2"]["message_id"]}
+
+
+def test_async_mdn_is_matched_to_the_run_at_our_endpoint(tmp_path: Path, env: HTTPServer,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    partner = setup(tmp_path, connection(mdn="async"), mdn_mode="ASYNC")
+    server = partner_server(env, partner)
+    app = make_app(tmp_path, {"acme-outbound": SEND, "acme-inbound": RECEIVE},
+                   extra_secrets=partner.secrets)
+    with serving(app) as ours:
+        monkeypatch.setenv("AS2_MDN_URL", ours.url + "/as2/acme")
+        run = _run(app)
+        assert run["status"] == "succeeded", run["error"]
+        sent = run["envelope"]["vars"]["as2"]
+        assert sent["mdn"] == "pending"
+        record = pending(app.services).get(sent["message_id"])
+        assert record is not None and record["run_id"] == run["run_id"] and "mdn" not in record
+        # the partner asked where to send it: our endpoint
+        assert server.received[0].headers["receipt-delivery-option"] == ours.url + "/as2/acme"
+        mdn = server.async_mdns[0]
+        response = ours.post("/as2/acme", mdn.content, http_headers(mdn.headers))
+        assert response.status_code == 200, response.text
+        settled = pending(app.services).get(sent["message_id"])
+        assert settled is not None and settled["mdn"]["status"] == "processed"
+        assert app.store.get_run(run["run_id"]).status == "succeeded"  # type: ignore[union-attr]
+
+
+def test_negative_async_mdn_dead_letters_the_run_that_sent(tmp_path: Path, env: HTTPServer,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    partner = setup(tmp_path, connection(mdn="async"), mdn_mode="ASYNC")
+    server: PartnerServer = partner_server(env, partner)
+    server.fail = ("processed/Error", "unexpected-processing-error")
+    app = make_app(tmp_path, {"acme-outbound": SEND, "acme-inbound": RECEIVE},
+                   extra_secrets=partner.secrets)
+    with serving(app) as ours:
+        monkeypatch.setenv("AS2_MDN_URL", ours.url + "/as2/acme")
+        run = _run(app)
+        mdn = server.async_mdns[0]
+        response = ours.post("/as2/acme", mdn.content, http_headers(mdn.headers))
+        assert response.status_code == 200, response.text
+        state = app.store.get_run(run["run_id"])
+        assert state is not None and state.status == "dead_lettered"
+        assert "is negative: processed/Error: unexpected-processing-error" in \
+            state.error["message"]  # type: ignore[index]
+        # an MDN for a message nobody sent is refused, and changes nothing
+        stranger = ours.post("/as2/acme", mdn.content.replace(
+            run["run_id"].encode(), b"0" * len(run["run_id"])), http_headers(mdn.headers))
+        assert stranger.status_code == 404
