@@ -115,8 +115,8 @@ class PartnerServer:
     async_mdns: list[Mdn] = field(default_factory=list)
     #: answer every message with this negative disposition (status, detail)
     fail: tuple[str, str] | None = None
-    #: alter the MIC the MDN reports
-    wrong_mic: bool = False
+    #: the MIC the MDN reports: the one computed, another one, or none
+    mic: str = "computed"
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle(self, request: Request) -> Response:
@@ -133,9 +133,10 @@ class PartnerServer:
                 self.payloads.append(message.content)
         if mdn is None:
             return Response("no MDN asked for", status=200)
-        if self.fail is not None or self.wrong_mic:
-            if self.wrong_mic:
-                message.mic = b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        if self.fail is not None or self.mic != "computed":
+            if self.mic != "computed":
+                message.mic = b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" \
+                    if self.mic == "wrong" else None
             mdn.build(message=message, status=self.fail[0] if self.fail else "processed",
                       detailed_status=self.fail[1] if self.fail else None)
         if mdn.mdn_mode == "ASYNC":

@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from as2_support import X12, PartnerServer, connection, partner_server, setup
+from as2_support import X12, PartnerServer, connection, keypair, partner_server, setup
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from connectors.as2.lib import Organization
 from connectors.as2.pending import pending
 from connectors.as2.wire import http_headers
 from engine.app import App
@@ -80,16 +81,18 @@ def test_sync_mdn_is_verified_and_the_message_arrives_exact(tmp_path: Path,
     assert sent["mic"] == received.mic.decode()
 
 
-@pytest.mark.parametrize("fail, reason", [
-    (("processed/Error", "decryption-failed"),
+@pytest.mark.parametrize("fail, mic, reason", [
+    (("processed/Error", "decryption-failed"), "computed",
      "the partner's MDN is negative: processed/Error: decryption-failed"),
-    (None, "the partner's MDN reports a different MIC than ours"),
-], ids=["negative", "wrong-mic"])
+    (None, "wrong", "the partner's MDN reports a different MIC than ours"),
+    (None, "none", "the partner's MDN carries no Received-Content-MIC for a signed message"),
+], ids=["negative", "wrong-mic", "no-mic"])
 def test_negative_mdn_or_wrong_mic_dead_letters_with_the_reason(
-        tmp_path: Path, env: HTTPServer, fail: tuple[str, str] | None, reason: str) -> None:
+        tmp_path: Path, env: HTTPServer, fail: tuple[str, str] | None, mic: str,
+        reason: str) -> None:
     partner = setup(tmp_path)
     server = partner_server(env, partner)
-    server.fail, server.wrong_mic = fail, fail is None
+    server.fail, server.mic = fail, mic
     app = make_app(tmp_path, {"acme-outbound": SEND}, extra_secrets=partner.secrets)
     app.executor.start()
     try:
@@ -99,6 +102,22 @@ def test_negative_mdn_or_wrong_mic_dead_letters_with_the_reason(
     assert run["status"] == "dead_lettered"
     assert reason in run["error"]["message"]
     assert len(server.received) == 1  # not retried: sending it again would not mend it
+
+
+def test_mdn_signed_with_another_key_is_no_receipt(tmp_path: Path, env: HTTPServer) -> None:
+    partner = setup(tmp_path)
+    server = partner_server(env, partner)
+    stranger = keypair("someone else")
+    partner.partner_org.sign_key = Organization.load_key(stranger[0] + stranger[1], None)
+    app = make_app(tmp_path, {"acme-outbound": SEND}, extra_secrets=partner.secrets)
+    app.executor.start()
+    try:
+        run = _run(app)
+    finally:
+        app.executor.stop()
+    assert server.statuses == ["processed"]  # the partner has it, but its receipt proves nothing
+    assert run["status"] == "dead_lettered"
+    assert "no valid MDN in the partner's answer" in run["error"]["message"]
 
 
 def _free_port() -> int:
