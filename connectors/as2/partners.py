@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from connectors.as2.lib import AS2Exception, ImproperlyConfigured, Organization, Partner
-from engine.connections import As2Connection, resolve_file
+from connectors.http_connection import HttpClient
+from engine.connections import As2Connection, HttpConnection, resolve_file
 from engine.refs import UnresolvedReference, interpolate
+from engine.types import StepError
 
 _DOMAIN = re.compile(r"[^A-Za-z0-9.-]+")
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
@@ -38,6 +41,8 @@ class Materials:
     outbound: Partner
     #: the partner as we receive from it (what it must sign and encrypt)
     inbound: Partner
+    #: a pooled session with the connection's TLS options (CA bundle, client certificate)
+    session: requests.Session
 
     def matches(self, as2_from: str, as2_to: str) -> bool:
         return as2_from == self.config.as2_id and as2_to == self.config.local.as2_id
@@ -91,7 +96,13 @@ def materials(name: str, config: As2Connection, folder: FsPath | None,
                           encrypt=config.require_encrypted)
     except (AS2Exception, ImproperlyConfigured, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from None
-    return Materials(name, config, organization, outbound, inbound)
+    try:  # the TLS options are an http connection's: read the same way
+        http = HttpConnection(base_url=config.url or "https://unused", timeout=config.timeout,
+                              tls=config.tls)
+        session = HttpClient(name, http, folder).session
+    except StepError as exc:
+        raise ValueError(exc.message.replace("tls.", "as2.tls.")) from None
+    return Materials(name, config, organization, outbound, inbound, session)
 
 
 def _read(value: str, folder: FsPath | None, what: str, private: bool = False) -> bytes:

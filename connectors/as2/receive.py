@@ -6,8 +6,10 @@ verify the signature and compute the MIC (pyas2lib) → decode the payload → i
 on the AS2 Message-Id → only once recorded, the MDN: in the response (sync), or posted to the
 partner's Receipt-Delivery-Option URL after the response (async). A message that cannot be
 decrypted or verified, or whose payload cannot be decoded, is answered with a negative MDN
-naming the reason (a 400 with the reason when the partner asked for no MDN) and records
-nothing. A message that cannot be recorded is answered 503 without an MDN, so the partner
+naming the reason and records nothing; a 400 with the reason instead when the partner asked
+for no MDN, or for an asynchronous one for a message that did not verify (its
+Receipt-Delivery-Option header is covered by no signature, so it does not pick where this
+server posts). A message that cannot be recorded is answered 503 without an MDN, so the partner
 sends it again; a message sent again after it was recorded gets its positive MDN again.
 
 The same URL takes the asynchronous MDNs of what the ``as2`` step sent this partner: matched
@@ -35,6 +37,7 @@ from connectors.as2.lib import Mdn, Message
 from connectors.as2.partners import Materials, materials
 from connectors.as2.pending import pending
 from connectors.as2.wire import as2_name, http_headers, message_id, raw_message
+from connectors.http import classify
 from engine.bodies import record_headers
 from engine.logs import bind
 from engine.records import DeadLetter, RecordError
@@ -151,6 +154,11 @@ class As2Endpoint(HookEndpoint):
             self._count("as2_refused")
             log.warning("flow %s: AS2 message %s from '%s' refused: %s", self.flow_id,
                         message_id(message.message_id)[:128], as2_from, reason)
+            if mdn is not None and mdn.mdn_mode == "ASYNC":
+                # Receipt-Delivery-Option is an HTTP header no signature covers: a message that
+                # did not verify does not choose where this server posts
+                return _text(400, f"AS2 message refused: {reason}; no asynchronous MDN is "
+                                  "sent for a message that cannot be verified")
             return await self._answer(mdn, 400, f"AS2 message refused: {reason}")
         try:
             text = (message.content or b"").decode(hook.trigger.as2.encoding)  # type: ignore[union-attr]
@@ -207,17 +215,13 @@ class As2Endpoint(HookEndpoint):
             log.warning("flow %s: asynchronous MDN not sent: '%s' is not an http(s) URL",
                         self.flow_id, url[:128])
             return
-        with requests.Session() as session:
-            session.trust_env = False
-            tls = self.partner.config.tls
-            session.verify = tls.ca_bundle or True if tls.verify else False
-            try:
-                response = session.post(url, data=content, headers=headers,
-                                        timeout=MDN_TIMEOUT)
-            except requests.RequestException as exc:
-                log.warning("flow %s: asynchronous MDN to %s not delivered: %s",
-                            self.flow_id, url, type(exc).__name__)
-                return
+        try:
+            response = self.partner.session.post(url, data=content, headers=headers,
+                                                 timeout=MDN_TIMEOUT, allow_redirects=False)
+        except (requests.RequestException, ValueError) as exc:
+            log.warning("flow %s: asynchronous MDN to %s not delivered: %s", self.flow_id,
+                        url, classify(exc)[1])
+            return
         if response.status_code >= 300:
             log.warning("flow %s: asynchronous MDN to %s answered %s", self.flow_id, url,
                         response.status_code)

@@ -37,7 +37,7 @@ from connectors.as2.lib import Mdn, Message
 from connectors.as2.partners import Materials, materials
 from connectors.as2.pending import pending
 from connectors.as2.wire import http_headers, raw_message
-from connectors.http import classify, retry_after
+from connectors.http import NOT_RETRYABLE, classify, retry_after
 from engine.dsl.base import Encoding, Expr, Model
 from engine.envelope import Envelope
 from engine.refs import UnresolvedReference
@@ -141,20 +141,14 @@ def _payload(value: Any, encoding: str) -> bytes:
 def _post(url: str, message: Message, sender: Materials) -> requests.Response:
     config = sender.config
     headers = http_headers(message.headers)
-    session = requests.Session()
-    session.trust_env = False
-    tls = config.tls
-    session.verify = tls.ca_bundle or True if tls.verify else False
     try:
-        response = session.post(url, data=message.content, headers=headers,
-                                timeout=(config.timeout.connect, config.timeout.read),
-                                allow_redirects=False)
+        response = sender.session.post(url, data=message.content, headers=headers,
+                                       timeout=(config.timeout.connect, config.timeout.read),
+                                       allow_redirects=False)
     except (requests.RequestException, ValueError) as exc:
         kind, text = classify(exc)
         raise StepError(f"as2 POST {url}: {text}", kind=kind,
-                        retryable=kind != "request_invalid") from None
-    finally:
-        session.close()
+                        retryable=kind not in NOT_RETRYABLE) from None
     if not 200 <= response.status_code < 300:
         raise StepError(f"as2 POST {url} answered {response.status_code} {response.reason}: "
                         f"{response.text[:300]}", kind="http", retryable=True,

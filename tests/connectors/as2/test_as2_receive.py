@@ -168,3 +168,20 @@ def test_a_message_without_as2_headers_is_a_400(tmp_path: Path) -> None:
         assert response.status_code == 400
         assert "AS2-From and AS2-To headers are required" in response.text
         assert server.runs() == 0
+
+
+def test_no_async_mdn_goes_where_an_unverified_message_asks(
+        tmp_path: Path, httpserver: HTTPServer) -> None:
+    partner = setup(tmp_path, mdn_mode="ASYNC")
+    partner.us.encrypt_cert = THEIRS[1]  # undecryptable for us
+    app = make_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
+    message = outbound(partner, X12.encode(), mdn_url=httpserver.url_for("/anywhere"))
+    with serving(app, executor=False) as server:
+        response = server.post("/as2/acme", message.content, http_headers(message.headers))
+        assert response.status_code == 400
+        assert response.text.startswith("AS2 message refused: processed/Error: "
+                                        "decryption-failed")
+        assert "no asynchronous MDN is sent for a message that cannot be verified" in \
+            response.text
+        assert server.runs() == 0
+    assert httpserver.log == []
