@@ -94,7 +94,7 @@ def outbound(setup: Setup, payload: bytes, *, filename: str = "po-4711.edi",
     return message
 
 
-def read_mdn(setup: Setup, message: Message, headers: Any, body: bytes) -> tuple[str, str]:
+def read_mdn(message: Message, headers: Any, body: bytes) -> tuple[str, str]:
     """The partner's reading of an MDN flowrunner returned: (status, detail)."""
     status, detail = Mdn().parse(raw_message(headers.items(), body),
                                  find_message_cb=lambda mid, rcpt: message

@@ -54,7 +54,7 @@ def test_850_over_as2_becomes_an_order_and_its_997_goes_back_over_as2(
     with serving(app) as ours:
         response = ours.post("/as2/acme", message.content, http_headers(message.headers))
         assert response.status_code == 200, response.text
-        assert read_mdn(partner, message, response.headers, response.content) == \
+        assert read_mdn(message, response.headers, response.content) == \
             ("processed", None)
         run = app.wait_for(response.headers["x-run-id"], timeout=60)[0]
     assert run.status == "succeeded", run.error

@@ -45,7 +45,7 @@ def test_signed_encrypted_message_is_recorded_and_answered_with_a_signed_mdn(
         response = server.post("/as2/acme", message.content, http_headers(message.headers))
         assert response.status_code == 200, response.text
         assert response.headers["content-type"].startswith("multipart/signed")
-        assert read_mdn(partner, message, response.headers, response.content) == \
+        assert read_mdn(message, response.headers, response.content) == \
             ("processed", None)
         run_id = response.headers["x-run-id"]
         state = app.store.get_run(run_id)
@@ -60,7 +60,7 @@ def test_signed_encrypted_message_is_recorded_and_answered_with_a_signed_mdn(
         again = server.post("/as2/acme", message.content, http_headers(message.headers))
         assert again.status_code == 200
         assert again.headers["x-run-id"] == run_id
-        assert read_mdn(partner, message, again.headers, again.content) == ("processed", None)
+        assert read_mdn(message, again.headers, again.content) == ("processed", None)
         assert server.runs() == 1
         assert server.counter("duplicate") == 1
 
@@ -82,7 +82,7 @@ def test_async_mdn_is_posted_to_the_partner_after_recording(
             time.sleep(0.02)
         assert len(httpserver.log) == 1, "the asynchronous MDN never arrived"
         request = httpserver.log[0][0]
-        assert read_mdn(partner, message, request.headers, request.get_data()) == \
+        assert read_mdn(message, request.headers, request.get_data()) == \
             ("processed", None)
 
 
@@ -99,7 +99,7 @@ def test_tampered_encrypted_message_gets_a_negative_mdn_and_no_run(tmp_path: Pat
         response = server.post("/as2/acme", _flip(message.content, 0.6),
                                http_headers(message.headers))
         assert response.status_code == 200  # the MDN itself is the answer
-        status, detail = read_mdn(partner, message, response.headers, response.content)
+        status, detail = read_mdn(message, response.headers, response.content)
         assert status == "processed/Error" and detail == "unexpected-processing-error"
         assert server.runs() == 0
         assert server.counter("as2_refused") == 1
@@ -112,7 +112,7 @@ def test_message_encrypted_for_another_key_is_undecryptable(tmp_path: Path) -> N
     message = outbound(partner, X12.encode())
     with serving(app, executor=False) as server:
         response = server.post("/as2/acme", message.content, http_headers(message.headers))
-        status, detail = read_mdn(partner, message, response.headers, response.content)
+        status, detail = read_mdn(message, response.headers, response.content)
         assert (status, detail) == ("processed/Error", "decryption-failed")
         assert server.runs() == 0
 
@@ -126,7 +126,7 @@ def test_altered_signed_payload_fails_authentication(tmp_path: Path) -> None:
     assert altered != message.content
     with serving(app, executor=False) as server:
         response = server.post("/as2/acme", altered, http_headers(message.headers))
-        status, detail = read_mdn(partner, message, response.headers, response.content)
+        status, detail = read_mdn(message, response.headers, response.content)
         assert (status, detail) == ("processed/Error", "authentication-failed")
         assert server.runs() == 0
 
@@ -138,7 +138,7 @@ def test_unsigned_message_is_refused_when_signatures_are_required(tmp_path: Path
     message = outbound(partner, X12.encode())
     with serving(app, executor=False) as server:
         response = server.post("/as2/acme", message.content, http_headers(message.headers))
-        status, detail = read_mdn(partner, message, response.headers, response.content)
+        status, detail = read_mdn(message, response.headers, response.content)
         assert (status, detail) == ("processed/Error", "insufficient-message-security")
         assert server.runs() == 0
 
