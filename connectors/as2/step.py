@@ -20,7 +20,9 @@ that already took it recognises the copy. The MDN the connection asks for is che
   on; the receipt, posted later to our AS2 endpoint, settles it there.
 
 A refused or broken connection, a timeout and a 5xx are retried by the flow's retry policy
-(the connector itself never retries). The step's result, for ``output:``, is
+(the connector itself never retries). In ``flowrun test`` the step posts the payload in the
+clear to the case's mocks (``mocks: [{step: send_997, responses: [{status: 200}]}]``), needs no
+keys, and checks no MDN (``mdn: "mocked"``). The step's result, for ``output:``, is
 ``{message_id, mic, mdn: {status, detail} | "pending" | null}``.
 """
 
@@ -91,11 +93,14 @@ def build(config: As2Send, ctx: BuildContext) -> StepFn:
     def as2(envelope: Envelope, resources: Resources) -> Outcome:
         value = content.evaluate(envelope) if content is not None else envelope.body
         data = _payload(value, config.encoding)
-        sender = partner(resources)
         run = envelope.meta.get("effects_of") or envelope.meta.get("run_id") or "run"
         left = _ID_PART.sub("-", f"{run}.{envelope.meta.get('step', 'as2')}")
-        message = Message(sender=sender.organization, receiver=sender.outbound)
         name = str(filename(envelope, resources.secrets)) if filename is not None else None
+        mock = resources.services.get("http_session")
+        if mock is not None:
+            return _mocked(mock, config, found, left, name, data)
+        sender = partner(resources)
+        message = Message(sender=sender.organization, receiver=sender.outbound)
         try:
             url = interpolate_url(sender.config.url or "", resources.secrets)
         except UnresolvedReference as exc:
@@ -124,6 +129,35 @@ def build(config: As2Send, ctx: BuildContext) -> StepFn:
     return as2
 
 
+def _mocked(session: requests.Session, config: As2Send, found: Any, left: str,
+            name: str | None, data: bytes) -> Outcome:
+    """In `flowrun test`: the payload in the clear to the case's mocks, no keys needed; a
+    mocked answer cannot carry a signed MDN, so none is checked (``mdn: "mocked"``)."""
+    url = f"as2://{config.connection}"
+    headers = {"AS2-From": found.local.as2_id, "AS2-To": found.as2_id,
+               "Message-ID": f"<{left}@mock>", "Content-Type": config.content_type}
+    if name:
+        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    request = requests.Request("POST", url, data=data, headers=headers).prepare()
+    try:  # through the mock transport itself: requests has no adapter for as2:// URLs
+        response = session.get_adapter("http://").send(
+            request, timeout=(found.timeout.connect, found.timeout.read))
+    except (requests.RequestException, ValueError) as exc:
+        kind, text = classify(exc)
+        raise StepError(f"as2 POST {url}: {text}", kind=kind,
+                        retryable=kind not in NOT_RETRYABLE) from None
+    _status(response, url)
+    return result({"message_id": f"{left}@mock", "mic": None, "mdn": "mocked"})
+
+
+def _status(response: requests.Response, url: str) -> None:
+    if not 200 <= response.status_code < 300:
+        raise StepError(f"as2 POST {url} answered {response.status_code} {response.reason}: "
+                        f"{response.text[:300]}", kind="http", retryable=True,
+                        status=response.status_code,
+                        retry_after=retry_after(response.headers.get("retry-after")))
+
+
 def _payload(value: Any, encoding: str) -> bytes:
     if isinstance(value, bytes | bytearray):
         return bytes(value)
@@ -149,11 +183,7 @@ def _post(url: str, message: Message, sender: Materials) -> requests.Response:
         kind, text = classify(exc)
         raise StepError(f"as2 POST {url}: {text}", kind=kind,
                         retryable=kind not in NOT_RETRYABLE) from None
-    if not 200 <= response.status_code < 300:
-        raise StepError(f"as2 POST {url} answered {response.status_code} {response.reason}: "
-                        f"{response.text[:300]}", kind="http", retryable=True,
-                        status=response.status_code,
-                        retry_after=retry_after(response.headers.get("retry-after")))
+    _status(response, url)
     return response
 
 
