@@ -65,6 +65,21 @@ def test_signed_encrypted_message_is_recorded_and_answered_with_a_signed_mdn(
         assert server.counter("duplicate") == 1
 
 
+def test_compressed_message_is_decompressed_and_recorded_exact(tmp_path: Path) -> None:
+    partner = setup(tmp_path)
+    partner.us.compress, partner.us.digest_alg = True, "sha384"
+    app = make_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
+    payload = X12.replace("\r\n", "").encode()  # segments on one line, as many partners send
+    message = outbound(partner, payload)
+    with serving(app, executor=False) as server:
+        response = server.post("/as2/acme", message.content, http_headers(message.headers))
+        assert read_mdn(message, response.headers, response.content) == ("processed", None)
+        state = app.store.get_run(response.headers["x-run-id"])
+        assert state is not None and state.envelope["body"].encode() == payload
+        as2 = state.envelope["meta"]["request"]["as2"]
+        assert as2["compressed"] and as2["digest"] == "sha384"
+
+
 def test_async_mdn_is_posted_to_the_partner_after_recording(
         tmp_path: Path, httpserver: HTTPServer) -> None:
     partner = setup(tmp_path, mdn_mode="ASYNC")

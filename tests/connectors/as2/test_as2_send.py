@@ -6,10 +6,12 @@ the reason), or is down at first (the retry policy sends the same Message-Id aga
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from pathlib import Path
 
 import pytest
+import trustme
 from as2_support import X12, PartnerServer, connection, keypair, partner_server, setup
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -118,6 +120,33 @@ def test_mdn_signed_with_another_key_is_no_receipt(tmp_path: Path, env: HTTPServ
     assert server.statuses == ["processed"]  # the partner has it, but its receipt proves nothing
     assert run["status"] == "dead_lettered"
     assert "no valid MDN in the partner's answer" in run["error"]["message"]
+
+
+def test_compressed_sha512_tripledes_over_https_with_the_connections_ca(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    partner = setup(tmp_path, connection(compress="true", sign="sha512",
+                                         encrypt="tripledes_192_cbc",
+                                         tls="{ca_bundle: certs/partner-ca.pem}"))
+    ca.cert_pem.write_to_path(str(tmp_path / "connections" / "certs" / "partner-ca.pem"))
+    https = HTTPServer(host="127.0.0.1", port=0, ssl_context=context)
+    server = partner_server(https, partner)
+    https.start()
+    monkeypatch.setenv("AS2_PARTNER_URL", f"https://127.0.0.1:{https.port}/as2")
+    app = make_app(tmp_path, {"acme-outbound": SEND}, extra_secrets=partner.secrets)
+    app.executor.start()
+    try:
+        run = _run(app)
+    finally:
+        app.executor.stop()
+        https.stop()
+    assert run["status"] == "succeeded", run["error"]
+    received = server.received[0]
+    assert (received.compressed, received.digest_alg, received.enc_alg) == \
+        (True, "sha512", "tripledes_192_cbc")
+    assert server.payloads == [X12.encode()]
 
 
 def _free_port() -> int:
