@@ -12,10 +12,8 @@ Receipt-Delivery-Option header is covered by no signature, so it does not pick w
 server posts). A message that cannot be recorded is answered 503 without an MDN, so the partner
 sends it again; a message sent again after it was recorded gets its positive MDN again.
 
-The same URL takes the asynchronous MDNs of what the ``as2`` step sent this partner: matched
-to the pending message by its Original-Message-ID, verified with the partner's certificate and
-compared with the MIC we computed; a negative one (or a MIC that differs) dead-letters the run
-that sent the message, with the reason.
+The same URL takes the asynchronous MDNs of what the ``as2`` step sent this partner; they are
+settled by `connectors.as2.receipts`.
 """
 
 from __future__ import annotations
@@ -35,12 +33,12 @@ from starlette.types import Receive, Scope, Send
 
 from connectors.as2.lib import Mdn, Message
 from connectors.as2.partners import Materials, materials
-from connectors.as2.pending import pending
+from connectors.as2.receipts import settle
 from connectors.as2.wire import as2_name, http_headers, message_id, raw_message
 from connectors.http import classify
 from engine.bodies import record_headers
 from engine.logs import bind
-from engine.records import DeadLetter, RecordError
+from engine.records import RecordError
 from engine.webhooks import (
     CLIENT_CLOSED,
     RETRY_AFTER_UNAVAILABLE,
@@ -143,8 +141,14 @@ class As2Endpoint(HookEndpoint):
                               f"not from '{as2_from[:64]}' to '{as2_to[:64]}'")
         items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         raw = raw_message(items, body)
-        if _is_mdn(raw):
-            return await run_in_threadpool(self._settle_mdn, raw)
+        if _is_mdn(headers.get("content-type", ""), raw):
+            settled = await run_in_threadpool(settle, self.app, partner, raw, self.flow_id)
+            self._count(settled.outcome)
+            return _text(settled.status, settled.text)
+        if not message_id(headers.get("message-id")):
+            # the Message-Id is what a copy sent again is recognised by
+            self._count("malformed")
+            return _text(400, "not an AS2 message: the Message-ID header is required")
         message = Message()
         status, (error, _), mdn = await run_in_threadpool(
             message.parse, raw, find_org_partner_cb=lambda org, who: (
@@ -228,60 +232,12 @@ class As2Endpoint(HookEndpoint):
         else:
             log.info("flow %s: asynchronous MDN delivered to %s", self.flow_id, url)
 
-    def _settle_mdn(self, raw: bytes) -> Reply:
-        """An asynchronous MDN for a message the `as2` step sent; see the module docstring."""
-        partner = self.partner
-        store = pending(self.app.services)
-        found: dict[str, Any] = {}
 
-        def original(orig_id: str, recipient: str | None) -> Message | None:
-            record = store.get(orig_id)
-            if record is None or record.get("connection") != partner.name:
-                return None
-            found.update(record, message_id=orig_id)
-            sent = Message(sender=partner.organization, receiver=partner.outbound)
-            sent.message_id = orig_id
-            sent.mic = record["mic"].encode() if record.get("mic") else None
-            return sent
-
-        mdn = Mdn()
-        status, detail = mdn.parse(raw, find_message_cb=original)
-        if not found:
-            self._count("as2_mdn_unmatched")
-            orig = message_id(mdn.orig_message_id)[:128]
-            log.warning("flow %s: asynchronous MDN for unknown message %s refused",
-                        self.flow_id, orig)
-            return _text(404, f"no message {orig} sent to '{partner.config.as2_id}' is waiting "
-                              "for an MDN")
-        outcome = {"status": status, "detail": detail, "received_at": time.time()}
-        store.add(found["message_id"], {**found, "mdn": outcome})
-        if status == "processed" or ((status or "").lower() == "processed/warning" \
-                and detail == "duplicate-document"):
-            self._count("as2_mdn_processed")
-            log.info("flow %s: AS2 message %s (run %s) acknowledged by '%s'", self.flow_id,
-                     found["message_id"], found["run_id"], partner.config.as2_id)
-        else:
-            self._count("as2_mdn_negative")
-            self._dead_letter(found, f"the partner's MDN for AS2 message "
-                                     f"{found['message_id']} is negative: {status}"
-                                     + (f": {detail}" if detail else ""))
-        return _text(200, "MDN received")
-
-    def _dead_letter(self, record: dict[str, Any], reason: str) -> None:
-        log.error("flow %s: run %s: %s", self.flow_id, record["run_id"], reason)
-        state = self.app.store.get_run(record["run_id"])
-        if state is None:
-            return
-        state.status = "dead_lettered"
-        state.error = {"message": reason, "kind": "as2_mdn", "step": record.get("step")}
-        self.app.store.save_run(state, dead_letter=DeadLetter.for_run(state))
-
-
-def _is_mdn(raw: bytes) -> bool:
-    payload = email.message_from_bytes(raw)
-    kind = payload.get_content_type()
-    if kind == "multipart/signed":
-        return any(part.get_content_type() == "multipart/report" for part in payload.walk())
+def _is_mdn(content_type: str, raw: bytes) -> bool:
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "multipart/signed":  # a signed MDN, or a message signed but not encrypted
+        return any(part.get_content_type() == "multipart/report"
+                   for part in email.message_from_bytes(raw).walk())
     return kind == "multipart/report"
 
 

@@ -38,6 +38,7 @@ from pydantic import Field
 from connectors.as2.lib import Mdn, Message
 from connectors.as2.partners import Materials, materials
 from connectors.as2.pending import pending
+from connectors.as2.receipts import verdict
 from connectors.as2.wire import http_headers, raw_message
 from connectors.http import NOT_RETRYABLE, classify, retry_after
 from engine.dsl.base import Encoding, Expr, Model
@@ -48,8 +49,6 @@ from engine.types import BuildContext, Outcome, Resources, StepError, StepFn, St
 
 _ID_PART = re.compile(r"[^A-Za-z0-9._-]+")
 #: dispositions that mean the partner has the message (a copy it already had counts)
-#: dispositions that mean the partner has the message (a copy it already had counts)
-DELIVERED = ("processed", "processed/warning: duplicate-document")
 
 
 class As2Send(Model):
@@ -191,43 +190,15 @@ def _check_mdn(response: requests.Response, message: Message, sender: Materials,
                url: str) -> dict[str, Any]:
     raw = raw_message(response.headers.items(), response.content)
     ours = message.message_id
-
-    def original(orig_id: str, recipient: str | None) -> Message | None:
-        return message if orig_id == ours else None
-
     mdn = Mdn()
-    status, detail = mdn.parse(raw, find_message_cb=original)
+    status, detail = mdn.parse(raw, find_message_cb=lambda orig_id, recipient:
+                               message if orig_id == ours else None)
+    reason = verdict(mdn, status, detail, signed=message.mic is not None)
     outcome = {"status": status, "detail": detail}
-    delivered = f"{status}: {detail}".lower() if detail else (status or "").lower()
-    if delivered in DELIVERED:
-        if message.mic is not None and not _reported_mic(mdn):
-            # pyas2lib lets a receipt without a MIC pass; RFC 4130 7.3.1 requires it for a
-            # signed message, and without it nothing says the partner got our bytes
-            reason = "the partner's MDN carries no Received-Content-MIC for a signed message"
-        else:
-            return outcome
-    elif detail == "Message Integrity check failed.":
-        reason = ("the partner's MDN reports a different MIC than ours: the message was "
-                  "altered on the way")
-    elif detail == "original-message-not-found":
-        reason = f"the MDN from {url} is not for message {ours}"
-    elif detail in _NOT_AN_MDN or str(detail).startswith("Failed to parse received MDN"):
-        reason = f"no valid MDN in the partner's answer: {detail}"
-    else:
-        reason = f"the partner's MDN is negative: {status}" + (f": {detail}" if detail else "")
-    raise StepError(f"as2 message {ours} to '{sender.config.as2_id}': {reason}",
+    if reason is None:
+        return outcome
+    raise StepError(f"as2 message {ours} to '{sender.config.as2_id}' ({url}): {reason}",
                     kind="as2_mdn", detail=outcome)
-
-
-_NOT_AN_MDN = ("mdn-not-found", "Expected signed MDN but unsigned MDN returned")
-
-
-def _reported_mic(mdn: Mdn) -> bool:
-    for part in mdn.payload.walk() if mdn.payload is not None else ():
-        if part.get_content_type() == "message/disposition-notification":
-            fields = part.get_payload()[-1]
-            return bool(fields.get("Received-Content-MIC", "").strip())
-    return False
 
 
 STEP = StepKind(

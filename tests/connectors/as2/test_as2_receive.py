@@ -175,6 +175,19 @@ def test_unknown_partner_gets_403_with_the_reason(tmp_path: Path, header: str,
         assert server.runs() == 0
 
 
+def test_a_message_without_message_id_is_a_400(tmp_path: Path) -> None:
+    partner = setup(tmp_path)
+    app = make_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
+    message = outbound(partner, X12.encode())
+    headers = {k: v for k, v in http_headers(message.headers).items()
+               if k.lower() != "message-id"}
+    with serving(app, executor=False) as server:
+        response = server.post("/as2/acme", message.content, headers)
+        assert response.status_code == 400
+        assert "the Message-ID header is required" in response.text
+        assert server.runs() == 0
+
+
 def test_a_message_without_as2_headers_is_a_400(tmp_path: Path) -> None:
     partner = setup(tmp_path)
     app = make_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
