@@ -17,6 +17,14 @@ _NARROW = r"'\\b(\\d\\.\\d\\.\\d[a-z]*)\\b'"
 _WIDE = r"'\\b(\\d+\\.\\d+\\.\\d+[a-z]*)\\b'"
 
 
+def _require_pyas2lib() -> None:
+    # checked before oscrypto is touched, so a missing extra is named as pyas2lib (what
+    # `flowrun connectors` and `flowrun serve` tell to install), not as one of its dependencies
+    if importlib.util.find_spec("pyas2lib") is None:
+        raise ModuleNotFoundError("AS2 needs pyas2lib: install flowrunner[as2]",
+                                  name="pyas2lib")
+
+
 def _widen_oscrypto_version_pattern() -> None:
     import oscrypto
 
@@ -40,6 +48,7 @@ def _widen_oscrypto_version_pattern() -> None:
         raise
 
 
+_require_pyas2lib()
 _widen_oscrypto_version_pattern()
 
 import pyas2lib  # noqa: E402  (after the fix above)

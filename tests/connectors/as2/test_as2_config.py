@@ -139,7 +139,9 @@ def test_without_pyas2lib_the_server_names_the_extra(tmp_path: Path,
     partner = setup(tmp_path)
     for name in [n for n in sys.modules if n.startswith(("connectors.as2", "pyas2lib"))]:
         monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "pyas2lib", None)  # as if it were not installed
+    # as if neither it nor its dependencies were installed
+    monkeypatch.setitem(sys.modules, "pyas2lib", None)
+    monkeypatch.setitem(sys.modules, "oscrypto", None)
     text = _serve_problems(tmp_path, partner.secrets)
     assert ("f.yaml:5:20 trigger.webhook.as2.partner: AS2 needs pyas2lib: install "
             "flowrunner[as2]") in text
