@@ -159,9 +159,9 @@ class HookEndpoint:
             return await self._sync(accepted.run_id, cid)
         return 202, {"run_id": accepted.run_id, "correlation_id": cid}, {}
 
-    async def _admit(self, receive: Receive, headers: Headers) -> Any:
-        """The parsed body of a request that passed the rate limit, size, signature and media
-        type; raises `Answer` otherwise."""
+    async def admit_raw(self, receive: Receive, headers: Headers) -> bytes:
+        """The raw body of a request within the rate limit and the size limit; raises `Answer`
+        otherwise (and ConnectionResetError when the sender went away)."""
         hook = self.hook
         if hook.bucket is not None:
             bucket = hook.bucket
@@ -173,6 +173,13 @@ class HookEndpoint:
         raw = await read_body(receive, headers.get("content-length"), limit)
         if raw is None:
             raise Answer(413, "too_large", f"body larger than {limit} bytes")
+        return raw
+
+    async def _admit(self, receive: Receive, headers: Headers) -> Any:
+        """The parsed body of a request that passed the rate limit, size, signature and media
+        type; raises `Answer` otherwise."""
+        hook = self.hook
+        raw = await self.admit_raw(receive, headers)
         if hook.scheme is not None:
             try:
                 hook.scheme.verify(hook.config, raw, headers, hook.secrets, self.clock())
