@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import email
 import logging
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,9 +41,9 @@ from engine.records import RecordError
 from engine.webhooks import (
     CLIENT_CLOSED,
     RETRY_AFTER_UNAVAILABLE,
+    Answer,
     HookEndpoint,
     correlation_id,
-    read_body,
 )
 
 if TYPE_CHECKING:
@@ -110,23 +109,15 @@ class As2Endpoint(HookEndpoint):
 
     async def _handle_as2(self, scope: Scope, receive: Receive, headers: Headers, cid: str,
                           params: dict[str, str]) -> Reply:
-        hook, partner = self.hook, self.partner
-        if hook.bucket is not None:
-            bucket = hook.bucket
-            wait = bucket.take() if bucket.local else await run_in_threadpool(bucket.take)
-            if wait:
-                self._count("rate_limited")
-                return _text(429, "too many requests; retry later",
-                             **{"Retry-After": str(max(1, math.ceil(wait)))})
+        partner = self.partner
         try:
-            body = await read_body(receive, headers.get("content-length"),
-                                   hook.trigger.max_body)
+            body = await self.admit_raw(receive, headers)
+        except Answer as answer:
+            self._count(answer.outcome)
+            return _text(answer.status, answer.error, **answer.headers)
         except ConnectionResetError:
             self._count("disconnected")
             return Reply(CLIENT_CLOSED)
-        if body is None:
-            self._count("too_large")
-            return _text(413, f"body larger than {hook.trigger.max_body} bytes")
         as2_from, as2_to = as2_name(headers.get("as2-from")), as2_name(headers.get("as2-to"))
         if not as2_from or not as2_to:
             self._count("malformed")
@@ -164,17 +155,24 @@ class As2Endpoint(HookEndpoint):
                 return _text(400, f"AS2 message refused: {reason}; no asynchronous MDN is "
                                   "sent for a message that cannot be verified")
             return await self._answer(mdn, 400, f"AS2 message refused: {reason}")
-        try:
-            text = (message.content or b"").decode(hook.trigger.as2.encoding)  # type: ignore[union-attr]
-        except UnicodeDecodeError as exc:
-            reason = (f"the payload is not {exc.encoding} text (byte {exc.start}); set "
-                      "as2.encoding on the trigger")
-            return await self._refuse(message, mdn, reason)
-        kept = record_headers(items, self.app.settings)
         request = {"path": scope["path"], "params": params, "query": {},
                    "as2": _meta(message, as2_from, as2_to)}
+        return await self._record(message, mdn, record_headers(items, self.app.settings),
+                                  cid, request)
+
+    async def _record(self, message: Message, mdn: Mdn | None, headers: dict[str, str],
+                      cid: str, request: dict[str, Any]) -> Reply:
+        """A message that verified: its payload recorded as a run, then the MDN."""
+        encoding = self.hook.trigger.as2.encoding  # type: ignore[union-attr]
         try:
-            accepted = await self.accept(text, kept, cid, request,
+            text = (message.content or b"").decode(encoding)
+        except UnicodeDecodeError as exc:
+            return await self._refuse(message, mdn, f"the payload is not {exc.encoding} text "
+                                                    f"(byte {exc.start}); set as2.encoding "
+                                                    "on the trigger")
+        as2_from = request["as2"]["from"]
+        try:
+            accepted = await self.accept(text, headers, cid, request,
                                          key=f"as2:{as2_from}:{message.message_id}")
         except (RecordError, RecursionError) as exc:
             return await self._refuse(message, mdn, f"the message cannot be recorded: {exc}")

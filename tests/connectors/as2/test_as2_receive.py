@@ -213,3 +213,17 @@ def test_no_async_mdn_goes_where_an_unverified_message_asks(
             response.text
         assert server.runs() == 0
     assert httpserver.log == []
+
+
+def test_a_message_over_max_body_is_a_413_and_not_read(tmp_path: Path) -> None:
+    partner = setup(tmp_path)
+    flow = FLOW.replace("    as2: {partner: acme_as2}", "    as2: {partner: acme_as2}\n"
+                        "    max_body: 1000")
+    app = make_app(tmp_path, {"acme-inbound": flow}, extra_secrets=partner.secrets)
+    message = outbound(partner, X12.encode() * 3)
+    with serving(app, executor=False) as server:
+        response = server.post("/as2/acme", message.content, http_headers(message.headers))
+        assert response.status_code == 413
+        assert response.text == "body larger than 1000 bytes\n"
+        assert server.runs() == 0
+        assert server.counter("too_large") == 1
