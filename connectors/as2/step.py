@@ -35,7 +35,7 @@ from typing import Any
 import requests
 from pydantic import Field
 
-from connectors.as2.lib import Mdn, Message
+from connectors.as2.lib import AS2Exception, ImproperlyConfigured, Mdn, Message
 from connectors.as2.partners import Materials, materials
 from connectors.as2.pending import pending
 from connectors.as2.receipts import verdict
@@ -48,7 +48,6 @@ from engine.templates import Value, compile_value, interpolate_url
 from engine.types import BuildContext, Outcome, Resources, StepError, StepFn, StepKind, result
 
 _ID_PART = re.compile(r"[^A-Za-z0-9._-]+")
-#: dispositions that mean the partner has the message (a copy it already had counts)
 
 
 class As2Send(Model):
@@ -105,19 +104,25 @@ def build(config: As2Send, ctx: BuildContext) -> StepFn:
         except UnresolvedReference as exc:
             raise StepError(f"connection '{config.connection}': url: {exc}",
                             kind="config") from None
-        message.build(data, filename=name, subject=str(subject(envelope, resources.secrets)),
-                      content_type=config.content_type, message_id=left,
-                      disposition_notification_to=f"{sender.config.local.as2_id}@as2")
-        response = _post(url, message, sender)
+        try:
+            message.build(data, filename=name,
+                          subject=str(subject(envelope, resources.secrets)),
+                          content_type=config.content_type, message_id=left,
+                          disposition_notification_to=f"{sender.config.local.as2_id}@as2")
+        except (AS2Exception, ImproperlyConfigured, ValueError) as exc:
+            raise StepError(f"as2: the message to '{sender.config.as2_id}' cannot be built: "
+                            f"{exc}", kind="config") from None
         mic = message.mic.decode() if message.mic else None
         out: dict[str, Any] = {"message_id": message.message_id, "mic": mic, "mdn": None}
         if sender.config.mdn == "async":
+            # before the post: a partner may send the MDN before it answers the post itself
             pending(resources.services).add(message.message_id, {
                 "run_id": envelope.meta.get("run_id"), "flow": envelope.meta.get("flow"),
                 "step": envelope.meta.get("step"), "connection": config.connection,
                 "mic": mic, "sent_at": time.time()})
             out["mdn"] = "pending"
-        elif sender.config.mdn == "sync":
+        response = _post(url, message, sender)
+        if sender.config.mdn == "sync":
             out["mdn"] = _check_mdn(response, message, sender, url)
         resources.log.info("as2: message %s sent to '%s' (%d bytes), MDN %s",
                            message.message_id, sender.config.as2_id, len(data),

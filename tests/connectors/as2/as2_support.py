@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -117,6 +118,9 @@ class PartnerServer:
     fail: tuple[str, str] | None = None
     #: the MIC the MDN reports: the one computed, another one, or none
     mic: str = "computed"
+    #: post an asynchronous MDN at once, before answering the message's own request
+    deliver_now: bool = False
+    delivered: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle(self, request: Request) -> Response:
@@ -142,6 +146,12 @@ class PartnerServer:
         if mdn.mdn_mode == "ASYNC":
             with self.lock:
                 self.async_mdns.append(mdn)
+            if self.deliver_now:
+                with requests.Session() as http:
+                    http.trust_env = False
+                    answer = http.post(mdn.mdn_url, data=mdn.content,
+                                       headers=http_headers(mdn.headers), timeout=30)
+                self.delivered.append(answer.status_code)
             return Response("MDN follows", status=200)
         return Response(mdn.content, status=200, headers=http_headers(mdn.headers))
 

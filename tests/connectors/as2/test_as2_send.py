@@ -239,3 +239,20 @@ def test_negative_async_mdn_dead_letters_the_run_that_sent(tmp_path: Path, env: 
         stranger = ours.post("/as2/acme", mdn.content.replace(
             run["run_id"].encode(), b"0" * len(run["run_id"])), http_headers(mdn.headers))
         assert stranger.status_code == 404
+
+
+def test_async_mdn_the_partner_posts_before_answering_is_matched(
+        tmp_path: Path, env: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    partner = setup(tmp_path, connection(mdn="async"), mdn_mode="ASYNC")
+    server = partner_server(env, partner)
+    server.deliver_now = True  # the receipt reaches us while our post still waits
+    app = make_app(tmp_path, {"acme-outbound": SEND, "acme-inbound": RECEIVE},
+                   extra_secrets=partner.secrets)
+    with serving(app) as ours:
+        monkeypatch.setenv("AS2_MDN_URL", ours.url + "/as2/acme")
+        run = _run(app)
+        assert run["status"] == "succeeded", run["error"]
+        assert server.delivered == [200]
+        settled = pending(app.services).get(run["envelope"]["vars"]["as2"]["message_id"])
+        assert settled is not None and settled["mdn"]["status"] == "processed"
+        assert ours.counter("as2_mdn_processed") == 1
