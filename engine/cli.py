@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from engine import __version__
 from engine.envelope import Envelope
 from engine.loader import CompiledFlow, CompiledStep, FlowSet, Loader
 from engine.problems import Problem
@@ -27,14 +28,13 @@ DEFAULT_FLOWS = "flows"
 
 
 def _schemas_for(paths: list[str], explicit: str | None) -> SchemaStore:
-    """The schemas folder: --schemas, else the nearest ``schemas/`` above the first path."""
+    """The schemas folder: --schemas, else the nearest ``schemas/`` above the first path (or the
+    shipped one)."""
+    from engine.shipped import nearest_schemas
+
     if explicit:
         return SchemaStore(Path(explicit))
-    start = Path(paths[0]).resolve() if paths else Path.cwd()
-    for folder in [start, *start.parents]:
-        if (folder / "schemas").is_dir():
-            return SchemaStore(folder / "schemas")
-    return SchemaStore(Path("schemas"))
+    return SchemaStore(nearest_schemas(Path(paths[0]) if paths else Path.cwd()))
 
 
 def _loader(paths: list[str], schemas: str | None) -> Loader:
@@ -61,6 +61,8 @@ class _Commands(click.Group):
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="flowrun",
+                      message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
 def main(verbose: bool) -> None:
     """flowrunner: run integration flows written in YAML."""
@@ -70,6 +72,25 @@ def main(verbose: bool) -> None:
         setup_logging(level=logging.DEBUG if verbose else None)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+def init(directory: str) -> None:
+    """Start a project in DIRECTORY (default: here): flows/ with an example flow, its test and a
+    sample message, schemas/ with the canonical schemas, and connections/."""
+    from engine.scaffold import AlreadyThere
+    from engine.scaffold import init as scaffold
+
+    try:
+        written = scaffold(Path(directory))
+    except AlreadyThere as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{directory}: cannot write: {exc.strerror}") from None
+    into = "" if Path(directory) == Path(".") else f"cd {directory} && "
+    click.echo(f"created {len(written)} files in {directory}: flows/, schemas/, connections/")
+    click.echo(f"next: {into}flowrun validate && flowrun test")
 
 
 @main.command()
@@ -242,16 +263,18 @@ def schema(output: str, check: bool) -> None:
 
 
 @main.command()
-@click.option("--flows", "flows_dir", default=DEFAULT_FLOWS, show_default=True)
+@click.option("--flows", "flows_dir", default=None,
+              help="Folder of the shipped flows (default: the flows that come with flowrunner).")
 @click.option("--home", default=".flowrun/demo", show_default=True,
               help="Where the demo keeps its state (wiped at start).")
-def demo(flows_dir: str, home: str) -> None:
+def demo(flows_dir: str | None, home: str) -> None:
     """Run the shipped flows end to end against a local sandbox: retries, a duplicate delivery,
     a dead letter and its replay."""
     from engine.demo import demo_main
+    from engine.shipped import flows_dir as shipped_flows
 
     logging.getLogger("flowrunner").setLevel(logging.ERROR)
-    sys.exit(demo_main(flows_dir, home, click.echo))
+    sys.exit(demo_main(flows_dir or str(shipped_flows()), home, click.echo))
 
 
 @main.command()

@@ -20,8 +20,9 @@ TITLES = {"connector": "Connectors (call: {NAME: ...})", "step": "Step kinds",
 
 def _line(plugin: Plugin, width: int) -> str:
     status = "enabled " if plugin.enabled else f"disabled: {plugin.reason}"
-    origin = "" if plugin.distribution == "flowrunner" else (
-        f"  [{plugin.distribution} {plugin.version}]")
+    # built-ins are flowrunner's own packages, whatever name the distribution was installed as
+    built_in = plugin.target.split(".")[0] in ("engine", "connectors")
+    origin = "" if built_in else f"  [{plugin.distribution} {plugin.version}]"
     summary = plugin.description.split(". ")[0].rstrip(".")  # the first sentence; json has all
     what = f"  {summary}" if plugin.enabled and summary else ""
     return f"  {plugin.name.ljust(width)}  {status}{origin}{what}".rstrip()
