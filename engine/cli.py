@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from engine import __version__
+from engine.cli_style import json_option, paint
 from engine.envelope import Envelope
 from engine.loader import CompiledFlow, CompiledStep, FlowSet, Loader
 from engine.problems import Problem
@@ -46,7 +47,7 @@ def _loader(paths: list[str], schemas: str | None) -> Loader:
 
 def _echo_problems(problems: list[Problem]) -> None:
     for problem in sorted(problems, key=lambda p: (p.file, p.line, p.column)):
-        click.echo(str(problem))
+        click.echo(paint(str(problem), "error" if problem.severity == "error" else "warning"))
 
 
 class _Commands(click.Group):
@@ -64,9 +65,18 @@ class _Commands(click.Group):
 @click.version_option(__version__, "--version", prog_name="flowrun",
                       message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
-def main(verbose: bool) -> None:
-    """flowrunner: run integration flows written in YAML."""
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """flowrunner: run integration flows written in YAML.
+
+    Shell completion: eval "$(_FLOWRUN_COMPLETE=bash_source flowrun)" in ~/.bashrc (zsh_source,
+    fish_source for those shells)."""
+    import os
+
     from engine.logs import setup_logging
+
+    if os.environ.get("NO_COLOR"):  # https://no-color.org: no colour even on a terminal
+        ctx.color = False
 
     try:  # FLOWRUN_LOG_FORMAT=json|text and FLOWRUN_LOG_LEVEL; -v wins over the level
         setup_logging(level=logging.DEBUG if verbose else None)
@@ -95,21 +105,21 @@ def init(directory: str) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              help="Output format; json for editors and CI tools.")
+@json_option
 @click.option("--schemas", type=click.Path(file_okay=False), help="Folder of JSON Schemas.")
-def validate(paths: tuple[str, ...], fmt: str, schemas: str | None) -> None:
+def validate(paths: tuple[str, ...], as_json: bool, schemas: str | None) -> None:
     """Check flow files (or folders of them) and report every problem with its position."""
     targets = list(paths) or [DEFAULT_FLOWS]
     flows = _loader(targets, schemas).load_paths(targets)
     problems = list(flows.problems)
-    if fmt == "json":
+    if as_json:
         click.echo(json.dumps({"ok": flows.ok, "flows": sorted(flows.flows),
                                "problems": [p.as_dict() for p in problems]}, indent=2))
     else:
         _echo_problems(problems)
         errors, warnings = len(flows.problems.errors), len(flows.problems.warnings)
-        click.echo(f"{len(flows.flows)} flow(s) valid, {errors} error(s), {warnings} warning(s)")
+        click.echo(paint(f"{len(flows.flows)} flow(s) valid, {errors} error(s), {warnings} "
+                         "warning(s)", "ok" if flows.ok else "error", bold=True))
     sys.exit(0 if flows.ok else 1)
 
 

@@ -104,8 +104,8 @@ def flowrun(*args: str, site: Path | None = None,
 
 @functools.cache
 def listing(site: Path | None = None) -> dict[tuple[str, str], dict[str, Any]]:
-    """`flowrun connectors --format json`, once per installation (each start costs seconds)."""
-    done = flowrun("connectors", "--format", "json", site=site)
+    """`flowrun connectors --json`, once per installation (each start costs seconds)."""
+    done = flowrun("connectors", "--json", site=site)
     assert done.returncode == 0, done.stderr
     return {(p["kind"], p["name"]): p for p in json.loads(done.stdout)}
 
