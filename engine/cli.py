@@ -205,8 +205,9 @@ def _find_flow(flow: str, flows_dir: str, loader: Loader) -> tuple[FlowSet, Comp
 @click.option("--flows", "flows_dir", default=DEFAULT_FLOWS, show_default=True,
               help="Folder of flows (for hand-offs between flows).")
 @click.option("--schemas", type=click.Path(file_okay=False), help="Folder of JSON Schemas.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output (what it prints anyway).")
 def run(flow: str, input_path: str, text: bool, encoding: str, header: tuple[str, ...],
-        trace: bool, flows_dir: str, schemas: str | None) -> None:
+        trace: bool, flows_dir: str, schemas: str | None, as_json: bool) -> None:
     """Run one message through FLOW (a file or a flow id) in this process and print the result."""
     loader = _loader([flow if Path(flow).exists() else flows_dir], schemas)
     body = _read_input(input_path, text, encoding)
@@ -333,4 +334,4 @@ def _register() -> None:
 _register()
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="flowrun")  # `python -m engine.cli` is flowrun too (help, completion)

@@ -86,6 +86,13 @@ def test_version_init_validate_test_from_a_new_folder(venv: Path, tmp_path: Path
     assert "2 passed, 0 failed" in tested.stdout
 
 
+def test_the_installed_command_prints_its_shell_completion(venv: Path, tmp_path: Path) -> None:
+    done = subprocess.run([str(venv / "flowrun")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "_FLOWRUN_COMPLETE": "bash_source"})
+    assert done.returncode == 0
+    assert "complete -o nosort -F _flowrun_completion flowrun" in done.stdout
+
+
 def test_demo_runs_the_shipped_flows_from_any_folder(venv: Path, tmp_path: Path) -> None:
     done = _run([str(venv / "flowrun"), "demo"], cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr

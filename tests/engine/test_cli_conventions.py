@@ -48,7 +48,7 @@ def test_version() -> None:
 
 
 #: every command that prints data, by its path under `flowrun`
-DATA_COMMANDS = [["validate"], ["test"], ["connectors"], ["runs"], ["runs", "show"],
+DATA_COMMANDS = [["validate"], ["run"], ["test"], ["connectors"], ["runs"], ["runs", "show"],
                  ["dlq", "list"], ["dlq", "show"], ["poll"]]
 
 
@@ -61,6 +61,18 @@ def test_every_data_command_takes_json_and_none_shows_format(path: list[str]) ->
     options = {opt: param for param in command.params for opt in param.opts}
     assert "--json" in options
     assert "--format" not in options or options["--format"].hidden
+
+
+def test_shell_completion_completes_commands_and_options() -> None:
+    script = _run([], ROOT, {"_FLOWRUN_COMPLETE": "bash_source"})
+    assert script.returncode == 0 and "complete -o nosort -F _flowrun_completion flowrun" \
+        in script.stdout
+    words = _run([], ROOT, {"_FLOWRUN_COMPLETE": "bash_complete", "COMP_WORDS": "flowrun dl",
+                            "COMP_CWORD": "1"})
+    assert words.stdout.splitlines() == ["plain,dlq"]
+    options = _run([], ROOT, {"_FLOWRUN_COMPLETE": "bash_complete",
+                              "COMP_WORDS": "flowrun dlq replay --al", "COMP_CWORD": "3"})
+    assert options.stdout.splitlines() == ["plain,--all-matching"]
 
 
 def test_format_json_still_works_with_a_deprecation_warning() -> None:
