@@ -2,11 +2,12 @@
 project asks for it.
 
 Opt-in: ``flowrun_tests = true`` in the project's pytest configuration
-(``[tool.pytest.ini_options]`` of pyproject.toml, or pytest.ini), or ``pytest --flowrun-tests``
-for one run. The ``flowrunner`` entry point in the ``pytest11`` group only makes that setting
-known: merely installing flowrunner collects nothing, so an unrelated ``deploy.test.yaml`` in
-another project of the same environment is left alone. A failing case shows the same text as
-``flowrun test``: each expectation that did not hold, the flow step concerned and a diff.
+(``[tool.pytest.ini_options]`` of pyproject.toml, or pytest.ini), or ``pytest -p flowrunner``
+(or ``--flowrun-tests``) for one run. The ``flowrunner`` entry point in the ``pytest11`` group
+only makes these known: merely installing flowrunner collects nothing, so an unrelated
+``deploy.test.yaml`` in another project of the same environment is left alone. A failing case
+shows the same text as ``flowrun test``: each expectation that did not hold, the flow step
+concerned and a diff.
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def enabled(config: pytest.Config) -> bool:
-    return bool(config.getoption("flowrun_tests") or config.getini(INI))
+    # `-p flowrunner` asks for it by the entry point's name (the entry point itself is loaded
+    # in every run, so being loaded says nothing)
+    asked = "flowrunner" in (config.getoption("plugins", None) or [])
+    return bool(asked or config.getoption("flowrun_tests") or config.getini(INI))
 
 
 def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Collector | None:

@@ -40,12 +40,16 @@ def test_installed_but_not_enabled_it_collects_nothing(project: Path, ini: str) 
     assert "1 passed" in done.stdout and "deploy.test.yaml" not in done.stdout
 
 
-@pytest.mark.parametrize("how", ["ini", "option"])
-def test_enabled_by_the_ini_setting_or_the_option_it_collects_test_yaml(project: Path,
-                                                                        how: str) -> None:
-    (project / "pytest.ini").write_text("[pytest]\nflowrun_tests = true\n" if how == "ini"
-                                        else "[pytest]\n")
-    done = _pytest(project, *(["--flowrun-tests"] if how == "option" else []))
+@pytest.mark.parametrize(("ini", "args"), [
+    ("flowrun_tests = true\n", []),
+    ("", ["--flowrun-tests"]),
+    ("", ["-p", "flowrunner"]),
+    ("addopts = -p flowrunner\n", []),
+], ids=["ini", "option", "-p", "addopts"])
+def test_enabled_by_the_ini_setting_or_on_the_command_line_it_collects_test_yaml(
+        project: Path, ini: str, args: list[str]) -> None:
+    (project / "pytest.ini").write_text(f"[pytest]\n{ini}")
+    done = _pytest(project, *args)
     # the manifest is now read as a flow test, and it is not one: a load failure, reported
     assert done.returncode == 1, done.stdout
     assert "deploy.test.yaml" in done.stdout and "1 failed, 1 passed" in done.stdout
