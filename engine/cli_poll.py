@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from engine.cli_style import paint, progress
 from engine.poll.job import PollJob
 from engine.store.base import StoreError
 
@@ -103,13 +104,15 @@ def poll(flow: str, once: bool, start_from: str | None, flows_dir: str | None,
 
 def _outcomes(app: Any, taken: list[Any], wait: bool) -> list[dict[str, Any]]:
     rows = []
-    for accepted in taken:
-        state = (app.wait_for(accepted.run_id, timeout=WAIT)[:1] if wait and not
-                 accepted.duplicate else [app.store.get_run(accepted.run_id)])[0]
-        rows.append({"run_id": accepted.run_id, "duplicate": accepted.duplicate,
-                     "key": state.key if state else None,
-                     "status": "duplicate" if accepted.duplicate else
-                     (state.status if state else "unknown")})
+    # a backfill may take in many records: a progress bar while their runs finish (terminal)
+    with progress(taken, "waiting for the runs" if wait else "reading the runs") as bar:
+        for accepted in bar:
+            state = (app.wait_for(accepted.run_id, timeout=WAIT)[:1] if wait and not
+                     accepted.duplicate else [app.store.get_run(accepted.run_id)])[0]
+            rows.append({"run_id": accepted.run_id, "duplicate": accepted.duplicate,
+                         "key": state.key if state else None,
+                         "status": "duplicate" if accepted.duplicate else
+                         (state.status if state else "unknown")})
     return rows
 
 
@@ -127,7 +130,9 @@ def _report(flow: str, result: Any, runs: list[dict[str, Any]], as_json: bool) -
     if result.error is not None:
         click.echo(f"poll of {flow} failed: {result.error.message}", err=True)
     for run in runs:
-        click.echo(f"  {run['run_id'][:12]}  {run['key'] or '-'}  {run['status']}")
+        kind = "error" if run["status"] in ("dead_lettered", "failed") else (
+            "ok" if run["status"] == "succeeded" else "note")
+        click.echo(f"  {run['run_id'][:12]}  {run['key'] or '-'}  {paint(run['status'], kind)}")
     if outcome is not None:
         cursor = f"; cursor now {outcome.cursor}" if outcome.cursor else ""
         click.echo(f"{flow}: {outcome.records} record(s) taken in, {outcome.duplicates} "

@@ -7,6 +7,8 @@ records updated after the cursor it is sent, on the embedded store of a temporar
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from tests.conftest import ROOT
+from tests.engine.terminal import in_terminal
 from tests.engine.test_cli import flowrun
 
 RECORDS = [{"id": "A-1", "updated_at": "2026-03-01T10:00:00Z", "qty": 1},
@@ -121,3 +125,13 @@ def test_what_cannot_be_polled_is_one_clear_line(env: dict[str, str], args: list
     result = flowrun(*args, env=env)
     assert result.code in (1, 2)
     assert message in result.err
+
+
+def test_on_a_terminal_the_wait_for_the_runs_is_a_progress_bar(partner: list[str],
+                                                               env: dict[str, str]) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUN_")}
+    code, shown = in_terminal([sys.executable, "-m", "engine.cli", "poll", "partner-items",
+                               "--once"], {**base, **env, "PYTHONPATH": str(ROOT)}, str(ROOT))
+    assert code == 0, shown
+    assert "waiting for the runs" in shown and "2/2" in shown
+    assert "\x1b[32msucceeded" in shown  # in colour, as a terminal shows it
