@@ -21,7 +21,6 @@ import click
 
 from engine.cli_style import paint, progress
 from engine.poll.job import PollJob
-from engine.store.base import StoreError
 
 WAIT = 600.0
 
@@ -54,7 +53,7 @@ class _Recording(PollJob):
 def poll(flow: str, once: bool, start_from: str | None, flows_dir: str | None,
          wait: bool | None, as_json: bool) -> None:
     """Poll FLOW's partner or drop folder once now, and show the records it took in."""
-    from engine.app import App
+    from engine.cli_scheduler import checked_app
     from engine.problems import did_you_mean
     from engine.settings import load_settings
 
@@ -62,24 +61,17 @@ def poll(flow: str, once: bool, start_from: str | None, flows_dir: str | None,
         raise click.UsageError("add --once: `flowrun poll` makes one poll cycle now (polling on "
                                "the flows' schedules is `flowrun scheduler`)")
     settings = load_settings(flows=Path(flows_dir) if flows_dir else None)
-    try:
-        app = App(settings)
-    except (StoreError, PermissionError) as exc:
-        raise click.ClickException(str(exc)) from None
-    problems = sorted(app.flows.problems.errors, key=lambda p: (p.file, p.line, p.column))
-    for problem in problems:
-        click.echo(str(problem), err=True)
-    if problems:
-        raise click.ClickException("the flows have errors; fix them and run again "
-                                   "(see `flowrun validate`)")
+    app = checked_app(settings)
     compiled = app.flows.flows.get(flow)
     polling = sorted(f.id for f in app.flows.flows.values() if f.poll is not None)
     if compiled is None or compiled.poll is None:
+        app.store.close()
         what = "is not a polling flow" if compiled is not None else "does not exist"
         raise click.ClickException(f"flow '{flow}' {what} in {settings.flows}"
                                    + (did_you_mean(flow, polling) or
                                       f"; polling flows: {', '.join(polling) or 'none'}"))
     if start_from is not None and compiled.poll.trigger.http is None:
+        app.store.close()
         raise click.ClickException(f"--from: flow '{flow}' polls a drop folder, which keeps no "
                                    "cursor; its files are taken as they come")
     job = _Recording(app, compiled, owner=f"flowrun-poll:{os.getpid()}", lease_ttl=30.0)
