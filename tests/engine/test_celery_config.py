@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,15 +21,20 @@ from engine.settings import Settings
 REDIS = "redis://127.0.0.1:6399/0"
 
 
+MODULES = ("celeryconfig", "platform_celery")
+
+
 @pytest.fixture(autouse=True)
-def _clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(sys.modules):
-        if name in ("celeryconfig", "platform_celery"):
-            monkeypatch.delitem(sys.modules, name)
+def _clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     for var in ("FLOWRUN_CELERY_CONFIG", "FLOWRUN_CELERY_PREFETCH_MULTIPLIER",
                 "FLOWRUN_CELERY_VISIBILITY_TIMEOUT", "FLOWRUN_BROKER_URL"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
+    yield
+    # an imported module stays imported: left behind, this test's celeryconfig (an AMQP
+    # broker) would configure every later Celery app of the session
+    for name in MODULES:
+        sys.modules.pop(name, None)
 
 
 def _config(**settings: str) -> dict[str, object]:
