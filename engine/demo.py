@@ -42,8 +42,8 @@ def run_demo(flows_dir: Path, home: Path, echo: Echo) -> int:
     samples = flows_dir / "samples"
     if not (samples / "shopify-order.json").is_file():
         echo(f"{flows_dir}: no shipped flows here (their sample messages are missing from "
-             f"{samples}). `flowrun demo` runs the flows/ folder of a flowrunner checkout: run "
-             "it from the checkout's root, or pass --flows PATH/TO/flows.")
+             f"{samples}). `flowrun demo` runs the flows that come with flowrunner: leave "
+             "--flows out, or pass --flows PATH/TO/flows of a flowrunner checkout.")
         return 2
     if home.exists():
         shutil.rmtree(home)

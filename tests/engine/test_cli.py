@@ -129,7 +129,7 @@ def test_validate_missing_path_exits_one(tmp_path: Path) -> None:
 
 def test_validate_json_format(tmp_path: Path) -> None:
     path = write(tmp_path, "broken.yaml", BROKEN)
-    result = flowrun("validate", "--format", "json", str(path), "flows")
+    result = flowrun("validate", "--json", str(path), "flows")
     assert result.code == 1
     report = json.loads(result.out)
     assert set(report) == {"ok", "flows", "problems"}
@@ -144,7 +144,7 @@ def test_validate_json_format(tmp_path: Path) -> None:
     assert len(errors) == 3
     for problem in report["problems"]:
         assert set(problem) == {"file", "line", "column", "path", "message", "severity"}
-    ok = json.loads(flowrun("validate", "--format", "json", "flows").out)
+    ok = json.loads(flowrun("validate", "--json", "flows").out)
     assert ok["ok"] is True and {p["severity"] for p in ok["problems"]} == {"warning"}
 
 

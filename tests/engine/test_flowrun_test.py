@@ -324,7 +324,7 @@ def test_pytest_collects_test_yaml_one_item_per_case_with_the_diff(repo: Path) -
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--rootdir",
-         str(repo), "-c", os.devnull, "flows"],
+         str(repo), "-c", os.devnull, "--flowrun-tests", "flows"],
         cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out

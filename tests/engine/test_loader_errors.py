@@ -657,7 +657,7 @@ def test_validate_cli_exits_zero_with_only_warnings(tmp_path: Path) -> None:
     assert "warning: trigger.webhook.signature.secret: ${secret:NOT_SET_ANYWHERE}" in done.stdout
     assert "warning: steps[0].set.url: ${env:FLOWRUN_TEST_NOT_SET_ANYWHERE}" in done.stdout
     assert "1 flow(s) valid, 0 error(s), 2 warning(s)" in done.stdout
-    out = subprocess.run([sys.executable, "-m", "engine.cli", "validate", "--format", "json",
+    out = subprocess.run([sys.executable, "-m", "engine.cli", "validate", "--json",
                           str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env,
                          timeout=120)
     assert out.returncode == 0
