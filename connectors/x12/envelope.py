@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import ts810, ts850, ts855, ts856, ts997
+from . import ts810, ts846, ts850, ts855, ts856, ts860, ts940, ts945, ts997
 from .errors import ErrorSink, X12Error
 from .fields import Item, SetSpec
 from .fields import text as _el
@@ -25,7 +25,8 @@ from .scan import Cut, cut_interchanges
 from .tokenize import Delimiters, Segment, split_segment, unrepeat
 
 TYPED: dict[str, SetSpec] = {
-    spec.set_id: spec for spec in (ts850.SPEC, ts855.SPEC, ts856.SPEC, ts810.SPEC, ts997.SPEC)
+    module.SPEC.set_id: module.SPEC
+    for module in (ts850, ts855, ts856, ts810, ts846, ts860, ts940, ts945, ts997)
 }
 SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{1,2}")
 

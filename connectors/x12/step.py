@@ -206,6 +206,7 @@ def build(config: X12Step, ctx: BuildContext) -> StepFn:
 
 
 STEP = StepKind(name="x12", config=X12Step, build=build,
-                description="EDI X12 (850, 855, 856, 810, 997): parse to JSON, render back, "
-                            "build outbound interchanges, make the 997 for a received one, "
+                description="EDI X12 (850, 855, 856, 810, 846, 860, 940, 945, 997): parse to "
+                            "JSON, render back, build outbound interchanges, make the 997 for "
+                            "a received one, "
                             "or correlate a received 997 with what was sent.")
