@@ -6,8 +6,9 @@ scheduler poll), and checks two things: the final status of the run(s), and the 
 sandbox saw — the requests it recorded and what its ERP now holds. Nothing of flowrunner is
 mocked; the sandbox is a real HTTP server on 127.0.0.1.
 
-The shipped flows that move files over SFTP (``erp-po-to-supplier-850``, ``asn-856-file-drop``)
-are run end to end by their own test against the SFTP sandbox (`ELSEWHERE`);
+The shipped flows that move files over SFTP (``erp-po-to-supplier-850``, ``asn-856-file-drop``,
+the 3PL's 940/945 and the supplier's 846) are run end to end by their own tests against the SFTP
+sandbox (`ELSEWHERE`);
 `test_every_shipped_flow_is_run_end_to_end` fails when a shipped flow is covered by neither.
 """
 
@@ -40,8 +41,10 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOWS = ROOT / "flows"
-#: shipped flows whose end-to-end test lives with the SFTP sandbox (helper "files")
-ELSEWHERE = {"erp-po-to-supplier-850", "asn-856-file-drop"}
+#: shipped flows whose end-to-end test lives with the SFTP sandbox (test_sftp_flows.py,
+#: test_partner_edi_flows.py)
+ELSEWHERE = {"erp-po-to-supplier-850", "asn-856-file-drop", "erp-order-to-3pl-940",
+             "warehouse-945-shipping-advice", "supplier-846-inventory"}
 #: every flow this module runs; loaded together, since flows hand messages to each other
 HTTP_FLOWS = ("shopify-order-intake", "marketplace-order-intake", "wms-shipment-event",
               "erp-inventory-fanout", "supplier-po-ack-poll", "invoice-810-to-partner",
