@@ -76,13 +76,14 @@ def run_demo(flows_dir: Path, home: Path, echo: Echo) -> int:
         broken["line_items"][1]["sku"] = "DISCONTINUED-HP-59A"
         third = app.accept(flows["shopify-order-intake"], broken,
                            {"x-shopify-webhook-id": "demo-delivery-2"}, trigger="webhook")
-        runs = [app.wait_for(a.run_id, timeout=50)[0] for a in (first, second, third)]
+        # each channel run hands its canonical order to canonical-order-to-erp: show that run
+        runs = [app.wait_for(a.run_id, timeout=50)[-1] for a in (first, second, third)]
         for state in runs:
             echo(f"   {state.flow_id} {state.key}: {state.status}"
                  + (f" — {state.error['message']}" if state.error else ""))
 
         entries = app.store.list_dead_letters(__import__("engine.store.base", fromlist=["x"])
-                                              .DeadLetterFilter(flow="shopify-order-intake"))
+                                              .DeadLetterFilter(flow="canonical-order-to-erp"))
         if not entries:
             echo("expected one dead-letter entry, found none")
             return 1
