@@ -51,6 +51,9 @@ class ParseOptions(Model):
                                             "(80 columns) or an ISA broken over two lines.")
     encoding: Encoding = Field("utf-8", description="How text given as bytes is decoded: utf-8, "
                                                "latin-1, cp1252, ...")
+    check_elements: bool = Field(True, description="Check every element of the typed sets "
+                                 "against the standard's dictionary (mandatory, type, length); "
+                                 "false for a partner whose guideline departs from it.")
 
     @field_validator("allow_segments")
     @classmethod
@@ -179,7 +182,8 @@ def build(config: X12Step, ctx: BuildContext) -> StepFn:
                 options = config.parse
                 return result(parse(_text(data, options.encoding), strict=options.strict,
                                     extra_segments=options.extra_segments(),
-                                    unwrap=options.unwrap))
+                                    unwrap=options.unwrap,
+                                    check_elements=options.check_elements))
             if config.render is not None:
                 return result(render(data, recount=config.render.recount))
             if config.build is not None:

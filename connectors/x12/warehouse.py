@@ -15,7 +15,7 @@ from typing import Any
 
 from .common import Header
 from .errors import ErrorSink
-from .fields import Field, Item, read, segment, text, write, write_list
+from .fields import Field, Item, read, segment, text, write_list
 from .tokenize import Segment
 
 N9 = (

@@ -7,13 +7,13 @@ the ERP over HTTP, so `run` tests point ``ERP_EU_URL``/``ERP_US_URL`` at a loopb
 from __future__ import annotations
 
 import json
-from typing import Any
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
