@@ -8,7 +8,7 @@ parties keyed by entity code (ST ship-to, SF ship-from warehouse, DE depositor, 
 transport_method, routing, scac); ``lx`` the detail loops, each with ``items`` from W01
 (qty, uom, upc_case_code, product_ids keyed by qualifier VN/UP/BP/SK …, lot_number, the
 G69 ``description``, per-item refs/notes/dates) and ``w76`` the totals.  :func:`build`
-accepts the same shape and computes W76 when it is not given.
+accepts the same shape and computes W76 when there is no ``w76`` key.
 """
 
 from __future__ import annotations
@@ -117,11 +117,11 @@ def build(tx: Mapping[str, Any]) -> list[Segment]:
         body.append(write("W66", tx["w66"], W66))
     body.extend(write_loops(tx, _write_item))
     items = [entry for loop in tx.get("lx") or [] for entry in loop.get("items") or []]
-    w76 = tx.get("w76")
-    if w76 is None:
+    # No w76 key: the total quantity is computed; "w76": null sends none (as "ctt": null).
+    if "w76" not in tx:
         body.append(segment("W76", total(sum(decimal(e.get("qty")) for e in items))))
-    elif w76:
-        body.append(write("W76", w76, W76))
+    elif tx["w76"]:
+        body.append(write("W76", tx["w76"], W76))
     return body
 
 
