@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .common import Header
-from .errors import ErrorSink
+from .errors import ErrorSink, X12Error
 from .fields import Field, Item, read, segment, text, write_list
 from .tokenize import Segment
 
@@ -55,12 +55,13 @@ def write_product_ids(
     base: Segment, ids: Mapping[str, Any] | None, pairs: Iterable[tuple[int, int]]
 ) -> Segment:
     """``base`` with the ids put at the pair positions, in order; more ids than pairs is
-    an error (the segment has no room for them)."""
+    refused (the segment has no room for them, and dropping one would lose data)."""
     out = list(base)
     slots = list(pairs)
     items = list((ids or {}).items())
     if len(items) > len(slots):
-        raise ValueError(f"{base[0]}: at most {len(slots)} product ids, got {len(items)}")
+        raise X12Error(f"{base[0]}: at most {len(slots)} product ids, got {len(items)}",
+                       level="set")
     for (q, v), (qualifier, value) in zip(slots, items, strict=False):
         width = max(q, v) + 1
         out += [""] * (width - len(out))

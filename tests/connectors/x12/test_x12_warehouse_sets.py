@@ -93,7 +93,7 @@ def test_a_940_item_with_more_product_ids_than_w01_holds_is_refused() -> None:
     view = {"set": "940", "w05": {"status": "N", "order_number": "D-1"},
             "lx": [{"items": [{"qty": 1, "uom": "EA",
                                "product_ids": {"VN": "A", "UP": "1", "BP": "B", "SK": "C"}}]}]}
-    with pytest.raises(ValueError, match="at most 3 product ids"):
+    with pytest.raises(X12Error, match="at most 3 product ids"):
         build_interchange([view], sender="ZZ:A", receiver="ZZ:B",
                           control_numbers=MemoryControlNumbers())
 
