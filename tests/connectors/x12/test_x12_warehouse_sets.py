@@ -194,3 +194,22 @@ def test_a_segment_the_standard_added_later_is_refused_in_the_older_version(
     with pytest.raises(X12Error, match=f"segment {segment} is not defined for transaction set "
                                        f"{set_id}"):
         parse(envelope(set_id, fid, "004010", body))
+
+
+def test_the_other_partner_shapes_read_as_analysts_expect() -> None:
+    partial = sets(parse(load(SAMPLES / "945_partial_4010.edi")))[0]
+    assert partial["w06"]["reporting_code"] == "P"
+    assert [[i["status"] for i in loop["items"]] for loop in partial["lx"]] == [
+        ["CC", "CP"], ["CC"]]
+    first, second = sets(parse(load(SAMPLES / "945_two_sets_no_lx.edi")))
+    assert [loop["items"][0]["product_ids"]["VN"] for loop in first["lx"] + second["lx"]] == [
+        "TONER-HP-59A", "PAPER-A4-80G-5"]
+    assert sets(parse(load(SAMPLES / "945_5010_td1.edi")))[0]["w03"]["lading_uom"] == "PL"
+    mill = sets(parse(load(SAMPLES / "846_4030_pipe.edi")))[0]
+    assert "line_number" not in mill["lines"][0]  # LIN01 left empty by the mill
+    assert mill["lines"][0]["product_ids"]["BP"] == "PAPER-A4-80G-5"
+    cancel = sets(parse(load(SAMPLES / "860_cancel_4030.edi")))[0]
+    assert (cancel["bch"]["purpose"], "lines" in cancel) == ("01", False)
+    price = sets(parse(load(SAMPLES / "860_5010_pipe.edi")))[0]
+    assert [(line["change"], line["unit_price"]) for line in price["lines"]] == [
+        ("PC", "22.90"), ("QD", "60.80")]
