@@ -358,11 +358,12 @@ def test_flowrun_demo_runs_the_shipped_flows_against_the_sandbox(tmp_path: Path)
     assert "997 accepted for group 1, matched to the 810 sent: True" in done.stdout
     # the story and the records agree: the EU ERP's two 503s are the first order's, the
     # rejected order meets only its 422
-    assert "shopify-order-intake 10045: the ERP answered 503, 503, 201; succeeded" in done.stdout
-    assert "marketplace-order-intake MKT-2026-448812: the ERP answered 429, 201; succeeded" \
+    assert "canonical-order-to-erp 10045: the ERP answered 503, 503, 201; succeeded" \
         in done.stdout
-    assert "shopify-order-intake 10046: the ERP answered 422; dead_lettered" in done.stdout
+    assert "canonical-order-to-erp MKT-2026-448812: the ERP answered 429, 201; succeeded" \
+        in done.stdout
+    assert "canonical-order-to-erp 10046: the ERP answered 422; dead_lettered" in done.stdout
     attempts = {(row[0], row[1], row[2]): int(row[5]) for row in rows}
-    # six steps each; the ERP call took three attempts for 10045 and one for 10046
-    assert attempts[("shopify-order-intake", "10045", "webhook")] == 8
-    assert attempts[("shopify-order-intake", "10046", "webhook")] == 6
+    # the ERP flow's four steps each; its call took three attempts for 10045, one for 10046
+    assert attempts[("canonical-order-to-erp", "10045", "handoff")] == 6
+    assert attempts[("canonical-order-to-erp", "10046", "handoff")] == 4
