@@ -83,40 +83,31 @@ class CelerySettings(BaseSettings):
     reap_interval: float = Field(
         30.0, ge=0, description="Seconds between sweeps for runs whose worker died (lease "
         "expired), which are queued again; 0 turns the sweep off.")
+    config: str | None = Field(
+        None, description="A standard Celery configuration module (e.g. celeryconfig), whose "
+        "settings override flowrunner's defaults; FLOWRUN_BROKER_URL and FLOWRUN_CELERY_* set "
+        "in the environment override it in turn. Default: celeryconfig, when there is one.")
 
 
-def celery_config(settings: Settings, tuning: CelerySettings | None = None) -> dict[str, Any]:
-    """The Celery configuration of producers and workers alike; nothing is lost by a crash."""
-    tuning = tuning or CelerySettings()
-    broker = settings.broker_url or settings.redis_url
-    if not broker:
+def celery_config(settings: Settings, tuning: CelerySettings | None = None, *,
+                  require_broker: bool = True) -> dict[str, Any]:
+    """The Celery configuration of producers and workers alike (engine/celery_config: defaults,
+    a Celery configuration module, FLOWRUN_* overrides); nothing is lost by a crash."""
+    from engine.celery_config import layered
+
+    config = layered(settings, tuning or CelerySettings())
+    if require_broker and not config["broker_url"]:
         raise ValueError("FLOWRUN_REDIS_URL (or FLOWRUN_BROKER_URL) is not set; the Celery "
                          "executor needs a broker")
+    if not config["broker_url"]:
+        del config["broker_url"], config["result_backend"]
+        return config
     # a sentinel:// URL becomes Celery's form and the primary's name (engine/redis_url)
-    backend, backend_sentinel = redis_url.celery_broker(settings.redis_url or broker)
-    broker, sentinel = redis_url.celery_broker(broker)
-    return {
-        "broker_url": broker,
-        "result_backend": backend,
-        "result_backend_transport_options": backend_sentinel,
-        "task_ignore_result": True,  # the run record is the result
-        "task_serializer": "json",
-        "accept_content": ["json"],
-        "task_default_queue": tuning.queue,
-        # acknowledge after the run is recorded, and give a task back when its worker dies
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": tuning.prefetch_multiplier,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {
-            "visibility_timeout": tuning.visibility_timeout,
-            "unacked_restore_interval": tuning.restore_interval,
-            # kombu sweeps only every Nth interval by default; 1 makes the interval the period
-            "unacked_restore_throttle": 1,
-            **sentinel,
-        },
-    }
+    config["result_backend"], config["result_backend_transport_options"] = \
+        redis_url.celery_broker(config["result_backend"])
+    config["broker_url"], sentinel = redis_url.celery_broker(config["broker_url"])
+    config["broker_transport_options"] = {**config["broker_transport_options"], **sentinel}
+    return config
 
 
 def lane_queue(tuning: CelerySettings, lane: str | None) -> str:
@@ -125,9 +116,10 @@ def lane_queue(tuning: CelerySettings, lane: str | None) -> str:
     return tuning.queue if lane in (None, "default") else f"{tuning.queue}.{lane}"
 
 
-def make_celery(settings: Settings, tuning: CelerySettings | None = None) -> Celery:
+def make_celery(settings: Settings, tuning: CelerySettings | None = None, *,
+                require_broker: bool = True) -> Celery:
     celery = Celery("flowrun", set_as_current=False)
-    celery.conf.update(celery_config(settings, tuning))
+    celery.conf.update(celery_config(settings, tuning, require_broker=require_broker))
     return celery
 
 
@@ -196,10 +188,12 @@ class WireMessages:
 
     @staticmethod
     def usable(celery: Celery, settings: Settings) -> bool:
+        """The broker (as configured in the end: environment or a Celery configuration module)
+        is the store's own Redis, with kombu's keys plain."""
         options = celery.conf.broker_transport_options or {}
-        same = settings.broker_url in (None, "", settings.redis_url)
-        return bool(same and settings.redis_url
-                    and settings.redis_url.split(":", 1)[0] in ("redis", "rediss", "unix")
+        store = settings.redis_url
+        return bool(store and celery.conf.broker_url == store
+                    and store.split(":", 1)[0] in ("redis", "rediss", "unix")
                     and not options.get("global_keyprefix"))
 
     def _template(self, queue: str) -> tuple[str, str]:

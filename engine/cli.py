@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from engine import __version__
+from engine.cli_style import json_option, paint
 from engine.envelope import Envelope
 from engine.loader import CompiledFlow, CompiledStep, FlowSet, Loader
 from engine.problems import Problem
@@ -27,14 +29,13 @@ DEFAULT_FLOWS = "flows"
 
 
 def _schemas_for(paths: list[str], explicit: str | None) -> SchemaStore:
-    """The schemas folder: --schemas, else the nearest ``schemas/`` above the first path."""
+    """The schemas folder: --schemas, else the nearest ``schemas/`` above the first path (or the
+    shipped one)."""
+    from engine.shipped import nearest_schemas
+
     if explicit:
         return SchemaStore(Path(explicit))
-    start = Path(paths[0]).resolve() if paths else Path.cwd()
-    for folder in [start, *start.parents]:
-        if (folder / "schemas").is_dir():
-            return SchemaStore(folder / "schemas")
-    return SchemaStore(Path("schemas"))
+    return SchemaStore(nearest_schemas(Path(paths[0]) if paths else Path.cwd()))
 
 
 def _loader(paths: list[str], schemas: str | None) -> Loader:
@@ -46,7 +47,7 @@ def _loader(paths: list[str], schemas: str | None) -> Loader:
 
 def _echo_problems(problems: list[Problem]) -> None:
     for problem in sorted(problems, key=lambda p: (p.file, p.line, p.column)):
-        click.echo(str(problem))
+        click.echo(paint(str(problem), "error" if problem.severity == "error" else "warning"))
 
 
 class _Commands(click.Group):
@@ -61,10 +62,21 @@ class _Commands(click.Group):
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="flowrun",
+                      message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
-def main(verbose: bool) -> None:
-    """flowrunner: run integration flows written in YAML."""
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """flowrunner: run integration flows written in YAML.
+
+    Shell completion: eval "$(_FLOWRUN_COMPLETE=bash_source flowrun)" in ~/.bashrc (zsh_source,
+    fish_source for those shells)."""
+    import os
+
     from engine.logs import setup_logging
+
+    if os.environ.get("NO_COLOR"):  # https://no-color.org: no colour even on a terminal
+        ctx.color = False
 
     try:  # FLOWRUN_LOG_FORMAT=json|text and FLOWRUN_LOG_LEVEL; -v wins over the level
         setup_logging(level=logging.DEBUG if verbose else None)
@@ -73,22 +85,41 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+def init(directory: str) -> None:
+    """Start a project in DIRECTORY (default: here): flows/ with an example flow, its test and a
+    sample message, schemas/ with the canonical schemas, and connections/."""
+    from engine.scaffold import AlreadyThere
+    from engine.scaffold import init as scaffold
+
+    try:
+        written = scaffold(Path(directory))
+    except AlreadyThere as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{directory}: cannot write: {exc.strerror}") from None
+    into = "" if Path(directory) == Path(".") else f"cd {directory} && "
+    click.echo(f"created {len(written)} files in {directory}: flows/, schemas/, connections/")
+    click.echo(f"next: {into}flowrun validate && flowrun test")
+
+
+@main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              help="Output format; json for editors and CI tools.")
+@json_option
 @click.option("--schemas", type=click.Path(file_okay=False), help="Folder of JSON Schemas.")
-def validate(paths: tuple[str, ...], fmt: str, schemas: str | None) -> None:
+def validate(paths: tuple[str, ...], as_json: bool, schemas: str | None) -> None:
     """Check flow files (or folders of them) and report every problem with its position."""
     targets = list(paths) or [DEFAULT_FLOWS]
     flows = _loader(targets, schemas).load_paths(targets)
     problems = list(flows.problems)
-    if fmt == "json":
+    if as_json:
         click.echo(json.dumps({"ok": flows.ok, "flows": sorted(flows.flows),
                                "problems": [p.as_dict() for p in problems]}, indent=2))
     else:
         _echo_problems(problems)
         errors, warnings = len(flows.problems.errors), len(flows.problems.warnings)
-        click.echo(f"{len(flows.flows)} flow(s) valid, {errors} error(s), {warnings} warning(s)")
+        click.echo(paint(f"{len(flows.flows)} flow(s) valid, {errors} error(s), {warnings} "
+                         "warning(s)", "ok" if flows.ok else "error", bold=True))
     sys.exit(0 if flows.ok else 1)
 
 
@@ -204,8 +235,9 @@ def _errors_on_the_way(flowset: FlowSet, start: CompiledFlow) -> list[Problem]:
 @click.option("--flows", "flows_dir", default=DEFAULT_FLOWS, show_default=True,
               help="Folder of flows (for hand-offs between flows).")
 @click.option("--schemas", type=click.Path(file_okay=False), help="Folder of JSON Schemas.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output (what it prints anyway).")
 def run(flow: str, input_path: str, text: bool, encoding: str, header: tuple[str, ...],
-        trace: bool, flows_dir: str, schemas: str | None) -> None:
+        trace: bool, flows_dir: str, schemas: str | None, as_json: bool) -> None:
     """Run one message through FLOW (a file or a flow id) in this process and print the result."""
     loader = _loader([flow if Path(flow).exists() else flows_dir], schemas)
     body = _read_input(input_path, text, encoding)
@@ -287,16 +319,18 @@ def schema(output: str | None, root: str, check: bool) -> None:
 
 
 @main.command()
-@click.option("--flows", "flows_dir", default=DEFAULT_FLOWS, show_default=True)
+@click.option("--flows", "flows_dir", default=None,
+              help="Folder of the shipped flows (default: the flows that come with flowrunner).")
 @click.option("--home", default=".flowrun/demo", show_default=True,
               help="Where the demo keeps its state (wiped at start).")
-def demo(flows_dir: str, home: str) -> None:
+def demo(flows_dir: str | None, home: str) -> None:
     """Run the shipped flows end to end against a local sandbox: retries, a duplicate delivery,
     a dead letter and its replay."""
     from engine.demo import demo_main
+    from engine.shipped import flows_dir as shipped_flows
 
     logging.getLogger("flowrunner").setLevel(logging.ERROR)
-    sys.exit(demo_main(flows_dir, home, click.echo))
+    sys.exit(demo_main(flows_dir or str(shipped_flows()), home, click.echo))
 
 
 @main.command()
@@ -326,6 +360,7 @@ def _register() -> None:
         cli_connectors,
         cli_consume,
         cli_ops,
+        cli_poll,
         cli_scheduler,
         cli_serve,
         cli_test,
@@ -339,10 +374,11 @@ def _register() -> None:
     main.add_command(cli_serve.serve)
     main.add_command(cli_worker.worker)
     main.add_command(cli_scheduler.scheduler)
+    main.add_command(cli_poll.poll)
     main.add_command(cli_consume.consume)
 
 
 _register()
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="flowrun")  # `python -m engine.cli` is flowrun too (help, completion)

@@ -42,8 +42,8 @@ def run_demo(flows_dir: Path, home: Path, echo: Echo) -> int:
     samples = flows_dir / "samples"
     if not (samples / "shopify-order.json").is_file():
         echo(f"{flows_dir}: no shipped flows here (their sample messages are missing from "
-             f"{samples}). `flowrun demo` runs the flows/ folder of a flowrunner checkout: run "
-             "it from the checkout's root, or pass --flows PATH/TO/flows.")
+             f"{samples}). `flowrun demo` runs the flows that come with flowrunner: leave "
+             "--flows out, or pass --flows PATH/TO/flows of a flowrunner checkout.")
         return 2
     if home.exists():
         shutil.rmtree(home)
@@ -83,7 +83,7 @@ def run_demo(flows_dir: Path, home: Path, echo: Echo) -> int:
         runs.append(_finished(app, sandbox, third.run_id, echo))
 
         entries = app.store.list_dead_letters(__import__("engine.store.base", fromlist=["x"])
-                                              .DeadLetterFilter(flow="shopify-order-intake"))
+                                              .DeadLetterFilter(flow="canonical-order-to-erp"))
         if not entries:
             echo("expected one dead-letter entry, found none")
             return 1
@@ -124,7 +124,8 @@ def run_demo(flows_dir: Path, home: Path, echo: Echo) -> int:
 def _finished(app: App, sandbox: Sandbox, run_id: str, echo: Echo) -> RunState:
     """Wait for *run_id*; say how it ended and what the ERP answered it, attempt by attempt
     (read from the sandbox's own record of the requests, so the story is what happened)."""
-    state = app.wait_for(run_id, timeout=50)[0]
+    # a channel run hands its canonical order to canonical-order-to-erp: show that last run
+    state = app.wait_for(run_id, timeout=50)[-1]
     answers = [str(r["status"]) for r in sandbox.state.requests
                if r["correlation_id"] == state.correlation_id and "/erp/" in r["path"]]
     echo(f"   {state.flow_id} {state.key}: the ERP answered {', '.join(answers) or 'nothing'}; "

@@ -88,15 +88,19 @@ class Intake:
     # -- taking deliveries ---------------------------------------------------------------------
     def prepare(self, flow: CompiledFlow, body: Any, headers: dict[str, Any] | None, *,
                 trigger: str, correlation_id: str | None, request: dict[str, Any] | None,
-                answer: Callable[[Accepted | BaseException], None]) -> Delivery:
+                answer: Callable[[Accepted | BaseException], None],
+                key: str | None = None) -> Delivery:
         """The delivery of one message to *flow*'s newest version; may raise RecursionError
-        for a message nested too deeply to handle."""
+        for a message nested too deeply to handle. *key* is an idempotency key the caller
+        already has (an AS2 Message-Id), in place of the flow's expression."""
         flow = self.versions.current(flow.id) or flow  # the newest version (hot reload)
         self.versions.remember(flow)
         state = start(flow, body, headers, trigger=trigger, correlation_id=correlation_id,
                       request=request)
         idempotency = None
-        if flow.idempotency_key is not None:
+        if key:
+            idempotency = (flow.id, key, self.idempotency_ttl)
+        elif flow.idempotency_key is not None:
             key = _key(flow, state)
             if key:
                 idempotency = (flow.id, key, self.idempotency_ttl)

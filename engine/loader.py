@@ -232,6 +232,9 @@ class Loader:
             poll = compile_poll(trigger, ctx)  # compiles items and paginate expressions too
             if idem is None and trigger.files is not None:
                 idem = files.IDEMPOTENCY  # a dropped file runs once per name, size and mtime
+        if trigger_kind == "webhook" and trigger.as2 is not None:
+            where = ("trigger", "webhook", "as2", "partner")
+            ctx.service("connections").lookup(trigger.as2.partner, "as2", ctx, where)
         if trigger_kind == "consume":
             from engine.consume import IDEMPOTENCY, check_trigger
 

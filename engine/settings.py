@@ -90,13 +90,9 @@ class Settings(BaseSettings):
         return self.home / "state.db"
 
     def schemas_dir(self) -> Path:
-        if self.schemas is not None:
-            return self.schemas
-        start = self.flows.resolve()
-        for folder in [start, *start.parents]:
-            if (folder / "schemas").is_dir():
-                return folder / "schemas"
-        return Path("schemas")
+        from engine.shipped import nearest_schemas
+
+        return self.schemas if self.schemas is not None else nearest_schemas(self.flows)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -17,6 +17,15 @@ class WebhookRateLimit(Model):
     burst: int = Field(1, ge=1, description="Requests allowed at once above the sustained rate.")
 
 
+class As2Receive(Model):
+    """An AS2 endpoint (RFC 4130): messages from one trading partner, answered with an MDN."""
+
+    partner: str = Field(description="Named AS2 connection (connections/NAME.yaml with as2:) "
+                                     "of the partner that posts here.")
+    encoding: Encoding = Field("utf-8", description="How the payload is decoded into the "
+                                                    "body: utf-8, latin-1, cp1252, ...")
+
+
 class WebhookTrigger(Model):
     """A platform calls us: one HTTP route on `flowrun serve`."""
 
@@ -37,6 +46,20 @@ class WebhookTrigger(Model):
     respond: Literal["async", "sync"] = Field(
         "async", description="async: 202 once taken in; sync: wait for the run and return it.")
     sync_timeout: Duration = Field(10.0, description="Longest wait in sync mode.")
+    as2: As2Receive | None = Field(
+        None, description="Receive AS2 messages here: decrypted, their signature checked, "
+                          "recorded, then answered with an MDN (the receipt).")
+
+    @model_validator(mode="after")
+    def _as2_alone(self) -> WebhookTrigger:
+        if self.as2 is None:
+            return self
+        clashing = [k for k in ("signature", "idempotency_key") if getattr(self, k) is not None]
+        if clashing or self.respond != "async" or self.methods != ["POST"]:
+            raise ValueError("an as2: endpoint checks its own signatures, is deduplicated on "
+                             "the AS2 Message-Id and answers with an MDN: remove "
+                             + ", ".join(clashing or ["respond", "methods"]))
+        return self
 
     @field_validator("signature")
     @classmethod

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -129,7 +130,7 @@ def test_validate_missing_path_exits_one(tmp_path: Path) -> None:
 
 def test_validate_json_format(tmp_path: Path) -> None:
     path = write(tmp_path, "broken.yaml", BROKEN)
-    result = flowrun("validate", "--format", "json", str(path), "flows")
+    result = flowrun("validate", "--json", str(path), "flows")
     assert result.code == 1
     report = json.loads(result.out)
     assert set(report) == {"ok", "flows", "problems"}
@@ -144,7 +145,7 @@ def test_validate_json_format(tmp_path: Path) -> None:
     assert len(errors) == 3
     for problem in report["problems"]:
         assert set(problem) == {"file", "line", "column", "path", "message", "severity"}
-    ok = json.loads(flowrun("validate", "--format", "json", "flows").out)
+    ok = json.loads(flowrun("validate", "--json", "flows").out)
     assert ok["ok"] is True and {p["severity"] for p in ok["problems"]} == {"warning"}
 
 
@@ -158,19 +159,31 @@ def test_run_shipped_flows_with_samples_succeeds(erp: dict[str, str], flow: str,
                                                  erp_order: str) -> None:
     result = flowrun("run", flow, "--input", str(SAMPLES / sample), env=erp)
     assert result.code == 0, result.both
-    summary = json.loads(result.out)
-    assert summary["flow"] == flow and summary["status"] == "succeeded"
-    response = summary["envelope"]["vars"]["erp_response"]
+    channel, booking = summaries(result.out)  # the channel hands the order to the ERP flow
+    assert (channel["flow"], channel["status"]) == (flow, "handed_off")
+    assert (booking["flow"], booking["status"]) == ("canonical-order-to-erp", "succeeded")
+    response = booking["envelope"]["vars"]["erp_response"]
     assert (response["status"], response["body"]) == (201, {"erp_order": erp_order})
-    assert summary["envelope"]["body"]["channel"] in ("shopify", "marketplace")
-    assert "1 run(s) in " in result.err
+    assert booking["envelope"]["body"]["channel"] in ("shopify", "marketplace")
+    assert "2 run(s) in " in result.err
+
+
+def summaries(out: str) -> list[dict[str, Any]]:
+    """The run summaries `flowrun run` prints, one JSON document per run."""
+    decoder, docs, at = json.JSONDecoder(), [], 0
+    while at < len(out.rstrip()):
+        doc, at = decoder.raw_decode(out, at)
+        docs.append(doc)
+        while at < len(out) and out[at].isspace():
+            at += 1
+    return docs
 
 
 def test_run_by_file_path(erp: dict[str, str]) -> None:
     result = flowrun("run", "flows/shopify-order-intake.yaml", "--input",
                      str(SAMPLES / "shopify-order.json"), env=erp)
     assert result.code == 0, result.both
-    assert json.loads(result.out)["status"] == "succeeded"
+    assert [d["status"] for d in summaries(result.out)] == ["handed_off", "succeeded"]
 
 
 def test_run_trace_shows_every_step(erp: dict[str, str]) -> None:
@@ -179,6 +192,8 @@ def test_run_trace_shows_every_step(erp: dict[str, str]) -> None:
     assert result.code == 0, result.both
     traced = [line.split()[1:3] for line in result.err.splitlines() if line.startswith("── ")]
     assert traced == [["only_paid", "(filter)"], ["to_canonical", "(transform)"],
+                      ["check", "(validate)"], ["to_erp", "(route)"],
+                      # canonical-order-to-erp, to which the order was handed
                       ["check", "(validate)"], ["remember", "(set)"], ["by_region", "(route)"],
                       ["erp_eu", "(call)"]]
 

@@ -82,9 +82,22 @@ def test_local_bucket_keeps_a_budget_per_name() -> None:
 
 
 def test_local_bucket_grants_from_many_threads_stay_within_the_bucket() -> None:
-    bucket = LocalBucket()
+    # a grant's time is the bucket's own clock reading (taken under its lock) plus the wait it
+    # gave: read outside the lock, a thread preempted in between would misdate its grant
+    seen = threading.local()
+
+    def clock() -> float:
+        seen.now = time.monotonic()
+        return float(seen.now)
+
+    bucket = LocalBucket(clock)
     limit = RateLimit(name="erp-eu", per_second=50, burst=5)
-    grants = grants_from(4, 40, lambda: partial(bucket.take, limit), time.monotonic)
+
+    def take() -> float:
+        wait = bucket.take(limit)
+        return float(seen.now) + wait
+
+    grants = grants_from(4, 40, lambda: take, lambda: 0.0)
     assert len(grants) == 160
     assert over_budget(grants, limit) == []
 

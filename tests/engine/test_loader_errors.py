@@ -217,7 +217,7 @@ CASES = [
               http: {method: POST, url: "http://erp.test/orders"}
         """), 7, 5, "steps[0].cal", "unknown step kind 'cal'; did you mean 'call'?"),
     Case("unknown-step-kind-far", "flow: f\nsteps:\n  - id: a\n    zzz: total\n",
-         4, 5, "steps[0].zzz", "unknown step kind 'zzz'; known kinds: amqp, call, "),
+         4, 5, "steps[0].zzz", "unknown step kind 'zzz'; known kinds: amqp, as2, call, "),
     Case("two-kinds-in-one-step", "flow: f\nsteps:\n  - id: a\n    transform: x\n    filter: y\n",
          5, 5, "steps[0].filter", "a step has exactly one kind; this one has transform and filter"),
     Case("step-without-kind", "flow: f\nsteps:\n  - id: a\n    description: nothing\n",
@@ -657,7 +657,7 @@ def test_validate_cli_exits_zero_with_only_warnings(tmp_path: Path) -> None:
     assert "warning: trigger.webhook.signature.secret: ${secret:NOT_SET_ANYWHERE}" in done.stdout
     assert "warning: steps[0].set.url: ${env:FLOWRUN_TEST_NOT_SET_ANYWHERE}" in done.stdout
     assert "1 flow(s) valid, 0 error(s), 2 warning(s)" in done.stdout
-    out = subprocess.run([sys.executable, "-m", "engine.cli", "validate", "--format", "json",
+    out = subprocess.run([sys.executable, "-m", "engine.cli", "validate", "--json",
                           str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env,
                          timeout=120)
     assert out.returncode == 0
