@@ -26,7 +26,7 @@ from engine.store.base import StoreError
               help="Folder of flow files (default: FLOWRUN_FLOWS or ./flows).")
 @click.option("--flow", "only", help="Consume for this flow only.")
 def consume(flows_dir: str | None, only: str | None) -> None:
-    """Consume the message buses (AMQP, MQTT) of the flows' consume triggers."""
+    """Consume the message buses (AMQP, MQTT, Redis streams) of the flows' consume triggers."""
     from engine import consume as bus
     from engine.app import App
     from engine.settings import load_settings
@@ -50,8 +50,7 @@ def consume(flows_dir: str | None, only: str | None) -> None:
     click.echo(f"flowrun consume: {len(flows)} flow(s), state in {where}", err=True)
     for flow in flows:
         trigger = flow.trigger
-        source = trigger.amqp.queue if trigger.bus == "amqp" else getattr(
-            getattr(trigger, trigger.bus), "topic", "")
+        source = next(iter(getattr(trigger, trigger.bus).model_dump().values()))  # queue...
         click.echo(f"  {flow.id}: {trigger.bus} {trigger.connection} {source}", err=True)
     stop = threading.Event()
 

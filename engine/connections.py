@@ -312,9 +312,14 @@ class As2Connection(Model):
         return self
 
 
+class RedisConnection(Broker):
+    port: Port = Field(6379, description="TCP port, or '${env:NAME}'.")
+    db: int = Field(0, ge=0, description="Database number.")
+
+
 class ConnectionFile(Model):
     """One partner system: exactly one of http:, sftp:, as2: or a message bus (amqp:,
-    mqtt:)."""
+    mqtt:, redis:)."""
 
     connection: Annotated[str, AfterValidator(_name)] = Field(
         description="Name flows use: letters, digits, '_' and '-'.")
@@ -324,6 +329,7 @@ class ConnectionFile(Model):
     as2: As2Connection | None = Field(None, description="An AS2 trading partner.")
     amqp: AmqpConnection | None = Field(None, description="An AMQP 0-9-1 broker (RabbitMQ).")
     mqtt: MqttConnection | None = Field(None, description="An MQTT broker (Mosquitto, ...).")
+    redis: RedisConnection | None = Field(None, description="A Redis server (streams).")
 
     @model_validator(mode="after")
     def _one(self) -> ConnectionFile:
@@ -335,7 +341,7 @@ class ConnectionFile(Model):
         return next(name for name in KINDS if getattr(self, name) is not None)
 
 
-KINDS = ("http", "sftp", "as2", "amqp", "mqtt")
+KINDS = ("http", "sftp", "as2", "amqp", "mqtt", "redis")
 
 
 class Connections:

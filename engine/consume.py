@@ -59,6 +59,8 @@ class BusMessage:
     deliveries: int = 1
     #: what the consumer needs to acknowledge it (a delivery tag, a message object)
     token: Any = field(default=None, repr=False)
+    #: why the message holds no body to decode (a stream entry without its field)
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,8 @@ class Gate:
                               f"{trigger.max_deliveries})")
             return
         try:
+            if message.problem:
+                raise ValueError(message.problem)
             body = decode(message.body, trigger.format)
         except ValueError as exc:
             self._dead_letter(message, "undecodable", f"the body is not {trigger.format}: {exc}")

@@ -160,12 +160,27 @@ class MqttSource(Model):
                                "($share/GROUP/topic): consumers of the group split the messages.")
 
 
+class RedisSource(Model):
+    stream: str = Field(description="Stream key to read.")
+    group: str = Field(description="Consumer group; created at the stream's start if missing.")
+    consumer: str | None = Field(None, description="This process's name in the group (default: "
+                                 "the host name); a consumer started again under its name "
+                                 "first takes what it read and did not acknowledge.")
+    field: str = Field("body", description="The entry's field holding the message; the other "
+                                           "fields are the run's headers.")
+    claim_after: Duration = Field(60.0, description="An entry another consumer read and did "
+                                  "not acknowledge for this long is claimed (XAUTOCLAIM): that "
+                                  "consumer is taken to be dead.")
+
+
 class ConsumeTrigger(Model):
     """A message bus delivers to us: `flowrun consume` reads a queue, topic, stream or subject
     and starts one run per message, acknowledged once the run is recorded."""
 
     amqp: AmqpSource | None = Field(None, description="Consume an AMQP 0-9-1 queue (RabbitMQ).")
     mqtt: MqttSource | None = Field(None, description="Subscribe to an MQTT topic filter.")
+    redis: RedisSource | None = Field(None, description="Read a Redis stream in a consumer "
+                                                        "group.")
     connection: str = Field(description="Named connection of the bus (connections/NAME.yaml).")
     format: Literal["json", "text", "bytes"] = Field(
         "json", description="How bodies are read: json (an undecodable body is dead-lettered), "
@@ -191,7 +206,7 @@ class ConsumeTrigger(Model):
         return next(name for name in BUSES if getattr(self, name) is not None)
 
 
-BUSES = ("amqp", "mqtt")
+BUSES = ("amqp", "mqtt", "redis")
 
 
 class ManualTrigger(Model):
@@ -220,7 +235,7 @@ class PollSpec(Model):
 
 class ConsumeSpec(Model):
     consume: ConsumeTrigger = Field(description="A message bus delivers to us (`flowrun "
-                                                "consume`): AMQP or MQTT.")
+                                                "consume`): AMQP, MQTT or Redis streams.")
 
 
 class ManualSpec(Model):
