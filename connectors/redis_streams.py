@@ -144,8 +144,8 @@ class Reader:
 
     def read(self, start: str, *, count: int | None = None, block: int | None = None,
              counted: bool = False) -> None:
-        found: Any = self.conn.xreadgroup(self.source.group, self.consumer, {self.source.stream: start},
-                                     count=count, block=block)
+        found: Any = self.conn.xreadgroup(self.source.group, self.consumer,
+                                          {self.source.stream: start}, count=count, block=block)
         for _stream, entries in found or []:
             self._take(entries, counted)
 
