@@ -317,9 +317,13 @@ class RedisConnection(Broker):
     db: int = Field(0, ge=0, description="Database number.")
 
 
+class NatsConnection(Broker):
+    port: Port = Field(4222, description="TCP port, or '${env:NAME}'.")
+
+
 class ConnectionFile(Model):
     """One partner system: exactly one of http:, sftp:, as2: or a message bus (amqp:,
-    mqtt:, redis:)."""
+    mqtt:, redis:, nats:)."""
 
     connection: Annotated[str, AfterValidator(_name)] = Field(
         description="Name flows use: letters, digits, '_' and '-'.")
@@ -330,6 +334,7 @@ class ConnectionFile(Model):
     amqp: AmqpConnection | None = Field(None, description="An AMQP 0-9-1 broker (RabbitMQ).")
     mqtt: MqttConnection | None = Field(None, description="An MQTT broker (Mosquitto, ...).")
     redis: RedisConnection | None = Field(None, description="A Redis server (streams).")
+    nats: NatsConnection | None = Field(None, description="A NATS server with JetStream.")
 
     @model_validator(mode="after")
     def _one(self) -> ConnectionFile:
@@ -341,7 +346,7 @@ class ConnectionFile(Model):
         return next(name for name in KINDS if getattr(self, name) is not None)
 
 
-KINDS = ("http", "sftp", "as2", "amqp", "mqtt", "redis")
+KINDS = ("http", "sftp", "as2", "amqp", "mqtt", "redis", "nats")
 
 
 class Connections:

@@ -271,6 +271,8 @@ def _serve(app: Any, flow: CompiledFlow, stop: threading.Event, pause: float) ->
             wait = pause
         except Exception as exc:
             log.error("flow %s: the %s consumer stopped (%s); connecting again in %.0fs",
-                      flow.id, kind.name, app.secrets.redactor.text(str(exc)), wait)
+                      flow.id, kind.name,
+                      app.secrets.redactor.text(str(exc) or type(exc).__name__), wait)
+            log.debug("flow %s: the consumer's error", flow.id, exc_info=True)
             stop.wait(wait)
             wait = min(wait * 2, 60.0)

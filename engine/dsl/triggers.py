@@ -173,6 +173,16 @@ class RedisSource(Model):
                                   "consumer is taken to be dead.")
 
 
+class NatsSource(Model):
+    stream: str = Field(description="JetStream stream holding the subject; created (for this "
+                                    "subject) if it does not exist.")
+    subject: str = Field(description="Subject filter, e.g. 'wms.shipments.>'.")
+    durable: str = Field(description="Durable pull consumer: where consumption resumes after "
+                                     "a restart.")
+    ack_wait: Duration = Field(30.0, description="A message read and not acknowledged this "
+                                                 "long is delivered again.")
+
+
 class ConsumeTrigger(Model):
     """A message bus delivers to us: `flowrun consume` reads a queue, topic, stream or subject
     and starts one run per message, acknowledged once the run is recorded."""
@@ -181,6 +191,8 @@ class ConsumeTrigger(Model):
     mqtt: MqttSource | None = Field(None, description="Subscribe to an MQTT topic filter.")
     redis: RedisSource | None = Field(None, description="Read a Redis stream in a consumer "
                                                         "group.")
+    nats: NatsSource | None = Field(None, description="Pull from a NATS JetStream durable "
+                                                      "consumer.")
     connection: str = Field(description="Named connection of the bus (connections/NAME.yaml).")
     format: Literal["json", "text", "bytes"] = Field(
         "json", description="How bodies are read: json (an undecodable body is dead-lettered), "
@@ -206,7 +218,7 @@ class ConsumeTrigger(Model):
         return next(name for name in BUSES if getattr(self, name) is not None)
 
 
-BUSES = ("amqp", "mqtt", "redis")
+BUSES = ("amqp", "mqtt", "redis", "nats")
 
 
 class ManualTrigger(Model):
@@ -235,7 +247,8 @@ class PollSpec(Model):
 
 class ConsumeSpec(Model):
     consume: ConsumeTrigger = Field(description="A message bus delivers to us (`flowrun "
-                                                "consume`): AMQP, MQTT or Redis streams.")
+                                                "consume`): AMQP, MQTT, Redis streams or NATS "
+                                                "JetStream.")
 
 
 class ManualSpec(Model):
