@@ -163,7 +163,8 @@ def consume(gate: Gate, stop: threading.Event) -> None:
     failed: list[str] = []
 
     def on_message(_client: Any, _userdata: Any, message: paho.MQTTMessage) -> None:
-        gate.take(_message(message, source.topic))
+        if not stop.is_set():  # stopping: left unacknowledged, sent again in the next session
+            gate.take(_message(message, source.topic))
 
     def on_disconnect(_client: Any, _userdata: Any, _flags: Any, reason: Any,
                       _properties: Any) -> None:
@@ -182,7 +183,8 @@ def consume(gate: Gate, stop: threading.Event) -> None:
                 failed.append("a message was not taken in")
         if failed:
             raise ConnectionError(f"mqtt {name}: disconnected ({failed[0]})")
-        mqtt.unsubscribe(topic) if not source.shared else None
+        # no unsubscribe: the session keeps the subscription, so messages published while this
+        # consumer is stopped wait in the broker
         deadline = time.monotonic() + DRAIN
         while gate.in_flight and time.monotonic() < deadline:
             mqtt.loop(timeout=0.05)

@@ -211,3 +211,13 @@ def test_2000_qos1_messages_are_taken_in_per_key_in_topic_order(project: Project
     assert len(by_key) == 10
     for seqs in by_key.values():
         assert seqs == sorted(seqs) and len(seqs) == 200
+
+
+def test_messages_published_while_the_consumer_is_stopped_wait_in_its_session(
+        project: Project, names: dict[str, str]) -> None:
+    started(project)
+    assert project.stop() == 0  # SIGTERM: the session and its subscription stay
+    publish(f"{names['inbox']}/dc3", [shipment("E-1"), shipment("E-2")], ["m-e1", "m-e2"])
+    project.start()
+    runs = project.wait_runs(2)
+    assert sorted(r.original["body"]["order_id"] for r in runs) == ["E-1", "E-2"]
