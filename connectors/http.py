@@ -20,12 +20,25 @@ import requests
 from pydantic import Field, model_validator
 from requests.adapters import HTTPAdapter
 
-from engine.dsl.base import Duration, Expr, Model
-from engine.dsl.retry import HttpStatus, status_matches
-from engine.envelope import Envelope
-from engine.refs import redact_logs
-from engine.templates import Value, compile_url, compile_value
-from engine.types import BuildContext, Outcome, Resources, StepError, StepFn, StepKind, result
+from engine.plugin import (
+    BuildContext,
+    Duration,
+    Envelope,
+    Expr,
+    HttpStatus,
+    Model,
+    Outcome,
+    Resources,
+    StepError,
+    StepFn,
+    StepKind,
+    Value,
+    compile_url,
+    compile_value,
+    redact_logs,
+    result,
+    status_matches,
+)
 
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 ERROR_BODY_CHARS = 2000

@@ -1,6 +1,8 @@
-"""The runtime side of a named HTTP connection: one pooled Session and its credentials.
+"""Named HTTP connections: the ``http:`` of a connection file, and its runtime side.
 
-Made once per connection (`engine.connections.Connections.runtime`) and shared by every step and
+`HttpConnection` is what a connection file may say under ``http:``, registered as the
+connection kind ``http`` (`CONNECTION`). The runtime side is one pooled Session and its
+credentials, made once per connection (`Connections.runtime`) and shared by every step and
 poll that names it, in every thread. The Session carries the TLS options (CA bundle, client
 certificate for mTLS); `HttpClient.send` adds the default headers and the credentials. An OAuth2
 token is fetched once, shared under a lock, kept until ``refresh_before`` its expiry, and fetched
@@ -16,22 +18,143 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from pydantic import Field, model_validator
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
-from engine.connections import HttpConnection, Tls, resolve_file
-from engine.problems import Path
-from engine.refs import UnresolvedReference, interpolate
-from engine.templates import interpolate_url
-from engine.types import BuildContext, StepError
+from engine.plugin import (
+    REF,
+    BuildContext,
+    ConnectionContext,
+    ConnectionKind,
+    Duration,
+    Model,
+    Path,
+    Secret,
+    StepError,
+    UnresolvedReference,
+    interpolate,
+    interpolate_url,
+    one_of,
+    resolve_file,
+    secret_ref,
+)
 
 monotonic = time.monotonic  # the token cache's clock; tests move it through this name
 TEST_TOKEN = "flow-test-token"  # what flow tests send: they mock API calls, not the provider
 ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+#: header names whose value is a credential, whatever auth: says
+CREDENTIAL_HEADER = re.compile(r"authorization|api-?key|token|secret|password", re.IGNORECASE)
+
+
+
+
+class Timeouts(Model):
+    connect: Duration = Field(5.0, description="Longest wait for the connection.")
+    read: Duration = Field(30.0, description="Longest wait for the response.")
+
+
+class Basic(Model):
+    username: str = Field(description="User name; may use ${secret:...}.")
+    password: Secret = Field(description="Password: '${secret:NAME}'.")
+
+
+class ApiKey(Model):
+    header: str | None = Field(None, description="Header carrying the key, e.g. X-Api-Key.")
+    query: str | None = Field(None, description="Query parameter carrying the key.")
+    value: Secret = Field(description="The key: '${secret:NAME}'.")
+
+    @model_validator(mode="after")
+    def _where(self) -> ApiKey:
+        one_of(self, ("header", "query"), "api_key")
+        return self
+
+
+class OAuth2(Model):
+    """OAuth2 client credentials: a token fetched once and shared until shortly before expiry."""
+
+    token_url: str = Field(description="Token endpoint, e.g. '${env:ERP_URL}/oauth/token'.")
+    client_id: str = Field(description="Client id; may use ${secret:...}.")
+    client_secret: Secret = Field(description="Client secret: '${secret:NAME}'.")
+    scope: str | None = Field(None, description="Space-separated scopes to ask for.")
+    audience: str | None = Field(None, description="Audience parameter some providers need.")
+    client_auth: Literal["basic", "body"] = Field(
+        "basic", description="Send the client credentials as HTTP basic (default) or in the "
+                             "form body.")
+    refresh_before: Duration = Field(60.0, description="Fetch a new token this long before "
+                                                       "the old one expires.")
+
+
+class ConnectionAuth(Model):
+    basic: Basic | None = Field(None, description="HTTP basic authentication.")
+    bearer: Secret | None = Field(None, description="A fixed bearer token: '${secret:NAME}'.")
+    api_key: ApiKey | None = Field(None, description="An API key in a header or the query.")
+    oauth2: OAuth2 | None = Field(None, description="OAuth2 client credentials.")
+
+    @model_validator(mode="after")
+    def _one(self) -> ConnectionAuth:
+        one_of(self, ("basic", "bearer", "api_key", "oauth2"), "auth")
+        return self
+
+
+class Tls(Model):
+    verify: bool = Field(True, description="Check the server certificate (leave on).")
+    ca_bundle: str | None = Field(None, description="PEM file of the CAs to trust instead of "
+                                                    "the system's.")
+    client_cert: str | None = Field(None, description="PEM client certificate for mTLS.")
+    client_key: str | None = Field(None, description="PEM key of the client certificate.")
+
+    @model_validator(mode="after")
+    def _pair(self) -> Tls:
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key needs client_cert")
+        return self
+
+
+class HttpConnection(Model):
+    """The ``http:`` part of a connection file: an HTTP API."""
+
+    base_url: str = Field(description="Base URL a call's path: is joined to.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers sent on every request; a credential header "
+                                          "(Authorization, X-Api-Key, ...) must use "
+                                          "${secret:...}.")
+    timeout: Timeouts = Field(default_factory=Timeouts, description="Default timeouts.")
+    tls: Tls = Field(default_factory=Tls, description="Certificates: CA bundle, mTLS.")
+    auth: ConnectionAuth | None = Field(None, description="Credentials: basic, bearer, "
+                                                          "api_key or oauth2.")
+
+
+def check(config: HttpConnection, ctx: ConnectionContext) -> None:
+    """Default headers that carry a credential (Authorization, X-Api-Key, ...) written out,
+    and certificate files that do not exist — warnings for those, since the files may be
+    deployed only where the workers run; a call fails by name if one is still missing then."""
+    for name, value in config.headers.items():
+        if CREDENTIAL_HEADER.search(name):
+            try:
+                secret_ref(value)
+            except ValueError as exc:
+                ctx.problem(("headers", name), str(exc))
+    for key in ("ca_bundle", "client_cert", "client_key"):
+        value = getattr(config.tls, key)
+        where = ("tls", key)
+        if value is None:
+            continue
+        if any(m["kind"] == "secret" for m in REF.finditer(value)):
+            ctx.problem(where, "a certificate file name is not a secret; write the path, or "
+                               "use ${env:NAME}")
+        elif not REF.search(value) and not resolve_file(value, ctx.folder).is_file():
+            ctx.problem(where, f"no such file {resolve_file(value, ctx.folder)}; a relative "
+                               "name is read from the connections folder", severity="warning")
+
+
+CONNECTION = ConnectionKind(name="http", config=HttpConnection, check=check,
+                            description="An HTTP API: base URL, default headers, timeouts, "
+                                        "TLS and credentials (basic, bearer, api_key, oauth2).")
 
 
 class HttpClient:

@@ -36,18 +36,19 @@ from pydantic import Field, model_validator
 
 from connectors.file_step import Reading, Writing, decoded, encodable, safe_path
 from connectors.sftp_client import SftpClient, SftpError, open_named
-from engine.dsl.base import Model
-from engine.envelope import Envelope
-from engine.problems import Path
-from engine.templates import Value, compile_value
-from engine.types import (
+from engine.plugin import (
     BuildContext,
     Continue,
+    Envelope,
+    Model,
     Outcome,
+    Path,
     Resources,
     StepError,
     StepFn,
     StepKind,
+    Value,
+    compile_value,
     result,
 )
 

@@ -19,26 +19,37 @@ written out in the file (or taken from ``${env:...}``, which logs do not mask) i
 since these files live in version control. Certificate files named relative are read from the
 connections folder, so a worker finds them whatever its working directory.
 
-This lives in the engine, not in a connector: it is configuration on disk the loader checks
-flows against, shared by several connectors and by poll triggers, and it imports no protocol
-library. The runtime side (one pooled session and one token cache per connection) is kept here
-per name through `Connections.runtime`, built by the connector that needs it.
+The engine reads the files and checks flows against them; what may stand under ``http:`` or
+``sftp:`` belongs to the connector that uses it, registered as a `engine.types.ConnectionKind`
+(entry-point group ``flowrunner.connections``), and the model of a file is assembled from the
+kinds registered. The runtime side (one pooled session and one token cache per connection) is
+kept here per name through `Connections.runtime`, built by the connector that needs it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path as FsPath
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
-from engine.dsl.base import Duration, Model
+from engine.dsl.base import Model
 from engine.lint import validation_problems
 from engine.problems import Path, Problem, did_you_mean
 from engine.refs import REF
+from engine.registry import registry
 from engine.types import BuildContext
 from engine.yamlsrc import Source, read_source
 
@@ -47,7 +58,8 @@ NAME = re.compile(r"[A-Za-z0-9_-]+")
 T = TypeVar("T")
 
 
-def _secret_ref(value: str) -> str:
+def secret_ref(value: str) -> str:
+    """*value* if it names a secret (``${secret:NAME}``); a ValueError saying why not."""
     kinds = {m["kind"] for m in REF.finditer(value)}
     if "secret" in kinds:
         return value
@@ -61,10 +73,6 @@ def _secret_ref(value: str) -> str:
                      "version control)")
 
 
-#: header names whose value is a credential, whatever auth: says
-CREDENTIAL_HEADER = re.compile(r"authorization|api-?key|token|secret|password", re.IGNORECASE)
-
-
 def _secret_text(value: Any) -> Any:
     # before pydantic's own type check, whose message would echo the value
     if not isinstance(value, str):
@@ -72,10 +80,11 @@ def _secret_text(value: Any) -> Any:
     return value
 
 
-Secret = Annotated[str, BeforeValidator(_secret_text), AfterValidator(_secret_ref)]
+Secret = Annotated[str, BeforeValidator(_secret_text), AfterValidator(secret_ref)]
 
 
-def _one_of(model: Any, names: tuple[str, ...], what: str) -> None:
+def one_of(model: Any, names: tuple[str, ...], what: str) -> None:
+    """Refuse *model* unless exactly one of the fields *names* is set."""
     chosen = [n for n in names if getattr(model, n) is not None]
     if len(chosen) != 1:
         raise ValueError(f"{what} needs exactly one of {', '.join(names)}"
@@ -87,79 +96,6 @@ def _name(value: str) -> str:
         raise ValueError(f"'{value}' cannot be a connection name; use letters, digits, '_' "
                          "and '-' only, e.g. erp_eu")
     return value
-
-
-class Timeouts(Model):
-    connect: Duration = Field(5.0, description="Longest wait for the connection.")
-    read: Duration = Field(30.0, description="Longest wait for the response.")
-
-
-class Basic(Model):
-    username: str = Field(description="User name; may use ${secret:...}.")
-    password: Secret = Field(description="Password: '${secret:NAME}'.")
-
-
-class ApiKey(Model):
-    header: str | None = Field(None, description="Header carrying the key, e.g. X-Api-Key.")
-    query: str | None = Field(None, description="Query parameter carrying the key.")
-    value: Secret = Field(description="The key: '${secret:NAME}'.")
-
-    @model_validator(mode="after")
-    def _where(self) -> ApiKey:
-        _one_of(self, ("header", "query"), "api_key")
-        return self
-
-
-class OAuth2(Model):
-    """OAuth2 client credentials: a token fetched once and shared until shortly before expiry."""
-
-    token_url: str = Field(description="Token endpoint, e.g. '${env:ERP_URL}/oauth/token'.")
-    client_id: str = Field(description="Client id; may use ${secret:...}.")
-    client_secret: Secret = Field(description="Client secret: '${secret:NAME}'.")
-    scope: str | None = Field(None, description="Space-separated scopes to ask for.")
-    audience: str | None = Field(None, description="Audience parameter some providers need.")
-    client_auth: Literal["basic", "body"] = Field(
-        "basic", description="Send the client credentials as HTTP basic (default) or in the "
-                             "form body.")
-    refresh_before: Duration = Field(60.0, description="Fetch a new token this long before "
-                                                       "the old one expires.")
-
-
-class Auth(Model):
-    basic: Basic | None = Field(None, description="HTTP basic authentication.")
-    bearer: Secret | None = Field(None, description="A fixed bearer token: '${secret:NAME}'.")
-    api_key: ApiKey | None = Field(None, description="An API key in a header or the query.")
-    oauth2: OAuth2 | None = Field(None, description="OAuth2 client credentials.")
-
-    @model_validator(mode="after")
-    def _one(self) -> Auth:
-        _one_of(self, ("basic", "bearer", "api_key", "oauth2"), "auth")
-        return self
-
-
-class Tls(Model):
-    verify: bool = Field(True, description="Check the server certificate (leave on).")
-    ca_bundle: str | None = Field(None, description="PEM file of the CAs to trust instead of "
-                                                    "the system's.")
-    client_cert: str | None = Field(None, description="PEM client certificate for mTLS.")
-    client_key: str | None = Field(None, description="PEM key of the client certificate.")
-
-    @model_validator(mode="after")
-    def _pair(self) -> Tls:
-        if self.client_key is not None and self.client_cert is None:
-            raise ValueError("client_key needs client_cert")
-        return self
-
-
-class HttpConnection(Model):
-    base_url: str = Field(description="Base URL a call's path: is joined to.")
-    headers: dict[str, str] = Field(
-        default_factory=dict, description="Headers sent on every request; a credential header "
-                                          "(Authorization, X-Api-Key, ...) must use "
-                                          "${secret:...}.")
-    timeout: Timeouts = Field(default_factory=Timeouts, description="Default timeouts.")
-    tls: Tls = Field(default_factory=Tls, description="Certificates: CA bundle, mTLS.")
-    auth: Auth | None = Field(None, description="Credentials: basic, bearer, api_key or oauth2.")
 
 
 def _port(value: object) -> int | str:
@@ -187,60 +123,56 @@ def port_number(value: int | str, resolve: Callable[[str], str]) -> int:
         raise ValueError(f"port {value} is '{text}', not a number from 1 to 65535") from None
 
 
-class SftpConnection(Model):
-    host: str = Field(description="Host name of the SFTP server.")
-    port: Port = Field(22, description="TCP port, or '${env:NAME}'.")
-    username: str = Field(description="User name.")
-    password: Secret | None = Field(None, description="Password: '${secret:NAME}'.")
-    private_key: Secret | None = Field(None, description="Private key text (OpenSSH or PEM): "
-                                                         "'${secret:NAME}'.")
-    passphrase: Secret | None = Field(None, description="Passphrase of the private key.")
-    host_key: str | None = Field(None, description="Pinned server key fingerprint, "
-                                                   "'SHA256:...' as ssh-keygen -lf prints it.")
-    known_hosts: str | None = Field(None, description="OpenSSH known_hosts file to check the "
-                                                      "server key against.")
-    timeout: Duration = Field(10.0, description="Connect and operation timeout.")
-
-    @model_validator(mode="after")
-    def _checks(self) -> SftpConnection:
-        if self.host_key is None and self.known_hosts is None:
-            raise ValueError("give host_key (the server's SHA256 fingerprint) or known_hosts; "
-                             "an unknown server key is never accepted")
-        _one_of(self, ("password", "private_key"), "an sftp connection")
-        return self
-
-
-class ConnectionFile(Model):
-    """One partner system: exactly one of http: or sftp:."""
+class ConnectionBase(Model):
+    """One partner system: its name and exactly one registered connection kind's key."""
 
     connection: Annotated[str, AfterValidator(_name)] = Field(
         description="Name flows use: letters, digits, '_' and '-'.")
     description: str | None = Field(None, description="What the system is.")
-    http: HttpConnection | None = Field(None, description="An HTTP API.")
-    sftp: SftpConnection | None = Field(None, description="An SFTP server.")
 
     @model_validator(mode="after")
-    def _one(self) -> ConnectionFile:
-        _one_of(self, ("http", "sftp"), "a connection")
+    def _one(self) -> ConnectionBase:
+        one_of(self, kind_names(type(self)), "a connection")
         return self
 
     @property
     def kind(self) -> str:
-        return "http" if self.http is not None else "sftp"
+        return next(k for k in kind_names(type(self)) if getattr(self, k) is not None)
+
+
+def kind_names(model: type[ConnectionBase]) -> tuple[str, ...]:
+    return tuple(k for k in model.model_fields if k not in ConnectionBase.model_fields)
+
+
+@functools.cache
+def connection_file_model() -> type[ConnectionBase]:
+    """The model of a connection file: a key per connection kind registered in this process."""
+    kinds = sorted(registry().connections.items())
+    model: type[ConnectionBase] = create_model(  # type: ignore[call-overload]
+        "ConnectionFile", __base__=ConnectionBase,
+        **{name: (kind.config | None, Field(None, description=kind.description))
+           for name, kind in kinds})
+    return model
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    return connection_file_model().model_json_schema(by_alias=True)
 
 
 class Connections:
     """The connections of one folder, with the problems of their files."""
 
-    def __init__(self, folder: FsPath | None, found: dict[str, ConnectionFile],
+    def __init__(self, folder: FsPath | None, found: dict[str, ConnectionBase],
                  files: dict[str, str], broken: set[str], problems: list[Problem]):
         self.folder, self.found, self.files = folder, found, files
         self.broken, self.problems = broken, problems
         self._runtime: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
-    def lookup(self, name: str, kind: str, ctx: BuildContext, path: Path) -> Any:
-        """The ``http`` or ``sftp`` part of connection *name*, or None after a problem."""
+    def lookup(self, name: str, kind: str | None, ctx: BuildContext, path: Path) -> Any:
+        """The part of connection *name* under *kind* (``http``, ``sftp``...; None: whatever
+        kind it is), or None after a problem."""
         if name in self.broken:
             ctx.problem(path, f"connection '{name}' has errors (see {self.files[name]})")
             return None
@@ -252,11 +184,16 @@ class Connections:
                            or (f"; known: {', '.join(sorted(self.found))}" if self.found
                                else "")))
             return None
-        if found.kind != kind:
+        if kind is not None and found.kind != kind:
             ctx.problem(path, f"connection '{name}' is an {found.kind} connection; this "
                         f"needs {kind}")
             return None
-        return getattr(found, kind)
+        return getattr(found, found.kind)
+
+    def kind_of(self, name: str) -> str | None:
+        """The kind of connection *name* (``http``, ``sftp``...), None if it is not there."""
+        found = self.found.get(name)
+        return found.kind if found is not None else None
 
     def runtime(self, name: str, kind: str, make: Callable[[], T]) -> T:
         """The one runtime object (session, token cache) of *name*, made on first use."""
@@ -304,29 +241,27 @@ def _read(path: FsPath, into: Connections,
     if check_refs is not None:
         check_refs(source, problems)
     if not isinstance(data, dict):
+        kinds = " or ".join(f"'{k}:'" for k in sorted(registry().connections))
         problems.append(source.problem((), "a connection file is a mapping starting with "
-                                           "'connection: <name>' and 'http:' or 'sftp:'"))
+                                           f"'connection: <name>' and {kinds}"))
         into.broken.add(name)
         return
     try:
-        model = ConnectionFile.model_validate(data)
+        model = connection_file_model().model_validate(data)
     except ValidationError as exc:
-        problems.extend(validation_problems(source, exc, _SCHEMA))
+        problems.extend(validation_problems(source, exc, _schema()))
         into.broken.add(name)
         return
     if name != path.stem:
         problems.append(source.problem(("connection",), f"connection '{name}' differs from "
                                        f"the file name; name the file {name}.yaml",
                                        severity="warning"))
-    more = _check_headers(source, model) + _check_tls_files(source, model, into.folder)
+    more = _check_kind(source, model, into.folder)
     problems.extend(more)
     if any(p.severity == "error" for p in more):
         into.broken.add(name)
     else:
         into.found[name] = model
-
-
-_SCHEMA = ConnectionFile.model_json_schema(by_alias=True)
 
 
 def resolve_file(value: str, folder: FsPath | None) -> FsPath:
@@ -336,39 +271,29 @@ def resolve_file(value: str, folder: FsPath | None) -> FsPath:
     return path if path.is_absolute() or folder is None else folder / path
 
 
-def _check_headers(source: Source, found: ConnectionFile) -> list[Problem]:
-    """Default headers that carry a credential (Authorization, X-Api-Key, ...) written out.
-    Checked here rather than in the model, so the problem points at the header itself."""
-    problems = []
-    for name, value in (found.http.headers if found.http else {}).items():
-        if CREDENTIAL_HEADER.search(name):
-            try:
-                _secret_ref(value)
-            except ValueError as exc:
-                problems.append(source.problem(("http", "headers", name), str(exc)))
-    return problems
+@dataclass
+class _Checking:
+    """The `ConnectionContext` a connection kind's ``check`` reports through."""
+
+    source: Source
+    base: Path
+    folder: FsPath | None
+    problems: list[Problem]
+
+    def problem(self, path: Path, message: str, *, severity: str = "error") -> None:
+        self.problems.append(self.source.problem((*self.base, *path), message,
+                                                 severity=severity))
 
 
-def _check_tls_files(source: Source, found: ConnectionFile,
-                     folder: FsPath | None) -> list[Problem]:
-    """Certificate files that do not exist. Warnings, since the files may be deployed only
-    where the workers run; a call fails by name if one is still missing then."""
-    if found.http is None:
+def _check_kind(source: Source, found: ConnectionBase, folder: FsPath | None) -> list[Problem]:
+    """The connection kind's own checks of a file that validated (credential headers,
+    certificate files...): they point at the key itself, which a model validator cannot."""
+    kind = registry().connections[found.kind]
+    if kind.check is None:
         return []
-    problems = []
-    for key in ("ca_bundle", "client_cert", "client_key"):
-        value = getattr(found.http.tls, key)
-        where = ("http", "tls", key)
-        if value is None:
-            continue
-        if any(m["kind"] == "secret" for m in REF.finditer(value)):
-            problems.append(source.problem(where, "a certificate file name is not a secret; "
-                                           "write the path, or use ${env:NAME}"))
-        elif not REF.search(value) and not resolve_file(value, folder).is_file():
-            problems.append(source.problem(where, f"no such file {resolve_file(value, folder)}"
-                                           "; a relative name is read from the connections "
-                                           "folder", severity="warning"))
-    return problems
+    checking = _Checking(source, (found.kind,), folder, [])
+    kind.check(getattr(found, found.kind), checking)
+    return checking.problems
 
 
 def nearest(start: FsPath) -> FsPath | None:

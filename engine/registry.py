@@ -2,7 +2,11 @@
 
 Group ``flowrunner.steps``: each entry point names a `StepKind`. Group ``flowrunner.connectors``
 names the connectors a ``call`` step can use (``call: {http: ...}``); they have the same shape.
-Group ``flowrunner.signatures`` names webhook signature schemes. A plugin that cannot be loaded
+Group ``flowrunner.connections`` names the kinds of named connection (`ConnectionKind`: the
+``http:`` or ``sftp:`` of a connection file), ``flowrunner.poll_sources`` the sources of a poll
+trigger (`PollSourceKind`: ``poll: {http: ...}``), and ``flowrunner.signatures`` the webhook
+signature schemes (`Scheme`). What a plugin imports from the engine is `engine.plugin`.
+A plugin that cannot be loaded
 — typically a missing optional dependency — is listed as disabled with the reason ("needs
 paramiko — install flowrunner[sftp]"), instead of breaking every flow; `plugins()` is what
 `flowrun connectors` shows.
@@ -13,17 +17,27 @@ from __future__ import annotations
 import functools
 import re
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import Distribution, EntryPoint, entry_points
+from typing import Any
 
-from engine.types import StepKind
+from engine.signatures import Scheme
+from engine.types import ConnectionKind, PollSourceKind, StepKind
 
 STEP_GROUP = "flowrunner.steps"
 CONNECTOR_GROUP = "flowrunner.connectors"
+CONNECTION_GROUP = "flowrunner.connections"
+POLL_SOURCE_GROUP = "flowrunner.poll_sources"
 SIGNATURE_GROUP = "flowrunner.signatures"
 #: what `flowrun connectors` lists, in this order
-GROUPS = {"connector": CONNECTOR_GROUP, "step": STEP_GROUP, "signature": SIGNATURE_GROUP}
+GROUPS = {"connector": CONNECTOR_GROUP, "step": STEP_GROUP, "connection": CONNECTION_GROUP,
+          "poll_source": POLL_SOURCE_GROUP, "signature": SIGNATURE_GROUP}
+#: the type each group's entry points name, and what the error calls it
+TYPES: dict[str, tuple[type, str]] = {
+    STEP_GROUP: (StepKind, "StepKind"), CONNECTOR_GROUP: (StepKind, "StepKind"),
+    CONNECTION_GROUP: (ConnectionKind, "ConnectionKind"),
+    POLL_SOURCE_GROUP: (PollSourceKind, "PollSourceKind"),
+    SIGNATURE_GROUP: (Scheme, "signature Scheme")}
 
 
 @dataclass(frozen=True)
@@ -39,13 +53,19 @@ class Registry:
     disabled: dict[str, Disabled]
     connectors: dict[str, StepKind]
     disabled_connectors: dict[str, Disabled]
+    connections: dict[str, ConnectionKind]
+    disabled_connections: dict[str, Disabled]
+    poll_sources: dict[str, PollSourceKind]
+    disabled_poll_sources: dict[str, Disabled]
+    signatures: dict[str, Scheme[Any]]
+    disabled_signatures: dict[str, Disabled]
 
 
 @dataclass(frozen=True)
 class Plugin:
     """One entry point as `flowrun connectors` reports it."""
 
-    kind: str  # connector, step or signature
+    kind: str  # connector, step, connection, poll_source or signature
     name: str
     target: str
     distribution: str
@@ -92,22 +112,11 @@ def install_hint(exc: BaseException, ep: EntryPoint) -> str:
     return f"cannot be loaded: {type(exc).__name__}: {exc}"
 
 
-def _check_step(ep: EntryPoint, value: object) -> str | None:
-    if isinstance(value, StepKind) and value.name == ep.name:
+def _check(ep: EntryPoint, value: object) -> str | None:
+    wanted, label = TYPES[ep.group]
+    if isinstance(value, wanted) and getattr(value, "name", None) == ep.name:
         return None
-    return f"entry point does not name a StepKind called '{ep.name}'"
-
-
-def _check_scheme(ep: EntryPoint, value: object) -> str | None:
-    from connectors.signatures.base import Scheme
-
-    if isinstance(value, Scheme) and value.name == ep.name:
-        return None
-    return f"entry point does not name a signature Scheme called '{ep.name}'"
-
-
-CHECKS: dict[str, Callable[[EntryPoint, object], str | None]] = {
-    CONNECTOR_GROUP: _check_step, STEP_GROUP: _check_step, SIGNATURE_GROUP: _check_scheme}
+    return f"entry point does not name a {label} called '{ep.name}'"
 
 
 def _load_one(ep: EntryPoint) -> tuple[object | None, str | None]:
@@ -117,16 +126,16 @@ def _load_one(ep: EntryPoint) -> tuple[object | None, str | None]:
         value = ep.load()
     except Exception as exc:
         return None, install_hint(exc, ep)
-    reason = CHECKS[ep.group](ep, value)
+    reason = _check(ep, value)
     return (None, reason) if reason else (value, None)
 
 
-def _load(group: str) -> tuple[dict[str, StepKind], dict[str, Disabled]]:
-    found: dict[str, StepKind] = {}
+def _load(group: str) -> tuple[dict[str, Any], dict[str, Disabled]]:
+    found: dict[str, Any] = {}
     disabled: dict[str, Disabled] = {}
     for ep in sorted(entry_points(group=group), key=lambda e: e.name):
         value, reason = _load_one(ep)
-        if isinstance(value, StepKind):
+        if value is not None:
             found[ep.name] = value
         else:
             disabled[ep.name] = Disabled(ep.name, ep.value, reason or "not loaded")
@@ -135,9 +144,8 @@ def _load(group: str) -> tuple[dict[str, StepKind], dict[str, Disabled]]:
 
 @functools.cache
 def registry() -> Registry:
-    steps, disabled = _load(STEP_GROUP)
-    connectors, disabled_connectors = _load(CONNECTOR_GROUP)
-    return Registry(steps, disabled, connectors, disabled_connectors)
+    return Registry(*_load(STEP_GROUP), *_load(CONNECTOR_GROUP), *_load(CONNECTION_GROUP),
+                    *_load(POLL_SOURCE_GROUP), *_load(SIGNATURE_GROUP))
 
 
 def _description(value: object) -> str:

@@ -139,6 +139,46 @@ class StepKind:
     default_output: str | None = "body"
 
 
+@dataclass(frozen=True)
+class ConnectionKind:
+    """A registered kind of named connection: the key of a connection file (``http:``,
+    ``sftp:``) and its config model. The connector that uses it owns it and its checks."""
+
+    name: str
+    config: Any  # a pydantic model class; the engine validates the file's part against it
+    description: str
+    #: further checks once the model validated: ``check(config, ctx)``, problems through
+    #: ``ctx.problem(path, message, severity=...)`` with *path* inside the kind's key
+    check: Callable[[Any, ConnectionContext], None] | None = None
+    #: the remote folders of the ``files`` poll source (``dir: <kind>://<connection>/path``):
+    #: ``drop(name, config, folder, label)`` returns ``open(run)``, a context manager yielding
+    #: the folder (see `engine.poll.files.Drop`); None: this kind has no folders
+    drop: Callable[[str, Any, str, str], Any] | None = None
+
+
+class ConnectionContext(Protocol):
+    """What a connection kind's ``check`` may ask of the loader."""
+
+    #: the connections folder; relative file names in a connection are read from there
+    folder: Any
+
+    def problem(self, path: Path, message: str, *, severity: str = "error") -> None: ...
+
+
+@dataclass(frozen=True)
+class PollSourceKind:
+    """A registered poll source: its key under ``trigger.poll`` and its config model.
+    ``build(trigger, ctx, path)`` runs at load and returns a `engine.poll.source.Source`."""
+
+    name: str
+    config: Any
+    build: Callable[[Any, BuildContext, Path], Any]
+    description: str
+    #: the per-record key intake deduplicates on when the trigger names no idempotency_key
+    #: (an `ExprSpec`; the ``files`` source's is name, size and mtime)
+    idempotency_key: ExprSpec | None = None
+
+
 def config_type(kind: StepKind) -> Any:
     """The config type of *kind*; a plain function stands for a factory resolved on first use."""
     return kind.config() if isinstance(kind.config, types.FunctionType) else kind.config

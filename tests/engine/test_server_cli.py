@@ -34,7 +34,8 @@ def test_bad_trigger_stops_the_start_with_file_line_and_key(tmp_path: Path) -> N
     assert result.exit_code == 1
     assert ("shop-orders.yaml:5:25 trigger.webhook.signature.scheme: unknown signature scheme "
             "'shopifi'; did you mean 'shopify'?") in result.output
-    assert "webhook triggers cannot be served" in result.output
+    # the scheme is checked when the flow is loaded, as `flowrun validate` does
+    assert "the flows have errors" in result.output
     assert "Traceback" not in result.output
 
 

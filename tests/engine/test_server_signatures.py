@@ -4,6 +4,8 @@ the providers' published vectors, secret rotation, and start-up errors for bad c
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 from test_server_harness import SECRETS, SHOP_FLOW, make_app, serving
 
 from connectors.signatures import load_schemes
+from engine.loader import Loader
 from engine.server import ServerConfigError, create_app
 
 
@@ -135,7 +138,7 @@ def test_rotation_accepts_every_listed_secret_and_no_other(tmp_path: Path) -> No
         assert server.runs() == 2
 
 
-# -- start-up errors ---------------------------------------------------------------------------
+# -- load-time and start-up errors --------------------------------------------------------------
 @pytest.mark.parametrize("signature, where, message", [
     ('{scheme: shopfy, secret: "${secret:SHOP}"}', "signature.scheme",
      "unknown signature scheme 'shopfy'; did you mean 'shopify'?"),
@@ -153,13 +156,32 @@ def test_rotation_accepts_every_listed_secret_and_no_other(tmp_path: Path) -> No
      "signature", "timestamp_header needs a payload_template"),
     ('{scheme: shopify, secret: "shop-secret-2026"}', "signature.secret",
      "write the secret as ${secret:NAME}, never the value itself"),
+    ('{scheme: shopify}', "signature", "a signature needs 'secret: ${secret:NAME}'"),
+])
+def test_bad_signature_config_is_a_load_error_naming_file_and_key(
+        tmp_path: Path, signature: str, where: str, message: str) -> None:
+    # `flowrun validate` finds it: no server has to start for the analyst to learn of it
+    flow = tmp_path / "signed.yaml"
+    flow.write_text(hook_flow(signature).lstrip("\n"), encoding="utf-8")
+    compiled, problems = Loader().load_file(flow)
+    assert compiled is None
+    text = "\n".join(str(p) for p in problems)
+    assert "signed.yaml:5:" in text
+    assert f" trigger.webhook.{where}: " in text
+    assert message in text
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "validate", str(flow)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode != 0
+    assert message in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("signature, where, message", [
     ('{scheme: shopify, secret: ["${secret:SHOP}", "${secret:NOT_SET}"]}', "signature.secret[1]",
      "${secret:NOT_SET} is not set; set FLOWRUN_SECRET_NOT_SET"),
-    ('{scheme: shopify}', "signature", "a signature needs 'secret: ${secret:NAME}'"),
     ('{scheme: standard-webhooks, secret: "${secret:SHOP}"}', "signature.secret",
      "secret is not whsec_ followed by base64"),
 ])
-def test_bad_signature_config_fails_at_start_up_naming_file_and_key(
+def test_a_bad_secret_value_fails_at_start_up_naming_file_and_key(
         tmp_path: Path, signature: str, where: str, message: str) -> None:
     app = make_app(tmp_path, {"signed": hook_flow(signature)})
     with pytest.raises(ServerConfigError) as caught:
@@ -173,9 +195,9 @@ def test_bad_signature_config_fails_at_start_up_naming_file_and_key(
 
 
 def test_every_bad_trigger_is_reported_in_one_pass(tmp_path: Path) -> None:
-    flows = {"one": hook_flow('{scheme: nope, secret: "${secret:SHOP}"}', "/a").replace(
+    flows = {"one": hook_flow('{scheme: shopify, secret: "${secret:NOT_SET}"}', "/a").replace(
                  "flow: signed", "flow: one"),
-             "two": hook_flow('{scheme: shopify, secret: "plain"}', "/b").replace(
+             "two": hook_flow('{scheme: shopify, secret: "${secret:SHOP}"}', "/healthz").replace(
                  "flow: signed", "flow: two")}
     app = make_app(tmp_path, flows)
     with pytest.raises(ServerConfigError) as caught:

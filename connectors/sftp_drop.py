@@ -21,10 +21,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from connectors.sftp_client import RemoteFile, SftpClient, SftpError, open_named
-from engine.poll.files import SFTP_PREFIX, DropFile, Unreadable, Vanished, refusal
-from engine.poll.source import PollRun
-from engine.problems import Path
-from engine.types import BuildContext, StepError
+from connectors.sftp_connection import SftpConnection
+from engine.plugin import DropFile, PollRun, StepError, Unreadable, Vanished, refusal
 
 
 def _failed(exc: SftpError) -> StepError:
@@ -91,23 +89,11 @@ class SftpDrop:
             raise _failed(exc) from None
 
 
-def opener(url: str, ctx: BuildContext, path: Path) -> Any:
-    """At load: resolve ``sftp://<connection>/<folder>`` (a problem at *path* if it does not);
-    returns how each poll opens the drop."""
-    name, _, rest = url[len(SFTP_PREFIX):].partition("/")
-    folder = "/" + rest.strip("/")
-    if not name:
-        ctx.problem(path, f"'{url}' names no connection; write sftp://<connection>/<folder>, "
-                          "e.g. sftp://3pl_acme/outbound/asn")
-    connections = ctx.service("connections") if name else None
-    if name and connections is None:
-        ctx.problem(path, f"no connection '{name}': named connections are not loaded here")
-    config = connections.lookup(name, "sftp", ctx, path) if connections is not None else None
-    label = f"{SFTP_PREFIX}{name}{folder.rstrip('/')}"
+def opener(name: str, config: SftpConnection, folder: str, label: str) -> Any:
+    """How each poll opens the drop *folder* of connection *name* (checked at load)."""
 
     @contextlib.contextmanager
     def sftp(run: PollRun) -> Iterator[SftpDrop]:
-        assert config is not None  # a flow whose connection did not resolve is never loaded
         try:
             client = open_named(name, config, run.secrets)
         except SftpError as exc:

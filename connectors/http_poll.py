@@ -15,24 +15,34 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urljoin
 
 import requests
+from pydantic import Field
 
 from connectors.http import NOT_RETRYABLE, POOL, classify, parse_body, retry_after
 from connectors.http_connection import client_for
-from engine.dsl.base import ExprSpec
-from engine.dsl.triggers import PollTrigger
-from engine.envelope import Envelope
-from engine.expressions import Compiled, ExpressionError
-from engine.poll import cursor as cursors
-from engine.poll.schedule import slot_text
-from engine.poll.source import Outcome, PollRun
-from engine.problems import Path
-from engine.refs import UnresolvedReference, redact_known
-from engine.templates import compile_url, compile_value
-from engine.types import BuildContext, StepError
+from engine.plugin import (
+    BuildContext,
+    Compiled,
+    Envelope,
+    ExpressionError,
+    ExprSpec,
+    Model,
+    Path,
+    PollOutcome,
+    PollRun,
+    PollSourceKind,
+    PollTrigger,
+    StepError,
+    UnresolvedReference,
+    compile_url,
+    compile_value,
+    cursors,
+    redact_known,
+    slot_text,
+)
 
 log = logging.getLogger("flowrunner.scheduler")
 
@@ -40,11 +50,21 @@ TIMEOUT = (5.0, 30.0)  # connect, read
 STYLES = ("next_url", "next_token", "link_header", "page_param", "offset_param")
 
 
+class HttpSource(Model):
+    """``trigger.poll.http``: the request of a poll's first page."""
+
+    method: Literal["GET", "POST"] = "GET"
+    url: str = Field(description="URL; may use ${env:...}, ${secret:...}, {{cursor}} (the cursor "
+                                 "minus the lookback) and {{slot}} (the scheduled time).")
+    connection: str | None = Field(None, description="Named connection for base URL and auth.")
+    params: dict[str, str] = Field(default_factory=dict, description="Query parameters.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Request headers.")
+
+
 class HttpPoll:
     def __init__(self, trigger: PollTrigger, ctx: BuildContext, path: Path):
-        assert trigger.http is not None
         self.trigger = trigger
-        http = trigger.http
+        http: HttpSource = trigger.source_config
         self.method = http.method
         self.url = compile_url(http.url, ctx, (*path, "http", "url"))
         self.params = {k: compile_value(v, ctx, (*path, "http", "params", k))
@@ -69,7 +89,7 @@ class HttpPoll:
             if http.connection else None
 
     # -- one poll ------------------------------------------------------------------------------
-    def poll(self, run: PollRun) -> Outcome:
+    def poll(self, run: PollRun) -> PollOutcome:
         trigger = self.trigger
         request_cursor = run.cursor
         if request_cursor is not None and trigger.cursor and not run.first:
@@ -88,7 +108,7 @@ class HttpPoll:
             params[paginate.page_param] = "1"
         if paginate and paginate.offset_param:
             params[paginate.offset_param] = "0"
-        outcome = Outcome(cursor=None)
+        outcome = PollOutcome(cursor=None)
         offset = 0
         while True:
             response = self._request(url, params, headers, run.secrets)
@@ -202,3 +222,8 @@ def _text(value: Any) -> str:
 
 def build(trigger: PollTrigger, ctx: BuildContext, path: Path) -> HttpPoll:
     return HttpPoll(trigger, ctx, path)
+
+
+SOURCE = PollSourceKind(name="http", config=HttpSource, build=build,
+                        description="Poll an HTTP API page by page from a cursor, directly or "
+                                    "through a named connection.")

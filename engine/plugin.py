@@ -1,0 +1,127 @@
+"""The plugin surface: everything a plugin imports from the engine, and nothing else.
+
+A plugin — a third-party distribution, or flowrunner's own ``connectors/`` package — registers
+its parts through entry points and imports only this module::
+
+    [project.entry-points."flowrunner.steps"]          # a step kind: `StepKind`
+    [project.entry-points."flowrunner.connectors"]     # a ``call:`` connector: `StepKind`
+    [project.entry-points."flowrunner.connections"]    # a connection file's kind: `ConnectionKind`
+    [project.entry-points."flowrunner.poll_sources"]   # a ``trigger.poll`` source: `PollSourceKind`
+    [project.entry-points."flowrunner.signatures"]     # a webhook signature scheme: `Scheme`
+
+A step's ``build(config, ctx)`` runs when the flow is loaded and returns the function called
+once per message with the `Envelope` and the `Resources`; it returns an `Outcome` (`Continue`,
+`result(value)`, ...) or raises `StepError`. docs/connector-authors.md walks through a whole
+connector. What is not named here is internal and may change without notice.
+"""
+
+from __future__ import annotations
+
+from engine.connections import (
+    Connections,
+    Port,
+    Secret,
+    one_of,
+    port_number,
+    resolve_file,
+    secret_ref,
+)
+from engine.dsl.base import Duration, Encoding, Expr, ExprSpec, Model
+from engine.dsl.retry import HttpStatus, status_matches
+from engine.dsl.triggers import PollTrigger
+from engine.envelope import Envelope
+from engine.expressions import Compiled, ExpressionError
+from engine.home import private_file
+from engine.poll import cursor as cursors
+from engine.poll.files import DropFile, Unreadable, Vanished, refusal
+from engine.poll.schedule import slot_text
+from engine.poll.source import Outcome as PollOutcome
+from engine.poll.source import PollRun, Source
+from engine.problems import Path
+from engine.refs import REF, UnresolvedReference, interpolate, redact_known, redact_logs
+from engine.signatures import Scheme, SignatureError
+from engine.templates import Value, compile_url, compile_value, interpolate_url
+from engine.types import (
+    BuildContext,
+    ConnectionContext,
+    ConnectionKind,
+    Continue,
+    DeadLetter,
+    Fork,
+    Goto,
+    HandOff,
+    Outcome,
+    PollSourceKind,
+    Resources,
+    StepError,
+    StepFn,
+    StepKind,
+    Stop,
+    result,
+)
+
+__all__ = [
+    # references, secrets and files
+    "REF",
+    # load time: the context a build reports problems through, compiled values and templates
+    "BuildContext",
+    "Compiled",
+    "ConnectionContext",
+    # registration
+    "ConnectionKind",
+    "Connections",
+    # run time: the message, the resources, outcomes and errors
+    "Continue",
+    "DeadLetter",
+    # poll sources
+    "DropFile",
+    # config models: the base (unknown keys forbidden) and the shared field types
+    "Duration",
+    "Encoding",
+    "Envelope",
+    "Expr",
+    "ExprSpec",
+    "ExpressionError",
+    "Fork",
+    "Goto",
+    "HandOff",
+    "HttpStatus",
+    "Model",
+    "Outcome",
+    "Path",
+    "PollOutcome",
+    "PollRun",
+    "PollSourceKind",
+    "PollTrigger",
+    "Port",
+    "Resources",
+    "Scheme",
+    "Secret",
+    # webhook signatures
+    "SignatureError",
+    "Source",
+    "StepError",
+    "StepFn",
+    "StepKind",
+    "Stop",
+    "Unreadable",
+    "UnresolvedReference",
+    "Value",
+    "Vanished",
+    "compile_url",
+    "compile_value",
+    "cursors",
+    "interpolate",
+    "interpolate_url",
+    "one_of",
+    "port_number",
+    "private_file",
+    "redact_known",
+    "redact_logs",
+    "refusal",
+    "resolve_file",
+    "result",
+    "secret_ref",
+    "slot_text",
+    "status_matches",
+]
