@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 from requests.adapters import HTTPAdapter
 
 from engine.plugin import (
+    HTTP,
     BuildContext,
     Duration,
     Envelope,
@@ -309,15 +310,16 @@ def build(config: HttpCall, ctx: BuildContext) -> StepFn:
             kwargs["data"] = {k: render(envelope, secrets) for k, render in form.items()}
         elif sends_body:
             kwargs["json"] = envelope.body
-        # a session handed in as a service (`flowrun test` answers from mocks) replaces the pool
-        mock = resources.services.get("http_session")
-        session = mock or POOL.get(target.split("/", 3)[2] if "://" in target else target)
+        # a transport handed in (`flowrun test` hands in its twin) replaces the pooled one
+        transport = resources.transport(HTTP)
         started = time.perf_counter()
         try:
             if connection is not None:  # its own session, default headers and credentials
                 response = connection.send(config.method, target, secrets=secrets,
-                                           session=mock, **kwargs)
+                                           session=transport or connection.session, **kwargs)
             else:
+                session = transport or POOL.get(target.split("/", 3)[2] if "://" in target
+                                                else target)
                 response = session.request(config.method, target, **kwargs)
         except (requests.RequestException, ValueError) as exc:  # UnicodeError is a ValueError
             kind, message = classify(exc)

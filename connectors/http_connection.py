@@ -6,9 +6,10 @@ credentials, made once per connection (`Connections.runtime`) and shared by ever
 poll that names it, in every thread. The Session carries the TLS options (CA bundle, client
 certificate for mTLS); `HttpClient.send` adds the default headers and the credentials. An OAuth2
 token is fetched once, shared under a lock, kept until ``refresh_before`` its expiry, and fetched
-again ONCE when the server answers 401 — the request is then sent once more, and a second 401
-fails the step with kind ``auth``, which no retry policy repeats. Tokens are registered with the
-secrets' redactor as soon as they arrive, so no log line or run record shows one.
+again ONCE when the server answers 401 — the request is then sent once more (unless the
+provider handed back the same token), and a second 401 fails the step with kind ``auth``,
+which no retry policy repeats. Tokens are registered with the secrets' redactor as soon as
+they arrive, so no log line or run record shows one.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from engine.plugin import (
     ConnectionContext,
     ConnectionKind,
     Duration,
+    HttpTransport,
     Model,
     Path,
     Secret,
@@ -45,7 +47,6 @@ from engine.plugin import (
 )
 
 monotonic = time.monotonic  # the token cache's clock; tests move it through this name
-TEST_TOKEN = "flow-test-token"  # what flow tests send: they mock API calls, not the provider
 ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 #: header names whose value is a credential, whatever auth: says
 CREDENTIAL_HEADER = re.compile(r"authorization|api-?key|token|secret|password", re.IGNORECASE)
@@ -222,26 +223,26 @@ class HttpClient:
         return (target.scheme, target.netloc) == (base.scheme, base.netloc)
 
     def send(self, method: str, url: str, *, secrets: Callable[[str], str],
-             session: requests.Session | None = None, **kwargs: Any) -> requests.Response:
-        """Send with the connection's headers and credentials; see the module docstring.
-        A *session* handed in is a flow test's mocks: OAuth2 then sends `TEST_TOKEN` and asks
-        no token endpoint, so a case mocks the API calls its flow makes and nothing else."""
-        mocked = session is not None
-        session = session or self.session
+             session: HttpTransport, **kwargs: Any) -> requests.Response:
+        """Send through *session* (the connection's own `session`, or a transport handed to
+        the step) with the connection's headers and credentials; see the module docstring."""
         kwargs.setdefault("timeout", self.timeout)
         # the step's own headers win over the connection's, whatever their letter case
         headers = kwargs["headers"] = CaseInsensitiveDict(kwargs.get("headers") or {})
         try:
             for key, value in self.config.headers.items():
                 headers.setdefault(key, interpolate(value, secrets))
-            token = self._authorize(kwargs, secrets, session, mocked)
+            token = self._authorize(kwargs, secrets, session)
         except UnresolvedReference as exc:
             raise StepError(f"connection '{self.name}': {exc}", kind="config") from None
         response = session.request(method, url, **kwargs)
-        if response.status_code == 401 and token is not None and not mocked:
+        if response.status_code == 401 and token is not None:
             # the token may have been revoked before its expiry: one fresh token, one retry
+            fresh = self._bearer(secrets, session, stale=token)
+            if fresh == token:  # the provider gave the same token again: no use resending
+                return response
             response.close()
-            headers["Authorization"] = "Bearer " + self._bearer(secrets, session, stale=token)
+            headers["Authorization"] = "Bearer " + fresh
             response = session.request(method, url, **kwargs)
             if response.status_code == 401:
                 response.close()
@@ -252,7 +253,7 @@ class HttpClient:
         return response
 
     def _authorize(self, kwargs: dict[str, Any], secrets: Callable[[str], str],
-                   session: requests.Session, mocked: bool) -> str | None:
+                   session: HttpTransport) -> str | None:
         auth = self.config.auth
         headers = kwargs["headers"]
         if auth is None:
@@ -272,12 +273,12 @@ class HttpClient:
                 params[str(auth.api_key.query)] = key
                 kwargs["params"] = params
         elif auth.oauth2 is not None and "Authorization" not in headers:
-            token = TEST_TOKEN if mocked else self._bearer(secrets, session)
+            token = self._bearer(secrets, session)
             headers["Authorization"] = f"Bearer {token}"
             return token
         return None
 
-    def _bearer(self, secrets: Callable[[str], str], session: requests.Session,
+    def _bearer(self, secrets: Callable[[str], str], session: HttpTransport,
                 stale: str | None = None) -> str:
         # one fetch for all threads: the others wait on the lock and take the fresh token
         with self._lock:
@@ -298,7 +299,7 @@ class HttpClient:
             return token
 
     def _fetch(self, secrets: Callable[[str], str],
-               session: requests.Session) -> tuple[str, float | None]:
+               session: HttpTransport) -> tuple[str, float | None]:
         from connectors.http import NOT_RETRYABLE, classify  # http imports this module
 
         assert self.config.auth is not None and self.config.auth.oauth2 is not None

@@ -151,8 +151,10 @@ class HttpPoll:
                             kind="config")
         try:
             if self.client is not None:  # its session, timeouts, headers and credentials
-                response = self.client().send(self.method, url, secrets=secrets, params=params,
-                                              headers=headers, allow_redirects=False)
+                client = self.client()
+                response = client.send(self.method, url, secrets=secrets,
+                                       session=client.session, params=params,
+                                       headers=headers, allow_redirects=False)
             else:
                 session = POOL.get(url.split("/", 3)[2] if "://" in url else url)
                 response = session.request(self.method, url, params=params, headers=headers,

@@ -41,6 +41,7 @@ from engine.problems import Path
 from engine.refs import REF, UnresolvedReference, interpolate, redact_known, redact_logs
 from engine.signatures import Scheme, SignatureError
 from engine.templates import Value, compile_url, compile_value, interpolate_url
+from engine.transports import HTTP, SFTP, HttpTransport, SftpOpener, SftpSession, Transport
 from engine.types import (
     BuildContext,
     ConnectionContext,
@@ -61,8 +62,10 @@ from engine.types import (
 )
 
 __all__ = [
+    "HTTP",
     # references, secrets and files
     "REF",
+    "SFTP",
     # load time: the context a build reports problems through, compiled values and templates
     "BuildContext",
     "Compiled",
@@ -86,6 +89,7 @@ __all__ = [
     "Goto",
     "HandOff",
     "HttpStatus",
+    "HttpTransport",
     "Model",
     "Outcome",
     "Path",
@@ -97,6 +101,8 @@ __all__ = [
     "Resources",
     "Scheme",
     "Secret",
+    "SftpOpener",
+    "SftpSession",
     # webhook signatures
     "SignatureError",
     "Source",
@@ -104,6 +110,7 @@ __all__ = [
     "StepFn",
     "StepKind",
     "Stop",
+    "Transport",
     "Unreadable",
     "UnresolvedReference",
     "Value",

@@ -14,12 +14,15 @@ import logging
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from engine.dsl.base import ExprSpec
 from engine.envelope import Envelope
 from engine.expressions import Compiled
 from engine.problems import Path
+from engine.transports import Transport
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,12 @@ class Resources:
     log: logging.LoggerAdapter[logging.Logger]
     secrets: Callable[[str], str]
     services: dict[str, Any] = field(default_factory=dict)
+
+    def transport(self, which: Transport[T]) -> T | None:
+        """The transport handed to this step under *which* (`engine.transports`), or None:
+        the connector then uses its own real one."""
+        found: T | None = self.services.get(which.key)
+        return found
 
 
 StepFn = Callable[[Envelope, Resources], Outcome]
