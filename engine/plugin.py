@@ -35,8 +35,7 @@ from engine.home import private_file
 from engine.poll import cursor as cursors
 from engine.poll.files import DropFile, Unreadable, Vanished, refusal
 from engine.poll.schedule import slot_text
-from engine.poll.source import Outcome as PollOutcome
-from engine.poll.source import PollRun, Source
+from engine.poll.source import PollOutcome, PollRun, Source
 from engine.problems import Path
 from engine.refs import REF, UnresolvedReference, interpolate, redact_known, redact_logs
 from engine.signatures import Scheme, SignatureError

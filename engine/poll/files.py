@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 from engine.dsl.base import ExprSpec
 from engine.dsl.triggers import FileSource, PollTrigger
-from engine.poll.source import Outcome, PollRun
+from engine.poll.source import PollOutcome, PollRun
 from engine.problems import Path, did_you_mean
 from engine.registry import registry
 from engine.types import BuildContext, PollSourceKind, StepError
@@ -192,9 +192,9 @@ class FilePoll:
         self._open = _opener(self.config.dir, ctx, (*path, "files", "dir"))
         self._looks: dict[str, _Look] = {}
 
-    def poll(self, run: PollRun) -> Outcome:
+    def poll(self, run: PollRun) -> PollOutcome:
         now = run.now()
-        outcome = Outcome()
+        outcome = PollOutcome()
         present: set[str] = set()
         with self._open(run) as drop:
             for file in drop.files(self.config.pattern):
@@ -231,7 +231,7 @@ class FilePoll:
         return True, None
 
     # -- intake and the moves ------------------------------------------------------------------
-    def _take(self, drop: Drop, file: DropFile, run: PollRun, outcome: Outcome) -> bool:
+    def _take(self, drop: Drop, file: DropFile, run: PollRun, outcome: PollOutcome) -> bool:
         if file.size > MAX_FILE_BYTES:
             self._reject(drop, file, f"the file has {file.size} bytes; files larger than "
                          f"{MAX_FILE_BYTES} bytes are not taken in")

@@ -27,7 +27,7 @@ from engine.records import RunState
 from engine.refs import Secrets
 from engine.runner import Runner
 from engine.testing import coverage
-from engine.testing.expect import Failure, Outcome, check, route_failure, where
+from engine.testing.expect import CaseOutcome, Failure, check, route_failure, where
 from engine.testing.load import TestFile
 from engine.testing.mock_http import MockBook, UnmockedCall, VirtualClock
 from engine.testing.twins import transports
@@ -182,7 +182,7 @@ def run_case(doc: TestFile, index: int) -> CaseResult:
     first = states[0].run_id
     delays = [(step, delay) for run, flow_id, step, delay in runner.delays
               if run == first and flow_id == flow.id]
-    outcome = Outcome(states, book.calls, delays, writers)
+    outcome = CaseOutcome(states, book.calls, delays, writers)
     result.failures = check(case, index, doc.source, flow, outcome, doc.asserts[index])
     return result
 
