@@ -46,7 +46,6 @@ from engine.types import (
     ConnectionContext,
     ConnectionKind,
     Continue,
-    DeadLetter,
     Fork,
     Goto,
     HandOff,
@@ -57,6 +56,7 @@ from engine.types import (
     StepFn,
     StepKind,
     Stop,
+    ToDeadLetter,
     result,
 )
 
@@ -74,7 +74,6 @@ __all__ = [
     "Connections",
     # run time: the message, the resources, outcomes and errors
     "Continue",
-    "DeadLetter",
     # poll sources
     "DropFile",
     # config models: the base (unknown keys forbidden) and the shared field types
@@ -109,6 +108,7 @@ __all__ = [
     "StepFn",
     "StepKind",
     "Stop",
+    "ToDeadLetter",
     "Transport",
     "Unreadable",
     "UnresolvedReference",

@@ -51,7 +51,9 @@ class Stop:
 
 
 @dataclass(frozen=True)
-class DeadLetter:
+class ToDeadLetter:
+    """End the run as ``dead_lettered`` with this reason (the entry is `records.DeadLetter`)."""
+
     reason: str
 
 
@@ -69,7 +71,7 @@ class Fork:
     items: list[Any]
 
 
-Outcome = Continue | Goto | Stop | DeadLetter | HandOff | Fork
+Outcome = Continue | Goto | Stop | ToDeadLetter | HandOff | Fork
 
 
 class StepError(Exception):
