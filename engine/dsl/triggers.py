@@ -12,7 +12,9 @@ from engine.dsl.retry import RetryPolicy
 from engine.registry import registry
 
 
-class RateLimit(Model):
+class WebhookRateLimit(Model):
+    """How many requests a webhook route accepts; beyond it the sender gets 429."""
+
     per_second: float = Field(gt=0, description="Sustained requests per second.")
     burst: int = Field(1, ge=1, description="Requests allowed at once above the sustained rate.")
 
@@ -31,7 +33,7 @@ class WebhookTrigger(Model):
     idempotency_key: Expr | None = Field(
         None, description="Expression giving the delivery id; a repeated id starts no new run.")
     max_body: int = Field(1024 * 1024, ge=1, description="Largest accepted body in bytes.")
-    rate_limit: RateLimit | None = Field(None, description="Requests per second accepted.")
+    rate_limit: WebhookRateLimit | None = Field(None, description="Requests per second accepted.")
     respond: Literal["async", "sync"] = Field(
         "async", description="async: 202 once taken in; sync: wait for the run and return it.")
     sync_timeout: Duration = Field(10.0, description="Longest wait in sync mode.")
