@@ -56,7 +56,7 @@ class BasicAuth(Model):
     password: str = Field(description="Password; use ${secret:...}.")
 
 
-class Auth(Model):
+class CallAuth(Model):
     """Credentials of an ad-hoc call (named connections carry their own)."""
 
     bearer: str | None = Field(None, description="Bearer token, e.g. '${secret:ERP_TOKEN}'.")
@@ -80,7 +80,7 @@ class HttpCall(Model):
                                "body; the message body is sent when no json/body/form is given.")
     body: Value | None = Field(None, description="Raw text body.")
     form: dict[str, Value] | None = Field(None, description="Form-encoded body.")
-    auth: Auth | None = Field(None, description="Credentials for this call.")
+    auth: CallAuth | None = Field(None, description="Credentials for this call.")
     timeout: Timeouts = Field(default_factory=Timeouts, description="Connect and read timeouts.")
     success: list[HttpStatus] = Field(default_factory=lambda: ["2xx"],  # type: ignore[arg-type]
                                       description="Statuses that count as success.")
