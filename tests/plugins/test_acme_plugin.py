@@ -41,6 +41,25 @@ steps:
   - id: forward
     call: {acme: {connection: acme_eu, queue: processed}}
 """
+TESTS = """\
+flow: acme-relay
+env: {ACME_URL: "http://acme.test/api"}
+secrets: {ACME_TOKEN: token-for-tests}
+cases:
+  - name: a message is doubled and posted to the processed queue
+    input: {body: {id: m-9, total: 4}}
+    mocks:
+      - step: forward
+        responses: [{status: 200, body: {id: p-9}}]
+    expect:
+      status: succeeded
+      calls:
+        - step: forward
+          count: 1
+          url: "http://acme.test/api/queues/processed"
+          headers: {Authorization: Bearer token-for-tests}
+          body: {order: m-9, total: 8}
+"""
 CONNECTION = """\
 connection: acme_eu
 acme: {base_url: "${env:ACME_URL}", token: "${secret:ACME_TOKEN}"}
@@ -114,6 +133,16 @@ def test_its_models_give_flowrunner_s_errors(project: Path, httpserver: HTTPServ
             "errors") in out, out
     assert ("acme-relay.yaml:10:49 steps[1].call.acme.connection: no connection 'acme_us'"
             in out), out
+
+
+def test_its_connector_is_answered_by_flow_test_mocks(project: Path,
+                                                     httpserver: HTTPServer) -> None:
+    # the connector sends through the HTTP transport it is handed: flowrun test's twin
+    (project / "flows" / "acme-relay.test.yaml").write_text(TESTS, encoding="utf-8")
+    done = flowrun(project, httpserver, "test", "flows")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed, 0 failed" in done.stdout
+    assert httpserver.log == []  # nothing reached a network
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:

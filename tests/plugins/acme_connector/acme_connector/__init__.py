@@ -8,6 +8,9 @@ A connection file says where the ACME API is and which token to send::
 ``call: {acme: {connection: acme_eu, queue: processed}}`` posts the body to a queue;
 ``trigger: {poll: {every: 30s, acme: {connection: acme_eu, queue: inbound}}}`` takes every
 message waiting in a queue, one run each.
+
+The connector sends through the HTTP transport the step is handed, when it is handed one, so
+``flowrun test`` answers its calls from a case's mocks like any ``http`` call.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import requests
 from pydantic import Field
 
 from engine.plugin import (
+    HTTP,
     BuildContext,
     ConnectionKind,
     Envelope,
@@ -38,6 +42,7 @@ from engine.plugin import (
 )
 
 TIMEOUT = (5.0, 30.0)
+SESSION = requests.Session()  # pooled connections, shared by every step and poll
 
 
 class AcmeConnection(Model):
@@ -65,12 +70,12 @@ def _connection(ctx: BuildContext, name: str, path: Path) -> AcmeConnection | No
     return found
 
 
-def _send(method: str, config: AcmeConnection, path: str, secrets: Any,
-          **kwargs: Any) -> requests.Response:
+def _send(session: requests.Session, method: str, config: AcmeConnection, path: str,
+          secrets: Any, **kwargs: Any) -> requests.Response:
     url = interpolate(config.base_url, secrets).rstrip("/") + path
     headers = {"Authorization": "Bearer " + interpolate(config.token, secrets)}
     try:
-        response = requests.request(method, url, headers=headers, timeout=TIMEOUT, **kwargs)
+        response = session.request(method, url, headers=headers, timeout=TIMEOUT, **kwargs)
     except requests.RequestException as exc:
         raise StepError(f"{method} {url}: {type(exc).__name__}", kind="connection",
                         retryable=True) from None
@@ -85,8 +90,9 @@ def build_push(config: AcmePush, ctx: BuildContext) -> StepFn:
 
     def push(envelope: Envelope, resources: Resources) -> Outcome:
         assert connection is not None  # a flow whose connection did not resolve never loads
-        response = _send("POST", connection, f"/queues/{config.queue}", resources.secrets,
-                         json=envelope.body)
+        session = resources.transport(HTTP) or SESSION
+        response = _send(session, "POST", connection, f"/queues/{config.queue}",
+                         resources.secrets, json=envelope.body)
         return result(response.json())
 
     return push
@@ -99,8 +105,8 @@ class InboxPoll:
     def poll(self, run: PollRun) -> PollOutcome:
         assert self.connection is not None
         outcome = PollOutcome()
-        response = _send("GET", self.connection, f"/queues/{self.config.queue}/messages",
-                         run.secrets)
+        response = _send(SESSION, "GET", self.connection,
+                         f"/queues/{self.config.queue}/messages", run.secrets)
         for message in response.json():
             run.take(message, {"queue": self.config.queue})
             outcome.records += 1
