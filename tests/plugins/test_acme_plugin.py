@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from pytest_httpserver import HTTPServer
 from tests.redis_fixture import free_port
 
 PLUGIN = Path(__file__).resolve().parent / "acme_connector"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "connector-authors.md"
 TOKEN = "acme-token-7f3a"
 
 FLOW = """\
@@ -180,3 +182,34 @@ def test_a_flow_using_it_runs(project: Path, httpserver: HTTPServer) -> None:
     assert posted[0].headers["Authorization"] == f"Bearer {TOKEN}"
     polls = [r for r, _ in httpserver.log if r.path == "/api/queues/inbound/messages"]
     assert polls[0].headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```$", GUIDE.read_text(encoding="utf-8"),
+                      re.MULTILINE | re.DOTALL)
+
+
+def test_the_guide_shows_the_plugin_as_it_is() -> None:
+    # the worked example in docs/connector-authors.md is this tested plugin, word for word
+    module = (PLUGIN / "acme_connector" / "__init__.py").read_text(encoding="utf-8")
+    pyproject = (PLUGIN / "pyproject.toml").read_text(encoding="utf-8")
+    assert module in _blocks("python")
+    assert "".join(line + "\n" for line in pyproject.splitlines()
+                   if not line.startswith("#")).lstrip() in _blocks("toml")
+
+
+def test_the_guide_s_yaml_validates_and_its_flow_test_passes(
+        project: Path, httpserver: HTTPServer) -> None:
+    written = []
+    for block in _blocks("yaml"):
+        first, _, text = block.partition("\n")
+        target = project / first.removeprefix("# ")
+        target.write_text(text, encoding="utf-8")
+        written.append(first)
+    assert written == ["# connections/acme_eu.yaml", "# flows/acme-relay.yaml",
+                       "# flows/acme-relay.test.yaml"]
+    done = flowrun(project, httpserver, "validate", "flows")
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = flowrun(project, httpserver, "test", "flows")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed, 0 failed" in done.stdout
