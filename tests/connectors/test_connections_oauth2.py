@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from connectors import http_connection
+from tests.conftest import free_port
 
 CLIENT_SECRET = "cs-5b8e0a4f9d"
 
@@ -263,12 +263,6 @@ def test_token_endpoint_503_is_retried_by_the_policy(erp: Project, provider: Pro
     assert state.error is not None
     assert (state.error["kind"], state.error["status"]) == ("http", 503)
     assert len(provider.token_requests) == 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_token_endpoint_down_is_a_connection_error_naming_the_connection(

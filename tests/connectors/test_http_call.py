@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from engine.records import RunState
 from engine.refs import Secrets
 from engine.runner import Runner
 from engine.schemas import SchemaStore
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,12 +60,6 @@ def one_call(http: str, *, output: str | None = "vars.resp", extra: str = NO_RET
 def only_request(server: HTTPServer) -> Request:
     assert len(server.log) == 1, [r.url for r, _ in server.log]
     return server.log[0][0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_server_harness import make_app, serving
+from test_server_harness import hook_app, serving
 
 from engine.store.base import DeadLetterFilter
 
@@ -28,7 +28,7 @@ DIGITS = "7" * 3000
 
 
 def test_a_3000_digit_integer_cubed_dead_letters_at_the_transform(tmp_path: Path) -> None:
-    app = make_app(tmp_path, {"cubes": FLOW})
+    app = hook_app(tmp_path, {"cubes": FLOW})
     with serving(app) as running:
         response = running.post("/hooks/cubes", '{"n": ' + DIGITS + "}",
                                 {"Content-Type": "application/json"})

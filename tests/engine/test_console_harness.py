@@ -10,7 +10,6 @@ The flow validates each order against a schema (qty an integer of at least 1), s
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import requests
 from pydantic import SecretStr
-from test_server_harness import Running, make_app, serving
+from test_server_harness import Running, hook_app, serving
 
 from engine.app import App
 from engine.records import DeadLetter, RunState
@@ -68,7 +67,7 @@ def console_app(tmp_path: Path, *, flows: dict[str, str] | None = None,
     schema = tmp_path / "schemas" / "console" / "order.v1.json"
     schema.parent.mkdir(parents=True, exist_ok=True)
     schema.write_text(json.dumps(ORDER_SCHEMA), encoding="utf-8")
-    app = make_app(tmp_path, flows or {"orders": ORDER_FLOW}, store=store)
+    app = hook_app(tmp_path, flows or {"orders": ORDER_FLOW}, store=store)
     # the console reads its credentials from the settings when the server is built
     app.settings.console_token = SecretStr(token) if token else None
     app.settings.console_user = user
@@ -130,16 +129,6 @@ def csrf_of(html: str) -> str:
 
 def bearer(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def wait_until(check: Any, timeout: float = 30.0) -> Any:
-    """Poll *check* until it returns something truthy (background work: replays, jobs)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def test_harness_dead_letters_a_bad_order_and_serves_the_console(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from pytest_httpserver import HTTPServer
 from test_console_harness import FAST_RETRY, TOKEN, bearer, logged_in
 from test_poll_support import T0, Clock, Partner, iso, scheduler
-from test_server_harness import SECRETS, Running, make_app, serving
+from test_server_harness import SECRETS, Running, hook_app, serving
 from werkzeug import Request, Response
 
 from engine.app import App
@@ -80,7 +80,7 @@ def erp(httpserver: HTTPServer) -> Erp:
 
 
 def obs_app(tmp_path: Path, httpserver: HTTPServer, lane: str = "default") -> App:
-    app = make_app(tmp_path, {"obs": FLOW.format(url=httpserver.url_for("").rstrip("/"),
+    app = hook_app(tmp_path, {"obs": FLOW.format(url=httpserver.url_for("").rstrip("/"),
                                                 lane=lane, retry=FAST_RETRY)})
     app.settings.console_token = SecretStr(TOKEN)
     return app
@@ -266,7 +266,7 @@ def test_poll_lag_is_now_minus_the_cursor_on_metrics_and_the_flows_page(
     with Partner(size=10) as partner:
         partner.put("a1", 5)
         partner.put("a2", 7)  # the cursor ends at T0 + 7 minutes
-        app = make_app(tmp_path, {"po-acks": POLL_FLOW.format(url=partner.url, start=iso(-60))})
+        app = hook_app(tmp_path, {"po-acks": POLL_FLOW.format(url=partner.url, start=iso(-60))})
         app.settings.console_token = SecretStr(TOKEN)
         with scheduler(app, Clock(T0.timestamp() + 3600)) as sched:
             assert [f.reason for f in sched.tick()] == ["slot"]

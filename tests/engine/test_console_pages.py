@@ -20,7 +20,6 @@ from test_console_harness import (
     logged_in,
     order,
     send,
-    wait_until,
 )
 from test_server_harness import serving
 
@@ -33,6 +32,7 @@ from engine.console.models import (
 )
 from engine.console.views import SNAPSHOT_LIMIT
 from engine.store.redis import RedisStore
+from tests.conftest import wait_until
 
 
 def test_flows_page_shows_health(tmp_path: Path) -> None:

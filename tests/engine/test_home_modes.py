@@ -7,10 +7,9 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from test_poll_support import make_app
-
 from connectors.x12.step import _sqlite_numbers
 from engine.home import private_folder
+from tests.conftest import make_app
 
 FLOW = "flow: t\nsteps:\n  - id: keep\n    set: {a: order}\n"
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from pytest_httpserver import HTTPServer
 
 from engine.app import Accepted, App
-from engine.settings import Settings
 from engine.store.base import RunFilter
 
 
@@ -35,26 +33,13 @@ steps:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, httpserver: HTTPServer) -> Iterator[Callable[..., App]]:
+def start_app(running_app: Callable[..., App],
+              httpserver: HTTPServer) -> Callable[..., App]:
+    """An App over the shop and b2b webhook flows calling a loopback ERP, executor started."""
     httpserver.expect_request("/erp").respond_with_data("{}", content_type="application/json")
-    folder = tmp_path / "flows"
-    folder.mkdir()
-    (folder / "shop-orders.yaml").write_text(flow(httpserver.url_for("/erp")), encoding="utf-8")
-    (folder / "b2b-orders.yaml").write_text(
-        flow(httpserver.url_for("/erp"), "b2b-orders", "/hooks/b2b"), encoding="utf-8")
-    apps: list[App] = []
-
-    def make(**settings: object) -> App:
-        app = App(Settings(home=tmp_path / "home", flows=folder, **settings))  # type: ignore[arg-type]
-        assert app.flows.ok, [str(p) for p in app.flows.problems.errors]
-        app.executor.start()
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.executor.stop(timeout=2)
-        app.store.close()
+    flows = {"shop-orders": flow(httpserver.url_for("/erp")),
+             "b2b-orders": flow(httpserver.url_for("/erp"), "b2b-orders", "/hooks/b2b")}
+    return lambda **settings: running_app(flows, **settings)
 
 
 def deliver(app: App, delivery: str | None, order: int = 1,
@@ -68,9 +53,9 @@ def done(app: App, accepted: Accepted) -> None:
     assert state.status == "succeeded", state.error
 
 
-def test_a_repeated_delivery_starts_no_second_run(make_app: Callable[..., App],
+def test_a_repeated_delivery_starts_no_second_run(start_app: Callable[..., App],
                                                   httpserver: HTTPServer) -> None:
-    app = make_app()
+    app = start_app()
     first = deliver(app, "d-1")
     done(app, first)
     second = deliver(app, "d-1", order=1)
@@ -83,8 +68,8 @@ def test_a_repeated_delivery_starts_no_second_run(make_app: Callable[..., App],
 
 
 def test_the_duplicate_is_answered_while_the_first_is_still_running(
-        make_app: Callable[..., App], httpserver: HTTPServer) -> None:
-    app = make_app()
+        start_app: Callable[..., App], httpserver: HTTPServer) -> None:
+    app = start_app()
     app.executor.stop()  # nothing runs: the first run stays queued
     first = deliver(app, "d-1")
     second = deliver(app, "d-1")
@@ -93,9 +78,9 @@ def test_the_duplicate_is_answered_while_the_first_is_still_running(
     assert recorded.run_id == first.run_id and recorded.status == "queued"
 
 
-def test_many_threads_one_key_one_run(make_app: Callable[..., App],
+def test_many_threads_one_key_one_run(start_app: Callable[..., App],
                                       httpserver: HTTPServer) -> None:
-    app = make_app()
+    app = start_app()
     barrier = threading.Barrier(12)
     answers: list[Accepted] = []
     lock = threading.Lock()
@@ -119,8 +104,8 @@ def test_many_threads_one_key_one_run(make_app: Callable[..., App],
     assert len(httpserver.log) == 1
 
 
-def test_different_keys_and_different_flows_are_separate(make_app: Callable[..., App]) -> None:
-    app = make_app()
+def test_different_keys_and_different_flows_are_separate(start_app: Callable[..., App]) -> None:
+    app = start_app()
     a = deliver(app, "d-1")
     b = deliver(app, "d-2")
     c = deliver(app, "d-1", flow_id="b2b-orders")  # the key is scoped to its flow
@@ -130,16 +115,16 @@ def test_different_keys_and_different_flows_are_separate(make_app: Callable[...,
         done(app, accepted)
 
 
-def test_no_key_in_the_message_means_no_dedupe(make_app: Callable[..., App]) -> None:
-    app = make_app()
+def test_no_key_in_the_message_means_no_dedupe(start_app: Callable[..., App]) -> None:
+    app = start_app()
     first, second = deliver(app, None), deliver(app, None)
     empty = deliver(app, "")
     assert not (first.duplicate or second.duplicate or empty.duplicate)
     assert len({first.run_id, second.run_id, empty.run_id}) == 3
 
 
-def test_the_key_is_forgotten_after_its_ttl(make_app: Callable[..., App]) -> None:
-    app = make_app(idempotency_ttl="300ms")
+def test_the_key_is_forgotten_after_its_ttl(start_app: Callable[..., App]) -> None:
+    app = start_app(idempotency_ttl="300ms")
     first = deliver(app, "d-1")
     assert deliver(app, "d-1").duplicate
     time.sleep(0.35)
@@ -148,18 +133,18 @@ def test_the_key_is_forgotten_after_its_ttl(make_app: Callable[..., App]) -> Non
     assert deliver(app, "d-1").run_id == later.run_id
 
 
-def test_keys_survive_a_restart(make_app: Callable[..., App]) -> None:
-    first_app = make_app()
+def test_keys_survive_a_restart(start_app: Callable[..., App]) -> None:
+    first_app = start_app()
     first = deliver(first_app, "d-1")
     done(first_app, first)
     first_app.executor.stop()
-    second_app = make_app()
+    second_app = start_app()
     again = deliver(second_app, "d-1")
     assert again.duplicate and again.run_id == first.run_id
 
 
-def test_the_flow_version_of_an_accepted_run_is_kept(make_app: Callable[..., App]) -> None:
-    app = make_app()
+def test_the_flow_version_of_an_accepted_run_is_kept(start_app: Callable[..., App]) -> None:
+    app = start_app()
     accepted = deliver(app, "d-9", order=9)
     done(app, accepted)
     state = app.store.get_run(accepted.run_id)

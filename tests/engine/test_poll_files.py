@@ -9,9 +9,10 @@ import os
 from pathlib import Path
 
 import pytest
-from test_poll_support import T0, Clock, make_app, runs, scheduler
+from test_poll_support import T0, Clock, runs, scheduler
 
 from engine.loader import Loader
+from tests.conftest import make_app
 
 FLOW = """
 flow: edi-drop

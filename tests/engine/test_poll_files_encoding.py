@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_poll_support import T0, Clock, make_app, runs, scheduler
+from test_poll_support import T0, Clock, runs, scheduler
 
 from engine.loader import Loader
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_app
 
 FLOW = """
 flow: edi-drop

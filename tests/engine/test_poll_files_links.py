@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 from test_poll_files_sftp import drop_app as sftp_drop_app
-from test_poll_support import T0, Clock, make_app, runs, scheduler
+from test_poll_support import T0, Clock, runs, scheduler
 
 from engine.app import App
 from engine.poll.files import LINK_REFUSED, SPECIAL_REFUSED, LocalDrop
 from engine.sandbox_sftp import SftpSandbox
+from tests.conftest import make_app
 
 SECRET = "fake-secret-4b1d9e"
 FLOW = """

@@ -12,9 +12,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_poll_support import T0, Clock, Partner, iso, make_app, runs, scheduler, versions_taken
+from test_poll_support import T0, Clock, Partner, iso, runs, scheduler, versions_taken
 
 from engine.poll import cursor as cursors
+from tests.conftest import make_app
 
 FLOW = """
 flow: po-acks

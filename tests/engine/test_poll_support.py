@@ -8,14 +8,12 @@ tests/engine has no conftest of ours; test_poll_* and test_scheduler* import the
 from __future__ import annotations
 
 import json
-import textwrap
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -23,8 +21,7 @@ import requests
 
 from engine.app import App
 from engine.scheduler import Scheduler
-from engine.settings import Settings
-from engine.store.base import RunFilter, Store
+from engine.store.base import RunFilter
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -131,23 +128,6 @@ class Clock:
     def at(self, when: datetime) -> Clock:
         self.now = when.timestamp()
         return self
-
-
-def flow_text(text: str) -> str:
-    return textwrap.dedent(text).lstrip()
-
-
-def make_app(tmp_path: Path, flows: dict[str, str], *, store: Store | None = None,
-             busy_timeout: float = 5.0, home: Path | None = None) -> App:
-    folder = tmp_path / "flows"
-    folder.mkdir(exist_ok=True)
-    for flow_id, text in flows.items():
-        (folder / f"{flow_id}.yaml").write_text(flow_text(text), encoding="utf-8")
-    settings = Settings(home=home or tmp_path / "home", flows=folder,
-                        schemas=tmp_path / "schemas", busy_timeout=busy_timeout)
-    app = App(settings, store=store)
-    assert app.flows.ok, [str(p) for p in app.flows.problems]
-    return app
 
 
 @contextmanager

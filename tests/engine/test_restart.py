@@ -27,6 +27,7 @@ from engine.records import RunState
 from engine.settings import Settings
 from engine.store.base import DeadLetterFilter, RunFilter
 from engine.store.sqlite import SqliteStore
+from tests.conftest import wait_until
 
 CHILD = """
 import sys, time
@@ -113,13 +114,6 @@ steps:
     for app in apps:
         app.executor.stop(timeout=2)
         app.store.close()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def recorded(home: Path, run_id: str) -> RunState | None:

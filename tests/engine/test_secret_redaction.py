@@ -38,7 +38,7 @@ def echo(request: Request) -> Response:
                     status=500, content_type="application/json")
 
 
-def flow_text(server: HTTPServer) -> str:
+def leaky_flow(server: HTTPServer) -> str:
     return f"""flow: leaky
 defaults:
   retry: {{max_attempts: 2, backoff: {{initial: 10ms, jitter: none}}}}
@@ -70,7 +70,7 @@ def world(tmp_path: Path, httpserver: HTTPServer,
     httpserver.expect_request("/fail").respond_with_handler(echo)
     flows = tmp_path / "flows"
     flows.mkdir()
-    (flows / "leaky.yaml").write_text(flow_text(httpserver), encoding="utf-8")
+    (flows / "leaky.yaml").write_text(leaky_flow(httpserver), encoding="utf-8")
     (tmp_path / "order.json").write_text('{"order": 42}', encoding="utf-8")
     return {"home": tmp_path / "home", "flows": flows, "tmp": tmp_path, "server": httpserver}
 

@@ -8,9 +8,7 @@ ours; the other test_server_* modules import them.
 
 from __future__ import annotations
 
-import os
 import socket
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,8 +23,7 @@ from starlette.applications import Starlette
 
 from engine.app import App
 from engine.server import create_app
-from engine.settings import Settings
-from engine.store.base import Store
+from tests.conftest import make_app
 
 SECRETS = {
     "SHOP": "shop-secret-2026",
@@ -50,27 +47,11 @@ steps:
 """
 
 
-def flow_text(text: str) -> str:
-    return textwrap.dedent(text).lstrip()
-
-
-def make_app(tmp_path: Path, flows: dict[str, str], *, store: Store | None = None,
-             busy_timeout: float = 5.0, workers: int = 2,
-             extra_secrets: dict[str, str] | None = None, redis_url: str | None = None) -> App:
-    """An App over *flows* ({flow id: YAML}) written to tmp_path, with the test secrets."""
-    folder = tmp_path / "flows"
-    folder.mkdir(parents=True, exist_ok=True)
-    for flow_id, text in flows.items():
-        (folder / f"{flow_id}.yaml").write_text(flow_text(text), encoding="utf-8")
-    secrets = tmp_path / "secrets.env"
-    values = {**SECRETS, **(extra_secrets or {})}
-    secrets.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
-    os.chmod(secrets, 0o600)
-    settings = Settings(home=tmp_path / "home", flows=folder, secrets_file=secrets,
-                        busy_timeout=busy_timeout, workers=workers, redis_url=redis_url)
-    app = App(settings, store=store)
-    assert app.flows.ok, [str(p) for p in app.flows.problems]
-    return app
+def hook_app(tmp_path: Path, flows: dict[str, str], *,
+             extra_secrets: dict[str, str] | None = None, **settings: Any) -> App:
+    """`make_app` with the webhook secrets of these tests (and *extra_secrets*), two workers."""
+    settings.setdefault("workers", 2)
+    return make_app(tmp_path, flows, secrets={**SECRETS, **(extra_secrets or {})}, **settings)
 
 
 @dataclass
@@ -139,7 +120,7 @@ def serving(app: App, *, clock: Callable[[], float] | None = None,
 
 
 def test_harness_serves_health_on_a_loopback_port(tmp_path: Path) -> None:
-    app = make_app(tmp_path, {"shop-orders": SHOP_FLOW})
+    app = hook_app(tmp_path, {"shop-orders": SHOP_FLOW})
     with serving(app) as server:
         response = server.http.get(server.url + "/healthz")
         assert response.status_code == 200

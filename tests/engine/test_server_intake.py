@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_server_harness import SECRETS, SHOP_FLOW, Running, make_app, serving
+from test_server_harness import SECRETS, SHOP_FLOW, Running, hook_app, serving
 
 from connectors.signatures.shopify import SCHEME as SHOPIFY
 
@@ -52,7 +52,7 @@ steps:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Running]:
-    app = make_app(tmp_path, {"shop-orders": SHOP_FLOW, "limited": LIMITED_FLOW})
+    app = hook_app(tmp_path, {"shop-orders": SHOP_FLOW, "limited": LIMITED_FLOW})
     with serving(app) as running:
         yield running
 
@@ -235,7 +235,7 @@ def test_media_types_become_the_flow_body(tmp_path: Path, content_type: str, raw
                                           expected: Any) -> None:
     transform = """    transform: '{"order": id, "topic": $headers."x-shopify-topic"}'"""
     flow = SHOP_FLOW.replace(transform, "    set: {kept: 'true'}")
-    app = make_app(tmp_path, {"shop-orders": flow})
+    app = hook_app(tmp_path, {"shop-orders": flow})
     with serving(app, executor=False) as server:
         response = server.post("/hooks/shop", raw, signed(raw, content_type=content_type))
         assert response.status_code == 202, response.text
@@ -254,7 +254,7 @@ steps:
 
 
 def test_path_params_and_query_reach_the_flow_and_survive_a_replay(tmp_path: Path) -> None:
-    app = make_app(tmp_path, {"tenant-orders": TENANT_FLOW})
+    app = hook_app(tmp_path, {"tenant-orders": TENANT_FLOW})
     with serving(app, executor=False) as server:
         response = server.post("/hooks/acme-eu/orders?shop=acme.example&x=1", b'{"id": 1}',
                                {"content-type": "application/json"})
@@ -341,8 +341,8 @@ def test_rate_limit_is_429_with_retry_after(server: Running) -> None:
 # -- routing -----------------------------------------------------------------------------------
 def test_on_redis_the_rate_limit_is_one_budget_for_every_server(
         tmp_path: Path, redis_url: str) -> None:
-    first = make_app(tmp_path / "a", {"limited": LIMITED_FLOW}, redis_url=redis_url)
-    second = make_app(tmp_path / "b", {"limited": LIMITED_FLOW}, redis_url=redis_url)
+    first = hook_app(tmp_path / "a", {"limited": LIMITED_FLOW}, redis_url=redis_url)
+    second = hook_app(tmp_path / "b", {"limited": LIMITED_FLOW}, redis_url=redis_url)
     with serving(first, executor=False) as one, serving(second, executor=False) as two:
         answers = [server.post("/hooks/limited", b"{}", {"content-type": "application/json"})
                    for server in (one, two, one, two)]

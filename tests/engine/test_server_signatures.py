@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_server_harness import SECRETS, SHOP_FLOW, make_app, serving
+from test_server_harness import SECRETS, SHOP_FLOW, hook_app, serving
 
 from connectors.signatures import load_schemes
 from engine.loader import Loader
@@ -52,7 +52,7 @@ def test_each_scheme_signed_by_its_own_sign_is_accepted(
         tmp_path: Path, spelled: str, options: str, secret: str, config: dict[str, Any]) -> None:
     scheme = load_schemes()[spelled.replace("-", "_")]
     flow = hook_flow(f'{{scheme: {spelled}, secret: "${{secret:{secret}}}"{options}}}')
-    app = make_app(tmp_path, {"signed": flow})
+    app = hook_app(tmp_path, {"signed": flow})
     body = b'{"event": "order.created", "id": 42}'
     with serving(app, executor=False) as server:
         headers = scheme.sign(scheme.config(**config), body, SECRETS[secret], time.time())
@@ -69,7 +69,7 @@ def test_each_scheme_signed_by_its_own_sign_is_accepted(
 
 # -- the providers' vectors (from tests/connectors/signatures) ----------------------------------
 def test_github_documented_vector(tmp_path: Path) -> None:
-    app = make_app(tmp_path, {"signed": hook_flow('{scheme: github, secret: '
+    app = hook_app(tmp_path, {"signed": hook_flow('{scheme: github, secret: '
                                                   '"${secret:GITHUB}"}')})
     with serving(app, executor=False) as server:
         headers = {"X-Hub-Signature-256": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c2"
@@ -82,7 +82,7 @@ def test_github_documented_vector(tmp_path: Path) -> None:
 
 def test_shopify_independent_vector(tmp_path: Path) -> None:
     flow = hook_flow('{scheme: shopify, secret: "${secret:HUSH}"}')
-    app = make_app(tmp_path, {"signed": flow}, extra_secrets={"HUSH": "hush"})
+    app = hook_app(tmp_path, {"signed": flow}, extra_secrets={"HUSH": "hush"})
     with serving(app, executor=False) as server:
         body = b'{"id":820982911946154508,"email":"jon@example.com"}'
         headers = {"X-Shopify-Hmac-Sha256": "D0UMXmhjwBRi4y66TmhJrDlhQABD7zI2fm3p6/QLMo8=",
@@ -92,7 +92,7 @@ def test_shopify_independent_vector(tmp_path: Path) -> None:
 
 
 def test_stripe_recipe_vector_at_its_own_time(tmp_path: Path) -> None:
-    app = make_app(tmp_path, {"signed": hook_flow('{scheme: stripe, secret: '
+    app = hook_app(tmp_path, {"signed": hook_flow('{scheme: stripe, secret: '
                                                   '"${secret:STRIPE}"}')})
     body = b'{"id":"evt_test_webhook","object":"event"}'
     header = ("t=1492774577,v1=88a022085c6bdb887b02cb26ff76dd681234d9675c0f22844059f55552a8883a")
@@ -100,7 +100,7 @@ def test_stripe_recipe_vector_at_its_own_time(tmp_path: Path) -> None:
     with serving(app, clock=lambda: 1492774577 + 10, executor=False) as server:
         assert server.post("/hooks/x", body, headers).status_code == 202
     # the same vector today is a replay: outside the tolerance window
-    app = make_app(tmp_path / "now", {"signed": hook_flow('{scheme: stripe, secret: '
+    app = hook_app(tmp_path / "now", {"signed": hook_flow('{scheme: stripe, secret: '
                                                           '"${secret:STRIPE}"}')})
     with serving(app, executor=False) as server:
         response = server.post("/hooks/x", body, headers)
@@ -111,7 +111,7 @@ def test_stripe_recipe_vector_at_its_own_time(tmp_path: Path) -> None:
 def test_standard_webhooks_published_vector(tmp_path: Path) -> None:
     flow = hook_flow('{scheme: standard-webhooks, secret: "${secret:STDWH}"}',
                      extra='    idempotency_key: $headers."webhook-id"\n')
-    app = make_app(tmp_path, {"signed": flow})
+    app = hook_app(tmp_path, {"signed": flow})
     headers = {"webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek", "webhook-timestamp": "1614265330",
                "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
                "Content-Type": "application/json"}
@@ -126,7 +126,7 @@ def test_standard_webhooks_published_vector(tmp_path: Path) -> None:
 def test_rotation_accepts_every_listed_secret_and_no_other(tmp_path: Path) -> None:
     flow = SHOP_FLOW.replace('secret: "${secret:SHOP}"',
                              'secret: ["${secret:SHOP}", "${secret:SHOP_OLD}"]')
-    app = make_app(tmp_path, {"shop-orders": flow})
+    app = hook_app(tmp_path, {"shop-orders": flow})
     scheme = load_schemes()["shopify"]
     with serving(app, executor=False) as server:
         for i, secret in enumerate([SECRETS["SHOP"], SECRETS["SHOP_OLD"], "retired-secret"]):
@@ -183,7 +183,7 @@ def test_bad_signature_config_is_a_load_error_naming_file_and_key(
 ])
 def test_a_bad_secret_value_fails_at_start_up_naming_file_and_key(
         tmp_path: Path, signature: str, where: str, message: str) -> None:
-    app = make_app(tmp_path, {"signed": hook_flow(signature)})
+    app = hook_app(tmp_path, {"signed": hook_flow(signature)})
     with pytest.raises(ServerConfigError) as caught:
         create_app(app)
     text = str(caught.value)
@@ -199,7 +199,7 @@ def test_every_bad_trigger_is_reported_in_one_pass(tmp_path: Path) -> None:
                  "flow: signed", "flow: one"),
              "two": hook_flow('{scheme: shopify, secret: "${secret:SHOP}"}', "/healthz").replace(
                  "flow: signed", "flow: two")}
-    app = make_app(tmp_path, flows)
+    app = hook_app(tmp_path, flows)
     with pytest.raises(ServerConfigError) as caught:
         create_app(app)
     assert [Path(p.file).name for p in caught.value.problems] == ["one.yaml", "two.yaml"]
@@ -207,7 +207,7 @@ def test_every_bad_trigger_is_reported_in_one_pass(tmp_path: Path) -> None:
 
 
 def test_a_reserved_path_is_a_start_up_error(tmp_path: Path) -> None:
-    app = make_app(tmp_path, {"signed": hook_flow('{scheme: shopify, secret: "${secret:SHOP}"}',
+    app = hook_app(tmp_path, {"signed": hook_flow('{scheme: shopify, secret: "${secret:SHOP}"}',
                                                   "/healthz")})
     with pytest.raises(ServerConfigError, match=r"trigger.webhook.path: '/healthz' is reserved"):
         create_app(app)
@@ -217,7 +217,7 @@ def test_a_reserved_path_is_a_start_up_error(tmp_path: Path) -> None:
 def test_an_unsigned_webhook_is_served_with_a_warning(tmp_path: Path,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     flow = hook_flow("null")
-    app = make_app(tmp_path, {"signed": flow})
+    app = hook_app(tmp_path, {"signed": flow})
     with serving(app, executor=False) as server:
         response = server.post("/hooks/x", b"{}", {"Content-Type": "application/json"})
         assert response.status_code == 202

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_server_harness import SECRETS, SHOP_FLOW, make_app, serving
+from test_server_harness import SECRETS, SHOP_FLOW, hook_app, serving
 
 from connectors.signatures.shopify import SCHEME as SHOPIFY
 from engine.store.base import StoreError
@@ -56,7 +56,7 @@ def test_store_failure_is_503_with_retry_after_and_nothing_leaks(
         tmp_path: Path, error: Exception, caplog: pytest.LogCaptureFixture) -> None:
     inner = SqliteStore(tmp_path / "state.db")
     store = BrokenStore(inner, error)
-    app = make_app(tmp_path, {"shop-orders": SHOP_FLOW}, store=store)  # type: ignore[arg-type]
+    app = hook_app(tmp_path, {"shop-orders": SHOP_FLOW}, store=store)  # type: ignore[arg-type]
     with serving(app) as server:
         store.broken = True
         response = server.post("/hooks/shop", BODY, headers())
@@ -86,7 +86,7 @@ db.execute("ROLLBACK")
 
 
 def test_sqlite_locked_by_another_process_is_503(tmp_path: Path) -> None:
-    app = make_app(tmp_path, {"shop-orders": SHOP_FLOW}, busy_timeout=0.05)
+    app = hook_app(tmp_path, {"shop-orders": SHOP_FLOW}, busy_timeout=0.05)
     with serving(app) as server:
         locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(app.settings.state_db)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from test_server_harness import make_app, serving
+from test_server_harness import hook_app, serving
 
 SYNC_FLOW = """
 flow: quote
@@ -30,7 +30,7 @@ steps:
 
 
 def app_for(tmp_path: Path, timeout: str = "30s"):  # type: ignore[no-untyped-def]
-    return make_app(tmp_path, {"quote": SYNC_FLOW.format(timeout=timeout)})
+    return hook_app(tmp_path, {"quote": SYNC_FLOW.format(timeout=timeout)})
 
 
 def test_sync_returns_the_final_body(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from engine.records import DeadLetter, RunState, Spawn
 from engine.store.base import DeadLetterFilter, RunFilter, Store, StoreError
 from engine.store.redis import RedisStore
 from engine.store.sqlite import SqliteStore
-from tests.redis_fixture import free_port
+from tests.conftest import free_port
 
 T0 = 1_700_000_000.0
 

@@ -16,16 +16,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
 
-from tests.redis_fixture import free_port
+from tests.conftest import free_port, wait_until
 
 PLUGIN = Path(__file__).resolve().parent / "acme_connector"
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "connector-authors.md"
@@ -145,16 +142,6 @@ def test_its_connector_is_answered_by_flow_test_mocks(project: Path,
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed, 0 failed" in done.stdout
     assert httpserver.log == []  # nothing reached a network
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_flow_using_it_runs(project: Path, httpserver: HTTPServer) -> None:
