@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_server_harness import hook_app, serving
 
 from engine.bodies import DROPPED, MAX_FORM_FIELDS, BodyError, parse_body, record_headers
 from engine.settings import Settings
+from tests.engine.server_support import hook_app, serving
 
 JSON = "application/json"
 

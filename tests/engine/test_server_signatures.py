@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_server_harness import SECRETS, SHOP_FLOW, hook_app, serving
 
 from connectors.signatures import load_schemes
 from engine.loader import Loader
 from engine.server import ServerConfigError, create_app
+from tests.engine.server_support import SECRETS, SHOP_FLOW, hook_app, serving
 
 
 def hook_flow(signature: str, path: str = "/hooks/x", extra: str = "") -> str:

@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.cli import main
+from tests.engine.server_support import SECRETS, Running, hook_app, serving
 from tests.engine.test_loader_property import JSONISH, LOADER, check
-from tests.engine.test_server_harness import SECRETS, Running, hook_app, serving
 from tests.reliability.conftest import ROOT, report, settle, signed, size
 
 FLOW_FILES = sorted(p for p in (ROOT / "flows").glob("*.yaml")

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from connectors.signatures import Scheme, load_schemes
-from tests.engine.test_server_harness import SECRETS, hook_app, serving
+from tests.engine.server_support import SECRETS, hook_app, serving
 from tests.reliability.conftest import Downstream, Ledger, report, settle
 
 pytestmark = pytest.mark.integration

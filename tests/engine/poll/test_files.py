@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 
 import pytest
-from test_poll_support import T0, Clock, runs, scheduler
 
 from engine.loader import Loader
 from tests.conftest import make_app
+from tests.engine.poll.support import T0, Clock, runs, scheduler
 
 FLOW = """
 flow: edi-drop

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_poll_support import T0, Clock, runs, scheduler
 
 from engine.app import App
 from engine.poll import cursor as cursors
 from engine.sandbox_sftp import SftpSandbox
 from tests.conftest import make_app
+from tests.engine.poll.support import T0, Clock, runs, scheduler
 
 FLOW = """
 flow: asn-drop

@@ -23,14 +23,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from pytest_httpserver import HTTPServer
-from test_console_harness import FAST_RETRY, TOKEN, bearer, logged_in
-from test_poll_support import T0, Clock, Partner, iso, scheduler
-from test_server_harness import SECRETS, Running, hook_app, serving
 from werkzeug import Request, Response
 
 from engine.app import App
 from engine.logs import setup_logging
 from engine.store.base import DeadLetterFilter
+from tests.engine.console.support import FAST_RETRY, TOKEN, bearer, logged_in
+from tests.engine.poll.support import T0, Clock, Partner, iso, scheduler
+from tests.engine.server_support import SECRETS, Running, hook_app, serving
 
 FLOW = """
 flow: obs

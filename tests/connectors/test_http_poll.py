@@ -12,10 +12,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_poll_support import T0, Clock, Partner, iso, runs, scheduler, versions_taken
+import requests
 
 from engine.poll import cursor as cursors
 from tests.conftest import make_app
+from tests.engine.poll.support import T0, Clock, Partner, iso, runs, scheduler, versions_taken
 
 FLOW = """
 flow: po-acks
@@ -223,3 +224,12 @@ def test_the_request_carries_environment_values(tmp_path: Path) -> None:
         with scheduler(app, Clock(T0.timestamp() + 3600)) as sched:
             sched.tick()
     assert seen == ["k-123"]
+
+
+def test_the_partner_pages_oldest_first_from_updated_since() -> None:
+    with Partner(size=2) as partner:
+        for i in range(3):
+            partner.put(f"r{i}", i)
+        first = requests.get(f"{partner.url}/acks", params={"updated_since": iso(1)}).json()
+        assert [r["id"] for r in first["data"]] == ["r1", "r2"]
+        assert "links" not in first

@@ -10,10 +10,19 @@ from pathlib import Path
 
 import pytest
 import requests
-from test_console_harness import PASSWORD, TOKEN, USER, bearer, console, csrf_of, order, send
 
 from engine.console import throttle
 from engine.console.throttle import LIMIT, WINDOW, Throttle
+from tests.engine.console.support import (
+    PASSWORD,
+    TOKEN,
+    USER,
+    bearer,
+    console,
+    csrf_of,
+    order,
+    send,
+)
 
 
 class Clock:

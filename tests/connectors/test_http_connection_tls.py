@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 import trustme
-from connections_support import Project, one_call, project
+
+from tests.connectors.connections_support import Project, one_call, project
 
 
 @dataclass

@@ -1,9 +1,8 @@
 """Harness for the webhook server tests: flows in tmp_path, an App over them, and the server
 running under uvicorn on a free loopback port in a background thread.
 
-Every test talks to the server over real HTTP. The helpers live in this module (which holds
-no tests of its own beyond a check of the harness) because tests/engine has no conftest of
-ours; the other test_server_* modules import them.
+Every test talks to the server over real HTTP. The webhook, console, metrics and reliability
+tests import these helpers.
 """
 
 from __future__ import annotations
@@ -117,12 +116,3 @@ def serving(app: App, *, clock: Callable[[], float] | None = None,
         http.close()
         app.executor.stop()
         app.store.close()
-
-
-def test_harness_serves_health_on_a_loopback_port(tmp_path: Path) -> None:
-    app = hook_app(tmp_path, {"shop-orders": SHOP_FLOW})
-    with serving(app) as server:
-        response = server.http.get(server.url + "/healthz")
-        assert response.status_code == 200
-        assert response.json() == {"status": "alive"}
-        assert server.url.startswith("http://127.0.0.1:")

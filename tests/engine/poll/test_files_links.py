@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_poll_files_sftp import drop_app as sftp_drop_app
-from test_poll_support import T0, Clock, runs, scheduler
 
 from engine.app import App
 from engine.poll.files import LINK_REFUSED, SPECIAL_REFUSED, LocalDrop
 from engine.sandbox_sftp import SftpSandbox
 from tests.conftest import make_app
+from tests.connectors.test_sftp_drop import drop_app as sftp_drop_app
+from tests.engine.poll.support import T0, Clock, runs, scheduler
 
 SECRET = "fake-secret-4b1d9e"
 FLOW = """

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_server_harness import SECRETS, SHOP_FLOW, hook_app, serving
 
 from connectors.signatures.shopify import SCHEME as SHOPIFY
 from engine.store.base import StoreError
 from engine.store.sqlite import SqliteStore
+from tests.engine.server_support import SECRETS, SHOP_FLOW, hook_app, serving
 
 BODY = b'{"id": 1001}'
 

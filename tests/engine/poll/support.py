@@ -1,8 +1,7 @@
 """Helpers for the poll and scheduler tests: a partner API on loopback whose records change,
-flows written to tmp_path, an App over them, a clock the test moves by hand.
+a scheduler that polls when the test says, a clock the test moves by hand.
 
-The helpers live in this module (which holds one check of the partner itself) because
-tests/engine has no conftest of ours; test_poll_* and test_scheduler* import them.
+The poll source, scheduler and console tests import them.
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
-
-import requests
 
 from engine.app import App
 from engine.scheduler import Scheduler
@@ -149,12 +146,3 @@ def runs(app: App, flow: str) -> list[dict[str, Any]]:
 def versions_taken(app: App, flow: str) -> Counter[tuple[str, str]]:
     """How many runs each record version (id, updated_at) started."""
     return Counter((e["body"]["id"], e["body"]["updated_at"]) for e in runs(app, flow))
-
-
-def test_the_partner_pages_oldest_first_from_updated_since() -> None:
-    with Partner(size=2) as partner:
-        for i in range(3):
-            partner.put(f"r{i}", i)
-        first = requests.get(f"{partner.url}/acks", params={"updated_since": iso(1)}).json()
-        assert [r["id"] for r in first["data"]] == ["r1", "r2"]
-        assert "links" not in first

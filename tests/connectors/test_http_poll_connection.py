@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from connections_support import Project, debug_logs, our_logs, project
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -24,6 +23,7 @@ from engine.app import App
 from engine.poll import cursor as cursors
 from engine.scheduler import Scheduler
 from engine.store.base import RunFilter
+from tests.connectors.connections_support import Project, debug_logs, our_logs, project
 
 FLOW = """
 flow: po-acks

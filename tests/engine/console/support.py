@@ -1,6 +1,6 @@
 """Harness for the console tests: an App with an order flow that dead-letters bad quantities,
 the console's credentials set, and the server under uvicorn on a loopback port (the webhook
-server harness). The other test_console_* modules and the browser tests import these helpers.
+server harness). The console and browser tests import these helpers.
 
 The flow validates each order against a schema (qty an integer of at least 1), so an order with
 ``qty: "two"`` is dead-lettered at step ``check`` with the violation, and replaying it with
@@ -17,11 +17,11 @@ from typing import Any
 
 import requests
 from pydantic import SecretStr
-from test_server_harness import Running, hook_app, serving
 
 from engine.app import App
 from engine.records import DeadLetter, RunState
 from engine.store.base import DeadLetterFilter, Store
+from tests.engine.server_support import Running, hook_app, serving
 
 TOKEN = "console-token-0123456789"
 USER, PASSWORD = "ops", "correct horse battery"
@@ -129,14 +129,3 @@ def csrf_of(html: str) -> str:
 
 def bearer(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def test_harness_dead_letters_a_bad_order_and_serves_the_console(tmp_path: Path) -> None:
-    with console(tmp_path) as server:
-        entry = dead_letter(server, 1001)
-        assert entry.step == "check"
-        assert send(server, order(1002, qty=2)).status == "succeeded"
-        http = logged_in(server)
-        page = http.get(server.url + "/console/", timeout=10)
-        assert page.status_code == 200
-        assert "orders" in page.text

@@ -9,10 +9,10 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from test_console_observability import capture_logs
 
 from engine.logs import bind
-from tests.connectors.test_http_call import run_flow
+from tests.connectors.test_http import run_flow
+from tests.engine.test_metrics_observability import capture_logs
 
 FORGED = "2026-11-20T10:00:00.000Z ERROR   flowrunner.flow [payments] refund approved"
 FLOW = """

@@ -11,18 +11,6 @@ import json
 import time
 from pathlib import Path
 
-from test_console_harness import (
-    bearer,
-    console,
-    console_app,
-    csrf_of,
-    dead_letter,
-    logged_in,
-    order,
-    send,
-)
-from test_server_harness import serving
-
 from engine.console.models import (
     DeadLetterDetail,
     FlowHealth,
@@ -33,6 +21,17 @@ from engine.console.models import (
 from engine.console.views import SNAPSHOT_LIMIT
 from engine.store.redis import RedisStore
 from tests.conftest import wait_until
+from tests.engine.console.support import (
+    bearer,
+    console,
+    console_app,
+    csrf_of,
+    dead_letter,
+    logged_in,
+    order,
+    send,
+)
+from tests.engine.server_support import serving
 
 
 def test_flows_page_shows_health(tmp_path: Path) -> None:
@@ -330,3 +329,14 @@ def test_the_console_works_on_the_redis_store(tmp_path: Path,
         run_id = replay.json()["run_id"]
         assert wait_until(lambda: (s := server.app.store.get_run(run_id)) and s.done
                           and s.status) == "succeeded"
+
+
+def test_harness_dead_letters_a_bad_order_and_serves_the_console(tmp_path: Path) -> None:
+    with console(tmp_path) as server:
+        entry = dead_letter(server, 1001)
+        assert entry.step == "check"
+        assert send(server, order(1002, qty=2)).status == "succeeded"
+        http = logged_in(server)
+        page = http.get(server.url + "/console/", timeout=10)
+        assert page.status_code == 200
+        assert "orders" in page.text

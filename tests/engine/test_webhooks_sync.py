@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from test_server_harness import hook_app, serving
+from tests.engine.server_support import hook_app, serving
 
 SYNC_FLOW = """
 flow: quote

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from connections_support import Project, debug_logs, one_call, our_logs, project
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from connectors import http_connection
 from tests.conftest import free_port
+from tests.connectors.connections_support import Project, debug_logs, one_call, our_logs, project
 
 CLIENT_SECRET = "cs-5b8e0a4f9d"
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import requests
 from click.testing import CliRunner
-from test_server_harness import SHOP_FLOW
 
 from connectors.signatures.shopify import SCHEME as SHOPIFY
 from engine.cli import main
 from tests.conftest import flow_text
+from tests.engine.server_support import SHOP_FLOW
 
 ROOT = Path(__file__).resolve().parents[2]
 

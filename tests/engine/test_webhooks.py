@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_server_harness import SECRETS, SHOP_FLOW, Running, hook_app, serving
 
 from connectors.signatures.shopify import SCHEME as SHOPIFY
+from tests.engine.server_support import SECRETS, SHOP_FLOW, Running, hook_app, serving
 
 SHOP_CONFIG = SHOPIFY.config()
 ORDER = {"id": 1001, "email": "ada@example.com", "total_price": "250.00"}
@@ -377,3 +377,12 @@ def test_readyz_reports_the_store_and_the_flows(server: Running) -> None:
     response = server.http.get(server.url + "/readyz")
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "webhooks": 2}
+
+
+def test_harness_serves_health_on_a_loopback_port(tmp_path: Path) -> None:
+    app = hook_app(tmp_path, {"shop-orders": SHOP_FLOW})
+    with serving(app) as server:
+        response = server.http.get(server.url + "/healthz")
+        assert response.status_code == 200
+        assert response.json() == {"status": "alive"}
+        assert server.url.startswith("http://127.0.0.1:")

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_poll_support import T0, Clock, runs, scheduler
-
 from engine.loader import Loader
 from tests.conftest import ROOT, make_app
+from tests.engine.poll.support import T0, Clock, runs, scheduler
 
 FLOW = """
 flow: edi-drop

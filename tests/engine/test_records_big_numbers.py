@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_server_harness import hook_app, serving
-
 from engine.store.base import DeadLetterFilter
+from tests.engine.server_support import hook_app, serving
 
 FLOW = """
 flow: cubes

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from connections_support import Project, debug_logs, one_call, our_logs, project
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from engine.store.base import DeadLetterFilter
+from tests.connectors.connections_support import Project, debug_logs, one_call, our_logs, project
 
 KEY = "ak-7f3e9c1d2b"  # the secret under test: long enough to be redacted, unique in any text
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from test_console_harness import (
+
+from tests.engine.console.support import (
     PASSWORD,
     TOKEN,
     USER,
