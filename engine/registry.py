@@ -119,9 +119,24 @@ def _check(ep: EntryPoint, value: object) -> str | None:
     return f"entry point does not name a {label} called '{ep.name}'"
 
 
-def _load_one(ep: EntryPoint) -> tuple[object | None, str | None]:
+def _points(group: str) -> list[tuple[EntryPoint, str | None]]:
+    """The entry points of *group* by name, each with the reason it is refused unloaded: a
+    name registered by two distributions is refused in both, since a plugin silently
+    replacing another's part (a signature scheme, a connector) would change what it does."""
+    points = sorted(entry_points(group=group), key=lambda e: e.name)
+    owners: dict[str, set[str]] = {}
+    for ep in points:
+        owners.setdefault(ep.name, set()).add(ep.dist.name if ep.dist else "?")
+    return [(ep, f"'{ep.name}' is registered by {' and '.join(sorted(owners[ep.name]))}; "
+                 "uninstall one of them" if len(owners[ep.name]) > 1 else None)
+            for ep in points]
+
+
+def _load_one(ep: EntryPoint, refused: str | None = None) -> tuple[object | None, str | None]:
     """The loaded object, or None and the reason it is disabled. Never raises: one broken
     plugin must not take the others (or every flow) down with it."""
+    if refused is not None:
+        return None, refused
     try:
         value = ep.load()
     except Exception as exc:
@@ -133,8 +148,8 @@ def _load_one(ep: EntryPoint) -> tuple[object | None, str | None]:
 def _load(group: str) -> tuple[dict[str, Any], dict[str, Disabled]]:
     found: dict[str, Any] = {}
     disabled: dict[str, Disabled] = {}
-    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
-        value, reason = _load_one(ep)
+    for ep, refused in _points(group):
+        value, reason = _load_one(ep, refused)
         if value is not None:
             found[ep.name] = value
         else:
@@ -161,8 +176,8 @@ def plugins() -> list[Plugin]:
     what was just installed shows), enabled or disabled with the reason."""
     found: list[Plugin] = []
     for kind, group in GROUPS.items():
-        for ep in sorted(entry_points(group=group), key=lambda e: e.name):
-            value, reason = _load_one(ep)
+        for ep, refused in _points(group):
+            value, reason = _load_one(ep, refused)
             dist = ep.dist
             found.append(Plugin(kind, ep.name, ep.value, dist.name if dist else "?",
                                 dist.version if dist else "?", reason is None, reason,

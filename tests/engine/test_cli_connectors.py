@@ -45,6 +45,7 @@ inner = fakepkg.step:STEP
 
 [flowrunner.signatures]
 brokensig = fakeplugin_good:NOPE
+stripe = fakeplugin_good:STEP
 
 [flowrunner.poll_sources]
 fancyfeed = fakeplugin_fancy:SOURCE
@@ -147,6 +148,19 @@ def test_a_broken_plugin_is_disabled_with_the_reason(plugin_path: Path, kind: st
     assert (plugin["distribution"], plugin["version"]) == ("fakeplugin", "0.3.1")
 
 
+def test_a_name_registered_twice_is_refused_in_both(plugin_path: Path) -> None:
+    # fakeplugin claims 'stripe': neither its part nor flowrunner's may silently win
+    stripes = [p for p in json.loads(flowrun("connectors", "--format", "json",
+                                             site=plugin_path).stdout)
+               if (p["kind"], p["name"]) == ("signature", "stripe")]
+    assert sorted(p["distribution"] for p in stripes)[0] == "fakeplugin"
+    assert len(stripes) == 2
+    for plugin in stripes:
+        assert not plugin["enabled"]
+        assert plugin["reason"].startswith("'stripe' is registered by fakeplugin and flowrunner")
+        assert plugin["reason"].endswith("; uninstall one of them")
+
+
 def test_broken_plugins_leave_the_others_working(plugin_path: Path) -> None:
     found = listing(plugin_path)
     greet = found[("step", "greet")]
@@ -167,7 +181,7 @@ def test_text_listing_names_groups_status_and_origin(plugin_path: Path) -> None:
     http = next(line for line in lines if line.strip().startswith("http "))
     assert "[" not in http  # built-ins carry no origin
     assert lines[-1] == f"{sum(1 for p in listing(plugin_path).values() if p['enabled'])} " \
-                        "enabled, 9 disabled"
+                        "enabled, 11 disabled"
 
 
 def test_a_flow_uses_the_plugin_step_and_names_the_disabled_one(plugin_path: Path,
