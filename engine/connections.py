@@ -170,9 +170,9 @@ class Connections:
         self._runtime: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
-    def lookup(self, name: str, kind: str | None, ctx: BuildContext, path: Path) -> Any:
-        """The part of connection *name* under *kind* (``http``, ``sftp``...; None: whatever
-        kind it is), or None after a problem."""
+    def lookup(self, name: str, kind: str, ctx: BuildContext, path: Path) -> Any:
+        """The part of connection *name* under *kind* (``http``, ``sftp``...), or None after
+        a problem."""
         if name in self.broken:
             ctx.problem(path, f"connection '{name}' has errors (see {self.files[name]})")
             return None
@@ -184,16 +184,11 @@ class Connections:
                            or (f"; known: {', '.join(sorted(self.found))}" if self.found
                                else "")))
             return None
-        if kind is not None and found.kind != kind:
+        if found.kind != kind:
             ctx.problem(path, f"connection '{name}' is an {found.kind} connection; this "
                         f"needs {kind}")
             return None
-        return getattr(found, found.kind)
-
-    def kind_of(self, name: str) -> str | None:
-        """The kind of connection *name* (``http``, ``sftp``...), None if it is not there."""
-        found = self.found.get(name)
-        return found.kind if found is not None else None
+        return getattr(found, kind)
 
     def runtime(self, name: str, kind: str, make: Callable[[], T]) -> T:
         """The one runtime object (session, token cache) of *name*, made on first use."""

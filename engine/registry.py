@@ -6,10 +6,11 @@ Group ``flowrunner.connections`` names the kinds of named connection (`Connectio
 ``http:`` or ``sftp:`` of a connection file), ``flowrunner.poll_sources`` the sources of a poll
 trigger (`PollSourceKind`: ``poll: {http: ...}``), and ``flowrunner.signatures`` the webhook
 signature schemes (`Scheme`). What a plugin imports from the engine is `engine.plugin`.
-A plugin that cannot be loaded
-— typically a missing optional dependency — is listed as disabled with the reason ("needs
-paramiko — install flowrunner[sftp]"), instead of breaking every flow; `plugins()` is what
-`flowrun connectors` shows.
+
+A plugin that cannot be loaded — typically a missing optional dependency — is listed as
+disabled with the reason ("needs paramiko — install flowrunner[sftp]"), instead of breaking
+every flow; so is a name two distributions register. `plugins()` is what `flowrun connectors`
+shows.
 """
 
 from __future__ import annotations
@@ -172,8 +173,9 @@ def _description(value: object) -> str:
 
 
 def plugins() -> list[Plugin]:
-    """Every registered connector, step kind and signature scheme, loaded now (not cached, so
-    what was just installed shows), enabled or disabled with the reason."""
+    """Every registered part (connector, step kind, connection kind, poll source, signature
+    scheme), loaded now (not cached, so what was just installed shows), enabled or disabled
+    with the reason."""
     found: list[Plugin] = []
     for kind, group in GROUPS.items():
         for ep, refused in _points(group):
