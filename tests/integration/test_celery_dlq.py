@@ -21,8 +21,6 @@ from engine.store.base import DeadLetterFilter
 from tests.engine.server_support import serving
 from tests.integration.conftest import ROOT, Cluster, Downstream
 
-
-
 pytestmark = pytest.mark.integration
 
 FLOW = """\
