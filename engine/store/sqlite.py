@@ -24,7 +24,15 @@ from engine.records import (
     encode_dead_letter,
     encode_run,
 )
-from engine.store.base import DeadLetterFilter, Idempotency, RunFilter, StoreError
+from engine.store import pruning
+from engine.store.base import (
+    DeadLetterFilter,
+    Idempotency,
+    PruneReport,
+    RetentionPolicy,
+    RunFilter,
+    StoreError,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -261,6 +269,65 @@ class SqliteStore:
         with self._tx() as db:
             db.execute("UPDATE dead_letters SET status=?, data=? WHERE id=?",
                        (entry.status, encode_dead_letter(entry), entry.id))
+
+    # -- retention (engine/store/pruning) ---------------------------------------------------------
+    def prune(self, policy: RetentionPolicy, now: float, *, batch: int = 500,
+              flow: str | None = None, dry_run: bool = False) -> PruneReport:
+        return pruning.prune(self, policy, now, batch=batch, flow=flow, dry_run=dry_run)
+
+    def prune_flows(self) -> set[str]:
+        rows = self._query("SELECT DISTINCT flow_id FROM runs UNION "
+                           "SELECT DISTINCT flow_id FROM dead_letters")
+        return {str(r[0]) for r in rows}
+
+    def oldest_runs(self, flow: str, since: float | None, before: float, offset: int,
+                    limit: int) -> list[tuple[RunState, int]]:
+        rows = self._query("SELECT data FROM runs WHERE flow_id = ? AND created_at >= ? AND "
+                           "created_at < ? ORDER BY created_at LIMIT ? OFFSET ?",
+                           (flow, -1e300 if since is None else since, before, limit, offset))
+        return [(decode_run(r[0]), len(r[0])) for r in rows]
+
+    def oldest_entries(self, flow: str, before: float, offset: int,
+                       limit: int) -> list[tuple[DeadLetter, int]]:
+        rows = self._query("SELECT data FROM dead_letters WHERE flow_id = ? AND created_at < ? "
+                           "ORDER BY created_at LIMIT ? OFFSET ?", (flow, before, limit, offset))
+        return [(decode_dead_letter(r[0]), len(r[0])) for r in rows]
+
+    def remove(self, runs: list[RunState], entries: list[DeadLetter]) -> set[str]:
+        gone: set[str] = set()
+        with self._tx() as db:
+            for run in runs:
+                if db.execute("DELETE FROM runs WHERE run_id = ? AND status = ?",
+                              (run.run_id, run.status)).rowcount:
+                    gone.add(run.run_id)
+            for entry in entries:
+                if db.execute("DELETE FROM dead_letters WHERE id = ? AND status = ?",
+                              (entry.id, entry.status)).rowcount:
+                    gone.add(entry.id)
+                    db.execute("DELETE FROM runs WHERE run_id = ? AND status = 'dead_lettered'",
+                               (entry.run_id,))
+        return gone
+
+    def replace_runs(self, runs: list[tuple[RunState, bytes]]) -> set[str]:
+        done: set[str] = set()
+        with self._tx() as db:
+            for run, data in runs:
+                if db.execute("UPDATE runs SET data = ? WHERE run_id = ? AND status = ?",
+                              (data, run.run_id, run.status)).rowcount:
+                    done.add(run.run_id)
+        return done
+
+    def expired_keys(self, now: float, limit: int, dry_run: bool) -> int:
+        # no index on expires_at (every intake would pay for it): the keys are read outside
+        # the write lock, then removed by primary key, checked again inside
+        rows = self._query("SELECT scope, key FROM idempotency WHERE expires_at < ? LIMIT ?",
+                           (now, limit))
+        if dry_run or not rows:
+            return len(rows)
+        with self._tx() as db:
+            return sum(db.execute("DELETE FROM idempotency WHERE scope = ? AND key = ? AND "
+                                  "expires_at < ?", (scope, key, now)).rowcount
+                       for scope, key in rows)
 
     # -- cursors and locks ---------------------------------------------------------------------
     def get_cursor(self, name: str) -> str | None:
