@@ -77,7 +77,8 @@ def prune(store: Prunable, policy: RetentionPolicy, now: float, *, batch: int = 
         if keep.runs is not None:
             _runs(store, name, now - keep.runs, batch, dry_run, report)
         if keep.bodies is not None and (keep.runs is None or keep.bodies < keep.runs):
-            _bodies(store, name, now - keep.bodies, now, batch, dry_run, report)
+            removed = None if keep.runs is None else now - keep.runs
+            _bodies(store, name, now - keep.bodies, removed, now, batch, dry_run, report)
     if flow is None:
         while n := store.expired_keys(now, batch, dry_run):
             report.add("", "idempotency", n)
@@ -124,8 +125,8 @@ def _entries(store: Prunable, flow: str, before: float, batch: int, dry_run: boo
         time.sleep(PAUSE)
 
 
-def _bodies(store: Prunable, flow: str, before: float, now: float, batch: int, dry_run: bool,
-            report: PruneReport) -> None:
+def _bodies(store: Prunable, flow: str, before: float, removed: float | None, now: float,
+            batch: int, dry_run: bool, report: PruneReport) -> None:
     cursor = f"retention:bodies:{flow}"
     saved = store.get_cursor(cursor)
     since = float(saved) if saved else None
@@ -138,8 +139,9 @@ def _bodies(store: Prunable, flow: str, before: float, now: float, batch: int, d
         going: list[tuple[RunState, bytes]] = []
         sizes: dict[str, int] = {}
         for run, size in page:
-            if run.status not in FINISHED or run.compacted_at is not None:
-                continue
+            if run.status not in FINISHED or run.compacted_at is not None or (
+                    removed is not None and run.updated_at < removed):
+                continue  # active, done already, or removed whole (a dry run still sees it)
             if run.updated_at >= before:
                 hold = run.created_at if hold is None else min(hold, run.created_at)
                 continue
