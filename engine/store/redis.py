@@ -414,19 +414,27 @@ class RedisStore:
         return list(pipe.execute())
 
     def _scan(self, index: str, since: float | None, until: float | None, limit: int,
-              hash_prefix: str, decode: Callable[[str], R], keep: Callable[[R], bool]) -> list[R]:
-        """Newest first from one sorted-set index, filtered by *keep*, up to *limit* records."""
+              hash_prefix: str, decode: Callable[[str], R], keep: Callable[[R], bool],
+              fields: dict[str, str] | None = None) -> list[R]:
+        """Newest first from one sorted-set index, filtered by *keep*, up to *limit* records.
+        With *fields*, ids whose hash fields differ are passed over before their records are
+        read (a run's hash holds its flow and status: a rare status costs no record reads)."""
         low = "-inf" if since is None else repr(float(since))
         high = "+inf" if until is None else f"({float(until)!r}"
         out: list[R] = []
         offset = 0
+        page = max(1, min(BATCH, limit))  # limit=1 (the console's last run) reads one record
         with self._errors():
             while len(out) < limit:
-                ids = self.redis.zrevrangebyscore(index, high, low, start=offset, num=BATCH)
+                ids = [str(i) for i in self.redis.zrevrangebyscore(index, high, low,
+                                                                   start=offset, num=page)]
                 if not ids:
                     break
                 offset += len(ids)
-                for data in self._records(hash_prefix, [str(i) for i in ids]):
+                page = min(BATCH, page * 2)
+                if fields:
+                    ids = self._matching(hash_prefix, ids, fields)
+                for data in self._records(hash_prefix, ids):
                     if data is None:
                         continue
                     record = decode(data)
@@ -436,6 +444,13 @@ class RedisStore:
                             break
         return out
 
+    def _matching(self, hash_prefix: str, ids: list[str], fields: dict[str, str]) -> list[str]:
+        pipe = self.redis.pipeline(transaction=False)
+        for record_id in ids:
+            pipe.hmget(f"{hash_prefix}{record_id}", list(fields))
+        wanted = list(fields.values())
+        return [i for i, got in zip(ids, pipe.execute(), strict=True) if got == wanted]
+
     def list_runs(self, query: RunFilter) -> list[RunState]:
         p = self.prefix
         # the most selective index drives the scan; the other conditions filter its records
@@ -443,6 +458,14 @@ class RedisStore:
             index = f"{p}runs:key:{query.key}"
         elif query.correlation_id is not None:
             index = f"{p}runs:corr:{query.correlation_id}"
+        elif query.flow is not None and query.status is not None:
+            # the smaller of the two indexes: a rare status of a busy flow, or a quiet flow
+            by_flow, by_status = f"{p}runs:flow:{query.flow}", f"{p}runs:status:{query.status}"
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zcard(by_flow)
+            pipe.zcard(by_status)
+            sizes = self._do(pipe.execute)
+            index = by_flow if sizes[0] <= sizes[1] else by_status
         elif query.flow is not None:
             index = f"{p}runs:flow:{query.flow}"
         elif query.status is not None:
@@ -455,8 +478,10 @@ class RedisStore:
         def keep(run: RunState) -> bool:
             return all(v is None or getattr(run, k) == v for k, v in wanted.items())
 
+        fields = {name: value for name, value in (("flow", query.flow),
+                                                  ("status", query.status)) if value is not None}
         return self._scan(index, query.since, query.until, query.limit, f"{p}run:",
-                          decode_run, keep)
+                          decode_run, keep, fields)
 
     def active_runs(self) -> list[RunState]:
         with self._errors():

@@ -107,6 +107,18 @@ def test_list_runs_limit_applies_after_filtering(store: Store) -> None:
     assert ids(found) == ["r20", "r10"]
 
 
+def test_list_runs_by_flow_and_a_rare_status_pages_through_the_history(store: Store) -> None:
+    for i in range(450):
+        status = "filtered" if i % 30 == 0 else "succeeded"
+        store.save_run(run(f"r{i:03}", flow=("orders", "invoices", "asn")[i % 3], status=status,
+                           created=i))
+    found = store.list_runs(RunFilter(flow="orders", status="filtered", limit=4))
+    assert ids(found) == ["r420", "r390", "r360", "r330"]
+    assert len(store.list_runs(RunFilter(flow="invoices", status="succeeded", limit=500))) == 150
+    assert ids(store.list_runs(RunFilter(flow="asn", status="filtered"))) == []
+    assert ids(store.list_runs(RunFilter(flow="orders", limit=1))) == ["r447"]
+
+
 def test_active_runs_are_queued_running_or_retrying_oldest_first(store: Store) -> None:
     store.save_run(run("late", status="retrying", created=3, due_at=T0 + 60))
     store.save_run(run("done", status="succeeded", created=0))
