@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS runs (
     data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS runs_flow ON runs(flow_id, created_at);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+-- the console's counts per flow (a covering scan) and runs of a flow in one status, newest first
+CREATE INDEX IF NOT EXISTS runs_flow_status ON runs(flow_id, status, created_at);
 CREATE INDEX IF NOT EXISTS runs_key ON runs(key);
 CREATE INDEX IF NOT EXISTS runs_correlation ON runs(correlation_id);
 CREATE TABLE IF NOT EXISTS idempotency (
