@@ -255,3 +255,23 @@ def test_redis_keeps_no_key_of_a_pruned_run_and_memory_stays_flat(redis_url: str
     # nothing accumulates: the last waves use no more memory than the second did, give or
     # take the allocator's rounding
     assert max(memory[2:]) <= memory[1] + 256 * 1024, memory
+
+
+def test_the_flows_in_docs_retention_load_and_mean_what_the_text_says(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "retention.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        name = re.search(r"^flow: (\S+)", block, re.M)
+        assert name is not None
+        (tmp_path / f"{name.group(1)}.yaml").write_text(block, encoding="utf-8")
+    settings = Settings(home=tmp_path / "home", flows=tmp_path)
+    app = App(settings)
+    try:
+        assert app.flows.problems.errors == []
+        got = policy(settings, app.flows)
+    finally:
+        app.store.close()
+    assert got.of("retention-example-orders") == Keep(runs=30 * DAY, bodies=2 * DAY,
+                                                      dead_letters=90 * DAY)
+    assert got.of("retention-example-ledger") == Keep(runs=None, bodies=None, dead_letters=None)
