@@ -333,3 +333,28 @@ def test_bad_settings_are_an_error_message_not_a_traceback(tmp_path: Path) -> No
     assert result.exit_code == 1
     assert "bad settings: FLOWRUN_BUSY_TIMEOUT: 'soon' is not a duration" in result.stderr
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+
+
+def test_a_state_file_from_before_the_run_counts_is_counted_when_opened(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "state.db"
+    store = SqliteStore(path)
+    store.close()
+    db = sqlite3.connect(path)  # as a state file written by an earlier flowrunner
+    db.executescript("DROP TRIGGER runs_counted; DROP TRIGGER runs_uncounted; "
+                     "DROP TRIGGER runs_recounted; DROP TABLE run_counts;")
+    for i in range(7):
+        db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+                   (f"r{i}", "orders" if i < 5 else "invoices", "succeeded" if i % 2 else
+                    "queued", None, "", 0.0, 0.0, None, b"{}"))
+    db.commit()
+    db.close()
+    store = SqliteStore(path)
+    try:
+        assert store.count_runs() == {"queued": 4, "succeeded": 3}
+        assert store.count_runs("invoices") == {"queued": 1, "succeeded": 1}
+        store.save_run(run("r9", "invoices", "succeeded"))
+        assert store.count_runs("invoices") == {"queued": 1, "succeeded": 2}
+    finally:
+        store.close()
