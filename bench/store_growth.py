@@ -12,7 +12,9 @@ the record is the one a worker's last save leaves, without timing the message pa
 * p50/p95 of the operators' queries: runs by business key, by flow and status (each status),
   and the console's flow-health view (engine/console/views.flow_health);
 * pruning: every body compacted (retention ``bodies: 0s``), then every run removed, in the
-  store's own batches — records per second, and bytes per run once compacted.
+  store's own batches — records per second, and bytes per run once compacted; from these, the
+  bytes per run kept on average in the steady state of ``runs: 14d, bodies: 2d`` (two days of
+  full records, twelve of summaries).
 
 Prints a table and writes bench/results/store_growth.json.
 
@@ -40,6 +42,8 @@ from bench.common import figure, output_path, write_result  # noqa: E402
 from bench.sidebyside.load import order_body  # noqa: E402
 
 GOALS = {"bytes_per_run_over_body": 1.3, "query_p95_ms": 100.0}
+#: the steady state reported: runs kept 14 days, their bodies 2 (docs/retention.md)
+KEEP_DAYS, BODY_DAYS = 14, 2
 FLOWS = [f"bench-orders-{n}" for n in range(5)]
 GROUP = 200
 FLOW = """\
@@ -197,6 +201,7 @@ def measure(name: str, runs: int, samples: int, body: dict[str, Any], body_bytes
     n_compacted, n_removed = compacted.total, removed.total
     print(f"  compacted {n_compacted} in {compact_s:.1f} s, {small / runs:.0f} bytes per run "
           f"after; removed {n_removed} in {remove_s:.1f} s", flush=True)
+    steady = (BODY_DAYS * full + (KEEP_DAYS - BODY_DAYS) * small) / KEEP_DAYS / runs
     return {"runs": runs, "statuses": statuses, "write_seconds": round(write_s, 1),
             "bytes_in_use": full, "bytes_per_run": round(full / runs),
             "bytes_per_run_over_body": round(full / runs / body_bytes, 2),
@@ -204,6 +209,8 @@ def measure(name: str, runs: int, samples: int, body: dict[str, Any], body_bytes
             "compacted": n_compacted, "compact_seconds": round(compact_s, 2),
             "compact_per_s": round(n_compacted / compact_s) if compact_s else None,
             "bytes_per_run_compacted": round(small / runs),
+            "steady_bytes_per_run": round(steady),
+            "steady_bytes_per_run_over_body": round(steady / body_bytes, 2),
             "removed": n_removed, "remove_seconds": round(remove_s, 2),
             "remove_per_s": round(n_removed / remove_s) if remove_s else None,
             "bytes_in_use_after_removal": left}
@@ -215,7 +222,10 @@ def figures_of(name: str, got: dict[str, Any]) -> list[dict[str, Any]]:
                   "×", GOALS["bytes_per_run_over_body"],
                   note=f"{got['bytes_per_run']} bytes per run at {got['runs']} runs"),
            figure(f"{label}: bytes per run once compacted", got["bytes_per_run_compacted"],
-                  "bytes")]
+                  "bytes"),
+           figure(f"{label}: steady state ({KEEP_DAYS}d runs, {BODY_DAYS}d bodies) ÷ body",
+                  got["steady_bytes_per_run_over_body"], "×", GOALS["bytes_per_run_over_body"],
+                  note=f"{got['steady_bytes_per_run']} bytes per run kept, on average")]
     for what, q in got["queries"].items():
         out.append(figure(f"{label}: {what} p95", q["p95_ms"], "ms", GOALS["query_p95_ms"],
                           note=f"p50 {q['p50_ms']} ms"))
