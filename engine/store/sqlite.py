@@ -251,7 +251,13 @@ class SqliteStore:
         return holders
 
     def _insert_run(self, db: sqlite3.Connection, run: RunState, data: bytes) -> None:
-        db.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+        # a saved run is updated in place: only the status index changes (a REPLACE deleted and
+        # wrote again the row and all five index entries); flow, creation and correlation id
+        # never change once a run is recorded
+        db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (run_id) DO UPDATE "
+                   "SET status = excluded.status, key = excluded.key, "
+                   "updated_at = excluded.updated_at, due_at = excluded.due_at, "
+                   "data = excluded.data",
                    (run.run_id, run.flow_id, run.status, run.key, run.correlation_id,
                     run.created_at, run.updated_at, run.due_at, data))
 
