@@ -41,13 +41,13 @@ class Prunable(Protocol):
 
     def oldest_runs(self, flow: str, since: float | None, before: float, offset: int,
                     limit: int) -> list[tuple[RunState, int]]:
-        """Runs of *flow* created in [since, before), oldest first, skipping *offset*; each
-        with the size of its stored record in bytes."""
+        """Runs of *flow* created in [since, before), ordered by creation then id, skipping
+        *offset*; each with the size of its stored record in bytes."""
 
-    def oldest_entries(self, flow: str, before: float, offset: int,
+    def oldest_entries(self, flow: str, since: float | None, before: float, offset: int,
                        limit: int) -> list[tuple[DeadLetter, int]]:
-        """Dead-letter entries of *flow* created before *before*, oldest first, skipping
-        *offset*; each with the size of its stored record."""
+        """Dead-letter entries of *flow* created in [since, before), ordered by creation then
+        id, skipping *offset*; each with the size of its stored record."""
 
     def remove(self, runs: list[RunState], entries: list[DeadLetter]) -> set[str]:
         """In one transaction: each run and entry, with its indexes and counts, if its status
@@ -95,33 +95,45 @@ def resolved_at(entry: DeadLetter) -> float:
     return max([entry.created_at, *times])
 
 
+def _after(since: float | None, skip: int, page: list[tuple[float, str]],
+           gone: set[str]) -> tuple[float, int]:
+    """Where the next page starts, from the (created at, id) of this one: after its last
+    creation time, skipping the records of that time that are still there. Pages are walked by
+    creation time rather than by position, so a page costs the same at the end of a long
+    history as at its start."""
+    last = page[-1][0]
+    kept = sum(1 for at, record_id in page if at == last and record_id not in gone)
+    return last, kept + (skip if last == since else 0)
+
+
 def _runs(store: Prunable, flow: str, before: float, batch: int, dry_run: bool,
           report: PruneReport) -> None:
-    offset = 0
-    while page := store.oldest_runs(flow, None, before, offset, batch):
+    since, skip = None, 0
+    while page := store.oldest_runs(flow, since, before, skip, batch):
         sizes = {run.run_id: size for run, size in page}
         going = [run for run, _ in page if run.status in FINISHED and run.updated_at < before]
         gone = {r.run_id for r in going} if dry_run else store.remove(going, [])
         report.add(flow, "runs", len(gone), sum(sizes[i] for i in gone))
-        # what stays is still at the head of the index: skip it next time
-        offset += len(page) - (0 if dry_run else len(gone))
         if len(page) < batch:
             break
+        since, skip = _after(since, skip, [(r.created_at, r.run_id) for r, _ in page],
+                             set() if dry_run else gone)
         time.sleep(PAUSE)
 
 
 def _entries(store: Prunable, flow: str, before: float, batch: int, dry_run: bool,
              report: PruneReport) -> None:
-    offset = 0
-    while page := store.oldest_entries(flow, before, offset, batch):
+    since, skip = None, 0
+    while page := store.oldest_entries(flow, since, before, skip, batch):
         sizes = {entry.id: size for entry, size in page}
         going = [entry for entry, _ in page
                  if entry.status in RESOLVED and resolved_at(entry) < before]
         gone = {e.id for e in going} if dry_run else store.remove([], going)
         report.add(flow, "dead_letters", len(gone), sum(sizes[i] for i in gone))
-        offset += len(page) - (0 if dry_run else len(gone))
         if len(page) < batch:
             break
+        since, skip = _after(since, skip, [(e.created_at, e.id) for e, _ in page],
+                             set() if dry_run else gone)
         time.sleep(PAUSE)
 
 
@@ -129,13 +141,11 @@ def _bodies(store: Prunable, flow: str, before: float, removed: float | None, no
             batch: int, dry_run: bool, report: PruneReport) -> None:
     cursor = f"retention:bodies:{flow}"
     saved = store.get_cursor(cursor)
-    since = float(saved) if saved else None
+    since, skip = (float(saved) if saved else None), 0
     # a run that finished too lately to compact now holds the cursor at its creation, so the
     # next pass looks at it again; a run still active is passed over (it is removed whole)
     hold: float | None = None
-    offset = 0
-    while page := store.oldest_runs(flow, since, before, offset, batch):
-        offset += len(page)
+    while page := store.oldest_runs(flow, since, before, skip, batch):
         going: list[tuple[RunState, bytes]] = []
         sizes: dict[str, int] = {}
         for run, size in page:
@@ -152,6 +162,7 @@ def _bodies(store: Prunable, flow: str, before: float, removed: float | None, no
         report.add(flow, "bodies", len(done), sum(sizes[i] for i in done))
         if len(page) < batch:
             break
+        since, skip = _after(since, skip, [(r.created_at, r.run_id) for r, _ in page], set())
         time.sleep(PAUSE)
     if not dry_run:
         store.set_cursor(cursor, repr(before if hold is None else hold))

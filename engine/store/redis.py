@@ -671,9 +671,9 @@ class RedisStore:
                              before, offset, limit)
         return [(decode_run(data), len(data.encode())) for data in found]
 
-    def oldest_entries(self, flow: str, before: float, offset: int,
+    def oldest_entries(self, flow: str, since: float | None, before: float, offset: int,
                        limit: int) -> list[tuple[DeadLetter, int]]:
-        found = self._oldest(f"{self.prefix}dls:flow:{flow}", f"{self.prefix}dl:", None,
+        found = self._oldest(f"{self.prefix}dls:flow:{flow}", f"{self.prefix}dl:", since,
                              before, offset, limit)
         return [(decode_dead_letter(data), len(data.encode())) for data in found]
 

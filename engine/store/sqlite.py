@@ -317,14 +317,15 @@ class SqliteStore:
     def oldest_runs(self, flow: str, since: float | None, before: float, offset: int,
                     limit: int) -> list[tuple[RunState, int]]:
         rows = self._query("SELECT data FROM runs WHERE flow_id = ? AND created_at >= ? AND "
-                           "created_at < ? ORDER BY created_at LIMIT ? OFFSET ?",
+                           "created_at < ? ORDER BY created_at, run_id LIMIT ? OFFSET ?",
                            (flow, -1e300 if since is None else since, before, limit, offset))
         return [(decode_run(r[0]), len(r[0])) for r in rows]
 
-    def oldest_entries(self, flow: str, before: float, offset: int,
+    def oldest_entries(self, flow: str, since: float | None, before: float, offset: int,
                        limit: int) -> list[tuple[DeadLetter, int]]:
-        rows = self._query("SELECT data FROM dead_letters WHERE flow_id = ? AND created_at < ? "
-                           "ORDER BY created_at LIMIT ? OFFSET ?", (flow, before, limit, offset))
+        rows = self._query("SELECT data FROM dead_letters WHERE flow_id = ? AND created_at >= ? "
+                           "AND created_at < ? ORDER BY created_at, id LIMIT ? OFFSET ?",
+                           (flow, -1e300 if since is None else since, before, limit, offset))
         return [(decode_dead_letter(r[0]), len(r[0])) for r in rows]
 
     def remove(self, runs: list[RunState], entries: list[DeadLetter]) -> set[str]:

@@ -482,3 +482,17 @@ def test_a_record_changed_since_it_was_read_is_not_removed(store: Store) -> None
     assert store.remove([read], [stale]) == set()  # type: ignore[attr-defined]
     assert store.get_dead_letter("e1") is not None and store.get_run("r1") is not None
     assert store.get_run("run-e1") is not None
+
+
+def test_pages_walk_through_runs_created_at_the_same_moment(store: Store) -> None:
+    for i in range(10):  # one intake group: one creation time
+        store.save_run(ended(f"r{i}", "running" if i in (1, 4, 5) else "succeeded", days_ago=20))
+    for i in range(10):
+        store.save_run(ended(f"s{i}", days_ago=5))
+    policy = RetentionPolicy(Keep(runs=14 * DAY, bodies=1 * DAY))
+    assert store.prune(policy, NOW, batch=2, dry_run=True).counts == {
+        ("orders", "runs"): 7, ("orders", "bodies"): 10}
+    report = store.prune(policy, NOW, batch=2)
+    assert report.counts == {("orders", "runs"): 7, ("orders", "bodies"): 10}
+    assert sorted(ids(store.list_runs(RunFilter(status="running")))) == ["r1", "r4", "r5"]
+    assert all(r.compacted_at == NOW for r in store.list_runs(RunFilter(status="succeeded")))
