@@ -18,6 +18,7 @@ from pydantic_settings import (
 
 from engine.dsl.base import Duration
 from engine.dsl.retention import KeepFor
+from engine.store.base import Keep
 
 
 class Settings(BaseSettings):
@@ -55,12 +56,12 @@ class Settings(BaseSettings):
     body_timeout: Duration = Field(30.0, gt=0, description="Longest time from the end of the "
                                    "headers to the end of the body.")
     # history (docs/retention.md); a flow's `retention:` block overrides the first three
-    retention_runs: KeepFor = Field(14 * 86400.0, description="How long a finished run is kept "
+    retention_runs: KeepFor = Field(Keep.runs, description="How long a finished run is kept "
                                     "after it finished: a duration ('14d') or 'forever'.")
-    retention_bodies: KeepFor = Field(None, description="How long a finished run keeps its "
+    retention_bodies: KeepFor = Field(Keep.bodies, description="How long a finished run keeps its "
                                       "message (body, headers) before it is compacted to its "
                                       "summary; 'forever' (default): until the run goes.")
-    retention_dead_letters: KeepFor = Field(30 * 86400.0, description="How long a dead-letter "
+    retention_dead_letters: KeepFor = Field(Keep.dead_letters, description="How long a dead-letter "
                                             "entry is kept after it was replayed or discarded "
                                             "(open entries are always kept).")
     prune_interval: Duration = Field(3600.0, description="How often `flowrun serve` and "

@@ -310,7 +310,7 @@ class SqliteStore:
         return pruning.prune(self, policy, now, batch=batch, flow=flow, dry_run=dry_run)
 
     def prune_flows(self) -> set[str]:
-        rows = self._query("SELECT DISTINCT flow_id FROM runs UNION "
+        rows = self._query("SELECT flow_id FROM run_counts UNION "
                            "SELECT DISTINCT flow_id FROM dead_letters")
         return {str(r[0]) for r in rows}
 
