@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     id TEXT PRIMARY KEY, run_id TEXT NOT NULL, flow_id TEXT NOT NULL, step TEXT,
     message TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS dead_letters_flow ON dead_letters(flow_id, created_at);
+-- entries by status and flow (the console's and /metrics' open counts): a covering scan
+CREATE INDEX IF NOT EXISTS dead_letters_status ON dead_letters(status, flow_id);
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL,
     expires_at REAL NOT NULL);
