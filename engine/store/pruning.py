@@ -1,7 +1,7 @@
 """The pruning pass of every store: what retention no longer keeps, found and removed in batches.
 
 A store lends a few primitives (`Prunable`): the flows it holds records of, a page of a flow's
-oldest runs or resolved entries, and one transaction that removes or compacts a page. This
+oldest runs or dead-letter entries, and one transaction that removes or compacts a page. This
 module decides what goes, so every backend prunes by the same rules:
 
 * a finished run (any end but ``dead_lettered``) goes when it finished longer ago than
@@ -59,8 +59,8 @@ class Prunable(Protocol):
         if their status is still the same. Returns the ids replaced."""
 
     def expired_keys(self, now: float, limit: int, dry_run: bool) -> int:
-        """Remove up to *limit* idempotency keys that expired before *now* (a dry run only
-        counts them); how many. Stores whose keys expire by themselves return 0."""
+        """Remove up to *limit* idempotency keys that expired before *now*; how many. A dry run
+        counts them all and removes none. Stores whose keys expire by themselves return 0."""
 
     def get_cursor(self, name: str) -> str | None: ...
 

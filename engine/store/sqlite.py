@@ -357,10 +357,13 @@ class SqliteStore:
     def expired_keys(self, now: float, limit: int, dry_run: bool) -> int:
         # no index on expires_at (every intake would pay for it): the keys are read outside
         # the write lock, then removed by primary key, checked again inside
+        if dry_run:
+            return int(self._query("SELECT COUNT(*) FROM idempotency WHERE expires_at < ?",
+                                   (now,))[0][0])
         rows = self._query("SELECT scope, key FROM idempotency WHERE expires_at < ? LIMIT ?",
                            (now, limit))
-        if dry_run or not rows:
-            return len(rows)
+        if not rows:
+            return 0
         with self._tx() as db:
             return sum(db.execute("DELETE FROM idempotency WHERE scope = ? AND key = ? AND "
                                   "expires_at < ?", (scope, key, now)).rowcount

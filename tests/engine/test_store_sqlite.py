@@ -358,3 +358,18 @@ def test_a_state_file_from_before_the_run_counts_is_counted_when_opened(tmp_path
         assert store.count_runs("invoices") == {"queued": 1, "succeeded": 2}
     finally:
         store.close()
+
+
+def test_prune_removes_expired_delivery_ids_and_keeps_live_ones(store: SqliteStore) -> None:
+    from engine.store.base import Keep, RetentionPolicy
+
+    for i in range(5):
+        store.create_run(run(f"gone{i}"), ("orders", f"old-{i}", 0.05))
+    store.create_run(run("live"), ("orders", "live", 60))
+    time.sleep(0.1)
+    policy = RetentionPolicy(Keep(runs=None, dead_letters=None))
+    assert store.prune(policy, time.time(), dry_run=True).counts == {("", "idempotency"): 5}
+    assert store.prune(policy, time.time(), batch=2).counts == {("", "idempotency"): 5}
+    assert store._query("SELECT key FROM idempotency") == [("live",)]
+    assert store.create_run(run("again"), ("orders", "live", 60)) == "live"
+    assert store.prune(policy, time.time(), flow="orders").counts == {}
