@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("flowrunner.retention")
 
 LOCK = "prune"
+#: how long the prune lock lasts without renewal: a pruning process that dies blocks the next
+#: pass (and `flowrun prune`) this long at most
+LEASE = 30.0
 
 
 def policy(settings: Settings, flows: FlowSet) -> RetentionPolicy:
@@ -66,18 +70,31 @@ class Pruner(Periodic):
     def prune(self, *, flow: str | None = None, dry_run: bool = False) -> PruneReport | None:
         """One pass now (of *flow* only, if given), unless another process is pruning this
         store (then None); its report."""
-        # the lock outlives a pass that takes the whole interval; a dead holder's lapses
-        if not self.store.acquire_lock(LOCK, self.owner, max(self.interval, 60.0)):
+        if not self.store.acquire_lock(LOCK, self.owner, LEASE):
             return None
+        done = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(done,), daemon=True,
+                                   name="flowrun prune lease")
+        renewer.start()
         try:
             report = self.store.prune(policy(self.settings, self.flows()), time.time(),
                                       batch=self.settings.prune_batch, flow=flow,
                                       dry_run=dry_run)
         finally:
+            done.set()
+            renewer.join()
             self.store.release_lock(LOCK, self.owner)
         if report.total and not dry_run:
             log.info("%s", summary(report))
         return report
+
+    def _renew(self, done: threading.Event) -> None:
+        # a pass over a long history takes minutes; the lease is renewed while it runs
+        while not done.wait(LEASE / 3):
+            try:
+                self.store.acquire_lock(LOCK, self.owner, LEASE)
+            except Exception:  # the next renewal tries again; the pass goes on meanwhile
+                log.warning("prune lease not renewed", exc_info=True)
 
     def tick(self) -> None:
         self.prune()
