@@ -6,7 +6,8 @@ module decides what goes, so every backend prunes by the same rules:
 
 * a finished run (any end but ``dead_lettered``) goes when it finished longer ago than
   ``runs``; before that, once it finished longer ago than ``bodies``, its message is dropped
-  and its summary kept (`engine.records.compact`);
+  and its summary kept (`engine.records.compact`). A replay run that ended dead-lettered goes
+  like a finished run too: the entry it replayed holds its message and its failure;
 * a dead-letter entry goes when it was resolved (replayed or discarded) longer ago than
   ``dead_letters`` — with its dead-lettered run, in the same transaction; open entries and
   entries with a replay in flight stay;
@@ -88,6 +89,11 @@ def prune(store: Prunable, policy: RetentionPolicy, now: float, *, batch: int = 
     return report
 
 
+def _finished(run: RunState) -> bool:
+    return run.status in FINISHED or (run.status == "dead_lettered"
+                                      and bool(run.envelope.get("meta", {}).get("replay_of")))
+
+
 def resolved_at(entry: DeadLetter) -> float:
     """When the entry was last acted on (replayed, discarded, a replay finished)."""
     times = [float(t) for item in entry.audit for t in (item.get("at"), item.get("finished_at"))
@@ -111,7 +117,7 @@ def _runs(store: Prunable, flow: str, before: float, batch: int, dry_run: bool,
     since, skip = None, 0
     while page := store.oldest_runs(flow, since, before, skip, batch):
         sizes = {run.run_id: size for run, size in page}
-        going = [run for run, _ in page if run.status in FINISHED and run.updated_at < before]
+        going = [run for run, _ in page if _finished(run) and run.updated_at < before]
         gone = {r.run_id for r in going} if dry_run else store.remove(going, [])
         report.add(flow, "runs", len(gone), sum(sizes[i] for i in gone))
         if len(page) < batch:

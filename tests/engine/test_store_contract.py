@@ -496,3 +496,14 @@ def test_pages_walk_through_runs_created_at_the_same_moment(store: Store) -> Non
     assert report.counts == {("orders", "runs"): 7, ("orders", "bodies"): 10}
     assert sorted(ids(store.list_runs(RunFilter(status="running")))) == ["r1", "r4", "r5"]
     assert all(r.compacted_at == NOW for r in store.list_runs(RunFilter(status="succeeded")))
+
+
+def test_a_replay_that_failed_again_goes_like_a_finished_run(store: Store) -> None:
+    put_letters(store, resolved("e1", "open", days_ago=0, created_days_ago=40))
+    replay = ended("replay-1", "dead_lettered", days_ago=20)
+    replay.envelope["meta"] = {"replay_of": "e1"}  # the entry keeps its message and failure
+    store.save_run(replay)
+    report = store.prune(RetentionPolicy(Keep(runs=14 * DAY)), NOW)
+    assert report.counts == {("orders", "runs"): 1}
+    assert store.get_run("replay-1") is None
+    assert store.get_run("run-e1") is not None and store.get_dead_letter("e1") is not None
