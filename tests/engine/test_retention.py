@@ -235,9 +235,10 @@ def test_redis_keeps_no_key_of_a_pruned_run_and_memory_stays_flat(redis_url: str
         store.prune(policy, time.time())
         time.sleep(0.6)  # the idempotency keys (0.5 s) expire by themselves
         baseline = redis_keys(client)
-        # what stays is per flow or per status, never per run or entry
-        assert all(re.fullmatch(r"flowrun:(flows|runs:count:flow-\d|dls:count:open)", k)
-                   for k in baseline), sorted(baseline)
+        # what stays is per flow, per status or store-wide — a handful — never per run or entry
+        per_record = re.compile(r"w\d+-\d+|[kcd]-\d+-\d+")
+        assert not [k for k in baseline if per_record.search(k)], sorted(baseline)
+        assert len(baseline) <= 10, sorted(baseline)
         for wave in range(1, WAVES + 1):
             lifecycle(store, wave, PER_WAVE, old)
             assert len(redis_keys(client)) > PER_WAVE  # the wave is there, every index of it
