@@ -360,6 +360,7 @@ def _register() -> None:
         cli_connectors,
         cli_ops,
         cli_poll,
+        cli_prune,
         cli_scheduler,
         cli_serve,
         cli_test,
@@ -374,6 +375,7 @@ def _register() -> None:
     main.add_command(cli_worker.worker)
     main.add_command(cli_scheduler.scheduler)
     main.add_command(cli_poll.poll)
+    main.add_command(cli_prune.prune)
 
 
 _register()

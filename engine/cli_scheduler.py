@@ -76,9 +76,11 @@ def scheduler(flows_dir: str | None, lease: float, workers: int) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    app.pruner.start()
     try:
         runner.run(stop)
     finally:
+        app.pruner.stop()
         runner.close()
         app.store.close()
         click.echo("flowrun scheduler: stopped; unfinished runs resume on the next start",

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Union
 from pydantic import Discriminator, Field, Tag, TypeAdapter, create_model
 
 from engine.dsl.base import Expr, Model
+from engine.dsl.retention import RetentionSpec
 from engine.dsl.retry import Defaults, OnFailure, RetryPolicy
 from engine.dsl.triggers import ManualSpec, trigger_union
 from engine.registry import registry
@@ -83,6 +84,9 @@ class FlowBase(Model):
     queue: str = Field("default", pattern=r"^[a-z][a-z0-9_-]*$",
                        description="Worker lane for this flow's runs, e.g. priority or bulk.")
     concurrency: int | None = Field(None, ge=1, description="Most runs of this flow at once.")
+    retention: RetentionSpec | None = Field(
+        None, description="How long this flow's run records, message bodies and resolved "
+                          "dead-letter entries are kept, overriding FLOWRUN_RETENTION_*.")
 
 
 @functools.cache

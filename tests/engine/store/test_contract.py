@@ -16,7 +16,14 @@ import pytest
 import redis
 
 from engine.records import DeadLetter, RunState, Spawn
-from engine.store.base import DeadLetterFilter, RunFilter, Store, StoreError
+from engine.store.base import (
+    DeadLetterFilter,
+    Keep,
+    RetentionPolicy,
+    RunFilter,
+    Store,
+    StoreError,
+)
 from engine.store.redis import RedisStore
 from engine.store.sqlite import SqliteStore
 from tests.conftest import free_port
@@ -99,6 +106,18 @@ def test_list_runs_limit_applies_after_filtering(store: Store) -> None:
                            status="succeeded" if i % 10 == 0 else "queued"))
     found = store.list_runs(RunFilter(status="succeeded", key="k", limit=2))
     assert ids(found) == ["r20", "r10"]
+
+
+def test_list_runs_by_flow_and_a_rare_status_pages_through_the_history(store: Store) -> None:
+    for i in range(450):
+        status = "filtered" if i % 30 == 0 else "succeeded"
+        store.save_run(run(f"r{i:03}", flow=("orders", "invoices", "asn")[i % 3], status=status,
+                           created=i))
+    found = store.list_runs(RunFilter(flow="orders", status="filtered", limit=4))
+    assert ids(found) == ["r420", "r390", "r360", "r330"]
+    assert len(store.list_runs(RunFilter(flow="invoices", status="succeeded", limit=500))) == 150
+    assert ids(store.list_runs(RunFilter(flow="asn", status="filtered"))) == []
+    assert ids(store.list_runs(RunFilter(flow="orders", limit=1))) == ["r447"]
 
 
 def test_active_runs_are_queued_running_or_retrying_oldest_first(store: Store) -> None:
@@ -387,3 +406,173 @@ def test_a_redis_store_written_without_dead_letter_counts_is_counted_exactly(
     assert later.count_dead_letters("open") == {"orders": 2, "invoices": 1}
     for client in (raw, store, later):
         client.close()
+
+
+# -- retention ---------------------------------------------------------------------------------
+DAY = 86400.0
+NOW = T0 + 100 * DAY
+
+
+def ended(run_id: str, status: str = "succeeded", *, days_ago: float, flow: str = "orders",
+          key: str | None = None, **extra: Any) -> RunState:
+    """A run created and finished *days_ago* before NOW."""
+    state = run(run_id, flow=flow, status=status, key=key, **extra)
+    state.created_at = state.updated_at = NOW - days_ago * DAY
+    return state
+
+
+def test_prune_removes_finished_runs_past_retention_with_their_indexes(store: Store) -> None:
+    for state in [ended("old-ok", days_ago=20, key="k1"), ended("old-filtered", "filtered",
+                  days_ago=15, key="k1"), ended("recent", days_ago=3, key="k1"),
+                  ended("old-queued", "queued", days_ago=30, key="k1"),
+                  ended("old-retrying", "retrying", days_ago=30, key="k1")]:
+        store.save_run(state)
+    report = store.prune(RetentionPolicy(Keep(runs=14 * DAY)), NOW)
+    assert report.counts == {("orders", "runs"): 2}
+    assert report.bytes_freed > 0
+    assert store.get_run("old-ok") is None and store.get_run("old-filtered") is None
+    assert sorted(ids(store.list_runs(RunFilter(key="k1")))) == [
+        "old-queued", "old-retrying", "recent"]
+    assert ids(store.list_runs(RunFilter(status="succeeded"))) == ["recent"]
+    assert ids(store.list_runs(RunFilter(correlation_id="old-ok"))) == []
+    assert store.count_runs() == {"succeeded": 1, "queued": 1, "retrying": 1}
+    assert store.count_runs("orders") == {"succeeded": 1, "queued": 1, "retrying": 1}
+    assert store.prune(RetentionPolicy(Keep(runs=14 * DAY)), NOW).counts == {}
+
+
+def test_a_run_is_kept_for_its_retention_after_it_finished(store: Store) -> None:
+    late = ended("late", days_ago=20)
+    late.updated_at = NOW - 2 * DAY  # retried for 18 days, finished two days ago
+    store.save_run(late)
+    assert store.prune(RetentionPolicy(Keep(runs=14 * DAY)), NOW).total == 0
+    assert store.get_run("late") is not None
+
+
+def test_a_dry_run_reports_and_removes_nothing(store: Store) -> None:
+    for i in range(5):
+        store.save_run(ended(f"r{i}", days_ago=20 + i))
+    policy = RetentionPolicy(Keep(runs=14 * DAY))
+    assert store.prune(policy, NOW, dry_run=True, batch=2).counts == {("orders", "runs"): 5}
+    assert len(store.list_runs(RunFilter())) == 5
+    assert store.prune(policy, NOW, batch=2).counts == {("orders", "runs"): 5}
+    assert store.list_runs(RunFilter()) == [] and store.count_runs() == {}
+
+
+def test_small_batches_remove_everything_between_runs_that_stay(store: Store) -> None:
+    for i in range(23):
+        status = "running" if i % 4 == 0 else "succeeded"
+        store.save_run(ended(f"r{i:02}", status, days_ago=40 - i))
+    report = store.prune(RetentionPolicy(Keep(runs=14 * DAY)), NOW, batch=3)
+    assert report.counts == {("orders", "runs"): 17}
+    assert ids(store.list_runs(RunFilter())) == [f"r{i:02}" for i in (20, 16, 12, 8, 4, 0)]
+    assert store.count_runs() == {"running": 6}
+
+
+def test_a_flow_of_its_own_and_prune_of_one_flow(store: Store) -> None:
+    store.save_run(ended("o", days_ago=20, flow="orders"))
+    store.save_run(ended("a", days_ago=20, flow="audit"))
+    store.save_run(ended("i", days_ago=20, flow="invoices"))
+    policy = RetentionPolicy(Keep(runs=14 * DAY), {"audit": Keep(runs=None)})
+    assert store.prune(policy, NOW, flow="invoices").counts == {("invoices", "runs"): 1}
+    assert store.get_run("o") is not None
+    assert store.prune(policy, NOW).counts == {("orders", "runs"): 1}
+    assert ids(store.list_runs(RunFilter())) == ["a"]
+
+
+def test_compaction_keeps_the_summary_and_drops_the_message(store: Store) -> None:
+    body = {"order": "1001", "lines": [{"sku": "A-1", "qty": 2}] * 40}
+    state = ended("r1", days_ago=3, key="1001", steps=[{"id": "check", "status": "succeeded",
+                                                         "duration_ms": 1.5}])
+    state.original = {"body": body, "headers": {"x-id": "1"}, "request": {"query": {"a": "1"}}}
+    state.envelope = {"body": body, "headers": {"x-id": "1"}, "vars": {"secret": "v"},
+                      "meta": {"run_id": "r1", "request": {"query": {"a": "1"}}}}
+    store.save_run(state)
+    store.save_run(ended("fresh", days_ago=0.5))
+    policy = RetentionPolicy(Keep(runs=14 * DAY, bodies=2 * DAY))
+    report = store.prune(policy, NOW)
+    assert report.counts == {("orders", "bodies"): 1} and report.bytes_freed > 1000
+    got = store.get_run("r1")
+    assert got is not None and got.compacted_at == NOW
+    assert (got.status, got.key, got.correlation_id, got.created_at, got.updated_at,
+            got.steps) == ("succeeded", "1001", "r1", state.created_at, state.updated_at,
+                           state.steps)
+    assert got.envelope == {"meta": {"run_id": "r1"}} and got.original == {}
+    assert ids(store.list_runs(RunFilter(key="1001"))) == ["r1"]
+    fresh = store.get_run("fresh")
+    assert fresh is not None and fresh.compacted_at is None
+    assert store.prune(policy, NOW).total == 0  # nothing compacted twice
+    assert store.prune(policy, NOW + 2 * DAY).counts == {("orders", "bodies"): 1}  # fresh now
+
+
+def resolved(entry_id: str, status: str, *, days_ago: float, created_days_ago: float = 60,
+             flow: str = "orders") -> DeadLetter:
+    entry = letter(entry_id, flow=flow, status=status)
+    entry.created_at = NOW - created_days_ago * DAY
+    if status != "open":
+        entry.audit.append({"at": NOW - days_ago * DAY, "action": "discard"})
+    return entry
+
+
+def test_resolved_dead_letters_go_with_their_run_open_ones_stay(store: Store) -> None:
+    put_letters(store, resolved("open-old", "open", days_ago=0, created_days_ago=400),
+                resolved("discarded-old", "discarded", days_ago=40),
+                resolved("replayed-old", "replayed", days_ago=31),
+                resolved("discarded-new", "discarded", days_ago=5),
+                resolved("replaying", "replaying", days_ago=90))
+    assert store.count_runs() == {"dead_lettered": 5}
+    policy = RetentionPolicy(Keep(runs=14 * DAY, dead_letters=30 * DAY))
+    report = store.prune(policy, NOW)
+    assert report.counts == {("orders", "dead_letters"): 2}
+    assert store.get_dead_letter("discarded-old") is None
+    assert store.get_run("run-discarded-old") is None and store.get_run("run-replayed-old") is None
+    left = store.list_dead_letters(DeadLetterFilter(status=None))
+    assert sorted(e.id for e in left) == ["discarded-new", "open-old", "replaying"]
+    assert store.get_run("run-open-old") is not None  # a dead-lettered run stays with its entry
+    assert store.count_runs() == {"dead_lettered": 3}
+    assert store.count_dead_letters("open") == {"orders": 1}
+    assert store.count_dead_letters("discarded") == {"orders": 1}
+    assert store.count_dead_letters("replayed") == {}
+    assert [e.id for e in store.list_dead_letters(DeadLetterFilter(step="erp", status=None))
+            if e.id.endswith("-old")] == ["open-old"]
+
+
+def test_a_record_changed_since_it_was_read_is_not_removed(store: Store) -> None:
+    put_letters(store, resolved("e1", "discarded", days_ago=40))
+    stale = store.get_dead_letter("e1")
+    assert stale is not None
+    again = store.get_dead_letter("e1")
+    assert again is not None
+    again.status = "replaying"  # a forced replay started meanwhile
+    store.update_dead_letter(again)
+    store.save_run(ended("r1", days_ago=20))
+    read = store.get_run("r1")
+    assert read is not None
+    read.status = "queued"  # read as queued; it finished since
+    assert store.remove([read], [stale]) == set()  # type: ignore[attr-defined]
+    assert store.get_dead_letter("e1") is not None and store.get_run("r1") is not None
+    assert store.get_run("run-e1") is not None
+
+
+def test_pages_walk_through_runs_created_at_the_same_moment(store: Store) -> None:
+    for i in range(10):  # one intake group: one creation time
+        store.save_run(ended(f"r{i}", "running" if i in (1, 4, 5) else "succeeded", days_ago=20))
+    for i in range(10):
+        store.save_run(ended(f"s{i}", days_ago=5))
+    policy = RetentionPolicy(Keep(runs=14 * DAY, bodies=1 * DAY))
+    assert store.prune(policy, NOW, batch=2, dry_run=True).counts == {
+        ("orders", "runs"): 7, ("orders", "bodies"): 10}
+    report = store.prune(policy, NOW, batch=2)
+    assert report.counts == {("orders", "runs"): 7, ("orders", "bodies"): 10}
+    assert sorted(ids(store.list_runs(RunFilter(status="running")))) == ["r1", "r4", "r5"]
+    assert all(r.compacted_at == NOW for r in store.list_runs(RunFilter(status="succeeded")))
+
+
+def test_a_replay_that_failed_again_goes_like_a_finished_run(store: Store) -> None:
+    put_letters(store, resolved("e1", "open", days_ago=0, created_days_ago=40))
+    replay = ended("replay-1", "dead_lettered", days_ago=20)
+    replay.envelope["meta"] = {"replay_of": "e1"}  # the entry keeps its message and failure
+    store.save_run(replay)
+    report = store.prune(RetentionPolicy(Keep(runs=14 * DAY)), NOW)
+    assert report.counts == {("orders", "runs"): 1}
+    assert store.get_run("replay-1") is None
+    assert store.get_run("run-e1") is not None and store.get_dead_letter("e1") is not None

@@ -333,3 +333,43 @@ def test_bad_settings_are_an_error_message_not_a_traceback(tmp_path: Path) -> No
     assert result.exit_code == 1
     assert "bad settings: FLOWRUN_BUSY_TIMEOUT: 'soon' is not a duration" in result.stderr
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+
+
+def test_a_state_file_from_before_the_run_counts_is_counted_when_opened(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "state.db"
+    store = SqliteStore(path)
+    store.close()
+    db = sqlite3.connect(path)  # as a state file written by an earlier flowrunner
+    db.executescript("DROP TRIGGER runs_counted; DROP TRIGGER runs_uncounted; "
+                     "DROP TRIGGER runs_recounted; DROP TABLE run_counts;")
+    for i in range(7):
+        db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+                   (f"r{i}", "orders" if i < 5 else "invoices", "succeeded" if i % 2 else
+                    "queued", None, "", 0.0, 0.0, None, b"{}"))
+    db.commit()
+    db.close()
+    store = SqliteStore(path)
+    try:
+        assert store.count_runs() == {"queued": 4, "succeeded": 3}
+        assert store.count_runs("invoices") == {"queued": 1, "succeeded": 1}
+        store.save_run(run("r9", "invoices", "succeeded"))
+        assert store.count_runs("invoices") == {"queued": 1, "succeeded": 2}
+    finally:
+        store.close()
+
+
+def test_prune_removes_expired_delivery_ids_and_keeps_live_ones(store: SqliteStore) -> None:
+    from engine.store.base import Keep, RetentionPolicy
+
+    for i in range(5):
+        store.create_run(run(f"gone{i}"), ("orders", f"old-{i}", 0.05))
+    store.create_run(run("live"), ("orders", "live", 60))
+    time.sleep(0.1)
+    policy = RetentionPolicy(Keep(runs=None, dead_letters=None))
+    assert store.prune(policy, time.time(), dry_run=True).counts == {("", "idempotency"): 5}
+    assert store.prune(policy, time.time(), batch=2).counts == {("", "idempotency"): 5}
+    assert store._query("SELECT key FROM idempotency") == [("live",)]
+    assert store.create_run(run("again"), ("orders", "live", 60)) == "live"
+    assert store.prune(policy, time.time(), flow="orders").counts == {}
