@@ -68,7 +68,8 @@ def jsonata_figures(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def redis_missing() -> str | None:
-    """Celery throughput starts a redis-server of its own (tests/redis_fixture.py)."""
+    """Celery throughput and store growth start a redis-server of their own
+    (tests/redis_fixture.py)."""
     if shutil.which("redis-server") is None:
         return "redis-server is not installed"
     return None
@@ -94,6 +95,9 @@ BENCHES = [
           ["--pages", "20", "--per-page", "100"]),
     Bench("validate_1000", ["--flows", "1000"], ["--flows", "50"]),
     Bench("nodered", [], ["--quick"], unavailable=nodered_missing),
+    # full size: 100,000 runs per store (1,000,000, the script's default, takes most of an hour)
+    Bench("store_growth", ["--runs", "100000"], ["--runs", "1000", "--samples", "20"],
+          unavailable=redis_missing),
 ]
 
 

@@ -36,12 +36,44 @@ import kombu
 import orjson
 from pydantic import Field
 
-from engine.consume import DRAIN, BusMessage, ConsumerKind, Gate, header_value
-from engine.dsl.base import Expr, Model
-from engine.envelope import Envelope
-from engine.refs import UnresolvedReference
-from engine.templates import Value, compile_value
-from engine.types import BuildContext, Continue, Outcome, Resources, StepError, StepFn, StepKind
+from connectors.broker import Broker
+from engine.plugin import (
+    DRAIN,
+    BuildContext,
+    BusMessage,
+    ConnectionKind,
+    ConsumerKind,
+    Continue,
+    Duration,
+    Envelope,
+    Expr,
+    Gate,
+    Model,
+    Outcome,
+    Port,
+    Resources,
+    StepError,
+    StepFn,
+    StepKind,
+    UnresolvedReference,
+    Value,
+    compile_value,
+    header_value,
+)
+
+
+class AmqpConnection(Broker):
+    """The ``amqp:`` part of a connection file: a RabbitMQ (AMQP 0-9-1) broker."""
+
+    port: Port = Field(5672, description="TCP port (5671 for TLS), or '${env:NAME}'.")
+    virtual_host: str = Field("/", description="RabbitMQ virtual host.")
+    heartbeat: Duration = Field(30.0, description="AMQP heartbeat; a dead peer is noticed "
+                                                  "after about twice this.")
+
+
+CONNECTION = ConnectionKind(name="amqp", config=AmqpConnection,
+                            description="An AMQP 0-9-1 broker (RabbitMQ): host, port, user, "
+                                        "password, virtual host.")
 
 
 class AmqpPublish(Model):

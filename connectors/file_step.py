@@ -35,17 +35,19 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from engine.dsl.base import Expr, Model
-from engine.envelope import Envelope
-from engine.templates import Value, compile_value
-from engine.types import (
+from engine.plugin import (
     BuildContext,
     Continue,
+    Envelope,
+    Expr,
+    Model,
     Outcome,
     Resources,
     StepError,
     StepFn,
     StepKind,
+    Value,
+    compile_value,
     result,
 )
 

@@ -22,12 +22,26 @@ import requests
 from pydantic import ConfigDict, Field, model_validator
 from requests.adapters import HTTPAdapter
 
-from engine.dsl.base import Duration, Expr, Model
-from engine.dsl.retry import HttpStatus, status_matches
-from engine.envelope import Envelope
-from engine.refs import redact_logs
-from engine.templates import Value, compile_url, compile_value
-from engine.types import BuildContext, Outcome, Resources, StepError, StepFn, StepKind, result
+from engine.plugin import (
+    HTTP,
+    BuildContext,
+    Duration,
+    Envelope,
+    Expr,
+    HttpStatus,
+    Model,
+    Outcome,
+    Resources,
+    StepError,
+    StepFn,
+    StepKind,
+    Value,
+    compile_url,
+    compile_value,
+    redact_logs,
+    result,
+    status_matches,
+)
 
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 #: how much of a failed call's response body is kept with the run's error and its dead letter
@@ -50,7 +64,7 @@ class BasicAuth(Model):
     password: str = Field(description="Password; use ${secret:...}.")
 
 
-class Auth(Model):
+class CallAuth(Model):
     """Credentials of an ad-hoc call (named connections carry their own)."""
 
     bearer: str | None = Field(None, description="Bearer token, e.g. '${secret:ERP_TOKEN}'.")
@@ -78,7 +92,7 @@ class HttpCall(Model):
                                "body; the message body is sent when no json/body/form is given.")
     body: Value | None = Field(None, description="Raw text body.")
     form: dict[str, Value] | None = Field(None, description="Form-encoded body.")
-    auth: Auth | None = Field(None, description="Credentials for this call.")
+    auth: CallAuth | None = Field(None, description="Credentials for this call.")
     timeout: Timeouts = Field(default_factory=Timeouts, description="Connect and read timeouts.")
     success: list[HttpStatus] = Field(default_factory=lambda: ["2xx"],  # type: ignore[arg-type]
                                       description="Statuses that count as success.")
@@ -329,15 +343,16 @@ def build(config: HttpCall, ctx: BuildContext) -> StepFn:
             kwargs["data"] = {k: render(envelope, secrets) for k, render in form.items()}
         elif sends_body:
             kwargs["json"] = envelope.body
-        # a session handed in as a service (`flowrun test` answers from mocks) replaces the pool
-        mock = resources.services.get("http_session")
-        session = mock or POOL.get(target.split("/", 3)[2] if "://" in target else target)
+        # a transport handed in (`flowrun test` hands in its twin) replaces the pooled one
+        transport = resources.transport(HTTP)
         started = time.perf_counter()
         try:
             if connection is not None:  # its own session, default headers and credentials
                 response = connection.send(config.method, target, secrets=secrets,
-                                           session=mock, **kwargs)
+                                           session=transport or connection.session, **kwargs)
             else:
+                session = transport or POOL.get(target.split("/", 3)[2] if "://" in target
+                                                else target)
                 response = session.request(config.method, target, **kwargs)
         except (requests.RequestException, ValueError) as exc:  # UnicodeError is a ValueError
             kind, message = classify(exc)

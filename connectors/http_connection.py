@@ -1,12 +1,15 @@
-"""The runtime side of a named HTTP connection: one pooled Session and its credentials.
+"""Named HTTP connections: the ``http:`` of a connection file, and its runtime side.
 
-Made once per connection (`engine.connections.Connections.runtime`) and shared by every step and
+`HttpConnection` is what a connection file may say under ``http:``, registered as the
+connection kind ``http`` (`CONNECTION`). The runtime side is one pooled Session and its
+credentials, made once per connection (`Connections.runtime`) and shared by every step and
 poll that names it, in every thread. The Session carries the TLS options (CA bundle, client
 certificate for mTLS); `HttpClient.send` adds the default headers and the credentials. An OAuth2
 token is fetched once, shared under a lock, kept until ``refresh_before`` its expiry, and fetched
-again ONCE when the server answers 401 — the request is then sent once more, and a second 401
-fails the step with kind ``auth``, which no retry policy repeats. Tokens are registered with the
-secrets' redactor as soon as they arrive, so no log line or run record shows one.
+again ONCE when the server answers 401 — the request is then sent once more (unless the
+provider handed back the same token), and a second 401 fails the step with kind ``auth``,
+which no retry policy repeats. Tokens are registered with the secrets' redactor as soon as
+they arrive, so no log line or run record shows one.
 """
 
 from __future__ import annotations
@@ -16,22 +19,143 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from pydantic import Field, model_validator
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
-from engine.connections import HttpConnection, Tls, resolve_file
-from engine.problems import Path
-from engine.refs import UnresolvedReference, interpolate
-from engine.templates import interpolate_url
-from engine.types import BuildContext, StepError
+from engine.plugin import (
+    REF,
+    BuildContext,
+    ConnectionContext,
+    ConnectionKind,
+    Duration,
+    HttpTransport,
+    Model,
+    Path,
+    Secret,
+    StepError,
+    UnresolvedReference,
+    interpolate,
+    interpolate_url,
+    one_of,
+    resolve_file,
+    secret_ref,
+)
 
 monotonic = time.monotonic  # the token cache's clock; tests move it through this name
-TEST_TOKEN = "flow-test-token"  # what flow tests send: they mock API calls, not the provider
 ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+#: header names whose value is a credential, whatever auth: says
+CREDENTIAL_HEADER = re.compile(r"authorization|api-?key|token|secret|password", re.IGNORECASE)
+
+
+
+
+class Timeouts(Model):
+    connect: Duration = Field(5.0, description="Longest wait for the connection.")
+    read: Duration = Field(30.0, description="Longest wait for the response.")
+
+
+class Basic(Model):
+    username: str = Field(description="User name; may use ${secret:...}.")
+    password: Secret = Field(description="Password: '${secret:NAME}'.")
+
+
+class ApiKey(Model):
+    header: str | None = Field(None, description="Header carrying the key, e.g. X-Api-Key.")
+    query: str | None = Field(None, description="Query parameter carrying the key.")
+    value: Secret = Field(description="The key: '${secret:NAME}'.")
+
+    @model_validator(mode="after")
+    def _where(self) -> ApiKey:
+        one_of(self, ("header", "query"), "api_key")
+        return self
+
+
+class OAuth2(Model):
+    """OAuth2 client credentials: a token fetched once and shared until shortly before expiry."""
+
+    token_url: str = Field(description="Token endpoint, e.g. '${env:ERP_URL}/oauth/token'.")
+    client_id: str = Field(description="Client id; may use ${secret:...}.")
+    client_secret: Secret = Field(description="Client secret: '${secret:NAME}'.")
+    scope: str | None = Field(None, description="Space-separated scopes to ask for.")
+    audience: str | None = Field(None, description="Audience parameter some providers need.")
+    client_auth: Literal["basic", "body"] = Field(
+        "basic", description="Send the client credentials as HTTP basic (default) or in the "
+                             "form body.")
+    refresh_before: Duration = Field(60.0, description="Fetch a new token this long before "
+                                                       "the old one expires.")
+
+
+class ConnectionAuth(Model):
+    basic: Basic | None = Field(None, description="HTTP basic authentication.")
+    bearer: Secret | None = Field(None, description="A fixed bearer token: '${secret:NAME}'.")
+    api_key: ApiKey | None = Field(None, description="An API key in a header or the query.")
+    oauth2: OAuth2 | None = Field(None, description="OAuth2 client credentials.")
+
+    @model_validator(mode="after")
+    def _one(self) -> ConnectionAuth:
+        one_of(self, ("basic", "bearer", "api_key", "oauth2"), "auth")
+        return self
+
+
+class Tls(Model):
+    verify: bool = Field(True, description="Check the server certificate (leave on).")
+    ca_bundle: str | None = Field(None, description="PEM file of the CAs to trust instead of "
+                                                    "the system's.")
+    client_cert: str | None = Field(None, description="PEM client certificate for mTLS.")
+    client_key: str | None = Field(None, description="PEM key of the client certificate.")
+
+    @model_validator(mode="after")
+    def _pair(self) -> Tls:
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key needs client_cert")
+        return self
+
+
+class HttpConnection(Model):
+    """The ``http:`` part of a connection file: an HTTP API."""
+
+    base_url: str = Field(description="Base URL a call's path: is joined to.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers sent on every request; a credential header "
+                                          "(Authorization, X-Api-Key, ...) must use "
+                                          "${secret:...}.")
+    timeout: Timeouts = Field(default_factory=Timeouts, description="Default timeouts.")
+    tls: Tls = Field(default_factory=Tls, description="Certificates: CA bundle, mTLS.")
+    auth: ConnectionAuth | None = Field(None, description="Credentials: basic, bearer, "
+                                                          "api_key or oauth2.")
+
+
+def check(config: HttpConnection, ctx: ConnectionContext) -> None:
+    """Default headers that carry a credential (Authorization, X-Api-Key, ...) written out,
+    and certificate files that do not exist — warnings for those, since the files may be
+    deployed only where the workers run; a call fails by name if one is still missing then."""
+    for name, value in config.headers.items():
+        if CREDENTIAL_HEADER.search(name):
+            try:
+                secret_ref(value)
+            except ValueError as exc:
+                ctx.problem(("headers", name), str(exc))
+    for key in ("ca_bundle", "client_cert", "client_key"):
+        value = getattr(config.tls, key)
+        where = ("tls", key)
+        if value is None:
+            continue
+        if any(m["kind"] == "secret" for m in REF.finditer(value)):
+            ctx.problem(where, "a certificate file name is not a secret; write the path, or "
+                               "use ${env:NAME}")
+        elif not REF.search(value) and not resolve_file(value, ctx.folder).is_file():
+            ctx.problem(where, f"no such file {resolve_file(value, ctx.folder)}; a relative "
+                               "name is read from the connections folder", severity="warning")
+
+
+CONNECTION = ConnectionKind(name="http", config=HttpConnection, check=check,
+                            description="An HTTP API: base URL, default headers, timeouts, "
+                                        "TLS and credentials (basic, bearer, api_key, oauth2).")
 
 
 class HttpClient:
@@ -99,26 +223,26 @@ class HttpClient:
         return (target.scheme, target.netloc) == (base.scheme, base.netloc)
 
     def send(self, method: str, url: str, *, secrets: Callable[[str], str],
-             session: requests.Session | None = None, **kwargs: Any) -> requests.Response:
-        """Send with the connection's headers and credentials; see the module docstring.
-        A *session* handed in is a flow test's mocks: OAuth2 then sends `TEST_TOKEN` and asks
-        no token endpoint, so a case mocks the API calls its flow makes and nothing else."""
-        mocked = session is not None
-        session = session or self.session
+             session: HttpTransport, **kwargs: Any) -> requests.Response:
+        """Send through *session* (the connection's own `session`, or a transport handed to
+        the step) with the connection's headers and credentials; see the module docstring."""
         kwargs.setdefault("timeout", self.timeout)
         # the step's own headers win over the connection's, whatever their letter case
         headers = kwargs["headers"] = CaseInsensitiveDict(kwargs.get("headers") or {})
         try:
             for key, value in self.config.headers.items():
                 headers.setdefault(key, interpolate(value, secrets))
-            token = self._authorize(kwargs, secrets, session, mocked)
+            token = self._authorize(kwargs, secrets, session)
         except UnresolvedReference as exc:
             raise StepError(f"connection '{self.name}': {exc}", kind="config") from None
         response = session.request(method, url, **kwargs)
-        if response.status_code == 401 and token is not None and not mocked:
+        if response.status_code == 401 and token is not None:
             # the token may have been revoked before its expiry: one fresh token, one retry
+            fresh = self._bearer(secrets, session, stale=token)
+            if fresh == token:  # the provider gave the same token again: no use resending
+                return response
             response.close()
-            headers["Authorization"] = "Bearer " + self._bearer(secrets, session, stale=token)
+            headers["Authorization"] = "Bearer " + fresh
             response = session.request(method, url, **kwargs)
             if response.status_code == 401:
                 response.close()
@@ -129,7 +253,7 @@ class HttpClient:
         return response
 
     def _authorize(self, kwargs: dict[str, Any], secrets: Callable[[str], str],
-                   session: requests.Session, mocked: bool) -> str | None:
+                   session: HttpTransport) -> str | None:
         auth = self.config.auth
         headers = kwargs["headers"]
         if auth is None:
@@ -149,12 +273,12 @@ class HttpClient:
                 params[str(auth.api_key.query)] = key
                 kwargs["params"] = params
         elif auth.oauth2 is not None and "Authorization" not in headers:
-            token = TEST_TOKEN if mocked else self._bearer(secrets, session)
+            token = self._bearer(secrets, session)
             headers["Authorization"] = f"Bearer {token}"
             return token
         return None
 
-    def _bearer(self, secrets: Callable[[str], str], session: requests.Session,
+    def _bearer(self, secrets: Callable[[str], str], session: HttpTransport,
                 stale: str | None = None) -> str:
         # one fetch for all threads: the others wait on the lock and take the fresh token
         with self._lock:
@@ -175,7 +299,7 @@ class HttpClient:
             return token
 
     def _fetch(self, secrets: Callable[[str], str],
-               session: requests.Session) -> tuple[str, float | None]:
+               session: HttpTransport) -> tuple[str, float | None]:
         from connectors.http import NOT_RETRYABLE, classify  # http imports this module
 
         assert self.config.auth is not None and self.config.auth.oauth2 is not None

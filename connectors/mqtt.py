@@ -39,12 +39,46 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import Field
 
-from engine.consume import DRAIN, BusMessage, ConsumerKind, Gate
-from engine.dsl.base import Expr, Model
-from engine.envelope import Envelope
-from engine.refs import UnresolvedReference
-from engine.templates import Value, compile_value
-from engine.types import BuildContext, Continue, Outcome, Resources, StepError, StepFn, StepKind
+from connectors.broker import Broker
+from engine.plugin import (
+    DRAIN,
+    BuildContext,
+    BusMessage,
+    ConnectionKind,
+    ConsumerKind,
+    Continue,
+    Duration,
+    Envelope,
+    Expr,
+    Gate,
+    Model,
+    Outcome,
+    Port,
+    Resources,
+    StepError,
+    StepFn,
+    StepKind,
+    UnresolvedReference,
+    Value,
+    compile_value,
+)
+
+
+class MqttConnection(Broker):
+    """The ``mqtt:`` part of a connection file: an MQTT broker."""
+
+    port: Port = Field(1883, description="TCP port (8883 for TLS), or '${env:NAME}'.")
+    client_id: str = Field("flowrun", description="Client id prefix; the publisher and each "
+                           "flow's subscriber append their role (a subscriber's persistent "
+                           "session is found again by this id).")
+    session_expiry: Duration = Field(86400.0, description="How long the broker keeps a "
+                                     "stopped subscriber's session and its QoS 1/2 messages.")
+    keepalive: Duration = Field(30.0, description="MQTT keep-alive interval.")
+
+
+CONNECTION = ConnectionKind(name="mqtt", config=MqttConnection,
+                            description="An MQTT broker (Mosquitto, ...): host, port, user, "
+                                        "password, client id, session expiry.")
 
 
 class MqttPublish(Model):

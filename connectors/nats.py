@@ -41,12 +41,39 @@ import orjson
 from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import Field
 
-from engine.consume import DRAIN, BusMessage, ConsumerKind, Gate
-from engine.dsl.base import Expr, Model
-from engine.envelope import Envelope
-from engine.refs import UnresolvedReference
-from engine.templates import Value, compile_value
-from engine.types import BuildContext, Outcome, Resources, StepError, StepFn, StepKind, result
+from connectors.broker import Broker
+from engine.plugin import (
+    DRAIN,
+    BuildContext,
+    BusMessage,
+    ConnectionKind,
+    ConsumerKind,
+    Envelope,
+    Expr,
+    Gate,
+    Model,
+    Outcome,
+    Port,
+    Resources,
+    StepError,
+    StepFn,
+    StepKind,
+    UnresolvedReference,
+    Value,
+    compile_value,
+    result,
+)
+
+
+class NatsConnection(Broker):
+    """The ``nats:`` part of a connection file: a NATS server with JetStream."""
+
+    port: Port = Field(4222, description="TCP port, or '${env:NAME}'.")
+
+
+CONNECTION = ConnectionKind(name="nats", config=NatsConnection,
+                            description="A NATS server with JetStream: host, port, user, "
+                                        "password.")
 
 
 class NatsPublish(Model):

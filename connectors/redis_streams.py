@@ -32,12 +32,40 @@ import orjson
 import redis
 from pydantic import Field
 
-from engine.consume import DRAIN, BusMessage, ConsumerKind, Gate
-from engine.dsl.base import Expr, Model
-from engine.envelope import Envelope
-from engine.refs import UnresolvedReference
-from engine.templates import Value, compile_value
-from engine.types import BuildContext, Outcome, Resources, StepError, StepFn, StepKind, result
+from connectors.broker import Broker
+from engine.plugin import (
+    DRAIN,
+    BuildContext,
+    BusMessage,
+    ConnectionKind,
+    ConsumerKind,
+    Envelope,
+    Expr,
+    Gate,
+    Model,
+    Outcome,
+    Port,
+    Resources,
+    StepError,
+    StepFn,
+    StepKind,
+    UnresolvedReference,
+    Value,
+    compile_value,
+    result,
+)
+
+
+class RedisConnection(Broker):
+    """The ``redis:`` part of a connection file: a Redis server carrying streams."""
+
+    port: Port = Field(6379, description="TCP port, or '${env:NAME}'.")
+    db: int = Field(0, ge=0, description="Database number.")
+
+
+CONNECTION = ConnectionKind(name="redis", config=RedisConnection,
+                            description="A Redis server carrying streams: host, port, user, "
+                                        "password, database.")
 
 
 class RedisPublish(Model):

@@ -12,9 +12,9 @@ The whole API::
         sftp.put("/in/PO_1001.edi", b"ISA*00*...")            # atomic: temp name, then rename
         sftp.remove("/in/old.edi")
 
-``open_named(name, config, secrets)`` connects with a named connection (an
-`engine.connections.SftpConnection`), substituting its ``${env:…}``/``${secret:…}`` references;
-its errors name the connection and host, never a credential.
+``open_named(name, config, secrets)`` connects with a named connection (a
+`connectors.sftp_connection.SftpConnection`), substituting its ``${env:…}``/``${secret:…}``
+references; its errors name the connection and host, never a credential.
 
 ``connect(host, port=22, *, username, password=None, private_key=None, passphrase=None,
 known_hosts=None, host_key=None, timeout=10.0)`` returns an `SftpClient` (a context manager;
@@ -56,11 +56,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import paramiko
 
-from engine.connections import port_number
-from engine.refs import UnresolvedReference, interpolate
+from engine.plugin import UnresolvedReference, interpolate, port_number
 
 if TYPE_CHECKING:
-    from engine.connections import SftpConnection
+    from connectors.sftp_connection import SftpConnection
 
 TEMP_PREFIX = "."
 TEMP_SUFFIX = ".part"

@@ -19,11 +19,10 @@ Failures are classified for the retry policy: a refused or timed-out connection 
 I/O failure) may be retried; a wrong password, a changed host key, a missing file or a denied
 permission are not — they need a person. Messages name the connection and host, never a secret.
 
-In ``flowrun test`` (``resources.services["http_session"]`` holds the case's mock transport) the
-step makes no connection: it sends ``PUT``/``GET sftp://<connection><path>`` through the mocks,
-so a case answers it like a call (``mocks: [{step: send_850, responses: [{status: 200}]}]``; an
-``error: connection_refused`` or ``timeout`` answer fails it like a network would, a 401/403
-like a refused login, a 404 like a missing file).
+The step opens its session through the SFTP transport it is handed (``resources.transport(
+SFTP)``), or through `connectors.sftp_client` when none is: ``flowrun test`` hands in the
+in-memory twin of `engine.testing.twins`, which answers ``PUT``/``GET
+sftp://<connection><path>`` from the case's mocks.
 """
 
 from __future__ import annotations
@@ -31,27 +30,28 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
-import requests
 from pydantic import Field, model_validator
 
 from connectors.file_step import Reading, Writing, decoded, encodable, safe_path
-from connectors.sftp_client import SftpClient, SftpError, open_named
-from engine.dsl.base import Model
-from engine.envelope import Envelope
-from engine.problems import Path
-from engine.templates import Value, compile_value
-from engine.types import (
+from connectors.sftp_client import SftpError, open_named
+from engine.plugin import (
+    SFTP,
     BuildContext,
     Continue,
+    Envelope,
+    Model,
     Outcome,
+    Path,
     Resources,
+    SftpOpener,
+    SftpSession,
     StepError,
     StepFn,
     StepKind,
+    Value,
+    compile_value,
     result,
 )
-
-_MOCK_ERRORS = {401: "auth", 403: "permission", 404: "not_found"}
 
 
 class SftpPut(Writing):
@@ -80,26 +80,6 @@ def _step_error(exc: SftpError) -> StepError:
     return StepError(exc.message, kind=exc.kind, retryable=exc.retryable)
 
 
-def _mocked(session: requests.Session, method: str, url: str, data: bytes | None,
-            timeout: float) -> requests.Response:
-    """One operation through a flow test's mock transport; see the module docstring."""
-    request = requests.Request(method, url, data=data).prepare()
-    try:
-        response = session.get_adapter("http://").send(request, timeout=(timeout, timeout))
-    except requests.exceptions.SSLError:
-        raise StepError(f"{url}: host key of the server does not match", kind="host_key") \
-            from None
-    except requests.exceptions.Timeout:
-        raise StepError(f"{url}: connect timeout", kind="timeout", retryable=True) from None
-    except requests.exceptions.ConnectionError as exc:
-        raise StepError(f"{url}: {exc}", kind="connection", retryable=True) from None
-    if not 200 <= response.status_code < 300:
-        kind = _MOCK_ERRORS.get(response.status_code, "io")
-        raise StepError(f"{method} {url}: the server answered {response.status_code}",
-                        kind=kind, retryable=kind == "io", status=response.status_code)
-    return response
-
-
 def build(config: SftpStep, ctx: BuildContext) -> StepFn:
     action = config.put or config.get
     assert action is not None
@@ -109,28 +89,21 @@ def build(config: SftpStep, ctx: BuildContext) -> StepFn:
         if config.put is not None and config.put.content is not None else None
     connection = _connection(ctx, config.connection, ("connection",))
     where = f"sftp.{verb}"  # the runner names the step and its line
-    timeout = connection[1].timeout if connection and connection[1] else 10.0
 
     def sftp(envelope: Envelope, resources: Resources) -> Outcome:
         path = safe_path(str(path_of(envelope, resources.secrets)), f"{where}.path")
         url = f"sftp://{config.connection}{'' if path.startswith('/') else '/'}{path}"
-        mock = resources.services.get("http_session")
+        opener = resources.transport(SFTP) or open_named
         if config.put is not None:
             value = content.evaluate(envelope) if content is not None else envelope.body
             data = encodable(value, config.put.encoding, f"{where}.content")
-            if mock is not None:
-                _mocked(mock, "PUT", url, data, timeout)
-            else:
-                with _open(connection, resources) as client:
-                    _put(client, path, data, config.put.make_dirs)
+            with _open(opener, connection, resources) as client:
+                _put(client, path, data, config.put.make_dirs)
             resources.log.info("sftp put %s (%d bytes)", url, len(data))
             return Continue()
         assert config.get is not None
-        if mock is not None:
-            raw = _mocked(mock, "GET", url, None, timeout).content
-        else:
-            with _open(connection, resources) as client:
-                raw = _get(client, path, config.get.max_bytes)
+        with _open(opener, connection, resources) as client:
+            raw = _get(client, path, config.get.max_bytes)
         return result(decoded(raw, config.get.encoding, f"{where} {url}"))
 
     return sftp
@@ -144,15 +117,15 @@ def _connection(ctx: BuildContext, name: str, path: Path) -> Any:
     return (name, connections.lookup(name, "sftp", ctx, path))
 
 
-def _open(connection: Any, resources: Resources) -> SftpClient:
+def _open(opener: SftpOpener, connection: Any, resources: Resources) -> SftpSession:
     name, config = connection
     try:
-        return open_named(name, config, resources.secrets)
+        return opener(name, config, resources.secrets)
     except SftpError as exc:
         raise _step_error(exc) from None
 
 
-def _put(client: SftpClient, path: str, data: bytes, make_dirs: bool) -> None:
+def _put(client: SftpSession, path: str, data: bytes, make_dirs: bool) -> None:
     try:
         if make_dirs:
             client.ensure_folder(posixpath.dirname(path))
@@ -161,7 +134,7 @@ def _put(client: SftpClient, path: str, data: bytes, make_dirs: bool) -> None:
         raise _step_error(exc) from None
 
 
-def _get(client: SftpClient, path: str, max_bytes: int) -> bytes:
+def _get(client: SftpSession, path: str, max_bytes: int) -> bytes:
     try:
         return client.get(path, max_bytes)
     except SftpError as exc:

@@ -23,6 +23,7 @@ from engine.processing import SHALLOW, Core
 from engine.records import DeadLetter, RecordError, RunState, start
 from engine.refs import Secrets
 from engine.reload import FlowWatcher
+from engine.retention import Pruner
 from engine.runner import Runner
 from engine.schemas import SchemaStore
 from engine.settings import Settings
@@ -88,6 +89,8 @@ class App:
         self.runner.rate_limiter = self.executor.rate_limiter.take
         self.intake = Intake(self.store, self.executor, self.versions,
                              idempotency_ttl=settings.idempotency_ttl)
+        #: started by the long-running commands (serve, scheduler), not by one-off ones
+        self.pruner = Pruner(self.store, settings, lambda: self.flows)
 
     @property
     def flows(self) -> FlowSet:

@@ -361,6 +361,7 @@ def _register() -> None:
         cli_consume,
         cli_ops,
         cli_poll,
+        cli_prune,
         cli_scheduler,
         cli_serve,
         cli_test,
@@ -375,6 +376,7 @@ def _register() -> None:
     main.add_command(cli_worker.worker)
     main.add_command(cli_scheduler.scheduler)
     main.add_command(cli_poll.poll)
+    main.add_command(cli_prune.prune)
     main.add_command(cli_consume.consume)
 
 

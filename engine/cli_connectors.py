@@ -1,4 +1,5 @@
-"""`flowrun connectors`: what this installation can do — connectors, step kinds, signature schemes.
+"""`flowrun connectors`: what this installation can do — connectors, step kinds, connection
+kinds, poll sources, signature schemes.
 
 Everything comes from the entry points (`engine.registry.plugins`), built-ins and third-party
 plugins alike. A plugin that cannot be loaded is listed as disabled with the reason and the
@@ -16,6 +17,8 @@ from engine.cli_style import json_option
 from engine.registry import Plugin, plugins
 
 TITLES = {"connector": "Connectors (call: {NAME: ...})", "step": "Step kinds",
+          "connection": "Connection kinds (connections/*.yaml: NAME: ...)",
+          "poll_source": "Poll sources (trigger: {poll: {NAME: ...}})",
           "signature": "Webhook signature schemes (signature: {scheme: NAME})"}
 
 
@@ -44,7 +47,8 @@ def render_text(found: list[Plugin]) -> str:
 @click.command()
 @json_option
 def connectors(as_json: bool) -> None:
-    """List connectors, step kinds and signature schemes: enabled, or disabled and why.
+    """List connectors, step kinds, connection kinds, poll sources and signature schemes:
+    enabled, or disabled and why.
 
     With --json: a list of {kind, name, target, distribution, version, enabled, reason,
     description}."""

@@ -8,6 +8,7 @@ resume on the next start.
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from pathlib import Path
@@ -64,7 +65,8 @@ def scheduler(flows_dir: str | None, lease: float, workers: int) -> None:
         trigger = job.flow.poll.trigger
         when = f"cron '{trigger.cron}' {trigger.timezone}" if trigger.cron else \
             f"every {trigger.every:g}s"
-        source = trigger.http.url if trigger.http else trigger.files.dir
+        config = trigger.source_config.model_dump(exclude_defaults=True)
+        source = f"{trigger.source} {json.dumps(config, separators=(', ', ': '))}"
         click.echo(f"  {job.flow.id}: {when}, {source}", err=True)
     stop = threading.Event()
 
@@ -74,9 +76,11 @@ def scheduler(flows_dir: str | None, lease: float, workers: int) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    app.pruner.start()
     try:
         runner.run(stop)
     finally:
+        app.pruner.stop()
         runner.close()
         app.store.close()
         click.echo("flowrun scheduler: stopped; unfinished runs resume on the next start",

@@ -20,26 +20,37 @@ written out in the file (or taken from ``${env:...}``, which logs do not mask) i
 since these files live in version control. Certificate files named relative are read from the
 connections folder, so a worker finds them whatever its working directory.
 
-This lives in the engine, not in a connector: it is configuration on disk the loader checks
-flows against, shared by several connectors and by poll triggers, and it imports no protocol
-library. The runtime side (one pooled session and one token cache per connection) is kept here
-per name through `Connections.runtime`, built by the connector that needs it.
+The engine reads the files and checks flows against them; what may stand under ``http:`` or
+``sftp:`` belongs to the connector that uses it, registered as a `engine.types.ConnectionKind`
+(entry-point group ``flowrunner.connections``), and the model of a file is assembled from the
+kinds registered. The runtime side (one pooled session and one token cache per connection) is
+kept here per name through `Connections.runtime`, built by the connector that needs it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path as FsPath
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
-from engine.dsl.base import Duration, Model
+from engine.dsl.base import Model
 from engine.lint import validation_problems
 from engine.problems import Path, Problem, did_you_mean
-from engine.refs import REF, interpolate
+from engine.refs import REF
+from engine.registry import registry
 from engine.types import BuildContext
 from engine.yamlsrc import Source, read_source
 
@@ -48,7 +59,8 @@ NAME = re.compile(r"[A-Za-z0-9_-]+")
 T = TypeVar("T")
 
 
-def _secret_ref(value: str) -> str:
+def secret_ref(value: str) -> str:
+    """*value* if it names a secret (``${secret:NAME}``); a ValueError saying why not."""
     kinds = {m["kind"] for m in REF.finditer(value)}
     if "secret" in kinds:
         return value
@@ -62,10 +74,6 @@ def _secret_ref(value: str) -> str:
                      "version control)")
 
 
-#: header names whose value is a credential, whatever auth: says
-CREDENTIAL_HEADER = re.compile(r"authorization|api-?key|token|secret|password", re.IGNORECASE)
-
-
 def _secret_text(value: Any) -> Any:
     # before pydantic's own type check, whose message would echo the value
     if not isinstance(value, str):
@@ -73,10 +81,11 @@ def _secret_text(value: Any) -> Any:
     return value
 
 
-Secret = Annotated[str, BeforeValidator(_secret_text), AfterValidator(_secret_ref)]
+Secret = Annotated[str, BeforeValidator(_secret_text), AfterValidator(secret_ref)]
 
 
-def _one_of(model: Any, names: tuple[str, ...], what: str) -> None:
+def one_of(model: Any, names: tuple[str, ...], what: str) -> None:
+    """Refuse *model* unless exactly one of the fields *names* is set."""
     chosen = [n for n in names if getattr(model, n) is not None]
     if len(chosen) != 1:
         raise ValueError(f"{what} needs exactly one of {', '.join(names)}"
@@ -88,79 +97,6 @@ def _name(value: str) -> str:
         raise ValueError(f"'{value}' cannot be a connection name; use letters, digits, '_' "
                          "and '-' only, e.g. erp_eu")
     return value
-
-
-class Timeouts(Model):
-    connect: Duration = Field(5.0, description="Longest wait for the connection.")
-    read: Duration = Field(30.0, description="Longest wait for the response.")
-
-
-class Basic(Model):
-    username: str = Field(description="User name; may use ${secret:...}.")
-    password: Secret = Field(description="Password: '${secret:NAME}'.")
-
-
-class ApiKey(Model):
-    header: str | None = Field(None, description="Header carrying the key, e.g. X-Api-Key.")
-    query: str | None = Field(None, description="Query parameter carrying the key.")
-    value: Secret = Field(description="The key: '${secret:NAME}'.")
-
-    @model_validator(mode="after")
-    def _where(self) -> ApiKey:
-        _one_of(self, ("header", "query"), "api_key")
-        return self
-
-
-class OAuth2(Model):
-    """OAuth2 client credentials: a token fetched once and shared until shortly before expiry."""
-
-    token_url: str = Field(description="Token endpoint, e.g. '${env:ERP_URL}/oauth/token'.")
-    client_id: str = Field(description="Client id; may use ${secret:...}.")
-    client_secret: Secret = Field(description="Client secret: '${secret:NAME}'.")
-    scope: str | None = Field(None, description="Space-separated scopes to ask for.")
-    audience: str | None = Field(None, description="Audience parameter some providers need.")
-    client_auth: Literal["basic", "body"] = Field(
-        "basic", description="Send the client credentials as HTTP basic (default) or in the "
-                             "form body.")
-    refresh_before: Duration = Field(60.0, description="Fetch a new token this long before "
-                                                       "the old one expires.")
-
-
-class Auth(Model):
-    basic: Basic | None = Field(None, description="HTTP basic authentication.")
-    bearer: Secret | None = Field(None, description="A fixed bearer token: '${secret:NAME}'.")
-    api_key: ApiKey | None = Field(None, description="An API key in a header or the query.")
-    oauth2: OAuth2 | None = Field(None, description="OAuth2 client credentials.")
-
-    @model_validator(mode="after")
-    def _one(self) -> Auth:
-        _one_of(self, ("basic", "bearer", "api_key", "oauth2"), "auth")
-        return self
-
-
-class Tls(Model):
-    verify: bool = Field(True, description="Check the server certificate (leave on).")
-    ca_bundle: str | None = Field(None, description="PEM file of the CAs to trust instead of "
-                                                    "the system's.")
-    client_cert: str | None = Field(None, description="PEM client certificate for mTLS.")
-    client_key: str | None = Field(None, description="PEM key of the client certificate.")
-
-    @model_validator(mode="after")
-    def _pair(self) -> Tls:
-        if self.client_key is not None and self.client_cert is None:
-            raise ValueError("client_key needs client_cert")
-        return self
-
-
-class HttpConnection(Model):
-    base_url: str = Field(description="Base URL a call's path: is joined to.")
-    headers: dict[str, str] = Field(
-        default_factory=dict, description="Headers sent on every request; a credential header "
-                                          "(Authorization, X-Api-Key, ...) must use "
-                                          "${secret:...}.")
-    timeout: Timeouts = Field(default_factory=Timeouts, description="Default timeouts.")
-    tls: Tls = Field(default_factory=Tls, description="Certificates: CA bundle, mTLS.")
-    auth: Auth | None = Field(None, description="Credentials: basic, bearer, api_key or oauth2.")
 
 
 def _port(value: object) -> int | str:
@@ -188,171 +124,47 @@ def port_number(value: int | str, resolve: Callable[[str], str]) -> int:
         raise ValueError(f"port {value} is '{text}', not a number from 1 to 65535") from None
 
 
-class SftpConnection(Model):
-    host: str = Field(description="Host name of the SFTP server.")
-    port: Port = Field(22, description="TCP port, or '${env:NAME}'.")
-    username: str = Field(description="User name.")
-    password: Secret | None = Field(None, description="Password: '${secret:NAME}'.")
-    private_key: Secret | None = Field(None, description="Private key text (OpenSSH or PEM): "
-                                                         "'${secret:NAME}'.")
-    passphrase: Secret | None = Field(None, description="Passphrase of the private key.")
-    host_key: str | None = Field(None, description="Pinned server key fingerprint, "
-                                                   "'SHA256:...' as ssh-keygen -lf prints it.")
-    known_hosts: str | None = Field(None, description="OpenSSH known_hosts file to check the "
-                                                      "server key against.")
-    timeout: Duration = Field(10.0, description="Connect and operation timeout.")
-
-    @model_validator(mode="after")
-    def _checks(self) -> SftpConnection:
-        if self.host_key is None and self.known_hosts is None:
-            raise ValueError("give host_key (the server's SHA256 fingerprint) or known_hosts; "
-                             "an unknown server key is never accepted")
-        _one_of(self, ("password", "private_key"), "an sftp connection")
-        return self
-
-
-class Broker(Model):
-    """Where a message broker listens and who we are to it."""
-
-    host: str = Field("127.0.0.1", description="Host name of the broker; may use ${env:...}.")
-    port: Port = Field(description="TCP port, or '${env:NAME}'.")
-    username: str | None = Field(None, description="User name; may use ${env:...}.")
-    password: Secret | None = Field(None, description="Password: '${secret:NAME}'.")
-    timeout: Duration = Field(10.0, description="Connect and publish-confirm timeout.")
-
-    def address(self, secrets: Callable[[str], str]) -> tuple[str, int, str | None, str | None]:
-        """Host, port, user name and password, their references resolved (raises
-        UnresolvedReference or ValueError)."""
-        def value(text: str | None) -> str | None:
-            return None if text is None else interpolate(text, secrets)
-
-        port = port_number(self.port, lambda text: interpolate(text, secrets))
-        return str(value(self.host)), port, value(self.username), value(self.password)
-
-
-class AmqpConnection(Broker):
-    port: Port = Field(5672, description="TCP port (5671 for TLS), or '${env:NAME}'.")
-    virtual_host: str = Field("/", description="RabbitMQ virtual host.")
-    heartbeat: Duration = Field(30.0, description="AMQP heartbeat; a dead peer is noticed "
-                                                  "after about twice this.")
-
-
-class MqttConnection(Broker):
-    port: Port = Field(1883, description="TCP port (8883 for TLS), or '${env:NAME}'.")
-    client_id: str = Field("flowrun", description="Client id prefix; the publisher and each "
-                           "flow's subscriber append their role (a subscriber's persistent "
-                           "session is found again by this id).")
-    session_expiry: Duration = Field(86400.0, description="How long the broker keeps a "
-                                     "stopped subscriber's session and its QoS 1/2 messages.")
-    keepalive: Duration = Field(30.0, description="MQTT keep-alive interval.")
-
-
-AS2_DIGESTS = Literal["sha1", "sha256", "sha384", "sha512"]
-AS2_CIPHERS = Literal["tripledes_192_cbc", "aes_128_cbc", "aes_192_cbc", "aes_256_cbc"]
-
-
-class As2Local(Model):
-    """Our side of an AS2 relationship: the id partners address us by, and our key pair."""
-
-    as2_id: str = Field(min_length=1, max_length=128,
-                        description="Our AS2 id: AS2-To on what the partner sends us, AS2-From "
-                                    "on what we send.")
-    certificate: str = Field(description="PEM file of our certificate (the partner has a copy: "
-                                         "it verifies our signatures and encrypts to us).")
-    private_key: Secret | None = Field(
-        None, description="Our private key's PEM text: '${secret:NAME}' (a one-line secret "
-                          "may write the line breaks as \\n).")
-    private_key_file: str | None = Field(
-        None, description="Or a PEM file holding our private key, readable by its owner only.")
-    key_password: Secret | None = Field(None, description="Password of an encrypted private "
-                                                          "key: '${secret:NAME}'.")
-    mdn_url: str | None = Field(
-        None, description="URL of our AS2 endpoint (a flow with `webhook: {as2: ...}`) where "
-                          "the partner posts asynchronous MDNs; needed for mdn: async.")
-
-    @model_validator(mode="after")
-    def _one_key(self) -> As2Local:
-        _one_of(self, ("private_key", "private_key_file"), "local")
-        return self
-
-
-class As2Connection(Model):
-    """A trading partner over AS2 (RFC 4130): who they are, their certificate, our key pair,
-    and how messages to them are protected and acknowledged."""
-
-    as2_id: str = Field(min_length=1, max_length=128,
-                        description="The partner's AS2 id: AS2-From on what they send us.")
-    url: str | None = Field(None, description="The partner's AS2 URL, where the `as2` step "
-                                              "posts; may use ${env:...}.")
-    certificate: str = Field(description="PEM file of the partner's certificate: verifies "
-                                         "their signatures and MDNs, encrypts what we send.")
-    local: As2Local = Field(description="Our AS2 id and key pair for this partner.")
-    sign: AS2_DIGESTS | None = Field("sha256", description="Sign what we send with this "
-                                                           "digest; null sends unsigned.")
-    encrypt: AS2_CIPHERS | None = Field("aes_256_cbc", description="Encrypt what we send with "
-                                                                   "this cipher; null: plain.")
-    compress: bool = Field(False, description="Compress what we send (before signing).")
-    mdn: Literal["sync", "async", "none"] = Field(
-        "sync", description="The receipt we ask for: in the HTTP response (sync), posted later "
-                            "to local.mdn_url (async), or none.")
-    mdn_sign: AS2_DIGESTS | None = Field("sha256", description="Ask for a signed MDN with this "
-                                                               "digest; null: unsigned.")
-    require_signed: bool = Field(True, description="Refuse unsigned messages from the partner.")
-    require_encrypted: bool = Field(True, description="Refuse unencrypted messages from the "
-                                                      "partner.")
-    timeout: Timeouts = Field(default_factory=Timeouts, description="Sending timeouts.")
-    tls: Tls = Field(default_factory=Tls, description="Certificates of an https url: CA bundle, "
-                                                      "mTLS.")
-
-    @model_validator(mode="after")
-    def _async_needs_url(self) -> As2Connection:
-        if self.mdn == "async" and self.local.mdn_url is None:
-            raise ValueError("mdn: async needs local.mdn_url, the URL the partner posts the "
-                             "MDN to")
-        return self
-
-
-class RedisConnection(Broker):
-    port: Port = Field(6379, description="TCP port, or '${env:NAME}'.")
-    db: int = Field(0, ge=0, description="Database number.")
-
-
-class NatsConnection(Broker):
-    port: Port = Field(4222, description="TCP port, or '${env:NAME}'.")
-
-
-class ConnectionFile(Model):
-    """One partner system: exactly one of http:, sftp:, as2: or a message bus (amqp:,
-    mqtt:, redis:, nats:)."""
+class ConnectionBase(Model):
+    """One partner system: its name and exactly one registered connection kind's key."""
 
     connection: Annotated[str, AfterValidator(_name)] = Field(
         description="Name flows use: letters, digits, '_' and '-'.")
     description: str | None = Field(None, description="What the system is.")
-    http: HttpConnection | None = Field(None, description="An HTTP API.")
-    sftp: SftpConnection | None = Field(None, description="An SFTP server.")
-    as2: As2Connection | None = Field(None, description="An AS2 trading partner.")
-    amqp: AmqpConnection | None = Field(None, description="An AMQP 0-9-1 broker (RabbitMQ).")
-    mqtt: MqttConnection | None = Field(None, description="An MQTT broker (Mosquitto, ...).")
-    redis: RedisConnection | None = Field(None, description="A Redis server (streams).")
-    nats: NatsConnection | None = Field(None, description="A NATS server with JetStream.")
 
     @model_validator(mode="after")
-    def _one(self) -> ConnectionFile:
-        _one_of(self, KINDS, "a connection")
+    def _one(self) -> ConnectionBase:
+        one_of(self, kind_names(type(self)), "a connection")
         return self
 
     @property
     def kind(self) -> str:
-        return next(name for name in KINDS if getattr(self, name) is not None)
+        return next(k for k in kind_names(type(self)) if getattr(self, k) is not None)
 
 
-KINDS = ("http", "sftp", "as2", "amqp", "mqtt", "redis", "nats")
+def kind_names(model: type[ConnectionBase]) -> tuple[str, ...]:
+    return tuple(k for k in model.model_fields if k not in ConnectionBase.model_fields)
+
+
+@functools.cache
+def connection_file_model() -> type[ConnectionBase]:
+    """The model of a connection file: a key per connection kind registered in this process."""
+    kinds = sorted(registry().connections.items())
+    model: type[ConnectionBase] = create_model(  # type: ignore[call-overload]
+        "ConnectionFile", __base__=ConnectionBase,
+        **{name: (kind.config | None, Field(None, description=kind.description))
+           for name, kind in kinds})
+    return model
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    return connection_file_model().model_json_schema(by_alias=True)
 
 
 class Connections:
     """The connections of one folder, with the problems of their files."""
 
-    def __init__(self, folder: FsPath | None, found: dict[str, ConnectionFile],
+    def __init__(self, folder: FsPath | None, found: dict[str, ConnectionBase],
                  files: dict[str, str], broken: set[str], problems: list[Problem]):
         self.folder, self.found, self.files = folder, found, files
         self.broken, self.problems = broken, problems
@@ -369,8 +181,8 @@ class Connections:
         return [p for p in self.problems if p.severity == "error" or p.file in used_files]
 
     def lookup(self, name: str, kind: str, ctx: BuildContext, path: Path) -> Any:
-        """The ``http``, ``sftp`` or ``as2`` part of connection *name*, or None after a
-        problem."""
+        """The part of connection *name* under *kind* (``http``, ``sftp``, ``as2``...), or
+        None after a problem."""
         self.used.add(name)
         if name in self.broken:
             ctx.problem(path, f"connection '{name}' has errors (see {self.files[name]})")
@@ -436,30 +248,27 @@ def _read(path: FsPath, into: Connections,
     if check_refs is not None:
         check_refs(source, problems)
     if not isinstance(data, dict):
+        kinds = " or ".join(f"'{k}:'" for k in sorted(registry().connections))
         problems.append(source.problem((), "a connection file is a mapping starting with "
-                                           "'connection: <name>' and 'http:', 'sftp:' or "
-                                           "'as2:'"))
+                                           f"'connection: <name>' and {kinds}"))
         into.broken.add(name)
         return
     try:
-        model = ConnectionFile.model_validate(data)
+        model = connection_file_model().model_validate(data)
     except ValidationError as exc:
-        problems.extend(validation_problems(source, exc, _SCHEMA))
+        problems.extend(validation_problems(source, exc, _schema()))
         into.broken.add(name)
         return
     if name != path.stem:
         problems.append(source.problem(("connection",), f"connection '{name}' differs from "
                                        f"the file name; name the file {name}.yaml",
                                        severity="warning"))
-    more = _check_headers(source, model) + _check_tls_files(source, model, into.folder)
+    more = _check_kind(source, model, into.folder)
     problems.extend(more)
     if any(p.severity == "error" for p in more):
         into.broken.add(name)
     else:
         into.found[name] = model
-
-
-_SCHEMA = ConnectionFile.model_json_schema(by_alias=True)
 
 
 def _shown(path: FsPath) -> str:
@@ -478,46 +287,29 @@ def resolve_file(value: str, folder: FsPath | None) -> FsPath:
     return path if path.is_absolute() or folder is None else folder / path
 
 
-def _check_headers(source: Source, found: ConnectionFile) -> list[Problem]:
-    """Default headers that carry a credential (Authorization, X-Api-Key, ...) written out.
-    Checked here rather than in the model, so the problem points at the header itself."""
-    problems = []
-    for name, value in (found.http.headers if found.http else {}).items():
-        if CREDENTIAL_HEADER.search(name):
-            try:
-                _secret_ref(value)
-            except ValueError as exc:
-                problems.append(source.problem(("http", "headers", name), str(exc)))
-    return problems
+@dataclass
+class _Checking:
+    """The `ConnectionContext` a connection kind's ``check`` reports through."""
+
+    source: Source
+    base: Path
+    folder: FsPath | None
+    problems: list[Problem]
+
+    def problem(self, path: Path, message: str, *, severity: str = "error") -> None:
+        self.problems.append(self.source.problem((*self.base, *path), message,
+                                                 severity=severity))
 
 
-def _check_tls_files(source: Source, found: ConnectionFile,
-                     folder: FsPath | None) -> list[Problem]:
-    """Certificate and key files that do not exist. Warnings, since the files may be deployed
-    only where the workers run; a call fails by name if one is still missing then."""
-    files: list[tuple[Path, str | None]] = []
-    if found.http is not None or found.as2 is not None:
-        kind = "http" if found.http is not None else "as2"
-        tls = (found.http or found.as2).tls  # type: ignore[union-attr]
-        files += [((kind, "tls", key), getattr(tls, key))
-                  for key in ("ca_bundle", "client_cert", "client_key")]
-    if found.as2 is not None:
-        local = found.as2.local
-        files += [(("as2", "certificate"), found.as2.certificate),
-                  (("as2", "local", "certificate"), local.certificate),
-                  (("as2", "local", "private_key_file"), local.private_key_file)]
-    problems = []
-    for where, value in files:
-        if value is None:
-            continue
-        if any(m["kind"] == "secret" for m in REF.finditer(value)):
-            problems.append(source.problem(where, "a certificate file name is not a secret; "
-                                           "write the path, or use ${env:NAME}"))
-        elif not REF.search(value) and not resolve_file(value, folder).is_file():
-            problems.append(source.problem(where, f"no such file {resolve_file(value, folder)}"
-                                           "; a relative name is read from the connections "
-                                           "folder", severity="warning"))
-    return problems
+def _check_kind(source: Source, found: ConnectionBase, folder: FsPath | None) -> list[Problem]:
+    """The connection kind's own checks of a file that validated (credential headers,
+    certificate files...): they point at the key itself, which a model validator cannot."""
+    kind = registry().connections[found.kind]
+    if kind.check is None:
+        return []
+    checking = _Checking(source, (found.kind,), folder, [])
+    kind.check(getattr(found, found.kind), checking)
+    return checking.problems
 
 
 def nearest(start: FsPath) -> FsPath | None:

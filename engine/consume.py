@@ -27,15 +27,17 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from engine.dsl.base import ExprSpec
-from engine.intake import Accepted
-from engine.loader import CompiledFlow
 from engine.records import RecordError
 from engine.types import BuildContext
+
+if TYPE_CHECKING:  # the plugin surface imports this module: no loader or intake at import
+    from engine.intake import Accepted
+    from engine.loader import CompiledFlow
 
 log = logging.getLogger("flowrunner.consume")
 

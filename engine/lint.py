@@ -89,6 +89,9 @@ def _message(error: dict[str, Any], path: Path, data: Any,
     msg = str(error["msg"])
     if kind == "extra_forbidden":
         name = str(path[-1])
+        disabled = _disabled_part(path, schema)
+        if disabled is not None:
+            return path, disabled, True
         allowed = allowed_keys(path[:-1], schema)
         hint = did_you_mean(name, allowed)
         if not hint and allowed:
@@ -176,6 +179,19 @@ def _trigger_problem(trigger: Any) -> str:
     name = str(next(iter(trigger)))
     return f"unknown trigger '{name}'" + (did_you_mean(name, TRIGGER_KINDS)
                                           or "; use webhook, poll or manual")
+
+
+def _disabled_part(path: Path, schema: dict[str, Any] | None) -> str | None:
+    """Why an unknown key is unknown when it names a poll source (in a flow) or a connection
+    kind (in a connection file) whose plugin did not load."""
+    name = str(path[-1])
+    if schema is None and len(path) == 3 and path[:2] == ("trigger", "poll"):
+        found = registry().disabled_poll_sources.get(name)
+        return f"poll source '{name}' is disabled: {found.reason}" if found else None
+    if schema is not None and schema.get("title") == "ConnectionFile" and len(path) == 1:
+        found = registry().disabled_connections.get(name)
+        return f"connection kind '{name}' is disabled: {found.reason}" if found else None
+    return None
 
 
 def _connector_problem(call: Any) -> str:

@@ -27,6 +27,7 @@ from engine.problems import Path, Problem, Problems, did_you_mean, format_path
 from engine.refs import KINDS, Secrets, find_refs
 from engine.registry import registry
 from engine.schemas import SchemaStore
+from engine.signatures import check_spec
 from engine.types import StepFn
 from engine.yamlsrc import Source, read_source
 
@@ -113,6 +114,15 @@ class _Context:
         if name == "connections" and name not in self.loader.services:
             return self.loader.connections(self.source.file)
         return self.loader.services.get(name)
+
+
+def _check_signature(spec: dict[str, Any], ctx: _Context) -> None:
+    """A webhook's signature: scheme, options and secret references, checked at load so that
+    ``flowrun validate`` finds what ``flowrun serve`` would refuse to start with. The secret
+    values are resolved when the server starts."""
+    base = ("trigger", "webhook", "signature")
+    for where, message, key in check_spec(spec, registry().signatures).problems:
+        ctx.problem((*base, *where), message, key=key)
 
 
 class _Broken:
@@ -225,13 +235,14 @@ class Loader:
         trigger = getattr(model.trigger, trigger_kind)
         idem = getattr(trigger, "idempotency_key", None)
         poll = None
+        if trigger_kind == "webhook" and trigger.signature is not None:
+            _check_signature(trigger.signature, ctx)
         if trigger_kind == "poll":
-            from engine.poll import files
             from engine.poll.compile import compile_poll
 
             poll = compile_poll(trigger, ctx)  # compiles items and paginate expressions too
-            if idem is None and trigger.files is not None:
-                idem = files.IDEMPOTENCY  # a dropped file runs once per name, size and mtime
+            if idem is None:  # e.g. a dropped file runs once per name, size and mtime
+                idem = registry().poll_sources[trigger.source].idempotency_key
         if trigger_kind == "webhook" and trigger.as2 is not None:
             where = ("trigger", "webhook", "as2", "partner")
             ctx.service("connections").lookup(trigger.as2.partner, "as2", ctx, where)

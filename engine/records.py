@@ -90,6 +90,8 @@ class RunState:
     parent_run_id: str | None = None
     #: a rate-limit token taken for a step while the run waits for it: {step, limit, at}
     reserved: dict[str, Any] | None = None
+    #: when retention dropped the run's message and kept its summary (`compact`), or None
+    compacted_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A new top-level dict sharing the nested values: every caller serialises it at once
@@ -144,6 +146,14 @@ class DeadLetter:
                    original=copy.deepcopy(state.original),
                    envelope=copy.deepcopy(state.envelope),
                    created_at=time.time(), correlation_id=state.correlation_id, key=state.key)
+
+
+def compact(state: RunState, now: float) -> RunState:
+    """The summary of a finished run that retention keeps once its message goes: status, keys,
+    timings, steps and their outcomes, the error; no body, headers, variables or request."""
+    meta = {k: v for k, v in state.envelope.get("meta", {}).items() if k != "request"}
+    return RunState(**{**state.__dict__, "envelope": {"meta": meta}, "original": {},
+                       "spawn": [], "reserved": None, "compacted_at": now})
 
 
 def start(flow: FlowLike, body: Any, headers: dict[str, Any] | None = None, *,

@@ -2,10 +2,15 @@
 
 Group ``flowrunner.steps``: each entry point names a `StepKind`. Group ``flowrunner.connectors``
 names the connectors a ``call`` step can use (``call: {http: ...}``); they have the same shape.
-Group ``flowrunner.signatures`` names webhook signature schemes. A plugin that cannot be loaded
-— typically a missing optional dependency — is listed as disabled with the reason ("needs
-paramiko — install flowrunner[sftp]"), instead of breaking every flow; `plugins()` is what
-`flowrun connectors` shows.
+Group ``flowrunner.connections`` names the kinds of named connection (`ConnectionKind`: the
+``http:`` or ``sftp:`` of a connection file), ``flowrunner.poll_sources`` the sources of a poll
+trigger (`PollSourceKind`: ``poll: {http: ...}``), and ``flowrunner.signatures`` the webhook
+signature schemes (`Scheme`). What a plugin imports from the engine is `engine.plugin`.
+
+A plugin that cannot be loaded — typically a missing optional dependency — is listed as
+disabled with the reason ("needs paramiko — install flowrunner[sftp]"), instead of breaking
+every flow; so is a name two distributions register. `plugins()` is what `flowrun connectors`
+shows.
 """
 
 from __future__ import annotations
@@ -13,17 +18,27 @@ from __future__ import annotations
 import functools
 import re
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import Distribution, EntryPoint, entry_points
+from typing import Any
 
-from engine.types import StepKind
+from engine.signatures import Scheme
+from engine.types import ConnectionKind, PollSourceKind, StepKind
 
 STEP_GROUP = "flowrunner.steps"
 CONNECTOR_GROUP = "flowrunner.connectors"
+CONNECTION_GROUP = "flowrunner.connections"
+POLL_SOURCE_GROUP = "flowrunner.poll_sources"
 SIGNATURE_GROUP = "flowrunner.signatures"
 #: what `flowrun connectors` lists, in this order
-GROUPS = {"connector": CONNECTOR_GROUP, "step": STEP_GROUP, "signature": SIGNATURE_GROUP}
+GROUPS = {"connector": CONNECTOR_GROUP, "step": STEP_GROUP, "connection": CONNECTION_GROUP,
+          "poll_source": POLL_SOURCE_GROUP, "signature": SIGNATURE_GROUP}
+#: the type each group's entry points name, and what the error calls it
+TYPES: dict[str, tuple[type, str]] = {
+    STEP_GROUP: (StepKind, "StepKind"), CONNECTOR_GROUP: (StepKind, "StepKind"),
+    CONNECTION_GROUP: (ConnectionKind, "ConnectionKind"),
+    POLL_SOURCE_GROUP: (PollSourceKind, "PollSourceKind"),
+    SIGNATURE_GROUP: (Scheme, "signature Scheme")}
 
 
 @dataclass(frozen=True)
@@ -39,13 +54,19 @@ class Registry:
     disabled: dict[str, Disabled]
     connectors: dict[str, StepKind]
     disabled_connectors: dict[str, Disabled]
+    connections: dict[str, ConnectionKind]
+    disabled_connections: dict[str, Disabled]
+    poll_sources: dict[str, PollSourceKind]
+    disabled_poll_sources: dict[str, Disabled]
+    signatures: dict[str, Scheme[Any]]
+    disabled_signatures: dict[str, Disabled]
 
 
 @dataclass(frozen=True)
 class Plugin:
     """One entry point as `flowrun connectors` reports it."""
 
-    kind: str  # connector, step or signature
+    kind: str  # connector, step, connection, poll_source or signature
     name: str
     target: str
     distribution: str
@@ -92,41 +113,45 @@ def install_hint(exc: BaseException, ep: EntryPoint) -> str:
     return f"cannot be loaded: {type(exc).__name__}: {exc}"
 
 
-def _check_step(ep: EntryPoint, value: object) -> str | None:
-    if isinstance(value, StepKind) and value.name == ep.name:
+def _check(ep: EntryPoint, value: object) -> str | None:
+    wanted, label = TYPES[ep.group]
+    if isinstance(value, wanted) and getattr(value, "name", None) == ep.name:
         return None
-    return f"entry point does not name a StepKind called '{ep.name}'"
+    return f"entry point does not name a {label} called '{ep.name}'"
 
 
-def _check_scheme(ep: EntryPoint, value: object) -> str | None:
-    from connectors.signatures.base import Scheme
+def _points(group: str) -> list[tuple[EntryPoint, str | None]]:
+    """The entry points of *group* by name, each with the reason it is refused unloaded: a
+    name registered by two distributions is refused in both, since a plugin silently
+    replacing another's part (a signature scheme, a connector) would change what it does."""
+    points = sorted(entry_points(group=group), key=lambda e: e.name)
+    owners: dict[str, set[str]] = {}
+    for ep in points:
+        owners.setdefault(ep.name, set()).add(ep.dist.name if ep.dist else "?")
+    return [(ep, f"'{ep.name}' is registered by {' and '.join(sorted(owners[ep.name]))}; "
+                 "uninstall one of them" if len(owners[ep.name]) > 1 else None)
+            for ep in points]
 
-    if isinstance(value, Scheme) and value.name == ep.name:
-        return None
-    return f"entry point does not name a signature Scheme called '{ep.name}'"
 
-
-CHECKS: dict[str, Callable[[EntryPoint, object], str | None]] = {
-    CONNECTOR_GROUP: _check_step, STEP_GROUP: _check_step, SIGNATURE_GROUP: _check_scheme}
-
-
-def _load_one(ep: EntryPoint) -> tuple[object | None, str | None]:
+def _load_one(ep: EntryPoint, refused: str | None = None) -> tuple[object | None, str | None]:
     """The loaded object, or None and the reason it is disabled. Never raises: one broken
     plugin must not take the others (or every flow) down with it."""
+    if refused is not None:
+        return None, refused
     try:
         value = ep.load()
     except Exception as exc:
         return None, install_hint(exc, ep)
-    reason = CHECKS[ep.group](ep, value)
+    reason = _check(ep, value)
     return (None, reason) if reason else (value, None)
 
 
-def _load(group: str) -> tuple[dict[str, StepKind], dict[str, Disabled]]:
-    found: dict[str, StepKind] = {}
+def _load(group: str) -> tuple[dict[str, Any], dict[str, Disabled]]:
+    found: dict[str, Any] = {}
     disabled: dict[str, Disabled] = {}
-    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
-        value, reason = _load_one(ep)
-        if isinstance(value, StepKind):
+    for ep, refused in _points(group):
+        value, reason = _load_one(ep, refused)
+        if value is not None:
             found[ep.name] = value
         else:
             disabled[ep.name] = Disabled(ep.name, ep.value, reason or "not loaded")
@@ -135,9 +160,8 @@ def _load(group: str) -> tuple[dict[str, StepKind], dict[str, Disabled]]:
 
 @functools.cache
 def registry() -> Registry:
-    steps, disabled = _load(STEP_GROUP)
-    connectors, disabled_connectors = _load(CONNECTOR_GROUP)
-    return Registry(steps, disabled, connectors, disabled_connectors)
+    return Registry(*_load(STEP_GROUP), *_load(CONNECTOR_GROUP), *_load(CONNECTION_GROUP),
+                    *_load(POLL_SOURCE_GROUP), *_load(SIGNATURE_GROUP))
 
 
 def _description(value: object) -> str:
@@ -149,12 +173,13 @@ def _description(value: object) -> str:
 
 
 def plugins() -> list[Plugin]:
-    """Every registered connector, step kind and signature scheme, loaded now (not cached, so
-    what was just installed shows), enabled or disabled with the reason."""
+    """Every registered part (connector, step kind, connection kind, poll source, signature
+    scheme), loaded now (not cached, so what was just installed shows), enabled or disabled
+    with the reason."""
     found: list[Plugin] = []
     for kind, group in GROUPS.items():
-        for ep in sorted(entry_points(group=group), key=lambda e: e.name):
-            value, reason = _load_one(ep)
+        for ep, refused in _points(group):
+            value, reason = _load_one(ep, refused)
             dist = ep.dist
             found.append(Plugin(kind, ep.name, ep.value, dist.name if dist else "?",
                                 dist.version if dist else "?", reason is None, reason,

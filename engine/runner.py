@@ -22,7 +22,6 @@ from engine.refs import Redactor, UnresolvedReference
 from engine.retry import give_up_reason, next_delay
 from engine.types import (
     Continue,
-    DeadLetter,
     Fork,
     Goto,
     HandOff,
@@ -30,6 +29,7 @@ from engine.types import (
     Resources,
     StepError,
     Stop,
+    ToDeadLetter,
 )
 
 log = logging.getLogger("flowrunner.runner")
@@ -148,7 +148,7 @@ class Runner:
             state.position = flow.index[outcome.step]
         elif isinstance(outcome, Stop):
             self._end(state, outcome.status, {"message": outcome.reason, "step": step.id})
-        elif isinstance(outcome, DeadLetter):
+        elif isinstance(outcome, ToDeadLetter):
             self._end(state, "dead_lettered", {"message": outcome.reason, "step": step.id,
                                                "kind": "route"})
         elif isinstance(outcome, HandOff):

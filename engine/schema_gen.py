@@ -15,7 +15,7 @@ import json
 import re
 from typing import Any
 
-from engine.connections import ConnectionFile
+from engine.connections import connection_file_model
 from engine.dsl.flow import StepBase, flow_model
 
 SCHEMA_ID = "https://flowrunner.dev/schemas/flow.schema.json"
@@ -39,7 +39,7 @@ def flow_schema() -> Schema:
 
 
 def connection_schema() -> Schema:
-    schema = ConnectionFile.model_json_schema(by_alias=True)
+    schema = connection_file_model().model_json_schema(by_alias=True)
     return _tidy({**schema, "$schema": DRAFT, "$id": CONNECTION_SCHEMA_ID,
                   "title": "flowrunner connection",
                   "description": "A named connection (connections/NAME.yaml): one partner "

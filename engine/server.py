@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -24,15 +24,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Lifespan
 
-from connectors.signatures import Scheme, load_schemes
 from engine.app import App
 from engine.bodies import parse_body
 from engine.dsl.triggers import WebhookTrigger
 from engine.limits import RateLimiter
 from engine.loader import CompiledFlow
 from engine.metrics import CONTENT_TYPE, StoreCollector
-from engine.problems import Problem, did_you_mean
-from engine.refs import REF, UnresolvedReference, interpolate
+from engine.problems import Problem
+from engine.refs import UnresolvedReference, interpolate
+from engine.registry import registry
+from engine.signatures import Scheme, check_spec
 from engine.webhooks import CLIENT_CLOSED, RETRY_AFTER_UNAVAILABLE, Gateway, HookEndpoint
 from engine.yamlsrc import read_source
 
@@ -93,7 +94,7 @@ class WebhookBucket:
 # -- start-up ----------------------------------------------------------------------------------
 def build_hooks(app: App, now: float) -> list[Hook]:
     """A `Hook` per webhook flow; raises ServerConfigError listing every bad trigger."""
-    schemes = load_schemes()
+    schemes = registry().signatures
     hooks: list[Hook] = []
     problems: list[Problem] = []
     for flow in sorted(app.flows.flows.values(), key=lambda f: f.trigger.path
@@ -144,52 +145,27 @@ def _as2(app: App, flow: CompiledFlow, hook: Hook) -> list[Problem]:
 
 def _signature(app: App, flow: CompiledFlow, spec: dict[str, Any],
                schemes: dict[str, Scheme[Any]], hook: Hook, now: float) -> list[Problem]:
+    """The scheme, options and secret values of a webhook's signature check. The flow was
+    loaded, so `check_spec` found nothing at load; what is left is resolving the secrets."""
     base = ("trigger", "webhook", "signature")
     source, _ = read_source(flow.file, flow.text.encode("utf-8"))
-    problems: list[Problem] = []
-    name = str(spec["scheme"]).replace("-", "_")  # standard-webhooks reads better in YAML
-    scheme = schemes.get(name)
-    if scheme is None:
-        known = ", ".join(sorted(schemes))
-        return [source.problem((*base, "scheme"), f"unknown signature scheme '{spec['scheme']}'"
-                               + (did_you_mean(name, schemes) or f"; known schemes: {known}"))]
-    options = {k: v for k, v in spec.items() if k not in ("scheme", "secret")}
-    try:
-        config = scheme.config.model_validate(options)
-    except ValidationError as exc:
-        for error in exc.errors():
-            where = (*base, *error["loc"])
-            message = error["msg"]
-            if error["type"] == "extra_forbidden":
-                allowed = list(scheme.config.model_fields)
-                message = (f"'{error['loc'][-1]}' is not an option of the {scheme.name} scheme"
-                           + (did_you_mean(str(error["loc"][-1]), allowed) or
-                              (f"; its options are {', '.join(allowed)}" if allowed else
-                               "; it takes only 'scheme' and 'secret'")))
-            problems.append(source.problem(where if error["loc"] else base, message,
-                                           key=error["type"] == "extra_forbidden"))
+    checked = check_spec(spec, schemes)
+    problems = [source.problem((*base, *where), message, key=key)
+                for where, message, key in checked.problems]
+    if checked.scheme is None or checked.config is None or problems:
         return problems
-    refs = spec.get("secret")
-    listed = refs if isinstance(refs, list) else [refs]
-    if refs is None or not listed:
-        return [source.problem(base, "a signature needs 'secret: ${secret:NAME}' (or a list of "
-                                     "them while a secret is rotated)")]
+    scheme, config = checked.scheme, checked.config
     secrets: list[str] = []
-    for i, ref in enumerate(listed):
-        where = (*base, "secret", i) if isinstance(refs, list) else (*base, "secret")
-        if not isinstance(ref, str) or not any(m["kind"] == "secret" for m in REF.finditer(ref)):
-            # a literal secret would sit in version control next to the flow
-            problems.append(source.problem(where, "write the secret as ${secret:NAME}, never "
-                                                  "the value itself"))
-            continue
+    for where, ref in checked.refs:
         try:
             value = interpolate(ref, app.secrets)
             scheme.sign(config, b"", value, now)  # the scheme refuses a malformed secret here
         except UnresolvedReference as exc:
-            problems.append(source.problem(where, str(exc)))
+            problems.append(source.problem((*base, *where), str(exc)))
             continue
         except (ValueError, OSError) as exc:  # OSError: a secrets file others may read
-            problems.append(source.problem(where, app.secrets.redactor.text(str(exc))))
+            problems.append(source.problem((*base, *where),
+                                           app.secrets.redactor.text(str(exc))))
             continue
         secrets.append(value)
     hook.scheme, hook.config, hook.secrets = scheme, config, secrets

@@ -18,6 +18,8 @@ from pydantic_settings import (
 
 from engine import redis_url
 from engine.dsl.base import Duration
+from engine.dsl.retention import KeepFor
+from engine.store.base import Keep
 
 
 class Settings(BaseSettings):
@@ -61,6 +63,20 @@ class Settings(BaseSettings):
                                      "first byte to the end of its headers.")
     body_timeout: Duration = Field(30.0, gt=0, description="Longest time from the end of the "
                                    "headers to the end of the body.")
+    # history (docs/retention.md); a flow's `retention:` block overrides the first three
+    retention_runs: KeepFor = Field(Keep.runs, description="How long a finished run is kept "
+                                    "after it finished: a duration ('14d') or 'forever'.")
+    retention_bodies: KeepFor = Field(Keep.bodies, description="How long a finished run keeps its "
+                                      "message (body, headers) before it is compacted to its "
+                                      "summary; 'forever' (default): until the run goes.")
+    retention_dead_letters: KeepFor = Field(Keep.dead_letters, description="How long a dead-letter "
+                                            "entry is kept after it was replayed or discarded "
+                                            "(open entries are always kept).")
+    prune_interval: Duration = Field(3600.0, description="How often `flowrun serve` and "
+                                     "`flowrun scheduler` remove what retention no longer keeps "
+                                     "(0: only `flowrun prune`).")
+    prune_batch: int = Field(500, ge=1, le=10_000, description="Records removed per "
+                             "transaction while pruning.")
 
     @field_validator("redis_url", "broker_url")
     @classmethod

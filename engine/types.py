@@ -14,12 +14,15 @@ import logging
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from engine.dsl.base import ExprSpec
 from engine.envelope import Envelope
 from engine.expressions import Compiled
 from engine.problems import Path
+from engine.transports import Transport
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,9 @@ class Stop:
 
 
 @dataclass(frozen=True)
-class DeadLetter:
+class ToDeadLetter:
+    """End the run as ``dead_lettered`` with this reason (the entry is `records.DeadLetter`)."""
+
     reason: str
 
 
@@ -66,7 +71,7 @@ class Fork:
     items: list[Any]
 
 
-Outcome = Continue | Goto | Stop | DeadLetter | HandOff | Fork
+Outcome = Continue | Goto | Stop | ToDeadLetter | HandOff | Fork
 
 
 class StepError(Exception):
@@ -101,6 +106,12 @@ class Resources:
     log: logging.LoggerAdapter[logging.Logger]
     secrets: Callable[[str], str]
     services: dict[str, Any] = field(default_factory=dict)
+
+    def transport(self, which: Transport[T]) -> T | None:
+        """The transport handed to this step under *which* (`engine.transports`), or None:
+        the connector then uses its own real one."""
+        found: T | None = self.services.get(which.key)
+        return found
 
 
 StepFn = Callable[[Envelope, Resources], Outcome]
@@ -137,6 +148,46 @@ class StepKind:
     side_effect: bool = False
     #: where the result goes when the step names no ``output:`` (None: nowhere)
     default_output: str | None = "body"
+
+
+@dataclass(frozen=True)
+class ConnectionKind:
+    """A registered kind of named connection: the key of a connection file (``http:``,
+    ``sftp:``) and its config model. The connector that uses it owns it and its checks."""
+
+    name: str
+    config: Any  # a pydantic model class; the engine validates the file's part against it
+    description: str
+    #: further checks once the model validated: ``check(config, ctx)``, problems through
+    #: ``ctx.problem(path, message, severity=...)`` with *path* inside the kind's key
+    check: Callable[[Any, ConnectionContext], None] | None = None
+    #: the remote folders of the ``files`` poll source (``dir: <kind>://<connection>/path``):
+    #: ``drop(name, config, folder, label)`` returns ``open(run)``, a context manager yielding
+    #: the folder (see `engine.poll.files.Drop`); None: this kind has no folders
+    drop: Callable[[str, Any, str, str], Any] | None = None
+
+
+class ConnectionContext(Protocol):
+    """What a connection kind's ``check`` may ask of the loader."""
+
+    #: the connections folder; relative file names in a connection are read from there
+    folder: Any
+
+    def problem(self, path: Path, message: str, *, severity: str = "error") -> None: ...
+
+
+@dataclass(frozen=True)
+class PollSourceKind:
+    """A registered poll source: its key under ``trigger.poll`` and its config model.
+    ``build(trigger, ctx, path)`` runs at load and returns a `engine.poll.source.Source`."""
+
+    name: str
+    config: Any
+    build: Callable[[Any, BuildContext, Path], Any]
+    description: str
+    #: the per-record key intake deduplicates on when the trigger names no idempotency_key
+    #: (an `ExprSpec`; the ``files`` source's is name, size and mtime)
+    idempotency_key: ExprSpec | None = None
 
 
 def config_type(kind: StepKind) -> Any:

@@ -28,12 +28,12 @@ from starlette.datastructures import Headers
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from connectors.signatures import SignatureError
 from engine.bodies import BodyError, record_headers
 from engine.intake import Accepted
 from engine.logs import bind
 from engine.metrics import Metrics
 from engine.records import RecordError, RunState, dumps
+from engine.signatures import SignatureError
 
 if TYPE_CHECKING:
     from engine.app import App

@@ -30,7 +30,7 @@ from bench.common import figure  # noqa: E402
 
 FIGURE_KEYS = {"benchmark", "name", "value", "unit", "goal", "better", "met", "note"}
 RUN = {"engine_overhead", "jsonata", "webhook_ingest", "connections", "poll_100k",
-       "validate_1000"}
+       "validate_1000", "store_growth"}
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,10 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from connectors.as2.connection import As2Connection
 from connectors.as2.lib import AS2Exception, ImproperlyConfigured, Organization, Partner
-from connectors.http_connection import HttpClient
-from engine.connections import As2Connection, HttpConnection, resolve_file
-from engine.refs import UnresolvedReference, interpolate
-from engine.types import StepError
+from connectors.http_connection import HttpClient, HttpConnection
+from engine.plugin import StepError, UnresolvedReference, interpolate, resolve_file
 
 _DOMAIN = re.compile(r"[^A-Za-z0-9.-]+")
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)

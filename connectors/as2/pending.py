@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from engine.home import private_file
+from engine.plugin import private_file
 
 #: how long an unanswered message is remembered (an MDN later than this is refused)
 TTL = 30 * 24 * 3600

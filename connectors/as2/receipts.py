@@ -18,10 +18,10 @@ from connectors.as2.lib import Mdn, Message
 from connectors.as2.partners import Materials
 from connectors.as2.pending import pending
 from connectors.as2.wire import message_id
-from engine.records import DeadLetter
+from engine.plugin import DeadLetter
 
 if TYPE_CHECKING:
-    from engine.app import App
+    from engine.plugin import App
 
 log = logging.getLogger("flowrunner.as2")
 

@@ -30,25 +30,25 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
+from connectors.as2.connection import As2Connection
 from connectors.as2.lib import Mdn, Message
 from connectors.as2.partners import Materials, materials
 from connectors.as2.receipts import settle
 from connectors.as2.wire import as2_name, http_headers, message_id, raw_message
 from connectors.http import classify
-from engine.bodies import record_headers
-from engine.logs import bind
-from engine.records import RecordError
-from engine.webhooks import (
+from engine.plugin import (
     CLIENT_CLOSED,
     RETRY_AFTER_UNAVAILABLE,
     Answer,
     HookEndpoint,
+    RecordError,
+    bind,
     correlation_id,
+    record_headers,
 )
 
 if TYPE_CHECKING:
-    from engine.app import App
-    from engine.loader import CompiledFlow
+    from engine.plugin import App, CompiledFlow
 
 log = logging.getLogger("flowrunner.as2")
 
@@ -70,9 +70,10 @@ def endpoint_options(app: App, flow: CompiledFlow, partner: str) -> Materials:
     """The partner connection of an AS2 trigger, read into pyas2lib's objects."""
     connections = app.loader.connections(flow.file)
     found = connections.found.get(partner)
-    if found is None or found.as2 is None:  # the loader named it already; say it again here
+    config = getattr(found, "as2", None)  # the file's model holds a key per registered kind
+    if not isinstance(config, As2Connection):  # the loader named it already; say it again here
         raise ValueError(f"no as2 connection '{partner}'")
-    return materials(partner, found.as2, connections.folder, app.secrets)
+    return materials(partner, config, connections.folder, app.secrets)
 
 
 class As2Endpoint(HookEndpoint):

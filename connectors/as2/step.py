@@ -41,11 +41,23 @@ from connectors.as2.pending import pending
 from connectors.as2.receipts import verdict
 from connectors.as2.wire import http_headers, raw_message
 from connectors.http import NOT_RETRYABLE, classify, retry_after
-from engine.dsl.base import Encoding, Expr, Model
-from engine.envelope import Envelope
-from engine.refs import UnresolvedReference
-from engine.templates import Value, compile_value, interpolate_url
-from engine.types import BuildContext, Outcome, Resources, StepError, StepFn, StepKind, result
+from engine.plugin import (
+    BuildContext,
+    Encoding,
+    Envelope,
+    Expr,
+    Model,
+    Outcome,
+    Resources,
+    StepError,
+    StepFn,
+    StepKind,
+    UnresolvedReference,
+    Value,
+    compile_value,
+    interpolate_url,
+    result,
+)
 
 _ID_PART = re.compile(r"[^A-Za-z0-9._-]+")
 

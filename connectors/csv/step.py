@@ -13,9 +13,18 @@ from pydantic import ConfigDict, Field, model_validator
 
 from connectors.csv.config import CsvParseConfig, CsvRenderConfig, FixedWidthConfig
 from connectors.csv.errors import FlatFileError
-from engine.dsl.base import Expr, Model
-from engine.envelope import Envelope
-from engine.types import BuildContext, Outcome, Resources, StepError, StepFn, StepKind, result
+from engine.plugin import (
+    BuildContext,
+    Envelope,
+    Expr,
+    Model,
+    Outcome,
+    Resources,
+    StepError,
+    StepFn,
+    StepKind,
+    result,
+)
 
 
 class _OneAction(Model):

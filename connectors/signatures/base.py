@@ -2,9 +2,8 @@
 
 Every scheme module verifies a request's *raw* body against one or more shared secrets
 before anything else looks at the request. This module holds what they all need: the error
-they raise, the call shapes of ``verify`` and ``sign``, the ``Scheme`` record that the
-entry-point group ``flowrunner.signatures`` publishes, and helpers for case-insensitive
-header lookup, constant-time comparison and timestamp windows.
+they raise and the ``Scheme`` record (both from the plugin surface, `engine.plugin`), and
+helpers for case-insensitive header lookup, constant-time comparison and timestamp windows.
 """
 
 from __future__ import annotations
@@ -14,67 +13,18 @@ import binascii
 import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import Literal
 
-from pydantic import BaseModel
+from engine.plugin import Scheme, SignatureError
+
+__all__ = ["Scheme", "SignatureError"]  # re-exported: the schemes import them from here
 
 Encoding = Literal["hex", "base64"]
 Algorithm = Literal["sha1", "sha256", "sha512"]
 
-ConfigT = TypeVar("ConfigT", bound=BaseModel)
-ConfigT_contra = TypeVar("ConfigT_contra", bound=BaseModel, contravariant=True)
-
 # Unix seconds as senders write them: plain ASCII digits. str.isdigit() would also accept
 # other Unicode digits, and int() would accept signs, spaces and underscores.
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
-
-
-class SignatureError(Exception):
-    """A request failed signature verification.
-
-    ``reason`` is short and safe to log or return to the caller: it names headers and
-    limits, never a secret, a computed signature or a header's value.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class Verifier(Protocol[ConfigT_contra]):
-    """Checks one request; returns None when it is authentic, raises SignatureError if not.
-
-    ``headers`` is looked up case-insensitively. Any one of ``secrets`` may have signed the
-    request (several are active while a secret is rotated). ``now`` is Unix time in seconds.
-    """
-
-    def __call__(
-        self,
-        config: ConfigT_contra,
-        body: bytes,
-        headers: Mapping[str, str],
-        secrets: Sequence[str],
-        now: float,
-    ) -> None: ...
-
-
-class Signer(Protocol[ConfigT_contra]):
-    """Produces the headers a sender would add so that ``body`` verifies under ``secret``."""
-
-    def __call__(
-        self, config: ConfigT_contra, body: bytes, secret: str, now: float
-    ) -> dict[str, str]: ...
-
-
-@dataclass(frozen=True)
-class Scheme(Generic[ConfigT]):
-    """What each scheme module publishes as ``SCHEME`` for the entry-point group."""
-
-    name: str
-    config: type[ConfigT]
-    verify: Verifier[ConfigT]
-    sign: Signer[ConfigT]
 
 
 def header_value(headers: Mapping[str, str], name: str) -> str | None:

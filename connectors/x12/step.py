@@ -32,10 +32,20 @@ from connectors.x12 import (
     render,
 )
 from connectors.x12.envelope import SEGMENT_ID
-from engine.dsl.base import Encoding, Expr, Model
-from engine.envelope import Envelope
-from engine.home import private_file
-from engine.types import BuildContext, Outcome, Resources, StepError, StepFn, StepKind, result
+from engine.plugin import (
+    BuildContext,
+    Encoding,
+    Envelope,
+    Expr,
+    Model,
+    Outcome,
+    Resources,
+    StepError,
+    StepFn,
+    StepKind,
+    private_file,
+    result,
+)
 
 _SET_ID = re.compile(r"\d{3}")
 

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from engine.console import api, pages, views
-from engine.console.auth import Auth, Principal
+from engine.console.auth import ConsoleAuth, Principal
 from engine.console.jobs import Jobs
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ CLOSED = ("The console is closed: no credentials are configured. Set FLOWRUN_CON
 class Console:
     def __init__(self, app: App, metrics: Metrics | None = None):
         self.app, self.metrics = app, metrics
-        self.auth = Auth(app.settings)
+        self.auth = ConsoleAuth(app.settings)
         if self.auth.token:
             app.secrets.redactor.add(self.auth.token)  # never in a log line either
         if self.auth.password:

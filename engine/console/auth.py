@@ -73,7 +73,7 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
-class Auth:
+class ConsoleAuth:
     def __init__(self, settings: Settings):
         self.token = settings.console_token.get_secret_value() if settings.console_token else None
         self.user = settings.console_user

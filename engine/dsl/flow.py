@@ -14,8 +14,9 @@ from typing import Annotated, Any, Union
 from pydantic import Discriminator, Field, Tag, TypeAdapter, create_model
 
 from engine.dsl.base import Expr, Model
+from engine.dsl.retention import RetentionSpec
 from engine.dsl.retry import Defaults, OnFailure, RetryPolicy
-from engine.dsl.triggers import ManualSpec, Trigger
+from engine.dsl.triggers import ManualSpec, trigger_union
 from engine.registry import registry
 from engine.types import config_type
 
@@ -77,12 +78,15 @@ class FlowBase(Model):
     description: str | None = Field(None, description="What this flow does, for people.")
     key: Expr | None = Field(None, description="Business key of a run (order number, PO number), "
                                                 "searchable in run records.")
-    trigger: Trigger = Field(default_factory=ManualSpec,
-                             description="What starts a run: webhook, poll or manual.")
+    trigger: Any = Field(default_factory=ManualSpec,  # the registered poll sources: flow_model
+                         description="What starts a run: webhook, poll or manual.")
     defaults: Defaults = Field(default_factory=Defaults, description="Retry and failure defaults.")
     queue: str = Field("default", pattern=r"^[a-z][a-z0-9_-]*$",
                        description="Worker lane for this flow's runs, e.g. priority or bulk.")
     concurrency: int | None = Field(None, ge=1, description="Most runs of this flow at once.")
+    retention: RetentionSpec | None = Field(
+        None, description="How long this flow's run records, message bodies and resolved "
+                          "dead-letter entries are kept, overriding FLOWRUN_RETENTION_*.")
 
 
 @functools.cache
@@ -114,6 +118,9 @@ def flow_model() -> type[FlowBase]:
     model: type[FlowBase] = create_model(
         "Flow",
         __base__=FlowBase,
+        trigger=(trigger_union(), Field(default_factory=ManualSpec,
+                                        description="What starts a run: webhook, poll or "
+                                                    "manual.")),
         steps=(list[step], Field(min_length=1, description="The steps, run in order.")),
     )
     return model

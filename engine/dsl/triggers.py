@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, create_model, field_validator, model_validator
 
 from engine.dsl.base import Duration, Encoding, Expr, Model
 from engine.dsl.retry import RetryPolicy
+from engine.registry import registry
 
 
 class WebhookRateLimit(Model):
@@ -93,15 +95,6 @@ class Paginate(Model):
     max_pages: int = Field(1000, ge=1, description="Safety bound on pages per poll.")
 
 
-class HttpSource(Model):
-    method: Literal["GET", "POST"] = Field("GET", description="HTTP method of the poll request.")
-    url: str = Field(description="URL; may use ${env:...}, ${secret:...}, {{cursor}} (the cursor "
-                                 "minus the lookback) and {{slot}} (the scheduled time).")
-    connection: str | None = Field(None, description="Named connection for base URL and auth.")
-    params: dict[str, str] = Field(default_factory=dict, description="Query parameters.")
-    headers: dict[str, str] = Field(default_factory=dict, description="Request headers.")
-
-
 class FileSource(Model):
     dir: str = Field(description="Local directory or sftp://connection/path to watch.")
     pattern: str = Field("*", description="Glob of the files to take, e.g. '*.edi'.")
@@ -114,13 +107,14 @@ class FileSource(Model):
 class PollTrigger(Model):
     """We ask a partner on a schedule, reading incrementally."""
 
+    # the source keys (http:, files:...) are those of the poll sources registered in this
+    # process (engine.types.PollSourceKind); poll_trigger() adds them to this base model
+
     every: Duration | None = Field(None, description="Interval between polls, e.g. 5m.")
     cron: str | None = Field(None, description="Cron schedule, e.g. '*/5 * * * *'.")
     timezone: str = Field("UTC", description="Time zone of the cron schedule.")
     missed: Literal["skip", "once"] = Field(
         "skip", description="After downtime: skip missed slots, or run once to catch up.")
-    http: HttpSource | None = Field(None, description="Poll an HTTP API.")
-    files: FileSource | None = Field(None, description="Poll a directory or SFTP drop.")
     items: Expr | None = Field(None, description="Expression selecting the records of one page.")
     cursor: Cursor | None = Field(None, description="High-watermark kept between polls.")
     paginate: Paginate | None = Field(None, description="How to reach the next page.")
@@ -132,9 +126,36 @@ class PollTrigger(Model):
     def _one_schedule_one_source(self) -> PollTrigger:
         if (self.every is None) == (self.cron is None):
             raise ValueError("a poll trigger needs exactly one of 'every:' or 'cron:'")
-        if (self.http is None) == (self.files is None):
-            raise ValueError("a poll trigger needs exactly one source: 'http:' or 'files:'")
+        names = source_names(type(self))
+        if sum(getattr(self, name) is not None for name in names) != 1:
+            raise ValueError("a poll trigger needs exactly one source: "
+                             + " or ".join(f"'{name}:'" for name in names))
         return self
+
+    @property
+    def source(self) -> str:
+        """The key of the trigger's source (``http``, ``files``...)."""
+        return next(n for n in source_names(type(self)) if getattr(self, n) is not None)
+
+    @property
+    def source_config(self) -> Any:
+        """The config of the trigger's source: the model its poll source kind registered."""
+        return getattr(self, self.source)
+
+
+def source_names(model: type[PollTrigger]) -> list[str]:
+    return [name for name in model.model_fields if name not in PollTrigger.model_fields]
+
+
+@functools.cache
+def poll_trigger() -> type[PollTrigger]:
+    """The PollTrigger model for the poll sources registered in this process."""
+    sources = sorted(registry().poll_sources.items())
+    model: type[PollTrigger] = create_model(  # type: ignore[call-overload]
+        "PollTrigger", __base__=PollTrigger, __doc__=PollTrigger.__doc__,
+        **{name: (kind.config | None, Field(None, description=kind.description))
+           for name, kind in sources})
+    return model
 
 
 class AmqpBinding(Model):
@@ -240,11 +261,6 @@ class WebhookSpec(Model):
                                                 "`flowrun serve` per webhook flow.")
 
 
-class PollSpec(Model):
-    poll: PollTrigger = Field(description="We ask a partner on a schedule (`flowrun "
-                                          "scheduler`): an HTTP API or a drop folder.")
-
-
 class ConsumeSpec(Model):
     consume: ConsumeTrigger = Field(description="A message bus delivers to us (`flowrun "
                                                 "consume`): AMQP, MQTT, Redis streams or NATS "
@@ -257,9 +273,15 @@ class ManualSpec(Model):
                                               "another flow's hand-off.")
 
 
-Trigger = Annotated[
-    Annotated[WebhookSpec, Tag("webhook")] | Annotated[PollSpec, Tag("poll")]
-    | Annotated[ConsumeSpec, Tag("consume")] | Annotated[ManualSpec, Tag("manual")],
-    Discriminator(_trigger_kind),
-]
+@functools.cache
+def trigger_union() -> Any:
+    """The trigger of a flow: webhook, poll (with the registered sources), consume or manual."""
+    poll_spec = create_model("PollSpec", __base__=Model, poll=(poll_trigger(), Field(
+        description="We ask a partner on a schedule (`flowrun scheduler`): an HTTP API or a "
+                    "drop folder.")))
+    return Annotated[
+        Annotated[WebhookSpec, Tag("webhook")] | Annotated[poll_spec, Tag("poll")]
+        | Annotated[ConsumeSpec, Tag("consume")] | Annotated[ManualSpec, Tag("manual")],
+        Discriminator(_trigger_kind),
+    ]
 TRIGGER_KINDS = ("webhook", "poll", "consume", "manual")

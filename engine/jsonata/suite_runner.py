@@ -38,7 +38,7 @@ def suite_dir() -> Path:
 
 
 @dataclass
-class Outcome:
+class SuiteOutcome:
     case_id: str
     passed: bool
     reason: str
@@ -127,7 +127,7 @@ def _short(v: Any) -> str:
     return s if len(s) <= 120 else s[:117] + "..."
 
 
-def run_suite(root: Path | None = None) -> list[Outcome]:
+def run_suite(root: Path | None = None) -> list[SuiteOutcome]:
     root = root or suite_dir()
     datasets = _Datasets(root)
     outcomes = []
@@ -145,7 +145,7 @@ def run_suite(root: Path | None = None) -> list[Outcome]:
             ok, reason = run_case(case, datasets)
             if not ok and case_id in DELIBERATE:
                 reason = f"{DELIBERATE[case_id]}; {reason}"
-            outcomes.append(Outcome(case_id, ok, reason, used[0]))
+            outcomes.append(SuiteOutcome(case_id, ok, reason, used[0]))
     finally:
         datetime_fns._delegate = original
     return outcomes

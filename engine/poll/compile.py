@@ -7,24 +7,16 @@ source options that do not apply. The scheduler receives a `CompiledPoll` and ne
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from engine.dsl.retry import RetryPolicy
 from engine.dsl.triggers import PollTrigger
-from engine.poll import files, http_source
 from engine.poll.schedule import Schedule
 from engine.poll.source import Source
 from engine.problems import Path, did_you_mean
+from engine.registry import registry
 from engine.types import BuildContext
-
-#: source kind (the key under ``poll:``) → build(trigger, ctx, path)
-SOURCES: dict[str, Callable[[PollTrigger, BuildContext, Path], Any]] = {
-    "http": http_source.build,
-    "files": files.build,
-}
 
 
 @dataclass
@@ -57,8 +49,8 @@ def compile_poll(trigger: PollTrigger, ctx: BuildContext,
     elif trigger.timezone != "UTC":
         ctx.problem((*path, "timezone"), "timezone applies to cron: schedules only; every: "
                     "intervals are counted from the epoch", severity="warning")
-    kind = "http" if trigger.http is not None else "files"
-    source = SOURCES[kind](trigger, ctx, path)
+    # the source kinds are the registered ones (entry-point group flowrunner.poll_sources)
+    source = registry().poll_sources[trigger.source].build(trigger, ctx, path)
     if trigger.every is not None and trigger.every <= 0:
         ok = False
         ctx.problem((*path, "every"), "every: must be longer than zero, e.g. '30s' or '5m'")

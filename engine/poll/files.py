@@ -1,9 +1,9 @@
 """The ``files`` poll source: take files dropped in a folder, one message per file.
 
-The folder is local (``dir: /data/edi/in``) or on a partner's SFTP server
-(``dir: sftp://3pl_acme/outbound/asn``: the named SFTP connection, then the absolute folder on
-the server). Both behave the same; only `LocalDrop` and `engine.poll.files_sftp.SftpDrop`
-differ.
+The folder is local (``dir: /data/edi/in``) or on a partner's server
+(``dir: sftp://3pl_acme/outbound/asn``: the kind and name of a connection, then the absolute
+folder on the server; the connection kind's ``drop`` opens it, e.g. `connectors.sftp_drop`).
+Both behave the same; only the `Drop` differs.
 
 A file is taken only once it is complete: either its size and modification time held between
 two looks at least ``stable_for`` apart (a second look is asked for at that time, sooner than the
@@ -32,6 +32,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import stat as st
 import time
 from collections.abc import Iterator
@@ -42,16 +43,18 @@ from typing import Any, Protocol
 
 from engine.dsl.base import ExprSpec
 from engine.dsl.triggers import FileSource, PollTrigger
-from engine.poll.source import Outcome, PollRun
-from engine.problems import Path
-from engine.types import BuildContext, StepError
+from engine.poll.source import PollOutcome, PollRun
+from engine.problems import Path, did_you_mean
+from engine.registry import registry
+from engine.types import BuildContext, PollSourceKind, StepError
 
 log = logging.getLogger("flowrunner.scheduler")
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 ARCHIVE, ERROR = "archive", "error"
 REASON_SUFFIX = ".reason.txt"
-SFTP_PREFIX = "sftp://"
+#: a remote folder: <connection kind>://<connection name>/<folder>
+REMOTE = re.compile(r"(?P<kind>[a-z][a-z0-9_]*)://(?P<name>[^/]*)(?P<folder>.*)")
 #: intake deduplicates files on this header unless the trigger names its own idempotency_key
 IDEMPOTENCY = ExprSpec("jsonata", '$headers."file_id"')
 
@@ -181,8 +184,7 @@ class _Look:
 
 class FilePoll:
     def __init__(self, trigger: PollTrigger, ctx: BuildContext, path: Path):
-        assert trigger.files is not None
-        self.config: FileSource = trigger.files
+        self.config: FileSource = trigger.source_config
         for name in ("items", "cursor", "paginate"):
             if getattr(trigger, name) is not None:
                 ctx.problem((*path, name), f"'{name}:' applies to http sources; a files source "
@@ -190,9 +192,9 @@ class FilePoll:
         self._open = _opener(self.config.dir, ctx, (*path, "files", "dir"))
         self._looks: dict[str, _Look] = {}
 
-    def poll(self, run: PollRun) -> Outcome:
+    def poll(self, run: PollRun) -> PollOutcome:
         now = run.now()
-        outcome = Outcome()
+        outcome = PollOutcome()
         present: set[str] = set()
         with self._open(run) as drop:
             for file in drop.files(self.config.pattern):
@@ -229,7 +231,7 @@ class FilePoll:
         return True, None
 
     # -- intake and the moves ------------------------------------------------------------------
-    def _take(self, drop: Drop, file: DropFile, run: PollRun, outcome: Outcome) -> bool:
+    def _take(self, drop: Drop, file: DropFile, run: PollRun, outcome: PollOutcome) -> bool:
         if file.size > MAX_FILE_BYTES:
             self._reject(drop, file, f"the file has {file.size} bytes; files larger than "
                          f"{MAX_FILE_BYTES} bytes are not taken in")
@@ -296,11 +298,11 @@ def headers(file: DropFile) -> dict[str, Any]:
 
 
 def _opener(folder: str, ctx: BuildContext, path: Path) -> Any:
-    """How each poll opens the folder: a local one as it is, sftp:// through its connection."""
-    if folder.startswith(SFTP_PREFIX):
-        from engine.poll.files_sftp import opener  # paramiko only for flows that use SFTP
-
-        return opener(folder, ctx, path)
+    """How each poll opens the folder: a local one as it is, a remote one through the
+    connection kind that owns its ``kind://``."""
+    remote = REMOTE.fullmatch(folder)
+    if remote is not None:
+        return _remote(remote, ctx, path)
 
     @contextlib.contextmanager
     def local(run: PollRun) -> Iterator[Drop]:
@@ -309,5 +311,38 @@ def _opener(folder: str, ctx: BuildContext, path: Path) -> Any:
     return local
 
 
+def _remote(url: re.Match[str], ctx: BuildContext, path: Path) -> Any:
+    """At load: resolve ``<kind>://<connection>/<folder>`` (a problem at *path* if it does
+    not); returns how each poll opens the drop."""
+    kinds = {n: k for n, k in registry().connections.items() if k.drop is not None}
+    kind, name = url["kind"], url["name"]
+    if kind not in kinds:
+        ctx.problem(path, f"'{kind}://' is no kind of remote folder"
+                    + (did_you_mean(kind, kinds) or f"; known: {', '.join(sorted(kinds))}"))
+        return None
+    if not name:
+        ctx.problem(path, f"'{url[0]}' names no connection; write {kind}://<connection>/"
+                          "<folder>, e.g. sftp://3pl_acme/outbound/asn")
+        return None
+    connections = ctx.service("connections")
+    if connections is None:
+        ctx.problem(path, f"no connection '{name}': named connections are not loaded here")
+        return None
+    config = connections.lookup(name, kind, ctx, path)
+    if config is None:
+        return None
+    folder = "/" + url["folder"].strip("/")
+    drop = kinds[kind].drop
+    assert drop is not None
+    return drop(name, config, folder, f"{kind}://{name}{folder.rstrip('/')}")
+
+
 def build(trigger: PollTrigger, ctx: BuildContext, path: Path) -> FilePoll:
     return FilePoll(trigger, ctx, path)
+
+
+SOURCE = PollSourceKind(name="files", config=FileSource, build=build,
+                        description="Take files dropped in a local folder, or in a remote one "
+                                    "through a connection (sftp://connection/folder): one "
+                                    "message per complete file.",
+                        idempotency_key=IDEMPOTENCY)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from engine.poll import cursor as cursors
 from engine.poll.lease import Lease
 from engine.poll.schedule import slot_text
-from engine.poll.source import Outcome, PollRun
+from engine.poll.source import PollOutcome, PollRun
 from engine.store.base import StoreError
 from engine.types import StepError
 
@@ -34,7 +34,7 @@ class LeaseLost(Exception):
 
 @dataclass
 class Result:
-    outcome: Outcome | None = None
+    outcome: PollOutcome | None = None
     error: StepError | None = None
     #: the poll did not start: another process is still polling this flow
     busy: bool = False

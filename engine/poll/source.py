@@ -1,4 +1,4 @@
-"""The calling convention of poll sources: ``source.poll(run) -> Outcome``.
+"""The calling convention of poll sources: ``source.poll(run) -> PollOutcome``.
 
 A source reads its partner and hands every record (or file) to ``run.take``, which returns only
 once the record is durably taken in (`App.accept` returned). It raises `StepError` when the poll
@@ -36,7 +36,7 @@ class PollRun:
 
 
 @dataclass
-class Outcome:
+class PollOutcome:
     records: int = 0
     pages: int = 0
     duplicates: int = 0
@@ -47,4 +47,4 @@ class Outcome:
 
 
 class Source(Protocol):
-    def poll(self, run: PollRun) -> Outcome: ...
+    def poll(self, run: PollRun) -> PollOutcome: ...

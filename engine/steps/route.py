@@ -12,7 +12,6 @@ from engine.expressions import Compiled
 from engine.problems import did_you_mean
 from engine.types import (
     BuildContext,
-    DeadLetter,
     Goto,
     HandOff,
     Outcome,
@@ -21,6 +20,7 @@ from engine.types import (
     StepFn,
     StepKind,
     Stop,
+    ToDeadLetter,
 )
 
 
@@ -75,7 +75,7 @@ def _target(rule: Rule) -> Outcome:
         return HandOff(rule.flow)
     if rule.drop:
         return Stop("dropped", "route: drop")
-    return DeadLetter(rule.dead_letter or "route: dead_letter")
+    return ToDeadLetter(rule.dead_letter or "route: dead_letter")
 
 
 def build(config: RouteConfig, ctx: BuildContext) -> StepFn:

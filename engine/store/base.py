@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.records import DeadLetter, RunState
@@ -35,6 +35,45 @@ class DeadLetterFilter:
     until: float | None = None
     status: str | None = "open"
     limit: int = 100
+
+
+@dataclass(frozen=True)
+class Keep:
+    """How long one flow's records stay, in seconds (None: forever)."""
+
+    runs: float | None = 14 * 86400.0  # a finished run, after it finished
+    bodies: float | None = None  # a finished run's message, after it finished
+    dead_letters: float | None = 30 * 86400.0  # a resolved entry, after it was resolved
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """What pruning keeps: a default, and flows of their own (engine/retention builds it)."""
+
+    default: Keep = Keep()
+    flows: dict[str, Keep] = field(default_factory=dict)
+
+    def of(self, flow: str) -> Keep:
+        return self.flows.get(flow, self.default)
+
+
+@dataclass
+class PruneReport:
+    """What a prune removed (or would remove, in a dry run): counts per (flow, kind), where
+    kind is ``runs``, ``bodies`` (runs compacted), ``dead_letters`` or ``idempotency``; and the
+    bytes of the records removed or shortened."""
+
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    bytes_freed: int = 0
+
+    def add(self, flow: str, kind: str, n: int = 1, freed: int = 0) -> None:
+        if n:
+            self.counts[(flow, kind)] = self.counts.get((flow, kind), 0) + n
+        self.bytes_freed += freed
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
 
 
 class Store(Protocol):
@@ -78,6 +117,16 @@ class Store(Protocol):
     def list_dead_letters(self, query: DeadLetterFilter) -> list[DeadLetter]: ...
 
     def update_dead_letter(self, entry: DeadLetter) -> None: ...
+
+    # retention (docs/retention.md) -------------------------------------------------------------
+    def prune(self, policy: RetentionPolicy, now: float, *, batch: int = 500,
+              flow: str | None = None, dry_run: bool = False) -> PruneReport:
+        """Remove what *policy* no longer keeps at *now* (of *flow* only, if given), *batch*
+        records per transaction, pausing between transactions so intake is never held up:
+        finished runs, their messages (compacted: the summary stays), resolved dead-letter
+        entries with their dead-lettered run, expired idempotency keys. A record and its
+        indexes (an entry and its run) go in one transaction; counts stay exact (they count
+        what is kept). A dry run removes nothing and reports what would go."""
 
     # poll cursors and locks -------------------------------------------------------------------
     def get_cursor(self, name: str) -> str | None: ...

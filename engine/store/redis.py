@@ -28,7 +28,15 @@ from engine.records import (
     encode_dead_letter,
     encode_run,
 )
-from engine.store.base import DeadLetterFilter, Idempotency, RunFilter, StoreError
+from engine.store import pruning
+from engine.store.base import (
+    DeadLetterFilter,
+    Idempotency,
+    PruneReport,
+    RetentionPolicy,
+    RunFilter,
+    StoreError,
+)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -180,6 +188,66 @@ redis.call('SET', mark, '1')
 return 1
 """
 
+# Retention (engine/store/pruning): a page of runs and entries removed with every index entry
+# and count they hold, each only if its status is still the one read; an entry takes its
+# dead-lettered run with it. ARGV: prefix, number of runs, then per run: id, flow, status, key,
+# correlation id; then per entry: id, flow, step, status, run id, key, correlation id.
+# Returns the ids removed. Counts count what is kept: a count reaching 0 is deleted.
+PRUNE = """
+local p = ARGV[1]
+local function count_down(h, field)
+  if redis.call('HINCRBY', h, field, -1) <= 0 then redis.call('HDEL', h, field) end
+end
+local function drop_run(id, flow, status, key, corr)
+  local rk = p .. 'run:' .. id
+  if redis.call('HGET', rk, 'status') ~= status then return false end
+  redis.call('DEL', rk)
+  redis.call('ZREM', p .. 'runs:status:' .. status, id)
+  redis.call('ZREM', p .. 'runs:all', id)
+  redis.call('ZREM', p .. 'runs:flow:' .. flow, id)
+  if key ~= '' then redis.call('ZREM', p .. 'runs:key:' .. key, id) end
+  if corr ~= '' then redis.call('ZREM', p .. 'runs:corr:' .. corr, id) end
+  count_down(p .. 'runs:count:' .. flow, status)
+  return true
+end
+local gone = {}
+local i = 3
+for _ = 1, tonumber(ARGV[2]) do
+  if drop_run(ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]) then gone[#gone+1] = ARGV[i] end
+  i = i + 5
+end
+while i <= #ARGV do
+  local id, flow, step, status = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  local dk = p .. 'dl:' .. id
+  if redis.call('HGET', dk, 'status') == status then
+    redis.call('DEL', dk)
+    redis.call('ZREM', p .. 'dls:all', id)
+    redis.call('ZREM', p .. 'dls:flow:' .. flow, id)
+    if step ~= '' then redis.call('ZREM', p .. 'dls:step:' .. step, id) end
+    redis.call('ZREM', p .. 'dls:status:' .. status, id)
+    count_down(p .. 'dls:count:' .. status, flow)
+    drop_run(ARGV[i+4], flow, 'dead_lettered', ARGV[i+5], ARGV[i+6])
+    gone[#gone+1] = id
+  end
+  i = i + 7
+end
+return gone
+"""
+
+# Compaction: ARGV prefix, then per run: id, status, new record. Replaced only if the status is
+# still the one read. Returns the ids replaced.
+REPLACE_RUNS = """
+local done = {}
+for i = 2, #ARGV, 3 do
+  local rk = ARGV[1] .. 'run:' .. ARGV[i]
+  if redis.call('HGET', rk, 'status') == ARGV[i+1] then
+    redis.call('HSET', rk, 'data', ARGV[i+2])
+    done[#done+1] = ARGV[i]
+  end
+end
+return done
+"""
+
 # KEYS[1] lock; ARGV owner, ttl ms. The owner may renew its own lease.
 ACQUIRE_LOCK = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
@@ -327,6 +395,8 @@ class RedisStore:
         self._acquire_slot = register(ACQUIRE_SLOT)
         self._renew_slot = register(RENEW_SLOT)
         self._release_slot = register(RELEASE_SLOT)
+        self._prune = register(PRUNE)
+        self._replace_runs = register(REPLACE_RUNS)
 
     # -- plumbing ------------------------------------------------------------------------------
     @contextmanager
@@ -418,19 +488,27 @@ class RedisStore:
         return list(pipe.execute())
 
     def _scan(self, index: str, since: float | None, until: float | None, limit: int,
-              hash_prefix: str, decode: Callable[[str], R], keep: Callable[[R], bool]) -> list[R]:
-        """Newest first from one sorted-set index, filtered by *keep*, up to *limit* records."""
+              hash_prefix: str, decode: Callable[[str], R], keep: Callable[[R], bool],
+              fields: dict[str, str] | None = None) -> list[R]:
+        """Newest first from one sorted-set index, filtered by *keep*, up to *limit* records.
+        With *fields*, ids whose hash fields differ are passed over before their records are
+        read (a run's hash holds its flow and status: a rare status costs no record reads)."""
         low = "-inf" if since is None else repr(float(since))
         high = "+inf" if until is None else f"({float(until)!r}"
         out: list[R] = []
         offset = 0
+        page = max(1, min(BATCH, limit))  # limit=1 (the console's last run) reads one record
         with self._errors():
             while len(out) < limit:
-                ids = self.redis.zrevrangebyscore(index, high, low, start=offset, num=BATCH)
+                ids = [str(i) for i in self.redis.zrevrangebyscore(index, high, low,
+                                                                   start=offset, num=page)]
                 if not ids:
                     break
                 offset += len(ids)
-                for data in self._records(hash_prefix, [str(i) for i in ids]):
+                page = min(BATCH, page * 2)
+                if fields:
+                    ids = self._matching(hash_prefix, ids, fields)
+                for data in self._records(hash_prefix, ids):
                     if data is None:
                         continue
                     record = decode(data)
@@ -440,6 +518,13 @@ class RedisStore:
                             break
         return out
 
+    def _matching(self, hash_prefix: str, ids: list[str], fields: dict[str, str]) -> list[str]:
+        pipe = self.redis.pipeline(transaction=False)
+        for record_id in ids:
+            pipe.hmget(f"{hash_prefix}{record_id}", list(fields))
+        wanted = list(fields.values())
+        return [i for i, got in zip(ids, pipe.execute(), strict=True) if got == wanted]
+
     def list_runs(self, query: RunFilter) -> list[RunState]:
         p = self.prefix
         # the most selective index drives the scan; the other conditions filter its records
@@ -447,6 +532,14 @@ class RedisStore:
             index = f"{p}runs:key:{query.key}"
         elif query.correlation_id is not None:
             index = f"{p}runs:corr:{query.correlation_id}"
+        elif query.flow is not None and query.status is not None:
+            # the smaller of the two indexes: a rare status of a busy flow, or a quiet flow
+            by_flow, by_status = f"{p}runs:flow:{query.flow}", f"{p}runs:status:{query.status}"
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zcard(by_flow)
+            pipe.zcard(by_status)
+            sizes = self._do(pipe.execute)
+            index = by_flow if sizes[0] <= sizes[1] else by_status
         elif query.flow is not None:
             index = f"{p}runs:flow:{query.flow}"
         elif query.status is not None:
@@ -459,8 +552,10 @@ class RedisStore:
         def keep(run: RunState) -> bool:
             return all(v is None or getattr(run, k) == v for k, v in wanted.items())
 
+        fields = {name: value for name, value in (("flow", query.flow),
+                                                  ("status", query.status)) if value is not None}
         return self._scan(index, query.since, query.until, query.limit, f"{p}run:",
-                          decode_run, keep)
+                          decode_run, keep, fields)
 
     def active_runs(self) -> list[RunState]:
         with self._errors():
@@ -635,6 +730,58 @@ class RedisStore:
         args = self._dl_args(entry, only_if_exists=True)
         self._do(self._count_dead_letters_once)
         self._do(lambda: self._save_dl(args=args))
+
+    # -- retention (engine/store/pruning) ---------------------------------------------------------
+    def prune(self, policy: RetentionPolicy, now: float, *, batch: int = 500,
+              flow: str | None = None, dry_run: bool = False) -> PruneReport:
+        return pruning.prune(self, policy, now, batch=batch, flow=flow, dry_run=dry_run)
+
+    def prune_flows(self) -> set[str]:
+        # every flow with a run is in `flows` (a dead-lettered run comes with each entry)
+        return {str(f) for f in self._do(lambda: self.redis.smembers(f"{self.prefix}flows"))}
+
+    def _oldest(self, index: str, hash_prefix: str, since: float | None, before: float,
+                offset: int, limit: int) -> list[str]:
+        low = "-inf" if since is None else repr(float(since))
+        with self._errors():
+            ids = self.redis.zrangebyscore(index, low, f"({float(before)!r}", start=offset,
+                                           num=limit)
+            return [r for r in self._records(hash_prefix, [str(i) for i in ids]) if r]
+
+    def oldest_runs(self, flow: str, since: float | None, before: float, offset: int,
+                    limit: int) -> list[tuple[RunState, int]]:
+        found = self._oldest(f"{self.prefix}runs:flow:{flow}", f"{self.prefix}run:", since,
+                             before, offset, limit)
+        return [(decode_run(data), len(data.encode())) for data in found]
+
+    def oldest_entries(self, flow: str, since: float | None, before: float, offset: int,
+                       limit: int) -> list[tuple[DeadLetter, int]]:
+        found = self._oldest(f"{self.prefix}dls:flow:{flow}", f"{self.prefix}dl:", since,
+                             before, offset, limit)
+        return [(decode_dead_letter(data), len(data.encode())) for data in found]
+
+    def remove(self, runs: list[RunState], entries: list[DeadLetter]) -> set[str]:
+        if not runs and not entries:
+            return set()
+        args: list[Any] = [self.prefix, len(runs)]
+        for run in runs:
+            args.extend((run.run_id, run.flow_id, run.status, run.key or "",
+                         run.correlation_id or ""))
+        for entry in entries:
+            args.extend((entry.id, entry.flow_id, entry.step or "", entry.status, entry.run_id,
+                         entry.key or "", entry.correlation_id or ""))
+        return {str(i) for i in self._do(lambda: self._prune(args=args))}
+
+    def replace_runs(self, runs: list[tuple[RunState, bytes]]) -> set[str]:
+        if not runs:
+            return set()
+        args: list[Any] = [self.prefix]
+        for run, data in runs:
+            args.extend((run.run_id, run.status, data))
+        return {str(i) for i in self._do(lambda: self._replace_runs(args=args))}
+
+    def expired_keys(self, now: float, limit: int, dry_run: bool) -> int:
+        return 0  # idempotency keys carry a Redis expiry (PX) and go by themselves
 
     # -- cursors and locks ---------------------------------------------------------------------
     def get_cursor(self, name: str) -> str | None:

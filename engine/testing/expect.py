@@ -85,7 +85,7 @@ def where(flow: CompiledFlow, step_id: str | None) -> str:
 
 
 @dataclass
-class Outcome:
+class CaseOutcome:
     """What one case's run did."""
 
     states: list[RunState]
@@ -96,7 +96,7 @@ class Outcome:
     writers: dict[str, str]
 
 
-def check(case: Case, index: int, source: Source, flow: CompiledFlow, out: Outcome,
+def check(case: Case, index: int, source: Source, flow: CompiledFlow, out: CaseOutcome,
           asserts: list[Any]) -> list[Failure]:
     """Every difference between *case*'s expectations and *out*."""
     exp = case.expect

@@ -1,9 +1,10 @@
 """Run one case: its message through the real runner, in this process, on a virtual clock.
 
 The flow runs exactly as the embedded executor would run it (`run_to_completion`, the compiled
-steps, the retry policy); only the world around it is replaced: HTTP answers come from the case's
-mocks, time is the case's `VirtualClock` (a ten-minute back-off costs nothing), secrets and the
-environment are the case's own.
+steps, the retry policy); only the world around it is replaced: HTTP and SFTP answers come from
+the case's mocks (the transports' in-memory twins, `engine.testing.twins`), time is the case's
+`VirtualClock` (a ten-minute back-off costs nothing), secrets and the environment are the
+case's own.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import requests
-
 from engine.envelope import Envelope
 from engine.loader import CompiledFlow, CompiledStep
 from engine.local import resources_factory, run_to_completion
@@ -28,9 +27,10 @@ from engine.records import RunState
 from engine.refs import Secrets
 from engine.runner import Runner
 from engine.testing import coverage
-from engine.testing.expect import Failure, Outcome, check, route_failure, where
+from engine.testing.expect import CaseOutcome, Failure, check, route_failure, where
 from engine.testing.load import TestFile
-from engine.testing.mock_http import MockBook, UnmockedCall, VirtualClock, session
+from engine.testing.mock_http import MockBook, UnmockedCall, VirtualClock
+from engine.testing.twins import transports
 from engine.types import Resources
 
 
@@ -125,13 +125,13 @@ def run_case(doc: TestFile, index: int) -> CaseResult:
                                for k, v in {**model.secrets, **case.secrets}.items()})
     book = MockBook(list(case.mocks))
     base = resources_factory(secrets)
-    sessions: dict[str, requests.Session] = {}
+    twins: dict[str, dict[str, Any]] = {}
 
     def resources(flow: CompiledFlow, step: CompiledStep, state: RunState) -> Resources:
         made = base(flow, step, state)
-        if step.id not in sessions:
-            sessions[step.id] = session(book, step.id, clock)
-        return replace(made, services={**made.services, "http_session": sessions[step.id]})
+        if step.id not in twins:
+            twins[step.id] = transports(book, step.id, clock)
+        return replace(made, services={**made.services, **twins[step.id]})
 
     def on_step(step: CompiledStep, state: RunState, envelope: Envelope) -> None:
         if state.run_id == first_run[0]:
@@ -182,7 +182,7 @@ def run_case(doc: TestFile, index: int) -> CaseResult:
     first = states[0].run_id
     delays = [(step, delay) for run, flow_id, step, delay in runner.delays
               if run == first and flow_id == flow.id]
-    outcome = Outcome(states, book.calls, delays, writers)
+    outcome = CaseOutcome(states, book.calls, delays, writers)
     result.failures = check(case, index, doc.source, flow, outcome, doc.asserts[index])
     return result
 

@@ -1,7 +1,9 @@
 """Mocked HTTP for flow tests: a requests transport that answers from a case's mocks.
 
-The http connector takes a Session from ``resources.services["http_session"]`` when one is
-there; a test hands it a Session whose adapter is `MockTransport`, so nothing leaves the process.
+The http connector sends through the HTTP transport it is handed (`engine.transports.HTTP`)
+when one is there; a test hands it a Session whose adapter is `MockTransport`, so nothing leaves
+the process. An OAuth2 client-credentials grant is answered by the transport itself with
+`TEST_TOKEN`, never from the mocks: a case mocks the API calls its flow makes, not the provider.
 Failures are raised as the requests exceptions a real network gives, so the connector classifies
 them (and the retry policy treats them) exactly as in production. Time passes on the case's
 `VirtualClock`: a slow answer or a timeout costs no real time.
@@ -20,6 +22,9 @@ from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
 from engine.testing.model import Mock, MockResponse
+
+#: the access token every OAuth2 token request gets in a flow test
+TEST_TOKEN = "flow-test-token"
 
 
 class VirtualClock:
@@ -142,6 +147,9 @@ class MockTransport(BaseAdapter):
              timeout: Any = None, verify: Any = True, cert: Any = None,
              proxies: Any = None) -> requests.Response:
         method, url = str(request.method), str(request.url)
+        if _token_grant(request):
+            return _response(request, MockResponse(
+                status=200, body={"access_token": TEST_TOKEN, "token_type": "Bearer"}))
         self.book.calls.append(Call(self.step, method, url, dict(request.headers),
                                     _decode(request.body)))
         answer = self.book.answer(self.step, method, url)
@@ -164,6 +172,13 @@ class MockTransport(BaseAdapter):
 
     def close(self) -> None:
         pass
+
+
+def _token_grant(request: requests.PreparedRequest) -> bool:
+    """An OAuth2 client-credentials token request, as a named connection sends it."""
+    body = request.body
+    text = body.decode("latin-1") if isinstance(body, bytes) else str(body or "")
+    return request.method == "POST" and "grant_type=client_credentials" in text.split("&")
 
 
 def _response(request: requests.PreparedRequest, answer: MockResponse) -> requests.Response:

@@ -38,8 +38,8 @@ from werkzeug import Request, Response
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
-from test_console_harness import FAST_RETRY, TOKEN, console_app
-from test_server_harness import Running, serving
+from tests.engine.console.support import FAST_RETRY, TOKEN, console_app
+from tests.engine.server_support import Running, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_MS = 20_000  # a loaded CI machine: generous waits for pages and expectations alike

@@ -16,8 +16,7 @@ from pathlib import Path
 from engine.records import RunState
 from engine.store.base import DeadLetterFilter, RunFilter
 from engine.store.sqlite import SqliteStore
-from tests.conftest import ROOT
-from tests.integration.conftest import wait_until
+from tests.conftest import ROOT, wait_until
 
 
 class Project:

@@ -15,8 +15,8 @@ import kombu
 import orjson
 import pytest
 
+from tests.conftest import wait_until
 from tests.connectors.bus_support import Project
-from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 

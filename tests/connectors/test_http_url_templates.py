@@ -15,9 +15,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from connections_support import Project, one_call, project
 
-from tests.engine.test_poll_support import T0, Clock, make_app, scheduler
+from tests.conftest import make_app
+from tests.connectors.connections_support import Project, one_call, project
+from tests.engine.poll.support import T0, Clock, scheduler
 
 ATTACK = "../../admin/delete?all=1#"
 ENCODED = "..%2F..%2Fadmin%2Fdelete%3Fall%3D1%23"

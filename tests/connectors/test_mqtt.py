@@ -21,8 +21,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from tests.conftest import wait_until
 from tests.connectors.bus_support import Project
-from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ import nats
 import orjson
 import pytest
 
+from tests.conftest import wait_until
 from tests.connectors.bus_support import Project
-from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 

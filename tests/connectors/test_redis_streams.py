@@ -16,8 +16,8 @@ import orjson
 import pytest
 import redis
 
+from tests.conftest import wait_until
 from tests.connectors.bus_support import Project
-from tests.integration.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 

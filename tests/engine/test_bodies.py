@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_server_harness import make_app, serving
 
 from engine.bodies import DROPPED, MAX_FORM_FIELDS, BodyError, parse_body, record_headers
 from engine.settings import Settings
+from tests.engine.server_support import hook_app, serving
 
 JSON = "application/json"
 
@@ -106,7 +106,7 @@ def test_a_run_record_never_holds_more_headers_than_the_limit(tmp_path: Path) ->
       - id: keep
         set: {kept: 'true'}
     """
-    app = make_app(tmp_path, {"open-orders": flow})
+    app = hook_app(tmp_path, {"open-orders": flow})
     with serving(app, executor=False) as server:
         response = server.post("/hooks/open", b"{}", {"content-type": JSON,
                                                       "x-huge": "h" * 100_000,

@@ -47,6 +47,13 @@ inner = fakepkg.step:STEP
 
 [flowrunner.signatures]
 brokensig = fakeplugin_good:NOPE
+stripe = fakeplugin_good:STEP
+
+[flowrunner.poll_sources]
+fancyfeed = fakeplugin_fancy:SOURCE
+
+[flowrunner.connections]
+fancydb = fakeplugin_fancy:CONNECTION
 """
 
 GOOD = '''\
@@ -134,12 +141,27 @@ def test_built_ins_are_listed_enabled_from_their_entry_points() -> None:
     ("step", "inner", "fakepkg.step imports 'fakepkg.helpers', which does not exist"),
     ("signature", "brokensig", "cannot be loaded: AttributeError: module 'fakeplugin_good' "
                                "has no attribute 'NOPE'"),
+    ("poll_source", "fancyfeed", "needs Nonexistent-Lib-XYZ — install fakeplugin[fancy]"),
+    ("connection", "fancydb", "needs Nonexistent-Lib-XYZ — install fakeplugin[fancy]"),
 ])
 def test_a_broken_plugin_is_disabled_with_the_reason(plugin_path: Path, kind: str, name: str,
                                                      reason: str) -> None:
     plugin = listing(plugin_path)[(kind, name)]
     assert (plugin["enabled"], plugin["reason"]) == (False, reason)
     assert (plugin["distribution"], plugin["version"]) == ("fakeplugin", "0.3.1")
+
+
+def test_a_name_registered_twice_is_refused_in_both(plugin_path: Path) -> None:
+    # fakeplugin claims 'stripe': neither its part nor flowrunner's may silently win
+    stripes = [p for p in json.loads(flowrun("connectors", "--format", "json",
+                                             site=plugin_path).stdout)
+               if (p["kind"], p["name"]) == ("signature", "stripe")]
+    assert sorted(p["distribution"] for p in stripes)[0] == "fakeplugin"
+    assert len(stripes) == 2
+    for plugin in stripes:
+        assert not plugin["enabled"]
+        assert plugin["reason"].startswith("'stripe' is registered by fakeplugin and flowrunner")
+        assert plugin["reason"].endswith("; uninstall one of them")
 
 
 def test_broken_plugins_leave_the_others_working(plugin_path: Path) -> None:
@@ -162,7 +184,7 @@ def test_text_listing_names_groups_status_and_origin(plugin_path: Path) -> None:
     http = next(line for line in lines if line.strip().startswith("http "))
     assert "[" not in http  # built-ins carry no origin
     assert lines[-1] == f"{sum(1 for p in listing(plugin_path).values() if p['enabled'])} " \
-                        "enabled, 7 disabled"
+                        "enabled, 11 disabled"
 
 
 def test_a_flow_uses_the_plugin_step_and_names_the_disabled_one(plugin_path: Path,
@@ -195,3 +217,20 @@ def test_a_flow_uses_the_plugin_step_and_names_the_disabled_one(plugin_path: Pat
     assert done.stdout.splitlines()[0] == (
         f"{flow}:4:5 steps[0].call: connector 'fancy' is disabled: needs Nonexistent-Lib-XYZ — "
         "install fakeplugin[fancy]")
+
+
+def test_a_disabled_poll_source_or_connection_kind_is_named_as_such(plugin_path: Path,
+                                                                    tmp_path: Path) -> None:
+    (tmp_path / "connections").mkdir()
+    (tmp_path / "connections" / "crm.yaml").write_text(
+        "connection: crm\nfancydb: {dsn: x}\n", encoding="utf-8")
+    flow = tmp_path / "flows" / "feed.yaml"
+    flow.parent.mkdir()
+    flow.write_text("flow: feed\ntrigger:\n  poll:\n    every: 1m\n    fancyfeed: {}\n"
+                    "steps:\n  - id: keep\n    set: {x: '1'}\n", encoding="utf-8")
+    done = flowrun("validate", str(flow.parent), site=plugin_path, cwd=tmp_path)
+    assert done.returncode == 1
+    reason = "is disabled: needs Nonexistent-Lib-XYZ — install fakeplugin[fancy]"
+    assert f"crm.yaml:2:1 fancydb: connection kind 'fancydb' {reason}" in done.stdout, done.stdout
+    assert f"feed.yaml:5:5 trigger.poll.fancyfeed: poll source 'fancyfeed' {reason}" \
+        in done.stdout, done.stdout

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_cli import SAMPLES, flowrun
+
+from tests.engine.test_cli import SAMPLES, flowrun
 
 
 @pytest.mark.parametrize("args", [

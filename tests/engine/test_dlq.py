@@ -33,7 +33,7 @@ SCHEMA = {"type": "object", "required": ["po", "qty"],
           "properties": {"po": {"type": "string"}, "qty": {"type": "integer", "minimum": 1}}}
 
 
-def flow_text(url: str, version: int = 1) -> str:
+def po_flow(url: str, version: int = 1) -> str:
     json_line = ', json: \'$merge([$, {"v": 2}])\'' if version == 2 else ""
     return f"""flow: po-intake
 description: version {version}
@@ -78,7 +78,7 @@ def env(tmp_path: Path, httpserver: HTTPServer) -> Iterator[dict[str, Any]]:
     flows.mkdir()
     schemas.mkdir(parents=True)
     (schemas / "po.json").write_text(json.dumps(SCHEMA), encoding="utf-8")
-    (flows / "po-intake.yaml").write_text(flow_text(httpserver.url_for("/erp")), encoding="utf-8")
+    (flows / "po-intake.yaml").write_text(po_flow(httpserver.url_for("/erp")), encoding="utf-8")
     apps: list[App] = []
 
     def app() -> App:
@@ -186,7 +186,7 @@ def test_edited_replays_from_failed_step_and_start_on_original_and_current_versi
     assert erp.received[-1] == {"po": "P0", "qty": 5}
 
     # the flow changes; a new process loads version 2
-    (env["flows"] / "po-intake.yaml").write_text(flow_text(httpserver.url_for("/erp"), 2),
+    (env["flows"] / "po-intake.yaml").write_text(po_flow(httpserver.url_for("/erp"), 2),
                                                  encoding="utf-8")
     app2 = env["app"]()
     assert app2.flows.flows["po-intake"].version != original_version

@@ -21,11 +21,12 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from pytest_httpserver import HTTPServer
-from test_console_harness import TOKEN, bearer, csrf_of, logged_in, wait_until
-from test_server_harness import Running, make_app, serving
 
 from engine.console.models import DeadLetterDetail, RunDetail
 from engine.store.base import DeadLetterFilter
+from tests.conftest import wait_until
+from tests.engine.console.support import TOKEN, bearer, csrf_of, logged_in
+from tests.engine.server_support import Running, hook_app, serving
 
 FLOW = """
 flow: erp-orders
@@ -82,7 +83,7 @@ def replays_settled(server: Running, entry_id: str, count: int) -> Any:
 
 def test_replays_that_fail_again_stay_one_entry_with_the_partners_answer_shown(
         tmp_path: Path, httpserver: HTTPServer) -> None:
-    app = make_app(tmp_path, {"erp-orders": FLOW.format(url=erp(httpserver))})
+    app = hook_app(tmp_path, {"erp-orders": FLOW.format(url=erp(httpserver))})
     app.settings.console_token = SecretStr(TOKEN)
     with serving(app) as server:
         sent = server.post("/hooks/erp-orders", json.dumps({"order_number": 59}),

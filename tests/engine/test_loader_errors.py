@@ -419,6 +419,10 @@ CASES = [
          3, 3, "trigger.webhook", "path: field required"),
     Case("webhook-path-without-slash", "flow: f\ntrigger:\n  webhook: {path: hooks/x}\nsteps:\n"
          + OK_STEP, 3, 19, "trigger.webhook.path", "'hooks/x' does not have the expected form"),
+    Case("retention-key-misspelt", "flow: f\nretention: {run: 30d}\nsteps:\n" + OK_STEP,
+         2, 13, "retention.run", "unknown key 'run'; did you mean 'runs'?"),
+    Case("retention-not-a-duration", "flow: f\nretention:\n  runs: 30days\nsteps:\n" + OK_STEP,
+         3, 9, "retention.runs", "'30days' is not a retention; write a duration like '14d'"),
     # -- references ----------------------------------------------------------------------------
     Case("unknown-schema",
          "flow: f\nsteps:\n  - id: a\n    validate: {schema: canonical/ordr.v1}\n",

@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -21,34 +20,10 @@ from engine.app import App
 from engine.dsl.retry import RetryPolicy
 from engine.records import RunState
 from engine.retry import base_delay, jittered, next_delay
-from engine.settings import Settings
 from engine.store.base import DeadLetterFilter
 from engine.types import StepError
 
 MakeApp = Callable[..., App]
-
-
-@pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[MakeApp]:
-    """An App over flow files written into tmp_path, its executor started; stopped afterwards."""
-    apps: list[App] = []
-
-    def make(flows: dict[str, str], workers: int = 4, start: bool = True) -> App:
-        folder = tmp_path / "flows"
-        folder.mkdir(exist_ok=True)
-        for name, text in flows.items():
-            (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
-        app = App(Settings(home=tmp_path / "home", flows=folder, workers=workers))
-        assert app.flows.ok, [str(p) for p in app.flows.problems.errors]
-        apps.append(app)
-        if start:
-            app.executor.start()
-        return app
-
-    yield make
-    for app in apps:
-        app.executor.stop(timeout=2)
-        app.store.close()
 
 
 class Recorder:
@@ -98,10 +73,10 @@ def run(app: App, body: object, flow: str = "orders") -> list[RunState]:
 
 
 # -- retried, then succeeded -------------------------------------------------------------------
-def test_503_then_200_is_retried_and_succeeds(make_app: MakeApp, httpserver: HTTPServer) -> None:
+def test_503_then_200_is_retried_and_succeeds(running_app: MakeApp, httpserver: HTTPServer) -> None:
     server = Recorder((503, {}, '{"busy": true}'), (200, {}, '{"id": 9}'))
     httpserver.expect_request("/orders").respond_with_handler(server)
-    app = make_app({"orders": call_flow(httpserver.url_for("/orders"))})
+    app = running_app({"orders": call_flow(httpserver.url_for("/orders"))})
     state, = run(app, {"n": 1})
     assert state.status == "succeeded", state.error
     assert len(server.arrivals) == 2
@@ -115,12 +90,12 @@ def test_503_then_200_is_retried_and_succeeds(make_app: MakeApp, httpserver: HTT
 
 
 def test_a_run_accepted_before_start_is_not_attempted_twice_at_once(
-        make_app: MakeApp, httpserver: HTTPServer) -> None:
+        running_app: MakeApp, httpserver: HTTPServer) -> None:
     """Accepted before the executor started, the run is queued AND resumed on start; still,
     its attempts keep the back-off and no attempt is made twice."""
     server = Recorder((503, {}, "{}"))
     httpserver.expect_request("/orders").respond_with_handler(server)
-    app = make_app({"orders": call_flow(
+    app = running_app({"orders": call_flow(
         httpserver.url_for("/orders"),
         retry="{max_attempts: 3, backoff: {initial: 0.4s, multiplier: 1, jitter: none}}")},
         start=False)
@@ -133,10 +108,10 @@ def test_a_run_accepted_before_start_is_not_attempted_twice_at_once(
     assert [a["attempt"] for a in (state.error or {})["attempts"]] == [1, 2, 3]
 
 
-def test_retry_after_is_respected(make_app: MakeApp, httpserver: HTTPServer) -> None:
+def test_retry_after_is_respected(running_app: MakeApp, httpserver: HTTPServer) -> None:
     server = Recorder((429, {"Retry-After": "2"}, '{"slow": "down"}'), (200, {}, "{}"))
     httpserver.expect_request("/orders").respond_with_handler(server)
-    app = make_app({"orders": call_flow(
+    app = running_app({"orders": call_flow(
         httpserver.url_for("/orders"),
         retry="{max_attempts: 3, backoff: {initial: 0.01s, jitter: none}}")})
     state, = run(app, {})
@@ -145,11 +120,11 @@ def test_retry_after_is_respected(make_app: MakeApp, httpserver: HTTPServer) -> 
     assert server.gaps()[0] >= 2.0
 
 
-def test_retry_after_is_ignored_when_the_policy_says_so(make_app: MakeApp,
+def test_retry_after_is_ignored_when_the_policy_says_so(running_app: MakeApp,
                                                         httpserver: HTTPServer) -> None:
     server = Recorder((429, {"Retry-After": "30"}, "{}"), (200, {}, "{}"))
     httpserver.expect_request("/orders").respond_with_handler(server)
-    app = make_app({"orders": call_flow(
+    app = running_app({"orders": call_flow(
         httpserver.url_for("/orders"),
         retry="{max_attempts: 2, respect_retry_after: false, backoff: {initial: 0.01s}}")})
     state, = run(app, {})
@@ -159,10 +134,10 @@ def test_retry_after_is_ignored_when_the_policy_says_so(make_app: MakeApp,
 
 # -- not retried -------------------------------------------------------------------------------
 def test_400_is_not_retried_and_dead_lettered_with_the_truncated_body(
-        make_app: MakeApp, httpserver: HTTPServer) -> None:
+        running_app: MakeApp, httpserver: HTTPServer) -> None:
     server = Recorder((400, {}, "E" * 4000))
     httpserver.expect_request("/orders").respond_with_handler(server)
-    app = make_app({"orders": call_flow(httpserver.url_for("/orders"),
+    app = running_app({"orders": call_flow(httpserver.url_for("/orders"),
                                         retry="{max_attempts: 5}")})
     state, = run(app, {"order": "A1"})
     assert state.status == "dead_lettered"
@@ -175,10 +150,10 @@ def test_400_is_not_retried_and_dead_lettered_with_the_truncated_body(
     assert entry.original == {"body": {"order": "A1"}, "headers": {}}
 
 
-def test_give_up_on_wins_over_retry_on(make_app: MakeApp, httpserver: HTTPServer) -> None:
+def test_give_up_on_wins_over_retry_on(running_app: MakeApp, httpserver: HTTPServer) -> None:
     server = Recorder((503, {}, "{}"), (200, {}, "{}"))
     httpserver.expect_request("/orders").respond_with_handler(server)
-    app = make_app({"orders": call_flow(
+    app = running_app({"orders": call_flow(
         httpserver.url_for("/orders"),
         retry="{max_attempts: 4, give_up_on: [503], backoff: {initial: 0.01s}}")})
     state, = run(app, {})
@@ -187,11 +162,11 @@ def test_give_up_on_wins_over_retry_on(make_app: MakeApp, httpserver: HTTPServer
     assert (state.error or {})["gave_up"] == "not retryable"
 
 
-def test_a_status_outside_retry_on_is_not_retried(make_app: MakeApp,
+def test_a_status_outside_retry_on_is_not_retried(running_app: MakeApp,
                                                   httpserver: HTTPServer) -> None:
     server = Recorder((500, {}, "{}"), (200, {}, "{}"))
     httpserver.expect_request("/orders").respond_with_handler(server)
-    app = make_app({"orders": call_flow(
+    app = running_app({"orders": call_flow(
         httpserver.url_for("/orders"),
         retry="{max_attempts: 4, retry_on: {http_status: [503]}, backoff: {initial: 0.01s}}")})
     state, = run(app, {})
@@ -199,11 +174,11 @@ def test_a_status_outside_retry_on_is_not_retried(make_app: MakeApp,
     assert len(server.arrivals) == 1
 
 
-def test_attempts_exhausted_dead_letter_keeps_every_attempt(make_app: MakeApp,
+def test_attempts_exhausted_dead_letter_keeps_every_attempt(running_app: MakeApp,
                                                             httpserver: HTTPServer) -> None:
     server = Recorder((503, {}, "{}"), (502, {}, "{}"), (504, {}, "{}"))
     httpserver.expect_request("/orders").respond_with_handler(server)
-    app = make_app({"orders": call_flow(httpserver.url_for("/orders"))})
+    app = running_app({"orders": call_flow(httpserver.url_for("/orders"))})
     state, = run(app, {})
     assert state.status == "dead_lettered"
     entry, = app.store.list_dead_letters(DeadLetterFilter(flow="orders"))
@@ -218,10 +193,10 @@ def test_attempts_exhausted_dead_letter_keeps_every_attempt(make_app: MakeApp,
     assert state.steps[-1]["attempts"] == 3 and state.steps[-1]["status"] == "failed"
 
 
-def test_max_elapsed_ends_the_retries(make_app: MakeApp, httpserver: HTTPServer) -> None:
+def test_max_elapsed_ends_the_retries(running_app: MakeApp, httpserver: HTTPServer) -> None:
     server = Recorder((503, {}, "{}"))
     httpserver.expect_request("/orders").respond_with_handler(server)
-    app = make_app({"orders": call_flow(
+    app = running_app({"orders": call_flow(
         httpserver.url_for("/orders"),
         retry="{max_attempts: 10, max_elapsed: 0.5s, backoff: {initial: 0.2s, multiplier: 1, "
               "jitter: none}}")})
@@ -252,10 +227,10 @@ def test_jitter_bounds(jitter: str, low: float, high: float) -> None:
 
 
 def test_equal_jitter_at_run_time_waits_at_least_half_the_delay(
-        make_app: MakeApp, httpserver: HTTPServer) -> None:
+        running_app: MakeApp, httpserver: HTTPServer) -> None:
     server = Recorder((503, {}, "{}"), (503, {}, "{}"), (200, {}, "{}"))
     httpserver.expect_request("/orders").respond_with_handler(server)
-    app = make_app({"orders": call_flow(
+    app = running_app({"orders": call_flow(
         httpserver.url_for("/orders"),
         retry="{max_attempts: 3, backoff: {initial: 0.3s, multiplier: 2, jitter: equal}}")})
     state, = run(app, {})
@@ -265,16 +240,16 @@ def test_equal_jitter_at_run_time_waits_at_least_half_the_delay(
 
 
 # -- on_failure at run time --------------------------------------------------------------------
-def test_on_failure_drop(make_app: MakeApp, httpserver: HTTPServer) -> None:
+def test_on_failure_drop(running_app: MakeApp, httpserver: HTTPServer) -> None:
     httpserver.expect_request("/orders").respond_with_data("no", status=400)
-    app = make_app({"orders": call_flow(httpserver.url_for("/orders"), on_failure="drop")})
+    app = running_app({"orders": call_flow(httpserver.url_for("/orders"), on_failure="drop")})
     state, = run(app, {})
     assert state.status == "dropped"
     assert (state.error or {})["status"] == 400
     assert app.store.list_dead_letters(DeadLetterFilter(status=None)) == []
 
 
-def test_on_failure_goto_sees_the_error(make_app: MakeApp, httpserver: HTTPServer) -> None:
+def test_on_failure_goto_sees_the_error(running_app: MakeApp, httpserver: HTTPServer) -> None:
     httpserver.expect_request("/orders").respond_with_data("bad sku", status=422)
     report = Recorder((200, {}, "{}"))
     httpserver.expect_request("/report").respond_with_handler(report)
@@ -288,7 +263,7 @@ def test_on_failure_goto_sees_the_error(make_app: MakeApp, httpserver: HTTPServe
   - id: after_report
     set: {{outcome: '"reported " & $string($vars.error.status)'}}
 """
-    app = make_app({"orders": call_flow(httpserver.url_for("/orders"),
+    app = running_app({"orders": call_flow(httpserver.url_for("/orders"),
                                         on_failure="{goto: report}", extra_steps=steps)})
     state, = run(app, {"sku": "X"})
     assert state.status == "succeeded", state.error
@@ -301,7 +276,7 @@ def test_on_failure_goto_sees_the_error(make_app: MakeApp, httpserver: HTTPServe
     assert state.steps[0]["status"] == "failed"
 
 
-def test_on_failure_flow_hands_off_with_the_reason(make_app: MakeApp,
+def test_on_failure_flow_hands_off_with_the_reason(running_app: MakeApp,
                                                    httpserver: HTTPServer) -> None:
     httpserver.expect_request("/orders").respond_with_data("gone", status=404)
     fallback = f"""
@@ -313,7 +288,7 @@ steps:
 """
     parked = Recorder((201, {}, "{}"))
     httpserver.expect_request("/parked").respond_with_handler(parked)
-    app = make_app({"orders": call_flow(httpserver.url_for("/orders"),
+    app = running_app({"orders": call_flow(httpserver.url_for("/orders"),
                                         on_failure="{flow: fallback}"),
                     "fallback": fallback})
     parent, child = run(app, {"po": 5})
@@ -328,10 +303,11 @@ steps:
     assert app.store.list_dead_letters(DeadLetterFilter(status=None)) == []
 
 
-def test_on_failure_dead_letter_is_the_default(make_app: MakeApp, httpserver: HTTPServer) -> None:
+def test_on_failure_dead_letter_is_the_default(running_app: MakeApp,
+                                               httpserver: HTTPServer) -> None:
     httpserver.expect_request("/orders").respond_with_data("no", status=409)
     flow = call_flow(httpserver.url_for("/orders")).replace("  on_failure: dead_letter\n", "")
-    app = make_app({"orders": flow})
+    app = running_app({"orders": flow})
     state, = run(app, {})
     assert state.status == "dead_lettered"
     entry, = app.store.list_dead_letters(DeadLetterFilter())
@@ -339,12 +315,12 @@ def test_on_failure_dead_letter_is_the_default(make_app: MakeApp, httpserver: HT
 
 
 # -- the worker never sleeps -------------------------------------------------------------------
-def test_a_worker_never_sleeps_through_a_backoff(make_app: MakeApp,
+def test_a_worker_never_sleeps_through_a_backoff(running_app: MakeApp,
                                                  httpserver: HTTPServer) -> None:
     slow = Recorder((503, {}, "{}"), (200, {}, "{}"))
     httpserver.expect_request("/slow").respond_with_handler(slow)
     httpserver.expect_request("/fast").respond_with_data("{}", content_type="application/json")
-    app = make_app({
+    app = running_app({
         "slow": call_flow(httpserver.url_for("/slow"), flow_id="slow", retry="{max_attempts: 2, "
                           "backoff: {initial: 3s, jitter: none}}"),
         "fast": call_flow(httpserver.url_for("/fast"), flow_id="fast"),

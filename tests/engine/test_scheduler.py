@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from test_poll_support import Clock, make_app, scheduler
 
 from engine.app import App
 from engine.loader import Loader
@@ -23,6 +22,8 @@ from engine.scheduler import Scheduler, schedule_name
 from engine.store.base import Store
 from engine.store.redis import RedisStore
 from engine.store.sqlite import SqliteStore
+from tests.conftest import make_app
+from tests.engine.poll.support import Clock, scheduler
 
 CRON_FLOW = """
 flow: berlin-morning

@@ -7,15 +7,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_server_harness import SECRETS, SHOP_FLOW, make_app, serving
 
 from connectors.signatures import load_schemes
+from engine.loader import Loader
 from engine.server import ServerConfigError, create_app
+from tests.engine.server_support import SECRETS, SHOP_FLOW, hook_app, serving
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 
@@ -54,7 +57,7 @@ def test_each_scheme_signed_by_its_own_sign_is_accepted(
         tmp_path: Path, spelled: str, options: str, secret: str, config: dict[str, Any]) -> None:
     scheme = load_schemes()[spelled.replace("-", "_")]
     flow = hook_flow(f'{{scheme: {spelled}, secret: "${{secret:{secret}}}"{options}}}')
-    app = make_app(tmp_path, {"signed": flow})
+    app = hook_app(tmp_path, {"signed": flow})
     body = b'{"event": "order.created", "id": 42}'
     with serving(app, executor=False) as server:
         headers = scheme.sign(scheme.config(**config), body, SECRETS[secret], time.time())
@@ -71,7 +74,7 @@ def test_each_scheme_signed_by_its_own_sign_is_accepted(
 
 # -- the providers' vectors (from tests/connectors/signatures) ----------------------------------
 def test_github_documented_vector(tmp_path: Path) -> None:
-    app = make_app(tmp_path, {"signed": hook_flow('{scheme: github, secret: '
+    app = hook_app(tmp_path, {"signed": hook_flow('{scheme: github, secret: '
                                                   '"${secret:GITHUB}"}')})
     with serving(app, executor=False) as server:
         headers = {"X-Hub-Signature-256": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c2"
@@ -84,7 +87,7 @@ def test_github_documented_vector(tmp_path: Path) -> None:
 
 def test_shopify_independent_vector(tmp_path: Path) -> None:
     flow = hook_flow('{scheme: shopify, secret: "${secret:HUSH}"}')
-    app = make_app(tmp_path, {"signed": flow}, extra_secrets={"HUSH": "hush"})
+    app = hook_app(tmp_path, {"signed": flow}, extra_secrets={"HUSH": "hush"})
     with serving(app, executor=False) as server:
         body = b'{"id":820982911946154508,"email":"jon@example.com"}'
         headers = {"X-Shopify-Hmac-Sha256": "D0UMXmhjwBRi4y66TmhJrDlhQABD7zI2fm3p6/QLMo8=",
@@ -101,7 +104,7 @@ def test_the_shipped_woocommerce_flow_takes_a_body_signed_the_woocommerce_way(
     shipped = {name: (FLOWS / f"{name}.yaml").read_text("utf-8")
                for name in ("woocommerce-order-intake", "canonical-order-to-erp")}
     secret = "wc-secret-5f2b8e"
-    app = make_app(tmp_path, shipped, extra_secrets={"WOOCOMMERCE_WEBHOOK_SECRET": secret})
+    app = hook_app(tmp_path, shipped, extra_secrets={"WOOCOMMERCE_WEBHOOK_SECRET": secret})
     body = (FLOWS / "samples" / "woocommerce-order.json").read_bytes()
     signature = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
     headers = {"X-WC-Webhook-Signature": signature.decode(), "X-WC-Webhook-Topic":
@@ -119,7 +122,7 @@ def test_the_shipped_woocommerce_flow_takes_a_body_signed_the_woocommerce_way(
 
 
 def test_stripe_recipe_vector_at_its_own_time(tmp_path: Path) -> None:
-    app = make_app(tmp_path, {"signed": hook_flow('{scheme: stripe, secret: '
+    app = hook_app(tmp_path, {"signed": hook_flow('{scheme: stripe, secret: '
                                                   '"${secret:STRIPE}"}')})
     body = b'{"id":"evt_test_webhook","object":"event"}'
     header = ("t=1492774577,v1=88a022085c6bdb887b02cb26ff76dd681234d9675c0f22844059f55552a8883a")
@@ -127,7 +130,7 @@ def test_stripe_recipe_vector_at_its_own_time(tmp_path: Path) -> None:
     with serving(app, clock=lambda: 1492774577 + 10, executor=False) as server:
         assert server.post("/hooks/x", body, headers).status_code == 202
     # the same vector today is a replay: outside the tolerance window
-    app = make_app(tmp_path / "now", {"signed": hook_flow('{scheme: stripe, secret: '
+    app = hook_app(tmp_path / "now", {"signed": hook_flow('{scheme: stripe, secret: '
                                                           '"${secret:STRIPE}"}')})
     with serving(app, executor=False) as server:
         response = server.post("/hooks/x", body, headers)
@@ -138,7 +141,7 @@ def test_stripe_recipe_vector_at_its_own_time(tmp_path: Path) -> None:
 def test_standard_webhooks_published_vector(tmp_path: Path) -> None:
     flow = hook_flow('{scheme: standard-webhooks, secret: "${secret:STDWH}"}',
                      extra='    idempotency_key: $headers."webhook-id"\n')
-    app = make_app(tmp_path, {"signed": flow})
+    app = hook_app(tmp_path, {"signed": flow})
     headers = {"webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek", "webhook-timestamp": "1614265330",
                "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
                "Content-Type": "application/json"}
@@ -153,7 +156,7 @@ def test_standard_webhooks_published_vector(tmp_path: Path) -> None:
 def test_rotation_accepts_every_listed_secret_and_no_other(tmp_path: Path) -> None:
     flow = SHOP_FLOW.replace('secret: "${secret:SHOP}"',
                              'secret: ["${secret:SHOP}", "${secret:SHOP_OLD}"]')
-    app = make_app(tmp_path, {"shop-orders": flow})
+    app = hook_app(tmp_path, {"shop-orders": flow})
     scheme = load_schemes()["shopify"]
     with serving(app, executor=False) as server:
         for i, secret in enumerate([SECRETS["SHOP"], SECRETS["SHOP_OLD"], "retired-secret"]):
@@ -165,7 +168,7 @@ def test_rotation_accepts_every_listed_secret_and_no_other(tmp_path: Path) -> No
         assert server.runs() == 2
 
 
-# -- start-up errors ---------------------------------------------------------------------------
+# -- load-time and start-up errors --------------------------------------------------------------
 @pytest.mark.parametrize("signature, where, message", [
     ('{scheme: shopfy, secret: "${secret:SHOP}"}', "signature.scheme",
      "unknown signature scheme 'shopfy'; did you mean 'shopify'?"),
@@ -183,15 +186,34 @@ def test_rotation_accepts_every_listed_secret_and_no_other(tmp_path: Path) -> No
      "signature", "timestamp_header needs a payload_template"),
     ('{scheme: shopify, secret: "shop-secret-2026"}', "signature.secret",
      "write the secret as ${secret:NAME}, never the value itself"),
+    ('{scheme: shopify}', "signature", "a signature needs 'secret: ${secret:NAME}'"),
+])
+def test_bad_signature_config_is_a_load_error_naming_file_and_key(
+        tmp_path: Path, signature: str, where: str, message: str) -> None:
+    # `flowrun validate` finds it: no server has to start for the analyst to learn of it
+    flow = tmp_path / "signed.yaml"
+    flow.write_text(hook_flow(signature).lstrip("\n"), encoding="utf-8")
+    compiled, problems = Loader().load_file(flow)
+    assert compiled is None
+    text = "\n".join(str(p) for p in problems)
+    assert "signed.yaml:5:" in text
+    assert f" trigger.webhook.{where}: " in text
+    assert message in text
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "validate", str(flow)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode != 0
+    assert message in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("signature, where, message", [
     ('{scheme: shopify, secret: ["${secret:SHOP}", "${secret:NOT_SET}"]}', "signature.secret[1]",
      "${secret:NOT_SET} is not set; set FLOWRUN_SECRET_NOT_SET"),
-    ('{scheme: shopify}', "signature", "a signature needs 'secret: ${secret:NAME}'"),
     ('{scheme: standard-webhooks, secret: "${secret:SHOP}"}', "signature.secret",
      "secret is not whsec_ followed by base64"),
 ])
-def test_bad_signature_config_fails_at_start_up_naming_file_and_key(
+def test_a_bad_secret_value_fails_at_start_up_naming_file_and_key(
         tmp_path: Path, signature: str, where: str, message: str) -> None:
-    app = make_app(tmp_path, {"signed": hook_flow(signature)})
+    app = hook_app(tmp_path, {"signed": hook_flow(signature)})
     with pytest.raises(ServerConfigError) as caught:
         create_app(app)
     text = str(caught.value)
@@ -203,11 +225,11 @@ def test_bad_signature_config_fails_at_start_up_naming_file_and_key(
 
 
 def test_every_bad_trigger_is_reported_in_one_pass(tmp_path: Path) -> None:
-    flows = {"one": hook_flow('{scheme: nope, secret: "${secret:SHOP}"}', "/a").replace(
+    flows = {"one": hook_flow('{scheme: shopify, secret: "${secret:NOT_SET}"}', "/a").replace(
                  "flow: signed", "flow: one"),
-             "two": hook_flow('{scheme: shopify, secret: "plain"}', "/b").replace(
+             "two": hook_flow('{scheme: shopify, secret: "${secret:SHOP}"}', "/healthz").replace(
                  "flow: signed", "flow: two")}
-    app = make_app(tmp_path, flows)
+    app = hook_app(tmp_path, flows)
     with pytest.raises(ServerConfigError) as caught:
         create_app(app)
     assert [Path(p.file).name for p in caught.value.problems] == ["one.yaml", "two.yaml"]
@@ -215,7 +237,7 @@ def test_every_bad_trigger_is_reported_in_one_pass(tmp_path: Path) -> None:
 
 
 def test_a_reserved_path_is_a_start_up_error(tmp_path: Path) -> None:
-    app = make_app(tmp_path, {"signed": hook_flow('{scheme: shopify, secret: "${secret:SHOP}"}',
+    app = hook_app(tmp_path, {"signed": hook_flow('{scheme: shopify, secret: "${secret:SHOP}"}',
                                                   "/healthz")})
     with pytest.raises(ServerConfigError, match=r"trigger.webhook.path: '/healthz' is reserved"):
         create_app(app)
@@ -225,7 +247,7 @@ def test_a_reserved_path_is_a_start_up_error(tmp_path: Path) -> None:
 def test_an_unsigned_webhook_is_served_with_a_warning(tmp_path: Path,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     flow = hook_flow("null")
-    app = make_app(tmp_path, {"signed": flow})
+    app = hook_app(tmp_path, {"signed": flow})
     with serving(app, executor=False) as server:
         response = server.post("/hooks/x", b"{}", {"Content-Type": "application/json"})
         assert response.status_code == 202

@@ -26,6 +26,7 @@ import pytest
 
 from engine.app import App
 from engine.settings import Settings
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,17 +37,6 @@ FAST = {
     "FLOWRUN_CELERY_PUMP_INTERVAL": "0.2",
     "FLOWRUN_CELERY_CLAIM_LEASE": "10",
 }
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Worker:

@@ -18,11 +18,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.store.base import DeadLetterFilter
+from tests.engine.server_support import serving
 from tests.integration.conftest import ROOT, Cluster, Downstream
-
-sys.path.insert(0, str(ROOT / "tests" / "engine"))
-
-from test_server_harness import serving
 
 pytestmark = pytest.mark.integration
 

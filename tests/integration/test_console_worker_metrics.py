@@ -14,8 +14,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import free_port
 from tests.integration.conftest import Cluster, wait_until
-from tests.redis_fixture import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -33,6 +33,7 @@ from connectors.signatures.shopify import SCHEME as SHOPIFY
 from engine.app import App
 from engine.records import DeadLetter
 from engine.store.base import DeadLetterFilter
+from tests.conftest import free_port
 from tests.integration.conftest import (  # noqa: F401 - fixtures
     ROOT,
     Cluster,
@@ -41,7 +42,6 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures
     downstream,
     wait_until,
 )
-from tests.redis_fixture import free_port
 
 FULL = os.environ.get("FLOWRUN_RELIABILITY", "").strip().lower() == "full"
 SHOP_SECRET = "reliability-shop-secret"

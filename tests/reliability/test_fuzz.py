@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.cli import main
+from tests.engine.server_support import SECRETS, Running, hook_app, serving
 from tests.engine.test_loader_property import JSONISH, LOADER, check
-from tests.engine.test_server_harness import SECRETS, Running, make_app, serving
 from tests.reliability.conftest import ROOT, report, settle, signed, size
 
 FLOW_FILES = sorted(p for p in (ROOT / "flows").glob("*.yaml")
@@ -148,7 +148,7 @@ HEADER_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126),
 
 @pytest.fixture(scope="module")
 def intake(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    app = make_app(tmp_path_factory.mktemp("fuzz"), {"fuzzed-intake": INTAKE_FLOW})
+    app = hook_app(tmp_path_factory.mktemp("fuzz"), {"fuzzed-intake": INTAKE_FLOW})
     with serving(app) as server:
         server.seen = {}  # type: ignore[attr-defined]
         yield server

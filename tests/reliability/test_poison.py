@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from tests.engine.test_server_harness import serving
+from tests.engine.server_support import serving
 from tests.reliability.conftest import (
     Cluster,
     Downstream,

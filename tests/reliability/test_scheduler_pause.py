@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from engine.store.redis import RedisStore
-from tests.engine.test_poll_support import Partner
+from tests.engine.poll.support import Partner
 from tests.reliability.conftest import ROOT, Cluster, report, size, wait_until
 
 pytestmark = pytest.mark.integration

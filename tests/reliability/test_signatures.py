@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from connectors.signatures import Scheme, load_schemes
-from tests.engine.test_server_harness import SECRETS, make_app, serving
+from tests.engine.server_support import SECRETS, hook_app, serving
 from tests.reliability.conftest import Downstream, Ledger, report, settle
 
 pytestmark = pytest.mark.integration
@@ -103,7 +103,7 @@ class Sender:
 def test_no_forged_replayed_expired_or_retired_webhook_is_accepted(
         tmp_path: Path, downstream: Downstream, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOWNSTREAM_URL", downstream.url)
-    app = make_app(tmp_path, {f"signed-{s}": flow(s) for s in SCHEMES})
+    app = hook_app(tmp_path, {f"signed-{s}": flow(s) for s in SCHEMES})
     now = [T0]
     schemes = load_schemes()
     answers: dict[tuple[str, str], int] = {}

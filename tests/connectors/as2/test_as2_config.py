@@ -14,7 +14,7 @@ from engine.refs import Secrets
 from engine.schemas import SchemaStore
 from engine.server import ServerConfigError, create_app
 from tests.conftest import ROOT
-from tests.engine.test_server_harness import make_app
+from tests.engine.server_support import hook_app
 
 RECEIVE = """flow: f
 trigger:
@@ -89,7 +89,7 @@ def test_connection_mistakes(tmp_path: Path, conn: str, expected: str) -> None:
 
 
 def _serve_problems(tmp_path: Path, secrets: dict[str, str]) -> str:
-    app = make_app(tmp_path, {"f": RECEIVE.replace("PARTNER", "acme_as2")},
+    app = hook_app(tmp_path, {"f": RECEIVE.replace("PARTNER", "acme_as2")},
                    extra_secrets=secrets)
     try:
         with pytest.raises(ServerConfigError) as raised:
@@ -127,7 +127,7 @@ def test_a_private_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
     assert "is open to other users; a private key file must be readable by its owner only" \
         in text
     key.chmod(0o600)  # and then it serves
-    app = make_app(tmp_path, {"f": RECEIVE.replace("PARTNER", "acme_as2")})
+    app = hook_app(tmp_path, {"f": RECEIVE.replace("PARTNER", "acme_as2")})
     try:
         assert create_app(app).state.hooks[0].options.name == "acme_as2"
     finally:

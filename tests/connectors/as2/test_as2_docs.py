@@ -16,7 +16,7 @@ from engine.loader import Loader
 from engine.refs import Secrets
 from engine.schemas import SchemaStore
 from tests.conftest import ROOT
-from tests.engine.test_server_harness import make_app, serving
+from tests.engine.server_support import hook_app, serving
 
 DOC = ROOT / "docs" / "as2.md"
 X12_850 = ("ISA*00*          *00*          *ZZ*ACMERETAIL     *ZZ*ACMEDIST       *260101*1200*U*"
@@ -66,7 +66,7 @@ def test_the_documented_endpoint_takes_a_message(tmp_path: Path) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()).decode()
     secret = "".join(f"{line}\\n" for line in key.splitlines() if line)
-    app = make_app(tmp_path, {}, extra_secrets={"AS2_PRIVATE_KEY": secret})
+    app = hook_app(tmp_path, {}, extra_secrets={"AS2_PRIVATE_KEY": secret})
     org = Organization(as2_name="ACME RETAIL", sign_key=THEIRS[0] + THEIRS[1],
                        decrypt_key=THEIRS[0] + THEIRS[1])
     us = Partner(as2_name="ACME DISTRIBUTION", verify_cert=OURS[1], encrypt_cert=OURS[1],

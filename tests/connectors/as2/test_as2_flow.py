@@ -12,7 +12,7 @@ from pytest_httpserver import HTTPServer
 
 from connectors.as2.wire import http_headers
 from connectors.x12 import parse
-from tests.engine.test_server_harness import make_app, serving
+from tests.engine.server_support import hook_app, serving
 
 FLOW = """
 flow: acme-850-inbound
@@ -49,7 +49,7 @@ def test_850_over_as2_becomes_an_order_and_its_997_goes_back_over_as2(
     monkeypatch.setenv("AS2_PARTNER_URL", httpserver.url_for("/as2"))
     partner = setup(tmp_path)
     server = partner_server(httpserver, partner)
-    app = make_app(tmp_path, {"acme-850-inbound": FLOW}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-850-inbound": FLOW}, extra_secrets=partner.secrets)
     message = outbound(partner, X12.encode())
     with serving(app) as ours:
         response = ours.post("/as2/acme", message.content, http_headers(message.headers))

@@ -22,7 +22,7 @@ from as2_support import (
 from pytest_httpserver import HTTPServer
 
 from connectors.as2.wire import http_headers
-from tests.engine.test_server_harness import make_app, serving
+from tests.engine.server_support import hook_app, serving
 
 FLOW = """
 flow: acme-inbound
@@ -39,7 +39,7 @@ steps:
 def test_signed_encrypted_message_is_recorded_and_answered_with_a_signed_mdn(
         tmp_path: Path) -> None:
     partner = setup(tmp_path)
-    app = make_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
     message = outbound(partner, X12.encode())
     with serving(app, executor=False) as server:
         response = server.post("/as2/acme", message.content, http_headers(message.headers))
@@ -68,7 +68,7 @@ def test_signed_encrypted_message_is_recorded_and_answered_with_a_signed_mdn(
 def test_compressed_message_is_decompressed_and_recorded_exact(tmp_path: Path) -> None:
     partner = setup(tmp_path)
     partner.us.compress, partner.us.digest_alg = True, "sha384"
-    app = make_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
     payload = X12.replace("\r\n", "").encode()  # segments on one line, as many partners send
     message = outbound(partner, payload)
     with serving(app, executor=False) as server:
@@ -83,7 +83,7 @@ def test_compressed_message_is_decompressed_and_recorded_exact(tmp_path: Path) -
 def test_async_mdn_is_posted_to_the_partner_after_recording(
         tmp_path: Path, httpserver: HTTPServer) -> None:
     partner = setup(tmp_path, mdn_mode="ASYNC")
-    app = make_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
     httpserver.expect_request("/partner/mdn", method="POST").respond_with_data("thanks")
     message = outbound(partner, X12.encode(), mdn_url=httpserver.url_for("/partner/mdn"))
     with serving(app, executor=False) as server:
@@ -108,7 +108,7 @@ def _flip(content: bytes, at: float) -> bytes:
 
 def test_tampered_encrypted_message_gets_a_negative_mdn_and_no_run(tmp_path: Path) -> None:
     partner = setup(tmp_path)
-    app = make_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
     message = outbound(partner, X12.encode())
     with serving(app, executor=False) as server:
         response = server.post("/as2/acme", _flip(message.content, 0.6),
@@ -123,7 +123,7 @@ def test_tampered_encrypted_message_gets_a_negative_mdn_and_no_run(tmp_path: Pat
 def test_message_encrypted_for_another_key_is_undecryptable(tmp_path: Path) -> None:
     partner = setup(tmp_path)
     partner.us.encrypt_cert = THEIRS[1]  # the partner took the wrong certificate
-    app = make_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
     message = outbound(partner, X12.encode())
     with serving(app, executor=False) as server:
         response = server.post("/as2/acme", message.content, http_headers(message.headers))
@@ -135,7 +135,7 @@ def test_message_encrypted_for_another_key_is_undecryptable(tmp_path: Path) -> N
 def test_altered_signed_payload_fails_authentication(tmp_path: Path) -> None:
     partner = setup(tmp_path, connection(require_encrypted="false"))
     partner.us.encrypt = False  # signed only: the payload travels in the clear
-    app = make_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
     message = outbound(partner, X12.encode())
     altered = message.content.replace(b"PO-4711", b"PO-4712")
     assert altered != message.content
@@ -149,7 +149,7 @@ def test_altered_signed_payload_fails_authentication(tmp_path: Path) -> None:
 def test_unsigned_message_is_refused_when_signatures_are_required(tmp_path: Path) -> None:
     partner = setup(tmp_path)
     partner.us.sign = False
-    app = make_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
     message = outbound(partner, X12.encode())
     with serving(app, executor=False) as server:
         response = server.post("/as2/acme", message.content, http_headers(message.headers))
@@ -162,7 +162,7 @@ def test_unsigned_message_is_refused_when_signatures_are_required(tmp_path: Path
 def test_unknown_partner_gets_403_with_the_reason(tmp_path: Path, header: str,
                                                   value: str) -> None:
     partner = setup(tmp_path)
-    app = make_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
     message = outbound(partner, X12.encode())
     headers = http_headers(message.headers)
     headers[header] = f'"{value}"'
@@ -177,7 +177,7 @@ def test_unknown_partner_gets_403_with_the_reason(tmp_path: Path, header: str,
 
 def test_a_message_without_message_id_is_a_400(tmp_path: Path) -> None:
     partner = setup(tmp_path)
-    app = make_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
     message = outbound(partner, X12.encode())
     headers = {k: v for k, v in http_headers(message.headers).items()
                if k.lower() != "message-id"}
@@ -190,7 +190,7 @@ def test_a_message_without_message_id_is_a_400(tmp_path: Path) -> None:
 
 def test_a_message_without_as2_headers_is_a_400(tmp_path: Path) -> None:
     partner = setup(tmp_path)
-    app = make_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
     with serving(app, executor=False) as server:
         response = server.post("/as2/acme", X12, {"Content-Type": "application/edi-x12"})
         assert response.status_code == 400
@@ -202,7 +202,7 @@ def test_no_async_mdn_goes_where_an_unverified_message_asks(
         tmp_path: Path, httpserver: HTTPServer) -> None:
     partner = setup(tmp_path, mdn_mode="ASYNC")
     partner.us.encrypt_cert = THEIRS[1]  # undecryptable for us
-    app = make_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-inbound": FLOW}, extra_secrets=partner.secrets)
     message = outbound(partner, X12.encode(), mdn_url=httpserver.url_for("/anywhere"))
     with serving(app, executor=False) as server:
         response = server.post("/as2/acme", message.content, http_headers(message.headers))
@@ -219,7 +219,7 @@ def test_a_message_over_max_body_is_a_413_and_not_read(tmp_path: Path) -> None:
     partner = setup(tmp_path)
     flow = FLOW.replace("    as2: {partner: acme_as2}", "    as2: {partner: acme_as2}\n"
                         "    max_body: 1000")
-    app = make_app(tmp_path, {"acme-inbound": flow}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-inbound": flow}, extra_secrets=partner.secrets)
     message = outbound(partner, X12.encode() * 3)
     with serving(app, executor=False) as server:
         response = server.post("/as2/acme", message.content, http_headers(message.headers))

@@ -20,7 +20,7 @@ from connectors.as2.lib import Organization
 from connectors.as2.pending import pending
 from connectors.as2.wire import http_headers
 from engine.app import App
-from tests.engine.test_server_harness import make_app, serving
+from tests.engine.server_support import hook_app, serving
 
 SEND = """
 flow: acme-outbound
@@ -65,7 +65,7 @@ def test_sync_mdn_is_verified_and_the_message_arrives_exact(tmp_path: Path,
                                                             env: HTTPServer) -> None:
     partner = setup(tmp_path)
     server = partner_server(env, partner)
-    app = make_app(tmp_path, {"acme-outbound": SEND}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-outbound": SEND}, extra_secrets=partner.secrets)
     app.executor.start()
     try:
         run = _run(app)
@@ -95,7 +95,7 @@ def test_negative_mdn_or_wrong_mic_dead_letters_with_the_reason(
     partner = setup(tmp_path)
     server = partner_server(env, partner)
     server.fail, server.mic = fail, mic
-    app = make_app(tmp_path, {"acme-outbound": SEND}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-outbound": SEND}, extra_secrets=partner.secrets)
     app.executor.start()
     try:
         run = _run(app)
@@ -111,7 +111,7 @@ def test_mdn_signed_with_another_key_is_no_receipt(tmp_path: Path, env: HTTPServ
     server = partner_server(env, partner)
     stranger = keypair("someone else")
     partner.partner_org.sign_key = Organization.load_key(stranger[0] + stranger[1], None)
-    app = make_app(tmp_path, {"acme-outbound": SEND}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-outbound": SEND}, extra_secrets=partner.secrets)
     app.executor.start()
     try:
         run = _run(app)
@@ -135,7 +135,7 @@ def test_compressed_sha512_tripledes_over_https_with_the_connections_ca(
     server = partner_server(https, partner)
     https.start()
     monkeypatch.setenv("AS2_PARTNER_URL", f"https://127.0.0.1:{https.port}/as2")
-    app = make_app(tmp_path, {"acme-outbound": SEND}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-outbound": SEND}, extra_secrets=partner.secrets)
     app.executor.start()
     try:
         run = _run(app)
@@ -160,7 +160,7 @@ def test_partner_down_is_retried_with_the_same_message_id(tmp_path: Path,
     port = _free_port()
     monkeypatch.setenv("AS2_PARTNER_URL", f"http://127.0.0.1:{port}/as2")
     partner = setup(tmp_path)
-    app = make_app(tmp_path, {"acme-outbound": SEND}, extra_secrets=partner.secrets)
+    app = hook_app(tmp_path, {"acme-outbound": SEND}, extra_secrets=partner.secrets)
     app.executor.start()
     down = HTTPServer(host="127.0.0.1", port=port)
     try:
@@ -197,7 +197,7 @@ def test_async_mdn_is_matched_to_the_run_at_our_endpoint(tmp_path: Path, env: HT
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     partner = setup(tmp_path, connection(mdn="async"), mdn_mode="ASYNC")
     server = partner_server(env, partner)
-    app = make_app(tmp_path, {"acme-outbound": SEND, "acme-inbound": RECEIVE},
+    app = hook_app(tmp_path, {"acme-outbound": SEND, "acme-inbound": RECEIVE},
                    extra_secrets=partner.secrets)
     with serving(app) as ours:
         monkeypatch.setenv("AS2_MDN_URL", ours.url + "/as2/acme")
@@ -223,7 +223,7 @@ def test_negative_async_mdn_dead_letters_the_run_that_sent(tmp_path: Path, env: 
     partner = setup(tmp_path, connection(mdn="async"), mdn_mode="ASYNC")
     server: PartnerServer = partner_server(env, partner)
     server.fail = ("processed/Error", "unexpected-processing-error")
-    app = make_app(tmp_path, {"acme-outbound": SEND, "acme-inbound": RECEIVE},
+    app = hook_app(tmp_path, {"acme-outbound": SEND, "acme-inbound": RECEIVE},
                    extra_secrets=partner.secrets)
     with serving(app) as ours:
         monkeypatch.setenv("AS2_MDN_URL", ours.url + "/as2/acme")
@@ -246,7 +246,7 @@ def test_async_mdn_the_partner_posts_before_answering_is_matched(
     partner = setup(tmp_path, connection(mdn="async"), mdn_mode="ASYNC")
     server = partner_server(env, partner)
     server.deliver_now = True  # the receipt reaches us while our post still waits
-    app = make_app(tmp_path, {"acme-outbound": SEND, "acme-inbound": RECEIVE},
+    app = hook_app(tmp_path, {"acme-outbound": SEND, "acme-inbound": RECEIVE},
                    extra_secrets=partner.secrets)
     with serving(app) as ours:
         monkeypatch.setenv("AS2_MDN_URL", ours.url + "/as2/acme")

@@ -11,8 +11,7 @@ import redis
 
 from engine.app import App
 from engine.records import start
-from engine.settings import Settings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_app
 
 SAMPLE = Path(__file__).parent / "samples" / "850_single.edi"
 FLOW = """
@@ -25,12 +24,9 @@ steps:
 """
 
 
-def make_app(tmp_path: Path, redis_url: str | None = None) -> App:
-    (tmp_path / "flows").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "flows" / "ack-850.yaml").write_text(FLOW, encoding="utf-8")
-    settings = Settings(home=tmp_path / "home", flows=tmp_path / "flows",
-                        schemas=ROOT / "schemas", redis_url=redis_url)
-    return App(settings)
+def ack_app(folder: Path, redis_url: str | None = None) -> App:
+    """An App over the ack flow, its home in *folder*."""
+    return make_app(folder, {"ack-850": FLOW}, schemas=ROOT / "schemas", redis_url=redis_url)
 
 
 def isa13(interchange: str) -> int:
@@ -52,14 +48,14 @@ def acks(app: App, count: int) -> list[int]:
 
 def test_embedded_numbers_live_under_the_apps_home_and_continue_after_a_restart(
         tmp_path: Path) -> None:
-    assert acks(make_app(tmp_path), 3) == [1, 2, 3]
+    assert acks(ack_app(tmp_path), 3) == [1, 2, 3]
     assert (tmp_path / "home" / "x12-control-numbers.db").is_file()
-    assert acks(make_app(tmp_path), 2) == [4, 5]  # a new process on the same home
-    assert acks(make_app(tmp_path / "other"), 1) == [1]  # another home, its own sequence
+    assert acks(ack_app(tmp_path), 2) == [4, 5]  # a new process on the same home
+    assert acks(ack_app(tmp_path / "other"), 1) == [1]  # another home, its own sequence
 
 
 def test_on_redis_every_app_draws_from_one_sequence(tmp_path: Path, redis_url: str) -> None:
-    first, second = make_app(tmp_path / "a", redis_url), make_app(tmp_path / "b", redis_url)
+    first, second = ack_app(tmp_path / "a", redis_url), ack_app(tmp_path / "b", redis_url)
     numbers = acks(first, 2) + acks(second, 2) + acks(first, 1)
     assert numbers == [1, 2, 3, 4, 5]  # two homes, as on two machines: still one sequence
     assert not (tmp_path / "a" / "home" / "x12-control-numbers.db").exists()
