@@ -1,4 +1,4 @@
-"""Trigger models: what starts a run. Exactly one of webhook, poll or manual."""
+"""Trigger models: what starts a run. Exactly one of webhook, poll, event or manual."""
 
 from __future__ import annotations
 
@@ -110,15 +110,32 @@ class PollTrigger(Model):
         return self
 
 
+class EventTrigger(Model):
+    """This flow subscribes to a business event another flow publishes (engine/events): each
+    event of the type starts one run of this flow, its body the event's data."""
+
+    type: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                      description="Event type subscribed to, e.g. shipment.shipped.")
+    when: Expr | None = Field(
+        None, description="Condition on the event (its data as the input, $headers with "
+        "event-type, event-id, event-key): only events for which it is true start a run.")
+    key: Expr | None = Field(
+        None, description="Ordering key computed from the event, e.g. sku: events with the "
+        "same key are handled one at a time in publish order; without it, the event's own key.")
+
+
 class ManualTrigger(Model):
     """Runs started by `flowrun run`, a replay or another flow's hand-off only."""
 
 
+TRIGGER_KINDS = ("webhook", "poll", "event", "manual")
+
+
 def _trigger_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        found = [k for k in ("webhook", "poll", "manual") if k in value]
+        found = [k for k in TRIGGER_KINDS if k in value]
         return found[0] if len(found) == 1 else None
-    for name in ("webhook", "poll", "manual"):
+    for name in TRIGGER_KINDS:
         if getattr(value, name, None) is not None:
             return name
     return None
@@ -132,13 +149,16 @@ class PollSpec(Model):
     poll: PollTrigger
 
 
+class EventSpec(Model):
+    event: EventTrigger
+
+
 class ManualSpec(Model):
     manual: ManualTrigger = Field(default_factory=ManualTrigger)
 
 
 Trigger = Annotated[
     Annotated[WebhookSpec, Tag("webhook")] | Annotated[PollSpec, Tag("poll")]
-    | Annotated[ManualSpec, Tag("manual")],
+    | Annotated[EventSpec, Tag("event")] | Annotated[ManualSpec, Tag("manual")],
     Discriminator(_trigger_kind),
 ]
-TRIGGER_KINDS = ("webhook", "poll", "manual")
