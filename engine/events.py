@@ -135,25 +135,33 @@ class Events:
 # -- publishing ---------------------------------------------------------------------------------
 def subscribers(core: Core, event: Event) -> list[tuple[CompiledFlow, str | None]]:
     """Today's flows subscribed to *event*, each with the ordering key of its run."""
-    view = Envelope(body=event.data, headers=event.headers(),
-                    meta={"event": {"type": event.type, "id": event.id}})
     found = []
     for flow in core.versions.flows.flows.values():
         sub: Subscription | None = flow.subscription
         if sub is None or sub.type != event.type:
             continue
         try:
-            if sub.when is not None and not _truthy(sub.when.evaluate(view)):
-                continue
-            key = sub.key.evaluate(view) if sub.key is not None else event.key
+            taken, key = accepts(sub, event)
         except ExpressionError as exc:
             # the event still reaches every other subscriber; this one is told why not
             log.error("event %s (%s) not delivered to flow %s: its subscription cannot be "
                       "evaluated: %s", event.id, event.type, flow.id, exc)
             _count(core, event.type, "subscription_error")
             continue
-        found.append((flow, None if key in (None, "") else str(key)))
+        if taken:
+            found.append((flow, key))
     return found
+
+
+def accepts(sub: Subscription, event: Event) -> tuple[bool, str | None]:
+    """Whether the subscription takes *event* (its ``when:``), and the ordering key of the
+    run; raises `ExpressionError` when an expression cannot be evaluated on this event."""
+    view = Envelope(body=event.data, headers=event.headers(),
+                    meta={"event": {"type": event.type, "id": event.id}})
+    if sub.when is not None and not _truthy(sub.when.evaluate(view)):
+        return False, None
+    key = sub.key.evaluate(view) if sub.key is not None else event.key
+    return True, None if key in (None, "") else str(key)
 
 
 def publish_event(core: Core, event: Event) -> list[RunState]:
@@ -270,9 +278,9 @@ def cross_check(flows: dict[str, CompiledFlow]) -> list[Problem]:
                                          f"{event_type}}}}}); it will only be counted"))
         sub = flow.subscription
         if sub is not None and sub.type not in published and flow.subscription_at:
-            problems.append(_warning(flow.subscription_at, f"no flow publishes event '{sub.type}' (a publish "
-                                     "step with that type); this flow starts only when "
-                                     "another component publishes it"))
+            problems.append(_warning(flow.subscription_at, f"no flow publishes event "
+                                     f"'{sub.type}' (a publish step with that type); this "
+                                     "flow starts only when another component publishes it"))
     return problems
 
 
