@@ -230,7 +230,10 @@ def flush(core: Core, state: RunState) -> list[RunState]:
                       state.correlation_id, state.flow_id, state.run_id)
         started = publish_event(core, event) if core.events.deliver else []
         runs.extend(started)
-        done.append({**noted, "subscribers": [r.run_id for r in started]})
+        # the runs of this event started by this run (a re-execution finds its own again);
+        # a copy of an event another run published names none
+        mine = [r.run_id for r in started if r.parent_run_id == state.run_id]
+        done.append({**noted, "subscribers": mine})
     return runs
 
 
