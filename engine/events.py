@@ -24,13 +24,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.envelope import Envelope
 from engine.expressions import Compiled, ExpressionError
 from engine.problems import Path, Problem
-from engine.records import RunState, start
+from engine.records import DeadLetter, RunState, start
 from engine.steps.route import _truthy
 
 if TYPE_CHECKING:
@@ -68,13 +68,11 @@ class Event:
         return {k: v for k, v in found.items() if v is not None}
 
 
-class EventId:
-    @staticmethod
-    def default(envelope: Envelope, step_id: str) -> str:
-        """The id a publish step gives its event when it names none: the same when the run is
-        executed again, or replayed without edits (the replay keeps ``effects_of``)."""
-        run = envelope.meta.get("effects_of") or envelope.meta.get("run_id") or "run"
-        return f"{run}:{step_id}"
+def default_id(envelope: Envelope, step_id: str) -> str:
+    """The id a publish step gives its event when it names none: the same when the run is
+    executed again, or replayed without edits (the replay keeps ``effects_of``)."""
+    run = envelope.meta.get("effects_of") or envelope.meta.get("run_id") or "run"
+    return f"{run}:{step_id}"
 
 
 @dataclass
@@ -92,35 +90,21 @@ class Ordering(Protocol):
     def register(self, runs: list[RunState]) -> None: ...
 
 
-class _Sequence:
-    """Increasing numbers for ordered events, from the clock so they keep increasing across
-    restarts; a store that shares them between processes (Redis) gives them instead."""
-
-    def __init__(self) -> None:
-        self._last = 0
-        self._lock = threading.Lock()
-
-    def next(self) -> int:
-        with self._lock:
-            self._last = max(self._last + 1, time.time_ns())
-            return self._last
-
-
-@dataclass
 class Events:
     """The event side of one execution core: how long a subscriber's claim on an event id holds,
-    whether events are delivered at all (a flow test only records them), the ordering lines to
-    register new runs in, and a counter of what happened to each event."""
+    whether events are delivered at all (a flow test only records them), the ordering lines new
+    runs join (set by the executor), and a counter of what happened to each event."""
 
-    ttl: float = 7 * 86400.0
-    deliver: bool = True
-    ordering: Ordering | None = None
-    count: Callable[[str, str], None] | None = None  # (event type, outcome)
-    _claims: set[tuple[str, str]] = field(default_factory=set)  # without a store
-    _sequence: _Sequence = field(default_factory=_Sequence)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, *, ttl: float = 7 * 86400.0, deliver: bool = True,
+                 count: Callable[[str, str, int], None] | None = None):
+        self.ttl, self.deliver, self.count = ttl, deliver, count
+        self.ordering: Ordering | None = None
+        self._claims: set[tuple[str, str]] = set()  # without a store (flowrun run)
+        self._last_seq = 0
+        self._lock = threading.Lock()
 
     def claim(self, scope: str, key: str) -> bool:
+        """Claim *key* in this process (a core without a store); False when it was taken."""
         with self._lock:
             if (scope, key) in self._claims:
                 return False
@@ -128,14 +112,22 @@ class Events:
             return True
 
     def next_seq(self, store: Any) -> int:
+        """The sequence number of an ordered event: one counter for every process when the
+        store keeps one (Redis), else from this process's clock, so numbers keep increasing
+        across restarts of the embedded executor."""
         shared = getattr(store, "next_event_seq", None)
-        return int(shared()) if shared is not None else self._sequence.next()
+        if shared is not None:
+            return int(shared())
+        with self._lock:
+            self._last_seq = max(self._last_seq + 1, time.time_ns())
+            return self._last_seq
 
 
 # -- publishing ---------------------------------------------------------------------------------
-def subscribers(core: Core, event: Event) -> list[tuple[CompiledFlow, str | None]]:
-    """Today's flows subscribed to *event*, each with the ordering key of its run."""
-    found = []
+def subscribers(core: Core, event: Event) -> list[tuple[CompiledFlow, str | None, str | None]]:
+    """Today's flows subscribed to *event*: each with the ordering key of its run, or with why
+    its subscription cannot be evaluated on this event."""
+    found: list[tuple[CompiledFlow, str | None, str | None]] = []
     for flow in core.versions.flows.flows.values():
         sub: Subscription | None = flow.subscription
         if sub is None or sub.type != event.type:
@@ -143,13 +135,10 @@ def subscribers(core: Core, event: Event) -> list[tuple[CompiledFlow, str | None
         try:
             taken, key = accepts(sub, event)
         except ExpressionError as exc:
-            # the event still reaches every other subscriber; this one is told why not
-            log.error("event %s (%s) not delivered to flow %s: its subscription cannot be "
-                      "evaluated: %s", event.id, event.type, flow.id, exc)
-            _count(core, event.type, "subscription_error")
+            found.append((flow, None, str(exc)))
             continue
         if taken:
-            found.append((flow, key))
+            found.append((flow, key, None))
     return found
 
 
@@ -177,22 +166,36 @@ def publish_event(core: Core, event: Event) -> list[RunState]:
         _count(core, event.type, "no_subscriber")
         return []
     runs: list[tuple[RunState, tuple[str, str, float]]] = []
-    for flow, key in targets:
+    for flow, key, error in targets:
         state = start(flow, event.data, event.headers(), trigger="event",
                       correlation_id=event.correlation_id, parent_run_id=event.source_run,
                       run_id=core.new_run_id(), now=core.runner.clock())
         meta = state.envelope["meta"]
         meta["event"] = {"type": event.type, "id": event.id, "source_flow": event.source_flow,
                          "source_run": event.source_run}
-        if key is not None:
+        if error is not None:
+            # never dropped in silence: the subscriber's run is dead-lettered with the event,
+            # to be replayed once the subscription is fixed
+            state.status = "dead_lettered"
+            state.error = {"message": f"the subscription of flow '{flow.id}' cannot be "
+                           f"evaluated on event {event.id} ({event.type}): {error}",
+                           "kind": "subscription", "step": None}
+        elif key is not None:
             meta[ORDER] = {"key": key, "seq": event.seq or events.next_seq(core.store)}
         core.versions.remember(flow)
         runs.append((state, (SCOPE + flow.id, event.id, events.ttl)))
     fresh, again = _record(core, runs)
+    failed = [s for s in fresh if s.done]
+    for state in failed:
+        log.error("event %s: %s", event.id, state.error["message"] if state.error else "")
+        if core.store is not None:
+            core.store.save_run(state, dead_letter=DeadLetter.for_run(state))
+    fresh = [s for s in fresh if not s.done]
     if events.ordering is not None:
         events.ordering.register(fresh)
-    duplicates = len(runs) - len(fresh)
+    duplicates = len(runs) - len(fresh) - len(failed)
     _count(core, event.type, "delivered", len(fresh))
+    _count(core, event.type, "subscription_error", len(failed))
     if duplicates:
         log.info("event %s (%s): %d subscriber(s) already had it; no second run", event.id,
                  event.type, duplicates)
@@ -238,10 +241,8 @@ def flush(core: Core, state: RunState) -> list[RunState]:
 
 
 def _count(core: Core, event_type: str, outcome: str, n: int = 1) -> None:
-    count = core.events.count
-    if count is not None:
-        for _ in range(n):
-            count(event_type, outcome)
+    if core.events.count is not None and n:
+        core.events.count(event_type, outcome, n)
 
 
 def ordering_of(state: RunState) -> tuple[str, int] | None:

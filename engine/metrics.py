@@ -79,7 +79,8 @@ class Metrics:
         self.events = Counter("flowrun_events", "Business events published, by type and "
                               "outcome: delivered (one per subscriber run started), duplicate "
                               "(a subscriber had the event id already), no_subscriber, "
-                              "subscription_error.", ["type", "outcome"], registry=r)
+                              "subscription_error (dead-lettered).", ["type", "outcome"],
+                              registry=r)
         self.webhook_responses = Counter("flowrun_webhook_responses", "Webhook responses by "
                                          "HTTP status.", ["flow", "status"], registry=r)
         self.webhook_seconds = Histogram("flowrun_webhook_request_duration_seconds",
@@ -88,8 +89,8 @@ class Metrics:
         self._extra: list[Collector] = []
 
     # -- events --------------------------------------------------------------------------------
-    def event(self, event_type: str, outcome: str) -> None:
-        self.events.labels(event_type, outcome).inc()
+    def event(self, event_type: str, outcome: str, count: int = 1) -> None:
+        self.events.labels(event_type, outcome).inc(count)
 
     def webhook(self, flow: str, outcome: str) -> None:
         self.webhook_requests.labels(flow, outcome).inc()

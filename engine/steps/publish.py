@@ -11,7 +11,7 @@ from pydantic import Field
 
 from engine.dsl.base import Expr, Model
 from engine.envelope import Envelope
-from engine.events import PENDING, EventId
+from engine.events import PENDING, default_id
 from engine.types import BuildContext, Continue, Outcome, Resources, StepError, StepFn, StepKind
 
 
@@ -43,7 +43,7 @@ def build(config: PublishConfig, ctx: BuildContext) -> StepFn:
                 raise StepError(f"the event id of '{config.type}' is empty", kind="expression")
             ident = str(found)
         else:
-            ident = EventId.default(envelope, step_id)
+            ident = default_id(envelope, step_id)
         ordering = key.evaluate(envelope) if key is not None else None
         envelope.meta.setdefault(PENDING, []).append(
             {"type": config.type, "id": ident, "data": value,
