@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from engine import dlq
+from engine.events import Event, Events, publish_event
 from engine.executor import EmbeddedExecutor, Executor
 from engine.intake import Accepted, Intake
 from engine.limits import LocalBucket
@@ -72,7 +73,8 @@ class App:
         self.metrics = Metrics()
         self.runner = Runner(resources_factory(self.secrets, self.services),
                              self.secrets.redactor, on_step=on_step)
-        self.core = Core(self.runner, self.versions, self.store, observers=[self.metrics])
+        self.core = Core(self.runner, self.versions, self.store, observers=[self.metrics],
+                         events=Events(ttl=settings.idempotency_ttl, count=self.metrics.event))
         # flows handed in (tests, flowrun test) are not watched; a flows folder is
         watcher = (FlowWatcher(self.loader, self.versions, settings.flows)
                    if flows is None and settings.flows.is_dir() else None)
@@ -146,6 +148,14 @@ class App:
         self.store.create_run(state)
         self.store.save_run(state, dead_letter=DeadLetter.for_run(state))
         return state
+
+    def publish(self, event: Event) -> list[RunState]:
+        """Publish *event* from outside a flow (a bus connector, a test): its subscribers'
+        runs, recorded and queued."""
+        runs = publish_event(self.core, event)
+        if runs:
+            self.executor.submit_many(runs)
+        return runs
 
     # -- dead letters --------------------------------------------------------------------------
     def replay(self, entry_id: str, *, start_from: str = "failed-step",

@@ -6,8 +6,9 @@ Same interface as `EmbeddedExecutor` (`start`, `stop`, `submit`, `schedule`, `on
 checkpoint under a lease lock, so two deliveries of one run never execute it side by side.
 Taking the lease, counting the delivery (engine/reaper: stuck and poison runs) and reading the
 record is one round trip to Redis; saving is one; releasing is one — the whole of a run's cost
-beyond Celery's own besides its steps. Limits (``concurrency:``, ``rate_limit:``) are kept in the
-same Redis, shared by every worker (engine/limits).
+beyond Celery's own besides its steps. Limits (``concurrency:``, ``rate_limit:``) and the lines of
+ordered subscriber runs are kept in the same Redis, shared by every worker (engine/limits,
+engine/ordering).
 
 Delayed retries never use Celery countdown/ETA: on the Redis transport an ETA message sits
 unacknowledged in the worker and is delivered again once it is older than the visibility timeout,
@@ -39,6 +40,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine import redis_url
 from engine.limits import RedisLimits
+from engine.ordering import RedisLines
 from engine.periodic import Periodic
 from engine.processing import Core, Save
 from engine.reaper import Reaper, poison
@@ -290,6 +292,8 @@ class CeleryExecutor:
         #: concurrency slots and rate-limit buckets shared by every worker
         self.limits = RedisLimits(store)
         self.rate_limiter = self.limits
+        self.lines = RedisLines(store)  # ordered subscriber runs, joined when published
+        core.events.ordering = self.lines
         self.leases = Leases(store, self.tuning.run_lease)
         self.reaper = Reaper(store, self.submit, identity=self._identity,
                              interval=self.tuning.reap_interval, grace=self.tuning.run_lease,
@@ -398,7 +402,14 @@ class CeleryExecutor:
 
         self.leases.hold(f"run:{run_id}", owner)
         try:
-            return self._process(state, died, owner, save) if state is not None else None
+            if state is None:
+                return None
+            self._process(state, died, owner, save)
+            if state.done:
+                turn = self.lines.leave(state)  # the next run of its line, if it was parked
+                if turn is not None:
+                    self.submit(turn)
+            return state
         finally:
             # not reached when the worker dies: that delivery stays counted, and in flight
             self.leases.drop(f"run:{run_id}")
@@ -425,6 +436,8 @@ class CeleryExecutor:
             return state
         if died >= self.tuning.max_deliveries:
             return self._poisoned(flow, state, died)
+        if not self.lines.enter(state):
+            return state  # queued again when the run before it in its line ends
         limit, lease = flow.model.concurrency, self.tuning.run_lease
         if limit is not None:
             # over the limit the run waits in Redis, woken when a run of the flow finishes

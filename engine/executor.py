@@ -8,7 +8,8 @@ loses nothing that was recorded.
 
 Limits hold within the process: a flow's ``concurrency: N`` lets N of its runs be in steps at
 once — the next one waits in the flow's line (no thread blocked) and is queued again when a run
-of the flow finishes; a step's ``rate_limit:`` takes tokens from an in-process bucket.
+of the flow finishes; a step's ``rate_limit:`` takes tokens from an in-process bucket. Subscriber
+runs with an ordering key wait their turn in their line the same way (engine/ordering).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from engine.limits import LocalBucket, RateLimiter
+from engine.ordering import LocalLines
 from engine.periodic import Periodic
 from engine.processing import Core
 from engine.records import RunState
@@ -81,6 +83,8 @@ class EmbeddedExecutor:
         self._in_steps: dict[str, int] = {}  # runs of each concurrency-limited flow in steps
         self._waiting: dict[str, deque[str]] = {}  # and the runs waiting for one to finish
         self.rate_limiter: RateLimiter = rate_limiter or LocalBucket()
+        self.lines = LocalLines()  # ordered subscriber runs, joined when they are published
+        core.events.ordering = self.lines
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, resume: bool = True) -> None:
@@ -96,7 +100,9 @@ class EmbeddedExecutor:
         scheduler.start()
         self._threads.append(scheduler)
         if resume:
-            for state in self.store.active_runs():
+            active = self.store.active_runs()
+            self.lines.register(active)  # in sequence order, before any of them is queued
+            for state in active:
                 if state.status == "retrying" and state.due_at:
                     self.schedule(state.run_id, state.due_at)
                 else:
@@ -192,7 +198,14 @@ class EmbeddedExecutor:
         try:
             if state is None:
                 state = self.store.get_run(run_id)
-            return self._process(state) if state is not None else None
+            if state is None:
+                return None
+            self._process(state)
+            if state.done:
+                turn = self.lines.leave(state)  # the next run of its line, if it was parked
+                if turn is not None:
+                    self._queue.put(turn)
+            return state
         finally:
             with self._cond:
                 self._inflight.discard(run_id)
@@ -208,6 +221,8 @@ class EmbeddedExecutor:
         flow = self.core.flow_of(state)
         if flow is None:
             return state
+        if not self.lines.enter(state):
+            return state  # queued again when the run before it in its line ends
         limit = flow.model.concurrency
         if limit is not None and not self._take_slot(flow.id, state.run_id, limit):
             return state  # queued again by the run of this flow that finishes next

@@ -172,13 +172,13 @@ def _step_kind_problem(step: Any) -> tuple[str, str | None]:
 
 def _trigger_problem(trigger: Any) -> str:
     if not isinstance(trigger, dict) or not trigger:
-        return "a trigger is one of webhook:, poll: or manual:"
+        return "a trigger is one of webhook:, poll:, event: or manual:"
     present = [k for k in trigger if k in TRIGGER_KINDS]
     if len(present) > 1:
         return f"a flow has exactly one trigger; found {' and '.join(present)}"
     name = str(next(iter(trigger)))
     return f"unknown trigger '{name}'" + (did_you_mean(name, TRIGGER_KINDS)
-                                          or "; use webhook, poll or manual")
+                                          or "; use webhook, poll, event or manual")
 
 
 def _disabled_part(path: Path, schema: dict[str, Any] | None) -> str | None:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine import connections as conn
+from engine import events
 from engine.dsl.base import ExprSpec
 from engine.dsl.flow import FlowBase, StepBase, flow_model, step_adapter
 from engine.dsl.retry import RetryPolicy
@@ -61,6 +62,11 @@ class CompiledFlow:
     flow_refs: list[tuple[str, Problem]] = field(default_factory=list)
     #: a poll trigger compiled at load (schedule, source, retry): an `engine.poll.CompiledPoll`
     poll: Any = None
+    #: an event trigger compiled at load (`engine.events.Subscription`), and where it is written
+    subscription: Any = None
+    subscription_at: Problem | None = None
+    #: the event types its publish steps emit, each with where it is written
+    publishes: list[tuple[str, Problem]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.index = {step.id: step.index for step in self.steps}
@@ -252,12 +258,17 @@ class Loader:
             check_trigger(trigger, ctx)
             idem = idem or IDEMPOTENCY  # a redelivered message runs once per broker message id
         idem_expr = ctx.expr(idem, ("trigger", trigger_kind, "idempotency_key")) if idem else None
+        subscription = events.compile_subscription(trigger, ctx) if trigger_kind == "event" \
+            else None
         if any(p.severity == "error" for p in problems):
             return None, problems
         version = hashlib.sha256(raw).hexdigest()[:12]
         flow = CompiledFlow(id=model.flow, file=source.file, version=version, text=source.text,
                             model=model, steps=compiled, key=key, idempotency_key=idem_expr,
-                            flow_refs=refs, poll=poll)
+                            flow_refs=refs, poll=poll, subscription=subscription,
+                            publishes=events.declared(source, model))
+        if subscription is not None:
+            flow.subscription_at = source.problem(("trigger", "event", "type"), "")
         return flow, problems
 
     def _build_step(self, ctx: _Context, i: int, step: StepBase,
@@ -364,6 +375,8 @@ class Loader:
                     problems.add(Problem(where.file, where.line, where.column, where.path,
                                          f"no flow '{name}' among the flows loaded"
                                          + did_you_mean(name, flows)))
+        for problem in events.cross_check(flows):
+            problems.add(problem)
         return FlowSet(flows, problems)
 
 

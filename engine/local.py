@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from engine.events import Events
 from engine.loader import CompiledFlow, CompiledStep, FlowSet
 from engine.processing import Core
 from engine.records import RunState, start
@@ -57,15 +58,20 @@ def resources_factory(secrets: Secrets, services: dict[str, Any] | None = None,
 def run_to_completion(flows: FlowSet, flow: CompiledFlow, body: Any,
                       headers: dict[str, Any] | None = None, *, runner: Runner,
                       sleep: Callable[[float], None] = time.sleep,
-                      run_ids: Callable[[], str] | None = None) -> list[RunState]:
+                      run_ids: Callable[[], str] | None = None, trigger: str = "manual",
+                      deliver_events: bool = True) -> list[RunState]:
     """Run one message and everything it spawns; returns every run, the first one first.
 
     Runs are received at ``runner.clock()``; *run_ids* (if given) names them, so a test with a
     virtual clock and fixed ids sees the same envelope every time. Nothing is recorded: the
-    execution core runs without a store.
+    execution core runs without a store. Events published reach the subscribers among *flows*
+    (run in turn like hand-offs) unless *deliver_events* is false (a flow test only records
+    them).
     """
-    core = Core(runner, FlowVersions(flows), run_ids=run_ids)
-    first = start(flow, body, headers, run_id=run_ids() if run_ids else None, now=runner.clock())
+    core = Core(runner, FlowVersions(flows), run_ids=run_ids,
+                events=Events(deliver=deliver_events))
+    first = start(flow, body, headers, run_id=run_ids() if run_ids else None, now=runner.clock(),
+                  trigger=trigger)
     pending: list[tuple[float, int, RunState]] = [(0.0, 0, first)]
     finished: list[RunState] = []
     counter = 1

@@ -76,6 +76,11 @@ class Metrics:
         self.webhook_requests = Counter("flowrun_webhook_requests", "Webhook requests by "
                                         "outcome (accepted, duplicate, signature_rejected, ...).",
                                         ["flow", "outcome"], registry=r)
+        self.events = Counter("flowrun_events", "Business events published, by type and "
+                              "outcome: delivered (one per subscriber run started), duplicate "
+                              "(a subscriber had the event id already), no_subscriber, "
+                              "subscription_error (dead-lettered).", ["type", "outcome"],
+                              registry=r)
         self.webhook_responses = Counter("flowrun_webhook_responses", "Webhook responses by "
                                          "HTTP status.", ["flow", "status"], registry=r)
         self.webhook_seconds = Histogram("flowrun_webhook_request_duration_seconds",
@@ -84,6 +89,9 @@ class Metrics:
         self._extra: list[Collector] = []
 
     # -- events --------------------------------------------------------------------------------
+    def event(self, event_type: str, outcome: str, count: int = 1) -> None:
+        self.events.labels(event_type, outcome).inc(count)
+
     def webhook(self, flow: str, outcome: str) -> None:
         self.webhook_requests.labels(flow, outcome).inc()
 

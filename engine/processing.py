@@ -1,7 +1,8 @@
 """The execution core: one life cycle of a run, shared by every executor.
 
 advance (steps, under the run's log context, watched by the observers) → spawn the runs it
-hands on (split items, hand-offs) → record the run with its dead-letter entry and children in
+hands on (split items, hand-offs; the subscribers of the events it published, recorded before
+it: engine/events) → record the run with its dead-letter entry and children in
 one write (a replay run settles the entry it replays instead of filing one: engine/dlq) → tell
 the listeners of a finished run. The embedded executor, the Celery task and `flowrun run` call
 `Core.run`; what differs between them — where a run waits, how children are queued, how two
@@ -20,6 +21,7 @@ from typing import Protocol
 
 from engine import dlq
 from engine.envelope import Envelope
+from engine.events import Events, flush
 from engine.loader import CompiledFlow
 from engine.logs import bind
 from engine.records import DeadLetter, RecordError, RunState, start
@@ -50,8 +52,10 @@ class Observer(Protocol):
 
 class Core:
     def __init__(self, runner: Runner, versions: FlowVersions, store: Store | None = None, *,
-                 observers: Sequence[Observer] = (), run_ids: Callable[[], str] | None = None):
+                 observers: Sequence[Observer] = (), run_ids: Callable[[], str] | None = None,
+                 events: Events | None = None):
         self.runner, self.versions, self.store = runner, versions, store
+        self.events = events or Events()
         self._observers = tuple(observers)
         self._listeners: list[Callable[[RunState], None]] = []
         self._run_ids = run_ids
@@ -79,16 +83,25 @@ class Core:
         recorded — a value grown past what a record can hold — is dead-lettered with the step
         and the reason, never left to fail again at every delivery."""
         store = self.store
+        # subscribers of the events published so far: recorded before the run that published
+        # them (engine/events), queued with its children
+        subscribers: list[RunState] = []
+
+        def checkpoint(state: RunState) -> None:
+            subscribers.extend(flush(self, state))
+            if store is not None:
+                store.save_run(state)
+
         try:
             before = len(state.steps)
             with bind(flow=state.flow_id, run_id=state.run_id,
                       correlation_id=state.correlation_id):
                 try:
-                    self.runner.advance(flow, state,
-                                        checkpoint=store.save_run if store else None)
+                    self.runner.advance(flow, state, checkpoint=checkpoint)
                 finally:
                     for observer in self._observers:
                         observer.advanced(flow, state, before)
+                subscribers.extend(flush(self, state))
             children = self.spawn_children(state)
             entry = self.entry_for(state) if state.done else None
             if save is not None:
@@ -97,8 +110,12 @@ class Core:
                 store.save_run(state, dead_letter=entry, children=children)
         except RecordError as exc:
             self._unrecordable(state, exc)
-            return []
-        return children
+            return subscribers
+        return children + subscribers
+
+    def new_run_id(self) -> str | None:
+        """The id of a run this core starts (None: a random one)."""
+        return self._run_ids() if self._run_ids else None
 
     def entry_for(self, state: RunState) -> DeadLetter | None:
         """The dead-letter entry recorded with *state*, which has ended: a new one, or the
@@ -150,7 +167,7 @@ class Core:
             child = start(target, envelope.body, envelope.headers, trigger=trigger,
                           correlation_id=state.correlation_id, position=spawn.position,
                           vars=envelope.vars, parent_run_id=state.run_id,
-                          run_id=self._run_ids() if self._run_ids else None,
+                          run_id=self.new_run_id(),
                           now=self.runner.clock())
             if "split_index" in envelope.meta:
                 child.envelope["meta"]["split_index"] = envelope.meta["split_index"]

@@ -79,7 +79,7 @@ class FlowBase(Model):
     key: Expr | None = Field(None, description="Business key of a run (order number, PO number), "
                                                 "searchable in run records.")
     trigger: Any = Field(default_factory=ManualSpec,  # the registered poll sources: flow_model
-                         description="What starts a run: webhook, poll or manual.")
+                         description="What starts a run: webhook, poll, event or manual.")
     defaults: Defaults = Field(default_factory=Defaults, description="Retry and failure defaults.")
     queue: str = Field("default", pattern=r"^[a-z][a-z0-9_-]*$",
                        description="Worker lane for this flow's runs, e.g. priority or bulk.")

@@ -1,4 +1,5 @@
-"""Trigger models: what starts a run. Exactly one of webhook, poll, consume or manual."""
+"""Trigger models: what starts a run. Exactly one of webhook, poll, event, consume or
+manual."""
 
 from __future__ import annotations
 
@@ -242,8 +243,25 @@ class ConsumeTrigger(Model):
 BUSES = ("amqp", "mqtt", "redis", "nats")
 
 
+class EventTrigger(Model):
+    """This flow subscribes to a business event another flow publishes (engine/events): each
+    event of the type starts one run of this flow, its body the event's data."""
+
+    type: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                      description="Event type subscribed to, e.g. shipment.shipped.")
+    when: Expr | None = Field(
+        None, description="Condition on the event (its data as the input, $headers with "
+        "event-type, event-id, event-key): only events for which it is true start a run.")
+    key: Expr | None = Field(
+        None, description="Ordering key computed from the event, e.g. sku: events with the "
+        "same key are handled one at a time in publish order; without it, the event's own key.")
+
+
 class ManualTrigger(Model):
     """Runs started by `flowrun run`, a replay or another flow's hand-off only."""
+
+
+TRIGGER_KINDS = ("webhook", "poll", "event", "consume", "manual")
 
 
 def _trigger_kind(value: Any) -> str | None:
@@ -267,6 +285,10 @@ class ConsumeSpec(Model):
                                                 "JetStream.")
 
 
+class EventSpec(Model):
+    event: EventTrigger
+
+
 class ManualSpec(Model):
     manual: ManualTrigger = Field(default_factory=ManualTrigger,
                                   description="Started only by `flowrun run`, a replay or "
@@ -275,13 +297,14 @@ class ManualSpec(Model):
 
 @functools.cache
 def trigger_union() -> Any:
-    """The trigger of a flow: webhook, poll (with the registered sources), consume or manual."""
+    """The trigger of a flow: webhook, poll (with the registered sources), event, consume or
+    manual."""
     poll_spec = create_model("PollSpec", __base__=Model, poll=(poll_trigger(), Field(
         description="We ask a partner on a schedule (`flowrun scheduler`): an HTTP API or a "
                     "drop folder.")))
     return Annotated[
         Annotated[WebhookSpec, Tag("webhook")] | Annotated[poll_spec, Tag("poll")]
-        | Annotated[ConsumeSpec, Tag("consume")] | Annotated[ManualSpec, Tag("manual")],
+        | Annotated[EventSpec, Tag("event")] | Annotated[ConsumeSpec, Tag("consume")]
+        | Annotated[ManualSpec, Tag("manual")],
         Discriminator(_trigger_kind),
     ]
-TRIGGER_KINDS = ("webhook", "poll", "consume", "manual")

@@ -414,6 +414,11 @@ class RedisStore:
     def close(self) -> None:
         self.redis.close()
 
+    def next_event_seq(self) -> int:
+        """The next sequence number of an ordered event, one counter for every process
+        (engine/events, engine/ordering)."""
+        return int(self._do(lambda: self.redis.incr(f"{self.prefix}events:seq")))
+
     @staticmethod
     def _run_fields(run: RunState) -> list[Any]:
         return [run.run_id, encode_run(run), run.flow_id, run.status, run.key or "",

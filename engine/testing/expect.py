@@ -145,7 +145,32 @@ def check(case: Case, index: int, source: Source, flow: CompiledFlow, out: CaseO
                                  where(flow, retry.step)))
     if exp.dead_letter and state.status == "dead_lettered":
         failures.extend(_dead_letter(exp.dead_letter, state, at("dead_letter"), flow))
+    if exp.events is not None:
+        failures.extend(_events(exp.events, env["meta"].get("events", []), at("events")))
     return failures
+
+
+def _events(expected: list[Any], published: list[dict[str, Any]], at: str) -> list[Failure]:
+    actual = [{k: e.get(k) for k in ("type", "key", "data")} for e in published]
+    if len(expected) != len(published):
+        return [Failure("expect.events", f"the run published {len(published)} event(s), "
+                        f"expected {len(expected)}", at,
+                        expected=[e.model_dump(exclude_unset=True) for e in expected],
+                        actual=actual, diff=True)]
+    out = []
+    for n, (exp, event) in enumerate(zip(expected, actual, strict=True), 1):
+        ok = exp.type == event["type"] and ("key" not in exp.model_fields_set
+                                            or exp.key == event["key"])
+        ok = ok and ("data" not in exp.model_fields_set or exp.data == event["data"])
+        ok = ok and ("data_subset" not in exp.model_fields_set
+                     or is_subset(exp.data_subset, event["data"]))
+        if not ok:
+            shown = event if "data_subset" not in exp.model_fields_set else \
+                {**event, "data": project(event["data"], exp.data_subset)}
+            out.append(Failure("expect.events", f"event {n} of {len(published)} differs", at,
+                               expected=exp.model_dump(exclude_unset=True), actual=shown,
+                               diff=True))
+    return out
 
 
 def route_failure(expected: list[str], route: list[str], flow: CompiledFlow, at: str,

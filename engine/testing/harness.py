@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine.envelope import Envelope
+from engine.events import Event, accepts
+from engine.expressions import ExpressionError
 from engine.loader import CompiledFlow, CompiledStep
 from engine.local import resources_factory, run_to_completion
 from engine.records import RunState
@@ -157,11 +159,23 @@ def run_case(doc: TestFile, index: int) -> CaseResult:
         return run_id
 
     headers = {str(k).lower(): v for k, v in case.input.headers.items()}
+    trigger = "manual"
+    if flow.subscription is not None:  # the input is the data of an event it subscribes to
+        trigger = "event"
+        event = Event(flow.subscription.type, headers.get("event-id", "test-event"),
+                      doc.bodies[index], headers.get("event-key"))
+        headers = {**event.headers(), **headers}
+        with ENV.use({**model.env, **case.env}):
+            verdict = _subscribed(doc, index, flow, event)
+        if verdict is not None:
+            result.failures.extend(verdict)
+            return result
     started = time.perf_counter()
     try:
         with ENV.use({**model.env, **case.env}):
             states = run_to_completion(flows, flow, copy.deepcopy(doc.bodies[index]), headers,
-                                       runner=runner, sleep=clock.sleep, run_ids=run_ids)
+                                       runner=runner, sleep=clock.sleep, run_ids=run_ids,
+                                       trigger=trigger, deliver_events=False)
     except UnmockedCall as exc:
         result.failures.append(Failure(
             "mocks", f"{exc}; add a mock for it, e.g. mocks: [{{step: {exc.step}, responses: "
@@ -185,6 +199,31 @@ def run_case(doc: TestFile, index: int) -> CaseResult:
     outcome = CaseOutcome(states, book.calls, delays, writers)
     result.failures = check(case, index, doc.source, flow, outcome, doc.asserts[index])
     return result
+
+
+def _subscribed(doc: TestFile, index: int, flow: CompiledFlow,
+                event: Event) -> list[Failure] | None:
+    """None when the case goes on to run; else its verdict: the subscription's ``when:``
+    decides whether a run starts at all, against ``expect.subscribed``."""
+    assert doc.model is not None
+    expected = doc.model.cases[index].expect.subscribed
+    line, column = doc.source.position(("cases", index, "expect"), key=True)
+    at = f"{doc.file}:{line}:{column}"
+    try:
+        taken, _ = accepts(flow.subscription, event)
+    except ExpressionError as exc:
+        return [Failure("trigger.event", f"the subscription cannot be evaluated on this event: "
+                        f"{exc}", at)]
+    if taken:
+        if expected is False:
+            return [Failure("expect.subscribed", "the subscription takes this event (its when: "
+                            "is true): a run would start", at)]
+        return None
+    if expected is False:
+        return []
+    return [Failure("expect.subscribed", f"the subscription does not take this event (its "
+                    f"when: is false): no run of '{flow.id}' would start; write subscribed: "
+                    "false if that is what you expect", at)]
 
 
 def _note_writers(step: CompiledStep, state: RunState, envelope: Envelope, seen: dict[str, Any],

@@ -122,6 +122,16 @@ class DeadLetterExpect(Model):
                                                "connection, expression, ...")
 
 
+class EventExpect(Model):
+    """One event the run published (a publish step)."""
+
+    type: str = Field(description="Event type, e.g. shipment.shipped.")
+    data: Any = Field(None, description="Exact data of the event.")
+    data_subset: Any = Field(None, description="Part of the event's data (mappings may have "
+                                               "more keys).")
+    key: str | None = Field(None, description="Ordering key of the event.")
+
+
 class Expect(Model):
     """What must hold after the run (the first run, when it spawned others)."""
 
@@ -140,6 +150,13 @@ class Expect(Model):
                                        description="Attempts and back-off delays per step.")
     dead_letter: DeadLetterExpect | None = Field(None, description="The dead-letter entry "
                                                  "(implies status dead_lettered).")
+    events: list[EventExpect] | None = Field(
+        None, description="Every event the run published, in order (the subscribers are not "
+                          "run in a flow test).")
+    subscribed: bool | None = Field(
+        None, description="For a flow with an event trigger (the input is the event's data): "
+        "whether its subscription takes the event (when:); false means no run starts and "
+        "nothing else is checked.")
 
 
 class Case(Model):

@@ -401,7 +401,7 @@ CASES = [
          "'6xx' is not an HTTP status"),
     # -- triggers ------------------------------------------------------------------------------
     Case("unknown-trigger-kind", "flow: f\ntrigger:\n  cron: {every: 5m}\nsteps:\n" + OK_STEP,
-         2, 1, "trigger", "unknown trigger 'cron'; use webhook, poll or manual"),
+         2, 1, "trigger", "unknown trigger 'cron'; use webhook, poll, event or manual"),
     Case("misspelt-trigger-kind", "flow: f\ntrigger:\n  webhok: {path: /x}\nsteps:\n" + OK_STEP,
          2, 1, "trigger", "unknown trigger 'webhok'; did you mean 'webhook'?"),
     Case("two-triggers", "flow: f\ntrigger:\n  webhook: {path: /x}\n  poll: {every: 5m}\nsteps:\n"

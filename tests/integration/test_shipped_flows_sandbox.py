@@ -47,7 +47,8 @@ ELSEWHERE = {"erp-po-to-supplier-850", "asn-856-file-drop", "erp-order-to-3pl-94
              "warehouse-945-shipping-advice", "supplier-846-inventory"}
 #: every flow this module runs; loaded together, since flows hand messages to each other
 HTTP_FLOWS = ("shopify-order-intake", "marketplace-order-intake", "woocommerce-order-intake",
-              "canonical-order-to-erp", "wms-shipment-event", "erp-inventory-fanout",
+              "canonical-order-to-erp", "wms-shipment-event", "channel-shipment-update",
+              "crm-shipment-note", "customer-shipment-notice", "erp-inventory-fanout",
               "supplier-po-ack-poll", "invoice-810-to-partner", "partner-997-received")
 
 
@@ -163,16 +164,49 @@ def canonical_order(world: World) -> None:
     assert [p["body"]["order_number"] for p in posts] == ["10045", "10045", "10046"]
 
 
-@scenario("wms-shipment-event")
-def wms_shipment(world: World) -> None:
+def shipment_shipped(world: World) -> tuple[RunState, list[RunState]]:
+    """The WMS dispatch published once, and the run of each of its three subscribers."""
     (run,) = world.run("wms-shipment-event", sample("wms-shipment-event.json"),
                        {"webhook-id": "e2e-3"})
     assert run.status == "succeeded"
+    (event,) = run.envelope["meta"]["events"]
+    assert event["type"] == "shipment.shipped" and len(event["subscribers"]) == 3
+    runs = [world.app.wait_for(run_id, timeout=60)[0] for run_id in event["subscribers"]]
+    assert sorted(r.flow_id for r in runs) == ["channel-shipment-update", "crm-shipment-note",
+                                               "customer-shipment-notice"]
+    assert all(r.status == "succeeded" and r.correlation_id == run.correlation_id
+               for r in runs), [(r.flow_id, r.status, r.error) for r in runs]
+    return run, runs
+
+
+@scenario("wms-shipment-event")
+def wms_shipment(world: World) -> None:
+    run, _ = shipment_shipped(world)
+    # the correlation id of the WMS event is the one every downstream call carries
+    posts = [*world.sandbox.requests("/channel/"), *world.sandbox.requests("/crm/")]
+    assert len(posts) == 3 and {p["correlation_id"] for p in posts} == {run.correlation_id}
+
+
+@scenario("channel-shipment-update")
+def channel_shipment(world: World) -> None:
+    shipment_shipped(world)
     (fulfilment,) = world.sandbox.requests("/channel/shopify/orders/5890840712243080")
     assert fulfilment["body"]["fulfillment"]["tracking_number"] == "00340434161234567891"
+    assert world.sandbox.requests("/channel/marketplace") == []
+
+
+@scenario("crm-shipment-note")
+def crm_note(world: World) -> None:
+    shipment_shipped(world)
+    (note,) = world.sandbox.requests("/crm/orders/10045/notes")
+    assert note["body"]["text"] == "Shipped with DHL Paket, tracking 00340434161234567891"
+
+
+@scenario("customer-shipment-notice")
+def customer_notice(world: World) -> None:
+    shipment_shipped(world)
     (mail,) = world.sandbox.requests("/crm/notifications")
     assert mail["body"]["to"] == "mara.keller@example.com"
-    assert world.sandbox.requests("/channel/marketplace") == []
 
 
 @scenario("erp-inventory-fanout")
