@@ -195,7 +195,8 @@ class WebhookSpec(Model):
 
 
 class EventSpec(Model):
-    event: EventTrigger
+    event: EventTrigger = Field(description="Another flow published a business event (the "
+                                            "`publish` step): a run per matching event.")
 
 
 class ManualSpec(Model):
