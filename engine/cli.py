@@ -277,7 +277,15 @@ def sandbox(port: int, home: str) -> None:
 
 
 def _register() -> None:
-    from engine import cli_connectors, cli_ops, cli_scheduler, cli_serve, cli_test, cli_worker
+    from engine import (
+        cli_connectors,
+        cli_db,
+        cli_ops,
+        cli_scheduler,
+        cli_serve,
+        cli_test,
+        cli_worker,
+    )
 
     main.add_command(cli_connectors.connectors)
     main.add_command(cli_ops.dlq)
@@ -286,6 +294,7 @@ def _register() -> None:
     main.add_command(cli_serve.serve)
     main.add_command(cli_worker.worker)
     main.add_command(cli_scheduler.scheduler)
+    main.add_command(cli_db.db)
 
 
 _register()

@@ -28,7 +28,7 @@ from engine.store.base import StoreError
               help="Polls that may run at the same time (one per flow at most).")
 def scheduler(flows_dir: str | None, lease: float, workers: int) -> None:
     """Poll partners and drop folders on the schedules of the flows' poll triggers."""
-    from engine.app import App
+    from engine.app import App, state_location
     from engine.scheduler import Scheduler
     from engine.settings import load_settings
 
@@ -44,7 +44,7 @@ def scheduler(flows_dir: str | None, lease: float, workers: int) -> None:
         raise click.ClickException("the flows have errors; fix them and start again "
                                    "(see `flowrun validate`)")
     runner = Scheduler(app, lease=lease, workers=workers)
-    where = "Redis" if settings.redis_url else str(settings.state_db)
+    where = state_location(settings)
     click.echo(f"flowrun scheduler {runner.owner}: {len(runner.jobs)} poll flow(s), state in "
                f"{where}", err=True)
     for job in runner.jobs.values():

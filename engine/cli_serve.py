@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # starlette is imported when the server starts, not on every 
               help="Server processes sharing the port (needs FLOWRUN_REDIS_URL).")
 def serve(host: str, port: int, flows_dir: str | None, access_log: bool, workers: int) -> None:
     """Serve the webhook triggers of the flows over HTTP and run what they accept."""
+    from engine.app import state_location
     from engine.settings import load_settings
 
     settings = load_settings(flows=Path(flows_dir) if flows_dir else None)
@@ -53,7 +54,7 @@ def serve(host: str, port: int, flows_dir: str | None, access_log: bool, workers
             "`flowrun serve --workers N`.")
     web, app = _build(settings, workers)
     hooks = web.state.hooks
-    where = f"state in {settings.state_db}" if not settings.redis_url else "state in Redis"
+    where = f"state in {state_location(settings)}"
     click.echo(f"flowrun serve: {len(hooks)} webhook route(s) on http://{host}:{port}, "
                f"{where}" + (f", {workers} processes" if workers > 1 else ""), err=True)
     for hook in hooks:

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     secrets_file: Path | None = Field(None, description="NAME=value file, mode 0600.")
     redis_url: str | None = Field(None, description="Redis for Celery and state; unset = embedded.")
     broker_url: str | None = Field(None, description="Celery broker when not the Redis above.")
+    database_url: str | None = Field(
+        None, description="PostgreSQL (postgresql://user:password@host:5432/db) as the system "
+        "of record: runs, dead letters, flow versions and cursors; Redis, when set, keeps the "
+        "hot state. Needs flowrunner[postgres] and `flowrun db upgrade`.")
+    database_pool: int = Field(10, ge=2, le=200, description="Most PostgreSQL connections "
+                               "one process opens.")
     workers: int = Field(4, ge=1, le=256, description="Embedded worker threads.")
     idempotency_ttl: Duration = Field(7 * 86400.0, description="How long a delivery id is "
                                                                 "remembered.")

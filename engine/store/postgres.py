@@ -166,7 +166,7 @@ class PostgresStore:
                 won = {(str(s), str(k)) for s, k in cur.fetchall()}
                 lost = [c for c in claims if (c[0], c[1]) not in won]
                 held = self._holders(cur, lost) if lost else {}
-                for i, (state, idempotency) in enumerate(runs):
+                for i, (_, idempotency) in enumerate(runs):
                     if idempotency is None:
                         continue
                     j = first[idempotency[:2]]
