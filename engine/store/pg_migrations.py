@@ -53,23 +53,25 @@ def applied(conn: psycopg.Connection) -> list[int]:
             conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
 
 
-def upgrade(conn: psycopg.Connection, *, stop_after: int | None = None) -> list[Migration]:
-    """Apply every pending migration (up to *stop_after*), each in a transaction; the ones
-    applied now. *conn* must be in autocommit mode: each migration is its own transaction."""
+def upgrade(conn: psycopg.Connection, *, shipped: list[Migration] | None = None,
+            ) -> list[Migration]:
+    """Apply every pending migration of *shipped* (default: this flowrunner's), each in a
+    transaction; the ones applied now. *conn* is in autocommit mode: each migration is its own
+    transaction."""
+    shipped = migrations() if shipped is None else shipped
+    newest = shipped[-1].version
     conn.execute("SELECT pg_advisory_lock(%s)", (UPGRADE_LOCK,))
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY "
                      "KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
         done = set(applied(conn))
-        newer = [v for v in done if v > latest()]
+        newer = [v for v in done if v > newest]
         if newer:
             raise StoreError(too_new(max(newer)))
         ran = []
-        for migration in migrations():
+        for migration in shipped:
             if migration.version in done:
                 continue
-            if stop_after is not None and migration.version > stop_after:
-                break
             with conn.transaction():
                 conn.execute(migration.sql.encode())
                 conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",

@@ -83,21 +83,40 @@ class PostgresStore:
         self.timeout = timeout
         self._tidied = 0.0
         self._tidy_lock = threading.Lock()
-        self.pool = ConnectionPool(
-            url, min_size=1, max_size=max(2, pool_size), timeout=timeout, open=False,
-            name="flowrun", check=ConnectionPool.check_connection,
-            kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout))})
-        try:
-            self.pool.open(wait=True, timeout=timeout)
-            if check_schema:
+        self._pool_lock = threading.Lock()
+        self.pool_size = max(2, pool_size)
+        self.pool = self._open_pool()
+        if check_schema:
+            try:
                 with self.pool.connection() as conn:
                     pg_migrations.check(conn, self.where)
+            except psycopg.Error as exc:
+                self.pool.close()
+                raise self._error(exc) from None
+            except StoreError:
+                self.pool.close()
+                raise
+
+    def _open_pool(self) -> ConnectionPool:
+        pool = ConnectionPool(
+            self.url, min_size=1, max_size=self.pool_size, timeout=self.timeout, open=False,
+            name="flowrun", check=ConnectionPool.check_connection,
+            kwargs={"autocommit": True, "connect_timeout": max(1, round(self.timeout))})
+        try:
+            pool.open(wait=True, timeout=self.timeout)
         except psycopg.Error as exc:
-            self.pool.close()
+            pool.close()
             raise self._error(exc) from None
-        except StoreError:
-            self.pool.close()
-            raise
+        return pool
+
+    def _connection(self) -> Any:
+        """A connection of the pool; a store used again after `close` opens a new pool, as
+        the other stores reconnect."""
+        if self.pool.closed:
+            with self._pool_lock:
+                if self.pool.closed:
+                    self.pool = self._open_pool()
+        return self.pool.connection()
 
     # -- plumbing ------------------------------------------------------------------------------
     def _error(self, exc: BaseException) -> StoreError:
@@ -108,14 +127,14 @@ class PostgresStore:
     def _tx(self) -> Iterator[Cursor]:
         """One transaction, committed when the block ends, rolled back if it raises."""
         try:
-            with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
                 yield cur
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
     def _read(self, fn: Callable[[Cursor], T]) -> T:
         try:
-            with self.pool.connection() as conn, conn.cursor() as cur:
+            with self._connection() as conn, conn.cursor() as cur:
                 return fn(cur)
         except psycopg.Error as exc:
             raise self._error(exc) from None
