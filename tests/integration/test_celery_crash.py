@@ -93,6 +93,7 @@ def test_sigkill_mid_run_completes_on_another_worker_with_each_effect_once(
     wait_until(lambda: "'succeeded'" in survivor.text(), 10, "the survivor to log the run")
 
 
+@pytest.mark.parametrize("cluster", STORES, indirect=True)
 def test_sigterm_finishes_the_run_in_hand_and_loses_none(
         cluster: Cluster, downstream: Downstream) -> None:
     write_flow(cluster, "slow", SLOW)
