@@ -11,6 +11,7 @@ this flowrunner does not know refuses to start.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from engine.records import (
 from engine.store import pg_migrations
 from engine.store.base import DeadLetterFilter, Idempotency, RunFilter, StoreError
 
+log = logging.getLogger("flowrunner.store")
 T = TypeVar("T")
 Cursor = psycopg.Cursor[Any]
 
@@ -161,6 +163,7 @@ class PostgresStore:
             cur.execute(_UPSERT_RUNS.encode(), columns)
             if dead_letter is not None:
                 self._put_dead_letter(cur, dead_letter)
+        self._tidy()
 
     def create_run(self, state: RunState, idempotency: Idempotency | None = None) -> str | None:
         return self.create_runs([(state, idempotency)])[0]
@@ -234,7 +237,7 @@ class PostgresStore:
         return [str(r[0]) for r in rows]
 
     def count_runs(self, flow: str | None = None) -> dict[str, int]:
-        self._tidy(force=True)
+        self._tidy()
         only = " WHERE flow_id = %s" if flow else ""
         rows = self._rows(
             "SELECT status, sum(n) FROM (SELECT flow_id, status, n FROM run_counts UNION ALL "
@@ -247,11 +250,13 @@ class PostgresStore:
                           "GROUP BY flow_id", (status,))
         return {str(flow): int(n) for flow, n in rows if n}
 
-    def _tidy(self, *, force: bool = False) -> None:
+    def _tidy(self) -> None:
         """Fold run-count changes and drop expired idempotency keys, every few seconds per
-        process (always before counting). One process at a time; the others skip it."""
+        process that writes or counts; one process at a time, the others skip it. Counting
+        reads the changes not folded yet too: folding keeps them few, it is not needed to
+        count right."""
         now = time.monotonic()
-        if not force and now - self._tidied < TIDY_EVERY:
+        if now - self._tidied < TIDY_EVERY:
             return
         if not self._tidy_lock.acquire(blocking=False):
             return
@@ -265,6 +270,8 @@ class PostgresStore:
                     cur.execute("DELETE FROM idempotency WHERE ctid = ANY(ARRAY(SELECT ctid "
                                 "FROM idempotency WHERE expires_at < %s LIMIT 10000))",
                                 (time.time(),))
+        except StoreError as exc:  # housekeeping: the write it follows is done, and stands
+            log.warning("%s", exc)
         finally:
             self._tidy_lock.release()
 
