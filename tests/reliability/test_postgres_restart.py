@@ -1,7 +1,8 @@
 """PostgreSQL crashed and restarted while webhooks arrive at a real ``flowrun serve``.
 
-The records are in PostgreSQL and the hot state in Redis (FLOWRUN_DATABASE_URL and
-FLOWRUN_REDIS_URL). The server is a private cluster this test starts (never the machine's),
+Twice: with the records in PostgreSQL and the hot state in Redis (FLOWRUN_DATABASE_URL and
+FLOWRUN_REDIS_URL, Celery workers), and with PostgreSQL alone (the embedded executor in
+``flowrun serve``). The server is a private cluster this test starts (never the machine's),
 stopped in ``immediate`` mode — a crash: sessions cut, recovery from the WAL on start — in the
 middle of the stream and started again on the same port and data. Senders behave like Shopify:
 an answer other than 2xx is retried with the same webhook id. While PostgreSQL is away the
@@ -18,8 +19,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from engine.app import App
+from engine.settings import Settings
 from tests.postgres_fixture import PrivateCluster, create_database, migrate, wait_for
 from tests.reliability.conftest import (
+    ROOT,
     Cluster,
     Downstream,
     Ledger,
@@ -49,9 +53,10 @@ def private_postgres() -> Iterator[PrivateCluster]:
         server.destroy()
 
 
+@pytest.mark.parametrize("redis", [True, False], ids=["with-redis", "postgres-only"])
 def test_postgres_crashed_mid_stream_loses_no_accepted_webhook(
         cluster: Cluster, downstream: Downstream, private_postgres: PrivateCluster,
-        serve: list[Serve], monkeypatch: pytest.MonkeyPatch) -> None:
+        serve: list[Serve], monkeypatch: pytest.MonkeyPatch, redis: bool) -> None:
     url = create_database(private_postgres.url)
     migrate(url)
     cluster.database_url = url
@@ -60,7 +65,15 @@ def test_postgres_crashed_mid_stream_loses_no_accepted_webhook(
     cluster.env["FLOWRUN_BUSY_TIMEOUT"] = "1"
     cluster.env["FLOWRUN_CELERY_REAP_INTERVAL"] = "2"
     use_reference_flow(cluster, downstream, monkeypatch)
-    app, server = start_cluster(cluster, serve)
+    if redis:
+        app, server = start_cluster(cluster, serve)
+    else:  # flowrun serve runs the flows itself; this process only reads the records
+        del cluster.env["FLOWRUN_REDIS_URL"]
+        server = Serve(cluster.env, cluster.flows, cluster.home / "serve.log")
+        serve.append(server)
+        app = App(Settings(database_url=url, flows=cluster.flows, home=cluster.home / "reader",
+                           schemas=ROOT / "schemas"))
+        cluster.apps.append(app)
     assert server is not None
 
     senders = Senders(server.url)
@@ -88,8 +101,8 @@ def test_postgres_crashed_mid_stream_loses_no_accepted_webhook(
     ledger = Ledger.of(downstream, "/orders")
     expected = {f"m-{n:06d}" for n in range(MESSAGES)}
     counts = app.store.count_runs("reference-orders")
-    report("postgres-restart", messages=MESSAGES, stranded=stranded,
-           requests=len(senders.answers),
+    report("postgres-restart" if redis else "postgres-only-restart", messages=MESSAGES,
+           stranded=stranded, requests=len(senders.answers),
            answers_503=sum(a.status == 503 for a in senders.answers),
            answers_during_outage=len(during), outage_seconds=OUTAGE, runs=counts,
            effects=ledger.effects, missing=len(ledger.missing(expected)),
