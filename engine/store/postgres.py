@@ -87,17 +87,16 @@ class PostgresStore:
         self._tidy_lock = threading.Lock()
         self._pool_lock = threading.Lock()
         self.pool_size = max(2, pool_size)
-        self.pool = self._open_pool()
-        if check_schema:
-            try:
-                with self.pool.connection() as conn:
+        # one plain connection first: a server away, a database missing or a password refused
+        # is said at once, and a schema this flowrunner does not know is refused
+        try:
+            with psycopg.connect(url, autocommit=True,
+                                 connect_timeout=max(1, round(timeout))) as conn:
+                if check_schema:
                     pg_migrations.check(conn, self.where)
-            except psycopg.Error as exc:
-                self.pool.close()
-                raise self._error(exc) from None
-            except StoreError:
-                self.pool.close()
-                raise
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+        self.pool = self._open_pool()
 
     def _open_pool(self) -> ConnectionPool:
         pool = ConnectionPool(
@@ -108,8 +107,17 @@ class PostgresStore:
             pool.open(wait=True, timeout=self.timeout)
         except psycopg.Error as exc:
             pool.close()
-            raise self._error(exc) from None
+            raise self._error(self._why_not(exc)) from None
         return pool
+
+    def _why_not(self, exc: psycopg.Error) -> BaseException:
+        """The reason a pool could not open (refused, no such database, password rejected):
+        the pool itself reports only that it timed out."""
+        try:
+            psycopg.connect(self.url, connect_timeout=max(1, round(self.timeout))).close()
+        except psycopg.Error as reason:
+            return reason
+        return exc
 
     def _connection(self) -> Any:
         """A connection of the pool; a store used again after `close` opens a new pool, as
