@@ -22,7 +22,13 @@ from engine.store.base import StoreError
 from engine.store.pg_migrations import Migration
 from engine.store.postgres import PostgresStore
 from tests.engine.test_store_contract import run
-from tests.postgres_fixture import Database, create_database, drop_database
+from tests.postgres_fixture import (
+    Database,
+    PrivateCluster,
+    create_database,
+    drop_database,
+    migrate,
+)
 from tests.redis_fixture import free_port
 
 
@@ -187,6 +193,28 @@ def test_a_server_gone_after_start_is_a_store_error(postgres_url: str) -> None:
         assert store.get_run("before") is not None
     finally:
         store.close()
+
+
+def test_a_server_stopped_is_a_store_error_until_it_is_back() -> None:
+    server = PrivateCluster()  # ours to stop: never the machine's server
+    try:
+        url = create_database(server.url)
+        migrate(url)
+        store = PostgresStore(url, timeout=1)
+        try:
+            store.create_run(run("before"))
+            server.stop("immediate")
+            with pytest.raises(StoreError, match=r"the PostgreSQL store 127\.0\.0\.1:\d+/"):
+                store.create_runs([(run("during"), ("orders", "d-1", 60))])
+            with pytest.raises(StoreError):
+                store.get_run("before")
+            server.start()
+            assert store.create_run(run("after"), ("orders", "d-1", 60)) is None
+            assert store.get_run("before") is not None and store.get_run("during") is None
+        finally:
+            store.close()
+    finally:
+        server.destroy()
 
 
 def test_a_group_cut_off_between_claiming_its_key_and_recording_its_run_leaves_neither(
