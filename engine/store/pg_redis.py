@@ -43,8 +43,23 @@ class RedisPostgresStore(RedisStore):
     def create_run(self, state: RunState, idempotency: Idempotency | None = None) -> str | None:
         return self.records.create_runs([(state, idempotency)])[0]
 
-    def create_runs(self, runs: list[tuple[RunState, Idempotency | None]]) -> list[str | None]:
-        return self.records.create_runs(runs)
+    def create_runs(self, runs: list[tuple[RunState, Idempotency | None]],
+                    messages: list[tuple[str, str]] | None = None) -> list[str | None]:
+        """Record in PostgreSQL (the keys claimed in the same transaction), then queue the runs
+        recorded: with *messages* (a broker list and message per run, from the executor), by
+        pushing them to Redis. If that push fails the group is answered as not recorded (a
+        503): the senders' retries find their runs recorded and still queued, and queue them
+        (engine/intake); a process that dies in between leaves them to the stuck-run sweep."""
+        holders = self.records.create_runs(runs)
+        fresh = [messages[i] for i, holder in enumerate(holders) if holder is None] \
+            if messages is not None else []
+        if fresh:
+            pipe = self.redis.pipeline(transaction=False)
+            for queue, message in fresh:
+                pipe.lpush(queue, message)
+            with self._errors():
+                pipe.execute()
+        return holders
 
     def get_run(self, run_id: str) -> RunState | None:
         return self.records.get_run(run_id)

@@ -176,9 +176,13 @@ class PostgresStore:
     def create_run(self, state: RunState, idempotency: Idempotency | None = None) -> str | None:
         return self.create_runs([(state, idempotency)])[0]
 
-    def create_runs(self, runs: list[tuple[RunState, Idempotency | None]]) -> list[str | None]:
+    def create_runs(self, runs: list[tuple[RunState, Idempotency | None]],
+                    messages: list[tuple[str, str]] | None = None) -> list[str | None]:
         """One transaction for the whole group: the keys claimed and the runs recorded commit
-        together, so a crash in between leaves neither (a sender's retry is recorded then)."""
+        together, so a crash in between leaves neither (a sender's retry is recorded then).
+        Broker *messages* are queued by `RedisPostgresStore`, never here."""
+        if messages is not None:
+            raise ValueError("the PostgreSQL store cannot queue broker messages")
         now = time.time()
         encoded = [encode_run(state) for state, _ in runs]  # before the transaction
         holders: list[str | None] = [None] * len(runs)

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 from click.testing import CliRunner
 
 from engine.cli import main
 from engine.store import pg_migrations
 from engine.store.base import StoreError
 from engine.store.pg_migrations import Migration
+from engine.store.pg_redis import RedisPostgresStore
 from engine.store.postgres import PostgresStore
 from tests.engine.test_store_contract import run
 from tests.postgres_fixture import (
@@ -271,5 +273,29 @@ def test_run_counts_follow_inserts_updates_and_deletes(postgres_url: str) -> Non
             conn.execute("DELETE FROM runs WHERE status = 'succeeded'")
         assert store.count_runs() == {"queued": 6}
         assert store.count_runs("a") == {"queued": 3}
+    finally:
+        store.close()
+
+
+# -- with Redis ----------------------------------------------------------------------------------
+def test_with_redis_the_runs_recorded_are_queued_and_their_duplicates_are_not(
+        postgres_url: str, redis_url: str) -> None:
+    """Intake hands the broker messages of a group with its runs: recorded in PostgreSQL, then
+    pushed to the queue in Redis — only for the runs recorded, never for a duplicate."""
+    store = RedisPostgresStore(redis_url, PostgresStore(postgres_url))
+    try:
+        store.create_run(run("earlier"), ("orders", "d-1", 60))
+        holders = store.create_runs(
+            [(run("a"), ("orders", "d-1", 60)), (run("b"), ("orders", "d-2", 60)),
+             (run("c"), None)],
+            [("flowrun", "message-a"), ("flowrun", "message-b"), ("flowrun.bulk", "message-c")])
+        assert holders == ["earlier", None, None]
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        assert client.lrange("flowrun", 0, -1) == ["message-b"]
+        assert client.lrange("flowrun.bulk", 0, -1) == ["message-c"]
+        # the records are PostgreSQL's: Redis holds no run hash for them
+        assert client.keys("flowrun:run:*") == []
+        assert store.records.get_run("b") is not None and store.get_run("a") is None
+        client.close()
     finally:
         store.close()
