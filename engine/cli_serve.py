@@ -46,8 +46,9 @@ def serve(host: str, port: int, flows_dir: str | None, access_log: bool, workers
     settings = load_settings(flows=Path(flows_dir) if flows_dir else None)
     if workers > 1 and not settings.redis_url:
         raise click.ClickException(
-            f"--workers {workers} needs FLOWRUN_REDIS_URL. On the embedded default the runs "
-            "live in one SQLite file and are executed by the server process itself: several "
+            f"--workers {workers} needs FLOWRUN_REDIS_URL. Without it the runs are executed "
+            "by the server process itself (their records in SQLite, or in PostgreSQL with "
+            "FLOWRUN_DATABASE_URL): several "
             "processes would each resume and run the same runs. One process records "
             "deliveries in groups and uses a core for them; to use every core, set "
             "FLOWRUN_REDIS_URL and start Celery workers (flowrun worker) beside "
