@@ -1,8 +1,11 @@
 """The Celery application of flowrunner: ``celery -A worker worker`` (or ``flowrun worker``).
 
-Broker and result backend come from ``FLOWRUN_BROKER_URL`` or ``FLOWRUN_REDIS_URL``; run state
-lives in the Redis of ``FLOWRUN_REDIS_URL``. The one task, ``flowrun.run(run_id)``, advances a
-run from its checkpoint exactly like the embedded executor (`CeleryExecutor.process`).
+Broker and result backend come from ``FLOWRUN_BROKER_URL`` or ``FLOWRUN_REDIS_URL``, or a
+standard Celery configuration module (``FLOWRUN_CELERY_CONFIG``, default ``celeryconfig``: see
+engine/celery_config); run state lives in the Redis of ``FLOWRUN_REDIS_URL``. The module imports
+without any of them; a worker started without ``FLOWRUN_REDIS_URL`` stops with one line. The one
+task, ``flowrun.run(run_id)``, advances a run from its checkpoint exactly like the embedded
+executor (`CeleryExecutor.process`).
 
 Nothing is lost: tasks are acknowledged only after the run is recorded (``task_acks_late``), a
 task whose worker process dies is given back (``task_reject_on_worker_lost``), and each worker
@@ -37,6 +40,7 @@ from typing import Any
 from celery import Celery
 from celery.exceptions import Reject
 from celery.signals import (
+    celeryd_init,
     setup_logging,
     worker_process_init,
     worker_process_shutdown,
@@ -53,11 +57,12 @@ from engine.settings import load_settings
 log = logging.getLogger("flowrunner.worker")
 
 settings = load_settings()
-if not settings.redis_url:
-    raise SystemExit("worker: FLOWRUN_REDIS_URL is not set; workers keep run state in Redis "
-                     "(e.g. FLOWRUN_REDIS_URL=redis://localhost:6379/0)")
 tuning = CelerySettings()
-app: Celery = make_celery(settings, tuning)
+# importable without settings (`celery -A worker inspect ping`, a platform's own tooling): only a
+# worker that starts needs the Redis of the run state (`_needs_redis`)
+app: Celery = make_celery(settings, tuning, require_broker=False)
+NO_REDIS = ("worker: FLOWRUN_REDIS_URL is not set; workers keep run state in Redis "
+            "(e.g. FLOWRUN_REDIS_URL=redis://localhost:6379/0)")
 
 _flowrun: App | None = None
 _lock = threading.Lock()
@@ -138,6 +143,12 @@ def _stop_reaper(**_: Any) -> None:
     executor().reaper.stop()
 
 
+def _needs_redis(**_: Any) -> None:
+    # before the worker connects anywhere: one line and exit status 1, not a traceback
+    if not settings.redis_url:
+        raise SystemExit(NO_REDIS)
+
+
 def _logging(loglevel: Any = None, **_: Any) -> None:
     # connected, this replaces Celery's own logging set-up: FLOWRUN_LOG_FORMAT applies here too
     import os
@@ -159,6 +170,7 @@ def _process_exited(pid: int | None = None, **_: Any) -> None:
         process_exited(pid)
 
 
+celeryd_init.connect(_needs_redis, weak=False)
 setup_logging.connect(_logging, weak=False)
 worker_ready.connect(_serve_metrics, weak=False)
 worker_process_shutdown.connect(_process_exited, weak=False)

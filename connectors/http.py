@@ -2,9 +2,11 @@
 
 One config model and one build function. Failures are classified for the retry policy
 (timeout, connection, dns, tls, http with its status, invalid_response); the connector never
-retries or sleeps itself. Outbound requests carry the run's correlation id and, for methods that
-are not idempotent, an Idempotency-Key derived from run and step, so a downstream that honours it
-applies each effect once however often the runner retries or a worker redelivers.
+retries or sleeps itself. A call answered outside ``success:`` keeps the partner's answer as
+the error's detail (`answer`), for the operator who has to fix the data. Outbound requests
+carry the run's correlation id and, for methods that are not idempotent, an Idempotency-Key
+derived from run and step, so a downstream that honours it applies each effect once however
+often the runner retries or a worker redelivers.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from typing import Any, Literal
 
 import requests
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from requests.adapters import HTTPAdapter
 
 from engine.dsl.base import Duration, Expr, Model
@@ -28,7 +30,13 @@ from engine.templates import Value, compile_url, compile_value
 from engine.types import BuildContext, Outcome, Resources, StepError, StepFn, StepKind, result
 
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
-ERROR_BODY_CHARS = 2000
+#: how much of a failed call's response body is kept with the run's error and its dead letter
+ANSWER_BODY_BYTES = 4096
+#: the response headers kept with it: what says why the partner refused and how to follow it
+#: up with them — never cookies or credentials (Set-Cookie, Authorization are not listed)
+ANSWER_HEADERS = frozenset({"content-type", "content-language", "retry-after",
+                            "location", "www-authenticate", "traceparent"})
+ANSWER_HEADER_SUFFIXES = ("request-id", "requestid", "correlation-id", "trace-id")
 NOT_IDEMPOTENT = frozenset({"POST", "PATCH"})
 
 
@@ -51,6 +59,10 @@ class Auth(Model):
 
 class HttpCall(Model):
     """An HTTP request; every value may use {{ expression }}, ${env:X} and ${secret:X}."""
+
+    # the editor's snippet and the reference's example
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"method": "POST", "url": "${env:ERP_EU_URL}/sales-orders/{{ order_id }}"}]})
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = Field(
         "POST", description="HTTP method.")
@@ -212,6 +224,27 @@ def tls_reason(text: str) -> str:
     return "TLS handshake failed" + (f" ({reason[1].strip()})" if reason else "")
 
 
+def answer(response: requests.Response) -> dict[str, Any]:
+    """The partner's answer to a failed call, for the run's error and its dead letter: status,
+    selected headers and the body's first `ANSWER_BODY_BYTES` (``truncated`` and ``size`` say
+    when it is only the beginning). The runner redacts known secrets in it, as in any error."""
+    content = response.content
+    truncated = len(content) > ANSWER_BODY_BYTES
+    encoding = response.encoding or "utf-8"  # not guessed: that reads the whole body
+    try:
+        # a character cut in two at the bound is left out rather than shown as garbage
+        body = content[:ANSWER_BODY_BYTES].decode(encoding, errors="ignore" if truncated
+                                                  else "replace")
+    except LookupError:  # an encoding name Python does not know
+        body = content[:ANSWER_BODY_BYTES].decode("utf-8", errors="replace")
+    headers = {name: value for name, value in response.headers.items()
+               if name.lower() in ANSWER_HEADERS
+               or name.lower().endswith(ANSWER_HEADER_SUFFIXES)}
+    return {"status": response.status_code, "reason": response.reason, "headers": headers,
+            "body": body + ("…" if truncated else ""), "truncated": truncated,
+            "size": len(content)}
+
+
 def parse_body(response: requests.Response, expect: str) -> Any:
     content = response.content
     kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -316,14 +349,11 @@ def build(config: HttpCall, ctx: BuildContext) -> StepFn:
                             f"{MAX_RESPONSE_BYTES} bytes", kind="invalid_response",
                             status=response.status_code)
         if not status_matches(response.status_code, list(config.success)):
-            text = response.text
             raise StepError(
                 f"{config.method} {target} answered {response.status_code} {response.reason}",
                 kind="http", retryable=True, status=response.status_code,
                 retry_after=retry_after(response.headers.get("retry-after")),
-                detail={"status": response.status_code,
-                        "body": text[:ERROR_BODY_CHARS] + ("…" if len(text) > ERROR_BODY_CHARS
-                                                           else "")})
+                detail=answer(response))
         resources.log.debug("%s %s → %s in %.1f ms", config.method, target,
                             response.status_code, elapsed)
         return result({"status": response.status_code, "headers": dict(response.headers),

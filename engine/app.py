@@ -42,19 +42,21 @@ def open_store(settings: Settings) -> Store:
         try:
             from engine.store.postgres import PostgresStore
         except ImportError as exc:  # psycopg is the optional extra
-            raise StoreError(f"FLOWRUN_DATABASE_URL needs flowrunner[postgres] ({exc.name} is "
-                             "not installed): pip install 'flowrunner[postgres]'") from None
+            raise StoreError(f"FLOWRUN_DATABASE_URL needs flowrunner-ipaas[postgres] ({exc.name} "
+                             "is not installed): pip install 'flowrunner-ipaas[postgres]'"
+                             ) from None
         records = PostgresStore(settings.database_url, pool_size=settings.database_pool,
                                 timeout=settings.busy_timeout)
         if not settings.redis_url:
             return records
         from engine.store.pg_redis import RedisPostgresStore
 
-        return RedisPostgresStore(settings.redis_url, records)
+        return RedisPostgresStore(settings.redis_url, records,
+                                  replica_wait=settings.redis_replica_wait)
     if settings.redis_url:
         from engine.store.redis import RedisStore
 
-        return RedisStore(settings.redis_url)
+        return RedisStore(settings.redis_url, replica_wait=settings.redis_replica_wait)
     return SqliteStore(settings.state_db, settings.busy_timeout, settings.durability)
 
 
@@ -115,7 +117,6 @@ class App:
             self.executor = EmbeddedExecutor(self.core, self.store, settings.workers,
                                              rate_limiter=LocalBucket(), watcher=watcher)
         self.runner.rate_limiter = self.executor.rate_limiter.take
-        self.core.on_finished(self._replay_finished)
         self.intake = Intake(self.store, self.executor, self.versions,
                              idempotency_ttl=settings.idempotency_ttl)
 
@@ -208,24 +209,9 @@ class App:
         self.store.update_dead_letter(entry)
         return entry
 
-    def _replay_finished(self, state: RunState) -> None:
-        entry_id = state.envelope.get("meta", {}).get("replay_of")
-        if not entry_id:
-            return
-        entry = self.store.get_dead_letter(entry_id)
-        if entry is None:
-            return
-        for item in reversed(entry.audit):
-            if item.get("run_id") == state.run_id:
-                item["result"] = state.status
-                item["finished_at"] = time.time()
-                break
-        entry.status = "replayed" if state.status == "succeeded" else "open"
-        self.store.update_dead_letter(entry)
-
     def _replay_settled(self, state: RunState) -> bool:
-        """For a replay run: whether its result is on the entry's audit trail yet (the listener
-        writes it just after the run is recorded finished)."""
+        """For a replay run: whether its result is on the entry's audit trail (written with the
+        run's last record, engine/dlq.settle)."""
         entry_id = state.envelope.get("meta", {}).get("replay_of")
         entry = self.store.get_dead_letter(entry_id) if entry_id else None
         return entry is None or any(item.get("run_id") == state.run_id and "finished_at" in item

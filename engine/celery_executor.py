@@ -21,7 +21,9 @@ worst, and a duplicate finds the run done or not yet due and does nothing.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -35,6 +37,7 @@ from celery import Celery
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine import redis_url
 from engine.limits import RedisLimits
 from engine.periodic import Periodic
 from engine.processing import Core, Save
@@ -80,35 +83,31 @@ class CelerySettings(BaseSettings):
     reap_interval: float = Field(
         30.0, ge=0, description="Seconds between sweeps for runs whose worker died (lease "
         "expired), which are queued again; 0 turns the sweep off.")
+    config: str | None = Field(
+        None, description="A standard Celery configuration module (e.g. celeryconfig), whose "
+        "settings override flowrunner's defaults; FLOWRUN_BROKER_URL and FLOWRUN_CELERY_* set "
+        "in the environment override it in turn. Default: celeryconfig, when there is one.")
 
 
-def celery_config(settings: Settings, tuning: CelerySettings | None = None) -> dict[str, Any]:
-    """The Celery configuration of producers and workers alike; nothing is lost by a crash."""
-    tuning = tuning or CelerySettings()
-    broker = settings.broker_url or settings.redis_url
-    if not broker:
+def celery_config(settings: Settings, tuning: CelerySettings | None = None, *,
+                  require_broker: bool = True) -> dict[str, Any]:
+    """The Celery configuration of producers and workers alike (engine/celery_config: defaults,
+    a Celery configuration module, FLOWRUN_* overrides); nothing is lost by a crash."""
+    from engine.celery_config import layered
+
+    config = layered(settings, tuning or CelerySettings())
+    if require_broker and not config["broker_url"]:
         raise ValueError("FLOWRUN_REDIS_URL (or FLOWRUN_BROKER_URL) is not set; the Celery "
                          "executor needs a broker")
-    return {
-        "broker_url": broker,
-        "result_backend": settings.redis_url or broker,
-        "task_ignore_result": True,  # the run record is the result
-        "task_serializer": "json",
-        "accept_content": ["json"],
-        "task_default_queue": tuning.queue,
-        # acknowledge after the run is recorded, and give a task back when its worker dies
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": tuning.prefetch_multiplier,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {
-            "visibility_timeout": tuning.visibility_timeout,
-            "unacked_restore_interval": tuning.restore_interval,
-            # kombu sweeps only every Nth interval by default; 1 makes the interval the period
-            "unacked_restore_throttle": 1,
-        },
-    }
+    if not config["broker_url"]:
+        del config["broker_url"], config["result_backend"]
+        return config
+    # a sentinel:// URL becomes Celery's form and the primary's name (engine/redis_url)
+    config["result_backend"], config["result_backend_transport_options"] = \
+        redis_url.celery_broker(config["result_backend"])
+    config["broker_url"], sentinel = redis_url.celery_broker(config["broker_url"])
+    config["broker_transport_options"] = {**config["broker_transport_options"], **sentinel}
+    return config
 
 
 def lane_queue(tuning: CelerySettings, lane: str | None) -> str:
@@ -117,9 +116,10 @@ def lane_queue(tuning: CelerySettings, lane: str | None) -> str:
     return tuning.queue if lane in (None, "default") else f"{tuning.queue}.{lane}"
 
 
-def make_celery(settings: Settings, tuning: CelerySettings | None = None) -> Celery:
+def make_celery(settings: Settings, tuning: CelerySettings | None = None, *,
+                require_broker: bool = True) -> Celery:
     celery = Celery("flowrun", set_as_current=False)
-    celery.conf.update(celery_config(settings, tuning))
+    celery.conf.update(celery_config(settings, tuning, require_broker=require_broker))
     return celery
 
 
@@ -164,6 +164,65 @@ class DuePump(Periodic):
         if first is None:
             return self.interval
         return min(self.interval, max(0.0, first - time.time()))
+
+
+class WireMessages:
+    """`flowrun.run` task messages as the Redis transport stores them, for intake to push in
+    the same script that records the runs: one round trip and one atomic write for "recorded
+    and queued", where kombu's publish would be a second round trip after the record.
+
+    Only when the broker is the store's own Redis and kombu's keys are plain (no
+    ``global_keyprefix``): then a queue is a list named after it, and a message is the JSON
+    that kombu's virtual transport writes with LPUSH — the task message of `as_task_v2`, its
+    body base64-encoded, with a delivery tag and its routing. The message of each lane is
+    built once with placeholders and filled in per run; a test compares it with what kombu
+    publishes, so a kombu upgrade that changes the format fails there rather than in a worker.
+    """
+
+    # placeholders: nothing else in a task message (ids, names, base64) holds a '%'
+    _RUN, _TASK, _TAG, _BODY = "%run%", "%task%", "%tag%", "%body%"
+
+    def __init__(self, celery: Celery, tuning: CelerySettings):
+        self.celery, self.tuning = celery, tuning
+        self._templates: dict[str, tuple[str, str]] = {}
+
+    @staticmethod
+    def usable(celery: Celery, settings: Settings) -> bool:
+        """The broker (as configured in the end: environment or a Celery configuration module)
+        is the store's own Redis, with kombu's keys plain."""
+        options = celery.conf.broker_transport_options or {}
+        store = settings.redis_url
+        return bool(store and celery.conf.broker_url == store
+                    and store.split(":", 1)[0] in ("redis", "rediss", "unix")
+                    and not options.get("global_keyprefix"))
+
+    def _template(self, queue: str) -> tuple[str, str]:
+        template = self._templates.get(queue)
+        if template is None:
+            exchange = self.celery.amqp.queues[queue].exchange
+            task = self.celery.amqp.as_task_v2(
+                self._TASK, TASK, args=[self._RUN], argsrepr=f"['{self._RUN}']",
+                kwargsrepr="{}", ignore_result=True)
+            body = json.dumps(task.body)
+            message = {
+                "body": self._BODY, "content-encoding": "utf-8",
+                "content-type": "application/json", "headers": task.headers,
+                "properties": {**task.properties,
+                               "delivery_mode": exchange.delivery_mode or 2,
+                               "delivery_info": {"exchange": "", "routing_key": queue},
+                               "priority": 0, "body_encoding": "base64",
+                               "delivery_tag": self._TAG}}
+            template = self._templates[queue] = (body, json.dumps(message))
+        return template
+
+    def message(self, run_id: str, lane: str | None) -> tuple[str, str]:
+        """(the queue's list key, the message) that queues *run_id* on *lane*."""
+        queue = lane_queue(self.tuning, lane)
+        body, message = self._template(queue)
+        encoded = base64.b64encode(body.replace(self._RUN, run_id).encode()).decode()
+        return queue, (message.replace(self._BODY, encoded).replace(self._RUN, run_id)
+                       .replace(self._TASK, uuid.uuid4().hex)
+                       .replace(self._TAG, str(uuid.uuid4())))
 
 
 class Leases:
@@ -225,6 +284,8 @@ class CeleryExecutor:
                             claim_lease=self.tuning.claim_lease)
         self._identity = f"{socket.gethostname()}:{os.getpid()}"
         self._declared: set[str] = set()  # queues this process has declared to the broker
+        self.wire = (WireMessages(self.celery, self.tuning)
+                     if WireMessages.usable(self.celery, settings) else None)
         self._retry_policy = self.celery.conf.task_publish_retry_policy
         #: concurrency slots and rate-limit buckets shared by every worker
         self.limits = RedisLimits(store)
@@ -275,6 +336,13 @@ class CeleryExecutor:
             with batch() if batch is not None and len(runs) > 1 else contextlib.nullcontext():
                 for run in runs:
                     self._publish(producer, run.run_id, self._lane(run))
+
+    def queue_messages(self, runs: list[RunState]) -> list[tuple[str, str]] | None:
+        """The broker messages that queue *runs*, for the store to write with their records
+        (`Store.create_runs`); None when the broker is not the store's Redis."""
+        if self.wire is None:
+            return None
+        return [self.wire.message(run.run_id, self._lane(run)) for run in runs]
 
     def _publish(self, producer: Any, run_id: str, lane: str | None) -> None:
         """An ordinary ``flowrun.run`` task message (what `send_task` sends, seen alike by
@@ -382,6 +450,6 @@ class CeleryExecutor:
         log.error("run %s of flow %s: %d deliveries died with their worker; dead-lettered as "
                   "poison", state.run_id, flow.id, died)
         poison(state, died, step)
-        self.store.save_run(state, dead_letter=DeadLetter.for_run(state))
+        self.store.save_run(state, dead_letter=self.core.entry_for(state))
         self.core.finished(state)
         return state

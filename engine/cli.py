@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from engine import __version__
+from engine.cli_style import json_option, paint
 from engine.envelope import Envelope
 from engine.loader import CompiledFlow, CompiledStep, FlowSet, Loader
 from engine.problems import Problem
@@ -27,14 +29,13 @@ DEFAULT_FLOWS = "flows"
 
 
 def _schemas_for(paths: list[str], explicit: str | None) -> SchemaStore:
-    """The schemas folder: --schemas, else the nearest ``schemas/`` above the first path."""
+    """The schemas folder: --schemas, else the nearest ``schemas/`` above the first path (or the
+    shipped one)."""
+    from engine.shipped import nearest_schemas
+
     if explicit:
         return SchemaStore(Path(explicit))
-    start = Path(paths[0]).resolve() if paths else Path.cwd()
-    for folder in [start, *start.parents]:
-        if (folder / "schemas").is_dir():
-            return SchemaStore(folder / "schemas")
-    return SchemaStore(Path("schemas"))
+    return SchemaStore(nearest_schemas(Path(paths[0]) if paths else Path.cwd()))
 
 
 def _loader(paths: list[str], schemas: str | None) -> Loader:
@@ -46,7 +47,7 @@ def _loader(paths: list[str], schemas: str | None) -> Loader:
 
 def _echo_problems(problems: list[Problem]) -> None:
     for problem in sorted(problems, key=lambda p: (p.file, p.line, p.column)):
-        click.echo(str(problem))
+        click.echo(paint(str(problem), "error" if problem.severity == "error" else "warning"))
 
 
 class _Commands(click.Group):
@@ -61,10 +62,21 @@ class _Commands(click.Group):
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="flowrun",
+                      message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
-def main(verbose: bool) -> None:
-    """flowrunner: run integration flows written in YAML."""
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """flowrunner: run integration flows written in YAML.
+
+    Shell completion: eval "$(_FLOWRUN_COMPLETE=bash_source flowrun)" in ~/.bashrc (zsh_source,
+    fish_source for those shells)."""
+    import os
+
     from engine.logs import setup_logging
+
+    if os.environ.get("NO_COLOR"):  # https://no-color.org: no colour even on a terminal
+        ctx.color = False
 
     try:  # FLOWRUN_LOG_FORMAT=json|text and FLOWRUN_LOG_LEVEL; -v wins over the level
         setup_logging(level=logging.DEBUG if verbose else None)
@@ -73,22 +85,41 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+def init(directory: str) -> None:
+    """Start a project in DIRECTORY (default: here): flows/ with an example flow, its test and a
+    sample message, schemas/ with the canonical schemas, and connections/."""
+    from engine.scaffold import AlreadyThere
+    from engine.scaffold import init as scaffold
+
+    try:
+        written = scaffold(Path(directory))
+    except AlreadyThere as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{directory}: cannot write: {exc.strerror}") from None
+    into = "" if Path(directory) == Path(".") else f"cd {directory} && "
+    click.echo(f"created {len(written)} files in {directory}: flows/, schemas/, connections/")
+    click.echo(f"next: {into}flowrun validate && flowrun test")
+
+
+@main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              help="Output format; json for editors and CI tools.")
+@json_option
 @click.option("--schemas", type=click.Path(file_okay=False), help="Folder of JSON Schemas.")
-def validate(paths: tuple[str, ...], fmt: str, schemas: str | None) -> None:
+def validate(paths: tuple[str, ...], as_json: bool, schemas: str | None) -> None:
     """Check flow files (or folders of them) and report every problem with its position."""
     targets = list(paths) or [DEFAULT_FLOWS]
     flows = _loader(targets, schemas).load_paths(targets)
     problems = list(flows.problems)
-    if fmt == "json":
+    if as_json:
         click.echo(json.dumps({"ok": flows.ok, "flows": sorted(flows.flows),
                                "problems": [p.as_dict() for p in problems]}, indent=2))
     else:
         _echo_problems(problems)
         errors, warnings = len(flows.problems.errors), len(flows.problems.warnings)
-        click.echo(f"{len(flows.flows)} flow(s) valid, {errors} error(s), {warnings} warning(s)")
+        click.echo(paint(f"{len(flows.flows)} flow(s) valid, {errors} error(s), {warnings} "
+                         "warning(s)", "ok" if flows.ok else "error", bold=True))
     sys.exit(0 if flows.ok else 1)
 
 
@@ -146,21 +177,51 @@ def _find_flow(flow: str, flows_dir: str, loader: Loader) -> tuple[FlowSet, Comp
         if not candidate.resolve().is_relative_to(Path(flows_dir).resolve()):
             paths = [*paths, str(candidate)]
     flowset = loader.load_paths(paths or [str(candidate)])
-    if not flowset.ok:
-        _echo_problems(flowset.problems.errors)
-        raise click.ClickException("the flows have errors; fix them and run again "
-                                   "(see `flowrun validate`)")
+    chosen: CompiledFlow | None = None
     if candidate.suffix in (".yaml", ".yml"):
         resolved = candidate.resolve()
-        for compiled in flowset.flows.values():
-            if Path(compiled.file).resolve() == resolved:
-                return flowset, compiled
-    if flow in flowset.flows:
-        return flowset, flowset.flows[flow]
+        chosen = next((c for c in flowset.flows.values()
+                       if Path(c.file).resolve() == resolved), None)
+    else:
+        chosen = flowset.flows.get(flow)
+    # Only the errors of this flow and of the flows it hands off to stop the run: a
+    # half-edited file elsewhere in the folder is no reason to refuse a flow that is fine.
+    if chosen is not None:
+        errors = _errors_on_the_way(flowset, chosen)
+    else:  # the flow did not load: its own file's errors (by path, or named like the id)
+        stem = candidate.name.split(".")[0]
+        errors = [p for p in flowset.problems.errors if Path(p.file).name.split(".")[0] == stem]
+    if errors:
+        _echo_problems(errors)
+        raise click.ClickException("the flows have errors; fix them and run again "
+                                   "(see `flowrun validate`)")
+    if chosen is not None:
+        others = {p.file for p in flowset.problems.errors}
+        if others:
+            click.echo(f"note: {len(others)} other flow file(s) have errors and were not "
+                       "loaded; `flowrun validate` lists them", err=True)
+        return flowset, chosen
     from engine.problems import did_you_mean
 
     raise click.ClickException(f"no flow '{flow}' in {flows_dir}"
                                + did_you_mean(flow, flowset.flows))
+
+
+def _errors_on_the_way(flowset: FlowSet, start: CompiledFlow) -> list[Problem]:
+    """The errors in the files of *start* and of every flow it can hand off to."""
+    files, todo, seen = set(), [start], {start.id}
+    while todo:
+        flow = todo.pop()
+        files.add(str(flow.file))
+        for name, where in flow.flow_refs:
+            files.add(where.file)
+            if name in flowset.flows and name not in seen:
+                seen.add(name)
+                todo.append(flowset.flows[name])
+            elif name not in flowset.flows:  # broken, most likely: its file is named after it
+                files.update(p.file for p in flowset.problems.errors
+                             if Path(p.file).name.split(".")[0] == name)
+    return [p for p in flowset.problems.errors if p.file in files]
 
 
 @main.command()
@@ -174,8 +235,9 @@ def _find_flow(flow: str, flows_dir: str, loader: Loader) -> tuple[FlowSet, Comp
 @click.option("--flows", "flows_dir", default=DEFAULT_FLOWS, show_default=True,
               help="Folder of flows (for hand-offs between flows).")
 @click.option("--schemas", type=click.Path(file_okay=False), help="Folder of JSON Schemas.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output (what it prints anyway).")
 def run(flow: str, input_path: str, text: bool, encoding: str, header: tuple[str, ...],
-        trace: bool, flows_dir: str, schemas: str | None) -> None:
+        trace: bool, flows_dir: str, schemas: str | None, as_json: bool) -> None:
     """Run one message through FLOW (a file or a flow id) in this process and print the result."""
     loader = _loader([flow if Path(flow).exists() else flows_dir], schemas)
     body = _read_input(input_path, text, encoding)
@@ -215,7 +277,11 @@ def run(flow: str, input_path: str, text: bool, encoding: str, header: tuple[str
 
 def _summary(state: RunState, loader: Loader) -> dict[str, Any]:
     out: dict[str, Any] = {"run_id": state.run_id, "flow": state.flow_id, "status": state.status}
-    if state.error:
+    if state.error and state.status in ("filtered", "dropped"):
+        # an ending the flow chose, not a failure: say why, without calling it an error
+        out["reason"] = state.error.get("message")
+        out["step"] = state.error.get("step")
+    elif state.error:
         out["error"] = state.error
     out["envelope"] = state.envelope
     redacted: dict[str, Any] = loader.secrets.redactor.data(out)
@@ -223,35 +289,48 @@ def _summary(state: RunState, loader: Loader) -> dict[str, Any]:
 
 
 @main.command()
-@click.option("--output", "-o", default="schemas/flow.schema.json", show_default=True,
-              help="Where to write the JSON Schema of flow files.")
-@click.option("--check", is_flag=True, help="Exit 1 if the file is not up to date.")
-def schema(output: str, check: bool) -> None:
-    """Write the JSON Schema of the flow language (for editors and CI)."""
-    text = flow_schema_text()
-    path = Path(output)
-    if check:
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
-        if current != text:
-            raise click.ClickException(f"{output} is stale; run `flowrun schema`")
-        click.echo(f"{output} is up to date")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {output}")
+@click.option("--output", "-o", default=None,
+              help="Write only the flow language's JSON Schema, to this file.")
+@click.option("--root", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="The checkout whose generated files to write.")
+@click.option("--check", is_flag=True, help="Exit 1 if a file is not up to date.")
+def schema(output: str | None, root: str, check: bool) -> None:
+    """Write what is generated from the flow language's models: the editor schemas of flow
+    and connection files, and the reference (docs/reference/dsl.md)."""
+    from engine.schema_gen import generated_files
+
+    files = {output: flow_schema_text()} if output else {
+        str(Path(root) / name): text for name, text in generated_files().items()}
+    stale = []
+    for name, text in files.items():
+        path = Path(name)
+        if check:
+            current = path.read_text(encoding="utf-8") if path.exists() else ""
+            if current != text:
+                stale.append(name)
+            else:
+                click.echo(f"{name} is up to date")
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {name}")
+    if stale:
+        raise click.ClickException(f"{', '.join(stale)} is stale; run `flowrun schema`")
 
 
 @main.command()
-@click.option("--flows", "flows_dir", default=DEFAULT_FLOWS, show_default=True)
+@click.option("--flows", "flows_dir", default=None,
+              help="Folder of the shipped flows (default: the flows that come with flowrunner).")
 @click.option("--home", default=".flowrun/demo", show_default=True,
               help="Where the demo keeps its state (wiped at start).")
-def demo(flows_dir: str, home: str) -> None:
+def demo(flows_dir: str | None, home: str) -> None:
     """Run the shipped flows end to end against a local sandbox: retries, a duplicate delivery,
     a dead letter and its replay."""
     from engine.demo import demo_main
+    from engine.shipped import flows_dir as shipped_flows
 
     logging.getLogger("flowrunner").setLevel(logging.ERROR)
-    sys.exit(demo_main(flows_dir, home, click.echo))
+    sys.exit(demo_main(flows_dir or str(shipped_flows()), home, click.echo))
 
 
 @main.command()
@@ -281,6 +360,7 @@ def _register() -> None:
         cli_connectors,
         cli_db,
         cli_ops,
+        cli_poll,
         cli_scheduler,
         cli_serve,
         cli_test,
@@ -294,10 +374,11 @@ def _register() -> None:
     main.add_command(cli_serve.serve)
     main.add_command(cli_worker.worker)
     main.add_command(cli_scheduler.scheduler)
+    main.add_command(cli_poll.poll)
     main.add_command(cli_db.db)
 
 
 _register()
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="flowrun")  # `python -m engine.cli` is flowrun too (help, completion)

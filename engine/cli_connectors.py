@@ -12,6 +12,7 @@ from dataclasses import asdict
 
 import click
 
+from engine.cli_style import json_option
 from engine.registry import Plugin, plugins
 
 TITLES = {"connector": "Connectors (call: {NAME: ...})", "step": "Step kinds",
@@ -20,8 +21,9 @@ TITLES = {"connector": "Connectors (call: {NAME: ...})", "step": "Step kinds",
 
 def _line(plugin: Plugin, width: int) -> str:
     status = "enabled " if plugin.enabled else f"disabled: {plugin.reason}"
-    origin = "" if plugin.distribution == "flowrunner" else (
-        f"  [{plugin.distribution} {plugin.version}]")
+    # built-ins are flowrunner's own packages, whatever name the distribution was installed as
+    built_in = plugin.target.split(".")[0] in ("engine", "connectors")
+    origin = "" if built_in else f"  [{plugin.distribution} {plugin.version}]"
     summary = plugin.description.split(". ")[0].rstrip(".")  # the first sentence; json has all
     what = f"  {summary}" if plugin.enabled and summary else ""
     return f"  {plugin.name.ljust(width)}  {status}{origin}{what}".rstrip()
@@ -40,13 +42,14 @@ def render_text(found: list[Plugin]) -> str:
 
 
 @click.command()
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="json: a list of {kind, name, target, distribution, "
-                                      "version, enabled, reason, description}.")
-def connectors(fmt: str) -> None:
-    """List connectors, step kinds and signature schemes: enabled, or disabled and why."""
+@json_option
+def connectors(as_json: bool) -> None:
+    """List connectors, step kinds and signature schemes: enabled, or disabled and why.
+
+    With --json: a list of {kind, name, target, distribution, version, enabled, reason,
+    description}."""
     found = plugins()
-    if fmt == "json":
+    if as_json:
         click.echo(json.dumps([asdict(p) for p in found], indent=2))
     else:
         click.echo(render_text(found))

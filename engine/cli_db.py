@@ -18,8 +18,8 @@ def _connect() -> Any:
     try:
         import psycopg
     except ImportError:
-        raise click.ClickException("the PostgreSQL store needs flowrunner[postgres]: pip "
-                                   "install 'flowrunner[postgres]'") from None
+        raise click.ClickException("the PostgreSQL store needs flowrunner-ipaas[postgres]: pip "
+                                   "install 'flowrunner-ipaas[postgres]'") from None
     from engine.store.postgres import describe
 
     try:

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from engine import dlq as dlq_ops
+from engine.cli_style import bars_drawn, paint, progress
 from engine.store.base import DeadLetterFilter, RunFilter, StoreError
 
 
@@ -148,7 +149,10 @@ def _find_run(app: Any, run_id: str) -> Any:
 @click.option("--json", "as_json", is_flag=True)
 def runs_show(run_id: str, as_json: bool) -> None:
     """A run's step timeline: status, attempts, duration and error of every step."""
-    state = _find_run(_app(), run_id)
+    from engine.console.views import answer
+
+    app = _app()
+    state = _find_run(app, run_id)
     if as_json:
         click.echo(json.dumps(_run_dict(state) | {"envelope": state.envelope}, indent=2,
                               default=str))
@@ -164,6 +168,13 @@ def runs_show(run_id: str, as_json: bool) -> None:
         click.echo(f"next attempt due {_ts(state.due_at)} UTC")
     if state.error:
         click.echo(f"error: {state.error.get('message')}")
+    said = answer(app, state.error)
+    if said:
+        cut = f" (the first 4 KiB of {said['size']} bytes)" if said["truncated"] else ""
+        click.echo(f"answer: {said['status']} {said['reason'] or ''}{cut}".rstrip())
+        for name, value in said["headers"].items():
+            click.echo(f"  {name}: {value}")
+        click.echo(said["body"])
 
 
 # -- dead-letter queue -------------------------------------------------------------------------
@@ -210,7 +221,8 @@ def dlq_list(flow: str | None, step: str | None, error: str | None, since: str |
 
 @dlq.command("show")
 @click.argument("entry_id")
-def dlq_show(entry_id: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON output (what it prints anyway).")
+def dlq_show(entry_id: str, as_json: bool) -> None:
     """Everything kept for one entry: original message, envelope, attempts and audit trail."""
     entry = _app().store.get_dead_letter(entry_id)
     if entry is None:
@@ -242,50 +254,78 @@ def _read_body(path: str) -> Any:
               help="Wait for the replayed runs to finish.")
 @click.option("--force", is_flag=True, help="Replay entries already replayed (or in flight) "
                                              "again; their effects happen again.")
+@click.option("--yes", "-y", is_flag=True, help="Replay every entry --all-matching selects "
+                                                 "without asking, even with no filter.")
 def dlq_replay(entry_ids: tuple[str, ...], all_matching: bool, flow: str | None,
                step: str | None, error: str | None, since: str | None, until: str | None,
                status: str, start_from: str, version: str, body_file: str | None,
-               dry_run: bool, wait: bool, force: bool) -> None:
+               dry_run: bool, wait: bool, force: bool, yes: bool) -> None:
     """Replay entries by id, or every entry matching the filters with --all-matching."""
     app = _app()
     if all_matching == bool(entry_ids):
         raise click.UsageError("give entry ids, or --all-matching with filters (not both)")
-    ids = list(entry_ids) or [e.id for e in app.store.list_dead_letters(
+    # each entry once, even when named twice (a failed replay settles on the same entry)
+    ids = list(dict.fromkeys(entry_ids)) or [e.id for e in app.store.list_dead_letters(
         _query(flow, step, error, since, until, status))]
+    unfiltered = all_matching and not any((flow, step, error, since, until))
+    if unfiltered and ids and not (yes or dry_run):
+        _confirm_all(len(ids), status)
     if body_file and len(ids) != 1:
         raise click.UsageError("--body edits one entry; give exactly one id")
     body = _read_body(body_file) if body_file else None
     if not dry_run:
         app.executor.start(resume=False)
     started, failures = [], 0
-    for n, entry_id in enumerate(ids, 1):
-        try:
-            state = app.replay(entry_id, start_from=start_from, version=version, body=body,
-                               edited=body_file is not None, dry_run=dry_run, force=force)
-        except dlq_ops.ReplayRefused as exc:
-            failures += 1
-            click.echo(f"[{n}/{len(ids)}] {entry_id}: refused: {exc}", err=True)
-            if exc.detail:
-                click.echo(json.dumps(exc.detail, indent=2, default=str), err=True)
-            continue
-        if dry_run:
-            stop = (state.error or {}).get("message", "")
-            click.echo(f"[{n}/{len(ids)}] {entry_id}: dry run ends {state.status}"
-                       + (f": {stop}" if stop else ""))
-        else:
-            started.append((entry_id, state.run_id))
-            click.echo(f"[{n}/{len(ids)}] {entry_id}: replaying as run {state.run_id}", err=True)
+    # a progress bar on a terminal; piped, one plain line per entry as before
+    drawn = bars_drawn()
+    with progress(ids, "replaying") as bar:
+        for n, entry_id in enumerate(bar, 1):
+            try:
+                state = app.replay(entry_id, start_from=start_from, version=version, body=body,
+                                   edited=body_file is not None, dry_run=dry_run, force=force)
+            except dlq_ops.ReplayRefused as exc:
+                failures += 1
+                click.echo(f"[{n}/{len(ids)}] {entry_id}: refused: {exc}", err=True)
+                if exc.detail:
+                    click.echo(json.dumps(exc.detail, indent=2, default=str), err=True)
+                continue
+            if dry_run:
+                stop = (state.error or {}).get("message", "")
+                click.echo(f"[{n}/{len(ids)}] {entry_id}: dry run ends {state.status}"
+                           + (f": {stop}" if stop else ""))
+            else:
+                started.append((entry_id, state.run_id))
+                if not drawn:
+                    click.echo(f"[{n}/{len(ids)}] {entry_id}: replaying as run {state.run_id}",
+                               err=True)
     if started and wait:
-        for entry_id, run_id in started:
-            tree = app.wait_for(run_id, timeout=3600)
-            click.echo(f"{entry_id}: run {run_id} {tree[0].status if tree else 'unknown'}")
-            if not tree or tree[0].status != "succeeded":
+        finished = []
+        with progress(started, "waiting for the replayed runs") as bar:
+            for entry_id, run_id in bar:
+                tree = app.wait_for(run_id, timeout=3600)
+                finished.append((entry_id, run_id, tree[0].status if tree else "unknown"))
+        for entry_id, run_id, outcome in finished:
+            click.echo(f"{entry_id}: run {run_id} "
+                       + paint(outcome, "ok" if outcome == "succeeded" else "error"))
+            if outcome != "succeeded":
                 failures += 1
     if not dry_run:
         app.executor.stop()
     click.echo(f"{len(ids)} entr{'y' if len(ids) == 1 else 'ies'}, {failures} not replayed "
                "successfully", err=True)
     sys.exit(1 if failures else 0)
+
+
+def _confirm_all(count: int, status: str) -> None:
+    """Ask before replaying a whole queue: --all-matching without a single filter."""
+    what = "" if status == "all" else f" {status}"
+    question = f"replay all {count}{what} entr{'y' if count == 1 else 'ies'}?"
+    if not sys.stdin.isatty():
+        raise click.ClickException(f"{question[0].upper()}{question[1:-1]} without asking: no "
+                                   "filter was given; add --yes to confirm, or a filter "
+                                   "(--flow, --step, --error, --since, --until)")
+    if not click.confirm(question, default=False, err=True):
+        raise click.ClickException("nothing replayed")
 
 
 @dlq.command("discard")

@@ -12,10 +12,33 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from engine.store.base import StoreError
+
+if TYPE_CHECKING:
+    from engine.app import App
+    from engine.settings import Settings
+
+
+def checked_app(settings: Settings) -> App:
+    """The App of *settings*, or every error of its flows on stderr and exit status 1."""
+    from engine.app import App
+
+    try:
+        app = App(settings)
+    except (StoreError, PermissionError) as exc:
+        raise click.ClickException(str(exc)) from None
+    problems = sorted(app.flows.problems.errors, key=lambda p: (p.file, p.line, p.column))
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        app.store.close()
+        raise click.ClickException("the flows have errors; fix them and start again "
+                                   "(see `flowrun validate`)")
+    return app
 
 
 @click.command()
@@ -28,21 +51,12 @@ from engine.store.base import StoreError
               help="Polls that may run at the same time (one per flow at most).")
 def scheduler(flows_dir: str | None, lease: float, workers: int) -> None:
     """Poll partners and drop folders on the schedules of the flows' poll triggers."""
-    from engine.app import App, state_location
+    from engine.app import state_location
     from engine.scheduler import Scheduler
     from engine.settings import load_settings
 
     settings = load_settings(flows=Path(flows_dir) if flows_dir else None)
-    try:
-        app = App(settings)
-    except (StoreError, PermissionError) as exc:
-        raise click.ClickException(str(exc)) from None
-    problems = sorted(app.flows.problems.errors, key=lambda p: (p.file, p.line, p.column))
-    for problem in problems:
-        click.echo(str(problem), err=True)
-    if problems:
-        raise click.ClickException("the flows have errors; fix them and start again "
-                                   "(see `flowrun validate`)")
+    app = checked_app(settings)
     runner = Scheduler(app, lease=lease, workers=workers)
     where = state_location(settings)
     click.echo(f"flowrun scheduler {runner.owner}: {len(runner.jobs)} poll flow(s), state in "

@@ -59,7 +59,8 @@ def serve(host: str, port: int, flows_dir: str | None, access_log: bool, workers
     click.echo(f"flowrun serve: {len(hooks)} webhook route(s) on http://{host}:{port}, "
                f"{where}" + (f", {workers} processes" if workers > 1 else ""), err=True)
     for hook in hooks:
-        scheme = hook.scheme.name if hook.scheme else "UNSIGNED"
+        scheme = (f"as2 from {hook.trigger.as2.partner}" if hook.trigger.as2 is not None
+                  else hook.scheme.name if hook.scheme else "UNSIGNED")
         click.echo(f"  {','.join(hook.trigger.methods):<5} {hook.trigger.path}  → "
                    f"{hook.flow.id} ({scheme}, {hook.trigger.respond})", err=True)
     if workers == 1:

@@ -1,7 +1,8 @@
 """Named connections: one YAML file per partner system in ``connections/``, used by name.
 
 A flow says ``call: {http: {connection: erp_eu, method: POST, path: /sales-orders}}`` (or
-``sftp: {connection: supplier_a, ...}``, or ``trigger.poll.http.connection``) and the base URL,
+``sftp: {connection: supplier_a, ...}``, ``as2: {connection: acme_as2}``, or
+``trigger.poll.http.connection``) and the base URL,
 default headers, timeouts, TLS options and credentials come from ``connections/erp_eu.yaml``::
 
     connection: erp_eu
@@ -210,23 +211,92 @@ class SftpConnection(Model):
         return self
 
 
+AS2_DIGESTS = Literal["sha1", "sha256", "sha384", "sha512"]
+AS2_CIPHERS = Literal["tripledes_192_cbc", "aes_128_cbc", "aes_192_cbc", "aes_256_cbc"]
+
+
+class As2Local(Model):
+    """Our side of an AS2 relationship: the id partners address us by, and our key pair."""
+
+    as2_id: str = Field(min_length=1, max_length=128,
+                        description="Our AS2 id: AS2-To on what the partner sends us, AS2-From "
+                                    "on what we send.")
+    certificate: str = Field(description="PEM file of our certificate (the partner has a copy: "
+                                         "it verifies our signatures and encrypts to us).")
+    private_key: Secret | None = Field(
+        None, description="Our private key's PEM text: '${secret:NAME}' (a one-line secret "
+                          "may write the line breaks as \\n).")
+    private_key_file: str | None = Field(
+        None, description="Or a PEM file holding our private key, readable by its owner only.")
+    key_password: Secret | None = Field(None, description="Password of an encrypted private "
+                                                          "key: '${secret:NAME}'.")
+    mdn_url: str | None = Field(
+        None, description="URL of our AS2 endpoint (a flow with `webhook: {as2: ...}`) where "
+                          "the partner posts asynchronous MDNs; needed for mdn: async.")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> As2Local:
+        _one_of(self, ("private_key", "private_key_file"), "local")
+        return self
+
+
+class As2Connection(Model):
+    """A trading partner over AS2 (RFC 4130): who they are, their certificate, our key pair,
+    and how messages to them are protected and acknowledged."""
+
+    as2_id: str = Field(min_length=1, max_length=128,
+                        description="The partner's AS2 id: AS2-From on what they send us.")
+    url: str | None = Field(None, description="The partner's AS2 URL, where the `as2` step "
+                                              "posts; may use ${env:...}.")
+    certificate: str = Field(description="PEM file of the partner's certificate: verifies "
+                                         "their signatures and MDNs, encrypts what we send.")
+    local: As2Local = Field(description="Our AS2 id and key pair for this partner.")
+    sign: AS2_DIGESTS | None = Field("sha256", description="Sign what we send with this "
+                                                           "digest; null sends unsigned.")
+    encrypt: AS2_CIPHERS | None = Field("aes_256_cbc", description="Encrypt what we send with "
+                                                                   "this cipher; null: plain.")
+    compress: bool = Field(False, description="Compress what we send (before signing).")
+    mdn: Literal["sync", "async", "none"] = Field(
+        "sync", description="The receipt we ask for: in the HTTP response (sync), posted later "
+                            "to local.mdn_url (async), or none.")
+    mdn_sign: AS2_DIGESTS | None = Field("sha256", description="Ask for a signed MDN with this "
+                                                               "digest; null: unsigned.")
+    require_signed: bool = Field(True, description="Refuse unsigned messages from the partner.")
+    require_encrypted: bool = Field(True, description="Refuse unencrypted messages from the "
+                                                      "partner.")
+    timeout: Timeouts = Field(default_factory=Timeouts, description="Sending timeouts.")
+    tls: Tls = Field(default_factory=Tls, description="Certificates of an https url: CA bundle, "
+                                                      "mTLS.")
+
+    @model_validator(mode="after")
+    def _async_needs_url(self) -> As2Connection:
+        if self.mdn == "async" and self.local.mdn_url is None:
+            raise ValueError("mdn: async needs local.mdn_url, the URL the partner posts the "
+                             "MDN to")
+        return self
+
+
 class ConnectionFile(Model):
-    """One partner system: exactly one of http: or sftp:."""
+    """One partner system: exactly one of http:, sftp: or as2:."""
 
     connection: Annotated[str, AfterValidator(_name)] = Field(
         description="Name flows use: letters, digits, '_' and '-'.")
     description: str | None = Field(None, description="What the system is.")
     http: HttpConnection | None = Field(None, description="An HTTP API.")
     sftp: SftpConnection | None = Field(None, description="An SFTP server.")
+    as2: As2Connection | None = Field(None, description="An AS2 trading partner.")
 
     @model_validator(mode="after")
     def _one(self) -> ConnectionFile:
-        _one_of(self, ("http", "sftp"), "a connection")
+        _one_of(self, KINDS, "a connection")
         return self
 
     @property
     def kind(self) -> str:
-        return "http" if self.http is not None else "sftp"
+        return next(name for name in KINDS if getattr(self, name) is not None)
+
+
+KINDS = ("http", "sftp", "as2")
 
 
 class Connections:
@@ -238,9 +308,20 @@ class Connections:
         self.broken, self.problems = broken, problems
         self._runtime: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        #: the names flows looked up: `problems_for_use` reports the warnings of these only
+        self.used: set[str] = set()
+
+    def problems_for_use(self) -> list[Problem]:
+        """Every error of the folder's files (a broken file is worth fixing whoever uses it),
+        and the warnings (an unset ${env:...}) of the connections some flow uses — not of a
+        partner's file that the flows being checked never name."""
+        used_files = {self.files[name] for name in self.used if name in self.files}
+        return [p for p in self.problems if p.severity == "error" or p.file in used_files]
 
     def lookup(self, name: str, kind: str, ctx: BuildContext, path: Path) -> Any:
-        """The ``http`` or ``sftp`` part of connection *name*, or None after a problem."""
+        """The ``http``, ``sftp`` or ``as2`` part of connection *name*, or None after a
+        problem."""
+        self.used.add(name)
         if name in self.broken:
             ctx.problem(path, f"connection '{name}' has errors (see {self.files[name]})")
             return None
@@ -283,12 +364,13 @@ def _read(path: FsPath, into: Connections,
     """One connection file into *into*: the connection, or its name among the broken ones
     (so a flow using it hears "has errors", not "no such connection") and its problems."""
     problems = into.problems
+    shown = _shown(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        problems.append(Problem(str(path), 1, 1, "", f"cannot read file: {exc.strerror}"))
+        problems.append(Problem(shown, 1, 1, "", f"cannot read file: {exc.strerror}"))
         return
-    source, found_problems = read_source(str(path), raw)
+    source, found_problems = read_source(shown, raw)
     problems.extend(found_problems)
     data = source.data if not found_problems else None
     name = data.get("connection") if isinstance(data, dict) else None
@@ -297,7 +379,7 @@ def _read(path: FsPath, into: Connections,
         problems.append(source.problem(("connection",), f"connection '{name}' is already "
                                        f"declared in {into.files[name]}"))
         return
-    into.files[name] = str(path)
+    into.files[name] = shown
     if found_problems:
         into.broken.add(name)
         return
@@ -305,7 +387,8 @@ def _read(path: FsPath, into: Connections,
         check_refs(source, problems)
     if not isinstance(data, dict):
         problems.append(source.problem((), "a connection file is a mapping starting with "
-                                           "'connection: <name>' and 'http:' or 'sftp:'"))
+                                           "'connection: <name>' and 'http:', 'sftp:' or "
+                                           "'as2:'"))
         into.broken.add(name)
         return
     try:
@@ -327,6 +410,15 @@ def _read(path: FsPath, into: Connections,
 
 
 _SCHEMA = ConnectionFile.model_json_schema(by_alias=True)
+
+
+def _shown(path: FsPath) -> str:
+    """*path* as problems name it: relative to the working directory when inside it, like the
+    flow files named on the command line (the folder itself was found resolved)."""
+    try:
+        return str(path.relative_to(FsPath.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def resolve_file(value: str, folder: FsPath | None) -> FsPath:
@@ -351,14 +443,21 @@ def _check_headers(source: Source, found: ConnectionFile) -> list[Problem]:
 
 def _check_tls_files(source: Source, found: ConnectionFile,
                      folder: FsPath | None) -> list[Problem]:
-    """Certificate files that do not exist. Warnings, since the files may be deployed only
-    where the workers run; a call fails by name if one is still missing then."""
-    if found.http is None:
-        return []
+    """Certificate and key files that do not exist. Warnings, since the files may be deployed
+    only where the workers run; a call fails by name if one is still missing then."""
+    files: list[tuple[Path, str | None]] = []
+    if found.http is not None or found.as2 is not None:
+        kind = "http" if found.http is not None else "as2"
+        tls = (found.http or found.as2).tls  # type: ignore[union-attr]
+        files += [((kind, "tls", key), getattr(tls, key))
+                  for key in ("ca_bundle", "client_cert", "client_key")]
+    if found.as2 is not None:
+        local = found.as2.local
+        files += [(("as2", "certificate"), found.as2.certificate),
+                  (("as2", "local", "certificate"), local.certificate),
+                  (("as2", "local", "private_key_file"), local.private_key_file)]
     problems = []
-    for key in ("ca_bundle", "client_cert", "client_key"):
-        value = getattr(found.http.tls, key)
-        where = ("http", "tls", key)
+    for where, value in files:
         if value is None:
             continue
         if any(m["kind"] == "secret" for m in REF.finditer(value)):

@@ -42,8 +42,8 @@ def run_demo(flows_dir: Path, home: Path, echo: Echo) -> int:
     samples = flows_dir / "samples"
     if not (samples / "shopify-order.json").is_file():
         echo(f"{flows_dir}: no shipped flows here (their sample messages are missing from "
-             f"{samples}). `flowrun demo` runs the flows/ folder of a flowrunner checkout: run "
-             "it from the checkout's root, or pass --flows PATH/TO/flows.")
+             f"{samples}). `flowrun demo` runs the flows that come with flowrunner: leave "
+             "--flows out, or pass --flows PATH/TO/flows of a flowrunner checkout.")
         return 2
     if home.exists():
         shutil.rmtree(home)
@@ -61,28 +61,29 @@ def run_demo(flows_dir: Path, home: Path, echo: Echo) -> int:
         flows = app.flows.flows
         delivery = {"x-shopify-webhook-id": "demo-delivery-1", "x-shopify-topic": "orders/create"}
 
-        echo("\n1. A Shopify order for the EU ERP, which answers 503 twice before it accepts")
+        # one order at a time: the EU ERP's two 503s are the first order's, as the story says
+        echo("\n1. A Shopify order for the EU ERP, which is restarting: it answers the first "
+             "two requests with 503")
         first = app.accept(flows["shopify-order-intake"], shopify, delivery, trigger="webhook")
         echo(f"   accepted as run {first.run_id[:12]}")
+        runs = [_finished(app, sandbox, first.run_id, echo)]
         echo("2. The same webhook delivered again (same X-Shopify-Webhook-Id)")
         again = app.accept(flows["shopify-order-intake"], shopify, delivery, trigger="webhook")
         echo(f"   duplicate={again.duplicate}: no new run, original run {again.run_id[:12]}")
         echo("3. A marketplace order for the US ERP, which answers 429 with Retry-After: 1")
         second = app.accept(flows["marketplace-order-intake"], marketplace,
                             {"x-marketplace-event-id": "evt-771"}, trigger="webhook")
+        runs.append(_finished(app, sandbox, second.run_id, echo))
         echo("4. A Shopify order with a discontinued article, which the ERP rejects with 422")
         broken = copy.deepcopy(shopify)
         broken["id"], broken["order_number"] = broken["id"] + 1, broken["order_number"] + 1
         broken["line_items"][1]["sku"] = "DISCONTINUED-HP-59A"
         third = app.accept(flows["shopify-order-intake"], broken,
                            {"x-shopify-webhook-id": "demo-delivery-2"}, trigger="webhook")
-        runs = [app.wait_for(a.run_id, timeout=50)[0] for a in (first, second, third)]
-        for state in runs:
-            echo(f"   {state.flow_id} {state.key}: {state.status}"
-                 + (f" — {state.error['message']}" if state.error else ""))
+        runs.append(_finished(app, sandbox, third.run_id, echo))
 
         entries = app.store.list_dead_letters(__import__("engine.store.base", fromlist=["x"])
-                                              .DeadLetterFilter(flow="shopify-order-intake"))
+                                              .DeadLetterFilter(flow="canonical-order-to-erp"))
         if not entries:
             echo("expected one dead-letter entry, found none")
             return 1
@@ -118,6 +119,18 @@ def run_demo(flows_dir: Path, home: Path, echo: Echo) -> int:
                                             "succeeded", *["succeeded"] * 3, "handed_off",
                                             "succeeded"]
         return 0 if ok else 1
+
+
+def _finished(app: App, sandbox: Sandbox, run_id: str, echo: Echo) -> RunState:
+    """Wait for *run_id*; say how it ended and what the ERP answered it, attempt by attempt
+    (read from the sandbox's own record of the requests, so the story is what happened)."""
+    # a channel run hands its canonical order to canonical-order-to-erp: show that last run
+    state = app.wait_for(run_id, timeout=50)[-1]
+    answers = [str(r["status"]) for r in sandbox.state.requests
+               if r["correlation_id"] == state.correlation_id and "/erp/" in r["path"]]
+    echo(f"   {state.flow_id} {state.key}: the ERP answered {', '.join(answers) or 'nothing'}; "
+         f"{state.status}" + (f" — {state.error['message']}" if state.error else ""))
+    return state
 
 
 def _poll_now(app: App, flow_id: str) -> list[RunState]:

@@ -5,6 +5,12 @@ step with the envelope as it was there; on the flow version it failed on or the 
 with an edited body if the operator fixed the data. An edited body is first dry-run through the
 flow's pure steps (no calls), so a body that still fails validation is refused and the entry
 kept. Every replay and discard is appended to the entry's audit trail.
+
+One failed message is one entry, however often it is replayed: a replay run that ends is
+settled on the entry it replays (`settle`), in the same write as the run's last record — its
+outcome, error, who and when on that replay's audit item; the entry open again (describing
+the latest failure) or replayed. A replay run never files an entry of its own, so the queue,
+its counts and the ``flowrun_dlq_depth`` metric never double.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from engine.envelope import Envelope
 from engine.loader import CompiledFlow, CompiledStep
 from engine.records import DeadLetter, RunState, start
 from engine.runner import Runner
+from engine.store.base import Store
 from engine.types import Outcome, Resources, Stop
 
 
@@ -112,3 +119,38 @@ def check_edited(runner: Runner, plan: ReplayPlan) -> RunState:
 def record(entry: DeadLetter, action: str, **how: Any) -> None:
     entry.audit.append({"at": time.time(), "who": how.pop("who", None) or operator(),
                         "action": action, **how})
+
+
+def settle(store: Store | None, state: RunState) -> DeadLetter | None:
+    """The dead-letter entry to record with *state*, which has just ended, in the same write.
+
+    A replay run (``meta.replay_of``) settles the entry it replays: its outcome goes on that
+    replay's audit item and the entry is ``replayed`` when it succeeded, else ``open`` again
+    with the run's error, step and envelope as its latest failure (a discarded entry stays
+    discarded). Any other dead-lettered run files a new entry; other runs none."""
+    entry_id = state.envelope.get("meta", {}).get("replay_of")
+    entry = store.get_dead_letter(entry_id) if entry_id and store is not None else None
+    if entry is None:
+        return DeadLetter.for_run(state) if state.status == "dead_lettered" else None
+    item = next((a for a in reversed(entry.audit)
+                 if a.get("action") == "replay" and a.get("run_id") == state.run_id), None)
+    if item is None:  # its audit item was not written (the store failed in between)
+        item = {"at": state.created_at, "who": None, "action": "replay", "run_id": state.run_id}
+        entry.audit.append(item)
+    item["result"], item["finished_at"] = state.status, time.time()
+    succeeded = state.status == "succeeded"
+    if not succeeded and state.error:
+        error = state.error
+        item["error"] = {k: error[k] for k in ("message", "step", "kind", "status")
+                         if error.get(k) is not None}
+        if state.status == "dead_lettered":
+            # the entry now describes its latest failure: a replay from the failed step starts
+            # where this one stopped, with the Idempotency-Keys this run's calls used
+            envelope = copy.deepcopy(state.envelope)
+            meta = envelope.setdefault("meta", {})
+            meta["effects_of"] = meta.get("effects_of") or state.run_id
+            entry.reason, entry.step, entry.envelope = error, error.get("step"), envelope
+            entry.flow_version = state.flow_version
+    if entry.status != "discarded":
+        entry.status = "replayed" if succeeded else "open"
+    return entry

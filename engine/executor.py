@@ -56,6 +56,10 @@ class Executor(Protocol):
     def submit_many(self, runs: list[RunState]) -> None:
         """Queue runs recorded together (one group of intake)."""
 
+    def queue_messages(self, runs: list[RunState]) -> list[tuple[str, str]] | None:
+        """Broker messages that queue *runs*, for the store to write in the same write as
+        their records (then `submit_many` is not called); None to be given the runs instead."""
+
     def schedule(self, run_id: str, due_at: float, lane: str | None = None) -> None: ...
 
     def process(self, run_id: str) -> RunState | None: ...
@@ -133,6 +137,9 @@ class EmbeddedExecutor:
         for run in runs:
             self.submit(run)
 
+    def queue_messages(self, runs: list[RunState]) -> None:
+        return None  # the queue is in this process
+
     def schedule(self, run_id: str, due_at: float, lane: str | None = None) -> None:
         with self._cond:
             heapq.heappush(self._heap, (due_at, run_id))
@@ -167,9 +174,8 @@ class EmbeddedExecutor:
                 # the run stays recorded as it was and is resumed on the next start
                 log.exception("run %s could not be processed", run_id)
             finally:
-                with self._cond:
+                with self._cond:  # nobody waits for this: the scheduler wakes for due runs only
                     self._busy -= 1
-                    self._cond.notify_all()
 
     def idle(self) -> bool:
         with self._cond:

@@ -88,15 +88,19 @@ class Intake:
     # -- taking deliveries ---------------------------------------------------------------------
     def prepare(self, flow: CompiledFlow, body: Any, headers: dict[str, Any] | None, *,
                 trigger: str, correlation_id: str | None, request: dict[str, Any] | None,
-                answer: Callable[[Accepted | BaseException], None]) -> Delivery:
+                answer: Callable[[Accepted | BaseException], None],
+                key: str | None = None) -> Delivery:
         """The delivery of one message to *flow*'s newest version; may raise RecursionError
-        for a message nested too deeply to handle."""
+        for a message nested too deeply to handle. *key* is an idempotency key the caller
+        already has (an AS2 Message-Id), in place of the flow's expression."""
         flow = self.versions.current(flow.id) or flow  # the newest version (hot reload)
         self.versions.remember(flow)
         state = start(flow, body, headers, trigger=trigger, correlation_id=correlation_id,
                       request=request)
         idempotency = None
-        if flow.idempotency_key is not None:
+        if key:
+            idempotency = (flow.id, key, self.idempotency_ttl)
+        elif flow.idempotency_key is not None:
             key = _key(flow, state)
             if key:
                 idempotency = (flow.id, key, self.idempotency_ttl)
@@ -143,14 +147,18 @@ class Intake:
 
     def _write(self, group: list[Delivery]) -> None:
         try:
-            holders = self.store.create_runs([(d.state, d.idempotency) for d in group])
+            # where the broker is the store's server, the runs are queued by the same write
+            messages = self.executor.queue_messages([d.state for d in group])
+            holders = self.store.create_runs([(d.state, d.idempotency) for d in group],
+                                             messages)
         except RecordError:
             # one delivery the store cannot encode must not fail the others of its group
             holders = []
-            for delivery in group:
+            for i, delivery in enumerate(group):
                 try:
-                    holders.extend(self.store.create_runs([(delivery.state,
-                                                            delivery.idempotency)]))
+                    holders.extend(self.store.create_runs(
+                        [(delivery.state, delivery.idempotency)],
+                        None if messages is None else [messages[i]]))
                 except RecordError as exc:
                     delivery.answer(exc)
                     holders.append("")
@@ -162,7 +170,7 @@ class Intake:
         self.written += len(group)
         fresh = [d for d, holder in zip(group, holders, strict=True) if holder is None]
         try:
-            if fresh:
+            if fresh and messages is None:
                 self.executor.submit_many([d.state for d in fresh])
         except Exception as exc:
             # recorded but not queued (the broker went away): answer as not recorded, so the

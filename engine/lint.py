@@ -97,7 +97,9 @@ def _message(error: dict[str, Any], path: Path, data: Any,
     if kind == "missing":
         return path[:-1], f"{path[-1]}: field required", True
     if kind == "union_tag_not_found" and len(path) == 2 and path[0] == "steps":
-        return path, _step_kind_problem(data), True
+        message, wrong = _step_kind_problem(data)
+        # at the key that is wrong, not the step's first line (1-4 lines above it)
+        return ((*path, wrong) if wrong is not None else path), message, True
     if kind == "union_tag_not_found" and path == ("trigger",):
         return path, _trigger_problem(data), True
     if kind == "union_tag_not_found" and path[-1:] == ("call",):
@@ -141,25 +143,28 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _step_kind_problem(step: Any) -> str:
+def _step_kind_problem(step: Any) -> tuple[str, str | None]:
+    """What is wrong with a step's kind, and the key that is wrong (None: the whole step)."""
     kinds = registry().steps
     if not isinstance(step, dict):
         return (f"a step is a mapping with 'id:' and one kind ({', '.join(kinds)}); "
-                f"got {_describe(step)}")
+                f"got {_describe(step)}"), None
     present = [k for k in step if k in kinds]
     if len(present) > 1:
-        return f"a step has exactly one kind; this one has {' and '.join(present)} — split it " \
-               "into separate steps"
+        return (f"a step has exactly one kind; this one has {' and '.join(present)} — split it "
+                "into separate steps"), str(present[1])
     others = [k for k in step if k not in StepBase.model_fields]
     for name in others:
         hint = did_you_mean(str(name), list(kinds) + list(registry().disabled))
         if str(name) in registry().disabled:
-            return f"step kind '{name}' is disabled: {registry().disabled[str(name)].reason}"
+            return f"step kind '{name}' is disabled: {registry().disabled[str(name)].reason}", \
+                str(name)
         if hint:
-            return f"unknown step kind '{name}'{hint}"
+            return f"unknown step kind '{name}'{hint}", str(name)
     if others:
-        return f"unknown step kind '{others[0]}'; known kinds: {', '.join(kinds)}"
-    return f"the step has no kind; add one of: {', '.join(kinds)}"
+        return f"unknown step kind '{others[0]}'; known kinds: {', '.join(kinds)}", \
+            str(others[0])
+    return f"the step has no kind; add one of: {', '.join(kinds)}", None
 
 
 def _trigger_problem(trigger: Any) -> str:

@@ -232,6 +232,9 @@ class Loader:
             poll = compile_poll(trigger, ctx)  # compiles items and paginate expressions too
             if idem is None and trigger.files is not None:
                 idem = files.IDEMPOTENCY  # a dropped file runs once per name, size and mtime
+        if trigger_kind == "webhook" and trigger.as2 is not None:
+            where = ("trigger", "webhook", "as2", "partner")
+            ctx.service("connections").lookup(trigger.as2.partner, "as2", ctx, where)
         idem_expr = ctx.expr(idem, ("trigger", trigger_kind, "idempotency_key")) if idem else None
         if any(p.severity == "error" for p in problems):
             return None, problems
@@ -307,7 +310,7 @@ class Loader:
         files: list[FsPath] = []
         problems = Problems()
         paths = list(paths)
-        problems.extend(self.connections(paths[0] if paths else ".").problems)
+        connections = self.connections(paths[0] if paths else ".")
         for path in paths:
             p = FsPath(path)
             if p.is_dir():
@@ -338,6 +341,7 @@ class Loader:
             if hook:
                 hooks[hook] = flow
             flows[flow.id] = flow
+        problems.extend(connections.problems_for_use())  # once the flows named theirs
         for flow in list(flows.values()):
             for name, where in flow.flow_refs:
                 if name not in flows:

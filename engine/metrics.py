@@ -69,8 +69,10 @@ class Metrics:
                                       registry=r)
         self.retries = Counter("flowrun_step_retries", "Retries scheduled after a failed "
                                "attempt.", ["flow", "step"], registry=r)
-        self.dead_lettered = Counter("flowrun_dead_lettered", "Runs that went to the "
-                                     "dead-letter queue.", ["flow", "step"], registry=r)
+        self.dead_lettered = Counter("flowrun_dead_lettered", "Messages that went to the "
+                                     "dead-letter queue (a replay that fails again goes back to "
+                                     "its entry: not counted again).", ["flow", "step"],
+                                     registry=r)
         self.webhook_requests = Counter("flowrun_webhook_requests", "Webhook requests by "
                                         "outcome (accepted, duplicate, signature_rejected, ...).",
                                         ["flow", "outcome"], registry=r)
@@ -99,7 +101,8 @@ class Metrics:
 
     def finished(self, state: RunState) -> None:
         self.runs.labels(state.flow_id, state.status).inc()
-        if state.status == "dead_lettered":
+        if state.status == "dead_lettered" and not state.envelope.get("meta", {}).get(
+                "replay_of"):
             self.dead_lettered.labels(state.flow_id, (state.error or {}).get("step") or "").inc()
 
     def total(self, outcome: str) -> int:

@@ -2,9 +2,10 @@
 
 advance (steps, under the run's log context, watched by the observers) → spawn the runs it
 hands on (split items, hand-offs) → record the run with its dead-letter entry and children in
-one write → tell the listeners of a finished run. The embedded executor, the Celery task and
-`flowrun run` call `Core.run`; what differs between them — where a run waits, how children are
-queued, how two deliveries of one run are kept apart — stays in the executor.
+one write (a replay run settles the entry it replays instead of filing one: engine/dlq) → tell
+the listeners of a finished run. The embedded executor, the Celery task and `flowrun run` call
+`Core.run`; what differs between them — where a run waits, how children are queued, how two
+deliveries of one run are kept apart — stays in the executor.
 
 Observers (metrics) and the log context are composed here once, when the core is built; nothing
 replaces the runner's methods at run time.
@@ -17,6 +18,7 @@ import reprlib
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from engine import dlq
 from engine.envelope import Envelope
 from engine.loader import CompiledFlow
 from engine.logs import bind
@@ -66,7 +68,7 @@ class Core:
             state.error = {"message": f"flow '{state.flow_id}' version {state.flow_version} is "
                            "no longer available", "kind": "flow_missing"}
             if self.store is not None:
-                self.store.save_run(state)
+                self.store.save_run(state, dead_letter=self.entry_for(state))
         return flow
 
     def run(self, flow: CompiledFlow, state: RunState, *, save: Save | None = None,
@@ -88,7 +90,7 @@ class Core:
                     for observer in self._observers:
                         observer.advanced(flow, state, before)
             children = self.spawn_children(state)
-            entry = DeadLetter.for_run(state) if state.status == "dead_lettered" else None
+            entry = self.entry_for(state) if state.done else None
             if save is not None:
                 save(state, dead_letter=entry, children=children)
             elif store is not None:
@@ -97,6 +99,11 @@ class Core:
             self._unrecordable(state, exc)
             return []
         return children
+
+    def entry_for(self, state: RunState) -> DeadLetter | None:
+        """The dead-letter entry recorded with *state*, which has ended: a new one, or the
+        one it replays, settled (engine/dlq)."""
+        return dlq.settle(self.store, state)
 
     def finished(self, state: RunState) -> None:
         for observer in self._observers:
@@ -118,7 +125,7 @@ class Core:
                        "original message is kept; the envelope's body holds the first levels "
                        "of the value that could not be recorded, as text"}
         if self.store is not None:
-            self.store.save_run(state, dead_letter=DeadLetter.for_run(state))
+            self.store.save_run(state, dead_letter=self.entry_for(state))
 
     # -- spawned runs ------------------------------------------------------------------------------
     def spawn_children(self, state: RunState) -> list[RunState]:

@@ -180,14 +180,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         key = req.headers.get("idempotency-key")
         with state.lock:
-            state.requests.append(req.record())
+            record = req.record()
+            state.requests.append(record)
             state.counters[req.path] = state.counters.get(req.path, 0) + 1
             if key and key in state.effects:
-                self._send(state.effects[key])  # an effect already applied: same answer
-                return
-            answer = self._route(state, req)
-            if answer.status < 300 and key:
-                state.effects[key] = answer
+                answer = state.effects[key]  # an effect already applied: same answer
+            else:
+                answer = self._route(state, req)
+                if answer.status < 300 and key:
+                    state.effects[key] = answer
+            record["status"] = answer.status  # what the flow was told, for the demo's story
         self._send(answer)
 
     @staticmethod

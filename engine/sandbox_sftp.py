@@ -36,8 +36,9 @@ USERNAME, PASSWORD = "flowrun", "sandbox-sftp-pass"
 #: the port `flowrun sandbox` serves SFTP on, which the shipped connection file reads from
 #: ${env:SFTP_SANDBOX_PORT} (connections/supplier_nordic_sftp.yaml)
 SHIPPED_PORT = 2222
-#: the folders the shipped flows use: the supplier's inbox (flow 3) and its ASN drop (flow 5)
-SHIPPED_FOLDERS = ("in", "out/asn")
+#: the folders the shipped flows use: the supplier's inbox (flow 3), its ASN and inventory
+#: drops, the 3PL's inbox for 940s and its drop of 945s
+SHIPPED_FOLDERS = ("in", "out/asn", "out/inventory", "inbound", "outbound/945")
 
 
 def new_key() -> tuple[paramiko.PKey, str]:

@@ -36,6 +36,10 @@ class _NotInlinable(Exception):
     """A recursive reference, or a keyword that inlining would change the meaning of."""
 
 
+#: the editor schemas `flowrun schema` writes beside the canonical ones: not message schemas
+GENERATED = ("flow.schema.json", "flow-test.schema.json", "connection.schema.json")
+
+
 class SchemaStore:
     def __init__(self, root: Path):
         self.root = root
@@ -47,7 +51,7 @@ class SchemaStore:
         if not self.root.is_dir():
             return []
         return sorted(str(p.relative_to(self.root).with_suffix(""))
-                      for p in self.root.rglob("*.json") if p.name != "flow.schema.json")
+                      for p in self.root.rglob("*.json") if p.name not in GENERATED)
 
     def _build_registry(self) -> Registry:
         resources = []

@@ -60,6 +60,10 @@ class Hook:
     config: BaseModel | None = None
     secrets: list[str] = field(default_factory=list)
     bucket: WebhookBucket | None = None
+    #: the endpoint class of a trigger that is not a plain webhook (an AS2 endpoint)
+    endpoint: type[HookEndpoint] = HookEndpoint
+    #: what that endpoint was built with (for AS2: the partner's keys and certificates)
+    options: Any = None
 
 
 @dataclass
@@ -106,7 +110,9 @@ def build_hooks(app: App, now: float) -> list[Hook]:
         if trigger.rate_limit is not None:
             hook.bucket = WebhookBucket(app.executor.rate_limiter, f"webhook:{flow.id}",
                                         trigger.rate_limit.per_second, trigger.rate_limit.burst)
-        if trigger.signature is not None:
+        if trigger.as2 is not None:
+            problems.extend(_as2(app, flow, hook))
+        elif trigger.signature is not None:
             found = _signature(app, flow, trigger.signature, schemes, hook, now)
             problems.extend(found)
         else:
@@ -116,6 +122,24 @@ def build_hooks(app: App, now: float) -> list[Hook]:
     if problems:
         raise ServerConfigError(problems)
     return hooks
+
+
+def _as2(app: App, flow: CompiledFlow, hook: Hook) -> list[Problem]:
+    """An AS2 endpoint: its partner's certificates and our key, read and checked now."""
+    where = ("trigger", "webhook", "as2", "partner")
+    try:
+        from connectors.as2.receive import As2Endpoint, endpoint_options
+    except ImportError as exc:
+        source, _ = read_source(flow.file, flow.text.encode("utf-8"))
+        return [source.problem(where, f"AS2 needs {exc.name or 'pyas2lib'}: install "
+                                      "flowrunner[as2]")]
+    try:
+        hook.options = endpoint_options(app, flow, hook.trigger.as2.partner)  # type: ignore[union-attr]
+    except ValueError as exc:
+        source, _ = read_source(flow.file, flow.text.encode("utf-8"))
+        return [source.problem(where, app.secrets.redactor.text(str(exc)))]
+    hook.endpoint = As2Endpoint
+    return []
 
 
 def _signature(app: App, flow: CompiledFlow, spec: dict[str, Any],
@@ -192,7 +216,7 @@ def create_app(app: App, *, clock: Callable[[], float] = time.time,
     metrics = app.metrics
     metrics.add_collector(StoreCollector(app.store, app.versions))
     endpoints = [(hook.trigger.path, frozenset(hook.trigger.methods),
-                  HookEndpoint(app, hook, metrics, clock, parse_body)) for hook in hooks]
+                  hook.endpoint(app, hook, metrics, clock, parse_body)) for hook in hooks]
 
     async def healthz(request: Request) -> Response:
         return _json(200, {"status": "alive"})

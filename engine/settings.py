@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -16,6 +16,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from engine import redis_url
 from engine.dsl.base import Duration
 
 
@@ -28,12 +29,19 @@ class Settings(BaseSettings):
     schemas: Path | None = Field(None, description="Folder of JSON Schemas (default: the "
                                                    "nearest schemas/ above the flows).")
     secrets_file: Path | None = Field(None, description="NAME=value file, mode 0600.")
-    redis_url: str | None = Field(None, description="Redis for Celery and state; unset = embedded.")
-    broker_url: str | None = Field(None, description="Celery broker when not the Redis above.")
+    redis_url: str | None = Field(None, description="Redis for Celery and state; unset = "
+                                  "embedded. redis://host:port/db, or through Redis Sentinel: "
+                                  "sentinel://host:port,host:port/master-name/db.")
+    broker_url: str | None = Field(None, description="Celery broker when not the Redis above "
+                                   "(a sentinel:// URL as for the Redis above).")
+    redis_replica_wait: Duration = Field(
+        1.0, ge=0, description="With a sentinel:// Redis: how long intake waits for a replica "
+        "to hold a new run before answering 202 (WAIT 1); a run no replica took in time is "
+        "answered 503, so a failover never loses an accepted run. 0 turns the wait off.")
     database_url: str | None = Field(
         None, description="PostgreSQL (postgresql://user:password@host:5432/db) as the system "
         "of record: runs, dead letters, flow versions and cursors; Redis, when set, keeps the "
-        "hot state. Needs flowrunner[postgres] and `flowrun db upgrade`.")
+        "hot state. Needs flowrunner-ipaas[postgres] and `flowrun db upgrade`.")
     database_pool: int = Field(10, ge=2, le=200, description="Most PostgreSQL connections "
                                "one process opens.")
     workers: int = Field(4, ge=1, le=256, description="Embedded worker threads.")
@@ -60,6 +68,13 @@ class Settings(BaseSettings):
     body_timeout: Duration = Field(30.0, gt=0, description="Longest time from the end of the "
                                    "headers to the end of the body.")
 
+    @field_validator("redis_url", "broker_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            redis_url.parse(value)  # a Sentinel URL that cannot be used fails here, named
+        return value
+
     @model_validator(mode="after")
     def _console_login(self) -> Settings:
         # half a login would leave the console silently closed (or, worse, guessable)
@@ -81,13 +96,9 @@ class Settings(BaseSettings):
         return self.home / "state.db"
 
     def schemas_dir(self) -> Path:
-        if self.schemas is not None:
-            return self.schemas
-        start = self.flows.resolve()
-        for folder in [start, *start.parents]:
-            if (folder / "schemas").is_dir():
-                return folder / "schemas"
-        return Path("schemas")
+        from engine.shipped import nearest_schemas
+
+        return self.schemas if self.schemas is not None else nearest_schemas(self.flows)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -47,15 +47,18 @@ Value = Annotated[
     str | ExprSpec,
     BeforeValidator(_parse_value),
     PlainSerializer(lambda v: v if isinstance(v, str) else {v.lang: v.source}),
+    # the field's description is what an editor shows, so the branches carry none of their own
     WithJsonSchema({"anyOf": [
-        {"type": "string", "description": "Text; {{ expr }} parts are JSONata, ${env:X} and "
-                                          "${secret:X} are substituted."},
+        {"type": "string"},
         {"type": "number"}, {"type": "boolean"},
-        {"type": "object", "properties": {"jsonata": {"type": "string"}},
+        {"type": "object", "properties": {"jsonata": {
+            "type": "string", "description": "A JSONata expression computing the value."}},
          "required": ["jsonata"], "additionalProperties": False},
-        {"type": "object", "properties": {"jmespath": {"type": "string"}},
+        {"type": "object", "properties": {"jmespath": {
+            "type": "string", "description": "A JMESPath expression computing the value."}},
          "required": ["jmespath"], "additionalProperties": False},
-    ]}),
+    ], "description": "Text; {{ expr }} parts are JSONata, ${env:X} and ${secret:X} are "
+                      "substituted; or {jsonata: ...} / {jmespath: ...} for a computed value."}),
 ]
 
 Render = Callable[[Envelope, Callable[[str], str]], Any]

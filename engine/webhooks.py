@@ -140,7 +140,7 @@ class HookEndpoint:
                    "query": dict(_query(scope))}
         try:
             kept = record_headers(_decoded(scope), self.app.settings)
-            accepted = await self._accept(body, kept, cid, request)
+            accepted = await self.accept(body, kept, cid, request)
         except (RecordError, RecursionError) as exc:  # the same body would fail every time
             self.metrics.webhook(self.flow_id, "malformed")
             return 400, {"error": f"the message cannot be recorded: {exc}"}, {}
@@ -159,9 +159,9 @@ class HookEndpoint:
             return await self._sync(accepted.run_id, cid)
         return 202, {"run_id": accepted.run_id, "correlation_id": cid}, {}
 
-    async def _admit(self, receive: Receive, headers: Headers) -> Any:
-        """The parsed body of a request that passed the rate limit, size, signature and media
-        type; raises `Answer` otherwise."""
+    async def admit_raw(self, receive: Receive, headers: Headers) -> bytes:
+        """The raw body of a request within the rate limit and the size limit; raises `Answer`
+        otherwise (and ConnectionResetError when the sender went away)."""
         hook = self.hook
         if hook.bucket is not None:
             bucket = hook.bucket
@@ -173,6 +173,13 @@ class HookEndpoint:
         raw = await read_body(receive, headers.get("content-length"), limit)
         if raw is None:
             raise Answer(413, "too_large", f"body larger than {limit} bytes")
+        return raw
+
+    async def _admit(self, receive: Receive, headers: Headers) -> Any:
+        """The parsed body of a request that passed the rate limit, size, signature and media
+        type; raises `Answer` otherwise."""
+        hook = self.hook
+        raw = await self.admit_raw(receive, headers)
         if hook.scheme is not None:
             try:
                 hook.scheme.verify(hook.config, raw, headers, hook.secrets, self.clock())
@@ -184,9 +191,10 @@ class HookEndpoint:
         except BodyError as exc:
             raise Answer(exc.status, exc.outcome, exc.message) from None
 
-    async def _accept(self, body: Any, headers: dict[str, str], cid: str,
-                      request: dict[str, Any]) -> Accepted:
-        """Hand the delivery to the intake writer and wait for its group to be recorded."""
+    async def accept(self, body: Any, headers: dict[str, str], cid: str,
+                     request: dict[str, Any], key: str | None = None) -> Accepted:
+        """Hand the delivery to the intake writer and wait for its group to be recorded;
+        *key*, when given, is its idempotency key (see `Intake.prepare`)."""
         loop = asyncio.get_running_loop()
         answered: asyncio.Future[Accepted | BaseException] = loop.create_future()
 
@@ -195,7 +203,8 @@ class HookEndpoint:
 
         intake = self.app.intake
         delivery = intake.prepare(self.hook.flow, body, headers, trigger="webhook",
-                                  correlation_id=cid, request=request, answer=answer)
+                                  correlation_id=cid, request=request, answer=answer,
+                                  key=key)
         intake.put(delivery)
         result = await answered
         if isinstance(result, BaseException):

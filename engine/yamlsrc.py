@@ -169,6 +169,63 @@ class _Builder:
                                      format_path(path), message))
 
 
+@dataclass(frozen=True)
+class _Level:
+    indent: int
+    line: int  # 1-based
+    dash: bool  # the column of a list's '-', else of a mapping's keys
+
+
+def _open_levels(lines: list[str], before: int) -> list[_Level]:
+    """The indentation levels still open at line index *before*: each block above it that a
+    line there could continue, innermost last."""
+    stack: list[_Level] = []
+    for number, line in enumerate(lines[:before], start=1):
+        body = line.lstrip(" ")
+        if not body or body.startswith("#"):
+            continue
+        indent = len(line) - len(body)
+        while stack and stack[-1].indent >= indent:
+            stack.pop()
+        if body.startswith("- ") or body == "-":
+            stack.append(_Level(indent, number, True))
+            rest = body[1:].lstrip(" ")
+            if rest and not rest.startswith("#"):  # '- id: a': the item's keys are there
+                stack.append(_Level(indent + len(body) - len(rest), number, False))
+        else:
+            stack.append(_Level(indent, number, False))
+    return stack
+
+
+def _indentation(text: str, index: int) -> tuple[int, str] | None:
+    """An "indentation: ..." message (and its column) for a YAML error on line *index*
+    (0-based) whose indentation continues no block above it; None when the line's indentation
+    is one a block above uses (the error is something else then)."""
+    lines = text.splitlines()
+    if index >= len(lines) or "\t" in lines[index][: len(lines[index]) - len(lines[index]
+                                                                          .lstrip())]:
+        return None
+    body = lines[index].lstrip(" ")
+    indent = len(lines[index]) - len(body)
+    dash = body.startswith("- ") or body == "-"
+    levels = [lvl for lvl in _open_levels(lines, index) if lvl.dash == dash]
+    if not body or not levels or any(lvl.indent == indent for lvl in levels):
+        return None
+    near = min(levels, key=lambda lvl: (abs(lvl.indent - indent), -lvl.indent))
+    spaces = f"{indent} space{'s' if indent != 1 else ''}"
+    if dash:
+        message = (f"indentation: this '-' is indented {spaces}, but the list above has its "
+                   f"'-' at {near.indent} (line {near.line}); the items of one list start in "
+                   "the same column — move it there, or to a key's column to start a new list")
+    else:
+        key = body.split(":", 1)[0].strip() if ":" in body else body.split()[0]
+        message = (f"indentation: '{key}' is indented {spaces}, but the keys above are at "
+                   f"{near.indent} (line {near.line}); the keys of one mapping start in the "
+                   "same column — line it up with them, or indent it further to nest it under "
+                   "the key above")
+    return indent + 1, message
+
+
 def read_source(file: str, raw: bytes) -> tuple[Source, list[Problem]]:
     """Parse *raw* bytes of *file*; never raises for any input."""
     source = Source(file=file, text="")
@@ -206,6 +263,8 @@ def parse_text(source: Source) -> tuple[Source, list[Problem]]:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = exc.problem or str(exc)
+        if mark and (found := _indentation(source.text, mark.line)) is not None:
+            return source, [Problem(source.file, mark.line + 1, found[0], "", found[1])]
         hint = next((h for k, h in _HINTS.items() if k in what), None)
         if mark and source.text[mark.index:mark.index + 1] == "\t":
             hint = _TAB_HINT  # libyaml's message does not name the character

@@ -48,5 +48,5 @@ def closure(root: str, extras: list[str]) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    for name, version in sorted(closure("flowrunner", sys.argv[1:]).items()):
+    for name, version in sorted(closure("flowrunner-ipaas", sys.argv[1:]).items()):
         print(f"{name}=={version}")

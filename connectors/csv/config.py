@@ -10,9 +10,9 @@ step implementation is a one-liner.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from .columns import ColumnSpec
 from .delimited import parse_csv, render_csv
@@ -49,7 +49,9 @@ def _encoding(value: str) -> str:
 class _Dialect(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    delimiter: str = Field(
+    delimiter: Annotated[str, WithJsonSchema({"anyOf": [  # an alias is longer than one
+        {"type": "string", "minLength": 1, "maxLength": 1},
+        {"enum": sorted(_DELIMITER_ALIASES)}]})] = Field(
         default=",",
         min_length=1,
         max_length=1,

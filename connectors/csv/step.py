@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from connectors.csv.config import CsvParseConfig, CsvRenderConfig, FixedWidthConfig
 from connectors.csv.errors import FlatFileError
@@ -30,11 +30,16 @@ class _OneAction(Model):
 
 
 class CsvStep(_OneAction):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"parse": {"delimiter": "semicolon", "header": True}}]})
     parse: CsvParseConfig | None = Field(None, description="Parse delimited text to records.")
     render: CsvRenderConfig | None = Field(None, description="Render records as delimited text.")
 
 
 class FixedWidthStep(_OneAction):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"parse": {"fields": [{"name": "sku", "start": 1, "length": 10},
+                              {"name": "qty", "start": 11, "length": 5, "type": "integer"}]}}]})
     parse: FixedWidthConfig | None = Field(None, description="Parse fixed-width records.")
     render: FixedWidthConfig | None = Field(None, description="Render fixed-width records.")
 

@@ -217,12 +217,14 @@ def walk_lines(
     on_header: Callable[[Item], bool],
     on_line: Callable[[Item, dict[str, Any]], bool] = lambda item, line: False,
     summary: frozenset[str] = frozenset({"CTT"}),
+    read_line: Callable[[Item], dict[str, Any]] | None = None,
 ) -> None:
-    """Shared walker for header / line-item / summary sets (850, 855, 810).
+    """Shared walker for header / line-item / summary sets (850, 855, 810, 860).
 
     ``on_header`` and ``on_line`` handle set-specific segments and return
     ``False`` to fall back to the common structures.  Segments a view does not
     model are simply not in the typed view; they remain in ``segments``.
+    ``read_line`` reads a line segment shaped unlike PO1/IT1 (the 860's POC).
     """
     header = Header(out, sink)
     line: dict[str, Any] | None = None
@@ -230,10 +232,7 @@ def walk_lines(
     for item in items:
         seg_id = item[1][0]
         if seg_id == line_id:
-            line = read(item, LINE, sink)
-            ids = read_ids(item[1], 6)
-            if ids:
-                line["product_ids"] = ids
+            line = read_line(item) if read_line else _read_line(item, sink)
             out.setdefault("lines", []).append(line)
             line_header = Header(line, sink)
         elif seg_id in summary:
@@ -251,6 +250,14 @@ def walk_lines(
             # take() runs first so that it closes an open N1 loop on any
             # segment that cannot belong to it.
             on_header(item)
+
+
+def _read_line(item: Item, sink: ErrorSink) -> dict[str, Any]:
+    line = read(item, LINE, sink)
+    ids = read_ids(item[1], 6)
+    if ids:
+        line["product_ids"] = ids
+    return line
 
 
 def write_ctt(tx: Mapping[str, Any], line_count: int, hash_total: Decimal | int) -> list[Segment]:

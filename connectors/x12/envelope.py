@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import ts810, ts850, ts855, ts856, ts997
+from . import elements, ts810, ts846, ts850, ts855, ts856, ts860, ts940, ts945, ts997
 from .errors import ErrorSink, X12Error
 from .fields import Item, SetSpec
 from .fields import text as _el
@@ -25,7 +25,8 @@ from .scan import Cut, cut_interchanges
 from .tokenize import Delimiters, Segment, split_segment, unrepeat
 
 TYPED: dict[str, SetSpec] = {
-    spec.set_id: spec for spec in (ts850.SPEC, ts855.SPEC, ts856.SPEC, ts810.SPEC, ts997.SPEC)
+    module.SPEC.set_id: module.SPEC
+    for module in (ts850, ts855, ts856, ts810, ts846, ts860, ts940, ts945, ts997)
 }
 SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{1,2}")
 
@@ -37,6 +38,7 @@ def parse(
     extra_segments: Mapping[str, Iterable[str]] | None = None,
     check_segments: bool = True,
     unwrap: bool = False,
+    check_elements: bool = True,
 ) -> dict[str, Any]:
     """Parse every interchange of ``text``.
 
@@ -51,10 +53,12 @@ def parse(
     segments we do not list (``{"850": ["PKG"]}``, ``"*"`` for every set);
     ``check_segments=False`` turns the unknown-segment check off altogether.
     ``unwrap`` joins lines a VAN wrapped at a fixed width (see :mod:`.unwrap`).
+    ``check_elements`` checks each element of the typed sets against the standard's element
+    dictionary (requirement, type, length: see :mod:`.elements`).
     """
     allowed = {k: frozenset(v) for k, v in (extra_segments or {}).items()}
     docs = [
-        _parse_one(cut, strict, allowed, check_segments)
+        _parse_one(cut, strict, allowed, check_segments, check_elements)
         for cut in cut_interchanges(text, unwrap=unwrap)
     ]
     if not docs:
@@ -76,13 +80,18 @@ def interchanges(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def _parse_one(
-    cut: Cut, strict: bool, allowed: Mapping[str, frozenset[str]], check_segments: bool
+    cut: Cut,
+    strict: bool,
+    allowed: Mapping[str, frozenset[str]],
+    check_segments: bool,
+    check_elements: bool = True,
 ) -> dict[str, Any]:
     sink = ErrorSink(strict, cut.name)
     segments = [split_segment(r, cut.delims) for r in cut.raws]
     interchange = _interchange(cut.isa, cut.delims.to_dict(), cut.trailing, sink)
     doc: dict[str, Any] = {"interchange": interchange, "groups": []}
     walker = _Walker(segments, sink, allowed, check_segments, cut.delims)
+    walker.check_elements = check_elements
     walker.broken = cut.broken
     doc["groups"] = walker.groups()
     interchange["iea"] = walker.iea
@@ -159,6 +168,7 @@ class _Walker:
         self.iea: Segment | None = None
         self.ta1: list[Segment] = []
         self.broken: set[int] = set()  # segments with a line break inside
+        self.check_elements = True
 
     def _flat(self, index: int, seg: Segment) -> Segment:
         """``seg`` as the envelope and the typed views read it: every element they read is
@@ -406,6 +416,8 @@ class _Walker:
         if _el(st, 3):
             tx["implementation_reference"] = _el(st, 3)
         tx["segments"] = self.segments[start : self.pos]
+        if spec is not None and self.check_elements:
+            elements.check(items, self.version, self.sink)
         if spec is not None:
             # Envelope-level names win: a typed view never overwrites them.
             for key, value in spec.view(items, self.sink).items():

@@ -121,9 +121,17 @@ class ErrorSink:
         self.group_index: int | None = None
         self.transaction_index: int | None = None
         self.set_start: int | None = None
+        # One error per element: the element dictionary and a typed view may both find a
+        # value that is not a number; the 997 lists each bad element once.
+        self._elements: set[tuple[int | None, int | None, int | None]] = set()
 
     def report(self, err: X12Error) -> None:
         self._locate(err)
+        if err.level == "element" and err.segment_index is not None:
+            where = (err.segment_index, err.element_index, err.component_index)
+            if where in self._elements:
+                return
+            self._elements.add(where)
         if self.strict:
             raise err
         self.errors.append(err)

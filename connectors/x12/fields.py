@@ -83,17 +83,9 @@ def convert(item: Item, position: int, kind: Kind, sink: ErrorSink) -> Any:
         return None
     if kind in ("AN", "ID"):
         return raw
-    problem = ""
-    code = "6"  # AK403 6: invalid character in data element
-    if kind == "DT" and not (raw.isdigit() and len(raw) in (6, 8)):
-        problem, code = "expected a date CCYYMMDD or YYMMDD", "8"
-    elif kind == "TM" and not (raw.isdigit() and 4 <= len(raw) <= 8):
-        problem, code = "expected a time HHMM[SS[dd]]", "9"
-    elif kind in ("N0", "N2") and not _INTEGER.fullmatch(raw):
-        problem = "expected a whole number" + (" (2 implied decimals)" if kind == "N2" else "")
-    elif kind == "R" and not _DECIMAL.fullmatch(raw):
-        problem = "expected a decimal number"
-    if problem:
+    found = type_problem(raw, kind)
+    if found:
+        problem, code = found
         sink.report(
             X12Error(
                 f"{problem}, found {raw!r}",
@@ -114,6 +106,20 @@ def convert(item: Item, position: int, kind: Kind, sink: ErrorSink) -> Any:
     # R keeps the sender's text ("3.150" stays "3.150"), the project's
     # decimal-string convention for money and measured quantities.
     return raw
+
+
+def type_problem(raw: str, kind: Kind) -> tuple[str, str] | None:
+    """What is wrong with a non-empty value of a numeric, date or time type, and its AK403
+    code; ``None`` when it is fine (AN and ID take any text)."""
+    if kind == "DT" and not (raw.isdigit() and len(raw) in (6, 8)):
+        return "expected a date CCYYMMDD or YYMMDD", "8"
+    if kind == "TM" and not (raw.isdigit() and 4 <= len(raw) <= 8):
+        return "expected a time HHMM[SS[dd]]", "9"
+    if kind in ("N0", "N2") and not _INTEGER.fullmatch(raw):
+        return "expected a whole number" + (" (2 implied decimals)" if kind == "N2" else ""), "6"
+    if kind == "R" and not _DECIMAL.fullmatch(raw):
+        return "expected a decimal number", "6"  # AK403 6: invalid character in data element
+    return None
 
 
 def read(item: Item, fields: Iterable[Field], sink: ErrorSink) -> dict[str, Any]:

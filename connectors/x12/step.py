@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from connectors.x12 import (
     ControlNumbers,
@@ -51,6 +51,9 @@ class ParseOptions(Model):
                                             "(80 columns) or an ISA broken over two lines.")
     encoding: Encoding = Field("utf-8", description="How text given as bytes is decoded: utf-8, "
                                                "latin-1, cp1252, ...")
+    check_elements: bool = Field(True, description="Check every element of the typed sets "
+                                 "against the standard's dictionary (mandatory, type, length); "
+                                 "false for a partner whose guideline departs from it.")
 
     @field_validator("allow_segments")
     @classmethod
@@ -93,6 +96,7 @@ class CorrelateOptions(Model):
 
 
 class X12Step(Model):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"parse": {"strict": True}}]})
     parse: ParseOptions | None = Field(None, description="Interchange text → JSON.")
     render: RenderOptions | None = Field(None, description="Parsed JSON → interchange text.")
     build: BuildOptions | None = Field(None, description="Typed views → a new interchange.")
@@ -179,7 +183,8 @@ def build(config: X12Step, ctx: BuildContext) -> StepFn:
                 options = config.parse
                 return result(parse(_text(data, options.encoding), strict=options.strict,
                                     extra_segments=options.extra_segments(),
-                                    unwrap=options.unwrap))
+                                    unwrap=options.unwrap,
+                                    check_elements=options.check_elements))
             if config.render is not None:
                 return result(render(data, recount=config.render.recount))
             if config.build is not None:
@@ -206,6 +211,7 @@ def build(config: X12Step, ctx: BuildContext) -> StepFn:
 
 
 STEP = StepKind(name="x12", config=X12Step, build=build,
-                description="EDI X12 (850, 855, 856, 810, 997): parse to JSON, render back, "
-                            "build outbound interchanges, make the 997 for a received one, "
+                description="EDI X12 (850, 855, 856, 810, 846, 860, 940, 945, 997): parse to "
+                            "JSON, render back, build outbound interchanges, make the 997 for "
+                            "a received one, "
                             "or correlate a received 997 with what was sent.")

@@ -47,7 +47,7 @@ class Jobs:
     def start(self, query: DeadLetterFilter, *, who: str, start_from: str = "failed-step",
               version: str = "original") -> Job:
         query.limit = BULK_LIMIT
-        ids = [e.id for e in self.app.store.list_dead_letters(query)]
+        ids = list(dict.fromkeys(e.id for e in self.app.store.list_dead_letters(query)))
         job = Job(uuid.uuid4().hex[:12], who, ids, start_from, version)
         with self._lock:
             done = [j for j in self._jobs.values() if j.state != "running"]

@@ -35,6 +35,19 @@ class Snapshot(_Model):
     size: int = Field(description="Length of the whole JSON text in characters.")
 
 
+class Answer(_Model):
+    """What the partner answered to the call that failed: the reason to fix the data."""
+
+    status: int = Field(description="HTTP status of the answer.")
+    reason: str | None = Field(description="Its reason phrase.")
+    headers: dict[str, str] = Field(description="Selected headers (Content-Type, Retry-After, "
+                                                "request and correlation ids); never cookies "
+                                                "or credentials.")
+    body: str = Field(description="The body, secrets redacted, cut at 4 KiB.")
+    truncated: bool = Field(description="True when `body` is only the beginning.")
+    size: int | None = Field(description="Length of the whole body in bytes.")
+
+
 class RunSummary(_Model):
     run_id: str
     flow: str
@@ -65,6 +78,8 @@ class RunDetail(RunSummary):
     error_detail: dict[str, Any] | None
     attempts: list[dict[str, Any]] = Field(description="Attempts of the failing step.")
     violations: list[Violation]
+    answer: Answer | None = Field(description="The partner's answer to the failed call, if "
+                                              "the run failed on one.")
     due_at: float | None = Field(description="When a retrying run's next attempt is due.")
     done: bool
     parent_run_id: str | None
@@ -113,6 +128,8 @@ class DeadLetterDetail(DeadLetterSummary):
     gave_up: str | None
     attempts: list[dict[str, Any]]
     violations: list[Violation]
+    answer: Answer | None = Field(description="The partner's answer to the failed call of the "
+                                              "entry's latest failure, if it was one.")
     original: Snapshot = Field(description="The original trigger message.")
     envelope: Snapshot = Field(description="The envelope at the failed step.")
     editable_body: str | None = Field(description="The body at the failed step as JSON text, "

@@ -198,10 +198,27 @@ def run_detail(app: App, state: RunState) -> dict[str, Any]:
     return {**run_summary(state), "steps": steps, "error_detail": error,
             "attempts": redact.data((state.error or {}).get("attempts") or state.attempts),
             "violations": violations((state.error or {}).get("detail")),
-            "due_at": state.due_at, "done": state.done, "parent_run_id": state.parent_run_id,
+            "answer": answer(app, state.error), "due_at": state.due_at, "done": state.done,
+            "parent_run_id": state.parent_run_id,
             "children": list(meta.get("children", [])), "replay_of": meta.get("replay_of"),
             "input": snapshot(app, state.original), "output": snapshot(app, {
                 k: state.envelope.get(k) for k in ("body", "vars", "headers", "meta")})}
+
+
+def answer(app: App, error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The partner's answer to a failed call (connectors/http: status, selected headers, the
+    body's first 4 KiB), secrets redacted; None when the failure was no answered call."""
+    detail = (error or {}).get("detail")
+    if not isinstance(detail, dict) or not isinstance(detail.get("status"), int) \
+            or not isinstance(detail.get("body"), str):
+        return None
+    headers = detail.get("headers")
+    return app.secrets.redactor.data({
+        "status": detail["status"], "reason": detail.get("reason"),
+        "headers": {str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict)
+        else {},
+        "body": detail["body"], "truncated": bool(detail.get("truncated")),
+        "size": detail.get("size")})
 
 
 def violations(detail: Any) -> list[dict[str, str]]:
@@ -224,6 +241,9 @@ def entry_summary(entry: DeadLetter) -> dict[str, Any]:
 def entry_for_run(app: App, state: RunState) -> DeadLetter | None:
     if state.status != "dead_lettered":
         return None
+    replayed = state.envelope.get("meta", {}).get("replay_of")
+    if replayed:  # a replay that failed again is on the entry it replays (engine/dlq.settle)
+        return app.store.get_dead_letter(replayed)
     candidates = app.store.list_dead_letters(DeadLetterFilter(
         flow=state.flow_id, since=state.created_at - 1, status=None, limit=500))
     return next((e for e in candidates if e.run_id == state.run_id), None)
@@ -238,6 +258,7 @@ def entry_detail(app: App, entry: DeadLetter) -> dict[str, Any]:
             "gave_up": entry.reason.get("gave_up"),
             "attempts": redact.data(entry.reason.get("attempts") or []),
             "violations": violations(entry.reason.get("detail")),
-            "original": snapshot(app, entry.original), "envelope": snapshot(app, entry.envelope),
+            "answer": answer(app, entry.reason), "original": snapshot(app, entry.original),
+            "envelope": snapshot(app, entry.envelope),
             "editable_body": editable if len(editable) <= EDIT_LIMIT else None,
             "audit": redact.data(entry.audit)}

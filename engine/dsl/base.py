@@ -103,11 +103,16 @@ Expr = Annotated[
     BeforeValidator(parse_expr),
     PlainSerializer(_dump_expr),
     WithJsonSchema({
+        # no description on the string branch: an editor shows the innermost description it
+        # finds, and the field's own (what this expression decides) is the one to read
         "anyOf": [
-            {"type": "string", "description": "A JSONata expression."},
-            {"type": "object", "properties": {"jsonata": {"type": "string"}},
+            {"type": "string"},
+            {"type": "object", "properties": {"jsonata": {
+                "type": "string", "description": "A JSONata expression (the default language)."}},
              "required": ["jsonata"], "additionalProperties": False},
-            {"type": "object", "properties": {"jmespath": {"type": "string"}},
+            {"type": "object", "properties": {"jmespath": {
+                "type": "string", "description": "A JMESPath expression; $headers, $vars and "
+                                                "$meta are top-level names."}},
              "required": ["jmespath"], "additionalProperties": False},
         ],
         "description": "An expression over the message: JSONata by default (a bare string or "

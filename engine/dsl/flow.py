@@ -43,7 +43,10 @@ class StepBase(Model):
     next: str | None = Field(
         None, description="Step to continue with instead of the following one; 'end' ends the run.")
     retry: RetryPolicy | None = Field(None, description="Overrides of the flow's retry policy.")
-    on_failure: OnFailure | None = None
+    on_failure: OnFailure | None = Field(
+        None, description="What happens when this step fails for good (overrides the flow's "
+                          "defaults.on_failure): dead_letter, drop, {goto: step} or "
+                          "{flow: other-flow}.")
     # A common key rather than an http option: waiting for a token is the runner's business (the
     # run is rescheduled, no attempt used), like retry, and any connector that talks to a
     # rate-limited system (http today, sftp or x12 tomorrow) needs the same thing.

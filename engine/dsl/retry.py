@@ -116,11 +116,10 @@ def _on_failure(value: Any) -> Any:
                      "{goto: step_id} or {flow: flow_id}")
 
 
+#: described where it is used (defaults, a step): an editor shows every description it meets
 OnFailure = Annotated[
     Literal["dead_letter", "drop"] | GotoOnFailure | FlowOnFailure,
     BeforeValidator(_on_failure),
-    Field(description="What happens when a step fails for good: dead_letter (default), drop, "
-                      "{goto: step} or {flow: other-flow}."),
 ]
 
 
@@ -129,5 +128,8 @@ class Defaults(Model):
 
     retry: RetryPolicy = Field(default_factory=RetryPolicy,
                                description="Retry policy of every step.")
-    on_failure: OnFailure = "dead_letter"
+    on_failure: OnFailure = Field(
+        "dead_letter", description="What happens when a step fails for good: dead_letter "
+                                   "(default), drop, {goto: step} or {flow: other-flow}; a "
+                                   "step's own on_failure overrides it.")
     timeout: Duration = Field(30.0, description="Default timeout of a step's outbound call.")

@@ -10,9 +10,20 @@ from engine.dsl.base import Duration, Encoding, Expr, Model
 from engine.dsl.retry import RetryPolicy
 
 
-class RateLimit(Model):
+class WebhookRateLimit(Model):
+    """Requests a webhook route accepts: a token bucket per trigger (in Redis when set)."""
+
     per_second: float = Field(gt=0, description="Sustained requests per second.")
     burst: int = Field(1, ge=1, description="Requests allowed at once above the sustained rate.")
+
+
+class As2Receive(Model):
+    """An AS2 endpoint (RFC 4130): messages from one trading partner, answered with an MDN."""
+
+    partner: str = Field(description="Named AS2 connection (connections/NAME.yaml with as2:) "
+                                     "of the partner that posts here.")
+    encoding: Encoding = Field("utf-8", description="How the payload is decoded into the "
+                                                    "body: utf-8, latin-1, cp1252, ...")
 
 
 class WebhookTrigger(Model):
@@ -29,10 +40,26 @@ class WebhookTrigger(Model):
     idempotency_key: Expr | None = Field(
         None, description="Expression giving the delivery id; a repeated id starts no new run.")
     max_body: int = Field(1024 * 1024, ge=1, description="Largest accepted body in bytes.")
-    rate_limit: RateLimit | None = Field(None, description="Requests per second accepted.")
+    rate_limit: WebhookRateLimit | None = Field(
+        None, description="Requests per second accepted; over it the sender gets 429 with "
+                          "Retry-After.")
     respond: Literal["async", "sync"] = Field(
         "async", description="async: 202 once taken in; sync: wait for the run and return it.")
     sync_timeout: Duration = Field(10.0, description="Longest wait in sync mode.")
+    as2: As2Receive | None = Field(
+        None, description="Receive AS2 messages here: decrypted, their signature checked, "
+                          "recorded, then answered with an MDN (the receipt).")
+
+    @model_validator(mode="after")
+    def _as2_alone(self) -> WebhookTrigger:
+        if self.as2 is None:
+            return self
+        clashing = [k for k in ("signature", "idempotency_key") if getattr(self, k) is not None]
+        if clashing or self.respond != "async" or self.methods != ["POST"]:
+            raise ValueError("an as2: endpoint checks its own signatures, is deduplicated on "
+                             "the AS2 Message-Id and answers with an MDN: remove "
+                             + ", ".join(clashing or ["respond", "methods"]))
+        return self
 
     @field_validator("signature")
     @classmethod
@@ -67,7 +94,7 @@ class Paginate(Model):
 
 
 class HttpSource(Model):
-    method: Literal["GET", "POST"] = "GET"
+    method: Literal["GET", "POST"] = Field("GET", description="HTTP method of the poll request.")
     url: str = Field(description="URL; may use ${env:...}, ${secret:...}, {{cursor}} (the cursor "
                                  "minus the lookback) and {{slot}} (the scheduled time).")
     connection: str | None = Field(None, description="Named connection for base URL and auth.")
@@ -125,15 +152,19 @@ def _trigger_kind(value: Any) -> str | None:
 
 
 class WebhookSpec(Model):
-    webhook: WebhookTrigger
+    webhook: WebhookTrigger = Field(description="A platform calls us: one HTTP route on "
+                                                "`flowrun serve` per webhook flow.")
 
 
 class PollSpec(Model):
-    poll: PollTrigger
+    poll: PollTrigger = Field(description="We ask a partner on a schedule (`flowrun "
+                                          "scheduler`): an HTTP API or a drop folder.")
 
 
 class ManualSpec(Model):
-    manual: ManualTrigger = Field(default_factory=ManualTrigger)
+    manual: ManualTrigger = Field(default_factory=ManualTrigger,
+                                  description="Started only by `flowrun run`, a replay or "
+                                              "another flow's hand-off.")
 
 
 Trigger = Annotated[

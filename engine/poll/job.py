@@ -48,7 +48,9 @@ class PollJob:
         self.clock = clock
         self.poll = flow.poll
 
-    def run(self, slot: float, attempt: int = 1) -> Result:
+    def run(self, slot: float, attempt: int = 1, *, start_from: str | None = None) -> Result:
+        """One poll. *start_from* reads from that cursor instead of the stored one (a backfill:
+        records already taken in are deduplicated, and the stored cursor only moves forward)."""
         store = self.app.store
         lease = Lease(store, f"poll:{self.flow.id}", self.owner, self.lease_ttl)
         try:
@@ -73,8 +75,8 @@ class PollJob:
                         store.set_cursor(name, newer)
                         committed = newer
 
-                run = PollRun(flow_id=self.flow.id, cursor=stored or start,
-                              first=stored is None, slot=slot,
+                run = PollRun(flow_id=self.flow.id, cursor=start_from or stored or start,
+                              first=stored is None or start_from is not None, slot=slot,
                               now=self.clock, secrets=self.app.secrets, take=self._take,
                               keep_lease=lambda: _keep(lease), commit_cursor=commit)
                 outcome = self.poll.source.poll(run)

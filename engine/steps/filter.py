@@ -25,6 +25,6 @@ STEP = StepKind(
     name="filter",
     config=Expr,
     build=build,
-    description="Keep the message only if the expression is true; otherwise the run ends as "
-                "filtered (recorded, not a failure).",
+    description="Keeps the message only when this JSONata expression is true; otherwise the run "
+                "ends as `filtered` (recorded, not a failure).",
 )

@@ -63,7 +63,9 @@ class Rule(Model):
 
 
 class RouteConfig(RootModel[list[Rule]]):
-    root: list[Rule] = Field(min_length=1, description="Rules, tried in order.")
+    root: list[Rule] = Field(min_length=1, description="Rules, tried in order.", examples=[[
+        {"when": 'shipping_address.country_code in ["DE", "FR"]', "goto": "erp_eu"},
+        {"otherwise": "erp_us"}]])
 
 
 def _target(rule: Rule) -> Outcome:

@@ -10,7 +10,8 @@ from engine.types import BuildContext, Continue, Outcome, Resources, StepFn, Ste
 
 
 class SetConfig(RootModel[dict[str, Expr]]):
-    root: dict[str, Expr] = Field(min_length=1, description="Variable name → expression.")
+    root: dict[str, Expr] = Field(min_length=1, description="Variable name → expression.",
+                                  examples=[{"order_no": "order_number"}])
 
 
 def build(config: SetConfig, ctx: BuildContext) -> StepFn:

@@ -47,9 +47,13 @@ class Store(Protocol):
         """Record a new run; with (scope, key, ttl), atomically only if the key is free.
         Returns the run id already holding the key (and records nothing), or None."""
 
-    def create_runs(self, runs: list[tuple[RunState, Idempotency | None]]) -> list[str | None]:
+    def create_runs(self, runs: list[tuple[RunState, Idempotency | None]],
+                    messages: list[tuple[str, str]] | None = None) -> list[str | None]:
         """`create_run` for a group, in one write: for each run, the id holding its key or None.
-        A key claimed by an earlier run of the same group counts as held."""
+        A key claimed by an earlier run of the same group counts as held. *messages* (one per
+        run: a broker list and the message queueing the run) are written with the runs that
+        are recorded, by a store that shares the broker's server; other stores are never given
+        any (`Executor.queue_messages` returns None for them)."""
 
     def get_run(self, run_id: str) -> RunState | None: ...
 

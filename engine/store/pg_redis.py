@@ -20,8 +20,9 @@ from engine.store.redis import RedisStore
 class RedisPostgresStore(RedisStore):
     """A `RedisStore` whose records are a `PostgresStore`'s (*records*)."""
 
-    def __init__(self, redis_url: str, records: PostgresStore, prefix: str = "flowrun:"):
-        super().__init__(redis_url, prefix)
+    def __init__(self, redis_url: str, records: PostgresStore, prefix: str = "flowrun:", *,
+                 replica_wait: float = 1.0):
+        super().__init__(redis_url, prefix, replica_wait=replica_wait)
         self.records = records
 
     def close(self) -> None:

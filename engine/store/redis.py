@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from engine import redis_url
 from engine.records import (
     ACTIVE,
     DeadLetter,
@@ -90,14 +91,15 @@ return 1
 """
 
 # A group of new runs (their ids are new: nothing to read first). ARGV: prefix, then per run:
-# idempotency key name ('' = none), ttl ms, the 7 run fields, and '1' when this process has
-# already listed the flow in `flows`. Returns, per run, the id already holding its key (nothing
-# recorded) or ''. SET NX GET claims a key and reads its holder in one command; a key claimed by
-# an earlier run of the same group is held like any other.
+# idempotency key name ('' = none), ttl ms, the 7 run fields, '1' when this process has already
+# listed the flow in `flows`, and the list and message that queue the run for a worker ('' =
+# none; the executor queues it itself). Returns, per run, the id already holding its key
+# (nothing recorded, nothing queued) or ''. SET NX GET claims a key and reads its holder in one
+# command; a key claimed by an earlier run of the same group is held like any other.
 CREATE_RUNS = _SAVE_RUN + """
 local p = ARGV[1]
 local out = {}
-for i = 2, #ARGV, 10 do
+for i = 2, #ARGV, 12 do
   local holder = false
   if ARGV[i] ~= '' then
     holder = redis.call('SET', ARGV[i], ARGV[i+2], 'NX', 'GET', 'PX', ARGV[i+1])
@@ -107,6 +109,7 @@ for i = 2, #ARGV, 10 do
   else
     new_run(p, ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6], ARGV[i+7], ARGV[i+8],
             ARGV[i+9])
+    if ARGV[i+10] ~= '' then redis.call('LPUSH', ARGV[i+10], ARGV[i+11]) end
     out[#out + 1] = ''
   end
 end
@@ -114,6 +117,8 @@ return out
 """
 
 # ARGV: prefix, id, data, flow, step, status, created, only_if_exists ('1'/'0').
+# Counts never go below zero, whatever a store written without them holds (they are rebuilt
+# from the records once, COUNT_DEAD_LETTERS, before this process writes an entry).
 SAVE_DEAD_LETTER = """
 local p, id = ARGV[1], ARGV[2]
 local dk = p .. 'dl:' .. id
@@ -121,14 +126,57 @@ local old = redis.call('HGET', dk, 'status')
 if not old and ARGV[8] == '1' then return 0 end
 if old then redis.call('ZREM', p .. 'dls:status:' .. old, id) end
 if old ~= ARGV[6] then  -- per status, entries by flow: read by metrics and the console
-  if old then redis.call('HINCRBY', p .. 'dls:count:' .. old, ARGV[4], -1) end
+  if old and tonumber(redis.call('HGET', p .. 'dls:count:' .. old, ARGV[4]) or '0') > 0 then
+    redis.call('HINCRBY', p .. 'dls:count:' .. old, ARGV[4], -1)
+  end
   redis.call('HINCRBY', p .. 'dls:count:' .. ARGV[6], ARGV[4], 1)
 end
-redis.call('HSET', dk, 'data', ARGV[3], 'status', ARGV[6])
+redis.call('HSET', dk, 'data', ARGV[3], 'status', ARGV[6], 'flow', ARGV[4])
 redis.call('ZADD', p .. 'dls:all', ARGV[7], id)
 redis.call('ZADD', p .. 'dls:flow:' .. ARGV[4], ARGV[7], id)
 if ARGV[5] ~= '' then redis.call('ZADD', p .. 'dls:step:' .. ARGV[5], ARGV[7], id) end
 redis.call('ZADD', p .. 'dls:status:' .. ARGV[6], ARGV[7], id)
+return 1
+"""
+
+# ARGV: prefix, the entry statuses. Once per store (marked by `dls:counted`): the dead-letter
+# counts rebuilt from the entries themselves. A store written by a version that kept no counts
+# (or kept them partly) has entries but wrong counts; without this the console, the metric and
+# a replay's decrement would start from nothing. An entry's flow is in its hash since counts
+# are kept; for older entries it is found in the per-flow indexes (decoding the record, which
+# costs more, only for an entry in none of them).
+COUNT_DEAD_LETTERS = """
+local p = ARGV[1]
+local mark = p .. 'dls:counted'
+if redis.call('EXISTS', mark) == 1 then return 0 end
+local indexed = {}
+for _, name in ipairs(redis.call('SMEMBERS', p .. 'flows')) do
+  for _, id in ipairs(redis.call('ZRANGE', p .. 'dls:flow:' .. name, 0, -1)) do
+    indexed[id] = name
+  end
+end
+local counts = {}
+for _, id in ipairs(redis.call('ZRANGE', p .. 'dls:all', 0, -1)) do
+  local row = redis.call('HMGET', p .. 'dl:' .. id, 'status', 'flow')
+  local status, flow = row[1], row[2] or indexed[id]
+  if status and not flow then
+    local ok, record = pcall(cjson.decode, redis.call('HGET', p .. 'dl:' .. id, 'data') or '')
+    if ok and type(record) == 'table' and type(record.flow_id) == 'string' then
+      flow = record.flow_id
+      redis.call('HSET', p .. 'dl:' .. id, 'flow', flow)
+    end
+  end
+  if status and flow then
+    counts[status] = counts[status] or {}
+    counts[status][flow] = (counts[status][flow] or 0) + 1
+  end
+end
+for i = 2, #ARGV do redis.call('DEL', p .. 'dls:count:' .. ARGV[i]) end
+for status, flows in pairs(counts) do
+  redis.call('DEL', p .. 'dls:count:' .. status)
+  for flow, n in pairs(flows) do redis.call('HSET', p .. 'dls:count:' .. status, flow, n) end
+end
+redis.call('SET', mark, '1')
 return 1
 """
 
@@ -242,6 +290,7 @@ return false
 
 
 BATCH = 200
+DEAD_LETTER_STATUSES = ("open", "replaying", "replayed", "discarded")
 
 
 class RedisStore:
@@ -250,12 +299,16 @@ class RedisStore:
     names rather than spelling their own."""
 
     def __init__(self, url: str, prefix: str = "flowrun:", *,
-                 client: redis.Redis | None = None):
+                 client: redis.Redis | None = None, replica_wait: float = 1.0):
         self.url = url
         self.prefix = prefix
-        self.redis: redis.Redis = client or redis.Redis.from_url(
+        self.redis: redis.Redis = client or redis_url.client(
             url, decode_responses=True, socket_connect_timeout=5, socket_timeout=30,
             health_check_interval=30)
+        # behind Sentinel a new run is acknowledged only once a replica has it: a failover
+        # promotes a replica, and what only the old primary held would be gone (0 = no wait)
+        self.replica_wait_ms = (max(1, int(replica_wait * 1000))
+                                if replica_wait > 0 and redis_url.parse(url) else 0)
         self.due_key, self.inflight_key = f"{prefix}due", f"{prefix}inflight"
         self.moving_key = f"{prefix}due:moving"
         self._flows_listed: set[str] = set()  # flows this process has put in `flows`
@@ -263,6 +316,8 @@ class RedisStore:
         self._save_runs = register(SAVE_RUNS)
         self._create_runs = register(CREATE_RUNS)
         self._save_dl = register(SAVE_DEAD_LETTER)
+        self._count_dls = register(COUNT_DEAD_LETTERS)
+        self._dls_counted = False  # this process has made sure the counts are kept
         self._acquire = register(ACQUIRE_LOCK)
         self._release = register(RELEASE_LOCK)
         self._begin = register(BEGIN_DELIVERY)
@@ -307,6 +362,7 @@ class RedisStore:
             if entry is None:
                 self._save_runs(args=args)
                 return
+            self._count_dead_letters_once()
             # MULTI/EXEC: the run, its children and its dead letter land together or not at all
             pipe = self.redis.pipeline(transaction=True)
             self._save_runs(args=args, client=pipe)
@@ -316,20 +372,38 @@ class RedisStore:
     def create_run(self, state: RunState, idempotency: Idempotency | None = None) -> str | None:
         return self.create_runs([(state, idempotency)])[0]
 
-    def create_runs(self, runs: list[tuple[RunState, Idempotency | None]]) -> list[str | None]:
-        """One script for the whole group: one round trip however many runs."""
+    def create_runs(self, runs: list[tuple[RunState, Idempotency | None]],
+                    messages: list[tuple[str, str]] | None = None) -> list[str | None]:
+        """One script for the whole group: one round trip however many runs. With *messages*
+        (a list and a message per run, from the executor), each run recorded is also queued
+        for the workers in the same script: recorded and queued are one atomic write."""
         args: list[Any] = [self.prefix]
-        for state, idempotency in runs:
+        for i, (state, idempotency) in enumerate(runs):
             key, ttl_ms = "", 0
             if idempotency is not None:
                 scope, value, ttl = idempotency
                 key = f"{self.prefix}idem:{scope}:{value}"
                 ttl_ms = max(1, int(ttl * 1000))
             listed = "1" if state.flow_id in self._flows_listed else "0"
-            args.extend((key, ttl_ms, *self._run_fields(state), listed))
-        holders = self._do(lambda: self._create_runs(args=args))
+            queue, message = messages[i] if messages is not None else ("", "")
+            args.extend((key, ttl_ms, *self._run_fields(state), listed, queue, message))
+        holders = self._do(lambda: self._create(args))
         self._flows_listed.update(state.flow_id for state, _ in runs)
         return [str(h) if h else None for h in holders]
+
+    def _create(self, args: list[Any]) -> list[Any]:
+        if not self.replica_wait_ms:
+            return list(self._create_runs(args=args))
+        # WAIT counts the replicas that have this connection's writes: one pipeline, so the
+        # script and the WAIT go down the same connection
+        pipe = self.redis.pipeline(transaction=False)
+        self._create_runs(args=args, client=pipe)
+        pipe.execute_command("WAIT", 1, self.replica_wait_ms)
+        holders, replicas = pipe.execute()
+        if int(replicas) < 1:
+            raise redis.RedisError(f"no replica took the new runs within "
+                                   f"{self.replica_wait_ms} ms (WAIT 1); not acknowledged")
+        return list(holders)
 
     def get_run(self, run_id: str) -> RunState | None:
         data = self._do(lambda: self.redis.hget(f"{self.prefix}run:{run_id}", "data"))
@@ -511,6 +585,13 @@ class RedisStore:
         return None if text is None else str(text)
 
     # -- dead letters --------------------------------------------------------------------------
+    def _count_dead_letters_once(self) -> None:
+        """Rebuild the dead-letter counts from the entries if this store never had them (one
+        round trip per process; the rebuild itself happens once per store)."""
+        if not self._dls_counted:
+            self._count_dls(args=[self.prefix, *DEAD_LETTER_STATUSES])
+            self._dls_counted = True
+
     def _dl_args(self, entry: DeadLetter, *, only_if_exists: bool) -> list[Any]:
         return [self.prefix, entry.id, encode_dead_letter(entry), entry.flow_id,
                 entry.step or "", entry.status, repr(float(entry.created_at)),
@@ -546,11 +627,13 @@ class RedisStore:
                           decode_dead_letter, keep)
 
     def count_dead_letters(self, status: str = "open") -> dict[str, int]:
+        self._do(self._count_dead_letters_once)
         counts = self._do(lambda: self.redis.hgetall(f"{self.prefix}dls:count:{status}"))
         return {str(flow): int(n) for flow, n in counts.items() if int(n) > 0}
 
     def update_dead_letter(self, entry: DeadLetter) -> None:
         args = self._dl_args(entry, only_if_exists=True)
+        self._do(self._count_dead_letters_once)
         self._do(lambda: self._save_dl(args=args))
 
     # -- cursors and locks ---------------------------------------------------------------------

@@ -194,8 +194,11 @@ class SqliteStore:
     def create_run(self, state: RunState, idempotency: Idempotency | None = None) -> str | None:
         return self.create_runs([(state, idempotency)])[0]
 
-    def create_runs(self, runs: list[tuple[RunState, Idempotency | None]]) -> list[str | None]:
+    def create_runs(self, runs: list[tuple[RunState, Idempotency | None]],
+                    messages: list[tuple[str, str]] | None = None) -> list[str | None]:
         """One transaction for the whole group: one commit (one sync) however many runs."""
+        if messages is not None:
+            raise ValueError("the SQLite store cannot queue broker messages")
         now = time.time()
         encoded = [encode_run(state) for state, _ in runs]  # before the lock: no I/O in it
         holders: list[str | None] = []

@@ -1,8 +1,13 @@
-"""pytest plugin: ``*.test.yaml`` files are collected as tests, one item per case.
+"""pytest plugin: ``*.test.yaml`` files are collected as tests, one item per case — once a
+project asks for it.
 
-Registered by the ``flowrunner`` entry point in the ``pytest11`` group, so a plain ``pytest``
-runs the flow tests beside the flows with the Python tests. A failing case shows the same text
-as ``flowrun test``: each expectation that did not hold, the flow step concerned and a diff.
+Opt-in: ``flowrun_tests = true`` in the project's pytest configuration
+(``[tool.pytest.ini_options]`` of pyproject.toml, or pytest.ini), or ``pytest -p flowrunner``
+(or ``--flowrun-tests``) for one run. The ``flowrunner`` entry point in the ``pytest11`` group
+only makes these known: merely installing flowrunner collects nothing, so an unrelated
+``deploy.test.yaml`` in another project of the same environment is left alone. A failing case
+shows the same text as ``flowrun test``: each expectation that did not hold, the flow step
+concerned and a diff.
 """
 
 from __future__ import annotations
@@ -28,8 +33,26 @@ class FlowTestFailed(Exception):
     """A case's expectations did not hold; the message is the report."""
 
 
+INI = "flowrun_tests"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(INI, type="bool", default=False,
+                  help="Collect flowrunner's *.test.yaml flow tests (one item per case).")
+    parser.getgroup("flowrunner").addoption(
+        "--flowrun-tests", action="store_true", default=False,
+        help="Collect flowrunner's *.test.yaml flow tests in this run (as flowrun_tests = true).")
+
+
+def enabled(config: pytest.Config) -> bool:
+    # `-p flowrunner` asks for it by the entry point's name (the entry point itself is loaded
+    # in every run, so being loaded says nothing)
+    asked = "flowrunner" in (config.getoption("plugins", None) or [])
+    return bool(asked or config.getoption("flowrun_tests") or config.getini(INI))
+
+
 def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Collector | None:
-    if file_path.name.endswith(TEST_SUFFIXES):
+    if file_path.name.endswith(TEST_SUFFIXES) and enabled(parent.config):
         return FlowTestFile.from_parent(parent, path=file_path)
     return None
 

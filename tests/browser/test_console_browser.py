@@ -270,3 +270,38 @@ def test_state_changes_need_the_session_csrf_token(site: Site, page: Page,
         return [r.status, (await r.json()).status];
     }""", entry.id)
     assert discarded == [200, "discarded"]
+
+
+def test_the_partners_answer_is_on_the_run_and_entry_pages_and_a_failed_replay_stays_one_entry(
+        site: Site, page: Page) -> None:
+    stuck = site.send(order(10059, sku="DISCONTINUED-HP-59A"))
+    assert stuck["status"] == "dead_lettered"
+
+    site.log_in(page)
+    page.goto(f"{site.url}/console/runs/{stuck['run_id']}")
+    answer = page.locator("#answer")
+    expect(answer).to_contain_text("Partner's answer")
+    expect(page.locator("#answer-status")).to_have_text("HTTP 422")
+    expect(page.locator("#answer-body")).to_contain_text("unknown sku DISCONTINUED-HP-59A")
+    expect(page.locator("#answer-headers")).to_contain_text("application/json")
+    site.shot(page, "run-answer")
+
+    # replayed unchanged: the ERP refuses it again, and it is still the one entry
+    page.click("#entry-link")
+    expect(page.locator("#answer-body")).to_contain_text("DISCONTINUED-HP-59A")
+    page.click("#replay")
+    page.wait_for_url(FIXED)
+    expect(page.locator("#run-status")).to_have_text("dead_lettered", timeout=30_000)
+    expect(page.locator("#answer-body")).to_contain_text("DISCONTINUED-HP-59A")
+    page.click("#entry-link")
+    expect(page.locator("#entry-status")).to_have_text("open")
+    audit = page.locator("#audit tbody tr")
+    expect(audit).to_have_count(1)
+    expect(audit.first).to_contain_text("dead_lettered")
+    expect(audit.first).to_contain_text("422")
+    site.shot(page, "entry-answer")
+    page.click("nav >> text=Dead letters")
+    expect(page.locator("#entries tbody tr")).to_have_count(1)
+    page.goto(site.url + "/console/")
+    expect(page.locator("#flows")).to_contain_text("1 open")
+    assert len(site.server.app.store.list_dead_letters(DeadLetterFilter(status=None))) == 1

@@ -161,9 +161,9 @@ CASES = [
         connection: c
         http: {base_url: http://erp.test}
         sftp: {host: h, username: u, password: "${secret:P}", host_key: "SHA256:x"}
-        """), 1, 1, "", "a connection needs exactly one of http, sftp; found http and sftp"),
+        """), 1, 1, "", "a connection needs exactly one of http, sftp, as2; found http and sftp"),
     Case("neither-http-nor-sftp", "connection: c\ndescription: nothing yet\n",
-         1, 1, "", "a connection needs exactly one of http, sftp"),
+         1, 1, "", "a connection needs exactly one of http, sftp, as2"),
     Case("sftp-without-host-key", y("""
         connection: c
         sftp: {host: h, username: u, password: "${secret:P}"}
@@ -171,7 +171,8 @@ CASES = [
     Case("not-a-mapping", "- connection\n- c\n", 1, 1, "",
          "a connection file is a mapping starting with 'connection: <name>'"),
     Case("yaml-indentation", "connection: c\nhttp:\n  base_url: http://erp.test\n   headers: {}\n",
-         4, 11, "", "check the indentation of this line"),
+         4, 4, "", "indentation: 'headers' is indented 3 spaces, but the keys above are at 2 "
+         "(line 3)"),
     Case("sftp-port-not-numeric", y("""
         connection: c
         sftp:

@@ -311,7 +311,30 @@ def test_error_body_in_the_detail_is_truncated(httpserver: HTTPServer) -> None:
     state = run_flow(one_call(f'{{url: "{httpserver.url_for("/r")}"}}'), {})
     detail = (state.error or {})["detail"]
     assert detail["status"] == 422
-    assert detail["body"] == "x" * 2000 + "…"
+    assert detail["body"] == "x" * 4096 + "…"
+    assert (detail["truncated"], detail["size"]) == (True, 5000)
+
+
+def test_the_partners_answer_keeps_status_selected_headers_and_the_body(
+        httpserver: HTTPServer) -> None:
+    """What the operator needs to fix the data: the status, the headers that say why and how to
+    follow it up, the body — never a cookie; a multi-byte character at the bound is not cut."""
+    body = json.dumps({"error": "unknown article", "sku": "DISCONTINUED-HP-59A"})
+    httpserver.expect_request("/r").respond_with_data(
+        body, status=422, content_type="application/json",
+        headers={"X-Request-Id": "req-77", "Retry-After": "120", "Set-Cookie": "sid=abc123",
+                 "X-Internal": "not kept"})
+    httpserver.expect_request("/long").respond_with_data(
+        "é" * 3000, status=500, content_type="text/plain; charset=utf-8")
+    state = run_flow(one_call(f'{{url: "{httpserver.url_for("/r")}"}}'), {})
+    detail = (state.error or {})["detail"]
+    assert detail["status"] == 422 and detail["reason"] == "UNPROCESSABLE ENTITY"
+    assert detail["body"] == body and (detail["truncated"], detail["size"]) == (False, len(body))
+    assert {k.lower(): v for k, v in detail["headers"].items()} == {
+        "content-type": "application/json", "x-request-id": "req-77", "retry-after": "120"}
+    long = run_flow(one_call(f'{{url: "{httpserver.url_for("/long")}"}}'), {})
+    cut = (long.error or {})["detail"]
+    assert cut["body"] == "é" * 2048 + "…" and cut["size"] == 6000 and cut["truncated"]
 
 
 # -- authentication ----------------------------------------------------------------------------

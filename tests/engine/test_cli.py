@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -94,7 +95,8 @@ def test_validate_broken_file_exits_one_with_precise_messages(tmp_path: Path) ->
     assert result.code == 1
     lines = result.out.splitlines()
     assert lines[:2] == [
-        f"{path}:3:5 steps[0]: unknown step kind 'transfrom'; did you mean 'transform'?",
+        f"{path}:4:5 steps[0].transfrom: unknown step kind 'transfrom'; did you mean "
+        "'transform'?",
         f"{path}:8:15 steps[1].route[0].goto: no step 'erp_eu2' in this flow; "
         "did you mean 'erp_eu'?",
     ]
@@ -128,7 +130,7 @@ def test_validate_missing_path_exits_one(tmp_path: Path) -> None:
 
 def test_validate_json_format(tmp_path: Path) -> None:
     path = write(tmp_path, "broken.yaml", BROKEN)
-    result = flowrun("validate", "--format", "json", str(path), "flows")
+    result = flowrun("validate", "--json", str(path), "flows")
     assert result.code == 1
     report = json.loads(result.out)
     assert set(report) == {"ok", "flows", "problems"}
@@ -137,13 +139,13 @@ def test_validate_json_format(tmp_path: Path) -> None:
                      if not p.name.endswith(".test.yaml"))
     assert "shopify-order-intake" in shipped and report["flows"] == shipped
     errors = [p for p in report["problems"] if p["severity"] == "error"]
-    assert errors[0] == {"file": str(path), "line": 3, "column": 5, "path": "steps[0]",
+    assert errors[0] == {"file": str(path), "line": 4, "column": 5, "path": "steps[0].transfrom",
                          "message": "unknown step kind 'transfrom'; did you mean 'transform'?",
                          "severity": "error"}
     assert len(errors) == 3
     for problem in report["problems"]:
         assert set(problem) == {"file", "line", "column", "path", "message", "severity"}
-    ok = json.loads(flowrun("validate", "--format", "json", "flows").out)
+    ok = json.loads(flowrun("validate", "--json", "flows").out)
     assert ok["ok"] is True and {p["severity"] for p in ok["problems"]} == {"warning"}
 
 
@@ -157,19 +159,31 @@ def test_run_shipped_flows_with_samples_succeeds(erp: dict[str, str], flow: str,
                                                  erp_order: str) -> None:
     result = flowrun("run", flow, "--input", str(SAMPLES / sample), env=erp)
     assert result.code == 0, result.both
-    summary = json.loads(result.out)
-    assert summary["flow"] == flow and summary["status"] == "succeeded"
-    response = summary["envelope"]["vars"]["erp_response"]
+    channel, booking = summaries(result.out)  # the channel hands the order to the ERP flow
+    assert (channel["flow"], channel["status"]) == (flow, "handed_off")
+    assert (booking["flow"], booking["status"]) == ("canonical-order-to-erp", "succeeded")
+    response = booking["envelope"]["vars"]["erp_response"]
     assert (response["status"], response["body"]) == (201, {"erp_order": erp_order})
-    assert summary["envelope"]["body"]["channel"] in ("shopify", "marketplace")
-    assert "1 run(s) in " in result.err
+    assert booking["envelope"]["body"]["channel"] in ("shopify", "marketplace")
+    assert "2 run(s) in " in result.err
+
+
+def summaries(out: str) -> list[dict[str, Any]]:
+    """The run summaries `flowrun run` prints, one JSON document per run."""
+    decoder, docs, at = json.JSONDecoder(), [], 0
+    while at < len(out.rstrip()):
+        doc, at = decoder.raw_decode(out, at)
+        docs.append(doc)
+        while at < len(out) and out[at].isspace():
+            at += 1
+    return docs
 
 
 def test_run_by_file_path(erp: dict[str, str]) -> None:
     result = flowrun("run", "flows/shopify-order-intake.yaml", "--input",
                      str(SAMPLES / "shopify-order.json"), env=erp)
     assert result.code == 0, result.both
-    assert json.loads(result.out)["status"] == "succeeded"
+    assert [d["status"] for d in summaries(result.out)] == ["handed_off", "succeeded"]
 
 
 def test_run_trace_shows_every_step(erp: dict[str, str]) -> None:
@@ -178,6 +192,8 @@ def test_run_trace_shows_every_step(erp: dict[str, str]) -> None:
     assert result.code == 0, result.both
     traced = [line.split()[1:3] for line in result.err.splitlines() if line.startswith("── ")]
     assert traced == [["only_paid", "(filter)"], ["to_canonical", "(transform)"],
+                      ["check", "(validate)"], ["to_erp", "(route)"],
+                      # canonical-order-to-erp, to which the order was handed
                       ["check", "(validate)"], ["remember", "(set)"], ["by_region", "(route)"],
                       ["erp_eu", "(call)"]]
 
@@ -214,8 +230,72 @@ def test_run_broken_flow_file_shows_its_problems(tmp_path: Path) -> None:
     result = flowrun("run", str(path), "--input", str(SAMPLES / "shopify-order.json"),
                      "--flows", str(tmp_path))
     assert result.code == 1
-    assert f"{path}:3:5 steps[0]: unknown step kind 'transfrom'" in result.both
+    assert f"{path}:4:5 steps[0].transfrom: unknown step kind 'transfrom'" in result.both
     assert "the flows have errors" in result.err
+
+
+HELLO = """flow: hello-orders
+steps:
+  - id: big_only
+    filter: total > 100
+  - id: shape
+    transform: '{"order": number}'
+"""
+
+
+def test_run_is_not_stopped_by_a_half_edited_file_elsewhere(tmp_path: Path) -> None:
+    write(tmp_path, "hello-orders.yaml", HELLO)
+    write(tmp_path, "half-edited.yaml", "flow: half-edited\nsteps:\n  - id: a\n    transfrom: x\n")
+    big = write(tmp_path, "big.json", '{"number": 7, "total": 250}')
+    result = flowrun("run", "hello-orders", "--input", str(big), "--flows", str(tmp_path))
+    assert result.code == 0, result.both
+    assert json.loads(result.out)["envelope"]["body"] == {"order": 7}
+    assert "note: 1 other flow file(s) have errors and were not loaded" in result.err
+    # the half-edited flow itself is still refused, with its problem
+    broken = flowrun("run", "half-edited", "--input", str(big), "--flows", str(tmp_path))
+    assert broken.code == 1 and "unknown step kind 'transfrom'" in broken.both
+
+
+def test_run_refuses_a_flow_that_hands_off_to_a_broken_one(tmp_path: Path) -> None:
+    write(tmp_path, "first.yaml", "flow: first\nsteps:\n  - id: pick\n    route:\n"
+          "      - otherwise: true\n        flow: second\n")
+    write(tmp_path, "second.yaml", "flow: second\nsteps:\n  - id: a\n    transfrom: x\n")
+    body = write(tmp_path, "in.json", "{}")
+    result = flowrun("run", "first", "--input", str(body), "--flows", str(tmp_path))
+    assert result.code == 1
+    assert "second.yaml:4:5 steps[0].transfrom: unknown step kind" in result.out
+    assert "first.yaml:6:15 steps[0].route[0].flow: no flow 'second'" in result.out
+
+
+def test_a_filtered_run_says_why_without_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "hello-orders.yaml", HELLO)
+    small = write(tmp_path, "small.json", '{"number": 8, "total": 50}')
+    result = flowrun("run", "hello-orders", "--input", str(small), "--flows", str(tmp_path))
+    assert result.code == 0, result.both
+    summary = json.loads(result.out)
+    assert (summary["status"], summary["reason"], summary["step"]) == (
+        "filtered", "filter 'big_only' did not match", "big_only")
+    assert "error" not in summary
+
+
+def test_validate_one_flow_warns_only_about_the_connections_it_uses(tmp_path: Path) -> None:
+    """A connection file of the folder that the flow never names is no business of its check;
+    its errors are (a broken file is worth fixing), its unset variables are not."""
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "connections").mkdir()
+    write(tmp_path / "connections", "erp.yaml", "connection: erp\nhttp:\n"
+          "  base_url: ${env:FLOWRUN_TEST_UNSET_ERP}\n")
+    hello = write(tmp_path / "flows", "hello-orders.yaml", HELLO)
+    assert flowrun("validate", str(hello)).out.splitlines() == [
+        "1 flow(s) valid, 0 error(s), 0 warning(s)"]
+    write(tmp_path / "flows", "uses-erp.yaml", "flow: uses-erp\nsteps:\n  - id: post\n"
+          "    call:\n      http: {connection: erp, method: POST, path: /orders}\n")
+    both = flowrun("validate", str(tmp_path / "flows"))
+    assert "erp.yaml:3:13 warning: http.base_url: ${env:FLOWRUN_TEST_UNSET_ERP} is not set" \
+        in both.out
+    write(tmp_path / "connections", "broken.yaml", "connection: broken\nhtp: {}\n")
+    broken = flowrun("validate", str(hello))
+    assert broken.code == 1 and "broken.yaml:2:1 htp: unknown key 'htp'" in broken.out
 
 
 def test_run_header_reaches_headers_and_stdin_input(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ from tests.conftest import ROOT
 
 SHOPIFY = "shopify-order-intake"
 MARKETPLACE = "marketplace-order-intake"
+#: the flow the channel flows hand their canonical orders to: it routes and calls the ERPs
+ERP = "canonical-order-to-erp"
 
 
 def shipped_case_count() -> int:
@@ -71,8 +73,9 @@ def test_shipped_flow_tests_pass_and_cover_every_step_and_branch() -> None:
     code, out = flowrun(str(ROOT / "flows"), "--min-coverage", "100")
     assert code == 0, out
     assert "FAIL" not in out
-    assert re.search(rf"{SHOPIFY}\s+\d+\s+7/7\s+2/2\s+100%", out), out
-    assert re.search(rf"{MARKETPLACE}\s+\d+\s+6/6\s+3/3\s+100%", out), out
+    assert re.search(rf"{SHOPIFY}\s+\d+\s+4/4\s+1/1\s+100%", out), out
+    assert re.search(rf"{MARKETPLACE}\s+\d+\s+4/4\s+1/1\s+100%", out), out
+    assert re.search(rf"{ERP}\s+\d+\s+5/5\s+3/3\s+100%", out), out
     assert re.search(r"\n(\d+) passed, 0 failed", out)
 
 
@@ -92,14 +95,14 @@ def test_a_broken_mapping_fails_with_a_diff_of_the_field_and_the_transform_line(
 
 def test_a_flipped_route_condition_fails_with_the_route_that_parted_at_the_route_step(
         repo: Path) -> None:
-    flow = repo / "flows" / f"{MARKETPLACE}.yaml"
-    edit(flow, 'in ["US", "CA"]', 'in ["CA"]')
-    code, out = flowrun(str(repo / "flows"), "-k", MARKETPLACE)
+    flow = repo / "flows" / f"{ERP}.yaml"
+    edit(flow, 'in ["US", "CA"]', 'in ["US"]')
+    code, out = flowrun(str(repo / "flows"), "-k", ERP)
     assert code == 1
-    # the US order now falls to `otherwise` and is dead-lettered instead of reaching the ERP
+    # the Canadian order now falls to `otherwise` and is dead-lettered instead of reaching the ERP
     assert ("expect.status: expected succeeded, the run ended dead_lettered at step 'by_region': "
             "no ERP serves this country yet") in out
-    assert "expect.route: the steps taken differ from step 5 on" in out
+    assert "expect.route: the steps taken differ from step 4 on" in out
     assert f"step concerned: {flow}:{step_line(flow, 'by_region')} step 'by_region' (route)" in out
     assert '-  "erp_us"' in out
     assert "by_region when[1] → erp_us" in out  # and coverage shows the branch no longer taken
@@ -107,28 +110,28 @@ def test_a_flipped_route_condition_fails_with_the_route_that_parted_at_the_route
 
 def test_a_flipped_route_to_an_unmocked_erp_names_the_call_and_where_the_route_parted(
         repo: Path) -> None:
-    flow = repo / "flows" / f"{SHOPIFY}.yaml"
-    edit(flow, '$vars.region = "eu"', '$vars.region = "us"')
-    code, out = flowrun(str(repo / "flows" / f"{SHOPIFY}.yaml"), "-k", "EU order goes")
+    flow = repo / "flows" / f"{ERP}.yaml"
+    edit(flow, "goto: erp_eu", "goto: erp_us")
+    code, out = flowrun(str(repo / "flows" / f"{ERP}.yaml"), "-k", "An EU order goes")
     assert code == 1
     assert ("unmocked call: step 'erp_us' sent POST http://erp-us.test/sales-orders; add a mock "
             "for it") in out
-    assert "expect.route: the steps taken (as far as the run got) differ from step 6 on" in out
+    assert "expect.route: the steps taken (as far as the run got) differ from step 4 on" in out
     assert f"{flow}:{step_line(flow, 'by_region')} step 'by_region' (route)" in out
 
 
 def test_a_shortened_retry_policy_fails_the_cases_that_relied_on_it(repo: Path) -> None:
-    flow = repo / "flows" / f"{SHOPIFY}.yaml"
+    flow = repo / "flows" / f"{ERP}.yaml"
     edit(flow, "max_attempts: 6", "max_attempts: 2")
-    code, out = flowrun(str(repo / "flows"), "-k", SHOPIFY)
+    code, out = flowrun(str(repo / "flows"), "-k", ERP)
     assert code == 1
-    assert ("FAIL  shopify-order-intake::A connect timeout is retried on the back-off, then the "
+    assert (f"FAIL  {ERP}::A connect timeout is retried on the back-off, then the "
             "order is accepted") in out
     assert ("expect.status: expected succeeded, the run ended dead_lettered at step 'erp_eu': "
             "step 'erp_eu'") in out
     assert "expect.calls: step 'erp_eu' made 2 call(s), expected 6" in out
     assert "expect.retries: step 'erp_eu' was attempted 2 time(s), expected 6" in out
-    assert "PASS  shopify-order-intake::EU order goes to the EU ERP after a 503" in out
+    assert f"PASS  {ERP}::An EU order goes to the EU ERP after a 503" in out
 
 
 def test_junit_xml_has_a_suite_per_file_and_the_failure_report(repo: Path) -> None:
@@ -173,30 +176,30 @@ cases:
 """, encoding="utf-8")
     code, out = flowrun(str(repo / "flows"), "--min-coverage", "80")
     assert code == 1
-    assert re.search(rf"{SHOPIFY}\s+1\s+1/7\s+0/2\s+11%", out), out
-    assert f"FAIL  coverage of {SHOPIFY} is 11%, below --min-coverage 80%" in out
+    assert re.search(rf"{SHOPIFY}\s+1\s+1/4\s+0/1\s+20%", out), out
+    assert f"FAIL  coverage of {SHOPIFY} is 20%, below --min-coverage 80%" in out
     assert "never exercised: step to_canonical" in out
-    assert "by_region otherwise → erp_us" in out
+    assert f"to_erp otherwise → flow {ERP}" in out
     assert flowrun(str(repo / "flows"), "--min-coverage", "10")[0] == 0
 
 
 def test_an_unmocked_call_fails_the_case_naming_step_url_and_flow_line(repo: Path) -> None:
-    flow = repo / "flows" / f"{SHOPIFY}.yaml"
-    (repo / "flows" / f"{SHOPIFY}.test.yaml").write_text(f"""flow: {SHOPIFY}
+    flow = repo / "flows" / f"{ERP}.yaml"
+    (repo / "flows" / f"{ERP}.test.yaml").write_text(f"""flow: {ERP}
 env: {{ERP_EU_URL: "http://erp.example"}}
 cases:
   - name: no mocks
-    input: {{file: samples/shopify-order.json}}
+    input: {{file: samples/canonical-order.json}}
     expect: {{status: succeeded}}
 """, encoding="utf-8")
-    code, out = flowrun(str(repo / "flows" / f"{SHOPIFY}.test.yaml"))
+    code, out = flowrun(str(repo / "flows" / f"{ERP}.test.yaml"))
     assert code == 1
     assert ("mocks: unmocked call: step 'erp_eu' sent POST http://erp.example/sales-orders; add "
             "a mock for it, e.g. mocks: [{step: erp_eu, responses: [{status: 200}]}]") in out
     assert f"step concerned: {flow}:{step_line(flow, 'erp_eu')} step 'erp_eu' (call)" in out
 
 
-BROKEN = """flow: shopify-order-intake
+BROKEN = """flow: canonical-order-to-erp
 cases:
   - name: typos everywhere
     input: {file: samples/no-such.json}
@@ -206,7 +209,7 @@ cases:
     expect:
       status: succeeded
       assert: 'body.order_id = '
-      calls: [{step: only_paid, count: 1}]
+      calls: [{step: remember, count: 1}]
   - name: second
     input: {body: {}, headrs: {a: b}}
     expcet: {status: filtered}
@@ -214,7 +217,7 @@ cases:
 
 
 def test_test_file_mistakes_are_all_reported_with_line_and_column(repo: Path) -> None:
-    tests = repo / "flows" / f"{SHOPIFY}.test.yaml"
+    tests = repo / "flows" / f"{ERP}.test.yaml"
     tests.write_text(BROKEN, encoding="utf-8")
     code, out = flowrun(str(tests))
     assert code == 1
@@ -229,12 +232,12 @@ def test_test_file_mistakes_are_all_reported_with_line_and_column(repo: Path) ->
     assert code == 1
     assert f"ERROR {tests}:4:19 cases[0].input.file: cannot read " in out
     assert (f"ERROR {tests}:6:15 cases[0].mocks[0].step: no step 'erp_e' in flow "
-            f"'{SHOPIFY}'; did you mean 'erp_eu'?") in out
+            f"'{ERP}'; did you mean 'erp_eu'?") in out
     # the column inside the expression is the JSONata backend's (being replaced); the line is ours
     assert re.search(rf"ERROR {re.escape(str(tests))}:10:3\d cases\[0\]\.expect\.assert: "
                      "JSONata syntax error", out), out
-    assert (f"ERROR {tests}:11:22 cases[0].expect.calls[0].step: step 'only_paid' of flow "
-            f"'{SHOPIFY}' makes no calls; call steps: erp_eu, erp_us") in out
+    assert (f"ERROR {tests}:11:22 cases[0].expect.calls[0].step: step 'remember' of flow "
+            f"'{ERP}' makes no calls; call steps: erp_eu, erp_us") in out
     assert "0 passed, 0 failed, 4 error(s) in test files" in out
 
 
@@ -254,12 +257,12 @@ def test_a_test_file_for_an_unknown_flow_suggests_the_close_one(repo: Path) -> N
 ])
 def test_mocked_network_errors_are_classified_like_real_ones(repo: Path, error: str,
                                                              kind: str) -> None:
-    tests = repo / "flows" / f"{SHOPIFY}.test.yaml"
-    tests.write_text(f"""flow: {SHOPIFY}
+    tests = repo / "flows" / f"{ERP}.test.yaml"
+    tests.write_text(f"""flow: {ERP}
 env: {{ERP_EU_URL: "http://erp-eu.test"}}
 cases:
   - name: {error}
-    input: {{file: samples/shopify-order.json}}
+    input: {{file: samples/canonical-order.json}}
     mocks: [{{step: erp_eu, responses: [{{error: {error}}}]}}]
     expect: {{dead_letter: {{step: erp_eu, kind: {kind}}}}}
 """, encoding="utf-8")
@@ -268,12 +271,12 @@ cases:
 
 
 def test_a_long_back_off_is_recorded_on_the_virtual_clock_not_slept(repo: Path) -> None:
-    tests = repo / "flows" / f"{SHOPIFY}.test.yaml"
-    tests.write_text(f"""flow: {SHOPIFY}
+    tests = repo / "flows" / f"{ERP}.test.yaml"
+    tests.write_text(f"""flow: {ERP}
 env: {{ERP_EU_URL: "http://erp-eu.test"}}
 cases:
   - name: ERP asks for ten minutes
-    input: {{file: samples/shopify-order.json}}
+    input: {{file: samples/canonical-order.json}}
     clock: "2026-11-20T10:00:00Z"
     mocks:
       - step: erp_eu
@@ -288,12 +291,12 @@ cases:
 
 
 def test_a_step_mock_wins_over_a_catch_all_request_mock_written_before_it(repo: Path) -> None:
-    tests = repo / "flows" / f"{SHOPIFY}.test.yaml"
-    tests.write_text(f"""flow: {SHOPIFY}
+    tests = repo / "flows" / f"{ERP}.test.yaml"
+    tests.write_text(f"""flow: {ERP}
 env: {{ERP_EU_URL: "http://erp-eu.test"}}
 cases:
   - name: the ERP's own mock answers, not the catch-all
-    input: {{file: samples/shopify-order.json}}
+    input: {{file: samples/canonical-order.json}}
     mocks:
       - request: {{url: "*"}}
         responses: [{{status: 500}}]
@@ -324,7 +327,7 @@ def test_pytest_collects_test_yaml_one_item_per_case_with_the_diff(repo: Path) -
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--rootdir",
-         str(repo), "-c", os.devnull, "flows"],
+         str(repo), "-c", os.devnull, "--flowrun-tests", "flows"],
         cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out

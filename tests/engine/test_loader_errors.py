@@ -64,10 +64,63 @@ CASES = [
          3, 1, "", "tab character; YAML indents with spaces only"),
     Case("tab-in-step-indent", "flow: f\nsteps:\n  - id: a\n\tset: {x: '1'}\n",
          4, 1, "", "replace the tab with spaces"),
+    # indentation: at the line where it went wrong, naming the column it should line up with
     Case("indented-top-level-key", "flow: f\n  steps:\n  - id: a\n",
-         2, 8, "", "check the indentation of this line"),
+         2, 3, "", "indentation: 'steps' is indented 2 spaces, but the keys above are at 0 "
+         "(line 1)"),
     Case("dedented-step-key", "flow: f\nsteps:\n  - id: a\n    set: {x: '1'}\n   next: end\n",
-         5, 4, "", "did not find expected '-' indicator"),
+         5, 4, "", "indentation: 'next' is indented 3 spaces, but the keys above are at 4 "
+         "(line 4); the keys of one mapping start in the same column"),
+    Case("step-one-space-short", y("""
+        flow: f
+        steps:
+          - id: a
+            set: {x: '1'}
+         - id: b
+           set: {y: '2'}
+        """), 5, 2, "", "indentation: this '-' is indented 1 space, but the list above has "
+         "its '-' at 2 (line 3)"),
+    Case("step-one-space-deep", y("""
+        flow: f
+        steps:
+          - id: a
+            set: {x: '1'}
+           - id: b
+             set: {y: '2'}
+        """), 5, 4, "", "this '-' is indented 3 spaces, but the list above has its '-' at 2"),
+    Case("step-keys-one-space-short", y("""
+        flow: f
+        steps:
+          - id: a
+            set: {x: '1'}
+          - id: b
+           filter: x > 1
+        """), 6, 4, "", "'filter' is indented 3 spaces, but the keys above are at 4 (line 5)"),
+    Case("step-key-one-space-deep", "flow: f\nsteps:\n  - id: a\n     set: {x: '1'}\n",
+         4, 6, "", "'set' is indented 5 spaces, but the keys above are at 4 (line 3)"),
+    Case("nested-key-short", y("""
+        flow: f
+        steps:
+          - id: a
+            call:
+              http:
+                url: http://erp.test/orders
+               method: POST
+        """), 7, 8, "", "'method' is indented 7 spaces, but the keys above are at 8 (line 6)"),
+    Case("route-rule-short", y("""
+        flow: f
+        steps:
+          - id: a
+            route:
+              - when: x = 1
+                goto: b
+             - otherwise: b
+          - id: b
+            set: {x: '1'}
+        """), 7, 6, "", "this '-' is indented 5 spaces, but the list above has its '-' at 6 "
+         "(line 5)"),
+    Case("unquoted-colon-in-value", "flow: f\ndescription: Note: this\nsteps:\n" + OK_STEP,
+         2, 18, "", "quote values that contain ': '"),
     Case("duplicate-top-level-key", "flow: f\nflow: g\nsteps:\n" + OK_STEP,
          2, 1, "flow", "duplicate key 'flow' (first defined at line 1)"),
     Case("duplicate-key-in-flow-mapping", "flow: f\nsteps:\n  - id: a\n    set: {x: '1', x: '2'}\n",
@@ -150,10 +203,23 @@ CASES = [
          "flow: f\nsteps:\n  - id: a\n    log: {message: '\"x\"', level: loud}\n",
          4, 34, "steps[0].log.level", "'loud' is not allowed; expected 'debug', 'info'"),
     # -- step kinds ----------------------------------------------------------------------------
+    # at the key that is wrong, not at the step's first line
     Case("unknown-step-kind", "flow: f\nsteps:\n  - id: a\n    transfrom: total\n",
-         3, 5, "steps[0]", "unknown step kind 'transfrom'; did you mean 'transform'?"),
+         4, 5, "steps[0].transfrom", "unknown step kind 'transfrom'; did you mean 'transform'?"),
+    Case("unknown-step-kind-below-other-keys", y("""
+        flow: f
+        steps:
+          - id: a
+            description: the ERP call
+            retry: {max_attempts: 2}
+            output: vars.erp
+            cal:
+              http: {method: POST, url: "http://erp.test/orders"}
+        """), 7, 5, "steps[0].cal", "unknown step kind 'cal'; did you mean 'call'?"),
+    Case("unknown-step-kind-far", "flow: f\nsteps:\n  - id: a\n    zzz: total\n",
+         4, 5, "steps[0].zzz", "unknown step kind 'zzz'; known kinds: call, "),
     Case("two-kinds-in-one-step", "flow: f\nsteps:\n  - id: a\n    transform: x\n    filter: y\n",
-         3, 5, "steps[0]", "a step has exactly one kind; this one has transform and filter"),
+         5, 5, "steps[0].filter", "a step has exactly one kind; this one has transform and filter"),
     Case("step-without-kind", "flow: f\nsteps:\n  - id: a\n    description: nothing\n",
          3, 5, "steps[0]", "the step has no kind; add one of:"),
     Case("step-is-a-string", "flow: f\nsteps:\n  - transform total\n",
@@ -443,7 +509,7 @@ def test_one_file_reports_all_five_mistakes_in_one_pass(loader: Loader) -> None:
     assert found == [
         (4, 5, "defaults.retry.max_retires",
          "unknown key 'max_retires'; did you mean 'max_attempts'?"),
-        (6, 5, "steps[0]", "unknown step kind 'transfrom'; did you mean 'transform'?"),
+        (7, 5, "steps[0].transfrom", "unknown step kind 'transfrom'; did you mean 'transform'?"),
         (11, 15, "steps[1].route[0].goto",
          "no step 'erp_eu2' in this flow; did you mean 'erp_eu'?"),
         (15, 9, "steps[3].id", "duplicate step id 'erp_eu' (first used at line 13)"),
@@ -456,7 +522,8 @@ def test_problem_renders_as_file_line_column_path_message(loader: Loader) -> Non
     raw = b"flow: x\nsteps:\n  - id: a\n    transfrom: b\n"
     _, problems = loader.load_file("flows/x.yaml", raw=raw)
     assert [str(p) for p in problems] == [
-        "flows/x.yaml:3:5 steps[0]: unknown step kind 'transfrom'; did you mean 'transform'?"]
+        "flows/x.yaml:4:5 steps[0].transfrom: unknown step kind 'transfrom'; did you mean "
+        "'transform'?"]
 
 
 # -- several files ---------------------------------------------------------------------------
@@ -590,7 +657,7 @@ def test_validate_cli_exits_zero_with_only_warnings(tmp_path: Path) -> None:
     assert "warning: trigger.webhook.signature.secret: ${secret:NOT_SET_ANYWHERE}" in done.stdout
     assert "warning: steps[0].set.url: ${env:FLOWRUN_TEST_NOT_SET_ANYWHERE}" in done.stdout
     assert "1 flow(s) valid, 0 error(s), 2 warning(s)" in done.stdout
-    out = subprocess.run([sys.executable, "-m", "engine.cli", "validate", "--format", "json",
+    out = subprocess.run([sys.executable, "-m", "engine.cli", "validate", "--json",
                           str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env,
                          timeout=120)
     assert out.returncode == 0

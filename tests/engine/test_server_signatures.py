@@ -4,6 +4,9 @@ the providers' published vectors, secret rotation, and start-up errors for bad c
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,8 @@ from test_server_harness import SECRETS, SHOP_FLOW, make_app, serving
 
 from connectors.signatures import load_schemes
 from engine.server import ServerConfigError, create_app
+
+FLOWS = Path(__file__).resolve().parents[2] / "flows"
 
 
 def hook_flow(signature: str, path: str = "/hooks/x", extra: str = "") -> str:
@@ -86,6 +91,31 @@ def test_shopify_independent_vector(tmp_path: Path) -> None:
                    "Content-Type": "application/json"}
         response = server.post("/hooks/x", body, headers)
         assert response.status_code == 202, response.text
+
+
+def test_the_shipped_woocommerce_flow_takes_a_body_signed_the_woocommerce_way(
+        tmp_path: Path) -> None:
+    """WooCommerce puts base64(HMAC-SHA256(webhook secret, raw body)) in X-WC-Webhook-Signature;
+    the shipped flow's generic hmac configuration must accept exactly that, computed here
+    independently of flowrunner's signing code."""
+    shipped = {name: (FLOWS / f"{name}.yaml").read_text("utf-8")
+               for name in ("woocommerce-order-intake", "canonical-order-to-erp")}
+    secret = "wc-secret-5f2b8e"
+    app = make_app(tmp_path, shipped, extra_secrets={"WOOCOMMERCE_WEBHOOK_SECRET": secret})
+    body = (FLOWS / "samples" / "woocommerce-order.json").read_bytes()
+    signature = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
+    headers = {"X-WC-Webhook-Signature": signature.decode(), "X-WC-Webhook-Topic":
+               "order.created", "X-WC-Webhook-Delivery-ID": "4f1c2b", "Content-Type":
+               "application/json"}
+    with serving(app, executor=False) as server:
+        accepted = server.post("/hooks/woocommerce/orders", body, headers)
+        assert accepted.status_code == 202, accepted.text
+        state = app.store.get_run(accepted.json()["run_id"])
+        assert state is not None and state.key == "727"
+        tampered = server.post("/hooks/woocommerce/orders", body.replace(b'"57.22"', b'"5.22"'),
+                               {**headers, "X-WC-Webhook-Delivery-ID": "4f1c2c"})
+        assert tampered.status_code == 401
+        assert server.runs() == 1
 
 
 def test_stripe_recipe_vector_at_its_own_time(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from engine.records import DeadLetter, RunState, Spawn
 from engine.store.base import DeadLetterFilter, RunFilter, Store, StoreError
@@ -286,6 +287,39 @@ def test_dead_letters_are_counted_by_status_and_flow(store: Store) -> None:
     assert store.count_dead_letters() == {"orders": 2}
 
 
+def test_an_entry_settled_with_each_replay_run_stays_one_entry_counted_once(store: Store) -> None:
+    """A replay that fails again is recorded with its run as the same entry, open again:
+    however often that happens, one entry, counted once (engine/dlq.settle)."""
+    put_letters(store, letter("e1"), letter("e2", flow="invoices"))
+    for n in range(3):
+        entry = store.get_dead_letter("e1")
+        assert entry is not None
+        entry.status = "replaying"
+        entry.audit.append({"action": "replay", "run_id": f"replay-{n}", "result": "queued"})
+        store.update_dead_letter(entry)
+        assert store.count_dead_letters("open") == {"invoices": 1}
+        assert store.count_dead_letters("replaying") == {"orders": 1}
+        entry.status = "open"
+        entry.audit[-1].update(result="dead_lettered", error={"status": 422})
+        store.save_run(run(f"replay-{n}", status="dead_lettered"), dead_letter=entry)
+    assert store.count_dead_letters("open") == {"orders": 1, "invoices": 1}
+    assert store.count_dead_letters("replaying") == {}
+    opened = store.list_dead_letters(DeadLetterFilter(flow="orders"))
+    assert [e.id for e in opened] == ["e1"]
+    assert [a["run_id"] for a in opened[0].audit] == ["replay-0", "replay-1", "replay-2"]
+    assert {a["result"] for a in opened[0].audit} == {"dead_lettered"}
+
+
+def test_an_entry_saved_unchanged_with_a_run_is_not_counted_again(store: Store) -> None:
+    put_letters(store, letter("e1"))
+    entry = store.get_dead_letter("e1")
+    assert entry is not None
+    store.save_run(run("r2", status="dead_lettered"), dead_letter=entry)
+    store.save_run(run("r3", status="dead_lettered"), dead_letter=entry)
+    assert store.count_dead_letters() == {"orders": 1}
+    assert len(store.list_dead_letters(DeadLetterFilter(status=None))) == 1
+
+
 def test_update_of_an_unknown_dead_letter_creates_nothing(store: Store) -> None:
     store.update_dead_letter(letter("ghost"))
     assert store.get_dead_letter("ghost") is None
@@ -322,3 +356,38 @@ def test_unreachable_redis_is_a_store_error_naming_the_server() -> None:
     assert "127.0.0.1" in str(caught.value) and "s3cret" not in str(caught.value)
     with pytest.raises(StoreError):
         store.create_run(run("r1"), ("orders", "k", 60))
+
+
+def test_a_redis_store_written_without_dead_letter_counts_is_counted_exactly(
+        redis_url: str) -> None:
+    """An upgrade: entries recorded by a version that kept no counts (nor the flow in the
+    entry's hash). The counts are rebuilt from the entries once; a replay of an old entry
+    moves one count, never below zero."""
+    old = RedisStore(redis_url)
+    put_letters(old, letter("e1"), letter("e2"), letter("e3", flow="invoices"),
+                letter("e4", status="discarded"))
+    old.close()
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    for name in raw.scan_iter("flowrun:dls:count*"):
+        raw.delete(name)
+    for entry_id in ("e1", "e2", "e3", "e4"):
+        raw.hdel(f"flowrun:dl:{entry_id}", "flow")
+    raw.zrem("flowrun:dls:flow:orders", "e2")  # its flow is then read from its record
+    raw.hset("flowrun:dls:count:open", "invoices", 0)  # a wrong count left behind
+
+    store = RedisStore(redis_url)
+    entry = store.get_dead_letter("e3")
+    assert entry is not None
+    entry.status = "replaying"  # the first thing done after the upgrade: replay an old entry
+    store.update_dead_letter(entry)
+    assert store.count_dead_letters("open") == {"orders": 2}
+    assert store.count_dead_letters("replaying") == {"invoices": 1}
+    assert store.count_dead_letters("discarded") == {"orders": 1}
+    assert all(int(n) >= 0 for n in raw.hvals("flowrun:dls:count:open"))
+    # rebuilt once: a later process keeps counting from there
+    entry.status = "open"
+    later = RedisStore(redis_url)
+    later.update_dead_letter(entry)
+    assert later.count_dead_letters("open") == {"orders": 2, "invoices": 1}
+    for client in (raw, store, later):
+        client.close()

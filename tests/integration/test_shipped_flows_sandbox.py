@@ -6,8 +6,9 @@ scheduler poll), and checks two things: the final status of the run(s), and the 
 sandbox saw — the requests it recorded and what its ERP now holds. Nothing of flowrunner is
 mocked; the sandbox is a real HTTP server on 127.0.0.1.
 
-The shipped flows that move files over SFTP (``erp-po-to-supplier-850``, ``asn-856-file-drop``)
-are run end to end by their own test against the SFTP sandbox (`ELSEWHERE`);
+The shipped flows that move files over SFTP (``erp-po-to-supplier-850``, ``asn-856-file-drop``,
+the 3PL's 940/945 and the supplier's 846) are run end to end by their own tests against the SFTP
+sandbox (`ELSEWHERE`);
 `test_every_shipped_flow_is_run_end_to_end` fails when a shipped flow is covered by neither.
 """
 
@@ -40,12 +41,14 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOWS = ROOT / "flows"
-#: shipped flows whose end-to-end test lives with the SFTP sandbox (helper "files")
-ELSEWHERE = {"erp-po-to-supplier-850", "asn-856-file-drop"}
+#: shipped flows whose end-to-end test lives with the SFTP sandbox (test_sftp_flows.py,
+#: test_partner_edi_flows.py)
+ELSEWHERE = {"erp-po-to-supplier-850", "asn-856-file-drop", "erp-order-to-3pl-940",
+             "warehouse-945-shipping-advice", "supplier-846-inventory"}
 #: every flow this module runs; loaded together, since flows hand messages to each other
-HTTP_FLOWS = ("shopify-order-intake", "marketplace-order-intake", "wms-shipment-event",
-              "erp-inventory-fanout", "supplier-po-ack-poll", "invoice-810-to-partner",
-              "partner-997-received")
+HTTP_FLOWS = ("shopify-order-intake", "marketplace-order-intake", "woocommerce-order-intake",
+              "canonical-order-to-erp", "wms-shipment-event", "erp-inventory-fanout",
+              "supplier-po-ack-poll", "invoice-810-to-partner", "partner-997-received")
 
 
 def sample(name: str) -> Any:
@@ -99,11 +102,20 @@ def scenario(flow: str) -> Callable[[Callable[[World], None]], Callable[[World],
     return register
 
 
+def booked(tree: list[RunState], channel: str) -> RunState:
+    """The ERP run of a channel order: the channel run handed the canonical order over."""
+    assert [(s.flow_id, s.status) for s in tree] == [
+        (channel, "handed_off"), ("canonical-order-to-erp", "succeeded")], [
+        (s.flow_id, s.status, s.error) for s in tree]
+    assert tree[1].correlation_id == tree[0].correlation_id
+    return tree[1]
+
+
 @scenario("shopify-order-intake")
 def shopify_order(world: World) -> None:
     order = sample("shopify-order.json")
-    (run,) = world.run("shopify-order-intake", order, {"x-shopify-webhook-id": "e2e-1"})
-    assert run.status == "succeeded"
+    run = booked(world.run("shopify-order-intake", order, {"x-shopify-webhook-id": "e2e-1"}),
+                 "shopify-order-intake")
     posts = world.sandbox.requests("/erp/eu/sales-orders")
     assert len(posts) == 2  # a 503, then the order: one effect, one Idempotency-Key
     assert len({p["idempotency_key"] for p in posts}) == 1
@@ -115,13 +127,40 @@ def shopify_order(world: World) -> None:
 
 @scenario("marketplace-order-intake")
 def marketplace_order(world: World) -> None:
-    (run,) = world.run("marketplace-order-intake", sample("marketplace-order.json"),
-                       {"x-marketplace-event-id": "e2e-2"})
-    assert run.status == "succeeded"
+    run = booked(world.run("marketplace-order-intake", sample("marketplace-order.json"),
+                           {"x-marketplace-event-id": "e2e-2"}), "marketplace-order-intake")
     posts = world.sandbox.requests("/erp/us/sales-orders")
     assert len(posts) == 2  # a 429 with Retry-After, then the order
     assert posts[-1]["body"]["order_id"] == "MKT-2026-448812"
     assert [s["attempts"] for s in run.steps if s["id"] == "erp_us"] == [2]
+
+
+@scenario("woocommerce-order-intake")
+def woocommerce_order(world: World) -> None:
+    run = booked(world.run("woocommerce-order-intake", sample("woocommerce-order.json"),
+                           {"x-wc-webhook-delivery-id": "e2e-wc"}), "woocommerce-order-intake")
+    posts = world.sandbox.requests("/erp/eu/sales-orders")
+    assert len(posts) == 2  # a 503, then the order
+    order = posts[-1]["body"]
+    assert (order["order_id"], order["channel"], order["totals"]["grand_total"]) == (
+        "727", "woocommerce", "57.22")
+    assert [line["sku"] for line in order["lines"]] == ["PAPER-A4-80G-5", "MUG-WHT"]
+    assert _nulls(order) == [] and _nulls(order, bad="") == []
+    assert run.key == "727"
+
+
+@scenario("canonical-order-to-erp")
+def canonical_order(world: World) -> None:
+    order = sample("canonical-order.json")
+    broken = {**order, "order_id": "5890840712243081", "order_number": "10046",
+              "lines": [{**order["lines"][0], "sku": "DISCONTINUED-HP-59A"}]}
+    (accepted,) = world.run("canonical-order-to-erp", order)
+    (rejected,) = world.run("canonical-order-to-erp", broken)
+    assert (accepted.status, rejected.status) == ("succeeded", "dead_lettered")
+    assert rejected.error is not None and rejected.error["step"] == "erp_eu"
+    posts = world.sandbox.requests("/erp/eu/sales-orders")
+    # the first order: a 503, then accepted; the second: refused once with 422, not retried
+    assert [p["body"]["order_number"] for p in posts] == ["10045", "10045", "10046"]
 
 
 @scenario("wms-shipment-event")
@@ -241,14 +280,13 @@ def partner_997(world: World) -> None:
     assert rejected_set["errors"][0]["ak4"][0]["position"] == 4
 
 
-def _nulls(value: Any, path: str = "$") -> list[str]:
-    if value is None:
-        return [path]
+def _nulls(value: Any, path: str = "$", bad: Any = None) -> list[str]:
+    """Paths of the leaves equal to *bad* (null, or "" for a channel that writes that)."""
     if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _nulls(v, f"{path}.{k}")]
+        return [p for k, v in value.items() for p in _nulls(v, f"{path}.{k}", bad)]
     if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in _nulls(v, f"{path}[{i}]")]
-    return []
+        return [p for i, v in enumerate(value) for p in _nulls(v, f"{path}[{i}]", bad)]
+    return [path] if value == bad and type(value) is type(bad) else []
 
 
 def test_real_shopify_payloads_reach_the_erp_with_exact_ids_and_no_nulls(world: World) -> None:
@@ -261,8 +299,8 @@ def test_real_shopify_payloads_reach_the_erp_with_exact_ids_and_no_nulls(world: 
                         ("shopify-order-digital.json", {})):
         raw = (FLOWS / "samples" / name).read_text(encoding="utf-8")
         order = {**json.loads(raw), **patch}  # as the webhook server reads the body
-        (run,) = world.run("shopify-order-intake", order, {"x-shopify-webhook-id": name})
-        assert run.status == "succeeded", run.error
+        booked(world.run("shopify-order-intake", order, {"x-shopify-webhook-id": name}),
+               "shopify-order-intake")
         sent[str(order["id"])] = [str(line["id"]) for line in order["line_items"]]
     assert "820982911946154508" in sent and "5901234567890123456" in sent
     received = {p["body"]["order_id"]: p["body"]
@@ -310,11 +348,22 @@ def test_flowrun_demo_runs_the_shipped_flows_against_the_sandbox(tmp_path: Path)
     table = lines[lines.index("Runs") + 2:]
     rows = [line.split() for line in table[:table.index("")]]
     assert [(row[0], row[2], row[3]) for row in rows] == [
-        ("shopify-order-intake", "webhook", "succeeded"),
-        ("marketplace-order-intake", "webhook", "succeeded"),
-        ("shopify-order-intake", "webhook", "dead_lettered"),
-        ("shopify-order-intake", "replay", "succeeded"),
+        ("canonical-order-to-erp", "handoff", "succeeded"),
+        ("canonical-order-to-erp", "handoff", "succeeded"),
+        ("canonical-order-to-erp", "handoff", "dead_lettered"),
+        ("canonical-order-to-erp", "replay", "succeeded"),
         *[("supplier-po-ack-poll", "poll", "succeeded")] * 3,
         ("invoice-810-to-partner", "webhook", "handed_off"),
         ("partner-997-received", "handoff", "succeeded")]
     assert "997 accepted for group 1, matched to the 810 sent: True" in done.stdout
+    # the story and the records agree: the EU ERP's two 503s are the first order's, the
+    # rejected order meets only its 422
+    assert "canonical-order-to-erp 10045: the ERP answered 503, 503, 201; succeeded" \
+        in done.stdout
+    assert "canonical-order-to-erp MKT-2026-448812: the ERP answered 429, 201; succeeded" \
+        in done.stdout
+    assert "canonical-order-to-erp 10046: the ERP answered 422; dead_lettered" in done.stdout
+    attempts = {(row[0], row[1], row[2]): int(row[5]) for row in rows}
+    # the ERP flow's four steps each; its call took three attempts for 10045, one for 10046
+    assert attempts[("canonical-order-to-erp", "10045", "handoff")] == 6
+    assert attempts[("canonical-order-to-erp", "10046", "handoff")] == 4

@@ -32,6 +32,8 @@ EXPECTED_FILES = {
     "inventory.v1.json",
     "invoice.v1.json",
     "return_authorization.v1.json",
+    "warehouse_order.v1.json",
+    "order_change.v1.json",
 }
 DOCUMENT_FILES = sorted(EXPECTED_FILES - {"common.v1.json"})
 

@@ -89,12 +89,12 @@ def assemble(d: dict[str, Any], groups: list[list[list[list[Any]]]], trailing: s
     for gi, sets in enumerate(groups, start=1):
         rows.append(
             d["element"].join(
-                ["GS", "OW", "ACMEDIST", "PARTNER", "20240501", "0930", str(gi), "X", version + "0"]
+                ["GS", "AR", "ACMEDIST", "PARTNER", "20240501", "0930", str(gi), "X", version + "0"]
             )
         )
         for ti, body in enumerate(sets, start=1):
             control = f"{gi}{ti:03d}"
-            rows.append(d["element"].join(["ST", "940", control]))
+            rows.append(d["element"].join(["ST", "943", control]))
             for seg in body:
                 rows.append(d["element"].join([seg[0], *(join(e, d) for e in seg[1:])]))
             rows.append(d["element"].join(["SE", str(len(body) + 2), control]))

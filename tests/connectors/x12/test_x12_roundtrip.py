@@ -27,7 +27,7 @@ def test_at_least_three_samples_per_set() -> None:
         for set_id in sets:
             counts[set_id] = counts.get(set_id, 0) + 1
     assert {k: v >= 3 for k, v in counts.items()} == dict.fromkeys(
-        ["810", "850", "855", "856", "997"], True
+        ["810", "846", "850", "855", "856", "860", "940", "945", "997"], True
     )
 
 

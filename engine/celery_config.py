@@ -1,0 +1,112 @@
+"""Celery's configuration, in three layers, each overriding the one before:
+
+1. flowrunner's defaults (`defaults`): the broker is ``FLOWRUN_REDIS_URL``, acknowledgement
+   after the run is recorded, the visibility timeout and prefetch of ``CelerySettings``;
+2. a standard Celery configuration module — the one ``FLOWRUN_CELERY_CONFIG`` names, else a
+   ``celeryconfig.py`` where the worker starts — with Celery's own lower-case setting names;
+3. what is set explicitly in the environment: ``FLOWRUN_BROKER_URL`` and ``FLOWRUN_CELERY_*``.
+
+A few settings are flowrunner's guarantees, not tuning (`FIXED`): a module that sets them
+otherwise is overruled, with a warning saying why.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.celery_executor import CelerySettings
+    from engine.settings import Settings
+
+log = logging.getLogger("flowrunner.celery")
+
+DEFAULT_MODULE = "celeryconfig"
+TRANSPORT = "broker_transport_options"
+#: what nothing-is-lost and the worker's task format rest on
+FIXED = {"task_acks_late": True, "task_reject_on_worker_lost": True, "task_serializer": "json",
+         "accept_content": ["json"], "task_ignore_result": True}
+
+
+def defaults(settings: Settings, tuning: CelerySettings) -> dict[str, Any]:
+    broker = settings.broker_url or settings.redis_url
+    return {
+        "broker_url": broker,
+        "result_backend": settings.redis_url or broker,
+        **FIXED,  # the run record is the result; acknowledged after the run is recorded
+        "task_default_queue": tuning.queue,
+        "worker_prefetch_multiplier": tuning.prefetch_multiplier,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "broker_connection_retry_on_startup": True,
+        TRANSPORT: {
+            "visibility_timeout": tuning.visibility_timeout,
+            "unacked_restore_interval": tuning.restore_interval,
+            # kombu sweeps only every Nth interval by default; 1 makes the interval the period
+            "unacked_restore_throttle": 1,
+        },
+    }
+
+
+def config_module(name: str | None) -> ModuleType | None:
+    """The configuration module *name*, else ``celeryconfig`` when there is one (None)."""
+    wanted = name or DEFAULT_MODULE
+    here = os.getcwd()
+    added = here not in sys.path  # `flowrun worker` does not import from the current folder
+    if added:
+        sys.path.insert(0, here)
+    try:
+        return importlib.import_module(wanted)
+    except ModuleNotFoundError as exc:
+        if name is None and exc.name == DEFAULT_MODULE:
+            return None
+        raise ValueError(f"FLOWRUN_CELERY_CONFIG={wanted}: {exc}") from None
+    finally:
+        if added:
+            sys.path.remove(here)
+
+
+def module_settings(module: ModuleType) -> dict[str, Any]:
+    """Celery settings a configuration module defines: its public lower-case names."""
+    return {name: value for name, value in vars(module).items()
+            if name.islower() and not name.startswith("_") and not isinstance(value, ModuleType)}
+
+
+def explicit(settings: Settings, tuning: CelerySettings) -> dict[str, Any]:
+    """What the environment sets on purpose (FLOWRUN_REDIS_URL is a default broker only: it
+    must be set for the run state even where a module names another broker)."""
+    out: dict[str, Any] = {}
+    if "broker_url" in settings.model_fields_set and settings.broker_url:
+        out["broker_url"] = settings.broker_url
+    chosen = tuning.model_fields_set
+    if "queue" in chosen:
+        out["task_default_queue"] = tuning.queue
+    if "prefetch_multiplier" in chosen:
+        out["worker_prefetch_multiplier"] = tuning.prefetch_multiplier
+    transport = {key: getattr(tuning, field) for field, key in (
+        ("visibility_timeout", "visibility_timeout"),
+        ("restore_interval", "unacked_restore_interval")) if field in chosen}
+    if transport:
+        out[TRANSPORT] = transport
+    return out
+
+
+def layered(settings: Settings, tuning: CelerySettings) -> dict[str, Any]:
+    """The whole configuration: defaults, then the configuration module, then the environment."""
+    base = defaults(settings, tuning)
+    module = config_module(tuning.config)
+    from_module = module_settings(module) if module is not None else {}
+    override = explicit(settings, tuning)
+    merged = {**base, **from_module, **override}
+    merged[TRANSPORT] = {**base[TRANSPORT], **from_module.get(TRANSPORT, {}),
+                         **override.get(TRANSPORT, {})}
+    for key, value in FIXED.items():
+        if merged.get(key) != value:
+            log.warning("%s: %s = %r ignored: flowrunner keeps %r (runs are acknowledged only "
+                        "once recorded, as JSON)", module.__name__ if module else "celery",
+                        key, merged[key], value)
+            merged[key] = value
+    return merged
