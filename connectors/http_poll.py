@@ -53,7 +53,7 @@ STYLES = ("next_url", "next_token", "link_header", "page_param", "offset_param")
 class HttpSource(Model):
     """``trigger.poll.http``: the request of a poll's first page."""
 
-    method: Literal["GET", "POST"] = "GET"
+    method: Literal["GET", "POST"] = Field("GET", description="HTTP method of the poll request.")
     url: str = Field(description="URL; may use ${env:...}, ${secret:...}, {{cursor}} (the cursor "
                                  "minus the lookback) and {{slot}} (the scheduled time).")
     connection: str | None = Field(None, description="Named connection for base URL and auth.")

@@ -23,7 +23,7 @@ only by its DUP flag, not a count, so ``max_deliveries`` cannot be enforced here
 has no broker id either: deduplication uses the ``message_id`` user property, or the trigger's
 ``idempotency_key`` (an id in the body).
 
-Needs paho-mqtt: install flowrunner[mqtt].
+Needs paho-mqtt: install flowrunner-ipaas[mqtt].
 """
 
 from __future__ import annotations

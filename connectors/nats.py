@@ -24,7 +24,7 @@ the stream and its sequence number.
 
 The client is asyncio (nats-py): the consumer runs an event loop on its own thread, the step
 one event loop per connection on a thread beside the workers. Needs nats-py: install
-flowrunner[nats].
+flowrunner-ipaas[nats].
 """
 
 from __future__ import annotations

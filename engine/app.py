@@ -28,13 +28,48 @@ from engine.retention import Pruner
 from engine.runner import Runner
 from engine.schemas import SchemaStore
 from engine.settings import Settings
-from engine.store.base import Store
+from engine.store.base import Store, StoreError
 from engine.store.sqlite import SqliteStore
 from engine.versions import FlowVersions
 
 log = logging.getLogger("flowrunner.app")
 
 __all__ = ["Accepted", "App", "loader_for"]
+
+
+def open_store(settings: Settings) -> Store:
+    """The store *settings* name: records in PostgreSQL (FLOWRUN_DATABASE_URL), Redis
+    (FLOWRUN_REDIS_URL), both (records in PostgreSQL, hot state in Redis), or SQLite."""
+    if settings.database_url:
+        try:
+            from engine.store.postgres import PostgresStore
+        except ImportError as exc:  # psycopg is the optional extra
+            raise StoreError(f"FLOWRUN_DATABASE_URL needs flowrunner-ipaas[postgres] ({exc.name} "
+                             "is not installed): pip install 'flowrunner-ipaas[postgres]'"
+                             ) from None
+        records = PostgresStore(settings.database_url, pool_size=settings.database_pool,
+                                timeout=settings.busy_timeout)
+        if not settings.redis_url:
+            return records
+        from engine.store.pg_redis import RedisPostgresStore
+
+        return RedisPostgresStore(settings.redis_url, records,
+                                  replica_wait=settings.redis_replica_wait)
+    if settings.redis_url:
+        from engine.store.redis import RedisStore
+
+        return RedisStore(settings.redis_url, replica_wait=settings.redis_replica_wait)
+    return SqliteStore(settings.state_db, settings.busy_timeout, settings.durability)
+
+
+def state_location(settings: Settings) -> str:
+    """Where the state of *settings* lives, for start-up lines (no password)."""
+    if settings.database_url:
+        from engine.store.postgres import describe
+
+        where = f"PostgreSQL {describe(settings.database_url)}"
+        return where + (" and Redis" if settings.redis_url else "")
+    return "Redis" if settings.redis_url else str(settings.state_db)
 
 
 def loader_for(settings: Settings) -> Loader:
@@ -56,18 +91,14 @@ class App:
         #: what steps may use besides their config: the app's home folder, and the Redis
         #: client when state lives there (e.g. X12 control numbers shared by every worker)
         self.services: dict[str, Any] = {"home": settings.home}
-        if settings.redis_url:  # distributed: state in Redis, runs on Celery workers
+        self.store: Store = store or open_store(settings)
+        if settings.redis_url:  # distributed: hot state in Redis, runs on Celery workers
             from engine.store.redis import RedisStore
 
-            self.store: Store = store or RedisStore(
-                settings.redis_url, replica_wait=settings.redis_replica_wait)
             if not isinstance(self.store, RedisStore) or self.store.prefix != "flowrun:":
                 raise ValueError("the Celery executor keeps run state in Redis: it needs the "
                                  "RedisStore with prefix 'flowrun:'")
             self.services["redis"] = self.store.redis
-        else:
-            self.store = store or SqliteStore(settings.state_db, settings.busy_timeout,
-                                             settings.durability)
         self.versions = FlowVersions(loaded, store=self.store, loader=self.loader,
                                      folder=settings.flows)
         self.metrics = Metrics()

@@ -359,6 +359,7 @@ def _register() -> None:
     from engine import (
         cli_connectors,
         cli_consume,
+        cli_db,
         cli_ops,
         cli_poll,
         cli_prune,
@@ -378,6 +379,7 @@ def _register() -> None:
     main.add_command(cli_poll.poll)
     main.add_command(cli_prune.prune)
     main.add_command(cli_consume.consume)
+    main.add_command(cli_db.db)
 
 
 _register()

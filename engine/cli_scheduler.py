@@ -52,13 +52,14 @@ def checked_app(settings: Settings) -> App:
               help="Polls that may run at the same time (one per flow at most).")
 def scheduler(flows_dir: str | None, lease: float, workers: int) -> None:
     """Poll partners and drop folders on the schedules of the flows' poll triggers."""
+    from engine.app import state_location
     from engine.scheduler import Scheduler
     from engine.settings import load_settings
 
     settings = load_settings(flows=Path(flows_dir) if flows_dir else None)
     app = checked_app(settings)
     runner = Scheduler(app, lease=lease, workers=workers)
-    where = "Redis" if settings.redis_url else str(settings.state_db)
+    where = state_location(settings)
     click.echo(f"flowrun scheduler {runner.owner}: {len(runner.jobs)} poll flow(s), state in "
                f"{where}", err=True)
     for job in runner.jobs.values():

@@ -40,20 +40,22 @@ if TYPE_CHECKING:  # starlette is imported when the server starts, not on every 
               help="Server processes sharing the port (needs FLOWRUN_REDIS_URL).")
 def serve(host: str, port: int, flows_dir: str | None, access_log: bool, workers: int) -> None:
     """Serve the webhook triggers of the flows over HTTP and run what they accept."""
+    from engine.app import state_location
     from engine.settings import load_settings
 
     settings = load_settings(flows=Path(flows_dir) if flows_dir else None)
     if workers > 1 and not settings.redis_url:
         raise click.ClickException(
-            f"--workers {workers} needs FLOWRUN_REDIS_URL. On the embedded default the runs "
-            "live in one SQLite file and are executed by the server process itself: several "
+            f"--workers {workers} needs FLOWRUN_REDIS_URL. Without it the runs are executed "
+            "by the server process itself (their records in SQLite, or in PostgreSQL with "
+            "FLOWRUN_DATABASE_URL): several "
             "processes would each resume and run the same runs. One process records "
             "deliveries in groups and uses a core for them; to use every core, set "
             "FLOWRUN_REDIS_URL and start Celery workers (flowrun worker) beside "
             "`flowrun serve --workers N`.")
     web, app = _build(settings, workers)
     hooks = web.state.hooks
-    where = f"state in {settings.state_db}" if not settings.redis_url else "state in Redis"
+    where = f"state in {state_location(settings)}"
     click.echo(f"flowrun serve: {len(hooks)} webhook route(s) on http://{host}:{port}, "
                f"{where}" + (f", {workers} processes" if workers > 1 else ""), err=True)
     for hook in hooks:

@@ -28,12 +28,14 @@ from engine.ordering import LocalLines
 from engine.periodic import Periodic
 from engine.processing import Core
 from engine.records import RunState
-from engine.store.base import Store
+from engine.store.base import Store, StoreError
 
 log = logging.getLogger("flowrunner.executor")
 
 #: run ids this process finished lately: a stale in-memory copy of one is never advanced again
 RECENT = 10_000
+#: seconds before a run whose store was away is looked at again
+STORE_RETRY = 5.0
 #: most runs kept in memory while they wait for a worker thread; past it (a backlog), runs wait
 #: as ids and are read back from the store when their turn comes
 IN_HAND = 10_000
@@ -168,6 +170,12 @@ class EmbeddedExecutor:
                 self._busy += 1
             try:
                 self.process(run_id)
+            except StoreError as exc:
+                # the store is away (a database restarting, a file locked): the run stays
+                # recorded as it was, at its last checkpoint; look at it again shortly
+                log.error("run %s could not be processed (%s); trying again in %g s", run_id,
+                          exc, STORE_RETRY)
+                self.schedule(run_id, time.time() + STORE_RETRY)
             except Exception:
                 # the run stays recorded as it was and is resumed on the next start
                 log.exception("run %s could not be processed", run_id)

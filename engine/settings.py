@@ -40,6 +40,12 @@ class Settings(BaseSettings):
         1.0, ge=0, description="With a sentinel:// Redis: how long intake waits for a replica "
         "to hold a new run before answering 202 (WAIT 1); a run no replica took in time is "
         "answered 503, so a failover never loses an accepted run. 0 turns the wait off.")
+    database_url: str | None = Field(
+        None, description="PostgreSQL (postgresql://user:password@host:5432/db) as the system "
+        "of record: runs, dead letters, flow versions and cursors; Redis, when set, keeps the "
+        "hot state. Needs flowrunner-ipaas[postgres] and `flowrun db upgrade`.")
+    database_pool: int = Field(10, ge=2, le=200, description="Most PostgreSQL connections "
+                               "one process opens.")
     workers: int = Field(4, ge=1, le=256, description="Embedded worker threads.")
     idempotency_ttl: Duration = Field(7 * 86400.0, description="How long a delivery id is "
                                                                 "remembered.")

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # redis_server and redis_url, registered once: one redis-server for the whole session
 # (a module importing the fixtures got a session fixture, and a server, of its own)
-pytest_plugins = ["tests.redis_fixture", "tests.sentinel_fixture"]
+pytest_plugins = ["tests.redis_fixture", "tests.sentinel_fixture", "tests.postgres_fixture"]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

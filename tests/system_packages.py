@@ -1,7 +1,8 @@
 """The Debian packages the tests start or drive, installed by the test session when missing.
 
 ``pip install -e '.[dev]' && python -m pytest`` must work on a fresh machine: a missing
-``redis-server`` (started by tests/redis_fixture.py) or Chromium (driven by tests/browser/) is
+``redis-server`` (started by tests/redis_fixture.py), Chromium (driven by tests/browser/) or
+PostgreSQL (when no server answers and no initdb is here: tests/postgres_fixture.py) is
 installed with apt when this user can (root, or sudo without a password); otherwise the session
 stops at once with one line naming the command, instead of failing test after test.
 `decide` is the whole choice, kept apart from the commands so it can be tested as a table.
@@ -9,8 +10,10 @@ stops at once with one line naming the command, instead of failing test after te
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +21,21 @@ from dataclasses import dataclass
 CHROMIUM = os.environ.get("FLOWRUN_CHROMIUM", "/usr/bin/chromium")
 
 
+def postgres_here() -> bool:
+    """A PostgreSQL server answers where the tests look (tests/postgres_fixture.py), or
+    initdb is here to start a private cluster."""
+    if shutil.which("initdb") or glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        return True
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def missing(which: Callable[[str], str | None] = shutil.which,
-            runnable: Callable[[str], bool] = lambda p: os.access(p, os.X_OK)) -> list[str]:
+            runnable: Callable[[str], bool] = lambda p: os.access(p, os.X_OK),
+            postgres: Callable[[], bool] = postgres_here) -> list[str]:
     """The Debian packages whose programs are not here, in install order."""
     wanted = []
     if which("redis-server") is None:
@@ -28,6 +44,8 @@ def missing(which: Callable[[str], str | None] = shutil.which,
     # is not the one the browser tests use
     if not runnable(CHROMIUM):
         wanted.append("chromium")
+    if not postgres():
+        wanted.append("postgresql")
     return wanted
 
 

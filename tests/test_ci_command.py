@@ -22,3 +22,5 @@ def test_ci_runs_the_readme_test_command_and_installs_what_tests_need() -> None:
     assert "command -v redis-server" in script and "need_apt+=(redis-server)" in script
     assert '[ -x "${FLOWRUN_CHROMIUM:-/usr/bin/chromium}" ]' in script \
         and "need_apt+=(chromium)" in script
+    # PostgreSQL: a server answering on 5432, or initdb for the tests' private cluster
+    assert "/dev/tcp/127.0.0.1/5432" in script and "need_apt+=(postgresql)" in script

@@ -18,15 +18,17 @@ INSTALL = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", 
 
 
 @pytest.mark.parametrize(("present", "expected"), [
-    ({"redis-server", CHROMIUM}, []),
-    ({CHROMIUM}, ["redis-server"]),
-    ({"redis-server"}, ["chromium"]),
-    (set(), BOTH),
+    ({"redis-server", CHROMIUM, "postgres"}, []),
+    ({CHROMIUM, "postgres"}, ["redis-server"]),
+    ({"redis-server", "postgres"}, ["chromium"]),
+    ({"redis-server", CHROMIUM}, ["postgresql"]),
+    (set(), [*BOTH, "postgresql"]),
 ])
 def test_missing_names_the_packages_whose_programs_are_absent(present: set[str],
                                                               expected: list[str]) -> None:
     found = missing(which=lambda name: f"/usr/bin/{name}" if name in present else None,
-                    runnable=lambda path: path in present)
+                    runnable=lambda path: path in present,
+                    postgres=lambda: "postgres" in present)
     assert found == expected
 
 

@@ -42,6 +42,7 @@ from connectors.as2.receipts import verdict
 from connectors.as2.wire import http_headers, raw_message
 from connectors.http import NOT_RETRYABLE, classify, retry_after
 from engine.plugin import (
+    HTTP,
     BuildContext,
     Encoding,
     Envelope,
@@ -106,9 +107,11 @@ def build(config: As2Send, ctx: BuildContext) -> StepFn:
         run = envelope.meta.get("effects_of") or envelope.meta.get("run_id") or "run"
         left = _ID_PART.sub("-", f"{run}.{envelope.meta.get('step', 'as2')}")
         name = str(filename(envelope, resources.secrets)) if filename is not None else None
-        mock = resources.services.get("http_session")
-        if mock is not None:
-            return _mocked(mock, config, found, left, name, data)
+        # an HTTP transport handed in (flowrun test's in-memory twin): the payload goes to it in
+        # the clear, since no partner keys exist there and a mocked answer carries no MDN
+        handed = resources.transport(HTTP)
+        if handed is not None:
+            return _mocked(handed, config, found, left, name, data)
         sender = partner(resources)
         message = Message(sender=sender.organization, receiver=sender.outbound)
         try:

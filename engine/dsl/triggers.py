@@ -286,7 +286,8 @@ class ConsumeSpec(Model):
 
 
 class EventSpec(Model):
-    event: EventTrigger
+    event: EventTrigger = Field(description="Another flow published a business event (the "
+                                            "`publish` step): a run per matching event.")
 
 
 class ManualSpec(Model):

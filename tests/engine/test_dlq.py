@@ -4,6 +4,8 @@ Messages fail against a real loopback server (400 for quantities above 100, or w
 is told to refuse everything); entries are found with the store's filters, replayed from the
 failed step or from the start, on the version they failed on or the current one, and the
 `flowrun dlq` and `flowrun runs` commands are run as subprocesses on the same FLOWRUN_HOME.
+Every test runs on the embedded SQLite store and on PostgreSQL alone (FLOWRUN_DATABASE_URL,
+the embedded executor): the entries, their audit and the commands must not differ.
 """
 
 from __future__ import annotations
@@ -71,8 +73,11 @@ def erp(httpserver: HTTPServer) -> Erp:
     return server
 
 
-@pytest.fixture
-def env(tmp_path: Path, httpserver: HTTPServer) -> Iterator[dict[str, Any]]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def env(request: pytest.FixtureRequest, tmp_path: Path,
+        httpserver: HTTPServer) -> Iterator[dict[str, Any]]:
+    database_url = request.getfixturevalue("postgres_url") if request.param == "postgres" \
+        else None
     flows = tmp_path / "flows"
     schemas = tmp_path / "schemas" / "test"
     flows.mkdir()
@@ -82,12 +87,14 @@ def env(tmp_path: Path, httpserver: HTTPServer) -> Iterator[dict[str, Any]]:
     apps: list[App] = []
 
     def app() -> App:
-        made = App(Settings(home=tmp_path / "home", flows=flows, schemas=tmp_path / "schemas"))
+        made = App(Settings(home=tmp_path / "home", flows=flows, schemas=tmp_path / "schemas",
+                            database_url=database_url))
         made.executor.start()
         apps.append(made)
         return made
 
-    yield {"app": app, "flows": flows, "home": tmp_path / "home", "tmp": tmp_path}
+    yield {"app": app, "flows": flows, "home": tmp_path / "home", "tmp": tmp_path,
+           "database_url": database_url or ""}
     for made in apps:
         made.executor.stop(timeout=2)
         made.store.close()
@@ -119,7 +126,8 @@ def settled(app: App, entry_id: str, timeout: float = 10) -> DeadLetter:
 
 def cli_env(env: dict[str, Any]) -> dict[str, str]:
     # the schemas are found as the schemas/ folder next to the flows
-    return {"FLOWRUN_HOME": str(env["home"]), "FLOWRUN_FLOWS": str(env["flows"])}
+    return {"FLOWRUN_HOME": str(env["home"]), "FLOWRUN_FLOWS": str(env["flows"]),
+            "FLOWRUN_DATABASE_URL": env["database_url"]}
 
 
 def flowrun(env: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:

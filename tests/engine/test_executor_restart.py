@@ -3,7 +3,8 @@
 A real child process (``python -c`` with an `App`) takes a message and starts calling a loopback
 server; the test SIGKILLs it — while the run waits for its retry, or in the middle of a call —
 then starts a new `App` on the same FLOWRUN_HOME. The run resumes from its checkpoint, keeps its
-history, and a step that had already succeeded is not called again.
+history, and a step that had already succeeded is not called again. On the embedded SQLite store
+and on PostgreSQL alone (FLOWRUN_DATABASE_URL with the embedded executor) alike.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from engine.app import App
 from engine.records import RunState
 from engine.settings import Settings
 from engine.store.base import DeadLetterFilter, RunFilter
+from engine.store.postgres import PostgresStore
 from engine.store.sqlite import SqliteStore
 from tests.conftest import wait_until
 
@@ -67,8 +69,11 @@ class Server:
                         content_type="application/json")
 
 
-@pytest.fixture
-def setup(tmp_path: Path, httpserver: HTTPServer) -> Iterator[Callable[..., dict[str, object]]]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def setup(request: pytest.FixtureRequest, tmp_path: Path,
+          httpserver: HTTPServer) -> Iterator[Callable[..., dict[str, object]]]:
+    database_url = request.getfixturevalue("postgres_url") if request.param == "postgres" \
+        else None
     apps: list[App] = []
     children: list[subprocess.Popen[str]] = []
 
@@ -91,7 +96,7 @@ steps:
     output: vars.confirmed
 """, encoding="utf-8")
         home = tmp_path / "home"
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOWRUN_DATABASE_URL": database_url or ""}
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(home), str(folder)],
                                  stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
         children.append(child)
@@ -100,11 +105,20 @@ steps:
         assert run_id, "the child process did not accept the message"
 
         def restart() -> App:
-            app = App(Settings(home=home, flows=folder))
+            app = App(Settings(home=home, flows=folder, database_url=database_url))
             apps.append(app)
             return app
 
-        return {"child": child, "run_id": run_id, "home": home, "restart": restart}
+        def recorded(run_id: str) -> RunState | None:
+            store = PostgresStore(database_url) if database_url else \
+                SqliteStore(home / "state.db")
+            try:
+                return store.get_run(run_id)
+            finally:
+                store.close()
+
+        return {"child": child, "run_id": run_id, "home": home, "restart": restart,
+                "recorded": recorded}
 
     yield make
     for child in children:
@@ -116,14 +130,6 @@ steps:
         app.store.close()
 
 
-def recorded(home: Path, run_id: str) -> RunState | None:
-    store = SqliteStore(home / "state.db")
-    try:
-        return store.get_run(run_id)
-    finally:
-        store.close()
-
-
 def kill(child: subprocess.Popen[str]) -> None:
     child.send_signal(signal.SIGKILL)
     assert child.wait(5) == -signal.SIGKILL
@@ -133,13 +139,13 @@ def test_a_run_waiting_for_its_retry_resumes_after_sigkill(
         setup: Callable[..., dict[str, object]]) -> None:
     server = Server(reserve=[200], confirm=[503, 200])
     ctx = setup(server, backoff="1s")
-    run_id, home = str(ctx["run_id"]), Path(str(ctx["home"]))
-    wait_until(lambda: (recorded(home, run_id) or RunState("", "", "", {}, {})).status
+    run_id, recorded = str(ctx["run_id"]), ctx["recorded"]
+    wait_until(lambda: (recorded(run_id) or RunState("", "", "", {}, {})).status
                == "retrying")
     kill(ctx["child"])  # type: ignore[arg-type]
     killed_at = time.time()
 
-    before = recorded(home, run_id)
+    before = recorded(run_id)
     assert before is not None and before.status == "retrying"
     assert before.due_at is not None and before.due_at > killed_at  # the retry was still ahead
     assert [a["status"] for a in before.attempts] == [503]
@@ -171,10 +177,10 @@ def test_a_run_killed_in_the_middle_of_a_call_is_done_again_with_the_same_key(
         setup: Callable[..., dict[str, object]]) -> None:
     server = Server(slow_first="reserve", reserve=[200], confirm=[200])
     ctx = setup(server, backoff="100ms")
-    run_id, home = str(ctx["run_id"]), Path(str(ctx["home"]))
+    run_id, recorded = str(ctx["run_id"]), ctx["recorded"]
     assert server.slow_arrived.wait(10)
     kill(ctx["child"])  # type: ignore[arg-type]
-    before = recorded(home, run_id)
+    before = recorded(run_id)
     assert before is not None and before.status == "queued" and before.steps == []
 
     app = ctx["restart"]()  # type: ignore[operator]
@@ -194,10 +200,10 @@ def test_a_run_killed_during_a_later_step_keeps_the_earlier_steps_output(
     a kill in the next step, the run still has it, and the first call is not repeated."""
     server = Server(slow_first="confirm", reserve=[200], confirm=[200])
     ctx = setup(server, backoff="100ms")
-    run_id, home = str(ctx["run_id"]), Path(str(ctx["home"]))
+    run_id, recorded = str(ctx["run_id"]), ctx["recorded"]
     assert server.slow_arrived.wait(10)
     kill(ctx["child"])  # type: ignore[arg-type]
-    before = recorded(home, run_id)
+    before = recorded(run_id)
     assert before is not None and before.status == "running" and before.position == 1
     assert before.envelope["vars"]["reserved"]["status"] == 200
 

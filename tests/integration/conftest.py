@@ -5,6 +5,11 @@ Workers are ``celery -A worker worker`` subprocesses started from the repository
 FLOWRUN_* variables pointing at the test's Redis and folders; every worker a test starts is
 killed in teardown, whatever the test did. Tuning is short on purpose (visibility timeout 2 s,
 run lease 3 s) so redelivery after a crash happens within seconds.
+
+The cluster keeps its state in Redis alone, or its records in PostgreSQL and its hot state in
+Redis: ``FLOWRUN_TEST_STORE=postgres`` switches every cluster test to the latter (the
+reliability suite too), and a test parametrized ``indirect`` on ``cluster`` with
+``["redis", "postgres"]`` runs on both.
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ from engine.settings import Settings
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+STORES = ("redis", "postgres")
+#: the store of clusters whose test does not choose: redis (state in Redis) or postgres
+STORE = os.environ.get("FLOWRUN_TEST_STORE", "redis").strip().lower() or "redis"
+if STORE not in STORES:
+    raise ValueError(f"FLOWRUN_TEST_STORE={STORE!r}: expected one of {', '.join(STORES)}")
 
 FAST = {
     "FLOWRUN_CELERY_VISIBILITY_TIMEOUT": "2",
@@ -83,12 +93,14 @@ class Worker:
 
 @dataclass
 class Cluster:
-    """Redis, the flows folder, worker subprocesses and an App (producer side) over them."""
+    """Redis (and PostgreSQL when *database_url* is set), the flows folder, worker subprocesses
+    and an App (producer side) over them."""
 
     redis_url: str
     home: Path
     flows: Path
     env: dict[str, str]
+    database_url: str | None = None
     workers: list[Worker] = field(default_factory=list)
     apps: list[App] = field(default_factory=list)
 
@@ -98,8 +110,8 @@ class Cluster:
         return worker
 
     def app(self) -> App:
-        made = App(Settings(redis_url=self.redis_url, flows=self.flows, home=self.home,
-                            schemas=ROOT / "schemas"))
+        made = App(Settings(redis_url=self.redis_url, database_url=self.database_url,
+                            flows=self.flows, home=self.home, schemas=ROOT / "schemas"))
         assert made.flows.ok, [str(p) for p in made.flows.problems.errors]
         self.apps.append(made)
         return made
@@ -113,8 +125,10 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(redis_url: str, tmp_path: Path,
+def cluster(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    store = getattr(request, "param", STORE)
+    database_url = request.getfixturevalue("postgres_url") if store == "postgres" else None
     flows = tmp_path / "flows"
     flows.mkdir()
     home = tmp_path / "home"
@@ -123,9 +137,13 @@ def cluster(redis_url: str, tmp_path: Path,
            "FLOWRUN_HOME": str(home), "FLOWRUN_SCHEMAS": str(ROOT / "schemas"),
            "PYTHONUNBUFFERED": "1"}
     env.pop("FLOWRUN_BROKER_URL", None)
+    env.pop("FLOWRUN_DATABASE_URL", None)
+    monkeypatch.delenv("FLOWRUN_DATABASE_URL", raising=False)
+    if database_url:
+        env["FLOWRUN_DATABASE_URL"] = database_url
     for name, value in FAST.items():  # the producer App in this process uses the same tuning
         monkeypatch.setenv(name, value)
-    made = Cluster(redis_url, home, flows, env)
+    made = Cluster(redis_url, home, flows, env, database_url)
     try:
         yield made
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from engine.store.redis import RedisStore
-from tests.integration.conftest import Cluster, Downstream, wait_until
+from tests.integration.conftest import STORES, Cluster, Downstream, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +50,7 @@ def write_flow(cluster: Cluster, name: str, text: str) -> None:
     (cluster.flows / f"{name}.yaml").write_text(text, encoding="utf-8")
 
 
+@pytest.mark.parametrize("cluster", STORES, indirect=True)
 def test_sigkill_mid_run_completes_on_another_worker_with_each_effect_once(
         cluster: Cluster, downstream: Downstream) -> None:
     write_flow(cluster, "three-calls", THREE_CALLS)
@@ -92,6 +93,7 @@ def test_sigkill_mid_run_completes_on_another_worker_with_each_effect_once(
     wait_until(lambda: "'succeeded'" in survivor.text(), 10, "the survivor to log the run")
 
 
+@pytest.mark.parametrize("cluster", STORES, indirect=True)
 def test_sigterm_finishes_the_run_in_hand_and_loses_none(
         cluster: Cluster, downstream: Downstream) -> None:
     write_flow(cluster, "slow", SLOW)

@@ -22,7 +22,7 @@ from engine.executor import EmbeddedExecutor
 from engine.sandbox import Sandbox
 from engine.settings import Settings
 from engine.store.base import DeadLetterFilter
-from tests.integration.conftest import ROOT, Cluster, wait_until
+from tests.integration.conftest import ROOT, STORES, Cluster, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -91,6 +91,7 @@ def summary(state: Any, sandbox: Sandbox) -> dict[str, Any]:
             "body": body, "erp": erp}
 
 
+@pytest.mark.parametrize("cluster", STORES, indirect=True)
 def test_shipped_flows_same_results_on_celery_as_embedded(
         cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for flow in (ROOT / "flows").glob("*.yaml"):

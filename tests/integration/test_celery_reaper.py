@@ -23,9 +23,12 @@ import redis
 from engine.records import start
 from engine.store.base import DeadLetterFilter
 from engine.store.redis import RedisStore
-from tests.integration.conftest import Cluster, Downstream, wait_until
+from tests.integration.conftest import STORES, Cluster, Downstream, wait_until
 
-pytestmark = pytest.mark.integration
+# stuck and poison runs on Redis alone and with the records in PostgreSQL (where the run's Redis
+# hash holds only its count of deliveries)
+pytestmark = [pytest.mark.integration,
+              pytest.mark.parametrize("cluster", STORES, indirect=True)]
 
 SINGLE = """
 flow: single

@@ -16,7 +16,7 @@ import redis
 
 from engine.celery_executor import DuePump
 from engine.store.redis import RedisStore
-from tests.integration.conftest import Cluster, Downstream
+from tests.integration.conftest import STORES, Cluster, Downstream
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +34,7 @@ steps:
 """
 
 
+@pytest.mark.parametrize("cluster", STORES, indirect=True)
 def test_retry_due_after_the_visibility_timeout_runs_once(
         cluster: Cluster, downstream: Downstream) -> None:
     (cluster.flows / "later.yaml").write_text(LATER, encoding="utf-8")

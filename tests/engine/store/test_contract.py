@@ -1,4 +1,5 @@
-"""The Store contract: the same tests against SqliteStore and RedisStore (a real redis-server).
+"""The Store contract: the same tests against SqliteStore, RedisStore (a real redis-server) and
+PostgresStore (a real PostgreSQL, a database of the test session's own).
 
 Whatever a store is built on, the runner, the executors, intake and the operator commands must
 not see a difference: same records back, same filters, same idempotency, same locks.
@@ -24,6 +25,7 @@ from engine.store.base import (
     Store,
     StoreError,
 )
+from engine.store.postgres import PostgresStore
 from engine.store.redis import RedisStore
 from engine.store.sqlite import SqliteStore
 from tests.conftest import free_port
@@ -31,12 +33,14 @@ from tests.conftest import free_port
 T0 = 1_700_000_000.0
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
         made: Store = SqliteStore(tmp_path / "state.db")
-    else:
+    elif request.param == "redis":
         made = RedisStore(request.getfixturevalue("redis_url"))
+    else:
+        made = PostgresStore(request.getfixturevalue("postgres_url"))
     yield made
     made.close()
 

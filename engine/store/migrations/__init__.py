@@ -1,0 +1,1 @@
+"""The numbered SQL migrations of the PostgreSQL store (applied by engine/store/pg_migrations)."""
