@@ -185,8 +185,9 @@ steps:
     amqp: {{connection: rabbit, routing_key: {outbox}}}
 """
 CONNECTIONS = {
+    # the subscriber's session outlives the bench by a minute only
     "mosquitto": "connection: mosquitto\nmqtt: {{host: 127.0.0.1, port: 1883, "
-                 "client_id: {client}}}\n",
+                 "client_id: {client}, session_expiry: 1m}}\n",
     "rabbit": "connection: rabbit\namqp: {host: 127.0.0.1, port: 5672, username: guest, "
               "password: '${secret:RABBIT}'}\n",
 }
