@@ -155,19 +155,30 @@ class App:
             kept_headers = json.loads(json.dumps(headers or {}, default=str))
         except (RecursionError, ValueError):
             kept_headers = {}
-        state = start(flow, {"unrecordable": text}, kept_headers, trigger=trigger,
-                      correlation_id=correlation_id)
-        state.status = "dead_lettered"
         too_deep = isinstance(exc, RecursionError) or "recursion" in str(exc)
         why = "is nested too deeply to record" if too_deep else f"cannot be recorded ({exc})"
-        state.error = {"kind": "too_deep" if too_deep else "unrecordable",
-                       "message": f"the message {why}; it is kept as text (the first levels, "
-                       "shortened) in the body's 'unrecordable' field"}
-        self.store.create_run(state)
-        self.store.save_run(state, dead_letter=DeadLetter.for_run(state))
+        state = self.dead_letter_message(
+            flow, {"unrecordable": text}, kept_headers, trigger=trigger,
+            correlation_id=correlation_id, kind="too_deep" if too_deep else "unrecordable",
+            message=f"the message {why}; it is kept as text (the first levels, shortened) in "
+                    "the body's 'unrecordable' field")
         log.error("flow %s: a %s message that %s was dead-lettered as run %s", flow.id, trigger,
                   why, state.run_id)
         return Accepted(state.run_id, state.correlation_id)
+
+    def dead_letter_message(self, flow: Any, body: Any, headers: dict[str, Any], *,
+                            trigger: str, kind: str, message: str,
+                            correlation_id: str | None = None,
+                            request: dict[str, Any] | None = None) -> RunState:
+        """Record a message that cannot start a run as a dead-lettered run with its entry
+        (*body* already in a form a record holds), so it can be looked at and replayed."""
+        state = start(flow, body, headers, trigger=trigger, correlation_id=correlation_id,
+                      request=request)
+        state.status = "dead_lettered"
+        state.error = {"kind": kind, "message": message}
+        self.store.create_run(state)
+        self.store.save_run(state, dead_letter=DeadLetter.for_run(state))
+        return state
 
     def publish(self, event: Event) -> list[RunState]:
         """Publish *event* from outside a flow (a bus connector, a test): its subscribers'

@@ -358,6 +358,7 @@ def sandbox(port: int, home: str) -> None:
 def _register() -> None:
     from engine import (
         cli_connectors,
+        cli_consume,
         cli_db,
         cli_ops,
         cli_poll,
@@ -377,6 +378,7 @@ def _register() -> None:
     main.add_command(cli_scheduler.scheduler)
     main.add_command(cli_poll.poll)
     main.add_command(cli_prune.prune)
+    main.add_command(cli_consume.consume)
     main.add_command(cli_db.db)
 
 

@@ -252,6 +252,11 @@ class Loader:
         if trigger_kind == "webhook" and trigger.as2 is not None:
             where = ("trigger", "webhook", "as2", "partner")
             ctx.service("connections").lookup(trigger.as2.partner, "as2", ctx, where)
+        if trigger_kind == "consume":
+            from engine.consume import IDEMPOTENCY, check_trigger
+
+            check_trigger(trigger, ctx)
+            idem = idem or IDEMPOTENCY  # a redelivered message runs once per broker message id
         idem_expr = ctx.expr(idem, ("trigger", trigger_kind, "idempotency_key")) if idem else None
         subscription = events.compile_subscription(trigger, ctx) if trigger_kind == "event" \
             else None

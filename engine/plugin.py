@@ -8,6 +8,7 @@ its parts through entry points and imports only this module::
     [project.entry-points."flowrunner.connections"]    # a connection file's kind: `ConnectionKind`
     [project.entry-points."flowrunner.poll_sources"]   # a ``trigger.poll`` source: `PollSourceKind`
     [project.entry-points."flowrunner.signatures"]     # a webhook signature scheme: `Scheme`
+    [project.entry-points."flowrunner.consumers"]      # a ``consume:`` bus: `ConsumerKind`
 
 A step's ``build(config, ctx)`` runs when the flow is loaded and returns the function called
 once per message with the `Envelope` and the `Resources`; it returns an `Outcome` (`Continue`,
@@ -29,6 +30,7 @@ from engine.connections import (
     resolve_file,
     secret_ref,
 )
+from engine.consume import DRAIN, BusMessage, ConsumerKind, Gate, header_value
 from engine.dsl.base import Duration, Encoding, Expr, ExprSpec, Model
 from engine.dsl.retry import HttpStatus, status_matches
 from engine.dsl.triggers import PollTrigger
@@ -78,6 +80,8 @@ if TYPE_CHECKING:  # for annotations: an endpoint of one's own is given the app 
 
 __all__ = [
     "CLIENT_CLOSED",
+    # message-bus consumers (flowrunner.consumers)
+    "DRAIN",
     "HTTP",
     # references, secrets and files
     "REF",
@@ -86,11 +90,13 @@ __all__ = [
     "Answer",
     # load time: the context a build reports problems through, compiled values and templates
     "BuildContext",
+    "BusMessage",
     "Compiled",
     "ConnectionContext",
     # registration
     "ConnectionKind",
     "Connections",
+    "ConsumerKind",
     # run time: the message, the resources, outcomes and errors
     "Continue",
     "DeadLetter",
@@ -104,6 +110,7 @@ __all__ = [
     "ExprSpec",
     "ExpressionError",
     "Fork",
+    "Gate",
     "Goto",
     "HandOff",
     "HookEndpoint",
@@ -141,6 +148,7 @@ __all__ = [
     "compile_value",
     "correlation_id",
     "cursors",
+    "header_value",
     "interpolate",
     "interpolate_url",
     "one_of",

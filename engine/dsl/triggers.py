@@ -1,4 +1,5 @@
-"""Trigger models: what starts a run. Exactly one of webhook, poll, event or manual."""
+"""Trigger models: what starts a run. Exactly one of webhook, poll, event, consume or
+manual."""
 
 from __future__ import annotations
 
@@ -158,6 +159,90 @@ def poll_trigger() -> type[PollTrigger]:
     return model
 
 
+class AmqpBinding(Model):
+    exchange: str = Field(description="Exchange (declared as a durable topic exchange if it "
+                                      "does not exist).")
+    routing_key: str = Field("#", description="Binding key, e.g. 'shipment.*'.")
+
+
+class AmqpSource(Model):
+    queue: str = Field(description="Queue to consume; declared (durable) if it does not exist.")
+    queue_type: Literal["quorum", "classic"] = Field(
+        "quorum", description="Type of a queue flowrunner declares: quorum queues count "
+        "deliveries, so a message that keeps failing is dead-lettered after max_deliveries.")
+    bind: list[AmqpBinding] = Field(default_factory=list, description="Bindings made at start: "
+                                    "exchange and routing key.")
+
+
+class MqttSource(Model):
+    topic: str = Field(description="Topic filter to subscribe to, e.g. 'wms/+/shipments'.")
+    qos: Literal[1, 2] = Field(1, description="Subscription QoS: 1 (at least once) or 2 "
+                                              "(exactly once between broker and consumer).")
+    shared: str | None = Field(None, description="Shared-subscription group "
+                               "($share/GROUP/topic): consumers of the group split the messages.")
+
+
+class RedisSource(Model):
+    stream: str = Field(description="Stream key to read.")
+    group: str = Field(description="Consumer group; created at the stream's start if missing.")
+    consumer: str | None = Field(None, description="This process's name in the group (default: "
+                                 "the host name); a consumer started again under its name "
+                                 "first takes what it read and did not acknowledge.")
+    field: str = Field("body", description="The entry's field holding the message; the other "
+                                           "fields are the run's headers.")
+    claim_after: Duration = Field(60.0, description="An entry another consumer read and did "
+                                  "not acknowledge for this long is claimed (XAUTOCLAIM): that "
+                                  "consumer is taken to be dead.")
+
+
+class NatsSource(Model):
+    stream: str = Field(description="JetStream stream holding the subject; created (for this "
+                                    "subject) if it does not exist.")
+    subject: str = Field(description="Subject filter, e.g. 'wms.shipments.>'.")
+    durable: str = Field(description="Durable pull consumer: where consumption resumes after "
+                                     "a restart.")
+    ack_wait: Duration = Field(30.0, description="A message read and not acknowledged this "
+                                                 "long is delivered again.")
+
+
+class ConsumeTrigger(Model):
+    """A message bus delivers to us: `flowrun consume` reads a queue, topic, stream or subject
+    and starts one run per message, acknowledged once the run is recorded."""
+
+    amqp: AmqpSource | None = Field(None, description="Consume an AMQP 0-9-1 queue (RabbitMQ).")
+    mqtt: MqttSource | None = Field(None, description="Subscribe to an MQTT topic filter.")
+    redis: RedisSource | None = Field(None, description="Read a Redis stream in a consumer "
+                                                        "group.")
+    nats: NatsSource | None = Field(None, description="Pull from a NATS JetStream durable "
+                                                      "consumer.")
+    connection: str = Field(description="Named connection of the bus (connections/NAME.yaml).")
+    format: Literal["json", "text", "bytes"] = Field(
+        "json", description="How bodies are read: json (an undecodable body is dead-lettered), "
+        "text (UTF-8) or bytes (base64 in the body's 'base64' field).")
+    idempotency_key: Expr | None = Field(
+        None, description="Expression giving the message's id (default: the broker's message "
+        "id); a redelivered id starts no new run.")
+    in_flight: int = Field(64, ge=1, le=10_000, description="Messages read but not yet "
+                           "recorded and acknowledged, at most (the broker's prefetch).")
+    max_deliveries: int = Field(5, ge=1, description="A message delivered more often than this "
+                                "(it keeps failing before it is recorded) is dead-lettered.")
+
+    @model_validator(mode="after")
+    def _one_bus(self) -> ConsumeTrigger:
+        chosen = [name for name in BUSES if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            raise ValueError("a consume trigger needs exactly one bus: "
+                             + " or ".join(f"'{name}:'" for name in BUSES))
+        return self
+
+    @property
+    def bus(self) -> str:
+        return next(name for name in BUSES if getattr(self, name) is not None)
+
+
+BUSES = ("amqp", "mqtt", "redis", "nats")
+
+
 class EventTrigger(Model):
     """This flow subscribes to a business event another flow publishes (engine/events): each
     event of the type starts one run of this flow, its body the event's data."""
@@ -176,7 +261,7 @@ class ManualTrigger(Model):
     """Runs started by `flowrun run`, a replay or another flow's hand-off only."""
 
 
-TRIGGER_KINDS = ("webhook", "poll", "event", "manual")
+TRIGGER_KINDS = ("webhook", "poll", "event", "consume", "manual")
 
 
 def _trigger_kind(value: Any) -> str | None:
@@ -194,6 +279,12 @@ class WebhookSpec(Model):
                                                 "`flowrun serve` per webhook flow.")
 
 
+class ConsumeSpec(Model):
+    consume: ConsumeTrigger = Field(description="A message bus delivers to us (`flowrun "
+                                                "consume`): AMQP, MQTT, Redis streams or NATS "
+                                                "JetStream.")
+
+
 class EventSpec(Model):
     event: EventTrigger = Field(description="Another flow published a business event (the "
                                             "`publish` step): a run per matching event.")
@@ -207,12 +298,14 @@ class ManualSpec(Model):
 
 @functools.cache
 def trigger_union() -> Any:
-    """The trigger of a flow: webhook, poll (with the registered sources), event or manual."""
+    """The trigger of a flow: webhook, poll (with the registered sources), event, consume or
+    manual."""
     poll_spec = create_model("PollSpec", __base__=Model, poll=(poll_trigger(), Field(
         description="We ask a partner on a schedule (`flowrun scheduler`): an HTTP API or a "
                     "drop folder.")))
     return Annotated[
         Annotated[WebhookSpec, Tag("webhook")] | Annotated[poll_spec, Tag("poll")]
-        | Annotated[EventSpec, Tag("event")] | Annotated[ManualSpec, Tag("manual")],
+        | Annotated[EventSpec, Tag("event")] | Annotated[ConsumeSpec, Tag("consume")]
+        | Annotated[ManualSpec, Tag("manual")],
         Discriminator(_trigger_kind),
     ]

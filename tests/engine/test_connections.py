@@ -161,9 +161,10 @@ CASES = [
         connection: c
         http: {base_url: http://erp.test}
         sftp: {host: h, username: u, password: "${secret:P}", host_key: "SHA256:x"}
-        """), 1, 1, "", "a connection needs exactly one of as2, http, sftp; found http and sftp"),
+        """), 1, 1, "", "amqp, as2, http, mqtt, nats, redis, sftp; found http and sftp"),
     Case("neither-http-nor-sftp", "connection: c\ndescription: nothing yet\n",
-         1, 1, "", "a connection needs exactly one of as2, http, sftp"),
+         1, 1, "", "a connection needs exactly one of amqp, as2, http, mqtt, nats, redis, "
+                       "sftp"),
     Case("sftp-without-host-key", y("""
         connection: c
         sftp: {host: h, username: u, password: "${secret:P}"}

@@ -167,4 +167,4 @@ def test_an_unknown_trigger_is_named() -> None:
                                                                         "set": {"x": "1"}}]}))
     assert error is not None and list(error.absolute_path) == ["trigger"]
     assert _said(flow_schema(), error) == (
-        "unknown trigger key; a trigger is one of: webhook, poll, event, manual")
+        "unknown trigger key; a trigger is one of: webhook, poll, event, consume, manual")

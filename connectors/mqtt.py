@@ -1,0 +1,255 @@
+"""MQTT: the ``mqtt`` publish step and the ``consume: {mqtt: ...}`` subscriber (MQTT 5).
+
+::
+
+    trigger:
+      consume:
+        connection: mosquitto                 # connections/mosquitto.yaml (mqtt:)
+        mqtt: {topic: "wms/+/shipments", qos: 1}
+    steps:
+      - id: notify
+        mqtt: {connection: mosquitto, topic: "crm/shipments/{{ order_id }}", qos: 1}
+
+The step publishes at QoS 1 or 2 and returns once the broker acknowledged the message (PUBACK,
+or PUBCOMP for QoS 2); no acknowledgement within the connection's timeout, or no connection,
+is a step error for the flow's retry policy. Each message carries a ``message_id`` user
+property — the run and step by default — which a consuming flowrunner deduplicates on.
+
+The subscriber keeps a persistent session (clean start off, the connection's session expiry),
+so QoS 1/2 messages published while it is down wait in the broker. It acknowledges a message
+(PUBACK, or PUBREC for QoS 2) only once intake recorded its run, and asks the broker for at
+most ``in_flight`` unacknowledged messages (MQTT 5 Receive Maximum). MQTT tells a redelivery
+only by its DUP flag, not a count, so ``max_deliveries`` cannot be enforced here; a message
+has no broker id either: deduplication uses the ``message_id`` user property, or the trigger's
+``idempotency_key`` (an id in the body).
+
+Needs paho-mqtt: install flowrunner-ipaas[mqtt].
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Literal
+
+import orjson
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import Field
+
+from connectors.broker import Broker
+from engine.plugin import (
+    DRAIN,
+    BuildContext,
+    BusMessage,
+    ConnectionKind,
+    ConsumerKind,
+    Continue,
+    Duration,
+    Envelope,
+    Expr,
+    Gate,
+    Model,
+    Outcome,
+    Port,
+    Resources,
+    StepError,
+    StepFn,
+    StepKind,
+    UnresolvedReference,
+    Value,
+    compile_value,
+)
+
+
+class MqttConnection(Broker):
+    """The ``mqtt:`` part of a connection file: an MQTT broker."""
+
+    port: Port = Field(1883, description="TCP port (8883 for TLS), or '${env:NAME}'.")
+    client_id: str = Field("flowrun", description="Client id prefix; the publisher and each "
+                           "flow's subscriber append their role (a subscriber's persistent "
+                           "session is found again by this id).")
+    session_expiry: Duration = Field(86400.0, description="How long the broker keeps a "
+                                     "stopped subscriber's session and its QoS 1/2 messages.")
+    keepalive: Duration = Field(30.0, description="MQTT keep-alive interval.")
+
+
+CONNECTION = ConnectionKind(name="mqtt", config=MqttConnection,
+                            description="An MQTT broker (Mosquitto, ...): host, port, user, "
+                                        "password, client id, session expiry.")
+
+
+class MqttPublish(Model):
+    connection: str = Field(description="Named MQTT connection (connections/NAME.yaml).")
+    topic: Value = Field(description="Topic to publish to; may use {{ expression }}.")
+    body: Expr | None = Field(None, description="What to send (default: the body); text as "
+                                                "is, anything else as JSON.")
+    qos: Literal[1, 2] = Field(1, description="1: at least once (PUBACK); 2: exactly once "
+                                              "between us and the broker (PUBCOMP).")
+    retain: bool = Field(False, description="The broker keeps the message as the topic's last "
+                                            "value.")
+    headers: dict[str, Value] = Field(default_factory=dict, description="MQTT 5 user "
+                                      "properties; values may use {{ expression }}.")
+    message_id: Value | None = Field(None, description="The message_id user property "
+                                     "(default: the run id and step id).")
+
+
+def client(name: str, config: Any, secrets: Any, role: str, *, session: bool = False,
+           receive_maximum: int | None = None) -> paho.Client:
+    """A connected paho client for named connection *name* (raises StepError)."""
+    try:
+        host, port, user, password = config.address(secrets)
+    except (UnresolvedReference, ValueError) as exc:
+        raise StepError(f"connection '{name}': {exc}", kind="config") from None
+    mqtt = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{config.client_id}-{role}",
+                       protocol=paho.MQTTv5, manual_ack=session)
+    if user is not None:
+        mqtt.username_pw_set(user, password)
+    properties = Properties(PacketTypes.CONNECT)
+    if session:
+        properties.SessionExpiryInterval = int(config.session_expiry)
+    if receive_maximum is not None:
+        properties.ReceiveMaximum = receive_maximum
+    try:
+        mqtt.connect(host, port, keepalive=int(config.keepalive), clean_start=not session,
+                     properties=properties)
+    except OSError as exc:
+        raise StepError(f"mqtt {name} ({host}:{port}): {exc}", kind="connection",
+                        retryable=True) from None
+    return mqtt
+
+
+def encode(value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bytes):
+        return value
+    return orjson.dumps(value)
+
+
+class Publisher:
+    """One connection's publishing client, its network loop on a thread of its own."""
+
+    def __init__(self, name: str, config: Any, secrets: Any):
+        self.name, self.config = name, config
+        self.mqtt = client(name, config, secrets, "publish")
+        self.mqtt.loop_start()
+
+
+def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
+    topic_of = compile_value(config.topic, ctx, ("topic",))
+    body_of = ctx.expr(config.body, ("body",)) if config.body is not None else None
+    headers_of = {k: compile_value(v, ctx, ("headers", k)) for k, v in config.headers.items()}
+    id_of = compile_value(config.message_id, ctx, ("message_id",)) \
+        if config.message_id is not None else None
+    connections = ctx.service("connections")
+    found: Any = connections.lookup(config.connection, "mqtt", ctx, ("connection",)) \
+        if connections is not None else None
+    step_id = ctx.step_id
+
+    def publish(envelope: Envelope, resources: Resources) -> Outcome:
+        value = body_of.evaluate(envelope) if body_of is not None else envelope.body
+        data = encode(value)
+        topic = str(topic_of(envelope, resources.secrets))
+        message_id = str(id_of(envelope, resources.secrets)) if id_of is not None else \
+            f"{envelope.meta.get('run_id')}:{step_id}"
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.UserProperty = [("message_id", message_id)] + [
+            (k, str(f(envelope, resources.secrets))) for k, f in headers_of.items()]
+        publisher = connections.runtime(config.connection, "mqtt-publisher", lambda: Publisher(
+            config.connection, found, resources.secrets))
+        where = f"mqtt {config.connection} topic '{topic}'"
+        info = publisher.mqtt.publish(topic, data, qos=config.qos, retain=config.retain,
+                                      properties=properties)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise StepError(f"{where}: {paho.error_string(info.rc)}", kind="connection",
+                            retryable=True)
+        try:
+            info.wait_for_publish(found.timeout)
+        except RuntimeError as exc:  # the connection went away before the acknowledgement
+            raise StepError(f"{where}: {exc}", kind="connection", retryable=True) from None
+        if not info.is_published():
+            raise StepError(f"{where}: the broker did not acknowledge within "
+                            f"{found.timeout:g}s", kind="timeout", retryable=True)
+        resources.log.info("mqtt published %s (%d bytes, qos %d, id %s)", where, len(data),
+                           config.qos, message_id)
+        return Continue()
+
+    return publish
+
+
+STEP = StepKind(name="mqtt", config=MqttPublish, build=build,
+                description="Publish a message to an MQTT topic at QoS 1 or 2, acknowledged by "
+                            "the broker.",
+                side_effect=True, default_output=None)
+
+
+# -- consuming -----------------------------------------------------------------------------------
+def consume(gate: Gate, stop: threading.Event) -> None:
+    name, config = gate.connection
+    source, trigger = gate.source, gate.trigger
+    role = f"consume-{gate.flow.id}"
+    mqtt = client(name, config, gate.secrets, role, session=True,
+                  receive_maximum=trigger.in_flight)
+    topic = f"$share/{source.shared}/{source.topic}" if source.shared else source.topic
+    failed: list[str] = []
+
+    def on_message(_client: Any, _userdata: Any, message: paho.MQTTMessage) -> None:
+        if not stop.is_set():  # stopping: left unacknowledged, sent again in the next session
+            gate.take(_message(message, source.topic))
+
+    def on_disconnect(_client: Any, _userdata: Any, _flags: Any, reason: Any,
+                      _properties: Any) -> None:
+        if not stop.is_set():
+            failed.append(str(reason))
+
+    mqtt.on_message = on_message
+    mqtt.on_disconnect = on_disconnect
+    try:
+        mqtt.subscribe(topic, qos=source.qos)
+        while not stop.is_set() and not failed:
+            wait = 0.2 if gate.in_flight >= trigger.in_flight else 0.0
+            mqtt.loop(timeout=0.01 if gate.in_flight else 0.2)
+            if not _settle(mqtt, gate, wait):
+                # MQTT sends an unacknowledged message again only in a new session
+                failed.append("a message was not taken in")
+        if failed:
+            raise ConnectionError(f"mqtt {name}: disconnected ({failed[0]})")
+        # no unsubscribe: the session keeps the subscription, so messages published while this
+        # consumer is stopped wait in the broker
+        deadline = time.monotonic() + DRAIN
+        while gate.in_flight and time.monotonic() < deadline:
+            mqtt.loop(timeout=0.05)
+            _settle(mqtt, gate, 0.05)
+    finally:
+        mqtt.disconnect()
+
+
+def _settle(mqtt: paho.Client, gate: Gate, wait: float) -> bool:
+    """Acknowledge what intake took in; False when a message was not taken in."""
+    taken = True
+    for message, ok in gate.settled(wait):
+        if ok:
+            mqtt.ack(message.token[0], message.token[1])
+        taken = taken and ok
+    return taken
+
+
+def _message(message: paho.MQTTMessage, subscription: str) -> BusMessage:
+    headers: dict[str, Any] = {}
+    props = getattr(message, "properties", None)
+    for key, value in getattr(props, "UserProperty", None) or []:
+        headers[key] = value
+    where = {"bus": "mqtt", "topic": message.topic, "subscription": subscription,
+             "qos": message.qos, "message_id": headers.get("message_id"),
+             "retained": bool(message.retain)}
+    return BusMessage(body=bytes(message.payload), headers=headers, where=where,
+                      deliveries=2 if message.dup else 1, token=(message.mid, message.qos))
+
+
+CONSUMER = ConsumerKind(name="mqtt", run=consume,
+                        description="Subscribe to an MQTT topic filter at QoS 1 or 2 in a "
+                                    "persistent session, acknowledging each message once its "
+                                    "run is recorded.")

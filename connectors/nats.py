@@ -1,0 +1,231 @@
+"""NATS JetStream: the ``nats`` publish step and the ``consume: {nats: ...}`` pull consumer.
+
+::
+
+    trigger:
+      consume:
+        connection: nats_main                 # connections/nats_main.yaml (nats:)
+        nats: {stream: WMS, subject: "wms.shipments.>", durable: crm}
+    steps:
+      - id: notify
+        nats: {connection: nats_main, subject: "crm.shipments.{{ carrier }}"}
+
+The step publishes to JetStream and returns once the stream acknowledged the message (a
+PubAck); no stream for the subject, no acknowledgement within the connection's timeout or a
+lost connection is a step error for the retry policy. Each message carries a Nats-Msg-Id header
+— the run and step by default — so JetStream itself drops a copy a retry publishes within the
+stream's duplicate window.
+
+The consumer pulls from a durable consumer at most ``in_flight`` messages at a time (also the
+consumer's MaxAckPending) and acknowledges each once intake recorded its run; one not
+acknowledged within ``ack_wait`` is delivered again, with JetStream's delivery count. The
+message id intake deduplicates on is the Nats-Msg-Id header when the producer set one, else
+the stream and its sequence number.
+
+The client is asyncio (nats-py): the consumer runs an event loop on its own thread, the step
+one event loop per connection on a thread beside the workers. Needs nats-py: install
+flowrunner-ipaas[nats].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+import orjson
+from nats.js.api import AckPolicy, ConsumerConfig
+from pydantic import Field
+
+from connectors.broker import Broker
+from engine.plugin import (
+    DRAIN,
+    BuildContext,
+    BusMessage,
+    ConnectionKind,
+    ConsumerKind,
+    Envelope,
+    Expr,
+    Gate,
+    Model,
+    Outcome,
+    Port,
+    Resources,
+    StepError,
+    StepFn,
+    StepKind,
+    UnresolvedReference,
+    Value,
+    compile_value,
+    result,
+)
+
+
+class NatsConnection(Broker):
+    """The ``nats:`` part of a connection file: a NATS server with JetStream."""
+
+    port: Port = Field(4222, description="TCP port, or '${env:NAME}'.")
+
+
+CONNECTION = ConnectionKind(name="nats", config=NatsConnection,
+                            description="A NATS server with JetStream: host, port, user, "
+                                        "password.")
+
+
+class NatsPublish(Model):
+    connection: str = Field(description="Named NATS connection (connections/NAME.yaml).")
+    subject: Value = Field(description="Subject; may use {{ expression }}.")
+    body: Expr | None = Field(None, description="What to send (default: the body); text as "
+                                                "is, anything else as JSON.")
+    headers: dict[str, Value] = Field(default_factory=dict, description="Message headers; "
+                                      "values may use {{ expression }}.")
+    message_id: Value | None = Field(None, description="The Nats-Msg-Id header JetStream "
+                                     "deduplicates on (default: the run id and step id).")
+
+
+async def connect(name: str, config: Any, secrets: Any) -> Any:
+    try:
+        host, port, user, password = config.address(secrets)
+    except (UnresolvedReference, ValueError) as exc:
+        raise StepError(f"connection '{name}': {exc}", kind="config") from None
+    return await nats.connect(f"nats://{host}:{port}", user=user, password=password,
+                              connect_timeout=config.timeout, allow_reconnect=True,
+                              max_reconnect_attempts=-1)
+
+
+def encode(value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bytes):
+        return value
+    return orjson.dumps(value)
+
+
+class Publisher:
+    """One connection's JetStream client on an event loop of its own thread."""
+
+    def __init__(self, name: str, config: Any, secrets: Any):
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True,
+                         name=f"flowrun-nats-{name}").start()
+        self.timeout = config.timeout
+        self.nc = self.call(connect(name, config, secrets))
+        self.js = self.nc.jetstream(timeout=config.timeout)
+
+    def call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(self.timeout + 5)
+
+
+def build(config: NatsPublish, ctx: BuildContext) -> StepFn:
+    subject_of = compile_value(config.subject, ctx, ("subject",))
+    body_of = ctx.expr(config.body, ("body",)) if config.body is not None else None
+    headers_of = {k: compile_value(v, ctx, ("headers", k)) for k, v in config.headers.items()}
+    id_of = compile_value(config.message_id, ctx, ("message_id",)) \
+        if config.message_id is not None else None
+    connections = ctx.service("connections")
+    found: Any = connections.lookup(config.connection, "nats", ctx, ("connection",)) \
+        if connections is not None else None
+    step_id = ctx.step_id
+
+    def publish(envelope: Envelope, resources: Resources) -> Outcome:
+        value = body_of.evaluate(envelope) if body_of is not None else envelope.body
+        data = encode(value)
+        subject = str(subject_of(envelope, resources.secrets))
+        message_id = str(id_of(envelope, resources.secrets)) if id_of is not None else \
+            f"{envelope.meta.get('run_id')}:{step_id}"
+        headers = {k: str(f(envelope, resources.secrets)) for k, f in headers_of.items()}
+        headers["Nats-Msg-Id"] = message_id
+        where = f"nats {config.connection} subject '{subject}'"
+        try:
+            publisher = connections.runtime(config.connection, "nats-publisher",
+                                            lambda: Publisher(config.connection, found,
+                                                              resources.secrets))
+            ack = publisher.call(publisher.js.publish(subject, data, headers=headers,
+                                                      timeout=found.timeout))
+        except nats.js.errors.NoStreamResponseError:
+            raise StepError(f"{where}: no JetStream stream takes this subject",
+                            kind="not_found") from None
+        except (TimeoutError, nats.errors.TimeoutError):
+            raise StepError(f"{where}: no acknowledgement within {found.timeout:g}s",
+                            kind="timeout", retryable=True) from None
+        except (OSError, nats.errors.Error) as exc:
+            raise StepError(f"{where}: {exc}", kind="connection", retryable=True) from None
+        resources.log.info("nats published %s (%d bytes, stream %s seq %s%s)", where, len(data),
+                           ack.stream, ack.seq, ", a duplicate" if ack.duplicate else "")
+        return result({"stream": ack.stream, "seq": ack.seq, "duplicate": bool(ack.duplicate)})
+
+    return publish
+
+
+STEP = StepKind(name="nats", config=NatsPublish, build=build,
+                description="Publish a message to NATS JetStream, acknowledged by the stream "
+                            "(deduplicated on its message id).",
+                side_effect=True, default_output=None)
+
+
+# -- consuming -----------------------------------------------------------------------------------
+def consume(gate: Gate, stop: threading.Event) -> None:
+    asyncio.run(_consume(gate, stop))
+
+
+async def _consume(gate: Gate, stop: threading.Event) -> None:
+    name, config = gate.connection
+    source, trigger = gate.source, gate.trigger
+    nc = await connect(name, config, gate.secrets)
+    try:
+        js = nc.jetstream(timeout=config.timeout)
+        try:
+            await js.stream_info(source.stream)
+        except nats.js.errors.NotFoundError:
+            await js.add_stream(name=source.stream, subjects=[source.subject])
+        subscription = await js.pull_subscribe(
+            source.subject, durable=source.durable, stream=source.stream,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=source.ack_wait,
+                                  max_ack_pending=trigger.in_flight))
+        while not stop.is_set():
+            room = trigger.in_flight - gate.in_flight
+            if room > 0:
+                try:
+                    found = await subscription.fetch(room, timeout=0.05 if gate.in_flight
+                                                     else 0.5)
+                except TimeoutError:  # nats' own, or asyncio's for a part-filled batch
+                    found = []
+                for message in found:
+                    gate.take(_message(message, source))
+            else:
+                await asyncio.sleep(0.005)
+            await _settle(gate)
+        deadline = time.monotonic() + DRAIN
+        while gate.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            await _settle(gate)
+    finally:
+        await nc.close()
+
+
+async def _settle(gate: Gate) -> None:
+    for message, ok in gate.settled():
+        if ok:
+            await message.token.ack()
+        else:
+            await message.token.nak(delay=1.0)  # not taken in: again after a pause
+
+
+def _message(message: Any, source: Any) -> BusMessage:
+    headers = dict(message.headers or {})
+    meta = message.metadata
+    sequence = meta.sequence.stream
+    where = {"bus": "nats", "subject": message.subject, "stream": meta.stream,
+             "consumer": meta.consumer, "sequence": sequence,
+             "message_id": headers.get("Nats-Msg-Id") or f"{meta.stream}:{sequence}"}
+    return BusMessage(body=message.data, headers=headers, where=where,
+                      deliveries=int(meta.num_delivered), token=message)
+
+
+CONSUMER = ConsumerKind(name="nats", run=consume,
+                        description="Pull from a NATS JetStream durable consumer, acknowledging "
+                                    "each message once its run is recorded.")

@@ -1,0 +1,220 @@
+"""Redis Streams: the ``redis`` publish step (XADD) and the ``consume: {redis: ...}`` reader.
+
+::
+
+    trigger:
+      consume:
+        connection: events                    # connections/events.yaml (redis:)
+        redis: {stream: wms.shipments, group: crm}
+    steps:
+      - id: notify
+        redis: {connection: events, stream: crm.shipments, maxlen: 100000}
+
+The step adds one entry (the message in the ``body`` field, headers as further fields) and
+returns its id once Redis has it; a lost connection is a step error for the retry policy.
+
+The reader reads the stream in a consumer group (XREADGROUP), at most ``in_flight`` entries
+unacknowledged, and acknowledges an entry (XACK) once intake recorded its run. The entry id is
+the message id intake deduplicates on. A consumer started again under its name first reads
+what it had read and not acknowledged (its pending entries); entries a consumer that died left
+pending longer than ``claim_after`` are claimed by another (XAUTOCLAIM). The group's delivery
+count of an entry is its ``deliveries``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import orjson
+import redis
+from pydantic import Field
+
+from connectors.broker import Broker
+from engine.plugin import (
+    DRAIN,
+    BuildContext,
+    BusMessage,
+    ConnectionKind,
+    ConsumerKind,
+    Envelope,
+    Expr,
+    Gate,
+    Model,
+    Outcome,
+    Port,
+    Resources,
+    StepError,
+    StepFn,
+    StepKind,
+    UnresolvedReference,
+    Value,
+    compile_value,
+    result,
+)
+
+
+class RedisConnection(Broker):
+    """The ``redis:`` part of a connection file: a Redis server carrying streams."""
+
+    port: Port = Field(6379, description="TCP port, or '${env:NAME}'.")
+    db: int = Field(0, ge=0, description="Database number.")
+
+
+CONNECTION = ConnectionKind(name="redis", config=RedisConnection,
+                            description="A Redis server carrying streams: host, port, user, "
+                                        "password, database.")
+
+
+class RedisPublish(Model):
+    connection: str = Field(description="Named Redis connection (connections/NAME.yaml).")
+    stream: Value = Field(description="Stream key; may use {{ expression }}.")
+    body: Expr | None = Field(None, description="What to send (default: the body); text as "
+                                                "is, anything else as JSON.")
+    field: str = Field("body", description="The entry field holding the message.")
+    headers: dict[str, Value] = Field(default_factory=dict, description="Further entry "
+                                      "fields; values may use {{ expression }}.")
+    maxlen: int | None = Field(None, ge=1, description="Trim the stream to about this many "
+                                                       "entries (XADD MAXLEN ~).")
+
+
+def client(name: str, config: Any, secrets: Any) -> redis.Redis:
+    try:
+        host, port, user, password = config.address(secrets)
+    except (UnresolvedReference, ValueError) as exc:
+        raise StepError(f"connection '{name}': {exc}", kind="config") from None
+    return redis.Redis(host=host, port=port, db=config.db, username=user, password=password,
+                       socket_timeout=config.timeout, socket_connect_timeout=config.timeout)
+
+
+def encode(value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bytes):
+        return value
+    return orjson.dumps(value)
+
+
+def build(config: RedisPublish, ctx: BuildContext) -> StepFn:
+    stream_of = compile_value(config.stream, ctx, ("stream",))
+    body_of = ctx.expr(config.body, ("body",)) if config.body is not None else None
+    headers_of = {k: compile_value(v, ctx, ("headers", k)) for k, v in config.headers.items()}
+    connections = ctx.service("connections")
+    found: Any = connections.lookup(config.connection, "redis", ctx, ("connection",)) \
+        if connections is not None else None
+
+    def publish(envelope: Envelope, resources: Resources) -> Outcome:
+        value = body_of.evaluate(envelope) if body_of is not None else envelope.body
+        fields: dict[str, Any] = {k: str(f(envelope, resources.secrets))
+                                  for k, f in headers_of.items()}
+        fields[config.field] = encode(value)
+        stream = str(stream_of(envelope, resources.secrets))
+        conn = connections.runtime(config.connection, "redis", lambda: client(
+            config.connection, found, resources.secrets))
+        try:
+            entry = conn.xadd(stream, fields, maxlen=config.maxlen, approximate=True)
+        except redis.ResponseError as exc:
+            raise StepError(f"redis {config.connection} stream '{stream}': {exc}",
+                            kind="rejected") from None
+        except redis.RedisError as exc:
+            raise StepError(f"redis {config.connection} stream '{stream}': {exc}",
+                            kind="connection", retryable=True) from None
+        entry_id = entry.decode() if isinstance(entry, bytes) else str(entry)
+        resources.log.info("redis added %s to stream '%s'", entry_id, stream)
+        return result(entry_id)
+
+    return publish
+
+
+STEP = StepKind(name="redis", config=RedisPublish, build=build,
+                description="Add a message to a Redis stream (XADD); the result is the entry "
+                            "id.",
+                side_effect=True, default_output=None)
+
+
+# -- consuming -----------------------------------------------------------------------------------
+def consume(gate: Gate, stop: threading.Event) -> None:
+    name, config = gate.connection
+    source, trigger = gate.source, gate.trigger
+    conn = client(name, config, gate.secrets)
+    consumer = source.consumer or socket.gethostname()
+    try:
+        conn.xgroup_create(source.stream, source.group, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+    reader = Reader(gate, conn, consumer)
+    reader.read("0", counted=True)  # what this consumer read before and did not acknowledge
+    claimed_at = 0.0
+    while not stop.is_set():
+        room = trigger.in_flight - gate.in_flight
+        if room <= 0:
+            reader.settle(wait=0.2)
+            continue
+        if time.monotonic() - claimed_at > source.claim_after / 4:
+            reader.claim(room)
+            claimed_at = time.monotonic()
+        reader.read(">", count=room, block=10 if gate.in_flight else 200)
+        reader.settle()
+    deadline = time.monotonic() + DRAIN
+    while gate.in_flight and time.monotonic() < deadline:
+        reader.settle(wait=0.1)
+
+
+class Reader:
+    """Reading and acknowledging one stream in one group, on the consumer's thread."""
+
+    def __init__(self, gate: Gate, conn: redis.Redis, consumer: str):
+        self.gate, self.conn, self.consumer = gate, conn, consumer
+        self.source = gate.source
+
+    def read(self, start: str, *, count: int | None = None, block: int | None = None,
+             counted: bool = False) -> None:
+        found: Any = self.conn.xreadgroup(self.source.group, self.consumer,
+                                          {self.source.stream: start}, count=count, block=block)
+        for _stream, entries in found or []:
+            self._take(entries, counted)
+
+    def claim(self, count: int) -> None:
+        """Entries other consumers left pending too long: theirs were never taken in."""
+        idle = int(self.source.claim_after * 1000)
+        answer: Any = self.conn.xautoclaim(self.source.stream, self.source.group, self.consumer,
+                                      min_idle_time=idle, start_id="0-0", count=count)
+        self._take(answer[1], counted=True)
+
+    def _take(self, entries: list[Any], counted: bool) -> None:
+        for entry_id, fields in entries:
+            if fields is None:  # deleted from the stream while pending
+                self.conn.xack(self.source.stream, self.source.group, entry_id)
+                continue
+            self.gate.take(self._message(entry_id, fields, counted))
+
+    def _message(self, entry_id: bytes, fields: dict[bytes, bytes], counted: bool) -> BusMessage:
+        key = self.source.field.encode()
+        text_id = entry_id.decode()
+        deliveries = 1
+        if counted:  # the group's own count of this entry's deliveries
+            pending = self.conn.xpending_range(self.source.stream, self.source.group,
+                                               min=text_id, max=text_id, count=1)
+            deliveries = int(pending[0]["times_delivered"]) if pending else 1
+        headers = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+                   for k, v in fields.items() if k != key}
+        where = {"bus": "redis", "stream": self.source.stream, "group": self.source.group,
+                 "message_id": text_id}
+        problem = None if key in fields else f"the entry has no field '{self.source.field}'"
+        return BusMessage(body=fields.get(key, b""), headers=headers, where=where,
+                          deliveries=deliveries, token=entry_id, problem=problem)
+
+    def settle(self, wait: float = 0.0) -> None:
+        done = [message.token for message, ok in self.gate.settled(wait) if ok]
+        # not taken in: left pending; this consumer reads it again when it starts again, or
+        # another claims it after claim_after
+        if done:
+            self.conn.xack(self.source.stream, self.source.group, *done)
+
+
+CONSUMER = ConsumerKind(name="redis", run=consume,
+                        description="Read a Redis stream in a consumer group, acknowledging "
+                                    "(XACK) each entry once its run is recorded.")

@@ -1,0 +1,90 @@
+"""A flowrunner project folder with one bus-triggered flow, and `flowrun consume` run on it.
+
+Shared by the tests of each bus: the flow, the connection file and the secrets are written into
+a temporary folder, the consumer is a real subprocess (so it can be SIGKILLed), and the runs are
+read from its SQLite state file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from engine.records import RunState
+from engine.store.base import DeadLetterFilter, RunFilter
+from engine.store.sqlite import SqliteStore
+from tests.conftest import ROOT, wait_until
+
+
+class Project:
+    def __init__(self, folder: Path, flow: str, connection: str, flow_id: str):
+        self.folder, self.flow_id = folder, flow_id
+        (folder / "flows").mkdir()
+        (folder / "connections").mkdir()
+        (folder / "flows" / f"{flow_id}.yaml").write_text(flow, encoding="utf-8")
+        name = connection.split("connection:", 1)[1].split()[0]
+        (folder / "connections" / f"{name}.yaml").write_text(connection, encoding="utf-8")
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOWRUN_HOME": str(folder / "home"),
+                    "FLOWRUN_SECRET_BUS_PASSWORD": "guest", "FLOWRUN_WORKERS": "2"}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = folder / "consume.log"
+
+    def start(self) -> subprocess.Popen[bytes]:
+        log = self.log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "consume", "--flows", str(self.folder / "flows")],
+            cwd=self.folder, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return self.process
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int:
+        """SIGTERM, and the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            raise AssertionError(f"flowrun consume did not stop on SIGTERM:\n{self.output()}"
+                                 ) from None
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
+
+    def store(self) -> SqliteStore:
+        return SqliteStore(self.folder / "home" / "state.db")
+
+    def runs(self, status: str | None = None) -> list[RunState]:
+        if not (self.folder / "home" / "state.db").exists():
+            return []
+        store = self.store()
+        try:
+            return store.list_runs(RunFilter(flow=self.flow_id, status=status, limit=100_000))
+        finally:
+            store.close()
+
+    def wait_runs(self, count: int, status: str = "succeeded", timeout: float = 60.0
+                  ) -> list[RunState]:
+        def enough() -> list[RunState] | None:
+            assert self.process is None or self.process.poll() is None, self.output()
+            found = self.runs(status)
+            return found if len(found) >= count else None
+        return wait_until(enough, timeout, f"{count} {status} runs")
+
+    def dead_letters(self) -> list:
+        if not (self.folder / "home" / "state.db").exists():
+            return []
+        store = self.store()
+        try:
+            return store.list_dead_letters(DeadLetterFilter(flow=self.flow_id, limit=1000))
+        finally:
+            store.close()
