@@ -23,7 +23,7 @@ from engine.store.base import StoreError
 from engine.store.pg_migrations import Migration
 from engine.store.pg_redis import RedisPostgresStore
 from engine.store.postgres import PostgresStore
-from tests.engine.test_store_contract import run
+from tests.engine.store.test_contract import run
 from tests.postgres_fixture import (
     Database,
     PrivateCluster,
