@@ -1,9 +1,9 @@
 """Retention end to end: a flow's retention block, `flowrun prune`, and a steady state.
 
-The store-level rules are held for every backend in test_store_contract.py; here the parts
-around them: the policy built from settings and flow files, the command an operator runs, and
-runs driven through a real `App` and its embedded executor (or a real Redis) whose stored
-history stays bounded while traffic goes on.
+The store-level rules are held for every backend in tests/engine/store/test_contract.py; here
+the parts around them: the policy built from settings and flow files, the command an operator
+runs, and runs driven through a real `App` and its embedded executor (or a real Redis) whose
+stored history stays bounded while traffic goes on.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Against the real server (tests/postgres_fixture.py): each test that needs a database of its own
 (empty, or half migrated) creates one with a random name and drops it. The Store contract
-itself is tests/engine/test_store_contract.py.
+itself is tests/engine/store/test_contract.py.
 """
 
 from __future__ import annotations
