@@ -33,10 +33,9 @@ from typing import Any
 
 import amqp.exceptions
 import kombu
-import orjson
 from pydantic import Field
 
-from connectors.broker import Broker
+from connectors.broker import Broker, encode
 from engine.plugin import (
     DRAIN,
     BuildContext,
@@ -100,14 +99,6 @@ def connect(name: str, config: Any, secrets: Any) -> kombu.Connection:
                             password=password or "guest", virtual_host=config.virtual_host,
                             heartbeat=config.heartbeat, connect_timeout=config.timeout,
                             transport_options={"confirm_publish": True})
-
-
-def encode(value: Any) -> tuple[bytes, str]:
-    if isinstance(value, str):
-        return value.encode("utf-8"), "text/plain"
-    if isinstance(value, bytes):
-        return value, "application/octet-stream"
-    return orjson.dumps(value), "application/json"
 
 
 def build(config: AmqpPublish, ctx: BuildContext) -> StepFn:

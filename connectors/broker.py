@@ -7,7 +7,9 @@ The ``amqp:``, ``mqtt:``, ``redis:`` and ``nats:`` parts of a connection file ex
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import orjson
 from pydantic import Field
 
 from engine.plugin import Duration, Model, Port, Secret, interpolate, port_number
@@ -28,3 +30,13 @@ class Broker(Model):
 
         port = port_number(self.port, lambda text: interpolate(text, secrets))
         return str(value(self.host)), port, value(self.username), value(self.password)
+
+
+def encode(value: Any) -> tuple[bytes, str]:
+    """A publish step's body as bytes, with its media type: text as UTF-8, bytes as they are,
+    anything else as JSON."""
+    if isinstance(value, str):
+        return value.encode("utf-8"), "text/plain"
+    if isinstance(value, bytes):
+        return value, "application/octet-stream"
+    return orjson.dumps(value), "application/json"

@@ -32,14 +32,13 @@ import threading
 import time
 from typing import Any, Literal
 
-import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import Field
 
-from connectors.broker import Broker
+from connectors.broker import Broker, encode
 from engine.plugin import (
     DRAIN,
     BuildContext,
@@ -121,14 +120,6 @@ def client(name: str, config: Any, secrets: Any, role: str, *, session: bool = F
     return mqtt
 
 
-def encode(value: Any) -> bytes:
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, bytes):
-        return value
-    return orjson.dumps(value)
-
-
 class Publisher:
     """One connection's publishing client, its network loop on a thread of its own."""
 
@@ -151,7 +142,7 @@ def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
 
     def publish(envelope: Envelope, resources: Resources) -> Outcome:
         value = body_of.evaluate(envelope) if body_of is not None else envelope.body
-        data = encode(value)
+        data = encode(value)[0]
         topic = str(topic_of(envelope, resources.secrets))
         message_id = str(id_of(envelope, resources.secrets)) if id_of is not None else \
             f"{envelope.meta.get('run_id')}:{step_id}"

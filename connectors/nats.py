@@ -37,11 +37,10 @@ from typing import Any
 import nats
 import nats.errors
 import nats.js.errors
-import orjson
 from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import Field
 
-from connectors.broker import Broker
+from connectors.broker import Broker, encode
 from engine.plugin import (
     DRAIN,
     BuildContext,
@@ -97,14 +96,6 @@ async def connect(name: str, config: Any, secrets: Any) -> Any:
                               max_reconnect_attempts=-1)
 
 
-def encode(value: Any) -> bytes:
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, bytes):
-        return value
-    return orjson.dumps(value)
-
-
 class Publisher:
     """One connection's JetStream client on an event loop of its own thread."""
 
@@ -133,7 +124,7 @@ def build(config: NatsPublish, ctx: BuildContext) -> StepFn:
 
     def publish(envelope: Envelope, resources: Resources) -> Outcome:
         value = body_of.evaluate(envelope) if body_of is not None else envelope.body
-        data = encode(value)
+        data = encode(value)[0]
         subject = str(subject_of(envelope, resources.secrets))
         message_id = str(id_of(envelope, resources.secrets)) if id_of is not None else \
             f"{envelope.meta.get('run_id')}:{step_id}"

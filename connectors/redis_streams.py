@@ -28,11 +28,10 @@ import threading
 import time
 from typing import Any
 
-import orjson
 import redis
 from pydantic import Field
 
-from connectors.broker import Broker
+from connectors.broker import Broker, encode
 from engine.plugin import (
     DRAIN,
     BuildContext,
@@ -89,14 +88,6 @@ def client(name: str, config: Any, secrets: Any) -> redis.Redis:
                        socket_timeout=config.timeout, socket_connect_timeout=config.timeout)
 
 
-def encode(value: Any) -> bytes:
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, bytes):
-        return value
-    return orjson.dumps(value)
-
-
 def build(config: RedisPublish, ctx: BuildContext) -> StepFn:
     stream_of = compile_value(config.stream, ctx, ("stream",))
     body_of = ctx.expr(config.body, ("body",)) if config.body is not None else None
@@ -109,7 +100,7 @@ def build(config: RedisPublish, ctx: BuildContext) -> StepFn:
         value = body_of.evaluate(envelope) if body_of is not None else envelope.body
         fields: dict[str, Any] = {k: str(f(envelope, resources.secrets))
                                   for k, f in headers_of.items()}
-        fields[config.field] = encode(value)
+        fields[config.field] = encode(value)[0]
         stream = str(stream_of(envelope, resources.secrets))
         conn = connections.runtime(config.connection, "redis", lambda: client(
             config.connection, found, resources.secrets))
