@@ -209,6 +209,21 @@ def write_common(view: Mapping[str, Any], keys: Iterable[str] = COMMON_ORDER) ->
     return out
 
 
+def header_reader(out: dict[str, Any], sink: ErrorSink,
+                  segments: Mapping[str, tuple[Field, ...]]) -> Callable[[Item], bool]:
+    """The `walk_lines` header callback of a set whose heading and summary segments are each
+    read once into ``out[<segment id, lower case>]`` by their fields."""
+    def on_header(item: Item) -> bool:
+        seg_id = item[1][0]
+        fields = segments.get(seg_id)
+        if fields is None:
+            return False
+        out[seg_id.lower()] = read(item, fields, sink)
+        return True
+
+    return on_header
+
+
 def walk_lines(
     items: list[Item],
     sink: ErrorSink,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import read_ids, text, walk_lines
+from .common import header_reader, read_ids, text, walk_lines
 from .errors import ErrorSink
 from .fields import Field, Item, SetSpec, dictionary, read
 
@@ -46,15 +46,7 @@ SEGMENTS = dictionary(
 def view(items: list[Item], sink: ErrorSink) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
-    def on_header(item: Item) -> bool:
-        seg_id = item[1][0]
-        if seg_id == "BIA":
-            out["bia"] = read(item, BIA, sink)
-        elif seg_id == "CTT":
-            out["ctt"] = read(item, CTT, sink)
-        else:
-            return False
-        return True
+    on_header = header_reader(out, sink, {"BIA": BIA, "CTT": CTT})
 
     def read_lin(item: Item) -> dict[str, Any]:
         line: dict[str, Any] = {"product_ids": read_ids(item[1], 2)}

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .common import walk_lines, write_common, write_ctt, write_line, write_pid
+from .common import header_reader, walk_lines, write_common, write_ctt, write_line, write_pid
 from .errors import ErrorSink
-from .fields import Field, Item, SetSpec, decimal, dictionary, read, write
+from .fields import Field, Item, SetSpec, decimal, dictionary, write
 from .tokenize import Segment
 
 BEG = (
@@ -43,15 +43,7 @@ ADDED = (("004030", dictionary("MTX EFI IN2")),)
 def view(items: list[Item], sink: ErrorSink) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
-    def on_header(item: Item) -> bool:
-        seg_id = item[1][0]
-        if seg_id == "BEG":
-            out["beg"] = read(item, BEG, sink)
-        elif seg_id == "CTT":
-            out["ctt"] = read(item, CTT, sink)
-        else:
-            return False
-        return True
+    on_header = header_reader(out, sink, {"BEG": BEG, "CTT": CTT})
 
     walk_lines(items, sink, out, "PO1", on_header)
     return out

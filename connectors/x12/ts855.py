@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .common import walk_lines, write_common, write_ctt, write_line, write_pid
+from .common import header_reader, walk_lines, write_common, write_ctt, write_line, write_pid
 from .errors import ErrorSink
 from .fields import Field, Item, SetSpec, decimal, dictionary, read, write, write_list
 from .tokenize import Segment
@@ -49,15 +49,7 @@ ADDED = (("004030", dictionary("MTX EFI IN2")),)
 def view(items: list[Item], sink: ErrorSink) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
-    def on_header(item: Item) -> bool:
-        seg_id = item[1][0]
-        if seg_id == "BAK":
-            out["bak"] = read(item, BAK, sink)
-        elif seg_id == "CTT":
-            out["ctt"] = read(item, CTT, sink)
-        else:
-            return False
-        return True
+    on_header = header_reader(out, sink, {"BAK": BAK, "CTT": CTT})
 
     def on_line(item: Item, line: dict[str, Any]) -> bool:
         if item[1][0] != "ACK":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import read_ids, walk_lines
+from .common import header_reader, read_ids, walk_lines
 from .errors import ErrorSink
 from .fields import Field, Item, SetSpec, dictionary, read
 
@@ -62,15 +62,7 @@ ADDED = (("004030", dictionary("MTX EFI IN2")),)
 def view(items: list[Item], sink: ErrorSink) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
-    def on_header(item: Item) -> bool:
-        seg_id = item[1][0]
-        if seg_id == "BCH":
-            out["bch"] = read(item, BCH, sink)
-        elif seg_id == "CTT":
-            out["ctt"] = read(item, CTT, sink)
-        else:
-            return False
-        return True
+    on_header = header_reader(out, sink, {"BCH": BCH, "CTT": CTT})
 
     def read_poc(item: Item) -> dict[str, Any]:
         line = read(item, POC, sink)

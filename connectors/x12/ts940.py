@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .common import write_common
+from .common import header_reader, write_common
 from .errors import ErrorSink
 from .fields import Field, Item, SetSpec, decimal, dictionary, read, segment, total, write
 from .tokenize import Segment
@@ -80,17 +80,7 @@ ADDED = (("005010", dictionary("TD3 AT9")),)
 def view(items: list[Item], sink: ErrorSink) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
-    def on_header(item: Item) -> bool:
-        seg_id = item[1][0]
-        if seg_id == "W05":
-            out["w05"] = read(item, W05, sink)
-        elif seg_id == "W66":
-            out["w66"] = read(item, W66, sink)
-        elif seg_id == "W76":
-            out["w76"] = read(item, W76, sink)
-        else:
-            return False
-        return True
+    on_header = header_reader(out, sink, {"W05": W05, "W66": W66, "W76": W76})
 
     def read_item(item: Item) -> dict[str, Any]:
         entry = read(item, W01, sink)

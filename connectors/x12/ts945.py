@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .common import header_reader
 from .errors import ErrorSink
 from .fields import Field, Item, SetSpec, dictionary, read
 from .warehouse import product_ids, walk
@@ -79,17 +80,7 @@ ADDED = (("005010", dictionary("TD1")),)
 def view(items: list[Item], sink: ErrorSink) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
-    def on_header(item: Item) -> bool:
-        seg_id = item[1][0]
-        if seg_id == "W06":
-            out["w06"] = read(item, W06, sink)
-        elif seg_id == "W27":
-            out["w27"] = read(item, W27, sink)
-        elif seg_id == "W03":
-            out["w03"] = read(item, W03, sink)
-        else:
-            return False
-        return True
+    on_header = header_reader(out, sink, {"W06": W06, "W27": W27, "W03": W03})
 
     def read_item(item: Item) -> dict[str, Any]:
         entry = read(item, W12, sink)
