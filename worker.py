@@ -48,6 +48,7 @@ from celery.signals import (
     worker_shutdown,
 )
 
+from engine import tracing
 from engine.app import App
 from engine.celery_executor import TASK, CeleryExecutor, CelerySettings, DuePump, make_celery
 from engine.logs import setup_logging as setup_flowrun_logging
@@ -149,6 +150,20 @@ def _needs_redis(**_: Any) -> None:
         raise SystemExit(NO_REDIS)
 
 
+def _tracing(**_: Any) -> None:
+    # FLOWRUN_OTEL: set up in the main process, before the pool is forked (the SDK's export
+    # thread starts again in each pool process)
+    try:
+        tracing.configure(settings)
+    except tracing.TracingUnavailable as exc:
+        raise SystemExit(f"worker: {exc}") from None
+
+
+def _flush_spans(**_: Any) -> None:
+    # a pool process ends without running atexit: export what it still holds
+    tracing.flush()
+
+
 def _logging(loglevel: Any = None, **_: Any) -> None:
     # connected, this replaces Celery's own logging set-up: FLOWRUN_LOG_FORMAT applies here too
     import os
@@ -171,6 +186,8 @@ def _process_exited(pid: int | None = None, **_: Any) -> None:
 
 
 celeryd_init.connect(_needs_redis, weak=False)
+celeryd_init.connect(_tracing, weak=False)
+worker_process_shutdown.connect(_flush_spans, weak=False)
 setup_logging.connect(_logging, weak=False)
 worker_ready.connect(_serve_metrics, weak=False)
 worker_process_shutdown.connect(_process_exited, weak=False)

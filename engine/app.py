@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from engine import dlq
+from engine import dlq, tracing
 from engine.events import Event, Events, publish_event
 from engine.executor import EmbeddedExecutor, Executor
 from engine.intake import Accepted, Intake
@@ -85,6 +85,7 @@ class App:
     def __init__(self, settings: Settings, *, store: Store | None = None,
                  flows: FlowSet | None = None, on_step: Any = None):
         self.settings = settings
+        tracing.configure(settings)  # FLOWRUN_OTEL: before any run, client or fork
         self.loader = loader_for(settings)
         self.secrets = self.loader.secrets
         loaded = flows if flows is not None else self.loader.load_paths([settings.flows])
@@ -204,24 +205,32 @@ class App:
         if flow is None:
             raise dlq.ReplayRefused(f"version {entry.flow_version} of flow '{entry.flow_id}' is "
                                     "not kept; replay with --version current")
-        plan = dlq.plan_replay(entry, flow, start_from=start_from,  # type: ignore[arg-type]
-                               body=body, edited=edited, force=force)
         if dry_run:
+            plan = dlq.plan_replay(entry, flow, start_from=start_from,  # type: ignore[arg-type]
+                                   body=body, edited=edited, force=force)
             return dlq.dry_run(self.runner, plan)
-        if edited:
-            try:
-                dlq.check_edited(self.runner, plan)
-            except dlq.ReplayRefused as exc:
-                dlq.record(entry, "replay_refused", who=who, reason=str(exc))
-                self.store.update_dead_letter(entry)
-                raise
-        self.versions.remember(flow)
-        self.store.create_run(plan.state)
-        dlq.record(entry, "replay", who=who, start_from=start_from, version=flow.version,
-                   edited=edited, run_id=plan.state.run_id, result="queued")
-        entry.status = "replaying"
-        self.store.update_dead_letter(entry)
-        self.executor.submit(plan.state, flow.model.queue)
+        # the replay run continues the trace of the run that failed, hours or days later
+        with tracing.replay(entry.envelope.get("meta", {}), {
+                "flowrun.flow": entry.flow_id, "flowrun.dead_letter": entry.id,
+                "flowrun.replay.from": start_from, "flowrun.replay.edited": edited}) as span:
+            plan = dlq.plan_replay(entry, flow, start_from=start_from,  # type: ignore[arg-type]
+                                   body=body, edited=edited, force=force)
+            if edited:
+                try:
+                    dlq.check_edited(self.runner, plan)
+                except dlq.ReplayRefused as exc:
+                    dlq.record(entry, "replay_refused", who=who, reason=str(exc))
+                    self.store.update_dead_letter(entry)
+                    span.failed("replay_refused")
+                    raise
+            span.set("flowrun.run_id", plan.state.run_id)
+            self.versions.remember(flow)
+            self.store.create_run(plan.state)
+            dlq.record(entry, "replay", who=who, start_from=start_from, version=flow.version,
+                       edited=edited, run_id=plan.state.run_id, result="queued")
+            entry.status = "replaying"
+            self.store.update_dead_letter(entry)
+            self.executor.submit(plan.state, flow.model.queue)
         return plan.state
 
     def discard(self, entry_id: str, *, who: str | None = None, reason: str = "") -> DeadLetter:

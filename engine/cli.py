@@ -52,12 +52,15 @@ def _echo_problems(problems: list[Problem]) -> None:
 
 class _Commands(click.Group):
     """The command group; an unusable secrets file is one line and exit 1 in every command
-    (it is first read deep inside loading or running, wherever a secret is first needed)."""
+    (it is first read deep inside loading or running, wherever a secret is first needed), and
+    so is tracing switched on without OpenTelemetry (found where a command builds its App)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from engine.tracing import TracingUnavailable
+
         try:
             return super().invoke(ctx)
-        except SecretsFileError as exc:
+        except (SecretsFileError, TracingUnavailable) as exc:
             raise click.ClickException(str(exc)) from None
 
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from engine import tracing
 from engine.dsl.base import ExprSpec
 from engine.records import RecordError
 from engine.types import BuildContext
@@ -146,16 +147,19 @@ class Gate:
         request = {**message.where, "deliveries": message.deliveries}
         with self._lock:
             self._open += 1
-        try:
-            delivery = self.app.intake.prepare(
-                self.flow, body, message.headers, trigger="consume", correlation_id=None,
-                request=request, answer=lambda result: self._answered(message, result))
-        except (RecursionError, RecordError) as exc:
-            with self._lock:
-                self._open -= 1
-            self._dead_letter(message, "unrecordable", f"the message cannot be recorded: {exc}")
-            return
-        self.app.intake.put(delivery)
+        # a message whose headers carry a traceparent continues its publisher's trace
+        with tracing.intake(self.flow.id, "consume", message.headers or {}):
+            try:
+                delivery = self.app.intake.prepare(
+                    self.flow, body, message.headers, trigger="consume", correlation_id=None,
+                    request=request, answer=lambda result: self._answered(message, result))
+            except (RecursionError, RecordError) as exc:
+                with self._lock:
+                    self._open -= 1
+                self._dead_letter(message, "unrecordable",
+                                  f"the message cannot be recorded: {exc}")
+                return
+            self.app.intake.put(delivery)
 
     def _answered(self, message: BusMessage, result: Accepted | BaseException) -> None:
         # intake's writer thread: only queue the answer; the consumer's thread acknowledges

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine import tracing
 from engine.envelope import Envelope
 from engine.expressions import ExpressionError
 from engine.loader import CompiledFlow
@@ -110,10 +111,19 @@ class Intake:
                trigger: str = "manual", correlation_id: str | None = None,
                request: dict[str, Any] | None = None) -> Accepted:
         """Record one message and hand it on; returns once it is recorded (or raises)."""
-        waiter = _Waiter()
-        self.put(self.prepare(flow, body, headers, trigger=trigger,
-                              correlation_id=correlation_id, request=request, answer=waiter))
-        return waiter.wait()
+        with tracing.intake(flow.id, trigger) as span:
+            waiter = _Waiter()
+            self.put(self.prepare(flow, body, headers, trigger=trigger,
+                                  correlation_id=correlation_id, request=request,
+                                  answer=waiter))
+            try:
+                accepted = waiter.wait()
+            except BaseException as exc:
+                span.failed(type(exc).__name__)
+                raise
+            span.set("flowrun.run_id", accepted.run_id)
+            span.set("flowrun.duplicate", accepted.duplicate)
+            return accepted
 
     def put(self, delivery: Delivery) -> None:
         """Queue *delivery* for the next group; its `answer` is called from the writer."""

@@ -47,7 +47,15 @@ from engine.records import DeadLetter, RecordError
 from engine.refs import REF, UnresolvedReference, interpolate, redact_known, redact_logs
 from engine.signatures import Scheme, SignatureError
 from engine.templates import Value, compile_url, compile_value, interpolate_url
-from engine.transports import HTTP, SFTP, HttpTransport, SftpOpener, SftpSession, Transport
+from engine.transports import (
+    HTTP,
+    SFTP,
+    HttpAdapter,
+    HttpTransport,
+    SftpOpener,
+    SftpSession,
+    Transport,
+)
 from engine.types import (
     BuildContext,
     ConnectionContext,
@@ -114,6 +122,7 @@ __all__ = [
     "Goto",
     "HandOff",
     "HookEndpoint",
+    "HttpAdapter",
     "HttpStatus",
     "HttpTransport",
     "Model",

@@ -19,7 +19,7 @@ import reprlib
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from engine import dlq
+from engine import dlq, tracing
 from engine.envelope import Envelope
 from engine.events import Events, flush
 from engine.loader import CompiledFlow
@@ -92,25 +92,30 @@ class Core:
             if store is not None:
                 store.save_run(state)
 
-        try:
-            before = len(state.steps)
-            with bind(flow=state.flow_id, run_id=state.run_id,
-                      correlation_id=state.correlation_id):
-                try:
-                    self.runner.advance(flow, state, checkpoint=checkpoint)
-                finally:
-                    for observer in self._observers:
-                        observer.advanced(flow, state, before)
-                subscribers.extend(flush(self, state))
-            children = self.spawn_children(state)
-            entry = self.entry_for(state) if state.done else None
-            if save is not None:
-                save(state, dead_letter=entry, children=children)
-            elif store is not None:
-                store.save_run(state, dead_letter=entry, children=children)
-        except RecordError as exc:
-            self._unrecordable(state, exc)
-            return subscribers
+        # the run's span continues the trace its intake started (meta.trace); the runs it
+        # spawns are started within it
+        with tracing.run(state.envelope.get("meta", {}), _attributes(state)) as span:
+            try:
+                before = len(state.steps)
+                with bind(flow=state.flow_id, run_id=state.run_id,
+                          correlation_id=state.correlation_id):
+                    try:
+                        self.runner.advance(flow, state, checkpoint=checkpoint)
+                    finally:
+                        for observer in self._observers:
+                            observer.advanced(flow, state, before)
+                    subscribers.extend(flush(self, state))
+                children = self.spawn_children(state)
+                entry = self.entry_for(state) if state.done else None
+                if save is not None:
+                    save(state, dead_letter=entry, children=children)
+                elif store is not None:
+                    store.save_run(state, dead_letter=entry, children=children)
+            except RecordError as exc:
+                self._unrecordable(state, exc)
+                return subscribers
+            finally:
+                _outcome(span, state)
         return children + subscribers
 
     def new_run_id(self) -> str | None:
@@ -176,3 +181,17 @@ class Core:
         state.spawn = []
         state.envelope.setdefault("meta", {})["children"] = [c.run_id for c in children]
         return children
+
+
+def _attributes(state: RunState) -> dict[str, object]:
+    return {"flowrun.flow": state.flow_id, "flowrun.flow.version": state.flow_version,
+            "flowrun.run_id": state.run_id, "flowrun.correlation_id": state.correlation_id,
+            "flowrun.trigger": state.trigger, "flowrun.business_key": state.key,
+            "flowrun.parent_run_id": state.parent_run_id}
+
+
+def _outcome(span: tracing.Span, state: RunState) -> None:
+    span.set("flowrun.status", state.status)
+    if state.status in ("dead_lettered", "failed"):
+        error = state.error or {}
+        span.failed(str(error.get("kind") or state.status), str(error.get("message") or ""))

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
                                      "(0: only `flowrun prune`).")
     prune_batch: int = Field(500, ge=1, le=10_000, description="Records removed per "
                              "transaction while pruning.")
+    otel: bool = Field(False, description="OpenTelemetry tracing: one trace per run, exported as "
+                       "the standard OTEL_* variables say (docs/tracing.md). Needs "
+                       "flowrunner-ipaas[otel].")
 
     @field_validator("redis_url", "broker_url")
     @classmethod

@@ -28,6 +28,7 @@ from starlette.datastructures import Headers
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from engine import tracing
 from engine.bodies import BodyError, record_headers
 from engine.intake import Accepted
 from engine.logs import bind
@@ -116,12 +117,20 @@ class HookEndpoint:
         cid = correlation_id(headers)
         status = 500
         try:
-            with bind(flow=self.flow_id, correlation_id=cid):
-                status, data, extra = await self._handle(scope, receive, headers, cid, params)
-                if status == CLIENT_CLOSED:  # the sender went away: nobody to answer
-                    return
-                cid = data.get("correlation_id", cid) if isinstance(data, dict) else cid
-                await respond(send, status, data, cid, extra)
+            with bind(flow=self.flow_id, correlation_id=cid), tracing.server(
+                    headers, scope["method"], self.hook.trigger.path,
+                    {"url.path": scope["path"], "flowrun.flow": self.flow_id}) as span:
+                try:
+                    status, data, extra = await self._handle(scope, receive, headers, cid,
+                                                             params)
+                    if status == CLIENT_CLOSED:  # the sender went away: nobody to answer
+                        return
+                    cid = data.get("correlation_id", cid) if isinstance(data, dict) else cid
+                    await respond(send, status, data, cid, extra)
+                finally:
+                    span.set("http.response.status_code", status)
+                    if status >= 500:
+                        span.failed(str(status))
         finally:
             self.metrics.response(self.flow_id, status, time.perf_counter() - started)
 
@@ -202,13 +211,16 @@ class HookEndpoint:
             loop.call_soon_threadsafe(_settle, answered, result)
 
         intake = self.app.intake
-        delivery = intake.prepare(self.hook.flow, body, headers, trigger="webhook",
-                                  correlation_id=cid, request=request, answer=answer,
-                                  key=key)
-        intake.put(delivery)
-        result = await answered
-        if isinstance(result, BaseException):
-            raise result
+        with tracing.intake(self.flow_id, "webhook") as span:
+            delivery = intake.prepare(self.hook.flow, body, headers, trigger="webhook",
+                                      correlation_id=cid, request=request, answer=answer,
+                                      key=key)
+            intake.put(delivery)
+            result = await answered
+            if isinstance(result, BaseException):
+                span.failed(type(result).__name__)
+                raise result
+            _accepted(span, result)
         return result
 
     async def _sync(self, run_id: str, cid: str) -> tuple[int, Any, dict[str, str]]:
@@ -233,6 +245,12 @@ class HookEndpoint:
                                 "status": failed.status, "error": error}), {}
         return 200, redact(root.envelope.get("body")), {"X-Run-ID": run_id,
                                                          "X-Run-Status": root.status}
+
+
+def _accepted(span: tracing.Span, accepted: Accepted) -> None:
+    span.set("flowrun.run_id", accepted.run_id)
+    span.set("flowrun.correlation_id", accepted.correlation_id)
+    span.set("flowrun.duplicate", accepted.duplicate)
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:
