@@ -121,7 +121,8 @@ class App:
                                              rate_limiter=LocalBucket(), watcher=watcher)
         self.runner.rate_limiter = self.executor.rate_limiter.take
         self.intake = Intake(self.store, self.executor, self.versions,
-                             idempotency_ttl=settings.idempotency_ttl)
+                             idempotency_ttl=settings.idempotency_ttl,
+                             observer=self.core.observers)
         #: started by the long-running commands (serve, scheduler), not by one-off ones
         self.pruner = Pruner(self.store, settings, lambda: self.flows)
 
@@ -178,6 +179,10 @@ class App:
         state.error = {"kind": kind, "message": message}
         self.store.create_run(state)
         self.store.save_run(state, dead_letter=DeadLetter.for_run(state))
+        observers = self.core.observers
+        observers.accepted(state)
+        observers.dead_lettered(state)
+        observers.finished(state)
         return state
 
     def publish(self, event: Event) -> list[RunState]:
@@ -221,6 +226,7 @@ class App:
                    edited=edited, run_id=plan.state.run_id, result="queued")
         entry.status = "replaying"
         self.store.update_dead_letter(entry)
+        self.core.observers.replayed(entry, plan.state, entry.audit[-1].get("who"))
         self.executor.submit(plan.state, flow.model.queue)
         return plan.state
 
@@ -231,6 +237,7 @@ class App:
         dlq.record(entry, "discard", who=who, reason=reason)
         entry.status = "discarded"
         self.store.update_dead_letter(entry)
+        self.core.observers.discarded(entry, entry.audit[-1].get("who"))
         return entry
 
     def _replay_settled(self, state: RunState) -> bool:
