@@ -105,7 +105,10 @@ class App:
         self.metrics = Metrics()
         self.runner = Runner(resources_factory(self.secrets, self.services),
                              self.secrets.redactor, on_step=on_step)
-        self.core = Core(self.runner, self.versions, self.store, observers=[self.metrics],
+        # FLOWRUN_OTEL: the run and step spans are made on the same seam as the metrics
+        traces = tracing.observer()
+        self.core = Core(self.runner, self.versions, self.store,
+                         observers=[self.metrics, *([traces] if traces else [])],
                          events=Events(ttl=settings.idempotency_ttl, count=self.metrics.event))
         # flows handed in (tests, flowrun test) are not watched; a flows folder is
         watcher = (FlowWatcher(self.loader, self.versions, settings.flows)
@@ -122,7 +125,8 @@ class App:
                                              rate_limiter=LocalBucket(), watcher=watcher)
         self.runner.rate_limiter = self.executor.rate_limiter.take
         self.intake = Intake(self.store, self.executor, self.versions,
-                             idempotency_ttl=settings.idempotency_ttl)
+                             idempotency_ttl=settings.idempotency_ttl,
+                             observer=self.core.observers)
         #: started by the long-running commands (serve, scheduler), not by one-off ones
         self.pruner = Pruner(self.store, settings, lambda: self.flows)
 
@@ -179,6 +183,10 @@ class App:
         state.error = {"kind": kind, "message": message}
         self.store.create_run(state)
         self.store.save_run(state, dead_letter=DeadLetter.for_run(state))
+        observers = self.core.observers
+        observers.accepted(state)
+        observers.dead_lettered(state)
+        observers.finished(state)
         return state
 
     def publish(self, event: Event) -> list[RunState]:
@@ -205,32 +213,25 @@ class App:
         if flow is None:
             raise dlq.ReplayRefused(f"version {entry.flow_version} of flow '{entry.flow_id}' is "
                                     "not kept; replay with --version current")
+        plan = dlq.plan_replay(entry, flow, start_from=start_from,  # type: ignore[arg-type]
+                               body=body, edited=edited, force=force)
         if dry_run:
-            plan = dlq.plan_replay(entry, flow, start_from=start_from,  # type: ignore[arg-type]
-                                   body=body, edited=edited, force=force)
             return dlq.dry_run(self.runner, plan)
-        # the replay run continues the trace of the run that failed, hours or days later
-        with tracing.replay(entry.envelope.get("meta", {}), {
-                "flowrun.flow": entry.flow_id, "flowrun.dead_letter": entry.id,
-                "flowrun.replay.from": start_from, "flowrun.replay.edited": edited}) as span:
-            plan = dlq.plan_replay(entry, flow, start_from=start_from,  # type: ignore[arg-type]
-                                   body=body, edited=edited, force=force)
-            if edited:
-                try:
-                    dlq.check_edited(self.runner, plan)
-                except dlq.ReplayRefused as exc:
-                    dlq.record(entry, "replay_refused", who=who, reason=str(exc))
-                    self.store.update_dead_letter(entry)
-                    span.failed("replay_refused")
-                    raise
-            span.set("flowrun.run_id", plan.state.run_id)
-            self.versions.remember(flow)
-            self.store.create_run(plan.state)
-            dlq.record(entry, "replay", who=who, start_from=start_from, version=flow.version,
-                       edited=edited, run_id=plan.state.run_id, result="queued")
-            entry.status = "replaying"
-            self.store.update_dead_letter(entry)
-            self.executor.submit(plan.state, flow.model.queue)
+        if edited:
+            try:
+                dlq.check_edited(self.runner, plan)
+            except dlq.ReplayRefused as exc:
+                dlq.record(entry, "replay_refused", who=who, reason=str(exc))
+                self.store.update_dead_letter(entry)
+                raise
+        self.versions.remember(flow)
+        self.store.create_run(plan.state)
+        dlq.record(entry, "replay", who=who, start_from=start_from, version=flow.version,
+                   edited=edited, run_id=plan.state.run_id, result="queued")
+        entry.status = "replaying"
+        self.store.update_dead_letter(entry)
+        self.core.observers.replayed(entry, plan.state, entry.audit[-1].get("who"))
+        self.executor.submit(plan.state, flow.model.queue)
         return plan.state
 
     def discard(self, entry_id: str, *, who: str | None = None, reason: str = "") -> DeadLetter:
@@ -240,6 +241,7 @@ class App:
         dlq.record(entry, "discard", who=who, reason=reason)
         entry.status = "discarded"
         self.store.update_dead_letter(entry)
+        self.core.observers.discarded(entry, entry.audit[-1].get("who"))
         return entry
 
     def _replay_settled(self, state: RunState) -> bool:

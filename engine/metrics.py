@@ -36,10 +36,13 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from engine.poll import cursor as cursors
+from engine.processing import Observer
 from engine.records import ACTIVE
+from engine.retry import reason_kind
 
 if TYPE_CHECKING:
     from engine.loader import CompiledFlow
+    from engine.processing import Retry
     from engine.records import RunState
     from engine.store.base import Store
     from engine.versions import FlowVersions
@@ -55,7 +58,7 @@ def multiprocess_mode() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
-class Metrics:
+class Metrics(Observer):
     """The metric objects of one App, on a registry of their own (tests build many Apps)."""
 
     def __init__(self, registry: CollectorRegistry | None = None):
@@ -68,11 +71,12 @@ class Metrics:
                                       ["flow", "step", "status"], buckets=STEP_BUCKETS,
                                       registry=r)
         self.retries = Counter("flowrun_step_retries", "Retries scheduled after a failed "
-                               "attempt.", ["flow", "step"], registry=r)
-        self.dead_lettered = Counter("flowrun_dead_lettered", "Messages that went to the "
-                                     "dead-letter queue (a replay that fails again goes back to "
-                                     "its entry: not counted again).", ["flow", "step"],
-                                     registry=r)
+                               "attempt, by the failure's class (reason).",
+                               ["flow", "step", "reason"], registry=r)
+        self.dead_letters = Counter("flowrun_dead_lettered", "Messages that went to the "
+                                     "dead-letter queue, by the failure's class (reason; a "
+                                     "replay that fails again goes back to its entry: not "
+                                     "counted again).", ["flow", "step", "reason"], registry=r)
         self.webhook_requests = Counter("flowrun_webhook_requests", "Webhook requests by "
                                         "outcome (accepted, duplicate, signature_rejected, ...).",
                                         ["flow", "outcome"], registry=r)
@@ -100,18 +104,23 @@ class Metrics:
         self.webhook_seconds.labels(flow).observe(seconds)
 
     def advanced(self, flow: CompiledFlow, state: RunState, before: int) -> None:
-        """Step durations of the steps just run; a retry when the run now waits for one."""
+        """Step durations of the steps just run."""
         for record in state.steps[before:]:
             self.step_seconds.labels(state.flow_id, record["id"], record["status"]
                                      ).observe(record["duration_ms"] / 1000)
-        if state.status == "retrying" and state.position < len(flow.steps):
-            self.retries.labels(state.flow_id, flow.steps[state.position].id).inc()
+
+    def retry_scheduled(self, flow: CompiledFlow, state: RunState, retry: Retry) -> None:
+        self.retries.labels(state.flow_id, retry.step, retry.kind).inc()
+
+    def dead_lettered(self, state: RunState) -> None:
+        if state.envelope.get("meta", {}).get("replay_of"):
+            return
+        error = state.error or {}
+        self.dead_letters.labels(state.flow_id, error.get("step") or "",
+                                  reason_kind(error.get("kind"), error.get("status"))).inc()
 
     def finished(self, state: RunState) -> None:
         self.runs.labels(state.flow_id, state.status).inc()
-        if state.status == "dead_lettered" and not state.envelope.get("meta", {}).get(
-                "replay_of"):
-            self.dead_lettered.labels(state.flow_id, (state.error or {}).get("step") or "").inc()
 
     def total(self, outcome: str) -> int:
         """Webhook requests with this outcome, over every flow (for tests and the console)."""

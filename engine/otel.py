@@ -21,6 +21,9 @@ from opentelemetry.context import Context
 from opentelemetry.trace import ProxyTracerProvider, SpanKind, Status, StatusCode
 
 from engine import __version__
+from engine.loader import CompiledFlow, CompiledStep
+from engine.processing import Observer
+from engine.records import DeadLetter, RunState
 from engine.refs import redact_known
 from engine.tracing import META_KEY, TracingUnavailable
 
@@ -78,20 +81,6 @@ class OtelTracer:
         return self._span(f"intake {flow}", SpanKind.CONSUMER, attributes,
                           propagate.extract(_text_headers(carrier)))
 
-    def run(self, meta: Mapping[str, Any], attributes: dict[str, Any]
-            ) -> contextlib.AbstractContextManager[OtelSpan]:
-        return self._span(f"run {meta.get('flow', '')}", SpanKind.CONSUMER, attributes,
-                          propagate.extract(_text_headers(meta.get(META_KEY) or {})))
-
-    def step(self, name: str, attributes: dict[str, Any]
-             ) -> contextlib.AbstractContextManager[OtelSpan]:
-        return self._span(f"step {name}", SpanKind.INTERNAL, attributes)
-
-    def replay(self, meta: Mapping[str, Any], attributes: dict[str, Any]
-               ) -> contextlib.AbstractContextManager[OtelSpan]:
-        return self._span(f"replay {meta.get('flow', '')}", SpanKind.INTERNAL, attributes,
-                          propagate.extract(_text_headers(meta.get(META_KEY) or {})))
-
     @contextlib.contextmanager
     def client(self, method: str, url: str, headers: MutableMapping[str, str]
                ) -> Iterator[OtelSpan]:
@@ -111,10 +100,94 @@ class OtelTracer:
         propagate.inject(out)
         return out
 
+    def observer(self) -> SpanObserver:
+        return SpanObserver(self)
+
+    def parent(self, meta: Mapping[str, Any]) -> Context:
+        """The context a run's ``meta.trace`` holds (an empty one: a new trace)."""
+        return propagate.extract(_text_headers(meta.get(META_KEY) or {}))
+
     def flush(self) -> None:
         force_flush = getattr(self.provider, "force_flush", None)
         if force_flush is not None:
             force_flush()
+
+
+class SpanObserver(Observer):
+    """The run and step spans, on the execution core's seam (engine/processing)."""
+
+    def __init__(self, tracer: OtelTracer):
+        self.tracer = tracer
+
+    @contextlib.contextmanager
+    def delivering(self, flow: CompiledFlow, state: RunState) -> Iterator[OtelSpan]:
+        # a child of the context the run was started in (its intake's, its parent run's): the
+        # same trace in whichever process and however long after
+        meta = state.envelope.get("meta", {})
+        with self.tracer._span(f"run {flow.id}", SpanKind.CONSUMER, _run(state),
+                               self.tracer.parent(meta)) as span:
+            try:
+                yield span
+            finally:
+                span.set("flowrun.status", state.status)
+                if state.status in ("dead_lettered", "failed"):
+                    error = state.error or {}
+                    span.failed(str(error.get("kind") or state.status),
+                                str(error.get("message") or "") or None)
+
+    @contextlib.contextmanager
+    def attempting(self, flow: CompiledFlow, step: CompiledStep, state: RunState
+                   ) -> Iterator[OtelSpan]:
+        attributes = {**_run(state), "flowrun.step": step.id, "flowrun.step.kind": step.kind,
+                      "flowrun.attempt": state.attempt}
+        tried, records = len(state.attempts), len(state.steps)
+        with self.tracer._span(f"step {step.id}", SpanKind.INTERNAL, attributes) as span:
+            try:
+                yield span
+            finally:
+                _step_outcome(span, state, tried, records)
+
+    def replayed(self, entry: DeadLetter, state: RunState, who: str | None) -> None:
+        # a moment in the failed run's trace; the replay run itself is a child of the same
+        # context (engine/dlq carries meta.trace over)
+        with self.tracer._span(f"replay {entry.flow_id}", SpanKind.INTERNAL, {
+                "flowrun.flow": entry.flow_id, "flowrun.dead_letter": entry.id,
+                "flowrun.run_id": state.run_id, "flowrun.replay.who": who},
+                self.tracer.parent(entry.envelope.get("meta", {}))):
+            pass
+
+
+def _run(state: RunState) -> dict[str, Any]:
+    return {"flowrun.flow": state.flow_id, "flowrun.flow.version": state.flow_version,
+            "flowrun.run_id": state.run_id, "flowrun.correlation_id": state.correlation_id,
+            "flowrun.trigger": state.trigger, "flowrun.business_key": state.key,
+            "flowrun.parent_run_id": state.parent_run_id}
+
+
+def _step_outcome(span: OtelSpan, state: RunState, tried: int, records: int) -> None:
+    """What became of one attempt, read from the run after it: ok (or the run's stop status),
+    retry, waiting (for a rate-limit token), or what its failure led to — dead_letter,
+    dropped, handed_off, on_failure (a goto)."""
+    failed = len(state.attempts) > tried
+    if state.status == "retrying":
+        if not failed:
+            span.set("flowrun.outcome", "waiting")
+            return
+        last = state.attempts[-1]
+        span.set("flowrun.outcome", "retry")
+        span.set("flowrun.error.status", last.get("status"))
+        span.failed(str(last.get("kind") or "error"), str(last.get("error") or "") or None)
+        return
+    record = state.steps[-1] if len(state.steps) > records else {}
+    if record.get("status") != "failed":
+        status = record.get("status", "succeeded")
+        span.set("flowrun.outcome", "ok" if status == "succeeded" else status)
+        return
+    error = state.error or {}
+    outcome = {"dead_lettered": "dead_letter", "dropped": "dropped",
+               "handed_off": "handed_off"}.get(state.status, "on_failure")
+    span.set("flowrun.outcome", outcome)
+    span.failed(str(error.get("kind") or "error"), str(record.get("error") or "") or None)
 
 
 def _text_headers(carrier: Mapping[str, Any]) -> dict[str, str]:

@@ -12,6 +12,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from engine.envelope import Envelope
@@ -50,6 +51,10 @@ class Runner:
         #: takes a token of a step's `rate_limit:` (0 = go, else seconds until it is ours);
         #: the executor sets it — without one (flowrun run/test) rate limits are not applied
         self.rate_limiter: Callable[[Any], float] | None = None
+        #: a context around each attempt of a step (a trace span), from the observers of the
+        #: execution core (engine/processing) — None when none of them makes one
+        self.around_step: Callable[[CompiledFlow, CompiledStep, RunState],
+                                   AbstractContextManager[Any] | None] | None = None
 
     def advance(self, flow: CompiledFlow, state: RunState,
                 checkpoint: Callable[[RunState], None] | None = None) -> RunState:
@@ -64,7 +69,13 @@ class Runner:
                                             "a route or on_failure goto loops", "kind": "loop"})
                 break
             step = flow.steps[state.position]
-            if not self._run_step(flow, step, state, envelope):
+            around = self.around_step(flow, step, state) if self.around_step else None
+            if around is None:
+                went_on = self._run_step(flow, step, state, envelope)
+            else:
+                with around:
+                    went_on = self._run_step(flow, step, state, envelope)
+            if not went_on:
                 break  # a retry is scheduled for later
             if step.side_effect and checkpoint is not None and not state.done:
                 # the run goes on: record how far it got, with the envelope as it is now, so a

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from engine.processing import Observer
     from engine.settings import Settings
 
 #: where a run keeps its trace context: ``{"traceparent": ..., "tracestate": ...}``
@@ -44,19 +45,13 @@ class Tracer(Protocol):
     def intake(self, flow: str, trigger: str,
                carrier: Mapping[str, Any] | None) -> contextlib.AbstractContextManager[Span]: ...
 
-    def run(self, meta: Mapping[str, Any],
-            attributes: dict[str, Any]) -> contextlib.AbstractContextManager[Span]: ...
-
-    def step(self, step: str, attributes: dict[str, Any]
-             ) -> contextlib.AbstractContextManager[Span]: ...
-
-    def replay(self, meta: Mapping[str, Any],
-               attributes: dict[str, Any]) -> contextlib.AbstractContextManager[Span]: ...
-
     def client(self, method: str, url: str, headers: MutableMapping[str, str]
                ) -> contextlib.AbstractContextManager[Span]: ...
 
     def carrier(self) -> dict[str, str]: ...
+
+    def observer(self) -> Observer:
+        """The observer of the execution core that makes the run and step spans."""
 
     def flush(self) -> None: ...
 
@@ -121,29 +116,6 @@ def intake(flow: str, trigger: str, carrier: Mapping[str, Any] | None = None
     return _tracer.intake(flow, trigger, carrier)
 
 
-def run(meta: Mapping[str, Any], attributes: dict[str, Any]
-        ) -> contextlib.AbstractContextManager[Span]:
-    """One delivery of a run to an executor, a child of the context in its ``meta.trace``."""
-    if _tracer is None:
-        return _nothing()
-    return _tracer.run(meta, attributes)
-
-
-def step(name: str, attributes: dict[str, Any]) -> contextlib.AbstractContextManager[Span]:
-    """One attempt of one step, within its run's span."""
-    if _tracer is None:
-        return _nothing()
-    return _tracer.step(name, attributes)
-
-
-def replay(meta: Mapping[str, Any], attributes: dict[str, Any]
-           ) -> contextlib.AbstractContextManager[Span]:
-    """A dead letter replayed, in the trace of the run that failed (its ``meta``)."""
-    if _tracer is None:
-        return _nothing()
-    return _tracer.replay(meta, attributes)
-
-
 def client(method: str, url: str, headers: MutableMapping[str, str]
            ) -> contextlib.AbstractContextManager[Span]:
     """An outbound HTTP request; *headers* get the ``traceparent`` the partner sees."""
@@ -159,6 +131,12 @@ def stamp(meta: MutableMapping[str, Any]) -> None:
     carrier = _tracer.carrier()
     if carrier:
         meta[META_KEY] = carrier
+
+
+def observer() -> Observer | None:
+    """The observer that gives each delivery of a run and each attempt of a step its span
+    (engine/processing's seam); None while tracing is off."""
+    return None if _tracer is None else _tracer.observer()
 
 
 def flush() -> None:

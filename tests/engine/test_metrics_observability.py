@@ -213,8 +213,10 @@ def test_metrics_count_runs_steps_retries_dead_letters_and_intake(server: Runnin
                   status="succeeded") == 2
     assert sample(samples, "flowrun_step_duration_seconds_count", flow="obs", step="book",
                   status="succeeded") == 1
-    assert sample(samples, "flowrun_step_retries_total", flow="obs", step="book") == 2
-    assert sample(samples, "flowrun_dead_lettered_total", flow="obs", step="book") == 1
+    assert sample(samples, "flowrun_step_retries_total", flow="obs", step="book",
+                  reason="http_status") == 2
+    assert sample(samples, "flowrun_dead_lettered_total", flow="obs", step="book",
+                  reason="http_status") == 1
     assert sample(samples, "flowrun_dlq_depth", flow="obs") == 1
     assert sample(samples, "flowrun_queue_depth", lane="default", flow="obs",
                   status="queued") == 0
