@@ -56,7 +56,7 @@ class OtelTracer:
         self.tracer = self.provider.get_tracer("flowrunner", __version__)
 
     @contextlib.contextmanager
-    def _span(self, name: str, kind: SpanKind, attributes: dict[str, Any],
+    def span(self, name: str, kind: SpanKind, attributes: dict[str, Any],
               parent: Context | None = None) -> Iterator[OtelSpan]:
         # exceptions are not recorded: their text may hold a URL's query or a partner's answer;
         # what failed is said by error.type and the status, set by the caller
@@ -68,7 +68,7 @@ class OtelTracer:
 
     def server(self, headers: Mapping[str, str], method: str, route: str,
                attributes: dict[str, Any]) -> contextlib.AbstractContextManager[OtelSpan]:
-        return self._span(f"{method} {route}", SpanKind.SERVER,
+        return self.span(f"{method} {route}", SpanKind.SERVER,
                           {"http.request.method": method, "http.route": route, **attributes},
                           propagate.extract(headers))
 
@@ -76,9 +76,9 @@ class OtelTracer:
                ) -> contextlib.AbstractContextManager[OtelSpan]:
         attributes = {"flowrun.flow": flow, "flowrun.trigger": trigger}
         if carrier is None:  # the current span (the webhook request's) or a new trace
-            return self._span(f"intake {flow}", SpanKind.INTERNAL, attributes)
+            return self.span(f"intake {flow}", SpanKind.INTERNAL, attributes)
         # a bus message: its publisher's trace when its headers carry one, else a new trace
-        return self._span(f"intake {flow}", SpanKind.CONSUMER, attributes,
+        return self.span(f"intake {flow}", SpanKind.CONSUMER, attributes,
                           propagate.extract(_text_headers(carrier)))
 
     @contextlib.contextmanager
@@ -91,7 +91,7 @@ class OtelTracer:
         attributes = {"http.request.method": method, "url.full": redact_known(where),
                       "server.address": parts.hostname, "server.port": parts.port or (
                           443 if parts.scheme == "https" else 80)}
-        with self._span(method, SpanKind.CLIENT, attributes) as span:
+        with self.span(method, SpanKind.CLIENT, attributes) as span:
             propagate.inject(headers)
             yield span
 
@@ -124,7 +124,7 @@ class SpanObserver(Observer):
         # a child of the context the run was started in (its intake's, its parent run's): the
         # same trace in whichever process and however long after
         meta = state.envelope.get("meta", {})
-        with self.tracer._span(f"run {flow.id}", SpanKind.CONSUMER, _run(state),
+        with self.tracer.span(f"run {flow.id}", SpanKind.CONSUMER, _run(state),
                                self.tracer.parent(meta)) as span:
             try:
                 yield span
@@ -141,7 +141,7 @@ class SpanObserver(Observer):
         attributes = {**_run(state), "flowrun.step": step.id, "flowrun.step.kind": step.kind,
                       "flowrun.attempt": state.attempt}
         tried, records = len(state.attempts), len(state.steps)
-        with self.tracer._span(f"step {step.id}", SpanKind.INTERNAL, attributes) as span:
+        with self.tracer.span(f"step {step.id}", SpanKind.INTERNAL, attributes) as span:
             try:
                 yield span
             finally:
@@ -150,7 +150,7 @@ class SpanObserver(Observer):
     def replayed(self, entry: DeadLetter, state: RunState, who: str | None) -> None:
         # a moment in the failed run's trace; the replay run itself is a child of the same
         # context (engine/dlq carries meta.trace over)
-        with self.tracer._span(f"replay {entry.flow_id}", SpanKind.INTERNAL, {
+        with self.tracer.span(f"replay {entry.flow_id}", SpanKind.INTERNAL, {
                 "flowrun.flow": entry.flow_id, "flowrun.dead_letter": entry.id,
                 "flowrun.run_id": state.run_id, "flowrun.replay.who": who},
                 self.tracer.parent(entry.envelope.get("meta", {}))):

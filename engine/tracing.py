@@ -13,7 +13,7 @@ Celery worker, a retry hours later, a replay — continues the trace its intake 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -65,12 +65,9 @@ class _NoSpan:
 
 
 NO_SPAN = _NoSpan()
+#: what every span function gives while tracing is off: one reusable, do-nothing context
+_NOTHING: contextlib.AbstractContextManager[Span] = contextlib.nullcontext(NO_SPAN)
 _tracer: Tracer | None = None
-
-
-@contextlib.contextmanager
-def _nothing() -> Iterator[Span]:
-    yield NO_SPAN
 
 
 def enabled() -> bool:
@@ -103,7 +100,7 @@ def server(headers: Mapping[str, str], method: str, route: str,
            attributes: dict[str, Any]) -> contextlib.AbstractContextManager[Span]:
     """The webhook request, continuing the sender's ``traceparent`` when it sent one."""
     if _tracer is None:
-        return _nothing()
+        return _NOTHING
     return _tracer.server(headers, method, route, attributes)
 
 
@@ -112,7 +109,7 @@ def intake(flow: str, trigger: str, carrier: Mapping[str, Any] | None = None
     """A message taken in for *flow*; the run it starts continues this span's trace. A bus
     message's headers (*carrier*) with a ``traceparent`` continue the publisher's trace."""
     if _tracer is None:
-        return _nothing()
+        return _NOTHING
     return _tracer.intake(flow, trigger, carrier)
 
 
@@ -120,7 +117,7 @@ def client(method: str, url: str, headers: MutableMapping[str, str]
            ) -> contextlib.AbstractContextManager[Span]:
     """An outbound HTTP request; *headers* get the ``traceparent`` the partner sees."""
     if _tracer is None:
-        return _nothing()
+        return _NOTHING
     return _tracer.client(method, url, headers)
 
 
