@@ -53,15 +53,23 @@ def _echo_problems(problems: list[Problem]) -> None:
 class _Commands(click.Group):
     """The command group; an unusable secrets file is one line and exit 1 in every command
     (it is first read deep inside loading or running, wherever a secret is first needed), and
-    so is tracing switched on without OpenTelemetry (found where a command builds its App)."""
+    so are a bad FLOWRUN_* setting and tracing switched on without OpenTelemetry (found where a
+    command reads its settings and builds its App)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from pydantic import ValidationError
+
+        from engine.settings import describe
         from engine.tracing import TracingUnavailable
 
         try:
             return super().invoke(ctx)
         except (SecretsFileError, TracingUnavailable) as exc:
             raise click.ClickException(str(exc)) from None
+        except ValidationError as exc:
+            if exc.title != "Settings":
+                raise
+            raise click.ClickException(describe(exc)) from None
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})

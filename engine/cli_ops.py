@@ -31,15 +31,12 @@ def _app() -> Any:
     from pydantic import ValidationError
 
     from engine.app import App
-    from engine.settings import load_settings
+    from engine.settings import describe, load_settings
 
     try:
         settings = load_settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"FLOWRUN_{'_'.join(str(p) for p in e['loc']).upper()}: "
-            f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
-        raise click.ClickException(f"bad settings: {problems}") from None
+        raise click.ClickException(describe(exc)) from None
     try:
         return App(settings)
     except StoreError as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -118,6 +118,13 @@ class Settings(BaseSettings):
         from engine.shipped import nearest_schemas
 
         return self.schemas if self.schemas is not None else nearest_schemas(self.flows)
+
+
+def describe(exc: ValidationError) -> str:
+    """Bad settings in one line, each by its variable: ``FLOWRUN_WORKERS: Input should be …``."""
+    return "bad settings: " + "; ".join(
+        f"FLOWRUN_{'_'.join(str(p) for p in e['loc']).upper()}: "
+        f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
 
 
 def load_settings(**overrides: Any) -> Settings:
