@@ -47,7 +47,16 @@ from engine.records import DeadLetter, RecordError
 from engine.refs import REF, UnresolvedReference, interpolate, redact_known, redact_logs
 from engine.signatures import Scheme, SignatureError
 from engine.templates import Value, compile_url, compile_value, interpolate_url
-from engine.transports import HTTP, SFTP, HttpTransport, SftpOpener, SftpSession, Transport
+from engine.transports import (
+    BUS,
+    HTTP,
+    SFTP,
+    HttpTransport,
+    Publish,
+    SftpOpener,
+    SftpSession,
+    Transport,
+)
 from engine.types import (
     BuildContext,
     ConnectionContext,
@@ -79,6 +88,7 @@ if TYPE_CHECKING:  # for annotations: an endpoint of one's own is given the app 
     from engine.loader import CompiledFlow as CompiledFlow
 
 __all__ = [
+    "BUS",
     "CLIENT_CLOSED",
     # message-bus consumers (flowrunner.consumers)
     "DRAIN",
@@ -124,6 +134,7 @@ __all__ = [
     "PollSourceKind",
     "PollTrigger",
     "Port",
+    "Publish",
     "RecordError",
     "Resources",
     "Scheme",
