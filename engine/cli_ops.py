@@ -383,7 +383,8 @@ def _preview(app: Any, ids: list[str], patch: Any, start_from: str, version: str
             click.echo(paint(f"error: {item['error']}", "error"))
         path = item.get("dry_run")
         if path:
-            steps = " -> ".join(f"{s['id']} ({s['status']})" for s in path["steps"]) or "no step"
+            steps = (" -> ".join(f"{s['id']} ({s['status']})" for s in path["steps"])
+                     or "no step ran")
             handoff = f", hands off to {', '.join(path['hand_off'])}" if path["hand_off"] else ""
             click.echo(f"dry run: {steps}; ends {path['status']}{handoff}"
                        + (f": {path['message']}" if path["message"] else ""))

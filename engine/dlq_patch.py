@@ -163,7 +163,8 @@ def where(app: App, state: RunState) -> dict[str, Any]:
     """A dry run's path: the steps it took and where it ended (or stopped before acting)."""
     error = state.error or {}
     return {"status": state.status,
+            # the step it stopped before is not one it ran
             "steps": [{"id": s["id"], "kind": s.get("kind"), "status": s["status"]}
-                      for s in state.steps],
+                      for s in state.steps if s["status"] != "dry_run"],
             "hand_off": [s.flow for s in state.spawn if s.flow != state.flow_id],
             "message": app.secrets.redactor.text(str(error.get("message") or ""))}

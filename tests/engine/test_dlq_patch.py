@@ -24,6 +24,7 @@ from engine.app import App
 from engine.dlq_patch import Patch, PatchError
 from engine.records import DeadLetter
 from engine.settings import Settings
+from engine.store.base import DeadLetterFilter
 from tests.engine.test_dlq import SCHEMA, Erp, fail, po_flow, settled
 
 FIX_QTY = '$merge([$, {"qty": 100}])'
@@ -158,6 +159,59 @@ def test_the_preview_shows_the_diff_and_stops_before_the_call(env: dict[str, Any
         "total": 5, "flows": {"po-intake": 5}, "missing": 1}
 
 
+ROUTED = """flow: routed
+key: po
+steps:
+  - id: by_size
+    route:
+      - when: qty > 100
+        flow: big-orders
+      - otherwise: send
+  - id: send
+    call:
+      http: {{method: POST, url: "{url}"}}
+    retry: {{max_attempts: 1}}
+"""
+BIG = """flow: big-orders
+steps:
+  - id: note
+    set: {big: "yes"}
+"""
+
+
+def test_the_preview_shows_the_route_branch_and_hand_off_target(
+        tmp_path: Path, httpserver: HTTPServer) -> None:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "routed.yaml").write_text(ROUTED.format(url=httpserver.url_for("/erp")),
+                                       encoding="utf-8")
+    (flows / "big-orders.yaml").write_text(BIG, encoding="utf-8")
+    erp = Erp()
+    erp.refuse = True
+    httpserver.expect_request("/erp", method="POST").respond_with_handler(erp)
+    app = App(Settings(home=tmp_path / "home", flows=flows))
+    app.executor.start()
+    try:
+        accepted = app.accept(app.flows.flows["routed"], {"po": "PO-9", "qty": 5})
+        state, = app.wait_for(accepted.run_id, timeout=10)
+        assert state.status == "dead_lettered"
+        ids = [e.id for e in app.store.list_dead_letters(DeadLetterFilter(flow="routed"))]
+        big, = dlq_patch.preview(app, ids, Patch('$merge([$, {"qty": 500}])'),
+                                 start_from="start")
+        assert big["resume_at"] == "start"
+        assert big["dry_run"]["status"] == "handed_off"
+        assert big["dry_run"]["hand_off"] == ["big-orders"]
+        assert [s["id"] for s in big["dry_run"]["steps"]] == ["by_size"]
+        small, = dlq_patch.preview(app, ids, Patch('$merge([$, {"qty": 7}])'),
+                                   start_from="start")
+        assert small["dry_run"]["status"] == "dry_run" and small["dry_run"]["hand_off"] == []
+        assert "stopped before 'send'" in small["dry_run"]["message"]
+        assert len(erp.received) == 1  # only the first, failed run called the ERP
+    finally:
+        app.executor.stop(timeout=2)
+        app.store.close()
+
+
 # -- the command line ----------------------------------------------------------------------------
 def flowrun(env: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([sys.executable, "-m", "engine.cli", *args],
@@ -181,7 +235,7 @@ def test_cli_previews_then_replays_all_matching_with_a_patch(env: dict[str, Any]
     assert preview.returncode == 1, preview.stderr  # the patch fails on PO-2
     out = preview.stdout
     assert "4 entries would be replayed with the patch (po-intake 4); previewing 4" in out
-    assert '+  "qty": 90' in out and "dry run: send (dry_run); ends dry_run" in out
+    assert '+  "qty": 90' in out and "dry run: no step ran; ends dry_run" in out
     assert "stopped before 'send' (call), which has side effects" in out
     assert "error: patch expression error at position" in out and "no rule for PO-2" in out
     assert len(erp.received) == sent
