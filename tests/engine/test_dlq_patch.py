@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ def entry(body: Any, **extra: Any) -> DeadLetter:
                       step="send", reason={"message": "answered 400", "status": 400},
                       original={"body": {"po": "P1", "qty": 500, "from": "original"}},
                       envelope={"body": body, "headers": {}, "vars": {}, "meta": {}},
-                      created_at=1.0, key="P1", **extra)
+                      created_at=1.0, **{"key": "P1", **extra})
 
 
 # -- the expression ----------------------------------------------------------------------------
@@ -77,6 +78,21 @@ def test_an_expression_that_fails_or_gives_nothing_says_so() -> None:
         Patch('$error("no rule for " & $entry.key)').apply(entry({"po": "P1"}), "failed-step")
     with pytest.raises(PatchError, match="gave no value"):
         Patch("nothing_here").apply(entry({"po": "P1"}), "failed-step")
+
+
+def test_the_guides_patches_do_what_it_says() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "dead-letters-and-failover.md")
+    one, lines, partial = re.findall(r"```jsonata\n(.*?)```", guide.read_text("utf-8"),
+                                     flags=re.S)
+    sku = "DISCONTINUED-HP-59A"
+    assert Patch(one).apply(entry({"sku": sku, "qty": 1}), "failed-step") == {
+        "sku": "TONER-60X", "qty": 1}
+    assert Patch(one).apply(entry({"sku": "PAPER-A4"}), "failed-step") == {"sku": "PAPER-A4"}
+    body = {"lines": [{"sku": sku}, {"sku": "PAPER-A4"}]}
+    assert Patch(lines).apply(entry(body), "failed-step") == {
+        "lines": [{"sku": "TONER-60X"}, {"sku": "PAPER-A4"}]}
+    with pytest.raises(PatchError, match="refund"):
+        Patch(partial).apply(entry({"sku": sku}, key="10077"), "failed-step")
 
 
 # -- through the App -----------------------------------------------------------------------------
