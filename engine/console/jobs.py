@@ -59,6 +59,15 @@ class Jobs:
         query.limit = BULK_LIMIT
         return list(dict.fromkeys(e.id for e in self.app.store.list_dead_letters(query)))
 
+    def count_matching(self, query: DeadLetterFilter) -> int:
+        """How many entries a job over *query* would take; from the store's counts when only
+        the flow and status are asked for, else by listing them."""
+        if query.status and not (query.step or query.error or query.since or query.until):
+            counts = self.app.store.count_dead_letters(query.status)
+            found = counts.get(query.flow, 0) if query.flow else sum(counts.values())
+            return min(found, BULK_LIMIT)
+        return len(self.matching(query))
+
     def start(self, query: DeadLetterFilter | list[str], *, who: str,
               start_from: str = "failed-step", version: str = "original",
               action: str = "replay", patch: Patch | None = None, reason: str = "") -> Job:

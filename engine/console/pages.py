@@ -182,8 +182,8 @@ def routes(console: Console) -> list[BaseRoute]:
                                                          "until", "status") and v}
         matching = len(found)
         if found and matching >= query.limit:  # more than this page: count them all
-            matching = len(await run_in_threadpool(console.jobs.matching,
-                                                   views.dead_letter_filter(params, limit=1)))
+            matching = await run_in_threadpool(console.jobs.count_matching,
+                                               views.dead_letter_filter(params, limit=1))
         return render(request, "dlq.html", who, entries=[views.entry_summary(e) for e in found],
                       params=params, statuses=views.DLQ_STATUSES, bulk=bulk,
                       flow_ids=sorted(app.flows.flows), matching=matching)
