@@ -31,9 +31,9 @@ from typing import Any
 import redis
 from pydantic import Field
 
-from connectors.broker import Broker, encode
+from connectors.broker import Broker, confirmed, encode
 from engine.plugin import (
-    BUS,
+    DELIVER,
     DRAIN,
     BuildContext,
     BusMessage,
@@ -103,10 +103,11 @@ def build(config: RedisPublish, ctx: BuildContext) -> StepFn:
                                   for k, f in headers_of.items()}
         fields[config.field] = encode(value)[0]
         stream = str(stream_of(envelope, resources.secrets))
-        twin = resources.transport(BUS)
+        twin = resources.transport(DELIVER)
         if twin is not None:  # flowrun test: the case's mocks answer (an entry id, if any)
             body = fields.pop(config.field)
-            return result(twin(f"redis://{config.connection}/{stream}", body, fields))
+            url = f"redis://{config.connection}/{stream}"
+            return result(confirmed(twin(url, body, fields), url))
         conn = connections.runtime(config.connection, "redis", lambda: client(
             config.connection, found, resources.secrets))
         try:

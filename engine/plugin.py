@@ -48,11 +48,11 @@ from engine.refs import REF, UnresolvedReference, interpolate, redact_known, red
 from engine.signatures import Scheme, SignatureError
 from engine.templates import Value, compile_url, compile_value, interpolate_url
 from engine.transports import (
-    BUS,
+    DELIVER,
     HTTP,
     SFTP,
+    Deliver,
     HttpTransport,
-    Publish,
     SftpOpener,
     SftpSession,
     Transport,
@@ -88,9 +88,9 @@ if TYPE_CHECKING:  # for annotations: an endpoint of one's own is given the app 
     from engine.loader import CompiledFlow as CompiledFlow
 
 __all__ = [
-    "BUS",
     "CLIENT_CLOSED",
     # message-bus consumers (flowrunner.consumers)
+    "DELIVER",
     "DRAIN",
     "HTTP",
     # references, secrets and files
@@ -110,6 +110,7 @@ __all__ = [
     # run time: the message, the resources, outcomes and errors
     "Continue",
     "DeadLetter",
+    "Deliver",
     # poll sources
     "DropFile",
     # config models: the base (unknown keys forbidden) and the shared field types
@@ -134,7 +135,6 @@ __all__ = [
     "PollSourceKind",
     "PollTrigger",
     "Port",
-    "Publish",
     "RecordError",
     "Resources",
     "Scheme",

@@ -1,6 +1,6 @@
 """The transports connectors talk through, as typed resources a step may be handed.
 
-A connector asks ``resources.transport(HTTP)`` (or ``SFTP``, ``BUS``) and uses its own real
+A connector asks ``resources.transport(HTTP)`` (or ``SFTP``, ``DELIVER``) and uses its own real
 transport when none was handed in — its pooled Session, its SFTP client, its broker client.
 `flowrun test` hands in the in-memory twins of `engine.testing.twins`, which answer from a
 case's mocks; a connector never asks whether it is under test. HTTP and SFTP are separate keys:
@@ -49,15 +49,16 @@ class SftpSession(Protocol):
 SftpOpener = Callable[[str, Any, Callable[[str], str]], SftpSession]
 
 
-class Publish(Protocol):
-    """Hands one message to a broker, as a bus step (``amqp``, ``mqtt``, ``redis``, ``nats``)
-    would: *url* names the connection and the destination (``mqtt://plant/orders/A1``). Returns
-    what the broker answered, if anything (a stream entry id, a JetStream acknowledgement), and
-    raises StepError as the broker's refusal or an outage would."""
+class Deliver(Protocol):
+    """Hands one message to a broker or a trading partner in one exchange, as the bus steps
+    (``amqp``, ``mqtt``, ``redis``, ``nats``) and the ``as2`` step do: *url* names the
+    connection and the destination (``mqtt://plant/orders/A1``). Returns the answer as an HTTP
+    response — what its status means is the connector's to say — and raises StepError when the
+    other side cannot be reached (kind ``connection`` or ``timeout``)."""
 
-    def __call__(self, url: str, data: bytes, headers: Mapping[str, str]) -> Any: ...
+    def __call__(self, url: str, data: bytes, headers: Mapping[str, str]) -> requests.Response: ...
 
 
 HTTP: Transport[HttpTransport] = Transport("http")
 SFTP: Transport[SftpOpener] = Transport("sftp")
-BUS: Transport[Publish] = Transport("bus")
+DELIVER: Transport[Deliver] = Transport("deliver")

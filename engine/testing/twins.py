@@ -8,12 +8,10 @@ operation as the network would (``connection_refused``, ``timeout``...; ``tls`` 
 key); 401/403 as a refused login or a denied permission, 404 as a missing file, any other
 status as a failed write or read on the server.
 
-The bus twin turns a publish step's message into ``POST amqp://<connection>/<exchange>/<routing
-key>`` (``mqtt://<connection>/<topic>``, ``redis://<connection>/<stream>``,
-``nats://<connection>/<subject>``), its headers and message id as request headers: a 2xx
-answer is the broker's confirmation (its JSON body the step's result where the broker returns
-one — a stream entry id, a JetStream acknowledgement), 404 a destination the broker does not
-have, 401/403 a refused login, any other status a refusal (nack) that is retried.
+The delivery twin turns a publish step's message into ``POST amqp://<connection>/<exchange>/
+<routing key>`` (``mqtt://``, ``redis://``, ``nats://``; ``as2://<connection>`` for the as2
+step), its headers and message id as request headers, and hands the mocked answer back to the
+step, which reads its status as its broker's or partner's answer (`connectors.broker.confirmed`).
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from typing import Any
 import requests
 
 from engine.testing.mock_http import MockBook, MockTransport, VirtualClock, session
-from engine.transports import BUS, HTTP, SFTP
+from engine.transports import DELIVER, HTTP, SFTP
 from engine.types import StepError
 
 _STATUS_KINDS = {401: "auth", 403: "permission", 404: "not_found"}
@@ -80,37 +78,23 @@ class _SftpSession:
         return response
 
 
-class BusTwin:
-    """One step's publishes to a message bus, answered by the case's mocks."""
+class DeliveryTwin:
+    """One step's deliveries (bus publishes, AS2 messages), answered by the case's mocks."""
 
     def __init__(self, book: MockBook, step: str, clock: VirtualClock):
         self.transport = MockTransport(book, step, clock)
 
-    def __call__(self, url: str, data: bytes, headers: Mapping[str, str]) -> Any:
+    def __call__(self, url: str, data: bytes, headers: Mapping[str, str]) -> requests.Response:
         request = requests.Request("POST", url, data=data, headers=dict(headers)).prepare()
         try:
-            response = self.transport.send(request, timeout=(10.0, 10.0))
+            return self.transport.send(request, timeout=(10.0, 10.0))
         except requests.exceptions.Timeout:
-            raise StepError(f"{url}: no confirmation from the broker", kind="timeout",
-                            retryable=True) from None
+            raise StepError(f"{url}: no answer in time", kind="timeout", retryable=True) from None
         except requests.exceptions.ConnectionError as exc:
             raise StepError(f"{url}: {exc}", kind="connection", retryable=True) from None
-        status = response.status_code
-        if status in _STATUS_KINDS:
-            raise StepError(f"{url}: the broker answered {status}", kind=_STATUS_KINDS[status],
-                            status=status)
-        if not 200 <= status < 300:
-            raise StepError(f"{url}: the broker refused the message ({status})",
-                            kind="rejected", retryable=True, status=status)
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            return response.text
 
 
 def transports(book: MockBook, step: str, clock: VirtualClock) -> dict[str, Any]:
     """The twins handed to *step*, by transport key, for `Resources.services`."""
     return {HTTP.key: session(book, step, clock), SFTP.key: SftpTwin(book, step, clock),
-            BUS.key: BusTwin(book, step, clock)}
+            DELIVER.key: DeliveryTwin(book, step, clock)}
