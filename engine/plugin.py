@@ -48,8 +48,10 @@ from engine.refs import REF, UnresolvedReference, interpolate, redact_known, red
 from engine.signatures import Scheme, SignatureError
 from engine.templates import Value, compile_url, compile_value, interpolate_url
 from engine.transports import (
+    DELIVER,
     HTTP,
     SFTP,
+    Deliver,
     HttpAdapter,
     HttpTransport,
     SftpOpener,
@@ -89,6 +91,7 @@ if TYPE_CHECKING:  # for annotations: an endpoint of one's own is given the app 
 __all__ = [
     "CLIENT_CLOSED",
     # message-bus consumers (flowrunner.consumers)
+    "DELIVER",
     "DRAIN",
     "HTTP",
     # references, secrets and files
@@ -108,6 +111,7 @@ __all__ = [
     # run time: the message, the resources, outcomes and errors
     "Continue",
     "DeadLetter",
+    "Deliver",
     # poll sources
     "DropFile",
     # config models: the base (unknown keys forbidden) and the shared field types
