@@ -25,6 +25,7 @@ from engine.records import DeadLetter, RecordError, RunState, start
 from engine.refs import Secrets
 from engine.reload import FlowWatcher
 from engine.retention import Pruner
+from engine.runlog import RunLog
 from engine.runner import Runner
 from engine.schemas import SchemaStore
 from engine.settings import Settings
@@ -80,7 +81,7 @@ def loader_for(settings: Settings) -> Loader:
 
 class App:
     """One process's parts, built once: store, flow versions, runner, execution core, executor
-    and intake. Metrics and the run log context are composed into the core here."""
+    and intake. The run log, metrics and the log context are composed into the core here."""
 
     def __init__(self, settings: Settings, *, store: Store | None = None,
                  flows: FlowSet | None = None, on_step: Any = None):
@@ -105,10 +106,10 @@ class App:
         self.metrics = Metrics()
         self.runner = Runner(resources_factory(self.secrets, self.services),
                              self.secrets.redactor, on_step=on_step)
-        # FLOWRUN_OTEL: the run and step spans are made on the same seam as the metrics
+        # FLOWRUN_OTEL: the run and step spans are made on the same seam as logs and metrics
         traces = tracing.observer()
         self.core = Core(self.runner, self.versions, self.store,
-                         observers=[self.metrics, *([traces] if traces else [])],
+                         observers=[RunLog(), self.metrics, *([traces] if traces else [])],
                          events=Events(ttl=settings.idempotency_ttl, count=self.metrics.event))
         # flows handed in (tests, flowrun test) are not watched; a flows folder is
         watcher = (FlowWatcher(self.loader, self.versions, settings.flows)

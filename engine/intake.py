@@ -188,6 +188,8 @@ class Intake:
         try:
             if fresh and messages is None:
                 self.executor.submit_many([d.state for d in fresh])
+            elif messages is not None:
+                self.executor.queued([d.state for d in fresh])
         except Exception as exc:
             # recorded but not queued (the broker went away): answer as not recorded, so the
             # sender retries; its retry finds the run queued and queues it then

@@ -206,8 +206,10 @@ def retry_of(flow: CompiledFlow, state: RunState, now: float) -> Retry | None:
             or state.position >= len(flow.steps)):
         return None
     failed = state.attempts[-1]
+    # from the failure, when the runner chose the delay
+    delay = (state.due_at or now) - float(failed.get("at") or now)
     return Retry(step=flow.steps[state.position].id, attempt=int(failed.get("attempt", 1)),
-                 delay=max(0.0, (state.due_at or now) - now),
+                 delay=max(0.0, delay),
                  kind=reason_kind(failed.get("kind"), failed.get("status")),
                  message=str(failed.get("error", "")), status=failed.get("status"))
 
