@@ -35,7 +35,7 @@ import amqp.exceptions
 import kombu
 from pydantic import Field
 
-from connectors.broker import Broker, confirmed, encode
+from connectors.broker import Broker, confirmed, encode, message_headers
 from engine.plugin import (
     DELIVER,
     DRAIN,
@@ -119,7 +119,7 @@ def build(config: AmqpPublish, ctx: BuildContext) -> StepFn:
         message_id = str(id_of(envelope, resources.secrets)) if id_of is not None else \
             f"{envelope.meta.get('run_id')}:{step_id}"
         routing_key = str(key_of(envelope, resources.secrets))
-        headers = {k: str(f(envelope, resources.secrets)) for k, f in headers_of.items()}
+        headers = message_headers(headers_of, envelope, resources.secrets)
         twin = resources.transport(DELIVER)
         if twin is not None:  # flowrun test: the case's mocks answer
             url = f"amqp://{config.connection}/{config.exchange}/{routing_key}"

@@ -13,7 +13,17 @@ import orjson
 import requests
 from pydantic import Field
 
-from engine.plugin import Duration, Model, Port, Secret, StepError, interpolate, port_number
+from engine.plugin import (
+    Duration,
+    Envelope,
+    Model,
+    Port,
+    Secret,
+    StepError,
+    add_trace_context,
+    interpolate,
+    port_number,
+)
 
 _FINAL = {401: "auth", 403: "permission", 404: "not_found"}
 
@@ -33,6 +43,15 @@ class Broker(Model):
 
         port = port_number(self.port, lambda text: interpolate(text, secrets))
         return str(value(self.host)), port, value(self.username), value(self.password)
+
+
+def message_headers(headers_of: dict[str, Any], envelope: Envelope,
+                    secrets: Callable[[str], str]) -> dict[str, str]:
+    """A publish step's headers rendered for *envelope*, with the run's trace context when
+    tracing is on (a consumer continues the trace: engine/tracing)."""
+    headers = {k: str(render(envelope, secrets)) for k, render in headers_of.items()}
+    add_trace_context(headers)
+    return headers
 
 
 def encode(value: Any) -> tuple[bytes, str]:

@@ -38,7 +38,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import Field
 
-from connectors.broker import Broker, confirmed, encode
+from connectors.broker import Broker, confirmed, encode, message_headers
 from engine.plugin import (
     DELIVER,
     DRAIN,
@@ -147,7 +147,7 @@ def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
         topic = str(topic_of(envelope, resources.secrets))
         message_id = str(id_of(envelope, resources.secrets)) if id_of is not None else \
             f"{envelope.meta.get('run_id')}:{step_id}"
-        headers = {k: str(f(envelope, resources.secrets)) for k, f in headers_of.items()}
+        headers = message_headers(headers_of, envelope, resources.secrets)
         twin = resources.transport(DELIVER)
         if twin is not None:  # flowrun test: the case's mocks answer
             url = f"mqtt://{config.connection}/{topic}"

@@ -40,7 +40,7 @@ import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import Field
 
-from connectors.broker import Broker, confirmed, encode
+from connectors.broker import Broker, confirmed, encode, message_headers
 from engine.plugin import (
     DELIVER,
     DRAIN,
@@ -129,7 +129,7 @@ def build(config: NatsPublish, ctx: BuildContext) -> StepFn:
         subject = str(subject_of(envelope, resources.secrets))
         message_id = str(id_of(envelope, resources.secrets)) if id_of is not None else \
             f"{envelope.meta.get('run_id')}:{step_id}"
-        headers = {k: str(f(envelope, resources.secrets)) for k, f in headers_of.items()}
+        headers = message_headers(headers_of, envelope, resources.secrets)
         headers["Nats-Msg-Id"] = message_id
         twin = resources.transport(DELIVER)
         if twin is not None:  # flowrun test: the case's mocks answer (a JetStream ack, if any)

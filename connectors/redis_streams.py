@@ -31,7 +31,7 @@ from typing import Any
 import redis
 from pydantic import Field
 
-from connectors.broker import Broker, confirmed, encode
+from connectors.broker import Broker, confirmed, encode, message_headers
 from engine.plugin import (
     DELIVER,
     DRAIN,
@@ -99,8 +99,7 @@ def build(config: RedisPublish, ctx: BuildContext) -> StepFn:
 
     def publish(envelope: Envelope, resources: Resources) -> Outcome:
         value = body_of.evaluate(envelope) if body_of is not None else envelope.body
-        fields: dict[str, Any] = {k: str(f(envelope, resources.secrets))
-                                  for k, f in headers_of.items()}
+        fields: dict[str, Any] = message_headers(headers_of, envelope, resources.secrets)
         fields[config.field] = encode(value)[0]
         stream = str(stream_of(envelope, resources.secrets))
         twin = resources.transport(DELIVER)

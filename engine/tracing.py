@@ -121,6 +121,16 @@ def client(method: str, url: str, headers: MutableMapping[str, str]
     return _tracer.client(method, url, headers)
 
 
+def inject(headers: MutableMapping[str, Any]) -> None:
+    """Add the current trace context (``traceparent`` …) to a message's *headers*, keeping any
+    the flow set itself, so whoever consumes it — a flowrunner ``consume:`` trigger or another
+    system — continues the publisher's trace."""
+    if _tracer is None:
+        return
+    for name, value in _tracer.carrier().items():
+        headers.setdefault(name, value)
+
+
 def stamp(meta: MutableMapping[str, Any]) -> None:
     """Keep the current trace context in a new run's *meta*, for whoever advances it."""
     if _tracer is None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -229,48 +230,79 @@ def test_split_items_are_runs_within_the_span_of_the_run_that_split(
     assert [s.attributes["flowrun.outcome"] for s in named(found, "step note")] == ["ok"] * 2
 
 
+PUBLISHER = """
+flow: publisher
+steps:
+  - id: tell
+    redis: {connection: events, stream: orders, headers: {kind: order}}
+"""
 CONSUMED = """
 flow: consumed
 trigger:
   consume:
     connection: events
-    redis: {stream: inbox, group: crm, consumer: c-1}
+    redis: {stream: orders, group: crm, consumer: c-1}
 steps:
   - id: note
     log: {message: '"got " & id'}
 """
 
 
-@pytest.mark.parametrize("headers", [{"traceparent": TRACEPARENT}, {}],
-                         ids=["publisher-traced", "untraced"])
-def test_a_bus_message_continues_its_publishers_trace_or_starts_one(
-        spans: InMemorySpanExporter, tmp_path: Path, headers: dict[str, Any]) -> None:
+@pytest.fixture
+def bus_app(tmp_path: Path, redis_url: str) -> Iterator[Any]:
+    """An App with a flow that publishes to a Redis stream and one that consumes it."""
+    port, db = redis_url.rsplit(":", 1)[1].split("/")
     (tmp_path / "connections").mkdir()
     (tmp_path / "connections" / "events.yaml").write_text(
-        "connection: events\nredis: {host: 127.0.0.1, port: 6379}\n", encoding="utf-8")
-    app = make_app(tmp_path, {"consumed": CONSUMED})
+        f"connection: events\nredis: {{host: 127.0.0.1, port: {port}, db: {db}}}\n",
+        encoding="utf-8")
+    app = make_app(tmp_path, {"publisher": PUBLISHER, "consumed": CONSUMED})
     app.executor.start(resume=False)
     try:
-        gate = Gate(app, app.flows.flows["consumed"], None)
-        message = BusMessage(body=b'{"id": 7}', headers=headers,
-                             where={"bus": "redis", "stream": "inbox", "message_id": "1-0"})
-        gate.take(message)
-        (_, ok), = wait_until(lambda: list(gate.settled(0.1)), 30, "the message taken in")
-        assert ok
-        run_id = app.store.list_runs(RunFilter(flow="consumed"))[0].run_id
-        found = settled(spans, app, run_id, 1)
+        yield app
     finally:
         app.executor.stop()
         app.store.close()
+
+
+def consume(app: Any, headers: dict[str, str]) -> str:
+    """Hand one stream entry to the consumed flow's gate, as the consumer does; its run id."""
+    gate = Gate(app, app.flows.flows["consumed"], None)
+    gate.take(BusMessage(body=b'{"id": 7}', headers=headers,
+                         where={"bus": "redis", "stream": "orders", "message_id": "1-0"}))
+    (_, ok), = wait_until(lambda: list(gate.settled(0.1)), 30, "the message taken in")
+    assert ok
+    return str(app.store.list_runs(RunFilter(flow="consumed"))[0].run_id)
+
+
+def test_a_published_message_carries_the_trace_to_the_flow_that_consumes_it(
+        spans: InMemorySpanExporter, bus_app: Any, redis_url: str) -> None:
+    sent = bus_app.accept(bus_app.flows.flows["publisher"], {"id": 7})
+    settled(spans, bus_app, sent.run_id, 1)
+    client = redis.Redis.from_url(redis_url)
+    (_, fields), = client.xrange("orders")
+    client.close()
+    headers = {k.decode(): v.decode() for k, v in fields.items() if k != b"body"}
+    tell = one(list(spans.get_finished_spans()), "step tell")
+    trace_id, flags = f"{tell.context.trace_id:032x}", f"{tell.context.trace_flags:02x}"
+    assert headers == {"kind": "order",
+                       "traceparent": f"00-{trace_id}-{hex_span(tell)}-{flags}"}
+
+    found = settled(spans, bus_app, consume(bus_app, headers), 2)
     intake = one(found, "intake consumed")
     assert intake.kind is SpanKind.CONSUMER
+    assert parent_of(intake) == tell.context.span_id
     run = one(found, "run consumed")
     assert parent_of(run) == intake.context.span_id
-    if headers:
-        assert f"{intake.context.trace_id:032x}" == TRACE_ID
-        assert f"{parent_of(intake):016x}" == SENDER_SPAN
-    else:
-        assert intake.parent is None
+    assert {s.context.trace_id for s in found} == {tell.context.trace_id}
+
+
+def test_a_bus_message_without_a_traceparent_starts_a_trace(
+        spans: InMemorySpanExporter, bus_app: Any) -> None:
+    found = settled(spans, bus_app, consume(bus_app, {"kind": "order"}), 1)
+    intake = one(found, "intake consumed")
+    assert intake.parent is None
+    assert parent_of(one(found, "run consumed")) == intake.context.span_id
 
 
 def test_tracing_off_keeps_no_context_and_gives_the_runner_no_hook(tmp_path: Path) -> None:
