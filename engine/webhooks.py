@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import tracing
 from engine.bodies import BodyError, record_headers
@@ -122,20 +122,12 @@ class HookEndpoint:
         cid = correlation_id(headers)
         status = 500
         try:
-            with bind(flow=self.flow_id, correlation_id=cid), tracing.server(
-                    headers, scope["method"], self.hook.trigger.path,
-                    {"url.path": scope["path"], "flowrun.flow": self.flow_id}) as span:
-                try:
-                    status, data, extra = await self._handle(scope, receive, headers, cid,
-                                                             params)
-                    if status == CLIENT_CLOSED:  # the sender went away: nobody to answer
-                        return
-                    cid = data.get("correlation_id", cid) if isinstance(data, dict) else cid
-                    await respond(send, status, data, cid, extra)
-                finally:
-                    span.set("http.response.status_code", status)
-                    if status >= 500:
-                        span.failed(str(status))
+            with bind(flow=self.flow_id, correlation_id=cid):
+                status, data, extra = await self._handle(scope, receive, headers, cid, params)
+                if status == CLIENT_CLOSED:  # the sender went away: nobody to answer
+                    return
+                cid = data.get("correlation_id", cid) if isinstance(data, dict) else cid
+                await respond(send, status, data, cid, extra)
         finally:
             self.metrics.response(self.flow_id, status, time.perf_counter() - started)
 
@@ -279,6 +271,30 @@ def _redacted(app: App, exc: BaseException) -> str:
     return app.secrets.redactor.text(text)
 
 
+async def _traced(endpoint: HookEndpoint, scope: Scope, receive: Receive, send: Send,
+                  params: dict[str, str]) -> None:
+    """*endpoint* within a server span (continuing the sender's ``traceparent``), whatever the
+    endpoint is — a webhook's, an AS2 partner's, a plugin's; the status is the one it sent."""
+    status = CLIENT_CLOSED  # until an answer starts: a sender that went away gets none
+
+    async def answering(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        await send(message)
+
+    with tracing.server(Headers(scope=scope), scope["method"], endpoint.hook.trigger.path,
+                        {"url.path": scope["path"], "flowrun.flow": endpoint.flow_id}) as span:
+        try:
+            await endpoint(scope, receive, answering, params)
+        except BaseException as exc:
+            span.failed(type(exc).__name__)
+            raise
+        span.set("http.response.status_code", status)
+        if status >= 500:
+            span.failed(str(status))
+
+
 class Gateway:
     """The served ASGI app: webhook paths to their endpoints, everything else to *fallback*."""
 
@@ -310,7 +326,10 @@ class Gateway:
                 methods, endpoint, params = found
                 if scope["method"] in methods or (scope["method"] == "HEAD"
                                                   and "GET" in methods):
-                    await endpoint(scope, receive, send, params)
+                    if tracing.enabled():
+                        await _traced(endpoint, scope, receive, send, params)
+                    else:
+                        await endpoint(scope, receive, send, params)
                 else:
                     await respond(send, 405, {"error": "Method Not Allowed"},
                                   headers={"Allow": ", ".join(sorted(methods))})

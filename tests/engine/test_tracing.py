@@ -312,3 +312,17 @@ def test_tracing_off_keeps_no_context_and_gives_the_runner_no_hook(tmp_path: Pat
     accepted = app.accept(app.flows.flows["lines"], {"lines": [{"sku": "a"}]})
     assert "trace" not in app.store.get_run(accepted.run_id).envelope["meta"]
     app.store.close()
+
+
+def test_a_refused_request_is_a_server_span_with_its_status_and_nothing_after_it(
+        spans: InMemorySpanExporter, tmp_path: Path) -> None:
+    small = ("flow: small\ntrigger:\n  webhook: {path: /hooks/small, max_body: 64}\n"
+             "steps:\n  - id: note\n    log: {message: '\"hi\"'}\n")
+    app = make_app(tmp_path, {"small": small})
+    with serving(app) as server:
+        answer = server.post("/hooks/small", "x" * 65, {"traceparent": TRACEPARENT})
+    assert answer.status_code == 413
+    request, = spans.get_finished_spans()
+    assert (request.name, request.attributes["http.response.status_code"]) == (
+        "POST /hooks/small", 413)
+    assert f"{request.context.trace_id:032x}" == TRACE_ID
