@@ -69,8 +69,8 @@ class OtelTracer:
     def server(self, headers: Mapping[str, str], method: str, route: str,
                attributes: dict[str, Any]) -> contextlib.AbstractContextManager[OtelSpan]:
         return self.span(f"{method} {route}", SpanKind.SERVER,
-                          {"http.request.method": method, "http.route": route, **attributes},
-                          propagate.extract(headers))
+                         {"http.request.method": method, "http.route": route, **attributes},
+                         propagate.extract(headers))
 
     def intake(self, flow: str, trigger: str, carrier: Mapping[str, Any] | None
                ) -> contextlib.AbstractContextManager[OtelSpan]:
@@ -79,15 +79,14 @@ class OtelTracer:
             return self.span(f"intake {flow}", SpanKind.INTERNAL, attributes)
         # a bus message: its publisher's trace when its headers carry one, else a new trace
         return self.span(f"intake {flow}", SpanKind.CONSUMER, attributes,
-                          propagate.extract(_text_headers(carrier)))
+                         propagate.extract(_text_headers(carrier)))
 
     @contextlib.contextmanager
     def client(self, method: str, url: str, headers: MutableMapping[str, str]
                ) -> Iterator[OtelSpan]:
         parts = urlsplit(url)
         # no query and no user info: either may carry a credential
-        where = f"{parts.scheme}://{parts.hostname or ''}" + (
-            f":{parts.port}" if parts.port else "") + parts.path
+        where = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}"
         attributes = {"http.request.method": method, "url.full": redact_known(where),
                       "server.address": parts.hostname, "server.port": parts.port or (
                           443 if parts.scheme == "https" else 80)}
@@ -125,7 +124,7 @@ class SpanObserver(Observer):
         # same trace in whichever process and however long after
         meta = state.envelope.get("meta", {})
         with self.tracer.span(f"run {flow.id}", SpanKind.CONSUMER, _run(state),
-                               self.tracer.parent(meta)) as span:
+                              self.tracer.parent(meta)) as span:
             try:
                 yield span
             finally:

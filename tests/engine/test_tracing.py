@@ -326,3 +326,31 @@ def test_a_refused_request_is_a_server_span_with_its_status_and_nothing_after_it
     assert (request.name, request.attributes["http.response.status_code"]) == (
         "POST /hooks/small", 413)
     assert f"{request.context.trace_id:032x}" == TRACE_ID
+
+
+def test_a_client_span_names_no_query_no_credentials_and_no_secret(
+        spans: InMemorySpanExporter, tmp_path: Path, httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/orders", method="GET").respond_with_json({"ok": True})
+    url = httpserver.url_for("/orders").replace("://", "://erp:pw-9d41@")
+    flow = f"""
+    flow: lookup
+    steps:
+      - id: fetch
+        call:
+          http: {{method: GET, url: "{url}", params: {{api_key: "${{secret:ERP_KEY}}"}}}}
+    """
+    app = make_app(tmp_path, {"lookup": flow}, secrets={"ERP_KEY": "k-7c2e55"})
+    app.executor.start(resume=False)
+    try:
+        accepted = app.accept(app.flows.flows["lookup"], {})
+        found = settled(spans, app, accepted.run_id, 1)
+    finally:
+        app.executor.stop()
+        app.store.close()
+    call = one(found, "GET")
+    assert call.attributes["url.full"] == httpserver.url_for("/orders")
+    request, _ = httpserver.log[0]
+    assert request.args["api_key"] == "k-7c2e55"  # the call itself had both
+    for span in found:
+        assert not any(secret in str(value) for value in span.attributes.values()
+                       for secret in ("k-7c2e55", "pw-9d41"))
