@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from engine.console import views
+from engine.console import graph_pages, views
 from engine.console.auth import CSRF_FIELD, Principal, Throttled
 from engine.dlq import ReplayRefused
 from engine.store.base import StoreError
@@ -250,6 +250,7 @@ def routes(console: Console) -> list[BaseRoute]:
             Route("/dlq/{id}/replay", guarded(replay, write=True), methods=["POST"]),
             Route("/dlq/{id}/discard", guarded(discard, write=True), methods=["POST"]),
             Route("/jobs/{id}", guarded(job)),
+            *graph_pages.routes(console, guarded, problem),
             Route("/{path:path}", not_found)]
 
 
