@@ -25,6 +25,7 @@ from engine.console import views
 from engine.console.auth import Principal
 from engine.graph import Graph, RunPath, build, run_path
 from engine.loader import CompiledFlow
+from engine.problems import did_you_mean
 from engine.records import RunState
 from engine.store.base import RunFilter
 
@@ -100,8 +101,9 @@ def routes(console: Console, guarded: Guard,
     app, render = console.app, console.render
 
     def missing(request: Request, who: Principal, flow_id: str) -> Response:
-        return problem(request, 404, "No such flow", f"There is no flow '{flow_id}' loaded; "
-                       "the Flows page lists those there are.", who)
+        hint = did_you_mean(flow_id, app.flows.flows)
+        return problem(request, 404, "No such flow", f"There is no flow '{flow_id}' loaded"
+                       + (hint or "; the Flows page lists those there are."), who)
 
     async def flow_page(request: Request, who: Principal) -> Response:
         flow = app.flows.flows.get(request.path_params["id"])
