@@ -62,9 +62,10 @@ def _markers(ident: str) -> str:
     colours = {"grey": "#8a94a6", "red": "#c0392b", "taken": TAKEN, "amber": "#c98a12",
                "green": "#2e8b57", "blue": "#2f6db5", "dim": "#777777"}
     return "<defs>" + "".join(
-        f'<marker id="{ident}-{name}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-        f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
-        f'fill="{colour}"/></marker>' for name, colour in colours.items()) + "</defs>"
+        f'<marker id="{ident}-{name}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" '
+        'markerHeight="9" markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
+        f'<path d="M0,0 L10,5 L0,10 z" fill="{colour}"/></marker>'
+        for name, colour in colours.items()) + "</defs>"
 
 
 _MARKER = {"#8a94a6": "grey", "#c0392b": "red", TAKEN: "taken", "#c98a12": "amber",
