@@ -302,11 +302,13 @@ def run_path(graph: Graph, steps: list[dict[str, Any]], status: str, *,
     known = {n.id for n in graph.nodes}
     seq = [step_node(r["id"]) for r in steps if step_node(r["id"]) in known]
     failed = {step_node(r["id"]) for r in steps if r.get("status") == "failed"}
-    path.nodes[TRIGGER] = "passed"
-    if seq:
-        into = [i for i, e in enumerate(graph.edges) if e.target == seq[0]
-                and (e.source == TRIGGER or e.kind == "split")]
-        path.edges.update(into[:1])  # a split's item starts after the split step
+    # how the message came in: from the trigger, or as an item of a split (whose run starts
+    # after the split step); a replay from the failed step starts there, with no way in
+    into = [i for i, e in enumerate(graph.edges) if seq and e.target == seq[0]
+            and (e.source == TRIGGER or e.kind == "split")]
+    if into or not seq:
+        path.edges.update(into[:1])
+        path.nodes[graph.edges[into[0]].source if into else TRIGGER] = "passed"
     for node in seq:
         path.nodes[node] = "failed" if node in failed else "passed"
     for a, b in itertools.pairwise(seq):

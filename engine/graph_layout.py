@@ -97,15 +97,18 @@ def layout(graph: Graph, drawn: set[int]) -> Layout:
                          for n in chain]
     _ports(graph, out)
     right = max(b.x + b.w / 2 for b in boxes.values())
-    lane = right + GUTTER
-    for i, e in edges:
-        if i in drawn and i not in chains:
-            a, b = boxes[e.source], boxes[e.target]
-            out.routes[i] = [(a.x + a.w / 2, a.y + a.h / 2), (lane, a.y + a.h / 2),
-                             (lane, b.y + b.h / 2), (b.x + b.w / 2, b.y + b.h / 2)]
-            out.gutter.add(i)
-            lane += GUTTER / 1.5
-    out.width = lane + MARGIN
+    lane, far = right + GUTTER, right
+    for k, (i, e) in enumerate((i, e) for i, e in edges if i in drawn and i not in chains):
+        # down into the gap under the source's rank, along the gutter, and into the gap over
+        # the target's rank: the gaps hold no boxes, so the way crosses none
+        a, b = boxes[e.source], boxes[e.target]
+        below, above = a.bottom + 16 + 5 * k, b.y - 16 - 5 * k
+        out.routes[i] = [(a.x + a.w * 0.42, a.bottom), (a.x + a.w * 0.42, below), (lane, below),
+                         (lane, above), (b.x + b.w * 0.42, above), (b.x + b.w * 0.42, b.y)]
+        out.gutter.add(i)
+        far = max(far, lane + min(len(e.label), 28) * CHAR * 0.46 + 6)
+        lane += GUTTER / 1.5
+    out.width = max(lane, far) + MARGIN
     return out
 
 

@@ -8,6 +8,7 @@ inline in the console, whose Content-Security-Policy refuses inline styles. Each
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from xml.sax.saxutils import escape, quoteattr
@@ -102,8 +103,24 @@ def _curve(points: list[Point]) -> str:
     return d
 
 
-def _polyline(points: list[Point]) -> str:
-    return "M" + " L".join(f"{x:.1f},{y:.1f}" for x, y in points)
+def _polyline(points: list[Point], radius: float = 7.0) -> str:
+    """Straight segments with their corners rounded."""
+    (x, y), d = points[0], f"M{points[0][0]:.1f},{points[0][1]:.1f}"
+    for (cx, cy), (nx, ny) in itertools.pairwise(points[1:] + [points[-1]]):
+        if (cx, cy) == (nx, ny):  # the last point
+            d += f" L{cx:.1f},{cy:.1f}"
+            break
+        r1 = min(radius, abs(cx - x) / 2 + abs(cy - y) / 2)
+        r2 = min(radius, abs(nx - cx) / 2 + abs(ny - cy) / 2)
+        bx, by = cx - _sign(cx - x) * r1, cy - _sign(cy - y) * r1
+        ax, ay = cx + _sign(nx - cx) * r2, cy + _sign(ny - cy) * r2
+        d += f" L{bx:.1f},{by:.1f} Q{cx:.1f},{cy:.1f} {ax:.1f},{ay:.1f}"
+        x, y = cx, cy
+    return d
+
+
+def _sign(value: float) -> float:
+    return (value > 0) - (value < 0)
 
 
 def _label(graph: Graph, i: int, placed: Layout, path: RunPath | None,
@@ -113,8 +130,8 @@ def _label(graph: Graph, i: int, placed: Layout, path: RunPath | None,
         return ""
     points = placed.routes[i]
     if i in placed.gutter:
-        (x, y), (_, y2) = points[1], points[2]
-        x, y = x, (y + y2) / 2
+        (x, y), (_, y2) = points[2], points[3]
+        y = (y + y2) / 2
     else:
         (x1, y1), (x2, y2) = points[0], points[1]
         share = 0.6 if len(points) == 2 else 0.4

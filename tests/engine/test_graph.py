@@ -4,12 +4,14 @@ every shipped flow drawn, `flowrun graph`, and real runs laid over their flow's 
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from pytest_httpserver import HTTPServer
 
 from engine import graph_mermaid, graph_svg
 from engine.app import App
@@ -18,7 +20,7 @@ from engine.graph import Graph, RunPath, build, run_path
 from engine.loader import CompiledFlow, Loader
 from engine.records import RunState
 from engine.schemas import SchemaStore
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_until
 from tests.engine import mermaid_check
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -302,3 +304,86 @@ def test_a_run_that_ends_early_reaches_its_end(running_app: MakeApp, body: dict[
     assert end in path.nodes
     labels = {drawn.edges[i].label for i in path.edges if drawn.edges[i].kind == "branch"}
     assert labels == ({branch} if branch else set())
+
+
+SPLIT = """
+flow: lines
+steps:
+  - id: per_line
+    split: {items: lines}
+  - id: note
+    log: {message: '"line " & sku'}
+"""
+
+
+def test_each_item_of_a_split_comes_out_of_the_split_step(running_app: MakeApp) -> None:
+    app = running_app({"lines": SPLIT})
+    flow = app.flows.flows["lines"]
+    accepted = app.accept(flow, {"lines": [{"sku": "A"}, {"sku": "B"}]}, {})
+    parent, *children = app.wait_for(accepted.run_id, timeout=30)
+    assert parent.status == "split" and [c.status for c in children] == ["succeeded"] * 2
+    drawn = build(flow)
+    whole = run_path(drawn, parent.steps, parent.status)
+    assert taken(drawn, whole) == {("trigger", "step:per_line"), ("step:per_line", "step:note")}
+    item = run_path(drawn, children[0].steps, children[0].status)
+    assert item.nodes == {"step:per_line": "passed", "step:note": "passed", "end": "reached"}
+    assert taken(drawn, item) == {("step:per_line", "step:note"), ("step:note", "end")}
+
+
+def test_a_run_waiting_for_a_retry_waits_at_its_step(running_app: MakeApp,
+                                                      httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/busy").respond_with_data("busy", status=503)
+    waits = f"""
+flow: waits
+defaults:
+  retry: {{max_attempts: 3, backoff: {{initial: 1h}}}}
+steps:
+  - id: first
+    log: {{message: '"calling"'}}
+  - id: busy
+    call:
+      http: {{method: POST, url: "{httpserver.url_for('/busy')}"}}
+"""
+    app = running_app({"waits": waits})
+    flow = app.flows.flows["waits"]
+    run_id = app.accept(flow, {}, {}).run_id
+    state = wait_until(lambda: (s := app.store.get_run(run_id)) and s.status == "retrying" and s,
+                       what="the run to wait for its retry")
+    drawn = build(flow)
+    path = run_path(drawn, state.steps, state.status,
+                    waiting_at=flow.steps[state.position].id)
+    assert path.nodes == {"trigger": "passed", "step:first": "passed", "step:busy": "waiting"}
+    assert taken(drawn, path) == {("trigger", "step:first"), ("step:first", "step:busy")}
+    svg = ET.fromstring(graph_svg.render(drawn, path))
+    busy = next(g for g in svg.iter(f"{SVG}g") if g.get("data-node") == "step:busy")
+    assert busy.get("data-state") == "waiting"
+
+
+LOOPS = """
+flow: loops
+steps:
+  - id: fetch
+    log: {message: '"fetch"'}
+  - id: decide
+    route:
+      - when: more
+        goto: fetch
+      - otherwise: finish
+  - id: finish
+    log: {message: '"done"'}
+"""
+
+
+def test_a_way_back_up_goes_round_the_boxes(tmp_path: Path) -> None:
+    drawn = build(load(tmp_path, {"loops": LOOPS})["loops"])
+    assert ("step:decide", "step:fetch", "branch", "more") in edges(drawn)
+    svg = ET.fromstring(graph_svg.render(drawn))
+    back = next(p for p in svg.iter(f"{SVG}path") if p.get("data-target") == "step:fetch"
+                and p.get("data-source") == "step:decide")
+    boxes = {g.get("data-node"): next(g.iter(f"{SVG}rect")) for g in svg.iter(f"{SVG}g")
+             if g.get("data-node")}
+    right = max(float(r.get("x", 0)) + float(r.get("width", 0)) for r in boxes.values())
+    xs = [float(n) for n in re.findall(r"[ML ]?(-?\d+\.\d+),", back.get("d", ""))]
+    assert max(xs) > right  # down the gutter right of every box
+    assert float(svg.get("width", 0)) > max(xs)
+    assert mermaid_check.problems(graph_mermaid.render(drawn)) == []
