@@ -103,8 +103,9 @@ def layout(graph: Graph, drawn: set[int]) -> Layout:
         # the target's rank: the gaps hold no boxes, so the way crosses none
         a, b = boxes[e.source], boxes[e.target]
         below, above = a.bottom + 16 + 5 * k, b.y - 16 - 5 * k
-        out.routes[i] = [(a.x + a.w * 0.42, a.bottom), (a.x + a.w * 0.42, below), (lane, below),
-                         (lane, above), (b.x + b.w * 0.42, above), (b.x + b.w * 0.42, b.y)]
+        ax, bx = a.x + a.w * 0.42, b.x + b.w * (0.42 - 0.03 * k)
+        out.routes[i] = [(ax, a.bottom), (ax, below), (lane, below), (lane, above), (bx, above),
+                         (bx, b.y)]
         out.gutter.add(i)
         far = max(far, lane + min(len(e.label), 28) * CHAR * 0.46 + 6)
         lane += GUTTER / 1.5

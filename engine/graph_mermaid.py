@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from engine.graph import Graph, Node, RunPath
+from engine.graph import Graph, Node
+from engine.graph_path import RunPath
 from engine.graph_svg import FAILED, TAKEN, TONES, WAITING
 
 #: opening and closing of each role's shape

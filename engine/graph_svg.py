@@ -8,13 +8,13 @@ inline in the console, whose Content-Security-Policy refuses inline styles. Each
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable
 from xml.sax.saxutils import escape, quoteattr
 
-from engine.graph import Graph, Node, RunPath
+from engine.graph import Graph, Node
 from engine.graph_layout import CHAR, LINE, Box, Layout, Point, layout
+from engine.graph_path import RunPath
 
 #: fill and stroke of each tone of node
 TONES = {"trigger": ("#e8f1fb", "#2f6db5"), "plain": ("#f6f7f9", "#8a94a6"),
@@ -105,18 +105,14 @@ def _curve(points: list[Point]) -> str:
 
 def _polyline(points: list[Point], radius: float = 7.0) -> str:
     """Straight segments with their corners rounded."""
-    (x, y), d = points[0], f"M{points[0][0]:.1f},{points[0][1]:.1f}"
-    for (cx, cy), (nx, ny) in itertools.pairwise(points[1:] + [points[-1]]):
-        if (cx, cy) == (nx, ny):  # the last point
-            d += f" L{cx:.1f},{cy:.1f}"
-            break
-        r1 = min(radius, abs(cx - x) / 2 + abs(cy - y) / 2)
-        r2 = min(radius, abs(nx - cx) / 2 + abs(ny - cy) / 2)
-        bx, by = cx - _sign(cx - x) * r1, cy - _sign(cy - y) * r1
-        ax, ay = cx + _sign(nx - cx) * r2, cy + _sign(ny - cy) * r2
-        d += f" L{bx:.1f},{by:.1f} Q{cx:.1f},{cy:.1f} {ax:.1f},{ay:.1f}"
-        x, y = cx, cy
-    return d
+    d = f"M{points[0][0]:.1f},{points[0][1]:.1f}"
+    for (px, py), (cx, cy), (nx, ny) in zip(points, points[1:], points[2:], strict=False):
+        before = min(radius, (abs(cx - px) + abs(cy - py)) / 2)
+        after = min(radius, (abs(nx - cx) + abs(ny - cy)) / 2)
+        d += (f" L{cx - _sign(cx - px) * before:.1f},{cy - _sign(cy - py) * before:.1f}"
+              f" Q{cx:.1f},{cy:.1f} {cx + _sign(nx - cx) * after:.1f},"
+              f"{cy + _sign(ny - cy) * after:.1f}")
+    return d + f" L{points[-1][0]:.1f},{points[-1][1]:.1f}"
 
 
 def _sign(value: float) -> float:

@@ -23,7 +23,8 @@ from engine import graph_mermaid, graph_svg
 from engine.app import App
 from engine.console import views
 from engine.console.auth import Principal
-from engine.graph import Graph, RunPath, build, run_path
+from engine.graph import Graph, build
+from engine.graph_path import RunPath, run_path
 from engine.loader import CompiledFlow
 from engine.problems import did_you_mean
 from engine.records import RunState

@@ -16,7 +16,8 @@ from pytest_httpserver import HTTPServer
 from engine import graph_mermaid, graph_svg
 from engine.app import App
 from engine.cli import main
-from engine.graph import Graph, RunPath, build, run_path
+from engine.graph import Graph, build
+from engine.graph_path import RunPath, run_path
 from engine.loader import CompiledFlow, Loader
 from engine.records import RunState
 from engine.schemas import SchemaStore
