@@ -388,3 +388,25 @@ def test_a_way_back_up_goes_round_the_boxes(tmp_path: Path) -> None:
     assert max(xs) > right  # down the gutter right of every box
     assert float(svg.get("width", 0)) > max(xs)
     assert mermaid_check.problems(graph_mermaid.render(drawn)) == []
+
+
+@pytest.mark.parametrize(("trigger", "detail"), [
+    ("poll: {every: 90s, files: {dir: /srv/drop, pattern: '*.csv'}}",
+     "every 90s · files /srv/drop · *.csv"),
+    ("poll: {cron: '0 6 * * 1', http: {url: 'http://127.0.0.1:9/acks'}}",
+     "cron 0 6 * * 1 · http http://127.0.0.1:9/acks"),
+    ("consume: {connection: events, redis: {stream: wms, group: flowrunner}}",
+     "redis wms · flowrunner"),
+    ("event: {type: order.placed, when: total > 100}", "order.placed when total > 100"),
+    ("webhook: {path: /hooks/x, methods: [POST, PUT]}", "POST|PUT /hooks/x"),
+])
+def test_the_trigger_says_what_starts_a_run(tmp_path: Path, trigger: str, detail: str) -> None:
+    (tmp_path / "connections").mkdir()
+    (tmp_path / "connections" / "events.yaml").write_text(
+        "connection: events\nredis: {host: 127.0.0.1, port: 6379}\n", encoding="utf-8")
+    (tmp_path / "flows").mkdir()
+    text = (f"flow: started\ntrigger:\n  {trigger}\n"
+            "steps:\n  - id: a\n    log: {message: '\"a\"'}\n")
+    flows = load(tmp_path / "flows", {"started": text})
+    node = build(flows["started"]).node("trigger")
+    assert (node.title, node.detail) == (trigger.split(":")[0], detail)
