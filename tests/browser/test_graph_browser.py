@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from pytest_httpserver import HTTPServer
 
-from tests.browser.conftest import ARTIFACTS, Erp, Site, order
+from tests.browser.conftest import ARTIFACTS, Erp, Site, order, publish
 from tests.engine.console.support import FAST_RETRY, console_app
 from tests.engine.server_support import serving
 
@@ -112,7 +112,7 @@ def test_the_diagram_shows_every_step_and_a_dead_letter_s_failing_step(
         "data-taken", "true")
     expect(page.locator("#branches")).to_contain_text("qty > 100")
     expect(page.locator("#path-steps li")).to_have_count(4)
-    routed.shot(page, "run-path")
+    publish(routed.shot(page, "run-path"), "run-path.png")
 
     # the flow's name leads back to its diagram
     page.click("#flow-link")
