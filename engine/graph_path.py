@@ -78,3 +78,16 @@ def _taken(graph: Graph, source: str, target: str, failed: bool) -> list[int]:
     found = [i for i, e in enumerate(graph.edges) if e.source == source and e.target == target]
     chosen = [i for i in found if (graph.edges[i].kind == "failure") == failed]
     return chosen or found
+
+
+def path_of_run(graph: Graph, flow: Any, state: Any, store: Any = None) -> RunPath:
+    """`run_path` of a recorded run (a `RunState` of *flow*, the `CompiledFlow` version it ran
+    on): the step a run not done stands at, and with *store* the flow a hand-off started."""
+    waiting = flow.steps[state.position].id if not state.done and \
+        0 <= state.position < len(flow.steps) else None
+    handed_to = None
+    if state.status == "handed_off" and store is not None:
+        for child_id in state.envelope.get("meta", {}).get("children", [])[:1]:
+            child = store.get_run(child_id)
+            handed_to = child.flow_id if child is not None else None
+    return run_path(graph, state.steps, state.status, waiting_at=waiting, handed_to=handed_to)

@@ -24,7 +24,7 @@ from engine.app import App
 from engine.console import views
 from engine.console.auth import Principal
 from engine.graph import Graph, build
-from engine.graph_path import RunPath, run_path
+from engine.graph_path import RunPath, path_of_run
 from engine.loader import CompiledFlow
 from engine.problems import did_you_mean
 from engine.records import RunState
@@ -63,27 +63,16 @@ def path_view(app: App, state: RunState) -> dict[str, Any] | None:
     if flow is None:
         return None
     drawn = graph_of(app, flow)
-    waiting = flow.steps[state.position].id if not state.done and \
-        0 <= state.position < len(flow.steps) else None
-    path = run_path(drawn, state.steps, state.status, waiting_at=waiting,
-                    handed_to=_handed_to(app, state))
+    path = path_of_run(drawn, flow, state, app.store)
     current = app.flows.flows.get(state.flow_id)
     return {**views.run_summary(state), "done": state.done,
             "svg": Markup(graph_svg.render(drawn, path, link=flow_link)),
             "current": current is not None and current.version == flow.version,
             "steps": [{"id": r["id"], "kind": r.get("kind"), "status": r["status"]}
                       for r in state.steps],
-            "branches": _branches(drawn, path), "waiting_at": waiting}
-
-
-def _handed_to(app: App, state: RunState) -> str | None:
-    if state.status != "handed_off":
-        return None
-    for child_id in state.envelope.get("meta", {}).get("children", [])[:1]:
-        child = app.store.get_run(child_id)
-        if child is not None:
-            return child.flow_id
-    return None
+            "branches": _branches(drawn, path),
+            "waiting_at": next((drawn.node(n).title for n, s in path.nodes.items()
+                                if s == "waiting"), None)}
 
 
 def _branches(drawn: Graph, path: RunPath) -> list[dict[str, str]]:

@@ -410,3 +410,26 @@ def test_the_trigger_says_what_starts_a_run(tmp_path: Path, trigger: str, detail
     flows = load(tmp_path / "flows", {"started": text})
     node = build(flows["started"]).node("trigger")
     assert (node.title, node.detail) == (trigger.split(":")[0], detail)
+
+
+def test_flowrun_graph_draws_a_recorded_run_s_path(running_app: MakeApp, tmp_path: Path) -> None:
+    app = running_app({"runs": RUNS})
+    _, state = run_of(app, {"type": "order", "qty": -1})
+    assert state.status == "dead_lettered"
+    env = {"FLOWRUN_HOME": str(tmp_path / "home"), "FLOWRUN_FLOWS": str(tmp_path / "flows")}
+    runner = CliRunner()
+    done = runner.invoke(main, ["graph", "--run", state.run_id[:12], "--json"], env=env)
+    assert done.exit_code == 0, done.output
+    run = json.loads(done.output)["run"]
+    assert run["nodes"] == {"trigger": "passed", "step:only_orders": "passed",
+                            "step:by_size": "passed", "dead_letter": "failed"}
+    done = runner.invoke(main, ["graph", "runs", "--run", state.run_id, "--format", "mermaid"],
+                         env=env)
+    assert done.exit_code == 0 and mermaid_check.problems(done.output) == []
+    assert "run_failed" in done.output
+    done = runner.invoke(main, ["graph", "other", "--run", state.run_id], env=env)
+    assert done.exit_code == 1 and "a run of flow 'runs', not 'other'" in done.output
+    done = runner.invoke(main, ["graph", "--run", "0123456789ab"], env=env)
+    assert done.exit_code == 1 and "no run '0123456789ab'" in done.output
+    done = runner.invoke(main, ["graph"], env=env)
+    assert done.exit_code == 2 and "--run" in done.output
