@@ -4,7 +4,7 @@ that give some runs a deadline of their own, and the flow that hears of each bre
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -29,7 +29,7 @@ class SlaRule(Model):
                             "one character, case matters.")
     when: Expr | None = Field(None, description="An expression on the message as received; the "
                               "rule matches when it is true, e.g. "
-                              "\"$headers.'X-Partner' = 'acme'\" or 'body.priority = \"high\"'.")
+                              "'$headers.\"x-partner\" = \"acme\"' or 'body.priority = \"high\"'.")
     within: Within = Field(description="The deadline of the runs this rule matches, from "
                            "receipt to success: '1h', '4h', '30m'.")
 
@@ -43,6 +43,15 @@ class SlaRule(Model):
 
 class SlaAlert(Model):
     """Who hears of a breach: a hand-off of the late run's summary to a flow, once per breach."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_flow_calls(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "call" in data:
+            raise ValueError("an alert is a hand-off to a flow: write alert: {flow: NAME} and "
+                             "call the pager from that flow's steps, where the call is retried "
+                             "and dead-lettered like any other")
+        return data
 
     flow: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", description="Flow that receives the "
                       "summary of each late run (body `sla`: run_id, flow, key, deadline, "
