@@ -184,3 +184,28 @@ def test_a_breach_without_a_loaded_alert_flow_is_counted_and_recorded(
     breach = app.store.get_breach(run_id)
     assert breach is not None and breach.alert_run_id is None
     assert breaches_metric(app) == 1
+
+
+def test_flowrun_runs_list_late_shows_the_late_runs(
+        running_app: MakeApp, httpserver: HTTPServer, pager: Pager, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    httpserver.expect_request("/erp").respond_with_json({}, status=503)
+    app = running_app(flows(httpserver.url_for("/erp"), httpserver.url_for("/hooks/late")))
+    late, fine = accept(app, "C-7"), accept(app, "B2B-7")
+    for run_id in (late, fine):
+        wait_until(lambda r=run_id: status_of(app, r).status == "retrying", what="a retry")
+    assert sweeper(app, 10).sweep() == 1
+    env = {"FLOWRUN_HOME": str(tmp_path / "home"), "FLOWRUN_FLOWS": str(tmp_path / "flows")}
+    result = CliRunner().invoke(main, ["runs", "list", "--late", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)
+    assert (row["run_id"], row["key"], row["status"], row["open"]) == (late, "C-7", "retrying",
+                                                                       True)
+    table = CliRunner().invoke(main, ["runs", "--late", "--flow", "orders"], env=env)
+    assert table.exit_code == 0, table.output
+    assert "LATE BY" in table.output and late[:12] in table.output
+    assert fine[:12] not in table.output
+    assert "and counting" in table.output
