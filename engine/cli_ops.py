@@ -155,14 +155,15 @@ def _list_runs(flow: str | None, status: str | None, key: str | None,
 
 
 def _list_late(app: Any, flow: str | None, limit: int, as_json: bool) -> None:
-    from engine.sla import duration_text, late_runs
+    from engine.console.views import span
+    from engine.sla import late_runs
 
     found = late_runs(app.store, flow=flow, limit=limit)
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
     _table([[r["run_id"][:12], r["flow"], r["key"] or "-", r["status"], _ts(r["deadline"]),
-             duration_text(r["late_by_s"]) + (" and counting" if r["open"] else "")]
+             span(r["late_by_s"]) + (" and counting" if r["open"] else "")]
             for r in found],
            ["RUN", "FLOW", "KEY", "STATUS NOW", "DEADLINE (UTC)", "LATE BY"])
 

@@ -223,27 +223,17 @@ def late_runs(store: Store, *, flow: str | None = None, limit: int = 100,
     """The runs that breached their SLA, latest breach first: each with how late it is (up to
     its success, or up to *now* while it is not done) and its status now."""
     now = time.time() if now is None else now
-    out = []
-    for breach in store.list_breaches(flow, limit):
-        state = store.get_run(breach.run_id)
-        over = late_by(state, now) if state is not None else None
-        out.append({"run_id": breach.run_id, "flow": breach.flow_id, "key": breach.key,
-                    "deadline": breach.deadline, "detected_at": breach.detected_at,
-                    "late_by_s": round(breach.late_by if over is None else over, 3),
-                    "status_then": breach.status,
-                    "status": state.status if state is not None else "removed",
-                    "open": state is not None and not met(state),
-                    "alert_run_id": breach.alert_run_id})
-    return out
+    return [late_view(breach, store.get_run(breach.run_id), now)
+            for breach in store.list_breaches(flow, limit)]
 
 
-def duration_text(seconds: float) -> str:
-    """'42s', '3m 05s', '2h 10m', '3d 4h': how late, for people."""
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m {whole % 60:02d}s"
-    if whole < 86400:
-        return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
-    return f"{whole // 86400}d {whole % 86400 // 3600}h"
+def late_view(breach: Breach, state: RunState | None, now: float) -> dict[str, Any]:
+    """One breach with its run as it is now (None: removed by retention)."""
+    over = late_by(state, now) if state is not None else None
+    return {"run_id": breach.run_id, "flow": breach.flow_id, "key": breach.key,
+            "deadline": breach.deadline, "detected_at": breach.detected_at,
+            "late_by_s": round(breach.late_by if over is None else over, 3),
+            "status_then": breach.status,
+            "status": state.status if state is not None else "removed",
+            "open": state is not None and not met(state), "alert_run_id": breach.alert_run_id}
+
