@@ -398,6 +398,13 @@ class PostgresStore:
                 if removed:
                     cur.execute("DELETE FROM runs WHERE run_id = ANY(%s) AND "
                                 "status = 'dead_lettered'", ([str(row[1]) for row in removed],))
+            # a run's SLA rows go with it (engine/sla)
+            run_ids = [r.run_id for r in runs] + [e.run_id for e in entries]
+            cur.execute("DELETE FROM sla_due WHERE run_id = ANY(%s::text[]) AND NOT EXISTS "
+                        "(SELECT 1 FROM runs WHERE runs.run_id = sla_due.run_id)", (run_ids,))
+            cur.execute("DELETE FROM sla_breaches WHERE run_id = ANY(%s::text[]) AND NOT EXISTS "
+                        "(SELECT 1 FROM runs WHERE runs.run_id = sla_breaches.run_id)",
+                        (run_ids,))
         return gone
 
     def replace_runs(self, runs: list[tuple[RunState, bytes]]) -> set[str]:

@@ -222,6 +222,11 @@ local function drop_run(id, flow, status, key, corr)
   if key ~= '' then redis.call('ZREM', p .. 'runs:key:' .. key, id) end
   if corr ~= '' then redis.call('ZREM', p .. 'runs:corr:' .. corr, id) end
   count_down(p .. 'runs:count:' .. flow, status)
+  redis.call('ZREM', p .. 'sla:due', id)  -- its SLA rows go with it (engine/sla)
+  if redis.call('HDEL', p .. 'sla:breaches', id) == 1 then
+    redis.call('ZREM', p .. 'sla:late', id)
+    redis.call('ZREM', p .. 'sla:late:' .. flow, id)
+  end
   return true
 end
 local gone = {}

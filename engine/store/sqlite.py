@@ -369,6 +369,11 @@ class SqliteStore:
                     gone.add(entry.id)
                     db.execute("DELETE FROM runs WHERE run_id = ? AND status = 'dead_lettered'",
                                (entry.run_id,))
+            # a run's SLA rows go with it (engine/sla)
+            for run_id in [r.run_id for r in runs] + [e.run_id for e in entries]:
+                if not db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                    db.execute("DELETE FROM sla_due WHERE run_id = ?", (run_id,))
+                    db.execute("DELETE FROM sla_breaches WHERE run_id = ?", (run_id,))
         return gone
 
     def replace_runs(self, runs: list[tuple[RunState, bytes]]) -> set[str]:

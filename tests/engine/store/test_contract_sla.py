@@ -103,3 +103,20 @@ def test_breaches_are_listed_latest_first_by_flow(store: Store) -> None:
     assert [b.run_id for b in store.list_breaches("orders")] == ["c", "a"]
     assert [b.run_id for b in store.list_breaches(limit=1)] == ["b"]
     assert store.list_breaches("nothing") == []
+
+
+def test_pruning_a_run_removes_its_due_entry_and_its_breach(store: Store) -> None:
+    from engine.store.base import Keep, RetentionPolicy
+
+    store.create_runs([(timed("late", 10), None), (timed("due", 10), None)])
+    for run_id in ("late", "due"):
+        state = store.get_run(run_id)
+        assert state is not None
+        state.status, state.updated_at = "failed", T0 + 20
+        store.save_run(state)
+    store.claim_breach(breach("late"))
+    report = store.prune(RetentionPolicy(Keep(runs=60.0)), T0 + 1000)
+    assert report.counts == {("orders", "runs"): 2}
+    assert store.get_breach("late") is None and store.list_breaches("orders") == []
+    assert store.list_breaches() == []
+    assert store.sla_due(T0 + 1e6, 10) == []
