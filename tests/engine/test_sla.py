@@ -20,7 +20,7 @@ from werkzeug import Request, Response
 from engine.app import App
 from engine.records import RunState
 from engine.sla import SlaWatch
-from engine.store.base import RunFilter
+from engine.store.base import DeadLetterFilter, RunFilter
 from tests.conftest import wait_until
 
 MakeApp = Callable[..., App]
@@ -201,7 +201,7 @@ def test_flowrun_runs_list_late_shows_the_late_runs(
     env = {"FLOWRUN_HOME": str(tmp_path / "home"), "FLOWRUN_FLOWS": str(tmp_path / "flows")}
     result = CliRunner().invoke(main, ["runs", "list", "--late", "--json"], env=env)
     assert result.exit_code == 0, result.output
-    (row,) = json.loads(result.output)
+    (row,) = json.loads(result.stdout)
     assert (row["run_id"], row["key"], row["status"], row["open"]) == (late, "C-7", "retrying",
                                                                        True)
     table = CliRunner().invoke(main, ["runs", "--late", "--flow", "orders"], env=env)
@@ -209,3 +209,24 @@ def test_flowrun_runs_list_late_shows_the_late_runs(
     assert "LATE BY" in table.output and late[:12] in table.output
     assert fine[:12] not in table.output
     assert "and counting" in table.output
+
+
+def test_a_replay_that_succeeds_before_the_deadline_makes_the_run_on_time(
+        running_app: MakeApp, httpserver: HTTPServer, pager: Pager) -> None:
+    answers = [(422, {"bad": "sku"}), (200, {"id": 1})]
+
+    def erp(request: Request) -> Response:
+        status, body = answers.pop(0) if len(answers) > 1 else answers[0]
+        return Response(json.dumps(body), status=status, content_type="application/json")
+
+    httpserver.expect_request("/erp").respond_with_handler(erp)
+    app = running_app(flows(httpserver.url_for("/erp"), httpserver.url_for("/hooks/late")))
+    stuck = accept(app, "B2B-5")  # 4 h to succeed
+    assert app.wait_for(stuck)[0].status == "dead_lettered"
+    (entry,) = app.store.list_dead_letters(DeadLetterFilter())
+    replay = app.replay(entry.id)
+    assert app.wait_for(replay.run_id)[0].status == "succeeded"
+    wait_until(lambda: not app.store.sla_due(time.time() + 5 * 3600, 10),
+               what="the replayed run to leave the due-set")
+    assert sweeper(app, 5 * 3600).sweep() == 0
+    assert app.store.get_breach(stuck) is None and pager.alerts == []
