@@ -234,9 +234,10 @@ def start(flow: FlowLike, body: Any, headers: dict[str, Any] | None = None, *,
             logging.getLogger("flowrunner.runner").warning(
                 "business key of run %s not computed: %s", run_id, exc)
     sla = getattr(flow, "sla", None)
-    # items of a split and hand-offs are part of the run that received the message, and a
-    # replay answers for the run it replays (engine/sla): neither starts a clock of its own
-    if sla is not None and trigger not in ("split", "handoff", "replay"):
+    # items of a split and hand-offs are part of the run that received the message, a replay
+    # answers for the run it replays, and an alert of a breach must never breach in turn
+    # (engine/sla): none of them starts a clock of its own
+    if sla is not None and trigger not in ("split", "handoff", "replay", "sla"):
         state.deadline = state.created_at + sla.within_for(state.key, envelope)
     return state
 

@@ -98,8 +98,8 @@ def test_a_run_gets_the_deadline_of_the_first_matching_rule(
     assert state.deadline == pytest.approx(state.created_at + within)
 
 
-@pytest.mark.parametrize("trigger", ["split", "handoff", "replay"])
-def test_split_items_hand_offs_and_replays_start_no_clock(loader: Loader, trigger: str) -> None:
+@pytest.mark.parametrize("trigger", ["split", "handoff", "replay", "sla"])
+def test_split_items_hand_offs_replays_and_alerts_start_no_clock(loader: Loader, trigger: str) -> None:
     flow, _ = loader.load_file("<input>", raw=FLOW.format(steps=OK_STEP).encode())
     assert flow is not None
     assert start(flow, {"order": "C-1"}, trigger=trigger).deadline is None
