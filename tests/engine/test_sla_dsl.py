@@ -99,7 +99,8 @@ def test_a_run_gets_the_deadline_of_the_first_matching_rule(
 
 
 @pytest.mark.parametrize("trigger", ["split", "handoff", "replay", "sla"])
-def test_split_items_hand_offs_replays_and_alerts_start_no_clock(loader: Loader, trigger: str) -> None:
+def test_split_items_hand_offs_replays_and_alerts_start_no_clock(loader: Loader,
+                                                                trigger: str) -> None:
     flow, _ = loader.load_file("<input>", raw=FLOW.format(steps=OK_STEP).encode())
     assert flow is not None
     assert start(flow, {"order": "C-1"}, trigger=trigger).deadline is None
