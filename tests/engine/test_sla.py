@@ -230,3 +230,31 @@ def test_a_replay_that_succeeds_before_the_deadline_makes_the_run_on_time(
                what="the replayed run to leave the due-set")
     assert sweeper(app, 5 * 3600).sweep() == 0
     assert app.store.get_breach(stuck) is None and pager.alerts == []
+
+
+def test_an_alert_the_pager_refuses_is_retried_then_dead_lettered_and_not_sent_again(
+        running_app: MakeApp, httpserver: HTTPServer) -> None:
+    pager_calls: list[str] = []
+
+    def pager_down(request: Request) -> Response:
+        pager_calls.append(request.get_data(as_text=True))
+        return Response('{"down": true}', status=503, content_type="application/json")
+
+    httpserver.expect_request("/erp").respond_with_json({}, status=503)
+    httpserver.expect_request("/hooks/late").respond_with_handler(pager_down)
+    texts = flows(httpserver.url_for("/erp"), httpserver.url_for("/hooks/late"))
+    texts["late-order-handling"] = texts["late-order-handling"].replace(
+        "steps:", "defaults:\n              retry: {max_attempts: 2, backoff: {initial: 10ms, "
+                  "jitter: none}}\n            steps:")
+    app = running_app(texts)
+    run_id = accept(app, "C-3")
+    wait_until(lambda: status_of(app, run_id).status == "retrying", what="a retry")
+    assert sweeper(app, 10).sweep() == 1
+    breach = app.store.get_breach(run_id)
+    assert breach is not None and breach.alert_run_id is not None
+    alert = app.wait_for(breach.alert_run_id)[0]
+    assert alert.status == "dead_lettered" and len(pager_calls) == 2
+    (entry,) = app.store.list_dead_letters(DeadLetterFilter(flow="late-order-handling"))
+    assert json.loads(pager_calls[0])["sla"]["run_id"] == run_id
+    assert entry.run_id == alert.run_id
+    assert sweeper(app, 20).sweep() == 0 and len(pager_calls) == 2
