@@ -28,6 +28,7 @@ from engine.retention import Pruner
 from engine.runner import Runner
 from engine.schemas import SchemaStore
 from engine.settings import Settings
+from engine.sla import SlaWatch
 from engine.store.base import Store, StoreError
 from engine.store.sqlite import SqliteStore
 from engine.versions import FlowVersions
@@ -124,6 +125,10 @@ class App:
                              idempotency_ttl=settings.idempotency_ttl)
         #: started by the long-running commands (serve, scheduler), not by one-off ones
         self.pruner = Pruner(self.store, settings, lambda: self.flows)
+        #: late runs (engine/sla): claimed at finish here, swept by serve and scheduler
+        self.sla = SlaWatch(self.store, self.versions, self.executor, self.metrics,
+                            interval=settings.sla_interval)
+        self.core.on_finished(self.sla.finished)
 
     @property
     def flows(self) -> FlowSet:
