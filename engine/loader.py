@@ -29,7 +29,7 @@ from engine.refs import KINDS, Secrets, find_refs
 from engine.registry import registry
 from engine.schemas import SchemaStore
 from engine.signatures import check_spec
-from engine.types import StepFn
+from engine.types import END, StepFn
 from engine.yamlsrc import Source, read_source
 
 FLOW_SUFFIXES = (".yaml", ".yml")
@@ -67,6 +67,8 @@ class CompiledFlow:
     subscription_at: Problem | None = None
     #: the event types its publish steps emit, each with where it is written
     publishes: list[tuple[str, Problem]] = field(default_factory=list)
+    #: the flow's ``sla:`` compiled at load (`engine.sla.CompiledSla`), or None
+    sla: Any = None
 
     def __post_init__(self) -> None:
         self.index = {step.id: step.index for step in self.steps}
@@ -260,13 +262,18 @@ class Loader:
         idem_expr = ctx.expr(idem, ("trigger", trigger_kind, "idempotency_key")) if idem else None
         subscription = events.compile_subscription(trigger, ctx) if trigger_kind == "event" \
             else None
+        sla = None
+        if model.sla is not None:
+            from engine.sla import compile_sla
+
+            sla = compile_sla(model.sla, ctx)
         if any(p.severity == "error" for p in problems):
             return None, problems
         version = hashlib.sha256(raw).hexdigest()[:12]
         flow = CompiledFlow(id=model.flow, file=source.file, version=version, text=source.text,
                             model=model, steps=compiled, key=key, idempotency_key=idem_expr,
                             flow_refs=refs, poll=poll, subscription=subscription,
-                            publishes=events.declared(source, model))
+                            publishes=events.declared(source, model), sla=sla)
         if subscription is not None:
             flow.subscription_at = source.problem(("trigger", "event", "type"), "")
         return flow, problems
@@ -279,7 +286,7 @@ class Loader:
         ctx.base = ("steps", i)
         for target, where in ((step.next, ("next",)),
                               (_goto(step.on_failure), ("on_failure", "goto"))):
-            if target and target != "end" and target not in ctx.step_ids:
+            if target and target != END and target not in ctx.step_ids:
                 ctx.problem(where, f"no step '{target}' in this flow"
                             + did_you_mean(target, ctx.step_ids))
         if _flow(step.on_failure):

@@ -17,10 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from engine import dlq_patch
 from engine.console import models, views
 from engine.console.auth import CSRF_HEADER, Principal, Throttled
 from engine.dlq import ReplayRefused
-from engine.store.base import StoreError
+from engine.dlq_patch import Patch, PatchError
+from engine.store.base import DeadLetterFilter, StoreError
 
 if TYPE_CHECKING:
     from engine.console import Console
@@ -93,6 +95,13 @@ def routes(console: Console) -> list[BaseRoute]:
                                              detail["output"].as_dict())
         return _out(models.RunDetail, detail)
 
+    async def late(request: Request, who: Principal) -> Response:
+        from engine.sla import late_runs
+
+        flow, limit = views.late_filter(request.query_params)
+        found = await run_in_threadpool(lambda: late_runs(app.store, flow=flow, limit=limit))
+        return _out(models.LateRun, found)
+
     async def entries(request: Request, who: Principal) -> Response:
         query = views.dead_letter_filter(dict(request.query_params))
         found = await run_in_threadpool(app.store.list_dead_letters, query)
@@ -143,12 +152,38 @@ def routes(console: Console) -> list[BaseRoute]:
         if isinstance(asked, JSONResponse):
             return asked
         assert isinstance(asked, models.BulkReplayRequest)
-        query = views.dead_letter_filter({k: v for k, v in asked.model_dump().items()
-                                          if isinstance(v, str)}, limit=1)
+        try:
+            patch = Patch(asked.patch) if asked.patch is not None else None
+        except PatchError as exc:
+            return _error(422, str(exc), detail={"position": exc.position})
         job = await run_in_threadpool(lambda: console.jobs.start(
-            query, who=f"console:{who.user}", start_from=asked.start_from,
-            version=asked.version))
+            selected(asked), who=f"console:{who.user}", start_from=asked.start_from,
+            version=asked.version, action=asked.action, patch=patch, reason=asked.reason))
         return _out(models.JobProgress, console.jobs.progress(job), 202)
+
+    def selected(asked: models.BulkReplayRequest) -> DeadLetterFilter | list[str]:
+        if asked.entries is not None:
+            return asked.entries
+        return views.dead_letter_filter({k: v for k, v in asked.model_dump().items()
+                                         if isinstance(v, str)}, limit=1)
+
+    async def preview(request: Request, who: Principal) -> Response:
+        asked = await body_of(request, models.BulkPreviewRequest)
+        if isinstance(asked, JSONResponse):
+            return asked
+        assert isinstance(asked, models.BulkPreviewRequest)
+        try:
+            patch = Patch(asked.patch) if asked.patch is not None else None
+        except PatchError as exc:
+            return _error(422, str(exc), detail={"position": exc.position})
+
+        def look() -> dict[str, Any]:
+            query = selected(asked)
+            ids = query if isinstance(query, list) else console.jobs.matching(query)
+            return {**dlq_patch.selection(app, ids), "previews": dlq_patch.preview(
+                app, ids, patch, start_from=asked.start_from, version=asked.version,
+                count=asked.count)}
+        return _out(models.BulkPreview, await run_in_threadpool(look))
 
     async def job(request: Request, who: Principal) -> Response:
         found = console.jobs.get(request.path_params["id"])
@@ -166,9 +201,11 @@ def routes(console: Console) -> list[BaseRoute]:
             Route("/flows", guarded(flows)),
             Route("/runs", guarded(runs)),
             Route("/runs/{id}", guarded(run)),
+            Route("/late", guarded(late)),
             Route("/dead-letters", guarded(entries)),
             Route("/dead-letters/{id}", guarded(entry)),
             Route("/dead-letters/{id}/replay", guarded(replay, write=True), methods=["POST"]),
             Route("/dead-letters/{id}/discard", guarded(discard, write=True), methods=["POST"]),
             Route("/replay-jobs", guarded(bulk, write=True), methods=["POST"]),
+            Route("/replay-jobs/preview", guarded(preview, write=True), methods=["POST"]),
             Route("/replay-jobs/{id}", guarded(job))]
