@@ -88,7 +88,8 @@ class Graph:
 
 
 def step_node(step_id: str) -> str:
-    return f"step:{step_id}"
+    """The node of a step, or the end for ``end`` (a route's or a failure's ``goto: end``)."""
+    return END if step_id == END else f"step:{step_id}"
 
 
 def flow_node(flow_id: str) -> str:

@@ -45,6 +45,8 @@ steps:
         flow: other
       - when: country = "--"
         drop: true
+      - when: country = "EU"
+        goto: end
       - otherwise: true
         dead_letter: no such country
   - id: per_line
@@ -102,6 +104,7 @@ def test_every_construct_is_a_node_or_an_edge(tmp_path: Path) -> None:
         ("step:by_country", "step:per_line", "branch", 'country = "DE"'),
         ("step:by_country", "flow:other", "branch", 'country = "XX"'),
         ("step:by_country", "dropped", "branch", 'country = "--"'),
+        ("step:by_country", "end", "branch", 'country = "EU"'),  # goto: end
         ("step:by_country", "dead_letter", "branch", "otherwise"),
         ("step:per_line", "step:book", "split", "each item"),
         ("step:book", "step:done", "next", ""),
