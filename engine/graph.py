@@ -101,7 +101,7 @@ def build(flow: CompiledFlow, flows: dict[str, CompiledFlow] | None = None) -> G
     subscribed to their events."""
     graph = Graph(flow.id, (getattr(flow.model, "description", None) or "").strip())
     graph.nodes.append(Node(TRIGGER, "trigger", flow.trigger_kind, kind="trigger",
-                            detail=_trigger_detail(flow), tone="trigger"))
+                            detail=_trigger_detail(flow), notes=_sla(flow), tone="trigger"))
     models = flow.model.steps  # type: ignore[attr-defined]
     for step, model in zip(flow.steps, models, strict=True):
         graph.nodes.append(Node(step_node(step.id), "step", step.id, kind=step.kind,
@@ -210,6 +210,16 @@ def _notes(step: CompiledStep, model: Any) -> tuple[str, ...]:
     if limit is not None:
         notes.append(f"rate {limit.name} {limit.per_second:g}/s")
     return tuple(notes)
+
+
+def _sla(flow: CompiledFlow) -> tuple[str, ...]:
+    """The flow's service level, when it has one: the deadline, its rules, who hears of it."""
+    sla = getattr(flow.model, "sla", None)
+    if sla is None:
+        return ()
+    rules = f" ({len(sla.rules)} rule{'s' if len(sla.rules) != 1 else ''})" if sla.rules else ""
+    alert = f" · late → {sla.alert.flow}" if sla.alert else ""
+    return (f"SLA {human_duration(sla.within)}{rules}{alert}",)
 
 
 def _trigger_detail(flow: CompiledFlow) -> str:

@@ -119,6 +119,14 @@ def test_every_construct_is_a_node_or_an_edge(tmp_path: Path) -> None:
     assert ("step:done", "dead_letter") in quiet and ("step:only_orders", "dead_letter") in quiet
 
 
+def test_the_trigger_notes_the_flow_s_service_level(tmp_path: Path) -> None:
+    flows = load(tmp_path, {"everything": EVERYTHING.replace(
+        "defaults:", "sla:\n  within: 4h\n  rules: [{key: 'B2B-*', within: 1d}]\n"
+                     "  alert: {flow: other}\ndefaults:"), "other": OTHER})
+    assert build(flows["everything"]).node("trigger").notes == ("SLA 4h (1 rule) · late → other",)
+    assert build(flows["other"]).node("trigger").notes == ()
+
+
 def test_publish_points_at_the_flows_subscribed_to_its_event(tmp_path: Path) -> None:
     flows = load(tmp_path, {
         "shipped": "flow: shipped\nsteps:\n  - id: tell\n    publish: {type: shipment.shipped}\n",
