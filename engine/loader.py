@@ -284,6 +284,9 @@ class Loader:
         ctx.base, ctx.step_id = ("steps", i, step.kind), step.id
         fn = kind.build(step.config, ctx)
         ctx.base = ("steps", i)
+        if _goto(step.on_failure) == END:
+            ctx.problem(("on_failure", "goto"), "a failed step cannot end the run as if it had "
+                        "succeeded; write 'on_failure: drop' to end it as dropped")
         for target, where in ((step.next, ("next",)),
                               (_goto(step.on_failure), ("on_failure", "goto"))):
             if target and target != END and target not in ctx.step_ids:
