@@ -61,6 +61,10 @@ class _Commands(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
+#: the long-running commands, which log at INFO unless FLOWRUN_LOG_LEVEL says otherwise
+SERVICES = frozenset({"serve", "worker", "scheduler", "consume"})
+
+
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="flowrun",
                       message="%(prog)s %(version)s")
@@ -79,7 +83,9 @@ def main(ctx: click.Context, verbose: bool) -> None:
         ctx.color = False
 
     try:  # FLOWRUN_LOG_FORMAT=json|text and FLOWRUN_LOG_LEVEL; -v wins over the level
-        setup_logging(level=logging.DEBUG if verbose else None)
+        # the services tell each run's story at INFO; one-off commands keep to warnings
+        default = "INFO" if ctx.invoked_subcommand in SERVICES else "WARNING"
+        setup_logging(level=logging.DEBUG if verbose else None, default=default)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -23,6 +23,7 @@ from typing import Any
 from engine.envelope import Envelope
 from engine.expressions import ExpressionError
 from engine.loader import CompiledFlow
+from engine.processing import Observer
 from engine.records import RecordError, RunState, start
 from engine.store.base import Idempotency, Store
 from engine.versions import FlowVersions
@@ -74,8 +75,11 @@ class _Waiter:
 
 class Intake:
     def __init__(self, store: Store, executor: Any, versions: FlowVersions, *,
-                 idempotency_ttl: float, max_group: int = MAX_GROUP):
+                 idempotency_ttl: float, max_group: int = MAX_GROUP,
+                 observer: Observer | None = None):
         self.store, self.executor, self.versions = store, executor, versions
+        #: told of every new run once it is recorded (its logs and metrics: engine/processing)
+        self.observer = observer or Observer()
         self.idempotency_ttl = idempotency_ttl
         self.max_group = max_group
         self._pending: list[Delivery] = []
@@ -169,9 +173,13 @@ class Intake:
         self.groups += 1
         self.written += len(group)
         fresh = [d for d, holder in zip(group, holders, strict=True) if holder is None]
+        for delivery in fresh:  # before it is queued, so its story starts with its intake
+            self.observer.accepted(delivery.state)
         try:
             if fresh and messages is None:
                 self.executor.submit_many([d.state for d in fresh])
+            elif messages is not None:
+                self.executor.queued([d.state for d in fresh])
         except Exception as exc:
             # recorded but not queued (the broker went away): answer as not recorded, so the
             # sender retries; its retry finds the run queued and queues it then

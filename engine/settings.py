@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(None, ge=1, le=65535, description="Port of a Celery "
                                      "worker's /metrics (unset: not served).")
     # `flowrun serve` refuses a request over these before the app sees it (431, 408)
+    access_log: bool = Field(True, description="`flowrun serve` logs one line per request "
+                             "(method, path, status, duration, correlation id, client).")
+    task_events: bool = Field(True, description="Celery task events (sent, received, started, "
+                              "succeeded, failed) for Flower and `celery events`.")
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="Longest request line and "
                                   "headers, in bytes.")
     max_headers: int = Field(100, ge=8, description="Most header lines in one request.")

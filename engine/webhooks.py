@@ -52,13 +52,18 @@ _LOCATION = re.compile(r"^(step '[^']*') \([^)]*\): ")
 
 def correlation_id(headers: Mapping[str, str]) -> str:
     """X-Correlation-ID when it looks like an id, else the W3C trace id, else a new one."""
+    return given_correlation_id(headers) or uuid.uuid4().hex
+
+
+def given_correlation_id(headers: Mapping[str, str]) -> str | None:
+    """X-Correlation-ID when it looks like an id, else the W3C trace id, else None."""
     given = headers.get("x-correlation-id", "").strip()
     if _CORRELATION.fullmatch(given):
         return given
     match = _TRACEPARENT.fullmatch(headers.get("traceparent", "").strip())
     if match and match[1] != "0" * 32:
         return match[1]
-    return uuid.uuid4().hex
+    return None
 
 
 class Answer(Exception):
@@ -260,8 +265,10 @@ class Gateway:
     """The served ASGI app: webhook paths to their endpoints, everything else to *fallback*."""
 
     def __init__(self, endpoints: Sequence[tuple[str, frozenset[str], HookEndpoint]],
-                 fallback: ASGIApp):
+                 fallback: ASGIApp, wrap: Callable[[ASGIApp], ASGIApp] | None = None):
         self.fallback = fallback
+        #: what every request goes through: the routing below, wrapped once (the access log)
+        self._serve: ASGIApp = wrap(self._route) if wrap is not None else self._route
         self._exact: dict[str, tuple[frozenset[str], HookEndpoint]] = {}
         self._patterns: list[tuple[re.Pattern[str], frozenset[str], HookEndpoint]] = []
         for path, methods, endpoint in endpoints:
@@ -276,6 +283,9 @@ class Gateway:
         return getattr(self.fallback, "state", None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._serve(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             found = self._match(scope["path"])
             if found is not None:
