@@ -29,6 +29,7 @@ from engine.runlog import RunLog
 from engine.runner import Runner
 from engine.schemas import SchemaStore
 from engine.settings import Settings
+from engine.sla import SlaWatch
 from engine.store.base import Store, StoreError
 from engine.store.sqlite import SqliteStore
 from engine.versions import FlowVersions
@@ -130,6 +131,10 @@ class App:
                              observer=self.core.observers)
         #: started by the long-running commands (serve, scheduler), not by one-off ones
         self.pruner = Pruner(self.store, settings, lambda: self.flows)
+        #: late runs (engine/sla): claimed at finish here, swept by serve and scheduler
+        self.sla = SlaWatch(self.store, self.versions, self.executor, self.metrics,
+                            interval=settings.sla_interval)
+        self.core.on_finished(self.sla.finished)
 
     @property
     def flows(self) -> FlowSet:

@@ -377,6 +377,7 @@ def _register() -> None:
         cli_connectors,
         cli_consume,
         cli_db,
+        cli_graph,
         cli_ops,
         cli_poll,
         cli_prune,
@@ -397,6 +398,7 @@ def _register() -> None:
     main.add_command(cli_prune.prune)
     main.add_command(cli_consume.consume)
     main.add_command(cli_db.db)
+    main.add_command(cli_graph.graph)
 
 
 _register()

@@ -96,24 +96,52 @@ def _error_text(error: dict[str, Any] | None) -> str:
 
 
 # -- runs --------------------------------------------------------------------------------------
+_RUN_FILTERS = [
+    click.option("--flow", help="Only this flow."),
+    click.option("--status", help="queued, running, retrying, succeeded, filtered, dropped, "
+                                  "dead_lettered, failed, handed_off, split."),
+    click.option("--key", help="Business key, e.g. an order number."),
+    click.option("--correlation-id", help="Correlation id."),
+    click.option("--since", help="From this time (2026-11-20, or 2h for two hours ago)."),
+    click.option("--until", help="Before this time."),
+    click.option("--late", is_flag=True, help="Only runs that breached their flow's SLA, latest "
+                                              "breach first, with how late they are (--flow "
+                                              "applies)."),
+    click.option("--limit", default=50, show_default=True),
+    click.option("--json", "as_json", is_flag=True, help="JSON output."),
+]
+
+
+def _run_filters(fn: Any) -> Any:
+    for option in reversed(_RUN_FILTERS):
+        fn = option(fn)
+    return fn
+
+
 @click.group(cls=_Ops, invoke_without_command=True)
-@click.option("--flow", help="Only this flow.")
-@click.option("--status", help="queued, running, retrying, succeeded, filtered, dropped, "
-                               "dead_lettered, failed, handed_off, split.")
-@click.option("--key", help="Business key, e.g. an order number.")
-@click.option("--correlation-id", help="Correlation id.")
-@click.option("--since", help="From this time (2026-11-20, or 2h for two hours ago).")
-@click.option("--until", help="Before this time.")
-@click.option("--limit", default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@_run_filters
 @click.pass_context
-def runs(ctx: click.Context, flow: str | None, status: str | None, key: str | None,
-         correlation_id: str | None, since: str | None, until: str | None, limit: int,
-         as_json: bool) -> None:
-    """List run records, newest first."""
+def runs(ctx: click.Context, **filters: Any) -> None:
+    """List run records, newest first (also: flowrun runs list)."""
     if ctx.invoked_subcommand:
         return
+    _list_runs(**filters)
+
+
+@runs.command("list")
+@_run_filters
+def runs_list(**filters: Any) -> None:
+    """List run records, newest first; --late: the runs that breached their SLA."""
+    _list_runs(**filters)
+
+
+def _list_runs(flow: str | None, status: str | None, key: str | None,
+               correlation_id: str | None, since: str | None, until: str | None, late: bool,
+               limit: int, as_json: bool) -> None:
     app = _app()
+    if late:
+        _list_late(app, flow, limit, as_json)
+        return
     found = app.store.list_runs(RunFilter(flow, status, key, correlation_id, _when(since),
                                           _when(until), limit))
     if as_json:
@@ -122,6 +150,20 @@ def runs(ctx: click.Context, flow: str | None, status: str | None, key: str | No
     _table([[s.run_id[:12], s.flow_id, s.status, s.key or "-", _ts(s.created_at),
              _clip(_error_text(s.error), 50)] for s in found],
            ["RUN", "FLOW", "STATUS", "KEY", "CREATED (UTC)", "ERROR"])
+
+
+def _list_late(app: Any, flow: str | None, limit: int, as_json: bool) -> None:
+    from engine.console.views import span
+    from engine.sla import late_runs
+
+    found = late_runs(app.store, flow=flow, limit=limit)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    _table([[r["run_id"][:12], r["flow"], r["key"] or "-", r["status"], _ts(r["deadline"]),
+             span(r["late_by_s"]) + (" and counting" if r["open"] else "")]
+            for r in found],
+           ["RUN", "FLOW", "KEY", "STATUS NOW", "DEADLINE (UTC)", "LATE BY"])
 
 
 def _run_dict(state: Any) -> dict[str, Any]:

@@ -78,9 +78,11 @@ def scheduler(flows_dir: str | None, lease: float, workers: int) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     app.pruner.start()
+    app.sla.start()
     try:
         runner.run(stop)
     finally:
+        app.sla.stop()
         app.pruner.stop()
         runner.close()
         app.store.close()

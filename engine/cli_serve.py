@@ -182,9 +182,11 @@ def _executor_lifespan(app: App, workers: int = 1) -> Lifespan[Starlette]:
         resume = workers == 1 or app.store.acquire_lock("serve-resume", str(os.getpid()), 30)
         app.executor.start(resume=resume)
         app.pruner.start()
+        app.sla.start()
         try:
             yield
         finally:
+            await run_in_threadpool(app.sla.stop)
             await run_in_threadpool(app.pruner.stop)
             await run_in_threadpool(app.executor.stop)
             app.store.close()

@@ -67,6 +67,8 @@ class CompiledFlow:
     subscription_at: Problem | None = None
     #: the event types its publish steps emit, each with where it is written
     publishes: list[tuple[str, Problem]] = field(default_factory=list)
+    #: the flow's ``sla:`` compiled at load (`engine.sla.CompiledSla`), or None
+    sla: Any = None
 
     def __post_init__(self) -> None:
         self.index = {step.id: step.index for step in self.steps}
@@ -260,13 +262,18 @@ class Loader:
         idem_expr = ctx.expr(idem, ("trigger", trigger_kind, "idempotency_key")) if idem else None
         subscription = events.compile_subscription(trigger, ctx) if trigger_kind == "event" \
             else None
+        sla = None
+        if model.sla is not None:
+            from engine.sla import compile_sla
+
+            sla = compile_sla(model.sla, ctx)
         if any(p.severity == "error" for p in problems):
             return None, problems
         version = hashlib.sha256(raw).hexdigest()[:12]
         flow = CompiledFlow(id=model.flow, file=source.file, version=version, text=source.text,
                             model=model, steps=compiled, key=key, idempotency_key=idem_expr,
                             flow_refs=refs, poll=poll, subscription=subscription,
-                            publishes=events.declared(source, model))
+                            publishes=events.declared(source, model), sla=sla)
         if subscription is not None:
             flow.subscription_at = source.problem(("trigger", "event", "type"), "")
         return flow, problems
@@ -277,6 +284,9 @@ class Loader:
         ctx.base, ctx.step_id = ("steps", i, step.kind), step.id
         fn = kind.build(step.config, ctx)
         ctx.base = ("steps", i)
+        if _goto(step.on_failure) == END:
+            ctx.problem(("on_failure", "goto"), "a failed step cannot end the run as if it had "
+                        "succeeded; write 'on_failure: drop' to end it as dropped")
         for target, where in ((step.next, ("next",)),
                               (_goto(step.on_failure), ("on_failure", "goto"))):
             if target and target != END and target not in ctx.step_ids:

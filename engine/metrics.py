@@ -105,6 +105,9 @@ class Metrics(Observer):
         self.webhook_seconds = Histogram("flowrun_webhook_request_duration_seconds",
                                          "Time from request to response at webhook intake.",
                                          ["flow"], buckets=INTAKE_BUCKETS, registry=r)
+        self.sla_breaches = Counter("flowrun_sla_breaches", "Runs that were not successful "
+                                    "by their flow's SLA deadline, each counted once (by the "
+                                    "process that claimed the breach).", ["flow"], registry=r)
         self._extra: list[Collector] = []
         self.add_collector(BuildInfo())
         if not multiprocess_mode():
@@ -113,6 +116,9 @@ class Metrics(Observer):
     # -- events --------------------------------------------------------------------------------
     def event(self, event_type: str, outcome: str, count: int = 1) -> None:
         self.events.labels(event_type, outcome).inc(count)
+
+    def sla_breach(self, flow: str) -> None:
+        self.sla_breaches.labels(flow).inc()
 
     def webhook(self, flow: str, outcome: str) -> None:
         self.webhook_requests.labels(flow, outcome).inc()

@@ -75,7 +75,8 @@ class Observer:
     thread that did the work, and must be quick: intake calls `accepted` once per new run."""
 
     def accepted(self, state: RunState) -> None:
-        """*state* was recorded and queued by intake (webhook, poll, event, consume, manual)."""
+        """*state* was recorded by intake (webhook, poll, event, consume, manual) and is
+        queued; told as soon as its record is written (a Celery worker may have it already)."""
 
     def advanced(self, flow: CompiledFlow, state: RunState, before: int) -> None:
         """*state* was advanced; its step records from index *before* on are new."""

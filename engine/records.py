@@ -43,6 +43,8 @@ class _Key(Protocol):
 TERMINAL = frozenset({"succeeded", "filtered", "dropped", "dead_lettered", "failed", "dry_run",
                       "handed_off", "split"})
 ACTIVE = ("queued", "running", "retrying")
+#: the outcomes that meet an SLA deadline (engine/sla); a hand-off after a failure does not
+SLA_MET = frozenset({"succeeded", "filtered", "split", "handed_off"})
 #: the envelope parts a record may keep once, in the original message
 _SHAREABLE = ("body", "headers")
 
@@ -93,6 +95,8 @@ class RunState:
     reserved: dict[str, Any] | None = None
     #: when retention dropped the run's message and kept its summary (`compact`), or None
     compacted_at: float | None = None
+    #: when the flow's ``sla:`` wants the run to have succeeded (Unix seconds), or None
+    deadline: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A new top-level dict sharing the nested values: every caller serialises it at once
@@ -149,6 +153,43 @@ class DeadLetter:
                    created_at=time.time(), correlation_id=state.correlation_id, key=state.key)
 
 
+@dataclass
+class Breach:
+    """A run that was not successful by its deadline (engine/sla): claimed once, by whichever
+    process saw it first, and kept beside the run."""
+
+    run_id: str
+    flow_id: str
+    deadline: float
+    detected_at: float
+    #: seconds past the deadline when it was detected, and the run's status then
+    late_by: float
+    status: str
+    key: str | None = None
+    correlation_id: str = ""
+    #: the run of the alert flow that was told of it, if the flow has one
+    alert_run_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def encode_breach(breach: Breach) -> bytes:
+    return dumps(breach.to_dict())
+
+
+def decode_breach(data: bytes | str) -> Breach:
+    return Breach(**loads(data))
+
+
+def settles_sla(state: RunState) -> bool:
+    """Whether saving *state* takes it out of the SLA due-set: it has a deadline and ended in
+    an outcome that meets it (engine/sla.MET) by then."""
+    return (state.deadline is not None and state.status in SLA_MET
+            and not (state.status == "handed_off" and state.error)
+            and state.updated_at <= state.deadline)
+
+
 def compact(state: RunState, now: float) -> RunState:
     """The summary of a finished run that retention keeps once its message goes: status, keys,
     timings, steps and their outcomes, the error; no body, headers, variables or request."""
@@ -194,6 +235,12 @@ def start(flow: FlowLike, body: Any, headers: dict[str, Any] | None = None, *,
 
             logging.getLogger("flowrunner.runner").warning(
                 "business key of run %s not computed: %s", run_id, exc)
+    sla = getattr(flow, "sla", None)
+    # items of a split and hand-offs are part of the run that received the message, a replay
+    # answers for the run it replays, and an alert of a breach must never breach in turn
+    # (engine/sla): none of them starts a clock of its own
+    if sla is not None and trigger not in ("split", "handoff", "replay", "sla"):
+        state.deadline = state.created_at + sla.within_for(state.key, envelope)
     return state
 
 

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
                                      "(0: only `flowrun prune`).")
     prune_batch: int = Field(500, ge=1, le=10_000, description="Records removed per "
                              "transaction while pruning.")
+    sla_interval: Duration = Field(15.0, description="How often `flowrun serve` and `flowrun "
+                                   "scheduler` look for runs past their flow's SLA deadline "
+                                   "(one process at a time; 0: only at finish).")
     otel: bool = Field(False, description="OpenTelemetry tracing: one trace per run, exported as "
                        "the standard OTEL_* variables say (docs/tracing.md). Needs "
                        "flowrunner-ipaas[otel].")

@@ -33,6 +33,7 @@ CANDIDATES = ["postgresql://postgres@127.0.0.1:5432/postgres",
 #: tables emptied between tests (everything but schema_migrations)
 TABLES = ["runs", "run_counts", "run_count_changes", "idempotency", "dead_letters",
           "flow_versions", "cursors", "locks"]
+TABLES += ["sla_due", "sla_breaches"]  # business SLAs (engine/sla)
 
 
 def answers(url: str) -> bool:

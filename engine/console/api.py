@@ -95,6 +95,13 @@ def routes(console: Console) -> list[BaseRoute]:
                                              detail["output"].as_dict())
         return _out(models.RunDetail, detail)
 
+    async def late(request: Request, who: Principal) -> Response:
+        from engine.sla import late_runs
+
+        flow, limit = views.late_filter(request.query_params)
+        found = await run_in_threadpool(lambda: late_runs(app.store, flow=flow, limit=limit))
+        return _out(models.LateRun, found)
+
     async def entries(request: Request, who: Principal) -> Response:
         query = views.dead_letter_filter(dict(request.query_params))
         found = await run_in_threadpool(app.store.list_dead_letters, query)
@@ -194,6 +201,7 @@ def routes(console: Console) -> list[BaseRoute]:
             Route("/flows", guarded(flows)),
             Route("/runs", guarded(runs)),
             Route("/runs/{id}", guarded(run)),
+            Route("/late", guarded(late)),
             Route("/dead-letters", guarded(entries)),
             Route("/dead-letters/{id}", guarded(entry)),
             Route("/dead-letters/{id}/replay", guarded(replay, write=True), methods=["POST"]),

@@ -62,6 +62,22 @@ class RunSummary(_Model):
     error: str | None = Field(description="Failed step and its last error, if any.")
 
 
+class LateRun(_Model):
+    """A run that breached its flow's SLA (engine/sla)."""
+
+    run_id: str
+    flow: str
+    key: str | None = Field(description="Business key (order number, PO number, ...).")
+    deadline: float = Field(description="Unix time by which it should have succeeded.")
+    detected_at: float = Field(description="When the breach was claimed.")
+    late_by_s: float = Field(description="Seconds past the deadline: up to its success, or up "
+                                         "to now while it is still open.")
+    status_then: str = Field(description="Its status when the breach was detected.")
+    status: str = Field(description="Its status now ('removed' once retention removed it).")
+    open: bool = Field(description="True while it has not succeeded: still late, and counting.")
+    alert_run_id: str | None = Field(description="The run of the alert flow that was told.")
+
+
 class Step(_Model):
     index: int
     id: str
@@ -87,6 +103,9 @@ class RunDetail(RunSummary):
     replay_of: str | None = Field(description="Dead-letter entry this run replays.")
     input: Snapshot = Field(description="The original trigger message (body and headers).")
     output: Snapshot = Field(description="The envelope as the run left it.")
+    deadline: float | None = Field(None, description="When its flow's SLA wants it to have "
+                                                     "succeeded (Unix time), if it has one.")
+    late: LateRun | None = Field(None, description="Its SLA breach, if it was late.")
 
 
 class FlowHealth(_Model):
@@ -276,7 +295,8 @@ def _op(summary: str, ok: tuple[str, str | None, str], *, many: bool = False,
 
 
 def openapi() -> dict[str, Any]:
-    models: list[type[BaseModel]] = [Error, Violation, Snapshot, RunSummary, Step, RunDetail,
+    models: list[type[BaseModel]] = [Error, Violation, Snapshot, RunSummary, LateRun, Step,
+                                     RunDetail,
                                      FlowHealth, DeadLetterSummary, DeadLetterDetail,
                                      ReplayRequest, ReplayResult, DiscardRequest,
                                      BulkReplayRequest, BulkPreviewRequest, DryRunPath,
@@ -290,6 +310,10 @@ def openapi() -> dict[str, Any]:
                                  many=True, query=_RUN_QUERY)},
         "/api/runs/{id}": {"get": _op("A run's step timeline and payload snapshots",
                                       ("200", "RunDetail", "The run."), path="run")},
+        "/api/late": {"get": _op("Runs that breached their flow's SLA, latest breach first",
+                                 ("200", "LateRun", "Late runs."), many=True,
+                                 query=[("flow", "Only this flow."),
+                                        ("limit", "At most this many (default 100).")])},
         "/api/dead-letters": {"get": _op("Search the dead-letter queue", ("200",
                                          "DeadLetterSummary", "Entries."), many=True,
                                          query=_DLQ_QUERY)},

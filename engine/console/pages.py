@@ -19,7 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from engine import dlq_patch
-from engine.console import views
+from engine.console import graph_pages, views
 from engine.console.auth import CSRF_FIELD, Principal, Throttled
 from engine.dlq import ReplayRefused
 from engine.store.base import StoreError
@@ -173,6 +173,14 @@ def routes(console: Console) -> list[BaseRoute]:
         entry = await run_in_threadpool(views.entry_for_run, app, state)
         return render(request, "run.html", who, run=views.run_detail(app, state), entry=entry)
 
+    async def late(request: Request, who: Principal) -> Response:
+        from engine.sla import late_runs
+
+        flow, limit = views.late_filter(request.query_params)
+        found = await run_in_threadpool(lambda: late_runs(app.store, flow=flow, limit=limit))
+        return render(request, "late.html", who, late=found, flow=flow,
+                      flow_ids=sorted(app.flows.flows))
+
     # -- dead letters --------------------------------------------------------------------------
     async def dlq(request: Request, who: Principal) -> Response:
         params = dict(request.query_params)
@@ -319,6 +327,7 @@ def routes(console: Console) -> list[BaseRoute]:
             Route("/logout", guarded(logout, write=True), methods=["POST"]),
             Route("/runs", guarded(runs)),
             Route("/runs/{id}", guarded(run)),
+            Route("/late", guarded(late)),
             Route("/dlq", guarded(dlq)),
             Route("/dlq/replay-all", guarded(replay_all, write=True), methods=["POST"]),
             Route("/dlq/bulk", guarded(bulk_confirm, write=True), methods=["POST"]),
@@ -327,6 +336,7 @@ def routes(console: Console) -> list[BaseRoute]:
             Route("/dlq/{id}/replay", guarded(replay, write=True), methods=["POST"]),
             Route("/dlq/{id}/discard", guarded(discard, write=True), methods=["POST"]),
             Route("/jobs/{id}", guarded(job)),
+            *graph_pages.routes(console, guarded, problem),
             Route("/{path:path}", not_found)]
 
 

@@ -201,8 +201,27 @@ def run_detail(app: App, state: RunState) -> dict[str, Any]:
             "answer": answer(app, state.error), "due_at": state.due_at, "done": state.done,
             "parent_run_id": state.parent_run_id,
             "children": list(meta.get("children", [])), "replay_of": meta.get("replay_of"),
+            "deadline": state.deadline, "late": late_of(app, state),
             "input": snapshot(app, state.original), "output": snapshot(app, {
                 k: state.envelope.get(k) for k in ("body", "vars", "headers", "meta")})}
+
+
+def late_of(app: App, state: RunState) -> dict[str, Any] | None:
+    """The run's SLA breach as the Late list shows it, or None when it was not late."""
+    from engine.sla import late_view
+
+    breach = app.store.get_breach(state.run_id) if state.deadline is not None else None
+    return late_view(breach, state, time.time()) if breach is not None else None
+
+
+def late_filter(params: Any) -> tuple[str | None, int]:
+    """The Late list's flow and limit from query parameters (a bad limit: 100)."""
+    flow = params.get("flow") or None
+    try:
+        limit = max(1, min(int(params.get("limit") or 100), 1000))
+    except ValueError:
+        limit = 100
+    return flow, limit
 
 
 def answer(app: App, error: dict[str, Any] | None) -> dict[str, Any] | None:

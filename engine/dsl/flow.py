@@ -16,6 +16,7 @@ from pydantic import Discriminator, Field, Tag, TypeAdapter, create_model
 from engine.dsl.base import Expr, Model
 from engine.dsl.retention import RetentionSpec
 from engine.dsl.retry import Defaults, OnFailure, RetryPolicy
+from engine.dsl.sla import SlaSpec
 from engine.dsl.triggers import ManualSpec, trigger_union
 from engine.registry import registry
 from engine.types import config_type
@@ -87,6 +88,10 @@ class FlowBase(Model):
     retention: RetentionSpec | None = Field(
         None, description="How long this flow's run records, message bodies and resolved "
                           "dead-letter entries are kept, overriding FLOWRUN_RETENTION_*.")
+    sla: SlaSpec | None = Field(
+        None, description="What on time means for this flow's runs: a deadline from receipt to "
+                          "success (per business key if need be) and the flow told of each "
+                          "breach.")
 
 
 @functools.cache

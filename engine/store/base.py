@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from engine.records import DeadLetter, RunState
+from engine.records import Breach, DeadLetter, RunState
 
 #: (scope, key, seconds it holds): a new run is recorded only while no other run holds the key
 Idempotency = tuple[str, str, float]
@@ -127,6 +127,25 @@ class Store(Protocol):
         entries with their dead-lettered run, expired idempotency keys. A record and its
         indexes (an entry and its run) go in one transaction; counts stay exact (they count
         what is kept). A dry run removes nothing and reports what would go."""
+
+    # business SLAs (engine/sla) ---------------------------------------------------------------
+    # A new run with a deadline (`create_runs`, and the children of `save_run`) enters the
+    # due-set in the write that records it; a run saved as succeeded by its deadline leaves it.
+    def sla_due(self, now: float, limit: int) -> list[tuple[str, float]]:
+        """(run id, deadline) of the runs in the due-set whose deadline is at or before *now*,
+        earliest first, at most *limit*."""
+
+    def settle_sla(self, run_ids: list[str]) -> None:
+        """Take these runs out of the due-set (in time after all, or gone)."""
+
+    def claim_breach(self, breach: Breach) -> bool:
+        """Record *breach* unless its run has one already, and take the run out of the
+        due-set, atomically; whether this call recorded it (claims are made once)."""
+
+    def get_breach(self, run_id: str) -> Breach | None: ...
+
+    def list_breaches(self, flow: str | None = None, limit: int = 100) -> list[Breach]:
+        """Breaches, latest detected first (of *flow* only, if given)."""
 
     # poll cursors and locks -------------------------------------------------------------------
     def get_cursor(self, name: str) -> str | None: ...

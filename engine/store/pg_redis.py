@@ -11,7 +11,7 @@ answer a sender's retry "duplicate" of a run that was never recorded.
 
 from __future__ import annotations
 
-from engine.records import DeadLetter, RunState
+from engine.records import Breach, DeadLetter, RunState
 from engine.store.base import (
     DeadLetterFilter,
     Idempotency,
@@ -121,3 +121,19 @@ class RedisPostgresStore(RedisStore):
               flow: str | None = None, dry_run: bool = False) -> PruneReport:
         """Records are pruned where they are kept: in PostgreSQL (Redis holds none here)."""
         return self.records.prune(policy, now, batch=batch, flow=flow, dry_run=dry_run)
+
+    # -- business SLAs: with the records, in PostgreSQL ------------------------------------------
+    def sla_due(self, now: float, limit: int) -> list[tuple[str, float]]:
+        return self.records.sla_due(now, limit)
+
+    def settle_sla(self, run_ids: list[str]) -> None:
+        self.records.settle_sla(run_ids)
+
+    def claim_breach(self, breach: Breach) -> bool:
+        return self.records.claim_breach(breach)
+
+    def get_breach(self, run_id: str) -> Breach | None:
+        return self.records.get_breach(run_id)
+
+    def list_breaches(self, flow: str | None = None, limit: int = 100) -> list[Breach]:
+        return self.records.list_breaches(flow, limit)

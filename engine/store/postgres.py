@@ -24,12 +24,16 @@ from psycopg_pool import ConnectionPool
 
 from engine.records import (
     ACTIVE,
+    Breach,
     DeadLetter,
     RunState,
+    decode_breach,
     decode_dead_letter,
     decode_run,
+    encode_breach,
     encode_dead_letter,
     encode_run,
+    settles_sla,
 )
 from engine.store import pg_migrations, pruning
 from engine.store.base import (
@@ -176,6 +180,9 @@ class PostgresStore:
         columns = self._run_columns([state, *(children or [])])
         with self._tx() as cur:
             cur.execute(_UPSERT_RUNS.encode(), columns)
+            self._sla_enter(cur, children or [])
+            if settles_sla(state):
+                cur.execute("DELETE FROM sla_due WHERE run_id = %s", (state.run_id,))
             if dead_letter is not None:
                 self._put_dead_letter(cur, dead_letter)
         self._tidy()
@@ -222,8 +229,17 @@ class PostgresStore:
             if fresh:
                 cur.execute(_UPSERT_RUNS.encode(), self._run_columns(
                     [runs[i][0] for i in fresh], [encoded[i] for i in fresh]))
+                self._sla_enter(cur, [runs[i][0] for i in fresh])
         self._tidy()
         return holders
+
+    @staticmethod
+    def _sla_enter(cur: Cursor, runs: list[RunState]) -> None:
+        timed = [run for run in runs if run.deadline is not None]
+        if timed:
+            cur.execute("INSERT INTO sla_due SELECT * FROM unnest(%s::text[], %s::float8[]) "
+                        "ON CONFLICT DO NOTHING", ([r.run_id for r in timed],
+                                                   [r.deadline for r in timed]))
 
     def _holders(self, cur: Cursor, lost: list[tuple[str, str, str, float]]
                  ) -> dict[tuple[str, str], str]:
@@ -382,6 +398,13 @@ class PostgresStore:
                 if removed:
                     cur.execute("DELETE FROM runs WHERE run_id = ANY(%s) AND "
                                 "status = 'dead_lettered'", ([str(row[1]) for row in removed],))
+            # a run's SLA rows go with it (engine/sla)
+            run_ids = [r.run_id for r in runs] + [e.run_id for e in entries]
+            cur.execute("DELETE FROM sla_due WHERE run_id = ANY(%s::text[]) AND NOT EXISTS "
+                        "(SELECT 1 FROM runs WHERE runs.run_id = sla_due.run_id)", (run_ids,))
+            cur.execute("DELETE FROM sla_breaches WHERE run_id = ANY(%s::text[]) AND NOT EXISTS "
+                        "(SELECT 1 FROM runs WHERE runs.run_id = sla_breaches.run_id)",
+                        (run_ids,))
         return gone
 
     def replace_runs(self, runs: list[tuple[RunState, bytes]]) -> set[str]:
@@ -403,6 +426,34 @@ class PostgresStore:
             cur.execute("DELETE FROM idempotency WHERE ctid IN (SELECT ctid FROM idempotency "
                         "WHERE expires_at < %s LIMIT %s)", (now, limit))
             return int(cur.rowcount)
+
+    # -- business SLAs (engine/sla) --------------------------------------------------------------
+    def sla_due(self, now: float, limit: int) -> list[tuple[str, float]]:
+        rows = self._rows("SELECT run_id, deadline FROM sla_due WHERE deadline <= %s "
+                          "ORDER BY deadline LIMIT %s", (now, limit))
+        return [(str(r[0]), float(r[1])) for r in rows]
+
+    def settle_sla(self, run_ids: list[str]) -> None:
+        with self._tx() as cur:
+            cur.execute("DELETE FROM sla_due WHERE run_id = ANY(%s::text[])", (run_ids,))
+
+    def claim_breach(self, breach: Breach) -> bool:
+        data = encode_breach(breach)
+        with self._tx() as cur:
+            cur.execute("DELETE FROM sla_due WHERE run_id = %s", (breach.run_id,))
+            cur.execute("INSERT INTO sla_breaches VALUES (%s, %s, %s, %s) ON CONFLICT DO "
+                        "NOTHING", (breach.run_id, breach.flow_id, breach.detected_at, data))
+            return bool(cur.rowcount)
+
+    def get_breach(self, run_id: str) -> Breach | None:
+        rows = self._rows("SELECT data FROM sla_breaches WHERE run_id = %s", (run_id,))
+        return decode_breach(bytes(rows[0][0])) if rows else None
+
+    def list_breaches(self, flow: str | None = None, limit: int = 100) -> list[Breach]:
+        where, args = (" WHERE flow_id = %s", (flow,)) if flow else ("", ())
+        rows = self._rows(f"SELECT data FROM sla_breaches{where} ORDER BY detected_at DESC "
+                          "LIMIT %s", (*args, limit))
+        return [decode_breach(bytes(r[0])) for r in rows]
 
     def get_cursor(self, name: str) -> str | None:
         rows = self._rows("SELECT value FROM cursors WHERE name = %s", (name,))

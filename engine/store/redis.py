@@ -21,12 +21,16 @@ import redis
 from engine import redis_url
 from engine.records import (
     ACTIVE,
+    Breach,
     DeadLetter,
     RunState,
+    decode_breach,
     decode_dead_letter,
     decode_run,
+    encode_breach,
     encode_dead_letter,
     encode_run,
+    settles_sla,
 )
 from engine.store import pruning
 from engine.store.base import (
@@ -124,6 +128,16 @@ end
 return out
 """
 
+# A breach of a run's SLA, claimed once: KEYS: breaches hash, due-set, late index, the flow's
+# late index; ARGV: run id, record, detected at. Returns 1 when this call claimed it.
+CLAIM_BREACH = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+return 1
+"""
+
 # ARGV: prefix, id, data, flow, step, status, created, only_if_exists ('1'/'0').
 # Counts never go below zero, whatever a store written without them holds (they are rebuilt
 # from the records once, COUNT_DEAD_LETTERS, before this process writes an entry).
@@ -208,6 +222,11 @@ local function drop_run(id, flow, status, key, corr)
   if key ~= '' then redis.call('ZREM', p .. 'runs:key:' .. key, id) end
   if corr ~= '' then redis.call('ZREM', p .. 'runs:corr:' .. corr, id) end
   count_down(p .. 'runs:count:' .. flow, status)
+  redis.call('ZREM', p .. 'sla:due', id)  -- its SLA rows go with it (engine/sla)
+  if redis.call('HDEL', p .. 'sla:breaches', id) == 1 then
+    redis.call('ZREM', p .. 'sla:late', id)
+    redis.call('ZREM', p .. 'sla:late:' .. flow, id)
+  end
   return true
 end
 local gone = {}
@@ -397,6 +416,8 @@ class RedisStore:
         self._release_slot = register(RELEASE_SLOT)
         self._prune = register(PRUNE)
         self._replace_runs = register(REPLACE_RUNS)
+        self._claim_breach = register(CLAIM_BREACH)
+        self.sla_due_key, self.breaches_key = f"{prefix}sla:due", f"{prefix}sla:breaches"
 
     # -- plumbing ------------------------------------------------------------------------------
     @contextmanager
@@ -433,7 +454,22 @@ class RedisStore:
         for run in [state, *(children or [])]:
             args.extend(self._run_fields(run))
         entry = self._dl_args(dead_letter, only_if_exists=False) if dead_letter else None
+        due = self._sla_deadlines(children or [])
         with self._errors():
+            if due or settles_sla(state):
+                # the due-set beside the run (engine/sla): entered before the run is, so a
+                # crash in between leaves at most an entry the sweep finds without its run
+                pipe = self.redis.pipeline(transaction=True)
+                if due:
+                    pipe.zadd(self.sla_due_key, due)
+                self._save_runs(args=args, client=pipe)
+                if entry is not None:
+                    self._count_dead_letters_once()
+                    self._save_dl(args=entry, client=pipe)
+                if settles_sla(state):
+                    pipe.zrem(self.sla_due_key, state.run_id)
+                pipe.execute()
+                return
             if entry is None:
                 self._save_runs(args=args)
                 return
@@ -462,19 +498,28 @@ class RedisStore:
             listed = "1" if state.flow_id in self._flows_listed else "0"
             queue, message = messages[i] if messages is not None else ("", "")
             args.extend((key, ttl_ms, *self._run_fields(state), listed, queue, message))
-        holders = self._do(lambda: self._create(args))
+        due = self._sla_deadlines([state for state, _ in runs])
+        holders = self._do(lambda: self._create(args, due))
         self._flows_listed.update(state.flow_id for state, _ in runs)
         return [str(h) if h else None for h in holders]
 
-    def _create(self, args: list[Any]) -> list[Any]:
-        if not self.replica_wait_ms:
+    def _sla_deadlines(self, runs: list[RunState]) -> dict[str, float]:
+        return {run.run_id: run.deadline for run in runs if run.deadline is not None}
+
+    def _create(self, args: list[Any], due: dict[str, float] | None = None) -> list[Any]:
+        if not self.replica_wait_ms and not due:
             return list(self._create_runs(args=args))
         # WAIT counts the replicas that have this connection's writes: one pipeline, so the
-        # script and the WAIT go down the same connection
+        # script and the WAIT go down the same connection. New runs with an SLA deadline enter
+        # the due-set first (a duplicate's entry is dropped by the sweep, which finds no run)
         pipe = self.redis.pipeline(transaction=False)
+        if due:
+            pipe.zadd(self.sla_due_key, due)
         self._create_runs(args=args, client=pipe)
+        if not self.replica_wait_ms:
+            return list(pipe.execute()[-1])
         pipe.execute_command("WAIT", 1, self.replica_wait_ms)
-        holders, replicas = pipe.execute()
+        *_, holders, replicas = pipe.execute()
         if int(replicas) < 1:
             raise redis.RedisError(f"no replica took the new runs within "
                                    f"{self.replica_wait_ms} ms (WAIT 1); not acknowledged")
@@ -789,6 +834,36 @@ class RedisStore:
         return 0  # idempotency keys carry a Redis expiry (PX) and go by themselves
 
     # -- cursors and locks ---------------------------------------------------------------------
+    # -- business SLAs (engine/sla) --------------------------------------------------------------
+    def sla_due(self, now: float, limit: int) -> list[tuple[str, float]]:
+        rows: Any = self._do(lambda: self.redis.zrangebyscore(
+            self.sla_due_key, "-inf", now, start=0, num=limit, withscores=True))
+        return [(str(run_id), float(score)) for run_id, score in rows]
+
+    def settle_sla(self, run_ids: list[str]) -> None:
+        if run_ids:
+            self._do(lambda: self.redis.zrem(self.sla_due_key, *run_ids))
+
+    def claim_breach(self, breach: Breach) -> bool:
+        keys = [self.breaches_key, self.sla_due_key, f"{self.prefix}sla:late",
+                f"{self.prefix}sla:late:{breach.flow_id}"]
+        args: list[Any] = [breach.run_id, encode_breach(breach),
+                           repr(float(breach.detected_at))]
+        return bool(self._do(lambda: self._claim_breach(keys=keys, args=args)))
+
+    def get_breach(self, run_id: str) -> Breach | None:
+        data = self._do(lambda: self.redis.hget(self.breaches_key, run_id))
+        return decode_breach(data) if data else None
+
+    def list_breaches(self, flow: str | None = None, limit: int = 100) -> list[Breach]:
+        index = f"{self.prefix}sla:late" + (f":{flow}" if flow else "")
+
+        def read() -> list[Any]:
+            ids: Any = self.redis.zrevrange(index, 0, limit - 1)
+            return list(self.redis.hmget(self.breaches_key, ids)) if ids else []
+
+        return [decode_breach(data) for data in self._do(read) if data]
+
     def get_cursor(self, name: str) -> str | None:
         value = self._do(lambda: self.redis.get(f"{self.prefix}cursor:{name}"))
         return None if value is None else str(value)

@@ -17,12 +17,16 @@ from typing import Any
 from engine.home import private_file
 from engine.records import (
     ACTIVE,
+    Breach,
     DeadLetter,
     RunState,
+    decode_breach,
     decode_dead_letter,
     decode_run,
+    encode_breach,
     encode_dead_letter,
     encode_run,
+    settles_sla,
 )
 from engine.store import pruning
 from engine.store.base import (
@@ -58,6 +62,14 @@ CREATE INDEX IF NOT EXISTS dead_letters_status ON dead_letters(status, flow_id);
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL,
     expires_at REAL NOT NULL);
+-- business SLAs (engine/sla): runs with a deadline not yet met or claimed, and breaches
+CREATE TABLE IF NOT EXISTS sla_due (run_id TEXT PRIMARY KEY, deadline REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS sla_due_deadline ON sla_due(deadline);
+CREATE TABLE IF NOT EXISTS sla_breaches (
+    run_id TEXT PRIMARY KEY, flow_id TEXT NOT NULL, detected_at REAL NOT NULL,
+    data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS sla_breaches_detected ON sla_breaches(detected_at);
+CREATE INDEX IF NOT EXISTS sla_breaches_flow ON sla_breaches(flow_id, detected_at);
 """
 
 
@@ -184,6 +196,9 @@ class SqliteStore:
         with self._tx() as db:
             for run, data in zip(runs, encoded, strict=True):
                 self._insert_run(db, run, data)
+            self._sla_enter(db, children or [])
+            if settles_sla(state):
+                db.execute("DELETE FROM sla_due WHERE run_id = ?", (state.run_id,))
             if dead_letter is not None:
                 db.execute("INSERT OR REPLACE INTO dead_letters VALUES (?,?,?,?,?,?,?,?)",
                            (dead_letter.id, dead_letter.run_id, dead_letter.flow_id,
@@ -252,8 +267,16 @@ class SqliteStore:
                     db.execute("INSERT OR REPLACE INTO idempotency VALUES (?,?,?,?)",
                                (scope, key, state.run_id, now + ttl))
                 self._insert_run(db, state, data)
+                self._sla_enter(db, [state])
                 holders.append(None)
         return holders
+
+    @staticmethod
+    def _sla_enter(db: sqlite3.Connection, runs: list[RunState]) -> None:
+        for run in runs:
+            if run.deadline is not None:
+                db.execute("INSERT OR IGNORE INTO sla_due VALUES (?,?)", (run.run_id,
+                                                                          run.deadline))
 
     def _insert_run(self, db: sqlite3.Connection, run: RunState, data: bytes) -> None:
         # a saved run is updated in place: only the status index changes (a REPLACE deleted and
@@ -346,6 +369,11 @@ class SqliteStore:
                     gone.add(entry.id)
                     db.execute("DELETE FROM runs WHERE run_id = ? AND status = 'dead_lettered'",
                                (entry.run_id,))
+            # a run's SLA rows go with it (engine/sla)
+            for run_id in [r.run_id for r in runs] + [e.run_id for e in entries]:
+                if not db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                    db.execute("DELETE FROM sla_due WHERE run_id = ?", (run_id,))
+                    db.execute("DELETE FROM sla_breaches WHERE run_id = ?", (run_id,))
         return gone
 
     def replace_runs(self, runs: list[tuple[RunState, bytes]]) -> set[str]:
@@ -371,6 +399,34 @@ class SqliteStore:
             return sum(db.execute("DELETE FROM idempotency WHERE scope = ? AND key = ? AND "
                                   "expires_at < ?", (scope, key, now)).rowcount
                        for scope, key in rows)
+
+    # -- business SLAs (engine/sla) --------------------------------------------------------------
+    def sla_due(self, now: float, limit: int) -> list[tuple[str, float]]:
+        rows = self._query("SELECT run_id, deadline FROM sla_due WHERE deadline <= ? "
+                           "ORDER BY deadline LIMIT ?", (now, limit))
+        return [(str(r[0]), float(r[1])) for r in rows]
+
+    def settle_sla(self, run_ids: list[str]) -> None:
+        with self._tx() as db:
+            db.executemany("DELETE FROM sla_due WHERE run_id = ?", [(i,) for i in run_ids])
+
+    def claim_breach(self, breach: Breach) -> bool:
+        data = encode_breach(breach)
+        with self._tx() as db:
+            db.execute("DELETE FROM sla_due WHERE run_id = ?", (breach.run_id,))
+            return bool(db.execute("INSERT OR IGNORE INTO sla_breaches VALUES (?,?,?,?)",
+                                   (breach.run_id, breach.flow_id, breach.detected_at,
+                                    data)).rowcount)
+
+    def get_breach(self, run_id: str) -> Breach | None:
+        rows = self._query("SELECT data FROM sla_breaches WHERE run_id = ?", (run_id,))
+        return decode_breach(rows[0][0]) if rows else None
+
+    def list_breaches(self, flow: str | None = None, limit: int = 100) -> list[Breach]:
+        where, args = (" WHERE flow_id = ?", (flow,)) if flow else ("", ())
+        rows = self._query(f"SELECT data FROM sla_breaches{where} ORDER BY detected_at DESC "
+                           "LIMIT ?", (*args, limit))
+        return [decode_breach(r[0]) for r in rows]
 
     # -- cursors and locks ---------------------------------------------------------------------
     def get_cursor(self, name: str) -> str | None:

@@ -614,6 +614,20 @@ def test_on_failure_flow_to_unknown_flow(loader: Loader, tmp_path: Path) -> None
     assert error.message.startswith("no flow 'errors' among the flows loaded")
 
 
+def test_on_failure_goto_end_is_refused_pointing_at_drop(loader: Loader, tmp_path: Path) -> None:
+    _write(tmp_path, "main.yaml", """
+        flow: main
+        steps:
+          - id: a
+            set: {x: '1'}
+            on_failure: {goto: end}
+        """)
+    flows = loader.load_paths([tmp_path])
+    (error,) = _errors(flows.problems)
+    assert error.path == "steps[0].on_failure.goto"
+    assert "write 'on_failure: drop'" in error.message
+
+
 def test_missing_path_is_a_problem_not_an_exception(loader: Loader, tmp_path: Path) -> None:
     flows = loader.load_paths([tmp_path / "nope"])
     (error,) = _errors(flows.problems)
