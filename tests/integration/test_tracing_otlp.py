@@ -122,12 +122,16 @@ def receiver() -> Iterator[Receiver]:
 
 
 class Partner:
-    def __init__(self) -> None:
+    """Answers with *statuses* in turn (then the last again); keeps each traceparent."""
+
+    def __init__(self, statuses: tuple[int, ...] = (200,)) -> None:
+        self.statuses = statuses
         self.traceparents: list[str | None] = []
 
     def __call__(self, request: Request) -> Response:
         self.traceparents.append(request.headers.get("traceparent"))
-        return Response('{"accepted": true}', content_type="application/json")
+        status = self.statuses[min(len(self.traceparents), len(self.statuses)) - 1]
+        return Response('{"accepted": true}', status=status, content_type="application/json")
 
 
 FLOW = """flow: traced-orders
@@ -140,6 +144,7 @@ steps:
   - id: erp
     call:
       http: {{method: POST, url: "{url}"}}
+    retry: {{max_attempts: 2, respect_retry_after: false, backoff: {{initial: 0.2s}}}}
 """
 
 
@@ -189,15 +194,15 @@ def serving(env: dict[str, str], cwd: Path) -> Iterator[Serve]:
 def assert_one_trace(receiver: Receiver, partner: Partner, run_id: str) -> dict[str, Span]:
     """The spans of the run's story, all in the sender's trace, each the child of the one
     before it; the partner was sent the client span."""
-    def complete() -> bool:
-        return bool(receiver.named("POST") and receiver.named("run traced-orders"))
-    wait_until(complete, 30, "the spans to be exported")
+    names = ("POST /hooks/orders", "intake traced-orders", "run traced-orders", "step shape",
+             "step erp", "POST")
+    # the server and the worker export on their own schedules: wait for both
+    wait_until(lambda: all(receiver.named(name) for name in names), 30,
+               "the spans to be exported")
     with receiver.lock:
         found = list(receiver.spans)
     assert {s.trace_id for s in found} == {TRACE_ID}
-    story = {name: next(s for s in found if s.name == name) for name in (
-        "POST /hooks/orders", "intake traced-orders", "run traced-orders", "step shape",
-        "step erp", "POST")}
+    story = {name: next(s for s in found if s.name == name) for name in names}
     request = story["POST /hooks/orders"]
     assert request.parent == SENDER_SPAN
     assert request.attributes["http.response.status_code"] == 202
@@ -252,3 +257,32 @@ def test_a_celery_worker_continues_the_trace_the_server_started(
         "POST /hooks/orders": "flowrun-serve", "intake traced-orders": "flowrun-serve",
         "run traced-orders": "flowrun-worker", "step shape": "flowrun-worker",
         "step erp": "flowrun-worker", "POST": "flowrun-worker"}
+
+
+def test_a_retry_in_the_worker_is_a_second_delivery_in_the_same_trace(
+        cluster: Cluster, receiver: Receiver, httpserver: HTTPServer) -> None:
+    partner = Partner((503, 200))
+    httpserver.expect_request("/erp/orders", method="POST").respond_with_handler(partner)
+    (cluster.flows / "traced-orders.yaml").write_text(
+        FLOW.format(url=httpserver.url_for("/erp/orders")), encoding="utf-8")
+    cluster.env.update(otel_env(receiver, "flowrun-worker"))
+    cluster.start_worker("traced", pool="prefork", concurrency=1).wait_ready()
+    with serving({**cluster.env, **otel_env(receiver, "flowrun-serve")}, ROOT) as serve:
+        answer = serve.post({"number": "SO-78", "lines": [1]})
+        assert answer.status_code == 202, answer.text
+        wait_until(lambda: len(receiver.named("POST")) == 2
+                   and len(receiver.named("run traced-orders")) == 2
+                   and receiver.named("intake traced-orders"), 60, "both deliveries exported")
+    with receiver.lock:
+        found = list(receiver.spans)
+    assert {s.trace_id for s in found} == {TRACE_ID}
+    intake = receiver.named("intake traced-orders")[0]
+    runs = receiver.named("run traced-orders")
+    assert [r.parent for r in runs] == [intake.span_id] * 2
+    assert sorted(r.attributes["flowrun.status"] for r in runs) == ["retrying", "succeeded"]
+    attempts = {s.attributes["flowrun.attempt"]: s for s in receiver.named("step erp")}
+    assert (attempts[1].attributes["flowrun.outcome"], attempts[2].attributes["flowrun.outcome"]
+            ) == ("retry", "ok")
+    calls = {c.parent: c for c in receiver.named("POST")}
+    assert partner.traceparents == [f"00-{TRACE_ID}-{calls[attempts[n].span_id].span_id}-01"
+                                    for n in (1, 2)]
