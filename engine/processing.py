@@ -46,6 +46,10 @@ SHALLOW.maxlevel, SHALLOW.maxlist, SHALLOW.maxdict, SHALLOW.maxstring = 30, 50, 
 SHALLOW.maxother = 200
 
 
+#: the context of a delivery no observer wraps (reusable: it holds nothing)
+_NO_CONTEXT = contextlib.nullcontext()
+
+
 class Save(Protocol):
     def __call__(self, state: RunState, *, dead_letter: DeadLetter | None = None,
                  children: list[RunState] | None = None) -> None: ...
@@ -261,7 +265,7 @@ class Core:
                 store.save_run(state)
 
         # the delivery's context (a trace span) holds the runs it spawns too
-        with self.observers.delivering(flow, state) or contextlib.nullcontext():
+        with self.observers.delivering(flow, state) or _NO_CONTEXT:
             try:
                 before = len(state.steps)
                 with bind(flow=state.flow_id, run_id=state.run_id,
