@@ -169,33 +169,51 @@ class Observers(Observer):
                 ) -> contextlib.AbstractContextManager[Any] | None:
         if not members:
             return None
+        if len(members) == 1:  # the usual case (traces): no stack around the one context
+            return self._guarded(members[0], event, args)
         return self._stack(members, event, args)
+
+    @staticmethod
+    def _guarded(observer: Observer, event: str, args: tuple[Any, ...]) -> _Guarded | None:
+        try:
+            context = getattr(observer, event)(*args)
+        except Exception:
+            log.exception("observer %s failed on %s", type(observer).__name__, event)
+            return None
+        return None if context is None else _Guarded(context, observer, event)
 
     @contextlib.contextmanager
     def _stack(self, members: list[Observer], event: str, args: tuple[Any, ...]
                ) -> Iterator[None]:
         with contextlib.ExitStack() as stack:
             for observer in members:
-                try:
-                    context = getattr(observer, event)(*args)
-                    if context is not None:
-                        stack.enter_context(_Guarded(context, observer, event))
-                except Exception:
-                    log.exception("observer %s failed on %s", type(observer).__name__, event)
+                guarded = self._guarded(observer, event, args)
+                if guarded is not None:
+                    stack.enter_context(guarded)
             yield
 
 
 class _Guarded(contextlib.AbstractContextManager[Any]):
-    """An observer's context whose own failure on leaving is logged, never the run's."""
+    """An observer's context whose own failure, entering or leaving, is logged — never the
+    run's."""
 
     def __init__(self, context: contextlib.AbstractContextManager[Any], observer: Observer,
                  event: str):
         self.context, self.observer, self.event = context, observer, event
+        self.entered = False
 
     def __enter__(self) -> Any:
-        return self.context.__enter__()
+        try:
+            value = self.context.__enter__()
+        except Exception:
+            log.exception("observer %s failed on %s", type(self.observer).__name__, self.event)
+            return None
+        self.entered = True
+        return value
 
     def __exit__(self, *exc: Any) -> None:
+        if not self.entered:
+            return
         try:
             self.context.__exit__(*exc)
         except Exception:
