@@ -59,6 +59,9 @@ class Settings(BaseSettings):
                                             "console and its API (Bearer or login form).")
     console_user: str | None = Field(None, description="Console user name (with a password).")
     console_password: SecretStr | None = Field(None, description="Console password.")
+    console_users: Path | None = Field(None, description="YAML file of named console users, "
+                                       "their roles and password hashes (`flowrun users`); "
+                                       "re-read when it changes.")
     metrics_port: int | None = Field(None, ge=1, le=65535, description="Port of a Celery "
                                      "worker's /metrics (unset: not served).")
     # `flowrun serve` refuses a request over these before the app sees it (431, 408)

@@ -1,8 +1,10 @@
 """The console's JSON API under ``/api``: what the pages show, for scripts and tools.
 
-Every endpoint needs credentials (401 with no data otherwise); every POST made with the
-browser's session cookie needs its ``X-CSRF-Token`` (403). Responses pass through the pydantic
-models of `engine.console.models`, which also generate ``/api/openapi.json``.
+Every endpoint needs credentials (401 with no data otherwise); the ones that change state need
+the operator role (403 for a viewer, saying so); every POST made with the browser's session
+cookie needs its ``X-CSRF-Token`` (403). The audit trail names the caller as ``api:<user>``.
+Responses pass through the pydantic models of `engine.console.models`, which also generate
+``/api/openapi.json``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from engine.console import models, views
 from engine.console.auth import CSRF_HEADER, Principal, Throttled
+from engine.console.users import Role
 from engine.dlq import ReplayRefused
 from engine.store.base import StoreError
 
@@ -45,7 +48,8 @@ def _out(model: type[BaseModel], data: Any, status: int = 200) -> JSONResponse:
 def routes(console: Console) -> list[BaseRoute]:
     app = console.app
 
-    def guarded(handler: Handler, write: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    def guarded(handler: Handler, write: bool = False, role: Role = "viewer",
+                ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
                 principal = console.auth.principal(request)
@@ -56,6 +60,10 @@ def routes(console: Console) -> list[BaseRoute]:
             if principal is None:
                 return _error(401, "authentication required: send Authorization: Bearer "
                                    "<token> (or Basic), or log in at /console/login")
+            if not principal.may(role):
+                return _error(403, f"{principal.user} is a {principal.role}; this needs the "
+                                   f"{role} role (an admin can change it with `flowrun users`)",
+                              user=principal.user, role=principal.role, needed=role)
             if write and not console.auth.csrf_ok(principal, request.headers.get(CSRF_HEADER,
                                                                                   "")):
                 return _error(403, "CSRF token missing or wrong: send the X-CSRF-Token header "
@@ -67,6 +75,10 @@ def routes(console: Console) -> list[BaseRoute]:
             except StoreError as exc:
                 return _error(503, str(exc))
         return endpoint
+
+    def operates(handler: Any) -> Callable[[Request], Awaitable[Response]]:
+        """A state change made by an operator (or an admin): CSRF-checked, role-checked."""
+        return guarded(handler, write=True, role="operator")
 
     async def body_of(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
         try:
@@ -117,7 +129,7 @@ def routes(console: Console) -> list[BaseRoute]:
             state = await run_in_threadpool(
                 lambda: app.replay(entry_id, start_from=asked.start_from, version=asked.version,
                                    body=asked.body, edited="body" in asked.model_fields_set,
-                                   dry_run=asked.dry_run, who=f"console:{who.user}"))
+                                   dry_run=asked.dry_run, who=f"api:{who.user}"))
         except ReplayRefused as exc:
             status = 404 if str(exc).startswith("no dead-letter entry") else 422
             return _error(status, str(exc), detail=app.secrets.redactor.data(exc.detail),
@@ -132,7 +144,7 @@ def routes(console: Console) -> list[BaseRoute]:
         assert isinstance(asked, models.DiscardRequest)
         try:
             entry = await run_in_threadpool(
-                lambda: app.discard(request.path_params["id"], who=f"console:{who.user}",
+                lambda: app.discard(request.path_params["id"], who=f"api:{who.user}",
                                     reason=asked.reason))
         except ReplayRefused as exc:
             return _error(404, str(exc))
@@ -146,7 +158,7 @@ def routes(console: Console) -> list[BaseRoute]:
         query = views.dead_letter_filter({k: v for k, v in asked.model_dump().items()
                                           if isinstance(v, str)}, limit=1)
         job = await run_in_threadpool(lambda: console.jobs.start(
-            query, who=f"console:{who.user}", start_from=asked.start_from,
+            query, who=f"api:{who.user}", start_from=asked.start_from,
             version=asked.version))
         return _out(models.JobProgress, console.jobs.progress(job), 202)
 
@@ -168,7 +180,7 @@ def routes(console: Console) -> list[BaseRoute]:
             Route("/runs/{id}", guarded(run)),
             Route("/dead-letters", guarded(entries)),
             Route("/dead-letters/{id}", guarded(entry)),
-            Route("/dead-letters/{id}/replay", guarded(replay, write=True), methods=["POST"]),
-            Route("/dead-letters/{id}/discard", guarded(discard, write=True), methods=["POST"]),
-            Route("/replay-jobs", guarded(bulk, write=True), methods=["POST"]),
+            Route("/dead-letters/{id}/replay", operates(replay), methods=["POST"]),
+            Route("/dead-letters/{id}/discard", operates(discard), methods=["POST"]),
+            Route("/replay-jobs", operates(bulk), methods=["POST"]),
             Route("/replay-jobs/{id}", guarded(job))]

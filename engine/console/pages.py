@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from engine.console import views
 from engine.console.auth import CSRF_FIELD, Principal, Throttled
+from engine.console.users import Role
 from engine.dlq import ReplayRefused
 from engine.store.base import StoreError
 
@@ -66,7 +67,8 @@ def routes(console: Console) -> list[BaseRoute]:
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
-    def guarded(handler: Page, write: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    def guarded(handler: Page, write: bool = False, role: Role = "viewer",
+                ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
                 who = auth.principal(request)
@@ -79,6 +81,10 @@ def routes(console: Console) -> list[BaseRoute]:
                 target = quote(request.url.path + (f"?{request.url.query}"
                                                    if request.url.query else ""))
                 return RedirectResponse(f"/console/login?next={target}", status_code=303)
+            if not who.may(role):
+                return problem(request, 403, "Not allowed for your role", f"You are signed in "
+                               f"as {who.user}, a {who.role}; this needs the {role} role. An "
+                               "admin can change your role with `flowrun users`.", who)
             if write:
                 try:
                     form = await form_of(request)
@@ -96,6 +102,10 @@ def routes(console: Console) -> list[BaseRoute]:
                 return problem(request, 503, "State store unavailable", str(exc), who)
         return endpoint
 
+    def operates(handler: Any) -> Callable[[Request], Awaitable[Response]]:
+        """A state change made by an operator (or an admin): CSRF-checked, role-checked."""
+        return guarded(handler, write=True, role="operator")
+
     # -- login ---------------------------------------------------------------------------------
     def _next(value: str | None) -> str:
         # only a path of this console: never an open redirect to another site
@@ -107,7 +117,8 @@ def routes(console: Console) -> list[BaseRoute]:
         token = auth.login_token(request)
         response = render(request, "login.html", None, status=status, login_csrf=token,
                           next=_next(request.query_params.get("next")), error=error,
-                          with_token=bool(auth.token), with_password=bool(auth.user))
+                          with_token=bool(auth.token),
+                          with_password=bool(auth.user) or auth.users is not None)
         auth.set_login_token(request, response, token)
         return response
 
@@ -122,15 +133,15 @@ def routes(console: Console) -> list[BaseRoute]:
             return problem(request, 403, "Request refused", "The login form expired; reload "
                            "the login page and try again.")
         try:
-            user = auth.attempt(request, token=str(form.get("token", "")),
-                                user=str(form.get("user", "")),
-                                password=str(form.get("password", "")))
+            who = auth.attempt(request, token=str(form.get("token", "")),
+                               user=str(form.get("user", "")),
+                               password=str(form.get("password", "")))
         except Throttled as exc:
             return throttled(request, exc)
-        if user is None:
+        if who is None:
             return await login_form(request, 401, "Wrong token or user name and password.")
         response = RedirectResponse(_next(str(form.get("next", ""))), status_code=303)
-        auth.login(response, user, secure=request.url.scheme == "https")
+        auth.login(response, who, secure=request.url.scheme == "https")
         return response
 
     async def logout(request: Request, who: Principal) -> Response:
@@ -245,10 +256,10 @@ def routes(console: Console) -> list[BaseRoute]:
             Route("/runs", guarded(runs)),
             Route("/runs/{id}", guarded(run)),
             Route("/dlq", guarded(dlq)),
-            Route("/dlq/replay-all", guarded(replay_all, write=True), methods=["POST"]),
+            Route("/dlq/replay-all", operates(replay_all), methods=["POST"]),
             Route("/dlq/{id}", guarded(entry)),
-            Route("/dlq/{id}/replay", guarded(replay, write=True), methods=["POST"]),
-            Route("/dlq/{id}/discard", guarded(discard, write=True), methods=["POST"]),
+            Route("/dlq/{id}/replay", operates(replay), methods=["POST"]),
+            Route("/dlq/{id}/discard", operates(discard), methods=["POST"]),
             Route("/jobs/{id}", guarded(job)),
             Route("/{path:path}", not_found)]
 
