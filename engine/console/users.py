@@ -123,7 +123,10 @@ def read(path: Path) -> UsersFile:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise UsersError(f"{path}: {problems}") from None
     for name in found.users:
-        check_name(name)
+        try:
+            check_name(name)
+        except UsersError as exc:
+            raise UsersError(f"{path}: {exc}") from None
     return found
 
 
