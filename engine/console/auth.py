@@ -39,6 +39,7 @@ from engine.console.sessions import Session, session_key, shared_state
 from engine.console.users import Role, Users, allows
 
 if TYPE_CHECKING:
+    from engine.console.oidc import Provider
     from engine.settings import Settings
     from engine.store.base import Store
 
@@ -55,7 +56,7 @@ class Principal:
 
     user: str
     role: Role = "admin"
-    source: str = "token"
+    source: str = "token"  # token, settings, file (the users file) or oidc
     session: Session | None = None
 
     @property
@@ -86,11 +87,17 @@ class ConsoleAuth:
                          if settings.console_password else None)
         # a users file that cannot be read stops the server here, named (UsersError)
         self.users = Users(settings.console_users) if settings.console_users else None
+        self.oidc: Provider | None = None
+        if settings.console_oidc_issuer:
+            from engine.console.oidc import Provider
+
+            self.oidc = Provider(settings)  # OidcError without the optional extra
         self.sessions, self.throttle = shared_state(store)
 
     @property
     def enabled(self) -> bool:
-        return bool(self.token) or bool(self.user and self.password) or self.users is not None
+        return (bool(self.token) or bool(self.user and self.password) or self.users is not None
+                or self.oidc is not None)
 
     # -- credentials ---------------------------------------------------------------------------
     def check(self, *, token: str = "", user: str = "", password: str = "") -> Principal | None:
@@ -151,14 +158,17 @@ class ConsoleAuth:
         role: Role | None = session.role  # type: ignore[assignment]
         if session.source == "file":  # the file decides now: removed or demoted at once
             role = self.users.role_of(session.user) if self.users else None
-        elif session.source == "token" and not self.token:
-            role = None  # the way it logged in is no longer configured
-        elif session.source == "settings" and session.user != self.user:
+        elif not self._still_configured(session):
             role = None
         if role is None:
             self.sessions.delete(session_key(sid))
             return None
         return Principal(session.user, role, session.source, session)
+
+    def _still_configured(self, session: Session) -> bool:
+        """Whether the way *session* logged in is still configured."""
+        return {"token": bool(self.token), "settings": session.user == self.user,
+                "oidc": self.oidc is not None}.get(session.source, False)
 
     # -- sessions ------------------------------------------------------------------------------
     def login(self, response: Response, who: Principal, secure: bool) -> Session:

@@ -20,6 +20,9 @@ from starlette.routing import BaseRoute, Route
 
 from engine.console import views
 from engine.console.auth import CSRF_FIELD, Principal, Throttled
+from engine.console.oidc import COOKIE as OIDC_COOKIE
+from engine.console.oidc import COOKIE_TTL as OIDC_TTL
+from engine.console.oidc import OidcError, Pending
 from engine.console.users import Role
 from engine.dlq import ReplayRefused
 from engine.store.base import StoreError
@@ -118,7 +121,8 @@ def routes(console: Console) -> list[BaseRoute]:
         response = render(request, "login.html", None, status=status, login_csrf=token,
                           next=_next(request.query_params.get("next")), error=error,
                           with_token=bool(auth.token),
-                          with_password=bool(auth.user) or auth.users is not None)
+                          with_password=bool(auth.user) or auth.users is not None,
+                          with_oidc=auth.oidc is not None)
         auth.set_login_token(request, response, token)
         return response
 
@@ -142,6 +146,45 @@ def routes(console: Console) -> list[BaseRoute]:
             return await login_form(request, 401, "Wrong token or user name and password.")
         response = RedirectResponse(_next(str(form.get("next", ""))), status_code=303)
         auth.login(response, who, secure=request.url.scheme == "https")
+        return response
+
+    # -- single sign-on (engine.console.oidc) --------------------------------------------------
+    def callback_url(request: Request) -> str:
+        assert auth.oidc is not None
+        return auth.oidc.redirect_url or (f"{request.url.scheme}://{request.url.netloc}"
+                                          "/console/oidc/callback")
+
+    async def oidc_login(request: Request) -> Response:
+        if auth.oidc is None:
+            return problem(request, 404, "Not found", "Single sign-on is not configured.")
+        provider = auth.oidc
+        try:
+            url, pending = await run_in_threadpool(
+                provider.start, callback_url(request), _next(request.query_params.get("next")))
+        except OidcError as exc:
+            return problem(request, 502, "Single sign-on unavailable", str(exc))
+        response = RedirectResponse(url, status_code=303)
+        response.set_cookie(OIDC_COOKIE, pending.cookie(), max_age=OIDC_TTL,
+                            path="/console/oidc", httponly=True, samesite="lax",
+                            secure=request.url.scheme == "https")
+        return response
+
+    async def oidc_callback(request: Request) -> Response:
+        if auth.oidc is None:
+            return problem(request, 404, "Not found", "Single sign-on is not configured.")
+        provider = auth.oidc
+        pending = Pending.from_cookie(request.cookies.get(OIDC_COOKIE, ""))
+        try:
+            user, role = await run_in_threadpool(
+                provider.finish, dict(request.query_params), pending, callback_url(request))
+        except OidcError as exc:
+            response = problem(request, 403, "Single sign-on failed", str(exc))
+        else:
+            assert pending is not None
+            response = RedirectResponse(_next(pending.next), status_code=303)
+            auth.login(response, Principal(user, role, "oidc"),
+                       secure=request.url.scheme == "https")
+        response.delete_cookie(OIDC_COOKIE, path="/console/oidc")
         return response
 
     async def logout(request: Request, who: Principal) -> Response:
@@ -252,6 +295,8 @@ def routes(console: Console) -> list[BaseRoute]:
 
     return [Route("/", guarded(flows)),
             Route("/login", login, methods=["GET", "POST"]),
+            Route("/oidc/login", oidc_login),
+            Route("/oidc/callback", oidc_callback),
             Route("/logout", guarded(logout, write=True), methods=["POST"]),
             Route("/runs", guarded(runs)),
             Route("/runs/{id}", guarded(run)),
