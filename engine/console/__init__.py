@@ -48,6 +48,8 @@ class Console:
             app.secrets.redactor.add(self.auth.token)  # never in a log line either
         if self.auth.password:
             app.secrets.redactor.add(self.auth.password)
+        if self.auth.oidc and self.auth.oidc.secret:
+            app.secrets.redactor.add(self.auth.oidc.secret)
         self.jobs = Jobs(app)
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(default=True),

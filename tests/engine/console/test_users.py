@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from engine import cli_users
 from engine.cli import main
 from engine.console import users
 from engine.console.users import Users, UsersError, hash_password, read, verify_password
+from tests.conftest import ROOT
+from tests.engine.terminal import in_terminal
 
 
 def test_a_hash_holds_its_parameters_and_a_fresh_salt() -> None:
@@ -116,3 +119,17 @@ def test_users_cli_without_a_file_says_how_to_name_one(monkeypatch: pytest.Monke
 
 def test_the_cli_knows_the_same_roles_as_the_console() -> None:
     assert cli_users.ROLES == users.ROLES
+
+
+def test_users_add_asks_the_password_twice_on_a_terminal_without_echoing_it(
+        tmp_path: Path) -> None:
+    path = tmp_path / "users.yaml"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOWRUN_CONSOLE_USERS": str(path)}
+    code, shown = in_terminal([sys.executable, "-m", "engine.cli", "users", "add", "erin",
+                               "--role", "viewer"], env, str(tmp_path),
+                              answers=[(b"Password:", "erin's passphrase"),
+                                       (b"confirmation:", "erin's passphrase")])
+    assert code == 0, shown
+    assert "Repeat for confirmation" in shown and "added erin (viewer)" in shown
+    assert "erin's passphrase" not in shown
+    assert Users(path).check("erin", "erin's passphrase") == "viewer"
