@@ -27,6 +27,7 @@ import re
 import secrets
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -42,6 +43,8 @@ RANK: dict[str, int] = {role: rank for rank, role in enumerate(ROLES)}
 LOG_N, R, P = 15, 8, 3
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 RESERVED = {"token"}  # the principal of FLOWRUN_CONSOLE_TOKEN
+REMEMBER_FOR = 60.0  # seconds a checked password is remembered (see `Users`)
+REMEMBERED = 1000  # most remembered at once
 
 
 class UsersError(ValueError):
@@ -150,7 +153,12 @@ def write(path: Path, users: UsersFile) -> None:
 
 
 class Users:
-    """The users file as the server sees it: re-read when its modification time changes."""
+    """The users file as the server sees it: re-read when its modification time changes.
+
+    A script calling the API with Basic auth sends the password with every request, and each
+    scrypt check costs a quarter of a second of CPU; so a password that checked out is
+    remembered for a minute, in this process only, as an HMAC under a key that never leaves it
+    (never the password), and only while the user's hash in the file is the same one."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -158,6 +166,14 @@ class Users:
         self._users = read(path).users  # a bad file stops the server from starting, named
         self._stamp = self._stat()
         self._lock = threading.Lock()
+        self._key = secrets.token_bytes(32)
+        self._checked: dict[bytes, tuple[str, float]] = {}  # HMAC -> (hash, until)
+        if self._stamp is None:
+            log.warning("console users file %s does not exist yet: add a user with "
+                        "`flowrun users add NAME --role ROLE`", path)
+        elif self.path.stat().st_mode & 0o077:
+            log.warning("console users file %s can be read by other users of this machine: "
+                        "chmod 600 it (flowrun users writes it so)", path)
 
     def _stat(self) -> tuple[int, int] | None:
         try:
@@ -179,10 +195,23 @@ class Users:
         return self._users
 
     def check(self, name: str, password: str) -> Role | None:
-        """The role of *name* if *password* is theirs, else None (as slow either way)."""
+        """The role of *name* if *password* is theirs, else None (as slow either way, unless
+        the same pair checked out within the last minute)."""
         user = self._current().get(name)
+        mac = hmac.new(self._key, f"{name}\0{password}".encode(), hashlib.sha256).digest()
+        now = time.monotonic()
+        remembered = self._checked.get(mac)
+        if user and remembered and remembered[0] == user.password and remembered[1] > now:
+            return user.role
         ok = verify_password(password, user.password if user else _DUMMY)
-        return user.role if ok and user else None
+        if not (ok and user):
+            return None
+        with self._lock:
+            if len(self._checked) >= REMEMBERED:
+                self._checked = {k: v for k, v in self._checked.items() if v[1] > now}
+            if len(self._checked) < REMEMBERED:
+                self._checked[mac] = (user.password, now + REMEMBER_FOR)
+        return user.role
 
     def role_of(self, name: str) -> Role | None:
         user = self._current().get(name)

@@ -133,3 +133,32 @@ def test_users_add_asks_the_password_twice_on_a_terminal_without_echoing_it(
     assert "Repeat for confirmation" in shown and "added erin (viewer)" in shown
     assert "erin's passphrase" not in shown
     assert Users(path).check("erin", "erin's passphrase") == "viewer"
+
+
+def test_a_remembered_password_is_forgotten_when_it_changes_or_the_user_goes(
+        tmp_path: Path) -> None:
+    path = tmp_path / "users.yaml"
+    run = CliRunner().invoke
+    args = ["--file", str(path)]
+    run(main, ["users", "add", "fay", "--role", "operator", "--password-stdin", *args],
+        input="fay's first passphrase\n")
+    seen = Users(path)
+    assert seen.check("fay", "fay's first passphrase") == "operator"
+    assert seen.check("fay", "fay's first passphrase") == "operator"  # remembered now
+    run(main, ["users", "passwd", "fay", "--password-stdin", *args],
+        input="fay's second passphrase\n")
+    assert seen.check("fay", "fay's first passphrase") is None
+    assert seen.check("fay", "fay's second passphrase") == "operator"
+    run(main, ["users", "remove", "fay", *args])
+    assert seen.check("fay", "fay's second passphrase") is None
+
+
+def test_a_missing_or_open_users_file_is_warned_about(tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "users.yaml"
+    Users(path)
+    assert "does not exist yet" in caplog.text
+    path.write_text("users: {}\n", encoding="utf-8")
+    path.chmod(0o644)
+    Users(path)
+    assert "chmod 600" in caplog.text
