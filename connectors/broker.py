@@ -10,9 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import requests
 from pydantic import Field
 
-from engine.plugin import Duration, Model, Port, Secret, interpolate, port_number
+from engine.plugin import Duration, Model, Port, Secret, StepError, interpolate, port_number
+
+_FINAL = {401: "auth", 403: "permission", 404: "not_found"}
 
 
 class Broker(Model):
@@ -40,3 +43,23 @@ def encode(value: Any) -> tuple[bytes, str]:
     if isinstance(value, bytes):
         return value, "application/octet-stream"
     return orjson.dumps(value), "application/json"
+
+
+def confirmed(response: requests.Response, url: str) -> Any:
+    """A broker's answer to a delivery handed to a twin (`engine.transports.DELIVER`), read as
+    the broker's own: 2xx confirmed (its JSON body, or text, is what the broker returned: an
+    entry id, a JetStream acknowledgement), 404 a destination it does not have, 401/403 a
+    refused login, anything else a refused message (nack), retried."""
+    status = response.status_code
+    if status in _FINAL:
+        raise StepError(f"{url}: the broker answered {status}", kind=_FINAL[status],
+                        status=status)
+    if not 200 <= status < 300:
+        raise StepError(f"{url}: the broker refused the message ({status})", kind="rejected",
+                        retryable=True, status=status)
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text

@@ -38,8 +38,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import Field
 
-from connectors.broker import Broker, encode
+from connectors.broker import Broker, confirmed, encode
 from engine.plugin import (
+    DELIVER,
     DRAIN,
     BuildContext,
     BusMessage,
@@ -146,9 +147,14 @@ def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
         topic = str(topic_of(envelope, resources.secrets))
         message_id = str(id_of(envelope, resources.secrets)) if id_of is not None else \
             f"{envelope.meta.get('run_id')}:{step_id}"
+        headers = {k: str(f(envelope, resources.secrets)) for k, f in headers_of.items()}
+        twin = resources.transport(DELIVER)
+        if twin is not None:  # flowrun test: the case's mocks answer
+            url = f"mqtt://{config.connection}/{topic}"
+            confirmed(twin(url, data, {**headers, "Message-Id": message_id}), url)
+            return Continue()
         properties = Properties(PacketTypes.PUBLISH)
-        properties.UserProperty = [("message_id", message_id)] + [
-            (k, str(f(envelope, resources.secrets))) for k, f in headers_of.items()]
+        properties.UserProperty = [("message_id", message_id), *headers.items()]
         publisher = connections.runtime(config.connection, "mqtt-publisher", lambda: Publisher(
             config.connection, found, resources.secrets))
         where = f"mqtt {config.connection} topic '{topic}'"

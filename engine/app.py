@@ -191,7 +191,10 @@ class App:
     # -- dead letters --------------------------------------------------------------------------
     def replay(self, entry_id: str, *, start_from: str = "failed-step",
                version: str = "original", body: Any = None, edited: bool = False,
-               dry_run: bool = False, who: str | None = None, force: bool = False) -> RunState:
+               dry_run: bool = False, who: str | None = None, force: bool = False,
+               patch: str | None = None) -> RunState:
+        """Replay a dead-letter entry as a new run; *patch* is the text of the expression
+        that made *body* (engine/dlq_patch), kept on the audit item."""
         entry = self.store.get_dead_letter(entry_id)
         if entry is None:
             raise dlq.ReplayRefused(f"no dead-letter entry '{entry_id}'")
@@ -212,13 +215,15 @@ class App:
             try:
                 dlq.check_edited(self.runner, plan)
             except dlq.ReplayRefused as exc:
-                dlq.record(entry, "replay_refused", who=who, reason=str(exc))
+                dlq.record(entry, "replay_refused", who=who, reason=str(exc),
+                           **({"patch": patch} if patch else {}))
                 self.store.update_dead_letter(entry)
                 raise
         self.versions.remember(flow)
         self.store.create_run(plan.state)
         dlq.record(entry, "replay", who=who, start_from=start_from, version=flow.version,
-                   edited=edited, run_id=plan.state.run_id, result="queued")
+                   edited=edited, run_id=plan.state.run_id, result="queued",
+                   **({"patch": patch} if patch else {}))
         entry.status = "replaying"
         self.store.update_dead_letter(entry)
         self.executor.submit(plan.state, flow.model.queue)

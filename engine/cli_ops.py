@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from engine import dlq as dlq_ops
+from engine import dlq_patch
 from engine.cli_style import bars_drawn, paint, progress
 from engine.store.base import DeadLetterFilter, RunFilter, StoreError
 
@@ -248,8 +249,15 @@ def _read_body(path: str) -> Any:
 @click.option("--version", type=click.Choice(["original", "current"]), default="original",
               show_default=True, help="Flow version to replay on.")
 @click.option("--body", "body_file", help="JSON file with an edited body.")
+@click.option("--patch", "patch_text", help="A JSONata expression that rewrites each entry's "
+                                            "body before it is replayed ($ is the body, $entry "
+                                            "the entry); see docs/dead-letters-and-failover.md.")
+@click.option("--patch-file", help="File holding the --patch expression.")
 @click.option("--dry-run", is_flag=True, help="Run only the steps without side effects and "
-                                               "show where the message would go.")
+                                               "show where the message would go; with a patch, "
+                                               "preview it on the first --preview entries.")
+@click.option("--preview", "preview_count", default=3, show_default=True,
+              type=click.IntRange(1, 100), help="How many entries --dry-run previews a patch on.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait for the replayed runs to finish.")
 @click.option("--force", is_flag=True, help="Replay entries already replayed (or in flight) "
@@ -259,8 +267,10 @@ def _read_body(path: str) -> Any:
 def dlq_replay(entry_ids: tuple[str, ...], all_matching: bool, flow: str | None,
                step: str | None, error: str | None, since: str | None, until: str | None,
                status: str, start_from: str, version: str, body_file: str | None,
-               dry_run: bool, wait: bool, force: bool, yes: bool) -> None:
+               patch_text: str | None, patch_file: str | None, dry_run: bool,
+               preview_count: int, wait: bool, force: bool, yes: bool) -> None:
     """Replay entries by id, or every entry matching the filters with --all-matching."""
+    patch = _patch(patch_text, patch_file, body_file)
     app = _app()
     if all_matching == bool(entry_ids):
         raise click.UsageError("give entry ids, or --all-matching with filters (not both)")
@@ -273,16 +283,27 @@ def dlq_replay(entry_ids: tuple[str, ...], all_matching: bool, flow: str | None,
     if body_file and len(ids) != 1:
         raise click.UsageError("--body edits one entry; give exactly one id")
     body = _read_body(body_file) if body_file else None
+    if dry_run and patch is not None:
+        sys.exit(_preview(app, ids, patch, start_from, version, preview_count))
     if not dry_run:
         app.executor.start(resume=False)
-    started, failures = [], 0
+    started, failures, patch_failed = [], 0, 0
     # a progress bar on a terminal; piped, one plain line per entry as before
     drawn = bars_drawn()
     with progress(ids, "replaying") as bar:
         for n, entry_id in enumerate(bar, 1):
             try:
-                state = app.replay(entry_id, start_from=start_from, version=version, body=body,
-                                   edited=body_file is not None, dry_run=dry_run, force=force)
+                if patch is not None:
+                    state = dlq_patch.replay(app, entry_id, patch, start_from=start_from,
+                                             version=version, force=force)
+                else:
+                    state = app.replay(entry_id, start_from=start_from, version=version,
+                                       body=body, edited=body_file is not None,
+                                       dry_run=dry_run, force=force)
+            except dlq_patch.PatchError as exc:
+                patch_failed += 1
+                click.echo(f"[{n}/{len(ids)}] {entry_id}: left open: {exc}", err=True)
+                continue
             except dlq_ops.ReplayRefused as exc:
                 failures += 1
                 click.echo(f"[{n}/{len(ids)}] {entry_id}: refused: {exc}", err=True)
@@ -311,9 +332,63 @@ def dlq_replay(entry_ids: tuple[str, ...], all_matching: bool, flow: str | None,
                 failures += 1
     if not dry_run:
         app.executor.stop()
+    patched = f", {patch_failed} left open because the patch failed" if patch else ""
     click.echo(f"{len(ids)} entr{'y' if len(ids) == 1 else 'ies'}, {failures} not replayed "
-               "successfully", err=True)
-    sys.exit(1 if failures else 0)
+               f"successfully{patched}", err=True)
+    sys.exit(1 if failures or patch_failed else 0)
+
+
+def _patch(text: str | None, path: str | None, body_file: str | None) -> Any:
+    """The --patch (or --patch-file) expression, compiled; None without one."""
+    if text is not None and path is not None:
+        raise click.UsageError("give --patch or --patch-file, not both")
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(f"{path}: cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise click.ClickException(f"{path}: not UTF-8 text") from None
+    if text is None:
+        return None
+    if body_file:
+        raise click.UsageError("--body replaces one entry's body; --patch rewrites many: give "
+                               "one of them")
+    try:
+        return dlq_patch.Patch(text)
+    except dlq_patch.PatchError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _preview(app: Any, ids: list[str], patch: Any, start_from: str, version: str,
+             count: int) -> int:
+    """Print what *patch* makes of the first *count* entries and where each would go; the
+    exit status: 1 when the patch fails on (or a replay refuses) any of them."""
+    chosen = dlq_patch.selection(app, ids)
+    flows = ", ".join(f"{flow} {n}" for flow, n in chosen["flows"].items())
+    click.echo(f"{chosen['total']} entr{'y' if chosen['total'] == 1 else 'ies'} would be "
+               f"replayed with the patch ({flows or 'none'}); previewing "
+               f"{min(count, len(ids))}. Nothing is replayed.")
+    bad = 0
+    for item in dlq_patch.preview(app, ids, patch, start_from=start_from, version=version,
+                                  count=count):
+        click.echo(f"\n== {item['entry']} ({item.get('flow') or '?'}, resumes at "
+                   f"{item.get('resume_at') or '?'})")
+        if item.get("diff"):
+            click.echo(item["diff"].rstrip("\n"))
+        elif item.get("after") is not None:
+            click.echo("(the patch leaves the body unchanged)")
+        if item.get("error"):
+            bad += 1
+            click.echo(paint(f"error: {item['error']}", "error"))
+        path = item.get("dry_run")
+        if path:
+            steps = (" -> ".join(f"{s['id']} ({s['status']})" for s in path["steps"])
+                     or "no step ran")
+            handoff = f", hands off to {', '.join(path['hand_off'])}" if path["hand_off"] else ""
+            click.echo(f"dry run: {steps}; ends {path['status']}{handoff}"
+                       + (f": {path['message']}" if path["message"] else ""))
+    return 1 if bad else 0
 
 
 def _confirm_all(count: int, status: str) -> None:

@@ -29,7 +29,7 @@ from engine.refs import KINDS, Secrets, find_refs
 from engine.registry import registry
 from engine.schemas import SchemaStore
 from engine.signatures import check_spec
-from engine.types import StepFn
+from engine.types import END, StepFn
 from engine.yamlsrc import Source, read_source
 
 FLOW_SUFFIXES = (".yaml", ".yml")
@@ -279,7 +279,7 @@ class Loader:
         ctx.base = ("steps", i)
         for target, where in ((step.next, ("next",)),
                               (_goto(step.on_failure), ("on_failure", "goto"))):
-            if target and target != "end" and target not in ctx.step_ids:
+            if target and target != END and target not in ctx.step_ids:
                 ctx.problem(where, f"no step '{target}' in this flow"
                             + did_you_mean(target, ctx.step_ids))
         if _flow(step.on_failure):

@@ -47,7 +47,16 @@ from engine.records import DeadLetter, RecordError
 from engine.refs import REF, UnresolvedReference, interpolate, redact_known, redact_logs
 from engine.signatures import Scheme, SignatureError
 from engine.templates import Value, compile_url, compile_value, interpolate_url
-from engine.transports import HTTP, SFTP, HttpTransport, SftpOpener, SftpSession, Transport
+from engine.transports import (
+    DELIVER,
+    HTTP,
+    SFTP,
+    Deliver,
+    HttpTransport,
+    SftpOpener,
+    SftpSession,
+    Transport,
+)
 from engine.types import (
     BuildContext,
     ConnectionContext,
@@ -81,6 +90,7 @@ if TYPE_CHECKING:  # for annotations: an endpoint of one's own is given the app 
 __all__ = [
     "CLIENT_CLOSED",
     # message-bus consumers (flowrunner.consumers)
+    "DELIVER",
     "DRAIN",
     "HTTP",
     # references, secrets and files
@@ -100,6 +110,7 @@ __all__ = [
     # run time: the message, the resources, outcomes and errors
     "Continue",
     "DeadLetter",
+    "Deliver",
     # poll sources
     "DropFile",
     # config models: the base (unknown keys forbidden) and the shared field types

@@ -21,6 +21,7 @@ from engine.records import RunState, Spawn
 from engine.refs import Redactor, UnresolvedReference
 from engine.retry import give_up_reason, next_delay
 from engine.types import (
+    END,
     Continue,
     Fork,
     Goto,
@@ -145,7 +146,7 @@ class Runner:
                     envelope.body = outcome.value
             self._goto_next(flow, step, state)
         elif isinstance(outcome, Goto):
-            state.position = flow.index[outcome.step]
+            state.position = len(flow.steps) if outcome.step == END else flow.index[outcome.step]
         elif isinstance(outcome, Stop):
             self._end(state, outcome.status, {"message": outcome.reason, "step": step.id})
         elif isinstance(outcome, ToDeadLetter):
@@ -218,7 +219,7 @@ class Runner:
 
 
 def _after(flow: CompiledFlow, step: CompiledStep) -> int:
-    if step.next == "end":
+    if step.next == END:
         return len(flow.steps)
     if step.next:
         return flow.index[step.next]

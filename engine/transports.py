@@ -1,15 +1,15 @@
 """The transports connectors talk through, as typed resources a step may be handed.
 
-A connector asks ``resources.transport(HTTP)`` (or ``SFTP``) and uses its own real transport
-when none was handed in — its pooled Session, its SFTP client. `flowrun test` hands in the
-in-memory twins of `engine.testing.twins`, which answer from a case's mocks; a connector never
-asks whether it is under test. HTTP and SFTP are separate keys: a step that speaks SFTP never
-goes through an HTTP transport.
+A connector asks ``resources.transport(HTTP)`` (or ``SFTP``, ``DELIVER``) and uses its own real
+transport when none was handed in — its pooled Session, its SFTP client, its broker client.
+`flowrun test` hands in the in-memory twins of `engine.testing.twins`, which answer from a
+case's mocks; a connector never asks whether it is under test. HTTP and SFTP are separate keys:
+a step that speaks SFTP never goes through an HTTP transport.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
@@ -48,5 +48,17 @@ class SftpSession(Protocol):
 #: opens a session to named connection *name*: ``open(name, config, secrets)``
 SftpOpener = Callable[[str, Any, Callable[[str], str]], SftpSession]
 
+
+class Deliver(Protocol):
+    """Hands one message to a broker or a trading partner in one exchange, as the bus steps
+    (``amqp``, ``mqtt``, ``redis``, ``nats``) and the ``as2`` step do: *url* names the
+    connection and the destination (``mqtt://plant/orders/A1``). Returns the answer as an HTTP
+    response — what its status means is the connector's to say — and raises StepError when the
+    other side cannot be reached (kind ``connection`` or ``timeout``)."""
+
+    def __call__(self, url: str, data: bytes, headers: Mapping[str, str]) -> requests.Response: ...
+
+
 HTTP: Transport[HttpTransport] = Transport("http")
 SFTP: Transport[SftpOpener] = Transport("sftp")
+DELIVER: Transport[Deliver] = Transport("deliver")

@@ -37,9 +37,13 @@ def result(value: Any) -> Continue:
     return Continue(value, True)
 
 
+#: the target that ends the run where it stands (``next: end``, a route's ``goto: end``)
+END = "end"
+
+
 @dataclass(frozen=True)
 class Goto:
-    step: str
+    step: str  # a step id, or END
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,9 @@ from connectors.as2.receipts import verdict
 from connectors.as2.wire import http_headers, raw_message
 from connectors.http import NOT_RETRYABLE, classify, retry_after
 from engine.plugin import (
-    HTTP,
+    DELIVER,
     BuildContext,
+    Deliver,
     Encoding,
     Envelope,
     Expr,
@@ -107,9 +108,10 @@ def build(config: As2Send, ctx: BuildContext) -> StepFn:
         run = envelope.meta.get("effects_of") or envelope.meta.get("run_id") or "run"
         left = _ID_PART.sub("-", f"{run}.{envelope.meta.get('step', 'as2')}")
         name = str(filename(envelope, resources.secrets)) if filename is not None else None
-        # an HTTP transport handed in (flowrun test's in-memory twin): the payload goes to it in
-        # the clear, since no partner keys exist there and a mocked answer carries no MDN
-        handed = resources.transport(HTTP)
+        # a delivery twin handed in (flowrun test): the payload goes to the case's mocks in the
+        # clear, since no partner keys exist there and a mocked answer carries no MDN; an HTTP
+        # transport handed in never changes how a real message is sent
+        handed = resources.transport(DELIVER)
         if handed is not None:
             return _mocked(handed, config, found, left, name, data)
         sender = partner(resources)
@@ -148,7 +150,7 @@ def build(config: As2Send, ctx: BuildContext) -> StepFn:
     return as2
 
 
-def _mocked(session: requests.Session, config: As2Send, found: Any, left: str,
+def _mocked(deliver: Deliver, config: As2Send, found: Any, left: str,
             name: str | None, data: bytes) -> Outcome:
     """In `flowrun test`: the payload in the clear to the case's mocks, no keys needed; a
     mocked answer cannot carry a signed MDN, so none is checked (``mdn: "mocked"``)."""
@@ -157,15 +159,7 @@ def _mocked(session: requests.Session, config: As2Send, found: Any, left: str,
                "Message-ID": f"<{left}@mock>", "Content-Type": config.content_type}
     if name:
         headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    request = requests.Request("POST", url, data=data, headers=headers).prepare()
-    try:  # through the mock transport itself: requests has no adapter for as2:// URLs
-        response = session.get_adapter("http://").send(
-            request, timeout=(found.timeout.connect, found.timeout.read))
-    except (requests.RequestException, ValueError) as exc:
-        kind, text = classify(exc)
-        raise StepError(f"as2 POST {url}: {text}", kind=kind,
-                        retryable=kind not in NOT_RETRYABLE) from None
-    _status(response, url)
+    _status(deliver(url, data, headers), url)
     return result({"message_id": f"{left}@mock", "mic": None, "mdn": "mocked"})
 
 

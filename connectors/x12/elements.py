@@ -9,9 +9,11 @@ elements than the segment has.  Problems become AK4 errors in the 997 (AK403 1, 
 The table is the X12 004010 dictionary for the segments the typed views read; 004030 uses it
 as it is, 005010 with the changes in :data:`CHANGED` (longer reference ids and phone numbers,
 a few new trailing elements).  Groups of older versions (003xxx, whose dates are YYMMDD) are
-not checked.  ``X`` (conditional: required together with another element) is checked as
-optional; a composite (``C``) is checked for presence only.  A segment not in the table is
-not checked element by element (its id is still checked against the set's segment list).
+not checked.  ``X`` (conditional) elements are checked by the segment's syntax notes in
+:data:`_SYNTAX_004010` — P paired, R required, E exclusion, C conditional, L list conditional —
+each broken note one AK4 (AK403 2, or 10 for an exclusion); a composite (``C``) is checked for
+presence only.  A segment not in the table is not checked element by element (its id is still
+checked against the set's segment list).
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ G62 X ID 2 2 | X DT 8 8 | X ID 1 1 | X TM 4 8 | O ID 2 2
 NTE O ID 3 3 | M AN 1 80
 LX  M N0 1 6
 BIA M ID 2 2 | M ID 2 2 | M AN 1 30 | M DT 8 8 | O TM 4 8 | O ID 1 2
-QTY M ID 2 2 | X R 1 15 | M C | O AN 1 30
+QTY M ID 2 2 | X R 1 15 | O C | X AN 1 30
 SCH M R 1 15 | M ID 2 2 | O ID 2 3 | O AN 1 60 | M ID 3 3 | M DT 8 8 | O TM 4 8 | O ID 3 3
     | O DT 8 8 | O TM 4 8 | O AN 1 45 | O AN 1 20
 BCH M ID 2 2 | M ID 2 2 | M AN 1 22 | O AN 1 30 | O AN 1 8 | M DT 8 8 | O AN 1 45
@@ -136,6 +138,60 @@ POC O AN 1 20 | M ID 2 2 | O R 1 15 | O R 1 9 | M C | O R 1 17 | O ID 2 2 | O ID
     | O ID 2 2 | O AN 1 48 | O ID 2 2 | O AN 1 48 | O ID 2 2 | O AN 1 48 | O ID 2 2
     | O AN 1 48 | O ID 2 2 | O AN 1 48 | O ID 2 2 | O AN 1 48
 """
+
+#: The syntax notes of the segments above, as the standard writes them: a letter, then the
+#: positions of the elements it relates, two digits each.  P: if any is present, all are.
+#: R: at least one is present.  E: not more than one is present.  C: if the first is present,
+#: all the others are.  L: if the first is present, at least one of the others is.  004030 and
+#: 005010 keep these notes for the elements checked here.
+_SYNTAX_004010 = """
+REF R0203
+DTM R020305 C0403 P0506
+N1  R0203 P0304
+N4  C0605
+PER P0304 P0506 P0708
+N9  R0203 C0605
+G62 R0103 P0102 P0304
+TD1 C0102 C0304 C0607 P0708 P0910
+TD5 R0204050612 C0203 C0708 C1011 C1312 C1413
+MAN P0405 C0605
+PID C0403 R0405 C0703 C0804 C0905
+PO1 C0302 C0504 P0607 P0809 P1011 P1213 P1415 P1617 P1819 P2021 P2223 P2425
+IT1 P020304 C0504 P0607 P0809 P1011 P1213 P1415 P1617 P1819 P2021 P2223 P2425
+LIN P0405 P0607 P0809 P1011 P1213 P1415 P1617 P1819 P2021 P2223 P2425 P2627 P2829 P3031
+SN1 P0506
+CTT P0304 P0506
+SAC R0203 P0304 P0910 C1110
+QTY R0204 E0204
+W03 P0203 P0405
+"""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One syntax note: ``P0304`` is ``Rule("P", (3, 4))``."""
+
+    kind: Literal["P", "R", "E", "C", "L"]
+    positions: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        return self.kind + "".join(f"{p:02d}" for p in self.positions)
+
+
+def _rules(table: str) -> dict[str, tuple[Rule, ...]]:
+    out: dict[str, tuple[Rule, ...]] = {}
+    for line in table.strip().splitlines():
+        segment, *notes = line.split()
+        out[segment] = tuple(
+            Rule(cast(Literal["P", "R", "E", "C", "L"], note[0]),
+                 tuple(int(note[i:i + 2]) for i in range(1, len(note), 2)))
+            for note in notes)
+    return out
+
+
+SYNTAX = _rules(_SYNTAX_004010)
+
 
 #: What 005010 changed in the segments above: (segment, position) → the new definition.
 CHANGED = {
@@ -205,12 +261,51 @@ def check(items: list[Item], version: str, sink: ErrorSink) -> None:
                                item, len(elements) + 1, "3"))
         for position, element in enumerate(elements, start=1):
             _check_element(item, position, element, sink)
+        for rule in SYNTAX.get(str(seg[0]), ()):
+            _check_rule(item, rule, sink)
+
+
+def _check_rule(item: Item, rule: Rule, sink: ErrorSink) -> None:
+    """Report *item* if it breaks *rule*, at the element that is missing or one too many."""
+    seg = item[1]
+    sid = str(seg[0])
+    present = [_present(seg, p) for p in rule.positions]
+    names = [f"{sid}{p:02d}" for p in rule.positions]
+    first, *others = rule.positions
+    problem: tuple[str, int, str] | None = None  # message, position, AK403 code
+    if rule.kind == "P" and any(present) and not all(present):
+        missing = rule.positions[present.index(False)]
+        problem = (f"{_listed(names)} go together ({rule.name}): {sid}{missing:02d} is missing",
+                   missing, "2")
+    elif rule.kind == "R" and not any(present):
+        problem = (f"at least one of {_listed(names, 'or')} is required ({rule.name})",
+                   first, "2")
+    elif rule.kind == "E" and sum(present) > 1:
+        extra = [p for p, on in zip(rule.positions, present, strict=True) if on][1]
+        problem = (f"only one of {_listed(names, 'or')} may be present ({rule.name})",
+                   extra, "10")
+    elif rule.kind == "C" and present[0] and not all(present[1:]):
+        missing = others[present[1:].index(False)]
+        problem = (f"{names[0]} is present, so {_listed(names[1:])} must be ({rule.name})",
+                   missing, "2")
+    elif rule.kind == "L" and present[0] and not any(present[1:]):
+        problem = (f"{names[0]} is present, so one of {_listed(names[1:], 'or')} must be "
+                   f"({rule.name})", others[0], "2")
+    if problem is not None:
+        sink.report(_error(problem[0], item, problem[1], problem[2]))
+
+
+def _present(seg: list[object], position: int) -> bool:
+    return position < len(seg) and seg[position] not in ("", None, [], [""])
+
+
+def _listed(names: list[str], word: str = "and") -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {word} {names[-1]}"
 
 
 def _check_element(item: Item, position: int, element: Element, sink: ErrorSink) -> None:
     seg = item[1]
-    present = position < len(seg) and seg[position] not in ("", None, [], [""])
-    if not present:
+    if not _present(seg, position):
         if element.requirement == "M":
             sink.report(_error("mandatory element missing", item, position, "1"))
         return

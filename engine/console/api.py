@@ -19,11 +19,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from engine import dlq_patch
 from engine.console import models, views
 from engine.console.auth import CSRF_HEADER, Principal, Throttled
 from engine.console.users import Role
 from engine.dlq import ReplayRefused
-from engine.store.base import StoreError
+from engine.dlq_patch import Patch, PatchError
+from engine.store.base import DeadLetterFilter, StoreError
 
 if TYPE_CHECKING:
     from engine.console import Console
@@ -45,6 +47,12 @@ def _out(model: type[BaseModel], data: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=NO_STORE)
 
 
+def not_allowed(who: Principal, role: Role) -> JSONResponse:
+    return _error(403, f"{who.user} is a {who.role}; this needs the {role} role (an admin can "
+                       "change it with `flowrun users`)", user=who.user, role=who.role,
+                  needed=role)
+
+
 def routes(console: Console) -> list[BaseRoute]:
     app = console.app
 
@@ -61,9 +69,7 @@ def routes(console: Console) -> list[BaseRoute]:
                 return _error(401, "authentication required: send Authorization: Bearer "
                                    "<token> (or Basic), or log in at /console/login")
             if not principal.may(role):
-                return _error(403, f"{principal.user} is a {principal.role}; this needs the "
-                                   f"{role} role (an admin can change it with `flowrun users`)",
-                              user=principal.user, role=principal.role, needed=role)
+                return not_allowed(principal, role)
             if write and not console.auth.csrf_ok(principal, request.headers.get(CSRF_HEADER,
                                                                                   "")):
                 return _error(403, "CSRF token missing or wrong: send the X-CSRF-Token header "
@@ -155,12 +161,40 @@ def routes(console: Console) -> list[BaseRoute]:
         if isinstance(asked, JSONResponse):
             return asked
         assert isinstance(asked, models.BulkReplayRequest)
-        query = views.dead_letter_filter({k: v for k, v in asked.model_dump().items()
-                                          if isinstance(v, str)}, limit=1)
+        if asked.action == "discard" and not who.may("admin"):  # many entries never replayed
+            return not_allowed(who, "admin")
+        try:
+            patch = Patch(asked.patch) if asked.patch is not None else None
+        except PatchError as exc:
+            return _error(422, str(exc), detail={"position": exc.position})
         job = await run_in_threadpool(lambda: console.jobs.start(
-            query, who=f"api:{who.user}", start_from=asked.start_from,
-            version=asked.version))
+            selected(asked), who=f"api:{who.user}", start_from=asked.start_from,
+            version=asked.version, action=asked.action, patch=patch, reason=asked.reason))
         return _out(models.JobProgress, console.jobs.progress(job), 202)
+
+    def selected(asked: models.BulkReplayRequest) -> DeadLetterFilter | list[str]:
+        if asked.entries is not None:
+            return asked.entries
+        return views.dead_letter_filter({k: v for k, v in asked.model_dump().items()
+                                         if isinstance(v, str)}, limit=1)
+
+    async def preview(request: Request, who: Principal) -> Response:
+        asked = await body_of(request, models.BulkPreviewRequest)
+        if isinstance(asked, JSONResponse):
+            return asked
+        assert isinstance(asked, models.BulkPreviewRequest)
+        try:
+            patch = Patch(asked.patch) if asked.patch is not None else None
+        except PatchError as exc:
+            return _error(422, str(exc), detail={"position": exc.position})
+
+        def look() -> dict[str, Any]:
+            query = selected(asked)
+            ids = query if isinstance(query, list) else console.jobs.matching(query)
+            return {**dlq_patch.selection(app, ids), "previews": dlq_patch.preview(
+                app, ids, patch, start_from=asked.start_from, version=asked.version,
+                count=asked.count)}
+        return _out(models.BulkPreview, await run_in_threadpool(look))
 
     async def job(request: Request, who: Principal) -> Response:
         found = console.jobs.get(request.path_params["id"])
@@ -183,4 +217,5 @@ def routes(console: Console) -> list[BaseRoute]:
             Route("/dead-letters/{id}/replay", operates(replay), methods=["POST"]),
             Route("/dead-letters/{id}/discard", operates(discard), methods=["POST"]),
             Route("/replay-jobs", operates(bulk), methods=["POST"]),
+            Route("/replay-jobs/preview", operates(preview), methods=["POST"]),
             Route("/replay-jobs/{id}", guarded(job))]

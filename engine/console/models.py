@@ -165,6 +165,44 @@ class BulkReplayRequest(_Model):
     status: Literal["open", "replaying", "replayed", "discarded", "all"] = "open"
     start_from: Literal["failed-step", "start"] = "failed-step"
     version: Literal["original", "current"] = "original"
+    entries: list[str] | None = Field(None, max_length=10_000, description=(
+        "These entry ids instead of the filter."))
+    action: Literal["replay", "discard"] = "replay"
+    patch: str | None = Field(None, max_length=20_000, description=(
+        "A JSONata expression that rewrites each entry's body before its replay: `$` is the "
+        "body the replay starts with, `$entry` the entry's facts (id, flow, step, key, error…)."))
+    reason: str = Field("", max_length=2000, description="Why, for a discard's audit trail.")
+
+
+class BulkPreviewRequest(BulkReplayRequest):
+    count: int = Field(3, ge=1, le=20, description="How many of the entries to preview.")
+
+
+class DryRunPath(_Model):
+    status: str = Field(description="How the dry run ended; `dry_run` when it stopped before "
+                                    "a step with side effects.")
+    steps: list[dict[str, Any]] = Field(description="The steps it ran: id, kind, status.")
+    hand_off: list[str] = Field(description="Flows it would hand the message to.")
+    message: str = Field(description="Where and why it stopped, or its error.")
+
+
+class PatchPreview(_Model):
+    entry: str
+    flow: str | None = None
+    resume_at: str | None = Field(None, description="The step the replay starts at.")
+    before: str | None = Field(None, description="The body before the patch, as JSON.")
+    after: str | None = Field(None, description="The body the replay would start with.")
+    diff: str = ""
+    error: str | None = Field(None, description="The patch's error on this entry (the entry "
+                                                "would be left open), or why it is refused.")
+    dry_run: DryRunPath | None = None
+
+
+class BulkPreview(_Model):
+    total: int = Field(description="Entries the job would act on.")
+    flows: dict[str, int] = Field(description="Those entries per flow.")
+    missing: int = 0
+    previews: list[PatchPreview]
 
 
 class JobProgress(_Model):
@@ -175,6 +213,11 @@ class JobProgress(_Model):
     processed: int = Field(description="Entries handled so far (replayed or refused).")
     started: int
     refused: list[dict[str, str]]
+    action: Literal["replay", "discard"] = "replay"
+    patch: str | None = Field(None, description="The patch expression of the replays.")
+    discarded: int = 0
+    patch_failed: list[dict[str, str]] = Field(default_factory=list, description=(
+        "Entries the patch failed on, left open, with its error."))
     runs: dict[str, int] = Field(description="Replayed runs by their current status.")
     start_from: str
     version: str
@@ -236,7 +279,8 @@ def openapi() -> dict[str, Any]:
     models: list[type[BaseModel]] = [Error, Violation, Snapshot, RunSummary, Step, RunDetail,
                                      FlowHealth, DeadLetterSummary, DeadLetterDetail,
                                      ReplayRequest, ReplayResult, DiscardRequest,
-                                     BulkReplayRequest, JobProgress]
+                                     BulkReplayRequest, BulkPreviewRequest, DryRunPath,
+                                     PatchPreview, BulkPreview, JobProgress]
     _, schemas = models_json_schema([(m, "serialization") for m in models],
                                     ref_template="#/components/schemas/{model}")
     paths = {
@@ -258,9 +302,13 @@ def openapi() -> dict[str, Any]:
         "/api/dead-letters/{id}/discard": {"post": _op(
             "Discard an entry (kept, never replayed)", ("200", "DeadLetterSummary", "Discarded."),
             path="entry", body="DiscardRequest")},
-        "/api/replay-jobs": {"post": _op("Replay every entry a filter selects, in the "
-                                         "background", ("202", "JobProgress", "Job started."),
+        "/api/replay-jobs": {"post": _op("Replay (or discard) every entry a filter or a "
+                                         "list of ids selects, in the background",
+                                         ("202", "JobProgress", "Job started."),
                                          body="BulkReplayRequest")},
+        "/api/replay-jobs/preview": {"post": _op(
+            "What a bulk replay with a patch would do to the first few entries (nothing is "
+            "replayed)", ("200", "BulkPreview", "The preview."), body="BulkPreviewRequest")},
         "/api/replay-jobs/{id}": {"get": _op("Progress of a bulk replay", (
             "200", "JobProgress", "The job."), path="job")},
     }

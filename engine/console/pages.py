@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from engine import dlq_patch
 from engine.console import views
 from engine.console.auth import CSRF_FIELD, Principal, Throttled
 from engine.console.oidc import COOKIE as OIDC_COOKIE
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 Page = Callable[[Request, Principal], Awaitable[Response]]
 Form = dict[str, str]
 MAX_FORM = 4 * 1024 * 1024  # an edited body in the form; larger ones go through the CLI
+MAX_FIELDS = 1000  # a page of up to 200 ticked entries and the form's own fields
 
 
 class FormTooLarge(Exception):
@@ -50,10 +52,20 @@ async def form_of(request: Request) -> Form:
         raw += chunk
         if len(raw) > MAX_FORM:
             raise FormTooLarge
-    form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True,
-                          max_num_fields=200))
+    pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True,
+                      max_num_fields=MAX_FIELDS)
+    form = dict(pairs)
     request.state.form = form
+    # a field given many times (the dead-letter list's ticked entries) is read from here
+    request.state.form_lists = {}
+    for name, value in pairs:
+        request.state.form_lists.setdefault(name, []).append(value)
     return form
+
+
+def form_list(request: Request, name: str) -> list[str]:
+    """Every value of a repeated field of the form `form_of` read."""
+    return list(getattr(request.state, "form_lists", {}).get(name, []))
 
 
 def routes(console: Console) -> list[BaseRoute]:
@@ -70,6 +82,11 @@ def routes(console: Console) -> list[BaseRoute]:
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
+    def not_allowed(request: Request, who: Principal, role: Role) -> Response:
+        return problem(request, 403, "Not allowed for your role", f"You are signed in as "
+                       f"{who.user}, a {who.role}; this needs the {role} role. An admin can "
+                       "change your role with `flowrun users`.", who)
+
     def guarded(handler: Page, write: bool = False, role: Role = "viewer",
                 ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -85,9 +102,7 @@ def routes(console: Console) -> list[BaseRoute]:
                                                    if request.url.query else ""))
                 return RedirectResponse(f"/console/login?next={target}", status_code=303)
             if not who.may(role):
-                return problem(request, 403, "Not allowed for your role", f"You are signed in "
-                               f"as {who.user}, a {who.role}; this needs the {role} role. An "
-                               "admin can change your role with `flowrun users`.", who)
+                return not_allowed(request, who, role)
             if write:
                 try:
                     form = await form_of(request)
@@ -222,9 +237,13 @@ def routes(console: Console) -> list[BaseRoute]:
         found = await run_in_threadpool(app.store.list_dead_letters, query)
         bulk = {k: v for k, v in params.items() if k in ("flow", "step", "error", "since",
                                                          "until", "status") and v}
+        matching = len(found)
+        if found and matching >= query.limit:  # more than this page: count them all
+            matching = await run_in_threadpool(console.jobs.count_matching,
+                                               views.dead_letter_filter(params, limit=1))
         return render(request, "dlq.html", who, entries=[views.entry_summary(e) for e in found],
                       params=params, statuses=views.DLQ_STATUSES, bulk=bulk,
-                      flow_ids=sorted(app.flows.flows))
+                      flow_ids=sorted(app.flows.flows), matching=matching)
 
     async def entry_page(request: Request, who: Principal, status: int = 200,
                          **extra: Any) -> Response:
@@ -278,6 +297,69 @@ def routes(console: Console) -> list[BaseRoute]:
             version=_choice(form, "version", "original")))
         return RedirectResponse(f"/console/jobs/{job.id}", status_code=303)
 
+    async def bulk_confirm(request: Request, who: Principal) -> Response:
+        """What a bulk action would do, before it is done: how many entries of which flows,
+        and with a patch, a preview of the first few (engine/dlq_patch)."""
+        form = await form_of(request)
+        action = "discard" if form.get("action") == "discard" else "replay"
+        if action == "discard" and not who.may("admin"):  # many entries never replayed
+            return not_allowed(request, who, "admin")
+        if form.get("ids") is not None:  # the confirmation page itself, previewing
+            ids = _ids(str(form["ids"]))
+        elif form.get("scope") == "matching":
+            ids = await run_in_threadpool(console.jobs.matching,
+                                          views.dead_letter_filter(form, limit=1))
+        else:
+            ids = _ids(" ".join(form_list(request, "entry")))
+        if not ids:
+            return problem(request, 400, "Nothing selected", "Tick the entries to act on, or "
+                           "“all matching the filter”, then choose Replay or Discard.", who)
+        return await confirmation(request, who, action, ids, form,
+                                  preview=form.get("step") == "preview")
+
+    async def confirmation(request: Request, who: Principal, action: str, ids: list[str],
+                           form: Form, *, preview: bool = False, status: int = 200,
+                           error: str = "") -> Response:
+        text = str(form.get("patch") or "")
+        start_from = _choice(form, "start_from", "failed-step")
+        version = _choice(form, "version", "original")
+        previews = None
+        if preview and not error:
+            try:
+                patch = dlq_patch.Patch(text) if text.strip() else None
+            except dlq_patch.PatchError as exc:
+                error, status = str(exc), 422
+            else:
+                previews = await run_in_threadpool(lambda: dlq_patch.preview(
+                    app, ids, patch, start_from=start_from, version=version))
+        chosen = await run_in_threadpool(dlq_patch.selection, app, ids)
+        return render(request, "bulk.html", who, status=status, action=action,
+                      ids=" ".join(ids), selection=chosen, patch=text, previews=previews,
+                      start_from=start_from, version=version, error=error,
+                      reason=str(form.get("reason", ""))[:2000])
+
+    async def bulk_start(request: Request, who: Principal) -> Response:
+        form = await form_of(request)
+        action = "discard" if form.get("action") == "discard" else "replay"
+        if action == "discard" and not who.may("admin"):
+            return not_allowed(request, who, "admin")
+        ids = _ids(str(form.get("ids", "")))
+        if not ids:
+            return problem(request, 400, "Nothing selected", "No entries were named; start "
+                           "again from the dead-letter list.", who)
+        text = str(form.get("patch") or "") if action == "replay" else ""
+        try:
+            patch = dlq_patch.Patch(text) if text.strip() else None
+        except dlq_patch.PatchError as exc:
+            return await confirmation(request, who, action, ids, form, status=422,
+                                      error=str(exc))
+        job = await run_in_threadpool(lambda: console.jobs.start(
+            ids, who=f"console:{who.user}", start_from=_choice(form, "start_from",
+                                                               "failed-step"),
+            version=_choice(form, "version", "original"), action=action, patch=patch,
+            reason=str(form.get("reason", ""))[:2000]))
+        return RedirectResponse(f"/console/jobs/{job.id}", status_code=303)
+
     async def job(request: Request, who: Principal) -> Response:
         found = console.jobs.get(request.path_params["id"])
         if found is None:
@@ -302,11 +384,19 @@ def routes(console: Console) -> list[BaseRoute]:
             Route("/runs/{id}", guarded(run)),
             Route("/dlq", guarded(dlq)),
             Route("/dlq/replay-all", operates(replay_all), methods=["POST"]),
+            Route("/dlq/bulk", operates(bulk_confirm), methods=["POST"]),
+            Route("/dlq/bulk/start", operates(bulk_start), methods=["POST"]),
             Route("/dlq/{id}", guarded(entry)),
             Route("/dlq/{id}/replay", operates(replay), methods=["POST"]),
             Route("/dlq/{id}/discard", operates(discard), methods=["POST"]),
             Route("/jobs/{id}", guarded(job)),
             Route("/{path:path}", not_found)]
+
+
+def _ids(text: str) -> list[str]:
+    """Entry ids from a form, each once; anything that cannot be an id is left out."""
+    return list(dict.fromkeys(t for t in text.split() if t.replace("-", "").isalnum()
+                              and len(t) <= 64))
 
 
 def _choice(form: Form, name: str, default: str) -> str:

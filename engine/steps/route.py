@@ -11,6 +11,7 @@ from engine.envelope import Envelope
 from engine.expressions import Compiled
 from engine.problems import did_you_mean
 from engine.types import (
+    END,
     BuildContext,
     Goto,
     HandOff,
@@ -30,7 +31,7 @@ class Rule(Model):
     when: Expr | None = Field(None, description="Condition; the first true one wins.")
     otherwise: str | bool | None = Field(
         None, description="Last rule, taken when no `when` held: a step id, or true with a target.")
-    goto: str | None = Field(None, description="Continue at this step.")
+    goto: str | None = Field(None, description="Continue at this step; 'end' ends the run here.")
     flow: str | None = Field(None, description="Hand the message to this flow.")
     drop: bool | None = Field(None, description="End the run as dropped (not an error).")
     dead_letter: str | None = Field(None, description="Dead-letter the message with this reason.")
@@ -85,7 +86,7 @@ def build(config: RouteConfig, ctx: BuildContext) -> StepFn:
             ctx.problem((i, "otherwise"), "'otherwise' must be the last rule of a route; rules "
                         "after it could never be taken", key=True)
         key = "otherwise" if rule._shorthand else "goto"
-        if rule.goto is not None and rule.goto not in ctx.step_ids:
+        if rule.goto is not None and rule.goto != END and rule.goto not in ctx.step_ids:
             ctx.problem((i, key), f"no step '{rule.goto}' in this flow"
                         + did_you_mean(rule.goto, ctx.step_ids))
         elif rule.goto == ctx.step_id:

@@ -146,15 +146,17 @@ def check(case: Case, index: int, source: Source, flow: CompiledFlow, out: CaseO
     if exp.dead_letter and state.status == "dead_lettered":
         failures.extend(_dead_letter(exp.dead_letter, state, at("dead_letter"), flow))
     if exp.events is not None:
-        failures.extend(_events(exp.events, env["meta"].get("events", []), at("events")))
+        # like calls: the run's and those of the runs it started (split items, hand-offs)
+        published = [e for run in out.states for e in run.envelope["meta"].get("events", [])]
+        failures.extend(_events(exp.events, published, at("events")))
     return failures
 
 
 def _events(expected: list[Any], published: list[dict[str, Any]], at: str) -> list[Failure]:
     actual = [{k: e.get(k) for k in ("type", "key", "data")} for e in published]
     if len(expected) != len(published):
-        return [Failure("expect.events", f"the run published {len(published)} event(s), "
-                        f"expected {len(expected)}", at,
+        return [Failure("expect.events", f"the run and the runs it started published "
+                        f"{len(published)} event(s), expected {len(expected)}", at,
                         expected=[e.model_dump(exclude_unset=True) for e in expected],
                         actual=actual, diff=True)]
     out = []

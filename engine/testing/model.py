@@ -151,8 +151,9 @@ class Expect(Model):
     dead_letter: DeadLetterExpect | None = Field(None, description="The dead-letter entry "
                                                  "(implies status dead_lettered).")
     events: list[EventExpect] | None = Field(
-        None, description="Every event the run published, in order (the subscribers are not "
-                          "run in a flow test).")
+        None, description="Every event published by the run and the runs it started (split "
+                          "items, hand-offs), in order; the subscribers are not run in a flow "
+                          "test.")
     subscribed: bool | None = Field(
         None, description="For a flow with an event trigger (the input is the event's data): "
         "whether its subscription takes the event (when:); false means no run starts and "

@@ -7,18 +7,23 @@ sftp://<connection><path>`` through the same book, so a case answers them like a
 operation as the network would (``connection_refused``, ``timeout``...; ``tls`` as a changed host
 key); 401/403 as a refused login or a denied permission, 404 as a missing file, any other
 status as a failed write or read on the server.
+
+The delivery twin turns a publish step's message into ``POST amqp://<connection>/<exchange>/
+<routing key>`` (``mqtt://``, ``redis://``, ``nats://``; ``as2://<connection>`` for the as2
+step), its headers and message id as request headers, and hands the mocked answer back to the
+step, which reads its status as its broker's or partner's answer (`connectors.broker.confirmed`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
 import requests
 
 from engine.testing.mock_http import MockBook, MockTransport, VirtualClock, session
-from engine.transports import HTTP, SFTP
+from engine.transports import DELIVER, HTTP, SFTP
 from engine.types import StepError
 
 _STATUS_KINDS = {401: "auth", 403: "permission", 404: "not_found"}
@@ -73,6 +78,23 @@ class _SftpSession:
         return response
 
 
+class DeliveryTwin:
+    """One step's deliveries (bus publishes, AS2 messages), answered by the case's mocks."""
+
+    def __init__(self, book: MockBook, step: str, clock: VirtualClock):
+        self.transport = MockTransport(book, step, clock)
+
+    def __call__(self, url: str, data: bytes, headers: Mapping[str, str]) -> requests.Response:
+        request = requests.Request("POST", url, data=data, headers=dict(headers)).prepare()
+        try:
+            return self.transport.send(request, timeout=(10.0, 10.0))
+        except requests.exceptions.Timeout:
+            raise StepError(f"{url}: no answer in time", kind="timeout", retryable=True) from None
+        except requests.exceptions.ConnectionError as exc:
+            raise StepError(f"{url}: {exc}", kind="connection", retryable=True) from None
+
+
 def transports(book: MockBook, step: str, clock: VirtualClock) -> dict[str, Any]:
     """The twins handed to *step*, by transport key, for `Resources.services`."""
-    return {HTTP.key: session(book, step, clock), SFTP.key: SftpTwin(book, step, clock)}
+    return {HTTP.key: session(book, step, clock), SFTP.key: SftpTwin(book, step, clock),
+            DELIVER.key: DeliveryTwin(book, step, clock)}

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from engine.cli import main
 from engine.testing.model import flow_test_schema_text
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 SHOPIFY = "shopify-order-intake"
 MARKETPLACE = "marketplace-order-intake"
@@ -334,3 +334,80 @@ def test_pytest_collects_test_yaml_one_item_per_case_with_the_diff(repo: Path) -
     assert re.search(rf"1 failed, {shipped_case_count() - 1} passed", out), out
     assert "shopify-order-intake::EU order goes to the EU ERP after a 503" in out
     assert '-  "channel": "shopify",' in out and '+  "channel": "web",' in out
+
+
+BUS_FLOW = """\
+flow: shipment-fanout
+steps:
+  - id: to_erp
+    amqp: {connection: rabbit, exchange: shipments, routing_key: "erp.{{ order }}",
+           headers: {x-source: wms}}
+  - id: to_plant
+    mqtt: {connection: plant, topic: "shipments/{{ order }}", qos: 1}
+  - id: to_crm
+    redis: {connection: cache, stream: crm-shipments}
+    output: vars.entry
+  - id: to_archive
+    nats: {connection: jet, subject: "archive.{{ order }}"}
+    output: vars.ack
+"""
+BUS_TEST = """\
+flow: shipment-fanout
+cases:
+  - name: every bus confirms, the plant's broker after one refused connection
+    input: {body: {order: "A1"}}
+    fixed_ids: true
+    mocks:
+      - {step: to_erp, responses: [{status: 200}]}
+      - {step: to_plant, responses: [{error: connection_refused}, {status: 200}]}
+      - {step: to_crm, responses: [{status: 200, body: "1733600000000-0"}]}
+      - step: to_archive
+        responses: [{status: 200, body: {stream: ARCHIVE, seq: 7, duplicate: false}}]
+    expect:
+      status: succeeded
+      vars: {entry: "1733600000000-0", ack: {stream: ARCHIVE, seq: 7, duplicate: false}}
+      calls:
+        - step: to_erp
+          count: 1
+          url: "amqp://rabbit/shipments/erp.A1"
+          body: {order: "A1"}
+          headers: {x-source: wms, Message-Id: "run-1:to_erp"}
+        - {step: to_plant, count: 2, url: "mqtt://plant/shipments/A1"}
+        - {step: to_crm, count: 1, url: "redis://cache/crm-shipments"}
+        - step: to_archive
+          count: 1
+          url: "nats://jet/archive.A1"
+          headers: {Nats-Msg-Id: "run-1:to_archive"}
+  - name: a stream the broker does not have dead-letters the run, not retried
+    input: {body: {order: "A2"}}
+    mocks:
+      - {step: to_erp, responses: [{status: 200}]}
+      - {step: to_plant, responses: [{status: 200}]}
+      - {step: to_crm, responses: [{status: 200}]}
+      - {step: to_archive, responses: [{status: 404}]}
+    expect:
+      dead_letter: {step: to_archive, kind: not_found}
+      calls: [{step: to_archive, count: 1}]
+"""
+
+
+def test_bus_steps_are_answered_by_the_mocks_and_never_reach_a_broker(tmp_path: Path) -> None:
+    # every connection names a port nothing listens on: a step that went to its broker would
+    # fail with a refused connection, not pass
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "connections").mkdir()
+    closed = free_port()
+    for name, kind in (("rabbit", "amqp"), ("plant", "mqtt"), ("cache", "redis"), ("jet", "nats")):
+        (tmp_path / "connections" / f"{name}.yaml").write_text(
+            f"connection: {name}\n{kind}: {{host: 127.0.0.1, port: {closed}, timeout: 1s}}\n")
+    (tmp_path / "flows" / "shipment-fanout.yaml").write_text(BUS_FLOW)
+    (tmp_path / "flows" / "shipment-fanout.test.yaml").write_text(BUS_TEST)
+    code, output = flowrun(str(tmp_path / "flows" / "shipment-fanout.test.yaml"))
+    assert code == 0, output
+    assert "2 passed, 0 failed" in output
+    # and a case without the mock names the publish it would have made
+    (tmp_path / "flows" / "shipment-fanout.test.yaml").write_text(
+        BUS_TEST.replace("      - {step: to_erp, responses: [{status: 200}]}\n", "", 1))
+    code, output = flowrun(str(tmp_path / "flows" / "shipment-fanout.test.yaml"))
+    assert code == 1
+    assert "unmocked call: step 'to_erp' sent POST amqp://rabbit/shipments/erp.A1" in output

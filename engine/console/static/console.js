@@ -17,6 +17,25 @@
       if (!window.confirm(form.dataset.confirm)) { event.preventDefault(); }
     });
   });
+  // the dead-letter list: tick entries one by one, all on the page, or all matching the filter
+  var pickPage = document.getElementById("pick-page");
+  var picks = document.querySelectorAll("input.pick");
+  var picked = document.getElementById("picked");
+  var matching = document.getElementById("pick-matching");
+  var count = function () {
+    var n = 0;
+    picks.forEach(function (box) { if (box.checked) { n += 1; } });
+    if (matching && matching.checked) { n = document.getElementById("matching").textContent; }
+    if (picked) { picked.textContent = n; }
+  };
+  if (pickPage) {
+    pickPage.addEventListener("change", function () {
+      picks.forEach(function (box) { box.checked = pickPage.checked; });
+      count();
+    });
+  }
+  picks.forEach(function (box) { box.addEventListener("change", count); });
+  if (matching) { matching.addEventListener("change", count); }
   // a bulk replay job: follow its progress through the API
   var bar = document.getElementById("job-bar");
   if (bar && bar.dataset.job) {
@@ -31,7 +50,9 @@
           set("job-processed", job.processed);
           set("job-total", job.total);
           set("job-started", job.started);
+          set("job-discarded", job.discarded);
           set("job-refused", job.refused.length);
+          set("job-patch-failed", job.patch_failed.length);
           set("job-runs", Object.keys(job.runs).map(function (k) { return k + " " + job.runs[k]; }).join(" "));
           var pending = (job.runs.queued || 0) + (job.runs.running || 0) + (job.runs.retrying || 0);
           if (job.state === "running" || pending > 0) { setTimeout(poll, 700); }

@@ -103,3 +103,54 @@ def test_a_view_too_long_for_the_standard_is_refused_before_it_is_sent() -> None
     with pytest.raises(X12Error, match="W0502: at most 22 characters, found 29"):
         build_interchange([view], sender="ZZ:A", receiver="ZZ:B",
                           control_numbers=MemoryControlNumbers())
+
+
+# -- syntax notes: the conditional (X) elements, checked together --------------------------
+
+@pytest.mark.parametrize(("old", "new", "element", "code", "words"), [
+    # R0203: a party needs a name or an id
+    ("N1*ST*SHOP*92*S1", "N1*ST", "N102", "2",
+     "at least one of N102 or N103 is required (R0203)"),
+    # P0304: an id qualifier without the id
+    ("N1*ST*SHOP*92*S1", "N1*ST*SHOP*92", "N104", "2",
+     "N103 and N104 go together (P0304): N104 is missing"),
+    # P0304 the other way: an id without its qualifier
+    ("N1*ST*SHOP*92*S1", "N1*ST*SHOP**S1", "N103", "2",
+     "N103 and N104 go together (P0304): N103 is missing"),
+    # P0304 of G62: a time qualifier without the time
+    ("W76*1", "G62*10*20261207*8~W76*1", "G6204", "2",
+     "G6203 and G6204 go together (P0304): G6204 is missing"),
+])
+def test_a_broken_syntax_note_fails_a_strict_parse_at_the_element_it_misses(
+        old: str, new: str, element: str, code: str, words: str) -> None:
+    body = [part for line in with_segment(old, new) for part in line.split("~")]
+    with pytest.raises(X12Error) as info:
+        parse(interchange(body))
+    assert f"element {element}: {words}" in str(info.value)
+    assert (info.value.level, info.value.code) == ("element", code)
+
+
+def test_an_exclusion_is_reported_at_the_second_element_with_ak403_10() -> None:
+    body = ["BIA*00*SI*INV-1*20261207", "LIN**VN*A", "QTY*33*5*EA*FIVE"]
+    with pytest.raises(X12Error) as info:
+        parse(interchange(body, set_id="846", fid="IB"))
+    assert "element QTY04: only one of QTY02 or QTY04 may be present (E0204)" in str(info.value)
+    assert info.value.code == "10"
+    doc = parse(interchange(["BIA*00*SI*INV-1*20261207", "LIN**VN*A", "QTY*33"],
+                            set_id="846", fid="IB"), strict=False)
+    assert [(e["segment_id"], e["element_index"], e["code"]) for e in doc["errors"]] == [
+        ("QTY", 2, "2")]
+
+
+def test_syntax_notes_that_hold_pass_and_a_lenient_997_rejects_with_one_ak4_per_note() -> None:
+    good = with_segment("W76*1", "G62*10*20261207~N9*LI*10~N9*CO**CHANNEL ORDER~W76*1")
+    parse(interchange([p for line in good for p in line.split("~")]))
+    bad = with_segment("N1*ST*SHOP*92*S1", "N1*ST*SHOP*92~N9*LI")
+    doc = parse(interchange([p for line in bad for p in line.split("~")]), strict=False)
+    assert [(e["segment_id"], e["element_index"], e["code"]) for e in doc["errors"]] == [
+        ("N1", 4, "2"), ("N9", 2, "2")]
+    ack = parse(generate_997(doc, MemoryControlNumbers()))
+    (ack_tx,) = ack["groups"][0]["transactions"]
+    assert ack_tx["ak2"][0]["ak5"]["status"] == "R"
+    assert [(a["segment_id"], [(k["position"], k["code"]) for k in a["ak4"]])
+            for a in ack_tx["ak2"][0]["ak3"]] == [("N1", [(4, "2")]), ("N9", [(2, "2")])]

@@ -108,7 +108,7 @@ def test_a_3pl_945_reads_shipment_carrier_packages_and_shortages() -> None:
                              "po_number": "PO-77120"}
     assert advice["w27"] == {"transport_method": "M", "scac": "UPSN", "routing": "UPS GROUND",
                              "payment_method": "PP"}
-    assert [r["qualifier"] for r in advice["refs"]] == ["BM", "CN", "SO"]
+    assert [r["qualifier"] for r in advice["refs"]] == ["BM", "CN", "SO", "CO", "OQ"]
     assert advice["dates"] == [{"qualifier": "11", "date": "20261208", "time_qualifier": "8",
                                 "time": "1545"}]
     pallet, carton = advice["lx"]

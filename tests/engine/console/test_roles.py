@@ -108,3 +108,39 @@ def test_the_token_and_the_settings_user_are_admins(tmp_path: Path) -> None:
     with serving(console_app(tmp_path, users=users)) as server:
         page = logged_in(server).get(server.url + "/console/dlq")
         assert "token · admin" in page.text
+
+
+def test_discarding_in_bulk_needs_an_admin_replaying_in_bulk_an_operator(
+        tmp_path: Path) -> None:
+    users = users_file(tmp_path, olga="operator", ada="admin")
+    with serving(console_app(tmp_path, users=users)) as server:
+        entries = [dead_letter(server, n) for n in (8401, 8402)]
+        ids = [e.id for e in entries]
+        olga = logged_in(server, "olga")
+        listing = olga.get(server.url + "/console/dlq").text
+        assert 'id="bulk-replay"' in listing and 'id="bulk-discard"' not in listing
+        csrf = csrf_of(listing)
+        for path in ("/console/dlq/bulk", "/console/dlq/bulk/start"):
+            refused = olga.post(server.url + path, data={
+                "csrf_token": csrf, "entry": ids, "ids": " ".join(ids), "action": "discard"},
+                allow_redirects=False)
+            assert refused.status_code == 403 and "needs the admin role" in refused.text, path
+        api = server.http.post(server.url + "/api/replay-jobs", headers=basic("olga"),
+                               json={"entries": ids, "action": "discard", "reason": "x"})
+        assert api.status_code == 403 and api.json()["needed"] == "admin"
+        confirm = olga.post(server.url + "/console/dlq/bulk", data={
+            "csrf_token": csrf, "entry": ids, "action": "replay"})
+        assert confirm.status_code == 200  # replaying many is an operator's work
+        assert all(server.app.store.get_dead_letter(i).status == "open"  # type: ignore[union-attr]
+                   for i in ids)
+        ada = logged_in(server, "ada")
+        listing = ada.get(server.url + "/console/dlq").text
+        assert 'id="bulk-discard"' in listing
+        done = server.http.post(server.url + "/api/replay-jobs", headers=basic("ada"),
+                                json={"entries": ids, "action": "discard",
+                                      "reason": "sent twice"})
+        assert done.status_code == 202, done.text
+        wait_until(lambda: all(server.app.store.get_dead_letter(i).status  # type: ignore[union-attr]
+                               == "discarded" for i in ids))
+        kept = server.app.store.get_dead_letter(ids[0])
+        assert kept is not None and kept.audit[-1]["who"] == "api:ada"

@@ -210,6 +210,8 @@ ROUTER = """
             drop: true
           - when: kind = "unknown"
             dead_letter: no ERP for this kind
+          - when: kind = "sample"
+            goto: end
           - otherwise: us
       - id: eu
         set: {erp: '"eu"'}
@@ -252,6 +254,13 @@ def test_route_flow_hand_off_runs_the_second_flow(routed: FlowSet) -> None:
                                        "from": first.run_id}
     assert second.correlation_id == first.correlation_id
     assert second.parent_run_id == first.run_id
+
+
+def test_route_goto_end_ends_the_run_as_succeeded(routed: FlowSet) -> None:
+    (state,) = run(routed, "router", {"kind": "sample"})
+    assert state.status == "succeeded" and state.error is None
+    assert executed(state) == ["pick"]
+    assert state.envelope["vars"] == {}
 
 
 def test_route_drop(routed: FlowSet) -> None:

@@ -11,7 +11,7 @@ import requests
 from engine.testing.mock_http import TEST_TOKEN, MockBook, VirtualClock
 from engine.testing.model import Mock
 from engine.testing.twins import SftpTwin, transports
-from engine.transports import HTTP, SFTP
+from engine.transports import DELIVER, HTTP, SFTP
 from engine.types import StepError
 
 
@@ -66,8 +66,9 @@ def test_the_http_twin_answers_a_token_request_itself_and_mocks_the_rest() -> No
     assert [c.url for c in mocks.calls] == ["https://erp.example/orders"]
 
 
-def test_http_and_sftp_are_separate_transports() -> None:
+def test_http_sftp_and_delivery_are_separate_transports() -> None:
     found = transports(book({"status": 200}), "send", VirtualClock(0.0))
-    assert set(found) == {HTTP.key, SFTP.key} and HTTP.key != SFTP.key
+    keys = {HTTP.key, SFTP.key, DELIVER.key}
+    assert set(found) == keys and len(keys) == 3
     assert isinstance(found[HTTP.key], requests.Session)
     assert isinstance(found[SFTP.key], SftpTwin)

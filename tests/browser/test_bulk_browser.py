@@ -1,0 +1,63 @@
+"""Fixing many dead letters at once in a real browser: tick entries on the dead-letter list,
+confirm how many, preview a JSONata patch on the first three, and watch the job replay them.
+
+The sandbox ERP of conftest refuses an article it does not know with a 422: the orders below
+name a discontinued one, and the patch swaps it for its successor.
+"""
+
+from __future__ import annotations
+
+from playwright.sync_api import Page, expect
+
+from engine.store.base import DeadLetterFilter
+from tests.browser.conftest import Site, order
+
+OLD, NEW = "DISCONTINUED-HP-59A", "TONER-59X"
+PATCH = f'$merge([$, {{"sku": "{NEW}"}}])'
+
+
+def test_select_preview_confirm_and_replay_many_with_a_patch(site: Site, page: Page) -> None:
+    numbers = list(range(20500, 20506))
+    for number in numbers:
+        assert site.send(order(number, sku=OLD))["status"] == "dead_lettered"
+
+    site.log_in(page)
+    page.goto(site.url + "/console/dlq?flow=orders")
+    picks = page.locator("input.pick")
+    expect(picks).to_have_count(6)
+    page.check("#pick-page")  # every entry on the page…
+    expect(page.locator("#picked")).to_have_text("6")
+    picks.first.uncheck()  # …but the newest one
+    expect(page.locator("#picked")).to_have_text("5")
+    kept = picks.first.get_attribute("value")
+    site.shot(page, "bulk-select")
+    page.click("#bulk-replay")
+
+    expect(page.locator("#bulk-count")).to_have_text("5")
+    expect(page.locator("#bulk-flows")).to_contain_text("orders")
+    page.fill("#patch", PATCH)
+    page.click("#bulk-preview")
+    previews = page.locator("section.preview")
+    expect(previews).to_have_count(3)
+    expect(previews.first.locator(".preview-diff")).to_contain_text(f'+  "sku": "{NEW}"')
+    expect(previews.first.locator(".preview-diff")).to_contain_text(f'-  "sku": "{OLD}"')
+    expect(previews.first.locator(".preview-path")).to_contain_text("stopped before 'book'")
+    expect(page.locator("#bulk-count")).to_have_text("5")  # the selection survives the preview
+    site.shot(page, "bulk-preview")
+    assert site.erp.booked_orders() == []  # previewing calls nobody
+    page.click("#bulk-go")
+
+    expect(page.locator("#job-state")).to_have_text("done")
+    expect(page.locator("#job-runs")).to_have_text("succeeded 5", timeout=30_000)
+    expect(page.locator("#job-patch")).to_have_text(PATCH)
+    site.shot(page, "bulk-job")
+    assert len(site.erp.booked_orders()) == 5
+    assert {o["sku"] for o in site.erp.booked} == {NEW}
+
+    entries = site.server.app.store.list_dead_letters(DeadLetterFilter(flow="orders",
+                                                                       status=None))
+    status = {e.id: e.status for e in entries}
+    assert status.pop(kept or "") == "open"
+    assert set(status.values()) == {"replayed"}
+    page.goto(site.url + f"/console/dlq/{next(iter(status))}")
+    expect(page.locator("#audit")).to_contain_text("patch: $merge")
