@@ -9,8 +9,10 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+from starlette.routing import Mount, Route
 
 from engine.cli import main
+from engine.console import console_routes
 from tests.conftest import wait_until
 from tests.engine.console.support import (
     console_app,
@@ -144,3 +146,26 @@ def test_discarding_in_bulk_needs_an_admin_replaying_in_bulk_an_operator(
                                == "discarded" for i in ids))
         kept = server.app.store.get_dead_letter(ids[0])
         assert kept is not None and kept.audit[-1]["who"] == "api:ada"
+
+
+def test_every_state_changing_route_refuses_a_viewer(tmp_path: Path) -> None:
+    """Walks the console's routes, so a write endpoint added later is held to this too."""
+    users = users_file(tmp_path, vera="viewer")
+    app = console_app(tmp_path, users=users)
+    posts = [(mount.path + route.path) for mount in console_routes(app)
+             if isinstance(mount, Mount) for route in mount.routes
+             if isinstance(route, Route) and "POST" in (route.methods or ())
+             and route.path not in ("/login", "/logout")]
+    assert len(posts) >= 9, posts
+    with serving(app) as server:
+        entry = dead_letter(server, 8501)
+        http = logged_in(server, "vera")
+        csrf = csrf_of(http.get(server.url + "/console/dlq").text)
+        for path in posts:
+            url = server.url + path.replace("{id}", entry.id)
+            refused = http.post(url, data={"csrf_token": csrf, "entry": entry.id},
+                                headers={"X-CSRF-Token": csrf}, allow_redirects=False)
+            assert refused.status_code == 403, path
+            assert "vera" in refused.text and "viewer" in refused.text, path
+        kept = server.app.store.get_dead_letter(entry.id)
+        assert kept is not None and kept.status == "open" and kept.audit == []
