@@ -55,8 +55,8 @@ class Principal:
     """An authenticated caller: by session cookie (needs CSRF tokens) or by header."""
 
     user: str
-    role: Role = "admin"
-    source: str = "token"  # token, settings, file (the users file) or oidc
+    role: Role
+    source: str  # token, settings, file (the users file) or oidc
     session: Session | None = None
 
     @property
