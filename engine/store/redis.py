@@ -383,7 +383,8 @@ DEAD_LETTER_STATUSES = ("open", "replaying", "replayed", "discarded")
 class RedisStore:
     """Owns flowrunner's keys in one Redis: every key name and script lives here; the Celery
     executor, the reaper, the due-retry pump and the limits use this store's client and key
-    names rather than spelling their own."""
+    names rather than spelling their own. The console's sessions and login throttle keep
+    theirs under ``<prefix>console:`` (engine/console/redis_state.py), on this client."""
 
     def __init__(self, url: str, prefix: str = "flowrun:", *,
                  client: redis.Redis | None = None, replica_wait: float = 1.0):
