@@ -456,9 +456,9 @@ class PostgresStore:
             return set()
         with self._tx() as cur:
             # compacted: the searchable payload goes with the body
-            cur.execute("UPDATE runs AS r SET data = g.data, payload = NULL FROM unnest(%s::text[], %s::text[], "
-                        "%s::bytea[]) AS g(id, status, data) WHERE r.run_id = g.id AND "
-                        "r.status = g.status RETURNING r.run_id",
+            cur.execute("UPDATE runs AS r SET data = g.data, payload = NULL FROM "
+                        "unnest(%s::text[], %s::text[], %s::bytea[]) AS g(id, status, data) "
+                        "WHERE r.run_id = g.id AND r.status = g.status RETURNING r.run_id",
                         ([r.run_id for r, _ in runs], [r.status for r, _ in runs],
                          [data for _, data in runs]))
             return {str(row[0]) for row in cur.fetchall()}
