@@ -20,8 +20,8 @@ from engine.loader import CompiledFlow
 from engine.metrics import lane_of, poll_lag
 from engine.poll import cursor as cursors
 from engine.records import TERMINAL, DeadLetter, RunState
+from engine.step_snapshots import mask, timeline
 from engine.step_snapshots import take as take_snapshot
-from engine.step_snapshots import timeline
 from engine.store.base import (
     BadPayloadQuery,
     DeadLetterFilter,
@@ -59,8 +59,10 @@ class Snapshot:
 
 
 def snapshot(app: App, value: Any, limit: int = SNAPSHOT_LIMIT) -> Snapshot:
-    text = json.dumps(app.secrets.redactor.data(value), indent=2, ensure_ascii=False,
-                      default=str)
+    # fields named like secrets (password, token, authorization, ...) are masked as in the
+    # steps' snapshots; an entry's editable body alone shows them, to be fixed and replayed
+    text = mask(json.dumps(app.secrets.redactor.data(value), indent=2, ensure_ascii=False,
+                           default=str))
     if len(text) <= limit:
         return Snapshot(text, False, len(text))
     return Snapshot(text[:limit], True, len(text))

@@ -61,13 +61,15 @@ ORDER_SCHEMA = {
 
 def console_app(tmp_path: Path, *, flows: dict[str, str] | None = None,
                 store: Store | None = None, token: str | None = TOKEN,
-                user: str | None = USER, password: str | None = PASSWORD) -> App:
+                user: str | None = USER, password: str | None = PASSWORD,
+                secrets: dict[str, str] | None = None) -> App:
     """An App over *flows* (the order flow by default) with the order schema and the
-    console's credentials."""
+    console's credentials (and *secrets* for the flows, besides the webhook tests')."""
     schema = tmp_path / "schemas" / "console" / "order.v1.json"
     schema.parent.mkdir(parents=True, exist_ok=True)
     schema.write_text(json.dumps(ORDER_SCHEMA), encoding="utf-8")
-    app = hook_app(tmp_path, flows or {"orders": ORDER_FLOW}, store=store)
+    app = hook_app(tmp_path, flows or {"orders": ORDER_FLOW}, store=store,
+                   extra_secrets=secrets)
     # the console reads its credentials from the settings when the server is built
     app.settings.console_token = SecretStr(token) if token else None
     app.settings.console_user = user
