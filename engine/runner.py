@@ -119,8 +119,8 @@ class Runner:
         self._record(state, step, "succeeded" if not isinstance(outcome, Stop) else outcome.status,
                      duration)
         self._apply(flow, step, state, envelope, outcome)
-        if self.snapshots and len(state.steps) <= MOST_STEPS:
-            state.steps[-1]["output"] = self._snapshot(step, envelope, outcome, before)
+        if self.snapshots:
+            self._snapshot(step, state, envelope, outcome, before)
         if self._on_step is not None:
             self._on_step(step, state, envelope)
         return True
@@ -211,14 +211,33 @@ class Runner:
             self._end(state, "dead_lettered", reason)
         return True
 
-    def _snapshot(self, step: CompiledStep, envelope: Envelope, outcome: Outcome,
-                  before: Any) -> dict[str, Any]:
+    def _snapshot(self, step: CompiledStep, state: RunState, envelope: Envelope,
+                  outcome: Outcome, before: Any) -> None:
+        """Record what *step* left (engine/step_snapshots). A new body is recorded as a
+        reference to the envelope's, which holds it until a later step replaces it: only then
+        is it encoded, into the step that made it — the run's last body is never kept twice."""
+        # steps assign a new body; the same object is no change
+        changed = envelope.body is not before
+        if changed:
+            self._settle(state, before)
+        if len(state.steps) > MOST_STEPS:
+            return
         if isinstance(outcome, Continue) and outcome.has_value and step.output \
                 and step.output.startswith("vars."):
-            return take(outcome.value, self._redactor, self.snapshots, step.output)
-        if envelope.body is before:  # steps assign a new body; the same object is no change
-            return {"unchanged": True}
-        return take(envelope.body, self._redactor, self.snapshots)
+            output = take(outcome.value, self._redactor, self.snapshots, step.output)
+        else:
+            output = {"ref": "body"} if changed else {"unchanged": True}
+        state.steps[-1]["output"] = output
+
+    def _settle(self, state: RunState, body: Any) -> None:
+        """The step whose output is *body*, a reference until now, gets its snapshot."""
+        for record in reversed(state.steps[:min(len(state.steps) - 1, MOST_STEPS)]):
+            output = record.get("output")
+            if output is None or output.get("unchanged") or output.get("to", "body") != "body":
+                continue
+            if output.get("ref"):
+                record["output"] = take(body, self._redactor, self.snapshots)
+            return
 
     @staticmethod
     def _record(state: RunState, step: CompiledStep, status: str, duration: float,

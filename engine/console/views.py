@@ -267,8 +267,11 @@ def step_io(app: App, state: RunState) -> list[dict[str, Any]]:
     recorded), masked again with what the secrets store knows now."""
     recorded = "body" in state.original and any("output" in s for s in state.steps)
     first = take_snapshot(state.original["body"], app.secrets.redactor) if recorded else None
+    held = "body" in state.envelope and any((s.get("output") or {}).get("ref")
+                                            for s in state.steps)
+    body = take_snapshot(state.envelope["body"], app.secrets.redactor) if held else None
     out: list[dict[str, Any]] = []
-    for seen in timeline(state.steps, first):
+    for seen in timeline(state.steps, first, body):
         if seen is None:
             out.append({"input": None, "output": None, "unchanged": False})
             continue

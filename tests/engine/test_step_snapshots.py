@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from engine.refs import Redactor
-from engine.step_snapshots import mask, take, timeline
+from engine.loader import FlowSet, Loader
+from engine.local import resources_factory, run_to_completion
+from engine.problems import Problems
+from engine.records import RunState
+from engine.refs import Redactor, Secrets
+from engine.runner import Runner
+from engine.schemas import SchemaStore
+from engine.step_snapshots import LIMIT, mask, take, timeline
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(("text", "masked"), [
@@ -77,3 +87,55 @@ def test_a_step_without_a_snapshot_leaves_what_follows_unknown() -> None:
     steps = [{"id": "a", "status": "succeeded"}, {"id": "boom", "status": "failed"}]
     assert timeline(steps, {"json": "{}", "size": 2, "truncated": False, "to": "body"}) == [
         None, None]
+
+
+# -- through the runner ------------------------------------------------------------------------
+CHAIN = """
+flow: chain
+steps:
+  - id: first
+    transform: '{"n": n, "stage": "first"}'
+  - id: keep
+    filter: 'true'
+  - id: second
+    transform: '{"n": n, "stage": "second"}'
+  - id: remember
+    transform: 'n * 10'
+    output: vars.tens
+  - id: third
+    transform: '{"n": n, "stage": "third"}'
+"""
+
+
+def run_chain(body: Any, snapshots: int = LIMIT) -> RunState:
+    secrets = Secrets(environ={})
+    loader = Loader(schemas=SchemaStore(ROOT / "schemas"), secrets=secrets)
+    flow, problems = loader.load_file("chain.yaml", CHAIN.encode("utf-8"))
+    assert flow is not None, [str(p) for p in problems]
+    runner = Runner(resources_factory(secrets), secrets.redactor, snapshots=snapshots)
+    return run_to_completion(FlowSet({flow.id: flow}, Problems()), flow, body, None,
+                             runner=runner, sleep=lambda s: None)[0]
+
+
+def test_each_new_body_is_encoded_once_and_the_last_is_the_envelopes() -> None:
+    state = run_chain({"n": 7, "password": "hunter2-long"})
+    assert state.status == "succeeded"
+    outputs = {s["id"]: s["output"] for s in state.steps}
+    assert outputs["first"]["json"] == '{"n":7,"stage":"first"}'
+    assert outputs["keep"] == {"unchanged": True}
+    assert outputs["second"]["json"] == '{"n":7,"stage":"second"}'
+    assert outputs["remember"]["json"] == "70" and outputs["remember"]["to"] == "vars.tens"
+    assert outputs["third"] == {"ref": "body"}  # the envelope holds it: not kept twice
+    original = take(state.original["body"], None)
+    body = take(state.envelope["body"], None)
+    seen = timeline(state.steps, original, body)
+    assert '"***"' in seen[0]["input"]["json"]  # the password, masked by name
+    assert [json.loads(s["output"]["json"]) for s in seen] == [
+        {"n": 7, "stage": "first"}, {"n": 7, "stage": "first"}, {"n": 7, "stage": "second"},
+        70, {"n": 7, "stage": "third"}]
+    assert seen[4]["input"] == outputs["second"]  # past the variable: the body goes on
+
+
+def test_snapshots_off_record_no_output() -> None:
+    state = run_chain({"n": 1}, snapshots=0)
+    assert state.status == "succeeded" and all("output" not in s for s in state.steps)
