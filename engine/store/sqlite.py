@@ -238,7 +238,10 @@ class SqliteStore:
         path = "$.original.body" + "".join(f'."{name}"' for name in query.payload.path)
         marks = ",".join("?" * len(values))
         latest = sql.replace("SELECT data FROM", "SELECT data, created_at FROM", 1)
+        # json_valid first: a record of an old version that SQLite cannot parse (a NaN) is
+        # passed over instead of failing the search; it reuses json_extract's parse
         rows = self._query(f"SELECT data FROM ({latest} ORDER BY created_at DESC LIMIT ?) WHERE "
+                           "json_valid(CAST(data AS TEXT)) AND "
                            f"json_extract(CAST(data AS TEXT), ?) IN ({marks}) "
                            "ORDER BY created_at DESC",
                            (*args, query.window, path, *values))
@@ -343,6 +346,8 @@ class SqliteStore:
             where.append("created_at < ?")
             args.append(query.until)
         # the classification is in the record only: read where the indexed conditions lead
+        if query.kind is not None or query.http_status is not None:
+            where.append("json_valid(CAST(data AS TEXT))")  # as in `_search_payload`
         if query.kind is not None:
             where.append("json_extract(CAST(data AS TEXT), '$.reason.kind') = ?")
             args.append(query.kind)
