@@ -307,13 +307,14 @@ def test_the_search_migration_classifies_the_entries_already_there(empty_url: st
     from engine.store.base import DeadLetterFilter
     from tests.engine.store.test_contract import letter
 
-    first, search = pg_migrations.migrations()[:2]
-    assert (first.version, search.version) == (1, 2)
+    shipped = pg_migrations.migrations()
+    search = next(m for m in shipped if m.name == "search")
+    before = [m for m in shipped if m.version < search.version]
     entries = [letter("e1", kind="http", http=422, created=1),
                letter("e2", kind="timeout", created=2),
                letter("e3", created=3)]  # from before kinds
     with connect(empty_url) as conn:
-        pg_migrations.upgrade(conn, shipped=[first])
+        pg_migrations.upgrade(conn, shipped=before)
         for e in entries:
             conn.execute("INSERT INTO dead_letters VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                          (e.id, e.run_id, e.flow_id, e.step, e.message, e.status, e.created_at,
@@ -321,7 +322,7 @@ def test_the_search_migration_classifies_the_entries_already_there(empty_url: st
         # a record jsonb cannot hold (a NUL character) stays unclassified; the upgrade goes on
         conn.execute("INSERT INTO dead_letters VALUES ('e4', 'r4', 'orders', 'erp', 'm', "
                      "'open', 1, %s)", (b'{"reason": {"kind": "http", "x": "\\u0000"}}',))
-        assert pg_migrations.upgrade(conn) == [search]
+        assert search in pg_migrations.upgrade(conn)
     store = PostgresStore(empty_url)
     try:
         def found(**how: Any) -> list[str]:
