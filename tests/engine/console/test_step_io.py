@@ -230,6 +230,10 @@ def test_dead_letters_are_filtered_by_error_kind_and_http_status(
                                      params={"kind": "http", "http_status": "410"})
         assert page.text.count('href="/console/dlq/') == 1
         assert '<option selected>http</option>' in page.text
+        # a page of one: "select all matching" counts the entries of that kind, not all
+        one = logged_in(server).get(f"{server.url}/console/dlq",
+                                    params={"kind": "http", "limit": "1"})
+        assert '<span id="matching">2</span>' in one.text
 
 
 def test_the_cli_shows_step_io_and_filters(server: Running, monkeypatch: pytest.MonkeyPatch,
