@@ -105,7 +105,8 @@ class App:
                                      folder=settings.flows)
         self.metrics = Metrics()
         self.runner = Runner(resources_factory(self.secrets, self.services),
-                             self.secrets.redactor, on_step=on_step)
+                             self.secrets.redactor, on_step=on_step,
+                             snapshots=settings.step_snapshots)
         self.core = Core(self.runner, self.versions, self.store,
                          observers=[RunLog(), self.metrics],
                          events=Events(ttl=settings.idempotency_ttl, count=self.metrics.event))

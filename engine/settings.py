@@ -96,6 +96,10 @@ class Settings(BaseSettings):
                                      "first byte to the end of its headers.")
     body_timeout: Duration = Field(30.0, gt=0, description="Longest time from the end of the "
                                    "headers to the end of the body.")
+    step_snapshots: int = Field(
+        4096, ge=0, le=1024 * 1024, description="Bytes of each step's output (the message "
+        "after the step, secrets masked) kept in the run's timeline for the console and "
+        "`flowrun runs show`; 0 keeps none. Retention's compaction drops them with the body.")
     # history (docs/retention.md); a flow's `retention:` block overrides the first three
     retention_runs: KeepFor = Field(Keep.runs, description="How long a finished run is kept "
                                     "after it finished: a duration ('14d') or 'forever'.")

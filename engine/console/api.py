@@ -100,7 +100,11 @@ def routes(console: Console) -> list[BaseRoute]:
     async def runs(request: Request, who: Principal) -> Response:
         query = views.run_filter(dict(request.query_params))
         found = await run_in_threadpool(app.store.list_runs, query)
-        return _out(models.RunSummary, [views.run_summary(s) for s in found])
+        response = _out(models.RunSummary, [views.run_summary(s) for s in found])
+        searched = views.searched(app, query)
+        if searched:  # a list stays a list: how far a payload search went is a header
+            response.headers["X-Flowrun-Searched"] = searched
+        return response
 
     async def run(request: Request, who: Principal) -> Response:
         state = await run_in_threadpool(views.find_run, app, request.path_params["id"])

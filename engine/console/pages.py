@@ -217,7 +217,8 @@ def routes(console: Console) -> list[BaseRoute]:
         query = views.run_filter(params)
         found = await run_in_threadpool(app.store.list_runs, query)
         return render(request, "runs.html", who, runs=[views.run_summary(s) for s in found],
-                      params=params, statuses=views.RUN_STATUSES, flow_ids=sorted(app.flows.flows))
+                      params=params, statuses=views.RUN_STATUSES, flow_ids=sorted(app.flows.flows),
+                      searched=views.searched(app, query))
 
     async def run(request: Request, who: Principal) -> Response:
         run_id = request.path_params["id"]
@@ -244,14 +245,16 @@ def routes(console: Console) -> list[BaseRoute]:
         query = views.dead_letter_filter(params)
         found = await run_in_threadpool(app.store.list_dead_letters, query)
         bulk = {k: v for k, v in params.items() if k in ("flow", "step", "error", "since",
-                                                         "until", "status") and v}
+                                                         "until", "status", "kind",
+                                                         "http_status") and v}
         matching = len(found)
         if found and matching >= query.limit:  # more than this page: count them all
             matching = await run_in_threadpool(console.jobs.count_matching,
                                                views.dead_letter_filter(params, limit=1))
         return render(request, "dlq.html", who, entries=[views.entry_summary(e) for e in found],
                       params=params, statuses=views.DLQ_STATUSES, bulk=bulk,
-                      flow_ids=sorted(app.flows.flows), matching=matching)
+                      flow_ids=sorted(app.flows.flows), matching=matching,
+                      error_kinds=views.ERROR_KINDS)
 
     async def entry_page(request: Request, who: Principal, status: int = 200,
                          **extra: Any) -> Response:

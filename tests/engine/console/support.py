@@ -76,13 +76,16 @@ def password_of(name: str) -> str:
 def console_app(tmp_path: Path, *, flows: dict[str, str] | None = None,
                 store: Store | None = None, token: str | None = TOKEN,
                 user: str | None = USER, password: str | None = PASSWORD,
-                users: Path | None = None, **settings: Any) -> App:
+                users: Path | None = None, secrets: dict[str, str] | None = None,
+                **settings: Any) -> App:
     """An App over *flows* (the order flow by default) with the order schema and the
-    console's credentials (*users*: a users file)."""
+    console's credentials (*users*: a users file; *secrets* for the flows, besides the webhook
+    tests')."""
     schema = tmp_path / "schemas" / "console" / "order.v1.json"
     schema.parent.mkdir(parents=True, exist_ok=True)
     schema.write_text(json.dumps(ORDER_SCHEMA), encoding="utf-8")
-    app = hook_app(tmp_path, flows or {"orders": ORDER_FLOW}, store=store, **settings)
+    app = hook_app(tmp_path, flows or {"orders": ORDER_FLOW}, store=store,
+                   extra_secrets=secrets, **settings)
     # the console reads its credentials from the settings when the server is built
     app.settings.console_token = SecretStr(token) if token else None
     app.settings.console_user = user
