@@ -106,7 +106,8 @@ class App:
                                      folder=settings.flows)
         self.metrics = Metrics()
         self.runner = Runner(resources_factory(self.secrets, self.services),
-                             self.secrets.redactor, on_step=on_step)
+                             self.secrets.redactor, on_step=on_step,
+                             snapshots=settings.step_snapshots)
         # FLOWRUN_OTEL: the run and step spans are made on the same seam as logs and metrics
         traces = tracing.observer()
         self.core = Core(self.runner, self.versions, self.store,

@@ -384,6 +384,7 @@ def _register() -> None:
         cli_scheduler,
         cli_serve,
         cli_test,
+        cli_users,
         cli_worker,
     )
 
@@ -399,6 +400,7 @@ def _register() -> None:
     main.add_command(cli_consume.consume)
     main.add_command(cli_db.db)
     main.add_command(cli_graph.graph)
+    main.add_command(cli_users.users)
 
 
 _register()

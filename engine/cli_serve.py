@@ -75,6 +75,8 @@ def serve(host: str, port: int, flows_dir: str | None, access_log: bool | None,
 def _build(settings: Settings, workers: int = 1) -> tuple[Gateway, App]:
     """The App and its ASGI app; every problem of the flows and triggers reported, then exit."""
     from engine.app import App
+    from engine.console.oidc import OidcError
+    from engine.console.users import UsersError
     from engine.server import ServerConfigError, create_app
 
     try:
@@ -94,6 +96,8 @@ def _build(settings: Settings, workers: int = 1) -> tuple[Gateway, App]:
             click.echo(str(problem), err=True)
         raise click.ClickException("webhook triggers cannot be served; fix them and start "
                                    "again") from None
+    except (UsersError, OidcError, StoreError) as exc:  # the console's users, SSO, sessions
+        raise click.ClickException(str(exc)) from None
     return web, app
 
 

@@ -192,9 +192,13 @@ def settles_sla(state: RunState) -> bool:
 
 def compact(state: RunState, now: float) -> RunState:
     """The summary of a finished run that retention keeps once its message goes: status, keys,
-    timings, steps and their outcomes, the error; no body, headers, variables or request."""
+    timings, steps and their outcomes, the error; no body, headers, variables, request or the
+    steps' output snapshots."""
     meta = {k: v for k, v in state.envelope.get("meta", {}).items() if k != "request"}
+    # the steps' output snapshots are parts of the message too (engine/step_snapshots)
+    steps = [{k: v for k, v in s.items() if k != "output"} for s in state.steps]
     return RunState(**{**state.__dict__, "envelope": {"meta": meta}, "original": {},
+                       "steps": steps,
                        "spawn": [], "reserved": None, "compacted_at": now})
 
 

@@ -78,6 +78,17 @@ class LateRun(_Model):
     alert_run_id: str | None = Field(description="The run of the alert flow that was told.")
 
 
+class StepSnapshot(_Model):
+    """The message at one side of a step, as the run recorded it (FLOWRUN_STEP_SNAPSHOTS)."""
+
+    json_: str = Field(alias="json", description="The value's JSON, secrets masked, cut at the "
+                                                 "recorded bound (4 KiB by default).")
+    size: int = Field(description="Length of the whole JSON in bytes.")
+    truncated: bool = Field(description="True when `json` is only the beginning.")
+    to: str = Field(description="Where the step put it: `body`, or `vars.NAME` for a step "
+                                "whose `output:` is a variable.")
+
+
 class Step(_Model):
     index: int
     id: str
@@ -87,6 +98,13 @@ class Step(_Model):
     duration_ms: float
     share: float = Field(description="Duration as a percentage of the run's longest step.")
     error: str | None
+    input: StepSnapshot | None = Field(None, description="The body the step was given (the "
+                                       "previous step's output; the original for the first); "
+                                       "null when not recorded (snapshots off, compacted run).")
+    output: StepSnapshot | None = Field(None, description="What the step left: the body, or "
+                                        "the variable it set; null for a failed step or when "
+                                        "not recorded.")
+    unchanged: bool = Field(False, description="True when the step left the body as it was.")
 
 
 class RunDetail(RunSummary):
@@ -179,6 +197,8 @@ class BulkReplayRequest(_Model):
     flow: str | None = None
     step: str | None = None
     error: str | None = Field(None, description="Text the entry's error contains.")
+    kind: str | None = Field(None, description="How the entry failed: http, timeout, ...")
+    http_status: str | None = Field(None, description="The partner's HTTP status, e.g. 422.")
     since: str | None = Field(None, description="2026-11-20, 2026-11-20T10:00, or 2h (ago).")
     until: str | None = None
     status: Literal["open", "replaying", "replayed", "discarded", "all"] = "open"
@@ -250,9 +270,15 @@ Error.model_rebuild()
 _RUN_QUERY = [("flow", "Flow id."), ("status", "Run status."),
               ("key", "Business key, e.g. an order number."), ("correlation_id", "Correlation id."),
               ("since", "From (2026-11-20, 2026-11-20T10:00 UTC, or 2h ago)."),
-              ("until", "Before."), ("limit", "At most this many (1-200, default 50).")]
+              ("until", "Before."), ("limit", "At most this many (1-200, default 50)."),
+              ("payload", "A field of the original body equal to a value: "
+                          "`customer.email=a@example.com`. Without a payload index (SQLite, "
+                          "Redis) the latest 10,000 runs matching the other filters are "
+                          "searched; the X-Flowrun-Searched header then says so.")]
 _DLQ_QUERY = [("flow", "Flow id."), ("step", "Failed step."),
               ("error", "Text the error contains."),
+              ("kind", "How it failed: http, timeout, connection, validation, ..."),
+              ("http_status", "The partner's HTTP status (kind http), e.g. 422."),
               ("status", "open (default), replaying, replayed, discarded or all."),
               ("since", "From."), ("until", "Before."), ("limit", "1-200, default 50.")]
 
@@ -295,7 +321,8 @@ def _op(summary: str, ok: tuple[str, str | None, str], *, many: bool = False,
 
 
 def openapi() -> dict[str, Any]:
-    models: list[type[BaseModel]] = [Error, Violation, Snapshot, RunSummary, LateRun, Step,
+    models: list[type[BaseModel]] = [Error, Violation, Snapshot, RunSummary, LateRun,
+                                     StepSnapshot, Step,
                                      RunDetail,
                                      FlowHealth, DeadLetterSummary, DeadLetterDetail,
                                      ReplayRequest, ReplayResult, DiscardRequest,

@@ -26,6 +26,8 @@ from engine.store.redis import RedisStore
 class RedisPostgresStore(RedisStore):
     """A `RedisStore` whose records are a `PostgresStore`'s (*records*)."""
 
+    payload_indexed = True  # runs are searched in PostgreSQL
+
     def __init__(self, redis_url: str, records: PostgresStore, prefix: str = "flowrun:", *,
                  replica_wait: float = 1.0):
         super().__init__(redis_url, prefix, replica_wait=replica_wait)

@@ -383,7 +383,8 @@ DEAD_LETTER_STATUSES = ("open", "replaying", "replayed", "discarded")
 class RedisStore:
     """Owns flowrunner's keys in one Redis: every key name and script lives here; the Celery
     executor, the reaper, the due-retry pump and the limits use this store's client and key
-    names rather than spelling their own."""
+    names rather than spelling their own. The console's sessions and login throttle keep
+    theirs under ``<prefix>console:`` (engine/console/redis_state.py), on this client."""
 
     def __init__(self, url: str, prefix: str = "flowrun:", *,
                  client: redis.Redis | None = None, replica_wait: float = 1.0):
@@ -539,17 +540,20 @@ class RedisStore:
 
     def _scan(self, index: str, since: float | None, until: float | None, limit: int,
               hash_prefix: str, decode: Callable[[str], R], keep: Callable[[R], bool],
-              fields: dict[str, str] | None = None) -> list[R]:
+              fields: dict[str, str] | None = None, cap: int | None = None) -> list[R]:
         """Newest first from one sorted-set index, filtered by *keep*, up to *limit* records.
         With *fields*, ids whose hash fields differ are passed over before their records are
-        read (a run's hash holds its flow and status: a rare status costs no record reads)."""
+        read (a run's hash holds its flow and status: a rare status costs no record reads).
+        With *cap*, no more than that many of the index's latest ids are looked at."""
         low = "-inf" if since is None else repr(float(since))
         high = "+inf" if until is None else f"({float(until)!r}"
         out: list[R] = []
         offset = 0
         page = max(1, min(BATCH, limit))  # limit=1 (the console's last run) reads one record
         with self._errors():
-            while len(out) < limit:
+            while len(out) < limit and (cap is None or offset < cap):
+                if cap is not None:
+                    page = min(page, cap - offset)
                 ids = [str(i) for i in self.redis.zrevrangebyscore(index, high, low,
                                                                    start=offset, num=page)]
                 if not ids:
@@ -599,13 +603,18 @@ class RedisStore:
         wanted = {"flow_id": query.flow, "status": query.status, "key": query.key,
                   "correlation_id": query.correlation_id}
 
+        payload = query.payload
+
         def keep(run: RunState) -> bool:
-            return all(v is None or getattr(run, k) == v for k, v in wanted.items())
+            return all(v is None or getattr(run, k) == v for k, v in wanted.items()) and (
+                payload is None or payload.matches(run.original.get("body")))
 
         fields = {name: value for name, value in (("flow", query.flow),
                                                   ("status", query.status)) if value is not None}
+        # a payload is read from each record: the latest `window` runs of the index are searched
         return self._scan(index, query.since, query.until, query.limit, f"{p}run:",
-                          decode_run, keep, fields)
+                          decode_run, keep, fields,
+                          cap=query.window if payload is not None else None)
 
     def active_runs(self) -> list[RunState]:
         with self._errors():
@@ -764,6 +773,8 @@ class RedisStore:
             if query.step is not None and entry.step != query.step:
                 return False
             if query.status is not None and entry.status != query.status:
+                return False
+            if not query.matches_reason(entry.reason):
                 return False
             # like SQLite's LIKE: a case-insensitive substring of the reason's message
             return needle is None or needle in entry.message.lower()

@@ -224,8 +224,30 @@ class SqliteStore:
             where.append("created_at < ?")
             args.append(query.until)
         sql = "SELECT data FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        if query.payload is not None:
+            return self._search_payload(sql, args, query)
         rows = self._query(sql + " ORDER BY created_at DESC LIMIT ?", (*args, query.limit))
         return [decode_run(r[0]) for r in rows]
+
+    def _search_payload(self, sql: str, args: list[Any], query: RunFilter) -> list[RunState]:
+        """Runs whose original body has the field, among the latest `query.window` that match
+        the other conditions: json_extract reads each record, so the window bounds the work.
+        SQLite's JSON reads true as 1; the decoded record settles such cases."""
+        assert query.payload is not None
+        values = query.payload.values()
+        path = "$.original.body" + "".join(f'."{name}"' for name in query.payload.path)
+        marks = ",".join("?" * len(values))
+        latest = sql.replace("SELECT data FROM", "SELECT data, created_at FROM", 1)
+        # json_valid first: a record of an old version that SQLite cannot parse (a NaN) is
+        # passed over instead of failing the search; it reuses json_extract's parse
+        rows = self._query(f"SELECT data FROM ({latest} ORDER BY created_at DESC LIMIT ?) WHERE "
+                           "json_valid(CAST(data AS TEXT)) AND "
+                           f"json_extract(CAST(data AS TEXT), ?) IN ({marks}) "
+                           "ORDER BY created_at DESC",
+                           (*args, query.window, path, *values))
+        found = [decode_run(r[0]) for r in rows]
+        return [run for run in found if query.payload.matches(run.original.get("body"))
+                ][:query.limit]
 
     def active_runs(self) -> list[RunState]:
         marks = ",".join("?" * len(ACTIVE))
@@ -323,6 +345,15 @@ class SqliteStore:
         if query.until is not None:
             where.append("created_at < ?")
             args.append(query.until)
+        # the classification is in the record only: read where the indexed conditions lead
+        if query.kind is not None or query.http_status is not None:
+            where.append("json_valid(CAST(data AS TEXT))")  # as in `_search_payload`
+        if query.kind is not None:
+            where.append("json_extract(CAST(data AS TEXT), '$.reason.kind') = ?")
+            args.append(query.kind)
+        if query.http_status is not None:
+            where.append("json_extract(CAST(data AS TEXT), '$.reason.status') = ?")
+            args.append(query.http_status)
         sql = "SELECT data FROM dead_letters" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self._query(sql + " ORDER BY created_at DESC LIMIT ?", (*args, query.limit))
         return [decode_dead_letter(r[0]) for r in rows]

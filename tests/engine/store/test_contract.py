@@ -20,10 +20,12 @@ from engine.records import DeadLetter, RunState, Spawn
 from engine.store.base import (
     DeadLetterFilter,
     Keep,
+    PayloadQuery,
     RetentionPolicy,
     RunFilter,
     Store,
     StoreError,
+    payload_indexed,
 )
 from engine.store.postgres import PostgresStore
 from engine.store.redis import RedisStore
@@ -56,9 +58,11 @@ def run(run_id: str, *, flow: str = "orders", status: str = "queued", key: str |
 
 def letter(entry_id: str, *, flow: str = "orders", step: str | None = "erp",
            message: str = "step 'erp': ERP answered 422", created: float = 0.0,
-           status: str = "open") -> DeadLetter:
+           status: str = "open", kind: str | None = None, http: int | None = None,
+           ) -> DeadLetter:
+    classified = {k: v for k, v in (("kind", kind), ("status", http)) if v is not None}
     return DeadLetter(id=entry_id, run_id=f"run-{entry_id}", flow_id=flow, flow_version="v1",
-                      step=step, reason={"message": message, "step": step},
+                      step=step, reason={"message": message, "step": step, **classified},
                       original={"body": {"x": 1}, "headers": {}},
                       envelope={"body": {"x": 1}, "headers": {}, "vars": {}, "meta": {}},
                       created_at=T0 + created, status=status)
@@ -278,6 +282,84 @@ def test_list_dead_letters_filters(store: Store) -> None:
     assert found(limit=1) == ["e3"]
 
 
+def test_list_dead_letters_by_error_kind_http_status_and_time(store: Store) -> None:
+    put_letters(store,
+                letter("e1", kind="http", http=422, created=1),
+                letter("e2", kind="timeout", message="ERP timed out after 10 s", created=2),
+                letter("e3", flow="invoices", kind="http", http=503, created=3),
+                letter("e4", step="check", kind="validation", message="lines: too short",
+                       created=4),
+                letter("e5", kind="http", http=422, created=5),
+                letter("e6", created=6))  # an entry from before kinds: matches no kind
+
+    def found(**how: Any) -> list[str]:
+        return [e.id for e in store.list_dead_letters(DeadLetterFilter(**how))]
+
+    assert found(kind="http") == ["e5", "e3", "e1"]
+    assert found(kind="http", http_status=422) == ["e5", "e1"]
+    assert found(http_status=503) == ["e3"]
+    assert found(kind="timeout") == ["e2"]
+    assert found(kind="validation", step="check") == ["e4"]
+    assert found(kind="http", flow="orders", since=T0 + 2) == ["e5"]
+    assert found(kind="http", until=T0 + 3) == ["e1"]
+    assert found(kind="http", limit=1) == ["e5"]
+    assert found(kind="connection") == []
+    entry = store.get_dead_letter("e1")
+    assert entry is not None
+    entry.reason = {**entry.reason, "kind": "timeout", "status": None}  # failed again, otherwise
+    store.update_dead_letter(entry)
+    assert found(kind="http") == ["e5", "e3"] and found(kind="timeout") == ["e2", "e1"]
+
+
+def recorded(store: Store, *runs: RunState) -> None:
+    """Runs recorded as intake records them (their payload is kept for search then)."""
+    assert store.create_runs([(r, None) for r in runs]) == [None] * len(runs)
+
+
+def with_body(run_id: str, body: Any, **how: Any) -> RunState:
+    state = run(run_id, **how)
+    state.original = {"body": body, "headers": {}}
+    state.envelope = {**state.envelope, "body": body}
+    return state
+
+
+def test_list_runs_by_a_field_of_the_payload(store: Store) -> None:
+    recorded(store,
+             with_body("a", {"customer": {"email": "ann@example.com"}, "total": 42}, created=1),
+             with_body("b", {"customer": {"email": "bob@example.com"}, "total": "42"},
+                       created=2, flow="invoices"),
+             with_body("c", {"customer": {"email": "ann@example.com"}, "vip": True}, created=3,
+                       key="1003"),
+             with_body("d", "customer.email = ann@example.com", created=4),  # text, not JSON
+             with_body("e", [{"customer": {"email": "ann@example.com"}}], created=5))
+
+    def found(condition: str, **how: Any) -> list[str]:
+        return ids(store.list_runs(RunFilter(payload=PayloadQuery.parse(condition), **how)))
+
+    assert found("customer.email = ann@example.com") == ["c", "a"]
+    assert found('payload.customer.email = "ann@example.com"') == ["c", "a"]
+    assert found("customer.email=ann@example.com", flow="orders", key="1003") == ["c"]
+    assert found("customer.email = ann@example.com", limit=1) == ["c"]
+    assert found("customer.email = ann@example.com", until=T0 + 3) == ["a"]
+    assert found("total = 42") == ["b", "a"]  # as written (text) and as a number
+    assert found("vip = true") == ["c"]
+    assert found("vip = 1") == []  # true is not 1
+    assert found("customer = ann@example.com") == []  # an object is no text
+    assert found("customer.email = nobody@example.com") == []
+    assert found("customer.email.x = ann@example.com") == []
+
+
+def test_a_payload_search_without_an_index_reads_a_window_of_the_latest_runs(
+        store: Store) -> None:
+    recorded(store, with_body("old", {"po": "P-1"}, created=1),
+             *(with_body(f"n{i}", {"po": f"P-{i + 2}"}, created=2 + i) for i in range(3)))
+    found = ids(store.list_runs(RunFilter(payload=PayloadQuery.parse("po = P-1"), window=3)))
+    # PostgreSQL searches every run through its index; SQLite and Redis the latest 3 here
+    assert found == (["old"] if payload_indexed(store) else [])
+    assert ids(store.list_runs(RunFilter(payload=PayloadQuery.parse("po = P-1"),
+                                         window=4))) == ["old"]
+
+
 def test_update_dead_letter_changes_status_and_audit(store: Store) -> None:
     put_letters(store, letter("e1"))
     entry = store.get_dead_letter("e1")
@@ -485,12 +567,15 @@ def test_a_flow_of_its_own_and_prune_of_one_flow(store: Store) -> None:
 
 def test_compaction_keeps_the_summary_and_drops_the_message(store: Store) -> None:
     body = {"order": "1001", "lines": [{"sku": "A-1", "qty": 2}] * 40}
+    output = {"json": '{"order":"1001"}', "size": 16, "truncated": False, "to": "body"}
     state = ended("r1", days_ago=3, key="1001", steps=[{"id": "check", "status": "succeeded",
-                                                         "duration_ms": 1.5}])
+                                                         "duration_ms": 1.5, "output": output}])
     state.original = {"body": body, "headers": {"x-id": "1"}, "request": {"query": {"a": "1"}}}
     state.envelope = {"body": body, "headers": {"x-id": "1"}, "vars": {"secret": "v"},
                       "meta": {"run_id": "r1", "request": {"query": {"a": "1"}}}}
-    store.save_run(state)
+    recorded(store, state)
+    by_order = RunFilter(payload=PayloadQuery.parse("order = 1001"))
+    assert ids(store.list_runs(by_order)) == ["r1"]
     store.save_run(ended("fresh", days_ago=0.5))
     policy = RetentionPolicy(Keep(runs=14 * DAY, bodies=2 * DAY))
     report = store.prune(policy, NOW)
@@ -499,8 +584,9 @@ def test_compaction_keeps_the_summary_and_drops_the_message(store: Store) -> Non
     assert got is not None and got.compacted_at == NOW
     assert (got.status, got.key, got.correlation_id, got.created_at, got.updated_at,
             got.steps) == ("succeeded", "1001", "r1", state.created_at, state.updated_at,
-                           state.steps)
+                           [{"id": "check", "status": "succeeded", "duration_ms": 1.5}])
     assert got.envelope == {"meta": {"run_id": "r1"}} and got.original == {}
+    assert ids(store.list_runs(by_order)) == []  # the searchable payload went with the body
     assert ids(store.list_runs(RunFilter(key="1001"))) == ["r1"]
     fresh = store.get_run("fresh")
     assert fresh is not None and fresh.compacted_at is None

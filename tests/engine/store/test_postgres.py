@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -297,5 +298,37 @@ def test_with_redis_the_runs_recorded_are_queued_and_their_duplicates_are_not(
         assert client.keys("flowrun:run:*") == []
         assert store.records.get_run("b") is not None and store.get_run("a") is None
         client.close()
+    finally:
+        store.close()
+
+
+def test_the_search_migration_classifies_the_entries_already_there(empty_url: str) -> None:
+    from engine.records import encode_dead_letter
+    from engine.store.base import DeadLetterFilter
+    from tests.engine.store.test_contract import letter
+
+    shipped = pg_migrations.migrations()
+    search = next(m for m in shipped if m.name == "search")
+    before = [m for m in shipped if m.version < search.version]
+    entries = [letter("e1", kind="http", http=422, created=1),
+               letter("e2", kind="timeout", created=2),
+               letter("e3", created=3)]  # from before kinds
+    with connect(empty_url) as conn:
+        pg_migrations.upgrade(conn, shipped=before)
+        for e in entries:
+            conn.execute("INSERT INTO dead_letters VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                         (e.id, e.run_id, e.flow_id, e.step, e.message, e.status, e.created_at,
+                          encode_dead_letter(e)))
+        # a record jsonb cannot hold (a NUL character) stays unclassified; the upgrade goes on
+        conn.execute("INSERT INTO dead_letters VALUES ('e4', 'r4', 'orders', 'erp', 'm', "
+                     "'open', 1, %s)", (b'{"reason": {"kind": "http", "x": "\\u0000"}}',))
+        assert search in pg_migrations.upgrade(conn)
+    store = PostgresStore(empty_url)
+    try:
+        def found(**how: Any) -> list[str]:
+            return [e.id for e in store.list_dead_letters(DeadLetterFilter(**how))]
+
+        assert found(kind="http") == ["e1"]
+        assert found(kind="http", http_status=422) == ["e1"] and found(kind="timeout") == ["e2"]
     finally:
         store.close()

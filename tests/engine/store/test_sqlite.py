@@ -373,3 +373,29 @@ def test_prune_removes_expired_delivery_ids_and_keeps_live_ones(store: SqliteSto
     assert store._query("SELECT key FROM idempotency") == [("live",)]
     assert store.create_run(run("again"), ("orders", "live", 60)) == "live"
     assert store.prune(policy, time.time(), flow="orders").counts == {}
+
+
+def test_searches_that_read_records_pass_over_one_sqlite_cannot_parse(tmp_path: Path) -> None:
+    """A record written long ago with a NaN (plain JSON orjson refuses, SQLite too) is skipped
+    by payload and error-kind searches, not a failed search."""
+    from engine.records import DeadLetter
+    from engine.store.base import DeadLetterFilter, PayloadQuery
+
+    store = SqliteStore(tmp_path / "state.db")
+    good = RunState(run_id="good", flow_id="f", flow_version="v", envelope={},
+                    original={"body": {"po": "P-1"}, "headers": {}}, created_at=2.0)
+    store.create_runs([(good, None)])
+    entry = DeadLetter(id="e1", run_id="good", flow_id="f", flow_version="v", step="s",
+                       reason={"kind": "http", "status": 422, "message": "m"}, original={},
+                       envelope={}, created_at=2.0)
+    store.save_run(good, dead_letter=entry)
+    db = store._db()
+    db.execute("INSERT INTO runs VALUES ('old', 'f', 'succeeded', NULL, 'old', 1.0, 1.0, NULL, "
+               "'{\"original\": {\"body\": {\"po\": \"P-1\", \"x\": NaN}}}')")
+    db.execute("INSERT INTO dead_letters VALUES ('e0', 'old', 'f', 's', 'm', 'open', 1.0, "
+               "'{\"reason\": {\"kind\": \"http\", \"x\": NaN}}')")
+    found = store.list_runs(RunFilter(payload=PayloadQuery.parse("po = P-1")))
+    assert [r.run_id for r in found] == ["good"]
+    entries = store.list_dead_letters(DeadLetterFilter(kind="http", http_status=422))
+    assert [e.id for e in entries] == ["e1"]
+    store.close()
