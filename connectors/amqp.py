@@ -103,7 +103,7 @@ class _TlsSocket(amqp.transport.SSLTransport):
                                    do_handshake_on_connect=False)
 
 
-class _TlsAmqpConnection(amqp.Connection):
+class _TlsAmqpConnection(kombu.transport.pyamqp.Connection):
     def Transport(self, host: str, connect_timeout: Any, ssl: Any = False,
                   read_timeout: Any = None, write_timeout: Any = None,
                   **kwargs: Any) -> Any:

@@ -116,7 +116,7 @@ async def connect(name: str, config: Any, secrets: Any, folder: Any = None) -> A
             connect_timeout=config.timeout, allow_reconnect=True, max_reconnect_attempts=-1,
             error_cb=on_error, **tls), config.timeout)
     except (OSError, TimeoutError, nats.errors.Error) as exc:
-        kind, why = failure(failed[-1]) if failed else failure(exc)
+        kind, why = failure(failed[-1] if failed else exc, config)
         if not failed and isinstance(exc, TimeoutError):
             why = f"no answer within {config.timeout:g}s"
         raise StepError(f"nats {name} ({host}:{port}): {why}", kind=kind,

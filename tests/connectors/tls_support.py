@@ -2,8 +2,7 @@
 processes on free loopback ports (the machine's shared brokers are never reconfigured).
 
 trustme mints a CA, the brokers' certificate (127.0.0.1 and localhost) and a client
-certificate for mutual TLS; a second CA nobody trusts signs an impostor's certificate. Mosquitto,
-Redis and nats-server run as subprocesses with a TLS listener that requires a client
+certificate for mutual TLS. Mosquitto, Redis and nats-server run as subprocesses with a TLS listener that requires a client
 certificate; RabbitMQ cannot be started privately in a test, so `TlsRelay` terminates TLS (mTLS
 too) in front of the shared RabbitMQ on 5672, the way a TLS proxy or load balancer would.
 """
@@ -31,8 +30,6 @@ class Certs:
     ca: trustme.CA
     server: trustme.LeafCert
     client: trustme.LeafCert
-    #: a server certificate from a CA the clients do not trust
-    impostor: trustme.LeafCert
 
     def write(self, folder: Path) -> Path:
         """The files a connection names, in *folder* (the connections folder's certs/)."""
@@ -41,11 +38,19 @@ class Certs:
         self.client.cert_chain_pems[0].write_to_path(str(folder / "client.pem"))
         self.client.private_key_pem.write_to_path(str(folder / "client.key"))
         (folder / "client.key").chmod(0o600)
+        trustme.CA().cert_pem.write_to_path(str(folder / "other-ca.pem"))  # not the brokers'
         return folder
 
-    def server_files(self, folder: Path, *, impostor: bool = False) -> dict[str, Path]:
+    def client_context(self) -> ssl.SSLContext:
+        """The tests' own clients: trusting the CA, with the client certificate."""
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        self.client.configure_cert(context)
+        return context
+
+    def server_files(self, folder: Path) -> dict[str, Path]:
         folder.mkdir(parents=True, exist_ok=True)
-        leaf = self.impostor if impostor else self.server
+        leaf = self.server
         files = {"ca": folder / "ca.pem", "cert": folder / "server.pem",
                  "key": folder / "server.key"}
         self.ca.cert_pem.write_to_path(str(files["ca"]))
@@ -57,9 +62,7 @@ class Certs:
 
 def mint() -> Certs:
     ca = trustme.CA()
-    return Certs(ca, ca.issue_cert("127.0.0.1", "localhost"),
-                 ca.issue_cert("flowrunner-client"),
-                 trustme.CA().issue_cert("127.0.0.1", "localhost"))
+    return Certs(ca, ca.issue_cert("127.0.0.1", "localhost"), ca.issue_cert("flowrunner-client"))
 
 
 def free_port() -> int:
@@ -105,8 +108,8 @@ def binary(name: str, *more: str) -> str:
     return found
 
 
-def mosquitto(folder: Path, certs: Certs, *, impostor: bool = False) -> Process:
-    files = certs.server_files(folder, impostor=impostor)
+def mosquitto(folder: Path, certs: Certs) -> Process:
+    files = certs.server_files(folder)
     port = free_port()
     conf = folder / "mosquitto.conf"
     # run by root, mosquitto would drop to its own user, who cannot read the test's folder
@@ -114,6 +117,9 @@ def mosquitto(folder: Path, certs: Certs, *, impostor: bool = False) -> Process:
 user {getpass.getuser()}
 allow_anonymous true
 persistence false
+log_dest file {folder / 'mosquitto.log'}
+log_type subscribe
+log_type error
 listener {port} 127.0.0.1
 cafile {files['ca']}
 certfile {files['cert']}
@@ -124,8 +130,8 @@ require_certificate true
                    folder / "mosquitto.log")
 
 
-def redis_server(folder: Path, certs: Certs, *, impostor: bool = False) -> Process:
-    files = certs.server_files(folder, impostor=impostor)
+def redis_server(folder: Path, certs: Certs) -> Process:
+    files = certs.server_files(folder)
     port = free_port()
     return Process([binary("redis-server"), "--port", "0", "--tls-port", str(port),
                     "--bind", "127.0.0.1", "--tls-cert-file", str(files["cert"]),
@@ -134,8 +140,8 @@ def redis_server(folder: Path, certs: Certs, *, impostor: bool = False) -> Proce
                     "--dir", str(folder)], port, folder / "redis.log")
 
 
-def nats_server(folder: Path, certs: Certs, *, impostor: bool = False) -> Process:
-    files = certs.server_files(folder, impostor=impostor)
+def nats_server(folder: Path, certs: Certs) -> Process:
+    files = certs.server_files(folder)
     port = free_port()
     conf = folder / "nats.conf"
     conf.write_text(f"""listen: "127.0.0.1:{port}"
@@ -156,13 +162,15 @@ class TlsRelay:
     """TLS (with a client certificate required) on a free loopback port, relayed in the clear
     to *target*: a TLS-terminating proxy in front of the shared RabbitMQ."""
 
-    def __init__(self, certs: Certs, target: tuple[str, int], *, impostor: bool = False):
+    def __init__(self, certs: Certs, target: tuple[str, int]):
         self.target = target
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        (certs.impostor if impostor else certs.server).configure_cert(self.context)
+        certs.server.configure_cert(self.context)
         self.context.verify_mode = ssl.CERT_REQUIRED
         certs.ca.configure_trust(self.context)
         self.loop = asyncio.new_event_loop()
+        # a refused handshake (the tests make some) is the client's error to report, not ours
+        self.loop.set_exception_handler(lambda _loop, _context: None)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.server = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
