@@ -31,7 +31,6 @@ from tests.conftest import wait_until
 from tests.connectors import bus_support, connections_support
 from tests.connectors.tls_support import (
     Certs,
-    Process,
     TlsRelay,
     mint,
     mosquitto,
@@ -92,8 +91,10 @@ def _mqtt(folder: Path, certs: Certs) -> Iterator[Bus]:
     def subscribed() -> bool:  # the broker logs each subscription (log_type subscribe)
         return f"t-{suffix}-consume" in broker.log.read_text(errors="replace")
 
-    yield Bus("mqtt", broker.port, f"host: 127.0.0.1, port: {broker.port}, client_id: t-{suffix}",
-              f'{{topic: "in/{suffix}/#", qos: 1}}', f'{{connection: bus, topic: "out/{suffix}/x"}}',
+    yield Bus("mqtt", broker.port,
+              f"host: 127.0.0.1, port: {broker.port}, client_id: t-{suffix}",
+              f'{{topic: "in/{suffix}/#", qos: 1}}',
+              f'{{connection: bus, topic: "out/{suffix}/x"}}',
               send, lambda: list(received), lambda: None, subscribed)
     listener.loop_stop()
     listener.disconnect()
@@ -267,8 +268,8 @@ def test_a_refused_consumer_says_why_in_its_log(tmp_path: Path, bus: Bus,
     project = consumer(tmp_path, bus, certs, NO_CLIENT_CERT)
     try:
         project.start()
-        line = wait_until(lambda: next((l for l in project.output().splitlines()
-                                        if "consumer stopped" in l), None), 60,
+        line = wait_until(lambda: next((text for text in project.output().splitlines()
+                                        if "consumer stopped" in text), None), 60,
                           "the consumer's error")
         assert f"{bus.name} bus (127.0.0.1:{bus.port})" in line, line
         assert "client certificate" in line, line

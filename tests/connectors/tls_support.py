@@ -2,9 +2,10 @@
 processes on free loopback ports (the machine's shared brokers are never reconfigured).
 
 trustme mints a CA, the brokers' certificate (127.0.0.1 and localhost) and a client
-certificate for mutual TLS. Mosquitto, Redis and nats-server run as subprocesses with a TLS listener that requires a client
-certificate; RabbitMQ cannot be started privately in a test, so `TlsRelay` terminates TLS (mTLS
-too) in front of the shared RabbitMQ on 5672, the way a TLS proxy or load balancer would.
+certificate for mutual TLS. Mosquitto, Redis and nats-server run as subprocesses with a TLS
+listener that requires a client certificate; RabbitMQ cannot be started privately in a test,
+so `TlsRelay` terminates TLS (mTLS too) in front of the shared RabbitMQ on 5672, the way a TLS
+proxy or load balancer would.
 """
 
 from __future__ import annotations
