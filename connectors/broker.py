@@ -46,7 +46,7 @@ _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
 
-class Tls(Model):
+class BrokerTls(Model):
     """TLS to the broker. ``tls: true`` is all defaults: the system's CAs, host name checked."""
 
     ca_file: str | None = Field(None, description="PEM file of the CAs to trust instead of "
@@ -65,7 +65,7 @@ class Tls(Model):
                                     "carry when it is not host (an IP address, a tunnel).")
 
     @model_validator(mode="after")
-    def _pairs(self) -> Tls:
+    def _pairs(self) -> BrokerTls:
         if self.key_file is not None and self.cert_file is None:
             raise ValueError("key_file needs cert_file, the client certificate it belongs to")
         if self.key_password is not None and self.cert_file is None:
@@ -79,14 +79,14 @@ class Broker(Model):
     username: str | None = Field(None, description="User name; may use ${env:...}.")
     password: Secret | None = Field(None, description="Password: '${secret:NAME}'.")
     timeout: Duration = Field(10.0, description="Connect and publish-confirm timeout.")
-    tls: bool | Tls = Field(False, description="TLS to the broker: true (the system's CAs), or "
+    tls: bool | BrokerTls = Field(False, description="TLS to the broker: true (the system's CAs), or "
                             "ca_file, cert_file and key_file for mutual TLS, verify, "
                             "server_name.")
 
     @property
-    def tls_options(self) -> Tls | None:
+    def tls_options(self) -> BrokerTls | None:
         """The ``tls:`` block, None for a connection in the clear."""
-        return Tls() if self.tls is True else (self.tls or None)
+        return BrokerTls() if self.tls is True else (self.tls or None)
 
     def address(self, secrets: Callable[[str], str]) -> tuple[str, int, str | None, str | None]:
         """Host, port, user name and password, their references resolved (raises
@@ -226,7 +226,7 @@ def _file(name: str, key: str, value: str | None, folder: FsPath | None) -> FsPa
 
 
 def _client_certificate(name: str, context: ssl.SSLContext, cert: FsPath, key: FsPath | None,
-                        tls: Tls, secrets: Callable[[str], str]) -> None:
+                        tls: BrokerTls, secrets: Callable[[str], str]) -> None:
     where = f"connection '{name}': tls"
     try:
         password = interpolate(tls.key_password, secrets) if tls.key_password else None
