@@ -18,12 +18,12 @@ import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import requests
 from cryptography.hazmat.primitives import serialization
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag
 
 from engine.plugin import (
     REF,
@@ -64,13 +64,15 @@ class BrokerTls(Model):
     server_name: str | None = Field(None, description="The name the broker's certificate must "
                                     "carry when it is not host (an IP address, a tunnel).")
 
-    @model_validator(mode="after")
-    def _pairs(self) -> BrokerTls:
-        if self.key_file is not None and self.cert_file is None:
-            raise ValueError("key_file needs cert_file, the client certificate it belongs to")
-        if self.key_password is not None and self.cert_file is None:
-            raise ValueError("key_password needs cert_file (and key_file)")
-        return self
+
+def _tls_form(value: Any) -> str:
+    return "flag" if isinstance(value, bool) else "block"
+
+
+#: ``tls: true``/``false``, or the block; tagged, so a mistake in the block is told once, at its
+#: key, not beside "input should be a valid boolean"
+TlsSetting = Annotated[Annotated[bool, Tag("flag")] | Annotated[BrokerTls, Tag("block")],
+                       Discriminator(_tls_form)]
 
 
 class Broker(Model):
@@ -79,7 +81,7 @@ class Broker(Model):
     username: str | None = Field(None, description="User name; may use ${env:...}.")
     password: Secret | None = Field(None, description="Password: '${secret:NAME}'.")
     timeout: Duration = Field(10.0, description="Connect and publish-confirm timeout.")
-    tls: bool | BrokerTls = Field(False, description="TLS to the broker: true (the system's CAs), or "
+    tls: TlsSetting = Field(False, description="TLS to the broker: true (the system's CAs), or "
                             "ca_file, cert_file and key_file for mutual TLS, verify, "
                             "server_name.")
 
@@ -136,6 +138,11 @@ def check(config: Broker, ctx: ConnectionContext) -> None:
     tls = config.tls_options
     if tls is None:
         return
+    if tls.cert_file is None:  # here, not in the model: the problem then points at the key
+        for key in ("key_file", "key_password"):
+            if getattr(tls, key) is not None:
+                ctx.problem(("tls", key), f"{key} needs cert_file, the client certificate "
+                                          "the key belongs to")
     for key in _FILES:
         value = getattr(tls, key)
         if value is None:
