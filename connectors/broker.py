@@ -156,7 +156,7 @@ def check(config: Broker, ctx: ConnectionContext) -> None:
             if not path.is_file():
                 ctx.problem(where, f"no such file {path}; a relative name is read from the "
                                    "connections folder", severity="warning")
-            elif key == "key_file" and _open_to_others(path):
+            elif key in _private(tls) and _open_to_others(path):
                 ctx.problem(where, f"{path} is open to other users; a private key must be "
                                    f"readable by its owner only: chmod 600 {path}",
                             severity="warning")
@@ -189,7 +189,8 @@ def tls_context(name: str, config: Broker, folder: FsPath | None,
     tls = config.tls_options
     if tls is None:
         return None
-    files = {key: _file(name, key, getattr(tls, key), folder) for key in _FILES}
+    files = {key: _file(name, key, getattr(tls, key), folder, key in _private(tls))
+             for key in _FILES}
     context = _Context(ssl.PROTOCOL_TLS_CLIENT)  # host name checked, certificate required
     context.server_name = tls.server_name
     try:
@@ -216,7 +217,13 @@ def tls_context(name: str, config: Broker, folder: FsPath | None,
     return context
 
 
-def _file(name: str, key: str, value: str | None, folder: FsPath | None) -> FsPath | None:
+def _private(tls: BrokerTls) -> tuple[str, ...]:
+    """The key of the file holding the private key: key_file, else cert_file holds both."""
+    return ("key_file",) if tls.key_file is not None else ("cert_file",)
+
+
+def _file(name: str, key: str, value: str | None, folder: FsPath | None,
+          private: bool) -> FsPath | None:
     if value is None:
         return None
     try:
@@ -225,8 +232,8 @@ def _file(name: str, key: str, value: str | None, folder: FsPath | None) -> FsPa
         raise StepError(f"connection '{name}': tls.{key}: {exc}", kind="config") from None
     if not path.is_file():
         raise StepError(f"connection '{name}': tls.{key}: no such file {path}", kind="config")
-    if key == "key_file" and _open_to_others(path):
-        raise StepError(f"connection '{name}': tls.key_file: {path} is open to other users; "
+    if private and _open_to_others(path):
+        raise StepError(f"connection '{name}': tls.{key}: {path} is open to other users; "
                         f"a private key must be readable by its owner only: chmod 600 {path}",
                         kind="config")
     return path

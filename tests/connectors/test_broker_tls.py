@@ -167,6 +167,18 @@ def test_a_key_file_open_to_others_is_refused(folder: Path) -> None:
         f"private key must be readable by its owner only: chmod 600 {folder}/client.key")
 
 
+def test_a_certificate_file_holding_its_key_must_be_private_too(folder: Path) -> None:
+    both = folder / "both.pem"
+    both.write_bytes((folder / "client.pem").read_bytes() + (folder / "client.key").read_bytes())
+    both.chmod(0o600)
+    assert context_of(folder, cert_file="both.pem") is not None
+    both.chmod(0o644)
+    with pytest.raises(StepError) as caught:
+        context_of(folder, cert_file="both.pem")
+    assert caught.value.message.startswith(
+        f"connection 'bus': tls.cert_file: {both} is open to other users")
+
+
 def test_verify_false_is_logged_once_as_a_warning(folder: Path,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="flowrunner.bus")
