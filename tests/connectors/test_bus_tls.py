@@ -276,3 +276,23 @@ def test_a_refused_consumer_says_why_in_its_log(tmp_path: Path, bus: Bus,
         assert "Traceback" not in project.output()
     finally:
         project.stop()
+
+
+def test_server_name_is_the_name_the_broker_certificate_is_checked_against(
+        publisher: connections_support.Project, bus: Bus) -> None:
+    # the broker's certificate is for 127.0.0.1 and localhost: another name must be refused,
+    # whichever host name the client library itself would check
+    state = publish_once(publisher, bus, MUTUAL.replace("}", ", server_name: broker.test}"))
+    assert state.status == "dead_lettered"
+    assert state.error is not None and state.error["kind"] == "tls", state.error
+    assert state.error["message"].endswith(
+        "TLS: the broker's certificate is not for this host (Hostname mismatch, certificate is "
+        "not valid for 'broker.test'); connect by a name it carries, or set tls.server_name")
+
+
+def test_verify_false_takes_a_broker_certificate_from_any_ca(
+        publisher: connections_support.Project, bus: Bus) -> None:
+    # (the warning it logs, once per connection and process: test_broker_tls.py)
+    state = publish_once(publisher, bus, OTHER_CA.replace("}", ", verify: false}"))
+    assert state.status == "succeeded", state.error
+    assert orjson.loads(wait_until(bus.received, 30, "the message")[0]) == {"order_id": "B-1"}
