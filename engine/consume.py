@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -112,12 +113,15 @@ class Gate:
     window. ``take`` is called on the consumer's thread; ``settled`` yields, on that same
     thread, the messages to acknowledge (True) or to give back to the broker (False)."""
 
-    def __init__(self, app: Any, flow: CompiledFlow, connection: Any):
+    def __init__(self, app: Any, flow: CompiledFlow, connection: Any,
+                 folder: Path | None = None):
         self.app, self.flow = app, flow
         self.trigger = flow.trigger
         self.source = getattr(self.trigger, self.trigger.bus)
         #: (name, config) of the bus connection
         self.connection = connection
+        #: the connections folder, which a relative certificate file name is read from
+        self.folder = folder
         self.secrets = app.secrets
         self._answers: queue.Queue[tuple[BusMessage, bool]] = queue.Queue()
         self._open = 0
@@ -268,10 +272,11 @@ def _serve(app: Any, flow: CompiledFlow, stop: threading.Event, pause: float) ->
     kind = consumer_kinds()[flow.trigger.bus]
     assert isinstance(kind, ConsumerKind)  # checked when the flow was loaded
     name = flow.trigger.connection
-    connection = (name, getattr(app.loader.connections(flow.file).found[name], flow.trigger.bus))
+    connections = app.loader.connections(flow.file)
+    connection = (name, getattr(connections.found[name], flow.trigger.bus))
     wait = pause
     while not stop.is_set():
-        gate = Gate(app, flow, connection)
+        gate = Gate(app, flow, connection, connections.folder)
         try:
             kind.run(gate, stop)
             wait = pause
