@@ -11,12 +11,16 @@
   var specs = [
     {field: "finished", name: "Runs finished", axis: "runs", unit: "", bars: true, color: "#2454c5"},
     {field: "error_rate", name: "Error rate", axis: "% failed", unit: " %", bars: false, color: "#b42318", min: 5},
-    {field: "p95_seconds", name: "p95 latency", axis: "seconds", unit: " s", bars: false, color: "#9a6700"},
+    {field: "p95_seconds", name: "p95 latency", axis: "seconds (log)", unit: " s", bars: false, color: "#9a6700", log: true},
     {field: "dead_letters", name: "Dead letters filed", axis: "entries", unit: "", bars: true, color: "#7a2e0e"}
   ];
   var charts = {};
   var utc = function (ts) { return uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); };
   var widthOf = function (el) { return Math.max(280, el.clientWidth || 560); };
+  // 24-hour UTC times, with the date where a window spans days (as the console's tables)
+  var long = data.until - data.since > 86400;
+  var tick = uPlot.fmtDate(long ? "{MM}-{DD}\n{HH}:{mm}" : "{HH}:{mm}");
+  var ticks = function (u, splits) { return splits.map(function (ts) { return tick(utc(ts)); }); };
 
   specs.forEach(function (spec) {
     var el = document.querySelector('.chart[data-chart="' + spec.field + '"]');
@@ -28,15 +32,17 @@
       tzDate: utc,
       scales: {
         x: {time: true, range: [data.since, data.until]},
-        y: {range: function (u, low, high) { return [0, Math.max(high || 0, spec.min || 1)]; }}
+        y: spec.log
+          ? {distr: 3, log: 10, range: function (u, low, high) { return [0.01, Math.max(high || 0, 1)]; }}
+          : {range: function (u, low, high) { return [0, Math.max(high || 0, spec.min || 1)]; }}
       },
       axes: [
-        {label: "Time (UTC)", labelSize: 18, size: 40},
+        {label: "Time (UTC)", labelSize: 18, size: long ? 52 : 40, space: 60, values: ticks},
         {label: spec.axis, labelSize: 18, size: 56}
       ],
       legend: {live: true},
       series: [
-        {label: "Time (UTC)"},
+        {label: "Time (UTC)", value: "{YYYY}-{MM}-{DD} {HH}:{mm}"},
         {
           label: spec.name,
           stroke: spec.color,
