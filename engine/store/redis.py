@@ -47,11 +47,12 @@ from engine.store.base import (
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Activity counters (engine/store/activity), bounded: per minute in one hash per hour, per hour
-# in one hash per day, each for all flows and for the flow; fields '<minute or hour>:<what>' where
-# what is n (runs finished), e (failed), l<slot> (finished in that latency bucket) or d
-# (dead-letter entries filed). Written by the script that finishes the run or files the entry
-# (a few HINCRBYs, no round trip); a hash expires its time to live after its last write.
+# Activity counters (engine/store/activity), bounded: per flow, per minute in one hash per hour
+# and per hour in one hash per day; fields '<minute or hour>:<what>' where what is l<slot> (runs
+# finished in that latency bucket: their sum is the runs finished), e (failed) or d (dead-letter
+# entries filed). Written by the script that finishes the run or files the entry: two HINCRBYs
+# (three for a failure). A hash expires its time to live after the last field it gained; all
+# flows are the sum of the flows, at read time.
 MINUTES_KEPT = 26 * 3600  # the 24-hour window, in minutes
 HOURS_KEPT = 8 * 86400  # the 7-day window, in hours
 _ACTIVITY = f"""
@@ -60,20 +61,21 @@ local function bump(p, flow, t, what)
   t = math.floor(tonumber(t))
   local hour, day = t - t % 3600, t - t % 86400
   local m, h = (t - hour - t % 60) / 60 .. ':', (hour - day) / 3600 .. ':'
-  for _, k in ipairs({{{{p .. 'act:m:' .. hour, m, {MINUTES_KEPT}}},
-                      {{p .. 'act:m:' .. hour .. ':' .. flow, m, {MINUTES_KEPT}}},
-                      {{p .. 'act:h:' .. day, h, {HOURS_KEPT}}},
-                      {{p .. 'act:h:' .. day .. ':' .. flow, h, {HOURS_KEPT}}}}}) do
-    for _, field in ipairs(what) do redis.call('HINCRBY', k[1], k[2] .. field, 1) end
-    redis.call('EXPIRE', k[1], k[3])
+  for _, k in ipairs({{{{p .. 'act:m:' .. flow .. ':' .. hour, m, {MINUTES_KEPT}}},
+                      {{p .. 'act:h:' .. flow .. ':' .. day, h, {HOURS_KEPT}}}}}) do
+    for _, field in ipairs(what) do
+      if redis.call('HINCRBY', k[1], k[2] .. field, 1) == 1 then
+        redis.call('EXPIRE', k[1], k[3])
+      end
+    end
   end
 end
 -- fin: '' (not finished) or '<finished at, whole seconds>:<latency slot>:<1 failed, 0 not>'
 local function finish(p, flow, fin)
   if fin == '' then return end
   local t, slot, bad = string.match(fin, '^(%d+):(%d+):(%d)$')
-  if bad == '1' then bump(p, flow, t, {{'n', 'l' .. slot, 'e'}})
-  else bump(p, flow, t, {{'n', 'l' .. slot}}) end
+  if bad == '1' then bump(p, flow, t, {{'l' .. slot, 'e'}})
+  else bump(p, flow, t, {{'l' .. slot}}) end
 end
 """
 
@@ -684,35 +686,36 @@ class RedisStore:
     def activity(self, flow: str | None, since: float, until: float,
                  bucket: float) -> list[act.Bucket]:
         """From the counters (_ACTIVITY): hours when *bucket* is whole hours, else minutes.
-        A 24-hour window reads 25 hashes, a 7-day window 8."""
+        A 24-hour window reads 25 hashes per flow, a 7-day window 8, in one round trip."""
         start, count = act.frame(since, until, bucket)
         end = start + count * bucket
         unit, period, kind = (3600, 86400, "h") if bucket % 3600 == 0 else (60, 3600, "m")
         first = math.floor(start / period) * period
         periods = [first + i * period for i in range(math.ceil((end - first) / period))]
-        suffix = "" if flow is None else f":{flow}"
 
-        def read() -> list[dict[str, str]]:
+        def read() -> list[tuple[int, dict[str, str]]]:
+            flows = [flow] if flow is not None else sorted(
+                str(f) for f in self.redis.smembers(f"{self.prefix}flows"))
             pipe = self.redis.pipeline(transaction=False)
-            for at in periods:
-                pipe.hgetall(f"{self.prefix}act:{kind}:{at}{suffix}")
-            return list(pipe.execute())
+            for name in flows:
+                for at in periods:
+                    pipe.hgetall(f"{self.prefix}act:{kind}:{name}:{at}")
+            return list(zip(periods * len(flows), pipe.execute(), strict=True))
 
         buckets = act.empty(start, count, bucket)
-        for at, fields in zip(periods, self._do(read), strict=True):
+        for at, fields in self._do(read):
             for name, value in fields.items():
                 slot, _, what = str(name).partition(":")
                 moment = at + int(slot) * unit
                 if not start <= moment < end:
                     continue
                 into, n = buckets[int((moment - start) // bucket)], int(value)
-                if what == "n":
-                    into.finished += n
-                elif what == "e":
+                if what == "e":
                     into.failed += n
                 elif what == "d":
                     into.dead_letters += n
                 elif what.startswith("l"):
+                    into.finished += n
                     into.latency[min(int(what[1:]), act.SLOTS - 1)] += n
         return buckets
 
