@@ -420,8 +420,10 @@ def test_a_state_file_from_before_finished_at_gets_it_from_its_finished_runs(
     try:
         got = store.activity("orders", 600, 720, 60)
         assert [(b.finished, b.failed, b.p95) for b in got] == [(2, 1, 50.0), (0, 0, None)]
-        plan = store._query("EXPLAIN QUERY PLAN SELECT COUNT(*) FROM runs WHERE "
-                            "finished_at >= 0 AND finished_at < 1 GROUP BY flow_id")
-        assert "runs_finished" in str(plan)
+        for flows in ("flow_id = 'orders'", "flow_id IN (SELECT flow_id FROM run_counts)"):
+            plan = store._query("EXPLAIN QUERY PLAN SELECT status, created_at FROM runs WHERE "
+                                f"{flows} AND finished_at >= 0 AND finished_at < 1")
+            assert "COVERING INDEX runs_finished (flow_id=? AND finished_at>? AND " \
+                   "finished_at<?)" in str(plan), plan
     finally:
         store.close()
