@@ -102,13 +102,15 @@ def test_a_store_refuses_an_older_schema_and_a_newer_one(
         PostgresStore(empty_url)
 
 
-def test_upgrading_to_version_2_fills_finished_at_from_the_finished_runs(empty_url: str) -> None:
-    with connect(empty_url) as conn:
-        pg_migrations.upgrade(conn, shipped=pg_migrations.migrations()[:1])
+def test_upgrading_to_finished_at_fills_it_from_the_finished_runs(empty_url: str) -> None:
+    shipped = pg_migrations.migrations()
+    [finished] = [m for m in shipped if m.name == "finished_at"]
+    with connect(empty_url) as conn:  # a database of the version before
+        pg_migrations.upgrade(conn, shipped=[m for m in shipped if m.version < finished.version])
         for i, status in enumerate(("succeeded", "failed", "running")):
             conn.execute("INSERT INTO runs VALUES (%s, 'orders', %s, NULL, '', 600, %s, NULL, "
                          "'{}')", (f"r{i}", status, 630.0 + i))
-        assert [m.version for m in pg_migrations.upgrade(conn)] == [2]
+        assert pg_migrations.upgrade(conn)[0].name == "finished_at"
         rows = conn.execute("SELECT run_id, finished_at FROM runs ORDER BY run_id").fetchall()
     assert rows == [("r0", 630.0), ("r1", 631.0), ("r2", None)]
     store = PostgresStore(empty_url)
