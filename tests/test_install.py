@@ -123,5 +123,5 @@ def test_the_wheel_ships_the_consoles_vendored_chart_library(tmp_path: Path) -> 
                     f"{vendor}VERSION", "engine/console/static/activity.js",
                     "engine/console/static/activity.css",
                     "engine/console/templates/activity.html",
-                    "engine/store/migrations/0004_finished_at.sql"):
+                    "engine/store/migrations/0005_finished_at.sql"):
         assert shipped in names, shipped

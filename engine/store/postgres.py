@@ -57,7 +57,7 @@ TIDY_EVERY = 5.0
 _RUN_ROW = ("(run_id, flow_id, status, key, correlation_id, created_at, updated_at, due_at, data,"
             " payload, finished_at)")
 # a run's payload (its original body, for search) is written when it is recorded and kept; a
-# run finishes once: saved again when done, it keeps its time (migration 0004)
+# run finishes once: saved again when done, it keeps its time (migration 0005)
 _UPSERT_RUNS = f"""
 INSERT INTO runs {_RUN_ROW}
 SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[],

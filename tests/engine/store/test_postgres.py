@@ -108,8 +108,9 @@ def test_upgrading_to_finished_at_fills_it_from_the_finished_runs(empty_url: str
     with connect(empty_url) as conn:  # a database of the version before
         pg_migrations.upgrade(conn, shipped=[m for m in shipped if m.version < finished.version])
         for i, status in enumerate(("succeeded", "failed", "running")):
-            conn.execute("INSERT INTO runs VALUES (%s, 'orders', %s, NULL, '', 600, %s, NULL, "
-                         "'{}')", (f"r{i}", status, 630.0 + i))
+            conn.execute("INSERT INTO runs (run_id, flow_id, status, key, correlation_id, "
+                         "created_at, updated_at, due_at, data) VALUES (%s, 'orders', %s, NULL, "
+                         "'', 600, %s, NULL, '{}')", (f"r{i}", status, 630.0 + i))
         assert pg_migrations.upgrade(conn)[0].name == "finished_at"
         rows = conn.execute("SELECT run_id, finished_at FROM runs ORDER BY run_id").fetchall()
     assert rows == [("r0", 630.0), ("r1", 631.0), ("r2", None)]

@@ -1,4 +1,4 @@
--- Schema version 4: when a run finished, for the console's activity charts (runs finished,
+-- Schema version 5: when a run finished, for the console's activity charts (runs finished,
 -- error rate and p95 latency per minute or hour of a window). finished_at is the terminal
 -- save's updated_at and stays NULL while a run is active; a finished run saved again keeps it.
 -- The index is partial, so intake's new runs never enter it, and covering, so a window is one
