@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from engine import dlq_patch
+from engine.console import activity as charts
 from engine.console import models, views
 from engine.console.auth import CSRF_HEADER, Principal, Throttled
 from engine.console.users import Role
@@ -96,6 +97,10 @@ def routes(console: Console) -> list[BaseRoute]:
 
     async def flows(request: Request, who: Principal) -> Response:
         return _out(models.FlowHealth, await run_in_threadpool(views.flow_health, app))
+
+    async def activity(request: Request, who: Principal) -> Response:
+        params = dict(request.query_params)
+        return _out(models.Activity, await run_in_threadpool(charts.activity, app, params))
 
     async def runs(request: Request, who: Principal) -> Response:
         query = views.run_filter(dict(request.query_params))
@@ -221,6 +226,7 @@ def routes(console: Console) -> list[BaseRoute]:
 
     return [Route("/openapi.json", openapi),
             Route("/flows", guarded(flows)),
+            Route("/activity", guarded(activity)),
             Route("/runs", guarded(runs)),
             Route("/runs/{id}", guarded(run)),
             Route("/late", guarded(late)),

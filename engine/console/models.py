@@ -145,6 +145,34 @@ class FlowHealth(_Model):
     poll_error: str | None = Field(description="Polling flows: why the last poll failed.")
 
 
+class ActivityBucket(_Model):
+    start: float = Field(description="Unix seconds: the bucket is [start, start + bucket).")
+    finished: int = Field(description="Runs that finished in the bucket (dry runs left out).")
+    failed: int = Field(description="Of them, runs dead-lettered or failed.")
+    error_rate: float | None = Field(description="failed / finished, in percent; null when "
+                                                 "no run finished.")
+    p95_seconds: float | None = Field(description="95th percentile of received → finished, "
+                                                  "as the upper edge of its latency bucket.")
+    dead_letters: int = Field(description="Dead-letter entries filed in the bucket.")
+
+
+class ActivityWindow(_Model):
+    window: str
+    label: str
+
+
+class Activity(_Model):
+    window: Literal["1h", "24h", "7d"]
+    label: str
+    flow: str | None = Field(description="The flow, or null for all flows.")
+    bucket_seconds: int
+    since: float
+    until: float = Field(description="The end of the bucket under way now.")
+    buckets: list[ActivityBucket] = Field(description="Oldest first, empty buckets included.")
+    total: ActivityBucket = Field(description="The whole window as one bucket.")
+    windows: list[ActivityWindow] = Field(description="The windows there are.")
+
+
 class DeadLetterSummary(_Model):
     id: str
     run_id: str
@@ -281,6 +309,8 @@ _DLQ_QUERY = [("flow", "Flow id."), ("step", "Failed step."),
               ("http_status", "The partner's HTTP status (kind http), e.g. 422."),
               ("status", "open (default), replaying, replayed, discarded or all."),
               ("since", "From."), ("until", "Before."), ("limit", "1-200, default 50.")]
+_ACTIVITY_QUERY = [("window", "1h (minutes), 24h (half hours, the default) or 7d (hours)."),
+                   ("flow", "Flow id; leave it out for all flows.")]
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -327,12 +357,17 @@ def openapi() -> dict[str, Any]:
                                      FlowHealth, DeadLetterSummary, DeadLetterDetail,
                                      ReplayRequest, ReplayResult, DiscardRequest,
                                      BulkReplayRequest, BulkPreviewRequest, DryRunPath,
-                                     PatchPreview, BulkPreview, JobProgress]
+                                     PatchPreview, BulkPreview, JobProgress,
+                                     ActivityBucket, ActivityWindow, Activity]
     _, schemas = models_json_schema([(m, "serialization") for m in models],
                                     ref_template="#/components/schemas/{model}")
     paths = {
         "/api/flows": {"get": _op("Flows with their health", ("200", "FlowHealth", "Flows."),
                                   many=True)},
+        "/api/activity": {"get": _op("Runs finished, error rate, p95 latency and dead-letter "
+                                     "inflow per bucket of a window", ("200", "Activity",
+                                                                       "The window."),
+                                     query=_ACTIVITY_QUERY)},
         "/api/runs": {"get": _op("Search runs, newest first", ("200", "RunSummary", "Runs."),
                                  many=True, query=_RUN_QUERY)},
         "/api/runs/{id}": {"get": _op("A run's step timeline and payload snapshots",

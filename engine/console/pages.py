@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from engine import dlq_patch
+from engine.console import activity as charts
 from engine.console import graph_pages, views
 from engine.console.auth import CSRF_FIELD, Principal, Throttled
 from engine.console.oidc import COOKIE as OIDC_COOKIE
@@ -210,7 +211,9 @@ def routes(console: Console) -> list[BaseRoute]:
     # -- flows and runs ------------------------------------------------------------------------
     async def flows(request: Request, who: Principal) -> Response:
         health = await run_in_threadpool(views.flow_health, app)
-        return render(request, "flows.html", who, flows=health)
+        chart = await run_in_threadpool(charts.activity, app, dict(request.query_params))
+        return render(request, "flows.html", who, flows=health, activity=chart,
+                      flow_ids=sorted(app.flows.flows))
 
     async def runs(request: Request, who: Principal) -> Response:
         params = dict(request.query_params)

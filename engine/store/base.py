@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.records import Breach, DeadLetter, RunState
+from engine.store.activity import Bucket
 
 #: (scope, key, seconds it holds): a new run is recorded only while no other run holds the key
 Idempotency = tuple[str, str, float]
@@ -194,6 +195,13 @@ class Store(Protocol):
 
     def count_dead_letters(self, status: str = "open") -> dict[str, int]:
         """Dead-letter entries in *status*, by flow (flows with none left out); O(flows)."""
+
+    def activity(self, flow: str | None, since: float, until: float,
+                 bucket: float) -> list[Bucket]:
+        """Runs finished, failed and by latency, and dead-letter entries filed, of *flow* (all
+        flows: None) in buckets of *bucket* seconds covering [since, until), oldest first,
+        empty buckets included (engine/store/activity). Read from an index or from counters:
+        never from the records one by one."""
 
     # flow versions ----------------------------------------------------------------------------
     def save_flow_version(self, flow_id: str, version: str, text: str) -> None: ...

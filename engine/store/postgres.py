@@ -36,6 +36,7 @@ from engine.records import (
     encode_run,
     settles_sla,
 )
+from engine.store import activity as act
 from engine.store import pg_migrations, pruning
 from engine.store.base import (
     DeadLetterFilter,
@@ -54,17 +55,20 @@ Cursor = psycopg.Cursor[Any]
 TIDY_EVERY = 5.0
 
 _RUN_ROW = ("(run_id, flow_id, status, key, correlation_id, created_at, updated_at, due_at, data,"
-            " payload)")
-# a run's payload (its original body, for search) is written when it is recorded and kept
+            " payload, finished_at)")
+# a run's payload (its original body, for search) is written when it is recorded and kept; a
+# run finishes once: saved again when done, it keeps its time (migration 0005)
 _UPSERT_RUNS = f"""
 INSERT INTO runs {_RUN_ROW}
 SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[],
-                     %s::float8[], %s::float8[], %s::bytea[], %s::text[]::jsonb[])
+                     %s::float8[], %s::float8[], %s::bytea[], %s::text[]::jsonb[], %s::float8[])
 ON CONFLICT (run_id) DO UPDATE SET flow_id = excluded.flow_id, status = excluded.status,
     key = excluded.key, correlation_id = excluded.correlation_id,
     created_at = excluded.created_at, updated_at = excluded.updated_at,
     due_at = excluded.due_at, data = excluded.data,
-    payload = coalesce(excluded.payload, runs.payload)
+    payload = coalesce(excluded.payload, runs.payload),
+    finished_at = CASE WHEN excluded.finished_at IS NULL THEN NULL
+                       ELSE coalesce(runs.finished_at, excluded.finished_at) END
 """
 #: the largest body (JSON bytes) kept as a searchable payload; larger ones are not indexed
 PAYLOAD_LIMIT = 64 * 1024
@@ -200,7 +204,8 @@ class PostgresStore:
                 [r.key for r in runs], [r.correlation_id for r in runs],
                 [r.created_at for r in runs], [r.updated_at for r in runs],
                 [r.due_at for r in runs], data or [encode_run(r) for r in runs],
-                [payload_of(r) if i < new else None for i, r in enumerate(runs)])
+                [payload_of(r) if i < new else None for i, r in enumerate(runs)],
+                [r.updated_at if r.status in act.FINISHED else None for r in runs])
 
     def save_run(self, state: RunState, *, dead_letter: DeadLetter | None = None,
                  children: list[RunState] | None = None) -> None:
@@ -321,6 +326,22 @@ class PostgresStore:
         rows = self._rows("SELECT flow_id, count(*) FROM dead_letters WHERE status = %s "
                           "GROUP BY flow_id", (status,))
         return {str(flow): int(n) for flow, n in rows if n}
+
+    def activity(self, flow: str | None, since: float, until: float,
+                 bucket: float) -> list[act.Bucket]:
+        start, count = act.frame(since, until, bucket)
+        end = start + count * bucket
+        only, extra = (" AND flow_id = %s", (flow,)) if flow is not None else ("", ())
+        runs = self._rows(
+            "SELECT floor((finished_at - %s) / %s)::int AS b, (status = ANY(%s))::int AS bad, "
+            f"{act.sql_slot('finished_at - created_at')} AS slot, count(*) FROM runs "
+            f"WHERE finished_at >= %s AND finished_at < %s{only} GROUP BY b, bad, slot",
+            (start, bucket, list(act.FAILED), start, end, *extra))
+        entries = self._rows(
+            "SELECT floor((created_at - %s) / %s)::int AS b, count(*) FROM dead_letters "
+            f"WHERE created_at >= %s AND created_at < %s{only} GROUP BY b",
+            (start, bucket, start, end, *extra))
+        return act.fill(start, count, bucket, runs, entries)
 
     def _tidy(self) -> None:
         """Fold run-count changes and drop expired idempotency keys, every few seconds per

@@ -666,3 +666,83 @@ def test_a_replay_that_failed_again_goes_like_a_finished_run(store: Store) -> No
     assert report.counts == {("orders", "runs"): 1}
     assert store.get_run("replay-1") is None
     assert store.get_run("run-e1") is not None and store.get_dead_letter("e1") is not None
+
+
+# -- activity (the console's charts) -------------------------------------------------------------
+HOUR = 1_700_002_800.0  # a whole hour, 46 minutes after T0
+
+
+def finished(run_id: str, status: str, received: float, took: float, *,
+             flow: str = "orders") -> RunState:
+    """A run received *received* seconds after HOUR that finished *took* seconds later."""
+    state = run(run_id, flow=flow, status=status)
+    state.created_at, state.updated_at = HOUR + received, HOUR + received + took
+    return state
+
+
+def load_activity(store: Store) -> None:
+    """Four runs finished in HOUR's first minutes, one two hours before, one still queued, one
+    dry run; one dead-lettered with its entry."""
+    store.save_run(finished("ok", "succeeded", 10, 0.5))
+    failed = finished("dl", "dead_lettered", 60, 3)
+    entry = letter("e-dl", created=HOUR - T0 + 63)
+    store.save_run(failed, dead_letter=entry)
+    store.save_run(finished("inv", "succeeded", 100, 30, flow="invoices"))
+    again = finished("twice", "running", 190, 0)
+    store.create_run(again)
+    again.status, again.updated_at = "succeeded", HOUR + 200
+    store.save_run(again)
+    again.updated_at = HOUR + 900  # saved again when done (compacted, say): finished once
+    store.save_run(again)
+    store.save_run(finished("early", "filtered", -7200, 100))
+    store.save_run(finished("waiting", "queued", 5, 0))
+    store.save_run(finished("rehearsal", "dry_run", 20, 1))
+
+
+def test_activity_counts_per_minute_what_finished_failed_and_was_dead_lettered(
+        store: Store) -> None:
+    load_activity(store)
+    minutes = store.activity(None, HOUR, HOUR + 3600, 60)
+    assert [b.start for b in minutes] == [HOUR + 60 * i for i in range(60)]
+    assert [b.finished for b in minutes[:5]] == [1, 1, 1, 1, 0]
+    assert sum(b.finished for b in minutes) == 4
+    assert [b.failed for b in minutes[:3]] == [0, 1, 0]
+    assert [b.dead_letters for b in minutes[:3]] == [0, 1, 0]
+    assert [b.p95 for b in minutes[:4]] == [0.5, 5.0, 50.0, 10.0]
+    assert (minutes[1].error_rate, minutes[4].error_rate, minutes[4].p95) == (1.0, None, None)
+    orders = store.activity("orders", HOUR, HOUR + 3600, 60)
+    assert [b.finished for b in orders[:4]] == [1, 1, 0, 1]
+    assert store.activity("nothing", HOUR, HOUR + 3600, 60)[0].finished == 0
+
+
+def test_activity_in_half_hours_and_hours_adds_the_minutes_up(store: Store) -> None:
+    load_activity(store)
+    halves = store.activity(None, HOUR, HOUR + 3600, 1800)
+    assert [(b.finished, b.failed, b.dead_letters) for b in halves] == [(4, 1, 1), (0, 0, 0)]
+    assert halves[0].p95 == 50.0 and halves[0].error_rate == 0.25
+    hours = store.activity(None, HOUR - 7200, HOUR + 3600, 3600)
+    assert [b.start for b in hours] == [HOUR - 7200, HOUR - 3600, HOUR]
+    assert [b.finished for b in hours] == [1, 0, 4]
+    assert sum(hours[2].latency) == 4 and hours[0].p95 == 100.0  # an edge is its bucket's own
+    four = store.activity("orders", HOUR - 4 * 3600, HOUR + 4 * 3600, 4 * 3600)
+    assert [b.finished for b in four] == [0, 4, 0]  # aligned to 4 hours since the epoch
+    # a window not on bucket edges is widened to them
+    assert store.activity(None, HOUR + 30, HOUR + 90, 60)[0].start == HOUR
+
+
+def test_activity_inside_the_window_outlives_pruning_older_runs(store: Store) -> None:
+    load_activity(store)
+    before = [(b.finished, b.failed, b.dead_letters, b.latency)
+              for b in store.activity(None, HOUR, HOUR + 3600, 60)]
+    report = store.prune(RetentionPolicy(Keep(runs=5400, dead_letters=None)), HOUR + 3600)
+    assert report.counts == {("orders", "runs"): 1}  # the run finished two hours before
+    after = [(b.finished, b.failed, b.dead_letters, b.latency)
+             for b in store.activity(None, HOUR, HOUR + 3600, 60)]
+    assert after == before
+
+
+def test_activity_refuses_buckets_that_are_not_whole_minutes(store: Store) -> None:
+    with pytest.raises(ValueError, match="whole number of minutes"):
+        store.activity(None, HOUR, HOUR + 3600, 90)
+    with pytest.raises(ValueError, match="at most"):
+        store.activity(None, HOUR - 365 * DAY, HOUR, 60)
