@@ -7,16 +7,44 @@ read from its SQLite state file.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from engine.records import RunState
 from engine.store.base import DeadLetterFilter, RunFilter
 from engine.store.sqlite import SqliteStore
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, size, wait_until
+
+#: messages of the per-key ordering proofs: 10,000 with FLOWRUN_RELIABILITY=full
+ORDERED = size(2000, 10_000)
+#: keys they are spread over (message i has key i % KEYS)
+KEYS = 10
+
+
+def ordered_timeout(count: int) -> float:
+    """How long the ordering proofs wait for *count* runs (a shared 2-core box is slow)."""
+    return 60 + count * 0.09
+
+
+def check_per_key_order(bus: str, runs: list[RunState], started: float) -> None:
+    """Each key's runs were created in the order of their ``seq``; prints the figures."""
+    by_key: dict[str, list[int]] = {}
+    for run in sorted(runs, key=lambda r: r.created_at):
+        body = run.original["body"]
+        by_key.setdefault(body["k"], []).append(body["seq"])
+    violations = sum(1 for seqs in by_key.values() for a, b in itertools.pairwise(seqs)
+                     if b < a)
+    print(f"ordering: bus={bus} messages={len(runs)} keys={len(by_key)} "
+          f"seconds={time.monotonic() - started:.1f} order_violations={violations}")
+    assert len(runs) == ORDERED and len(by_key) == KEYS
+    assert violations == 0
+    for seqs in by_key.values():
+        assert seqs == sorted(seqs) and len(seqs) == ORDERED // KEYS
 
 
 class Project:
