@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     sla_interval: Duration = Field(15.0, description="How often `flowrun serve` and `flowrun "
                                    "scheduler` look for runs past their flow's SLA deadline "
                                    "(one process at a time; 0: only at finish).")
+    serve_consume: bool = Field(False, description="`flowrun serve` also runs the consumers of "
+                                "the flows' consume triggers (`--consume`); off so consumers "
+                                "can be scaled apart from the webhook server.")
 
     @field_validator("redis_url", "broker_url")
     @classmethod

@@ -1,4 +1,5 @@
-"""A flowrunner project folder with one bus-triggered flow, and `flowrun consume` run on it.
+"""A flowrunner project folder with one bus-triggered flow, and `flowrun consume` (or `flowrun
+serve --consume`) run on it.
 
 Shared by the tests of each bus: the flow, the connection file and the secrets are written into
 a temporary folder, the consumer is a real subprocess (so it can be SIGKILLed), and the runs are
@@ -48,8 +49,9 @@ def check_per_key_order(bus: str, runs: list[RunState], started: float) -> None:
 
 
 class Project:
-    def __init__(self, folder: Path, flow: str, connection: str, flow_id: str):
-        self.folder, self.flow_id = folder, flow_id
+    def __init__(self, folder: Path, flow: str, connection: str, flow_id: str, *,
+                 command: tuple[str, ...] = ("consume",)):
+        self.folder, self.flow_id, self.command = folder, flow_id, command
         (folder / "flows").mkdir()
         (folder / "connections").mkdir()
         (folder / "flows" / f"{flow_id}.yaml").write_text(flow, encoding="utf-8")
@@ -63,7 +65,8 @@ class Project:
     def start(self) -> subprocess.Popen[bytes]:
         log = self.log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "consume", "--flows", str(self.folder / "flows")],
+            [sys.executable, "-m", "engine.cli", *self.command, "--flows",
+             str(self.folder / "flows")],
             cwd=self.folder, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         return self.process
 
@@ -82,8 +85,8 @@ class Project:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
-            raise AssertionError(f"flowrun consume did not stop on SIGTERM:\n{self.output()}"
-                                 ) from None
+            raise AssertionError(f"flowrun {self.command[0]} did not stop on SIGTERM:\n"
+                                 f"{self.output()}") from None
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
