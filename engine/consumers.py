@@ -54,7 +54,9 @@ class Consumers:
 
     def __init__(self, app: Any, only: str | None = None, *, pause: float = 2.0):
         self.app, self.only, self.pause = app, only, pause
+        #: replaced, never changed in place: readers (/readyz, on the event loop) take no lock
         self._running: dict[str, Consumer] = {}
+        #: one sync or stop at a time (a restart waits for the old consumer's acknowledgements)
         self._lock = threading.Lock()
         self._closed = False
         watcher = getattr(app, "watcher", None)
@@ -79,8 +81,9 @@ class Consumers:
             if self._closed:
                 return
             wanted = {flow.id: flow for flow in bus.consume_flows(self.app, self.only)}
+            running = dict(self._running)
             gone: list[Consumer] = []
-            for flow_id, consumer in list(self._running.items()):
+            for flow_id, consumer in list(running.items()):
                 flow = wanted.get(flow_id)
                 if flow is not None and self._key(flow) == consumer.key:
                     consumer.flow = flow  # same source: the next messages run the new version
@@ -89,15 +92,16 @@ class Consumers:
                     continue
                 consumer.stop.set()
                 gone.append(consumer)
-                del self._running[flow_id]
+                del running[flow_id]
                 log.info("flow %s: its consumer stops (%s)", flow_id,
                          "consume trigger changed" if flow is not None else
                          "no consume trigger any more")
+            self._running = running
             for consumer in gone:  # drained and acknowledged before a successor connects
                 self._join(consumer)
-            for flow_id, flow in wanted.items():
-                if flow_id not in self._running:
-                    self._running[flow_id] = self._start(flow)
+            self._running = {**running, **{flow_id: self._start(flow)
+                                           for flow_id, flow in wanted.items()
+                                           if flow_id not in running}}
 
     def stop(self) -> None:
         """Stop reading everywhere, then wait while each consumer acknowledges what intake
@@ -105,7 +109,7 @@ class Consumers:
         with self._lock:
             self._closed = True
             consumers = list(self._running.values())
-            self._running.clear()
+            self._running = {}
         for consumer in consumers:
             consumer.stop.set()
         for consumer in consumers:
@@ -114,8 +118,7 @@ class Consumers:
     def health(self) -> dict[str, str | None]:
         """For each consumed flow: why its consumer cannot reach its broker, or None."""
         now = time.monotonic()
-        with self._lock:
-            consumers = list(self._running.values())
+        consumers = list(self._running.values())
         found: dict[str, str | None] = {}
         for consumer in consumers:
             if consumer.error is not None and consumer.attempt is not None and (

@@ -85,7 +85,7 @@ class Server(Project):
         self.port = free_port()
         super().__init__(folder, flow, connection, flow_id,
                          command=("serve", "--consume", "--port", str(self.port)))
-        self.env["FLOWRUN_RELOAD_INTERVAL"] = "0.5"
+        self.env.update(FLOWRUN_RELOAD_INTERVAL="0.5", FLOWRUN_LOG_LEVEL="INFO")
 
     def write(self, folder: str, name: str, text: str) -> None:
         (self.folder / folder / name).write_text(text, encoding="utf-8")
@@ -231,9 +231,22 @@ def test_reload_starts_restarts_and_stops_consumers(server: Server,
     runs = wait_until(lambda: len(r := server.runs_of("from-amqp")) >= 2 and r, 30,
                       "the run of the second queue")
     assert message_ids(runs) == Counter({"r-1": 1, "r-2": 1})
+    assert server.output().count("its consumer stops") == 1
+    # only its steps change: the same consumer hands the next message to the new version
+    server.write("flows", "from-amqp.yaml", AMQP_FLOW.format(
+        flow="from-amqp", queue=names["queue2"]).replace("id: label", "id: relabel"))
+    # reloaded a third time: it appeared, it moved queue, its steps changed
+    wait_until(lambda: server.output().count("flow from-amqp reloaded") >= 3, 30, "the reload")
+    amqp_publish(names["queue2"], [shipment("R-3")], ["r-3"])
+    runs = wait_until(lambda: len(r := server.runs_of("from-amqp")) >= 3 and r, 30,
+                      "the run of the new version")
+    by_id = {run.original["request"]["message_id"]: run for run in runs}
+    assert by_id["r-3"].flow_version != by_id["r-2"].flow_version
+    assert server.output().count("its consumer stops") == 1
     # the flow goes: its consumer stops
     (server.folder / "flows" / "from-amqp.yaml").unlink()
     wait_until(lambda: consumers(names["queue2"]) == 0, 30, "the consumer stopped")
+    assert server.output().count("its consumer stops") == 2
 
 
 def test_readyz_names_a_consumer_that_cannot_reach_its_broker(server: Server) -> None:
