@@ -28,6 +28,10 @@ worker ``FLOWRUN_CELERY_MAX_DELIVERIES`` (5) times is dead-lettered as poison (e
 
 Nothing is done twice: each run is advanced under a lease lock; side-effecting steps are
 checkpointed and carry an Idempotency-Key derived from run and step.
+
+What Celery's tools see: the task's argument repr is the flow and business key, task events are
+sent (``FLOWRUN_TASK_EVENTS``), and a delivery that dead-letters its run ends as the task's
+FAILURE (`DeadLettered`, an expected exception: acknowledged, not retried, logged in one line).
 """
 
 from __future__ import annotations
@@ -48,7 +52,9 @@ from celery.signals import (
     worker_shutdown,
 )
 
+from engine import tracing
 from engine.app import App
+from engine.celery_events import DeadLettered
 from engine.celery_executor import TASK, CeleryExecutor, CelerySettings, DuePump, make_celery
 from engine.logs import setup_logging as setup_flowrun_logging
 from engine.metrics import multiprocess_mode, process_exited, serve_worker_metrics
@@ -88,10 +94,13 @@ def executor() -> CeleryExecutor:
     return current
 
 
-@app.task(name=TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@app.task(name=TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True,
+          throws=(DeadLettered,))
 def run(self: Any, run_id: str) -> str | None:
+    """Advance the run; its final status, or FAILURE (`DeadLettered`, with the reason) when
+    this delivery dead-lettered it."""
     try:
-        state = executor().process(run_id)
+        state, ended = executor().deliver(run_id)
     except Exception as exc:
         # the run stays recorded as it was; look at it again shortly instead of dropping it
         log.exception("run %s could not be processed; trying again in 10 s", run_id)
@@ -100,6 +109,8 @@ def run(self: Any, run_id: str) -> str | None:
         except Exception:
             raise Reject(str(exc), requeue=True) from exc
         return None
+    if state is not None and ended and state.status == "dead_lettered":
+        raise DeadLettered.of(state)
     return None if state is None else state.status
 
 
@@ -149,6 +160,20 @@ def _needs_redis(**_: Any) -> None:
         raise SystemExit(NO_REDIS)
 
 
+def _tracing(**_: Any) -> None:
+    # FLOWRUN_OTEL: set up in the main process, before the pool is forked (the SDK's export
+    # thread starts again in each pool process)
+    try:
+        tracing.configure(settings)
+    except tracing.TracingUnavailable as exc:
+        raise SystemExit(f"worker: {exc}") from None
+
+
+def _flush_spans(**_: Any) -> None:
+    # a pool process ends without running atexit: export what it still holds
+    tracing.flush()
+
+
 def _logging(loglevel: Any = None, **_: Any) -> None:
     # connected, this replaces Celery's own logging set-up: FLOWRUN_LOG_FORMAT applies here too
     import os
@@ -171,6 +196,8 @@ def _process_exited(pid: int | None = None, **_: Any) -> None:
 
 
 celeryd_init.connect(_needs_redis, weak=False)
+celeryd_init.connect(_tracing, weak=False)
+worker_process_shutdown.connect(_flush_spans, weak=False)
 setup_logging.connect(_logging, weak=False)
 worker_ready.connect(_serve_metrics, weak=False)
 worker_process_shutdown.connect(_process_exited, weak=False)

@@ -32,10 +32,21 @@ import time
 from typing import Any
 
 import amqp.exceptions
+import amqp.transport
 import kombu
+import kombu.exceptions
+import kombu.transport.pyamqp
 from pydantic import Field
 
-from connectors.broker import Broker, confirmed, encode
+from connectors.broker import (
+    Broker,
+    check,
+    confirmed,
+    encode,
+    failure,
+    message_headers,
+    tls_context,
+)
 from engine.plugin import (
     DELIVER,
     DRAIN,
@@ -71,9 +82,9 @@ class AmqpConnection(Broker):
                                                   "after about twice this.")
 
 
-CONNECTION = ConnectionKind(name="amqp", config=AmqpConnection,
+CONNECTION = ConnectionKind(name="amqp", config=AmqpConnection, check=check,
                             description="An AMQP 0-9-1 broker (RabbitMQ): host, port, user, "
-                                        "password, virtual host.")
+                                        "password, virtual host, TLS.")
 
 
 class AmqpPublish(Model):
@@ -93,13 +104,50 @@ class AmqpPublish(Model):
                                               "error, not silently dropped.")
 
 
-def connect(name: str, config: Any, secrets: Any) -> kombu.Connection:
-    """A kombu connection for named connection *name* (not yet opened)."""
-    host, port, user, password = config.address(secrets)
+class _TlsSocket(amqp.transport.SSLTransport):
+    # py-amqp builds its own SSLContext from options; this one wraps with the connection's
+    def _wrap_socket(self, sock: Any, context: Any = None, **options: Any) -> Any:
+        return context.wrap_socket(sock, server_hostname=options.get("server_hostname"),
+                                   do_handshake_on_connect=False)
+
+
+class _TlsAmqpConnection(kombu.transport.pyamqp.Connection):
+    def Transport(self, host: str, connect_timeout: Any, ssl: Any = False,
+                  read_timeout: Any = None, write_timeout: Any = None,
+                  **kwargs: Any) -> Any:
+        return _TlsSocket(host, connect_timeout=connect_timeout, ssl=ssl,
+                          read_timeout=read_timeout, write_timeout=write_timeout, **kwargs)
+
+
+class _TlsTransport(kombu.transport.pyamqp.Transport):
+    """kombu's py-amqp transport, TLS with the SSLContext handed in ``ssl={"context": ...}``."""
+
+    Connection = _TlsAmqpConnection
+
+
+def connect(name: str, config: Any, secrets: Any, folder: Any = None) -> kombu.Connection:
+    """A kombu connection for named connection *name* (not yet opened); raises StepError for
+    a reference or TLS file that cannot be used."""
+    try:
+        host, port, user, password = config.address(secrets)
+    except (UnresolvedReference, ValueError) as exc:
+        raise StepError(f"connection '{name}': {exc}", kind="config") from None
+    context = tls_context(name, config, folder, secrets)
+    tls: dict[str, Any] | bool = {"context": context, "server_hostname": host} \
+        if context is not None else False
     return kombu.Connection(hostname=host, port=port, userid=user or "guest",
                             password=password or "guest", virtual_host=config.virtual_host,
                             heartbeat=config.heartbeat, connect_timeout=config.timeout,
+                            ssl=tls, transport=_TlsTransport if context is not None else None,
                             transport_options={"confirm_publish": True})
+
+
+def _at(config: Any, secrets: Any) -> str:
+    try:
+        host, port = config.address(secrets)[:2]
+    except (UnresolvedReference, ValueError):
+        return str(config.host)
+    return f"{host}:{port}"
 
 
 def build(config: AmqpPublish, ctx: BuildContext) -> StepFn:
@@ -119,7 +167,7 @@ def build(config: AmqpPublish, ctx: BuildContext) -> StepFn:
         message_id = str(id_of(envelope, resources.secrets)) if id_of is not None else \
             f"{envelope.meta.get('run_id')}:{step_id}"
         routing_key = str(key_of(envelope, resources.secrets))
-        headers = {k: str(f(envelope, resources.secrets)) for k, f in headers_of.items()}
+        headers = message_headers(headers_of, envelope, resources.secrets)
         twin = resources.transport(DELIVER)
         if twin is not None:  # flowrun test: the case's mocks answer
             url = f"amqp://{config.connection}/{config.exchange}/{routing_key}"
@@ -127,15 +175,23 @@ def build(config: AmqpPublish, ctx: BuildContext) -> StepFn:
                                        "Content-Type": content_type}), url)
             return Continue()
         pool = connections.runtime(config.connection, "amqp-pool", lambda: _pool(
-            config.connection, found, resources.secrets))
-        where = f"amqp {config.connection} exchange '{config.exchange}' key '{routing_key}'"
+            config.connection, found, resources.secrets, connections.folder))
+        where = f"amqp {config.connection} ({_at(found, resources.secrets)}) exchange " \
+                f"'{config.exchange}' key '{routing_key}'"
         try:
             conn = pool.acquire(block=True, timeout=found.timeout)
         except Exception as exc:
             raise StepError(f"{where}: no connection free ({exc})", kind="connection",
                             retryable=True) from None
         try:
-            producer = kombu.Producer(conn.default_channel)
+            try:
+                channel = conn.default_channel
+            except (OSError, amqp.exceptions.AMQPError, kombu.exceptions.OperationalError
+                    ) as exc:
+                conn.close()
+                kind, why = failure(exc, found)
+                raise StepError(f"{where}: {why}", kind=kind, retryable=True) from None
+            producer = kombu.Producer(channel)
             producer.publish(data, exchange=config.exchange, routing_key=routing_key,
                              headers=headers, content_type=content_type, content_encoding="binary",
                              message_id=message_id, mandatory=config.mandatory,
@@ -159,11 +215,8 @@ def build(config: AmqpPublish, ctx: BuildContext) -> StepFn:
     return publish
 
 
-def _pool(name: str, config: Any, secrets: Any) -> Any:
-    try:
-        return connect(name, config, secrets).Pool(limit=16)
-    except (UnresolvedReference, ValueError) as exc:
-        raise StepError(f"connection '{name}': {exc}", kind="config") from None
+def _pool(name: str, config: Any, secrets: Any, folder: Any) -> Any:
+    return connect(name, config, secrets, folder).Pool(limit=16)
 
 
 STEP = StepKind(name="amqp", config=AmqpPublish, build=build,
@@ -176,8 +229,12 @@ STEP = StepKind(name="amqp", config=AmqpPublish, build=build,
 def consume(gate: Gate, stop: Any) -> None:
     name, config = gate.connection
     source, trigger = gate.source, gate.trigger
-    with connect(name, config, gate.secrets) as conn:
-        conn.ensure_connection(max_retries=1)
+    with connect(name, config, gate.secrets, gate.folder) as conn:
+        try:
+            conn.ensure_connection(max_retries=1)
+        except Exception as exc:
+            raise ConnectionError(f"amqp {name} ({_at(config, gate.secrets)}): "
+                                  f"{failure(exc, config)[1]}") from None
         channel = conn.channel()
         queue = kombu.Queue(source.queue, channel=channel, durable=True,
                             queue_arguments={"x-queue-type": source.queue_type})

@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 import requests
 from pydantic import ConfigDict, Field, model_validator
-from requests.adapters import HTTPAdapter
 
 from engine.plugin import (
     HTTP,
@@ -28,6 +27,7 @@ from engine.plugin import (
     Duration,
     Envelope,
     Expr,
+    HttpAdapter,
     HttpStatus,
     Model,
     Outcome,
@@ -133,7 +133,7 @@ class SessionPool:
             session = self._sessions.get(key)
             if session is None:
                 session = requests.Session()
-                adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+                adapter = HttpAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
                 session.mount("http://", adapter)
                 session.mount("https://", adapter)
                 session.trust_env = False  # a proxy from the environment must not reroute calls

@@ -24,7 +24,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from pydantic import Field, model_validator
-from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from engine.plugin import (
@@ -33,6 +32,7 @@ from engine.plugin import (
     ConnectionContext,
     ConnectionKind,
     Duration,
+    HttpAdapter,
     HttpTransport,
     Model,
     Path,
@@ -163,7 +163,7 @@ class HttpClient:
         self.name, self.config = name, config
         self.timeout = (config.timeout.connect, config.timeout.read)
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+        adapter = HttpAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.trust_env = False  # a proxy or CA bundle from the environment must not apply

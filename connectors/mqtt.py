@@ -38,7 +38,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import Field
 
-from connectors.broker import Broker, confirmed, encode
+from connectors.broker import (
+    Broker,
+    check,
+    closed,
+    confirmed,
+    encode,
+    failure,
+    message_headers,
+    tls_context,
+)
 from engine.plugin import (
     DELIVER,
     DRAIN,
@@ -76,9 +85,9 @@ class MqttConnection(Broker):
     keepalive: Duration = Field(30.0, description="MQTT keep-alive interval.")
 
 
-CONNECTION = ConnectionKind(name="mqtt", config=MqttConnection,
+CONNECTION = ConnectionKind(name="mqtt", config=MqttConnection, check=check,
                             description="An MQTT broker (Mosquitto, ...): host, port, user, "
-                                        "password, client id, session expiry.")
+                                        "password, client id, session expiry, TLS.")
 
 
 class MqttPublish(Model):
@@ -97,7 +106,7 @@ class MqttPublish(Model):
 
 
 def client(name: str, config: Any, secrets: Any, role: str, *, session: bool = False,
-           receive_maximum: int | None = None) -> paho.Client:
+           receive_maximum: int | None = None, folder: Any = None) -> paho.Client:
     """A connected paho client for named connection *name* (raises StepError)."""
     try:
         host, port, user, password = config.address(secrets)
@@ -105,6 +114,11 @@ def client(name: str, config: Any, secrets: Any, role: str, *, session: bool = F
         raise StepError(f"connection '{name}': {exc}", kind="config") from None
     mqtt = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{config.client_id}-{role}",
                        protocol=paho.MQTTv5, manual_ack=session)
+    context = tls_context(name, config, folder, secrets)
+    if context is not None:
+        mqtt.tls_set_context(context)
+        # paho checks the host name itself unless the context does; verify: false means neither
+        mqtt.tls_insecure_set(not context.check_hostname)
     if user is not None:
         mqtt.username_pw_set(user, password)
     properties = Properties(PacketTypes.CONNECT)
@@ -112,21 +126,44 @@ def client(name: str, config: Any, secrets: Any, role: str, *, session: bool = F
         properties.SessionExpiryInterval = int(config.session_expiry)
     if receive_maximum is not None:
         properties.ReceiveMaximum = receive_maximum
+    outcome: list[Any] = []
+    notes: list[str] = []
+    mqtt.on_connect = lambda _c, _u, _f, reason, _p: outcome.append(reason)
+    mqtt.on_disconnect = lambda _c, _u, _f, reason, _p: outcome.append(reason)
+    mqtt.on_log = lambda _c, _u, _level, text: notes.append(text)
+    where = f"mqtt {name} ({host}:{port})"
     try:
         mqtt.connect(host, port, keepalive=int(config.keepalive), clean_start=not session,
                      properties=properties)
-    except OSError as exc:
-        raise StepError(f"mqtt {name} ({host}:{port}): {exc}", kind="connection",
-                        retryable=True) from None
-    return mqtt
+    except (OSError, ValueError) as exc:  # ssl's CertificateError is a ValueError too
+        kind, why = failure(exc, config)
+        raise StepError(f"{where}: {why}", kind=kind, retryable=True) from None
+    # the CONNACK: a refused login, or a broker that closed the connection over TLS, is told
+    # here rather than as "not connected" at the first publish
+    deadline = time.monotonic() + config.timeout
+    while not outcome and time.monotonic() < deadline:
+        if mqtt.loop(timeout=0.1) != paho.MQTT_ERR_SUCCESS:
+            break
+    mqtt.on_connect = mqtt.on_disconnect = mqtt.on_log = None
+    if mqtt.is_connected():
+        return mqtt
+    if outcome and getattr(outcome[0], "is_failure", False) and "CONNACK" in " ".join(notes):
+        raise StepError(f"{where}: the broker refused the connection ({outcome[0]})",
+                        kind="auth" if outcome[0].value in (134, 135) else "connection",
+                        retryable=True)
+    lost = next((n.split(": ", 1)[-1] for n in notes if n.startswith("failed to ")), None)
+    kind, why = closed(lost, config) if lost else \
+        ("connection", f"no answer within {config.timeout:g}s" if not outcome else
+         str(outcome[0]))
+    raise StepError(f"{where}: {why}", kind=kind, retryable=True)
 
 
 class Publisher:
     """One connection's publishing client, its network loop on a thread of its own."""
 
-    def __init__(self, name: str, config: Any, secrets: Any):
+    def __init__(self, name: str, config: Any, secrets: Any, folder: Any = None):
         self.name, self.config = name, config
-        self.mqtt = client(name, config, secrets, "publish")
+        self.mqtt = client(name, config, secrets, "publish", folder=folder)
         self.mqtt.loop_start()
 
 
@@ -147,7 +184,7 @@ def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
         topic = str(topic_of(envelope, resources.secrets))
         message_id = str(id_of(envelope, resources.secrets)) if id_of is not None else \
             f"{envelope.meta.get('run_id')}:{step_id}"
-        headers = {k: str(f(envelope, resources.secrets)) for k, f in headers_of.items()}
+        headers = message_headers(headers_of, envelope, resources.secrets)
         twin = resources.transport(DELIVER)
         if twin is not None:  # flowrun test: the case's mocks answer
             url = f"mqtt://{config.connection}/{topic}"
@@ -156,7 +193,7 @@ def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
         properties = Properties(PacketTypes.PUBLISH)
         properties.UserProperty = [("message_id", message_id), *headers.items()]
         publisher = connections.runtime(config.connection, "mqtt-publisher", lambda: Publisher(
-            config.connection, found, resources.secrets))
+            config.connection, found, resources.secrets, connections.folder))
         where = f"mqtt {config.connection} topic '{topic}'"
         info = publisher.mqtt.publish(topic, data, qos=config.qos, retain=config.retain,
                                       properties=properties)
@@ -189,7 +226,7 @@ def consume(gate: Gate, stop: threading.Event) -> None:
     source, trigger = gate.source, gate.trigger
     role = f"consume-{gate.flow.id}"
     mqtt = client(name, config, gate.secrets, role, session=True,
-                  receive_maximum=trigger.in_flight)
+                  receive_maximum=trigger.in_flight, folder=gate.folder)
     topic = f"$share/{source.shared}/{source.topic}" if source.shared else source.topic
     failed: list[str] = []
 

@@ -30,6 +30,7 @@ flowrunner-ipaas[nats].
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from typing import Any
@@ -40,7 +41,15 @@ import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import Field
 
-from connectors.broker import Broker, confirmed, encode
+from connectors.broker import (
+    Broker,
+    check,
+    confirmed,
+    encode,
+    failure,
+    message_headers,
+    tls_context,
+)
 from engine.plugin import (
     DELIVER,
     DRAIN,
@@ -64,6 +73,8 @@ from engine.plugin import (
     result,
 )
 
+log = logging.getLogger("flowrunner.bus")
+
 
 class NatsConnection(Broker):
     """The ``nats:`` part of a connection file: a NATS server with JetStream."""
@@ -71,9 +82,9 @@ class NatsConnection(Broker):
     port: Port = Field(4222, description="TCP port, or '${env:NAME}'.")
 
 
-CONNECTION = ConnectionKind(name="nats", config=NatsConnection,
+CONNECTION = ConnectionKind(name="nats", config=NatsConnection, check=check,
                             description="A NATS server with JetStream: host, port, user, "
-                                        "password.")
+                                        "password, TLS.")
 
 
 class NatsPublish(Model):
@@ -87,25 +98,50 @@ class NatsPublish(Model):
                                      "deduplicates on (default: the run id and step id).")
 
 
-async def connect(name: str, config: Any, secrets: Any) -> Any:
+async def connect(name: str, config: Any, secrets: Any, folder: Any = None) -> Any:
+    """A connected client (raises StepError: a reference or TLS file that cannot be used, or
+    a broker not reached, in words naming the connection and its host)."""
     try:
         host, port, user, password = config.address(secrets)
     except (UnresolvedReference, ValueError) as exc:
         raise StepError(f"connection '{name}': {exc}", kind="config") from None
-    return await nats.connect(f"nats://{host}:{port}", user=user, password=password,
-                              connect_timeout=config.timeout, allow_reconnect=True,
-                              max_reconnect_attempts=-1)
+    context = tls_context(name, config, folder, secrets)
+    tls: dict[str, Any] = {} if context is None else \
+        {"tls": context, "tls_hostname": getattr(context, "server_name", None) or host}
+    failed: list[BaseException] = []
+
+    async def on_error(exc: BaseException) -> None:  # nats-py logs it with a traceback else
+        if connected:
+            log.warning("nats %s (%s:%s): %s", name, host, port, failure(exc)[1])
+        else:
+            failed[:] = [exc]
+
+    connected = False
+    try:
+        # nats-py tries again and again (as it should once connected): the timeout bounds it
+        client = await asyncio.wait_for(nats.connect(
+            f"nats://{host}:{port}", user=user, password=password,
+            connect_timeout=config.timeout, allow_reconnect=True, max_reconnect_attempts=-1,
+            error_cb=on_error, **tls), config.timeout)
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        kind, why = failure(failed[-1] if failed else exc, config)
+        if not failed and isinstance(exc, TimeoutError):
+            why = f"no answer within {config.timeout:g}s"
+        raise StepError(f"nats {name} ({host}:{port}): {why}", kind=kind,
+                        retryable=True) from None
+    connected = True
+    return client
 
 
 class Publisher:
     """One connection's JetStream client on an event loop of its own thread."""
 
-    def __init__(self, name: str, config: Any, secrets: Any):
+    def __init__(self, name: str, config: Any, secrets: Any, folder: Any = None):
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True,
                          name=f"flowrun-nats-{name}").start()
         self.timeout = config.timeout
-        self.nc = self.call(connect(name, config, secrets))
+        self.nc = self.call(connect(name, config, secrets, folder))
         self.js = self.nc.jetstream(timeout=config.timeout)
 
     def call(self, coroutine: Any) -> Any:
@@ -129,7 +165,7 @@ def build(config: NatsPublish, ctx: BuildContext) -> StepFn:
         subject = str(subject_of(envelope, resources.secrets))
         message_id = str(id_of(envelope, resources.secrets)) if id_of is not None else \
             f"{envelope.meta.get('run_id')}:{step_id}"
-        headers = {k: str(f(envelope, resources.secrets)) for k, f in headers_of.items()}
+        headers = message_headers(headers_of, envelope, resources.secrets)
         headers["Nats-Msg-Id"] = message_id
         twin = resources.transport(DELIVER)
         if twin is not None:  # flowrun test: the case's mocks answer (a JetStream ack, if any)
@@ -139,7 +175,8 @@ def build(config: NatsPublish, ctx: BuildContext) -> StepFn:
         try:
             publisher = connections.runtime(config.connection, "nats-publisher",
                                             lambda: Publisher(config.connection, found,
-                                                              resources.secrets))
+                                                              resources.secrets,
+                                                              connections.folder))
             ack = publisher.call(publisher.js.publish(subject, data, headers=headers,
                                                       timeout=found.timeout))
         except nats.js.errors.NoStreamResponseError:
@@ -171,7 +208,7 @@ def consume(gate: Gate, stop: threading.Event) -> None:
 async def _consume(gate: Gate, stop: threading.Event) -> None:
     name, config = gate.connection
     source, trigger = gate.source, gate.trigger
-    nc = await connect(name, config, gate.secrets)
+    nc = await connect(name, config, gate.secrets, gate.folder)
     try:
         js = nc.jetstream(timeout=config.timeout)
         try:

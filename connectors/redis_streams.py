@@ -24,6 +24,7 @@ count of an entry is its ``deliveries``.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -31,7 +32,15 @@ from typing import Any
 import redis
 from pydantic import Field
 
-from connectors.broker import Broker, confirmed, encode
+from connectors.broker import (
+    Broker,
+    check,
+    confirmed,
+    encode,
+    failure,
+    message_headers,
+    tls_context,
+)
 from engine.plugin import (
     DELIVER,
     DRAIN,
@@ -63,9 +72,9 @@ class RedisConnection(Broker):
     db: int = Field(0, ge=0, description="Database number.")
 
 
-CONNECTION = ConnectionKind(name="redis", config=RedisConnection,
+CONNECTION = ConnectionKind(name="redis", config=RedisConnection, check=check,
                             description="A Redis server carrying streams: host, port, user, "
-                                        "password, database.")
+                                        "password, database, TLS.")
 
 
 class RedisPublish(Model):
@@ -80,13 +89,47 @@ class RedisPublish(Model):
                                                        "entries (XADD MAXLEN ~).")
 
 
-def client(name: str, config: Any, secrets: Any) -> redis.Redis:
+class _TlsConnection(redis.Connection):
+    """A Redis connection wrapped in the connection's own SSLContext (redis-py's SSLConnection
+    builds one of its own from options, without a server name of ours)."""
+
+    def __init__(self, tls_context: ssl.SSLContext, **kwargs: Any):
+        self.tls_context = tls_context
+        super().__init__(**kwargs)
+
+    def _connect(self) -> Any:
+        sock = super()._connect()
+        try:
+            sock.settimeout(self.socket_connect_timeout)
+            wrapped = self.tls_context.wrap_socket(sock, server_hostname=self.host)
+            wrapped.settimeout(self.socket_timeout)
+            return wrapped
+        except BaseException:
+            sock.close()
+            raise
+
+
+def client(name: str, config: Any, secrets: Any, folder: Any = None) -> redis.Redis:
     try:
         host, port, user, password = config.address(secrets)
     except (UnresolvedReference, ValueError) as exc:
         raise StepError(f"connection '{name}': {exc}", kind="config") from None
-    return redis.Redis(host=host, port=port, db=config.db, username=user, password=password,
-                       socket_timeout=config.timeout, socket_connect_timeout=config.timeout)
+    options: dict[str, Any] = {
+        "host": host, "port": port, "db": config.db, "username": user, "password": password,
+        "socket_timeout": config.timeout, "socket_connect_timeout": config.timeout}
+    context = tls_context(name, config, folder, secrets)
+    if context is None:
+        return redis.Redis(**options)
+    return redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=_TlsConnection, tls_context=context, **options))
+
+
+def _error(exc: redis.RedisError, config: Any, secrets: Any, name: str, where: str
+           ) -> StepError:
+    kind, why = failure(exc)
+    host, port = config.address(secrets)[:2]
+    return StepError(f"redis {name} ({host}:{port}) {where}: {why}", kind=kind,
+                     retryable=True)
 
 
 def build(config: RedisPublish, ctx: BuildContext) -> StepFn:
@@ -99,8 +142,7 @@ def build(config: RedisPublish, ctx: BuildContext) -> StepFn:
 
     def publish(envelope: Envelope, resources: Resources) -> Outcome:
         value = body_of.evaluate(envelope) if body_of is not None else envelope.body
-        fields: dict[str, Any] = {k: str(f(envelope, resources.secrets))
-                                  for k, f in headers_of.items()}
+        fields: dict[str, Any] = message_headers(headers_of, envelope, resources.secrets)
         fields[config.field] = encode(value)[0]
         stream = str(stream_of(envelope, resources.secrets))
         twin = resources.transport(DELIVER)
@@ -109,15 +151,15 @@ def build(config: RedisPublish, ctx: BuildContext) -> StepFn:
             url = f"redis://{config.connection}/{stream}"
             return result(confirmed(twin(url, body, fields), url))
         conn = connections.runtime(config.connection, "redis", lambda: client(
-            config.connection, found, resources.secrets))
+            config.connection, found, resources.secrets, connections.folder))
         try:
             entry = conn.xadd(stream, fields, maxlen=config.maxlen, approximate=True)
         except redis.ResponseError as exc:
             raise StepError(f"redis {config.connection} stream '{stream}': {exc}",
                             kind="rejected") from None
         except redis.RedisError as exc:
-            raise StepError(f"redis {config.connection} stream '{stream}': {exc}",
-                            kind="connection", retryable=True) from None
+            raise _error(exc, found, resources.secrets, config.connection,
+                         f"stream '{stream}'") from None
         entry_id = entry.decode() if isinstance(entry, bytes) else str(entry)
         resources.log.info("redis added %s to stream '%s'", entry_id, stream)
         return result(entry_id)
@@ -135,13 +177,15 @@ STEP = StepKind(name="redis", config=RedisPublish, build=build,
 def consume(gate: Gate, stop: threading.Event) -> None:
     name, config = gate.connection
     source, trigger = gate.source, gate.trigger
-    conn = client(name, config, gate.secrets)
+    conn = client(name, config, gate.secrets, gate.folder)
     consumer = source.consumer or socket.gethostname()
     try:
         conn.xgroup_create(source.stream, source.group, id="0", mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+    except redis.ConnectionError as exc:
+        raise _error(exc, config, gate.secrets, name, f"stream '{source.stream}'") from None
     reader = Reader(gate, conn, consumer)
     reader.read("0", counted=True)  # what this consumer read before and did not acknowledge
     claimed_at = 0.0

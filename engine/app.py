@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from engine import dlq
+from engine import dlq, tracing
 from engine.events import Event, Events, publish_event
 from engine.executor import EmbeddedExecutor, Executor
 from engine.intake import Accepted, Intake
@@ -25,6 +25,7 @@ from engine.records import DeadLetter, RecordError, RunState, start
 from engine.refs import Secrets
 from engine.reload import FlowWatcher
 from engine.retention import Pruner
+from engine.runlog import RunLog
 from engine.runner import Runner
 from engine.schemas import SchemaStore
 from engine.settings import Settings
@@ -81,11 +82,12 @@ def loader_for(settings: Settings) -> Loader:
 
 class App:
     """One process's parts, built once: store, flow versions, runner, execution core, executor
-    and intake. Metrics and the run log context are composed into the core here."""
+    and intake. The run log, metrics and the log context are composed into the core here."""
 
     def __init__(self, settings: Settings, *, store: Store | None = None,
                  flows: FlowSet | None = None, on_step: Any = None):
         self.settings = settings
+        tracing.configure(settings)  # FLOWRUN_OTEL: before any run, client or fork
         self.loader = loader_for(settings)
         self.secrets = self.loader.secrets
         loaded = flows if flows is not None else self.loader.load_paths([settings.flows])
@@ -104,8 +106,12 @@ class App:
                                      folder=settings.flows)
         self.metrics = Metrics()
         self.runner = Runner(resources_factory(self.secrets, self.services),
-                             self.secrets.redactor, on_step=on_step)
-        self.core = Core(self.runner, self.versions, self.store, observers=[self.metrics],
+                             self.secrets.redactor, on_step=on_step,
+                             snapshots=settings.step_snapshots)
+        # FLOWRUN_OTEL: the run and step spans are made on the same seam as logs and metrics
+        traces = tracing.observer()
+        self.core = Core(self.runner, self.versions, self.store,
+                         observers=[RunLog(), self.metrics, *([traces] if traces else [])],
                          events=Events(ttl=settings.idempotency_ttl, count=self.metrics.event))
         # flows handed in (tests, flowrun test) are not watched; a flows folder is
         watcher = (FlowWatcher(self.loader, self.versions, settings.flows)
@@ -122,7 +128,8 @@ class App:
                                              rate_limiter=LocalBucket(), watcher=watcher)
         self.runner.rate_limiter = self.executor.rate_limiter.take
         self.intake = Intake(self.store, self.executor, self.versions,
-                             idempotency_ttl=settings.idempotency_ttl)
+                             idempotency_ttl=settings.idempotency_ttl,
+                             observer=self.core.observers)
         #: started by the long-running commands (serve, scheduler), not by one-off ones
         self.pruner = Pruner(self.store, settings, lambda: self.flows)
         #: late runs (engine/sla): claimed at finish here, swept by serve and scheduler
@@ -183,6 +190,10 @@ class App:
         state.error = {"kind": kind, "message": message}
         self.store.create_run(state)
         self.store.save_run(state, dead_letter=DeadLetter.for_run(state))
+        observers = self.core.observers
+        observers.accepted(state)
+        observers.dead_lettered(state)
+        observers.finished(state)
         return state
 
     def publish(self, event: Event) -> list[RunState]:
@@ -231,6 +242,7 @@ class App:
                    **({"patch": patch} if patch else {}))
         entry.status = "replaying"
         self.store.update_dead_letter(entry)
+        self.core.observers.replayed(entry, plan.state, entry.audit[-1].get("who"))
         self.executor.submit(plan.state, flow.model.queue)
         return plan.state
 
@@ -241,6 +253,7 @@ class App:
         dlq.record(entry, "discard", who=who, reason=reason)
         entry.status = "discarded"
         self.store.update_dead_letter(entry)
+        self.core.observers.discarded(entry, entry.audit[-1].get("who"))
         return entry
 
     def _replay_settled(self, state: RunState) -> bool:

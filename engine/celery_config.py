@@ -29,7 +29,10 @@ DEFAULT_MODULE = "celeryconfig"
 TRANSPORT = "broker_transport_options"
 #: what nothing-is-lost and the worker's task format rest on
 FIXED = {"task_acks_late": True, "task_reject_on_worker_lost": True, "task_serializer": "json",
-         "accept_content": ["json"], "task_ignore_result": True}
+         "accept_content": ["json"], "task_ignore_result": True,
+         # a dead-lettered run's task fails (engine/celery_executor.DeadLettered) once the run
+         # is recorded: acknowledged, never given back to the queue
+         "task_acks_on_failure_or_timeout": True}
 
 
 def defaults(settings: Settings, tuning: CelerySettings) -> dict[str, Any]:
@@ -39,6 +42,12 @@ def defaults(settings: Settings, tuning: CelerySettings) -> dict[str, Any]:
         "result_backend": settings.redis_url or broker,
         **FIXED,  # the run record is the result; acknowledged after the run is recorded
         "task_default_queue": tuning.queue,
+        # a dead-lettered run is the task's FAILURE, kept in the result backend (a success
+        # is not: the run record is the result)
+        "task_store_errors_even_if_ignored": True,
+        # Flower and `celery events` see every task: sent by intake, then the worker's
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
         "worker_prefetch_multiplier": tuning.prefetch_multiplier,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "broker_connection_retry_on_startup": True,
@@ -81,6 +90,8 @@ def explicit(settings: Settings, tuning: CelerySettings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "broker_url" in settings.model_fields_set and settings.broker_url:
         out["broker_url"] = settings.broker_url
+    if "task_events" in settings.model_fields_set:
+        out["worker_send_task_events"] = out["task_send_sent_event"] = settings.task_events
     chosen = tuning.model_fields_set
     if "queue" in chosen:
         out["task_default_queue"] = tuning.queue

@@ -39,6 +39,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine import redis_url
+from engine.celery_events import TASK, Sent, SentEvents, task_label
 from engine.limits import RedisLimits
 from engine.ordering import RedisLines
 from engine.periodic import Periodic
@@ -53,9 +54,6 @@ if TYPE_CHECKING:
     from engine.loader import CompiledFlow
 
 log = logging.getLogger("flowrunner.celery")
-
-TASK = "flowrun.run"
-
 
 class CelerySettings(BaseSettings):
     """Worker tuning, from ``FLOWRUN_CELERY_*`` variables; the defaults suit production."""
@@ -181,8 +179,9 @@ class WireMessages:
     publishes, so a kombu upgrade that changes the format fails there rather than in a worker.
     """
 
-    # placeholders: nothing else in a task message (ids, names, base64) holds a '%'
-    _RUN, _TASK, _TAG, _BODY = "%run%", "%task%", "%tag%", "%body%"
+    # placeholders: nothing else in a task message (ids, names, base64) holds a '%'; the
+    # label (which holds a business key) is filled in last, so nothing in it is replaced
+    _RUN, _TASK, _TAG, _BODY, _LABEL = "%run%", "%task%", "%tag%", "%body%", "%label%"
 
     def __init__(self, celery: Celery, tuning: CelerySettings):
         self.celery, self.tuning = celery, tuning
@@ -203,7 +202,7 @@ class WireMessages:
         if template is None:
             exchange = self.celery.amqp.queues[queue].exchange
             task = self.celery.amqp.as_task_v2(
-                self._TASK, TASK, args=[self._RUN], argsrepr=f"['{self._RUN}']",
+                self._TASK, TASK, args=[self._RUN], argsrepr=self._LABEL,
                 kwargsrepr="{}", ignore_result=True)
             body = json.dumps(task.body)
             message = {
@@ -217,14 +216,17 @@ class WireMessages:
             template = self._templates[queue] = (body, json.dumps(message))
         return template
 
-    def message(self, run_id: str, lane: str | None) -> tuple[str, str]:
-        """(the queue's list key, the message) that queues *run_id* on *lane*."""
+    def message(self, run_id: str, lane: str | None, label: str | None = None,
+                task_id: str | None = None) -> tuple[str, str]:
+        """(the queue's list key, the message) that queues *run_id* on *lane*, with *label*
+        as its argument repr (`task_label`) and *task_id* (default: a new one)."""
         queue = lane_queue(self.tuning, lane)
         body, message = self._template(queue)
         encoded = base64.b64encode(body.replace(self._RUN, run_id).encode()).decode()
+        label = json.dumps(label or task_label(run_id, None))[1:-1]  # inside a JSON string
         return queue, (message.replace(self._BODY, encoded).replace(self._RUN, run_id)
-                       .replace(self._TASK, uuid.uuid4().hex)
-                       .replace(self._TAG, str(uuid.uuid4())))
+                       .replace(self._TASK, task_id or uuid.uuid4().hex)
+                       .replace(self._TAG, str(uuid.uuid4())).replace(self._LABEL, label))
 
 
 class Leases:
@@ -295,6 +297,8 @@ class CeleryExecutor:
         self.lines = RedisLines(store)  # ordered subscriber runs, joined when published
         core.events.ordering = self.lines
         self.leases = Leases(store, self.tuning.run_lease)
+        self.events = SentEvents(self.celery)
+        self._unsent: dict[str, Sent] = {}
         self.reaper = Reaper(store, self.submit, identity=self._identity,
                              interval=self.tuning.reap_interval, grace=self.tuning.run_lease,
                              stranded_after=self.tuning.stranded_after
@@ -327,28 +331,45 @@ class CeleryExecutor:
     # -- work ----------------------------------------------------------------------------------
     def submit(self, run: RunState | str, lane: str | None = None) -> None:
         """Send the run to its lane's queue; without *lane*, the lane of the run's flow."""
+        state = run if isinstance(run, RunState) else None
         if lane is None:
-            lane = self._lane(run if isinstance(run, RunState) else self.store.get_run(run))
+            state = state or self.store.get_run(str(run))
+            lane = self._lane(state)
         run_id = run.run_id if isinstance(run, RunState) else run
         with self.celery.producer_or_acquire() as producer:
-            self._publish(producer, run_id, lane)
+            sent = self._publish(producer, run_id, lane, task_label(run_id, state))
+        self.events.sent([sent])
 
     def submit_many(self, runs: list[RunState]) -> None:
         """Send a group of runs in one round trip to the broker (kombu's publish batch)."""
         with self.celery.producer_or_acquire() as producer:
             batch = getattr(producer, "batch", None)
             with batch() if batch is not None and len(runs) > 1 else contextlib.nullcontext():
-                for run in runs:
-                    self._publish(producer, run.run_id, self._lane(run))
+                sent = [self._publish(producer, run.run_id, self._lane(run),
+                                      task_label(run.run_id, run)) for run in runs]
+        self.events.sent(sent)
 
     def queue_messages(self, runs: list[RunState]) -> list[tuple[str, str]] | None:
         """The broker messages that queue *runs*, for the store to write with their records
-        (`Store.create_runs`); None when the broker is not the store's Redis."""
+        (`Store.create_runs`); None when the broker is not the store's Redis. `queued` tells
+        which of them were written."""
         if self.wire is None:
             return None
-        return [self.wire.message(run.run_id, self._lane(run)) for run in runs]
+        messages, self._unsent = [], {}
+        for run in runs:
+            task_id, label = uuid.uuid4().hex, task_label(run.run_id, run)
+            queue, message = self.wire.message(run.run_id, self._lane(run), label, task_id)
+            self._unsent[run.run_id] = Sent(task_id, queue, label)
+            messages.append((queue, message))
+        return messages
 
-    def _publish(self, producer: Any, run_id: str, lane: str | None) -> None:
+    def queued(self, runs: list[RunState]) -> None:
+        """*runs*, of the last `queue_messages`, were queued by the store's write: their
+        ``task-sent`` events go out now (one message for the group)."""
+        unsent, self._unsent = self._unsent, {}
+        self.events.sent([unsent[run.run_id] for run in runs if run.run_id in unsent])
+
+    def _publish(self, producer: Any, run_id: str, lane: str | None, label: str) -> Sent:
         """An ordinary ``flowrun.run`` task message (what `send_task` sends, seen alike by
         workers, Flower and ``celery inspect``), built and published through kombu without
         `send_task`'s per-call option handling, which cost more than the rest of intake: the
@@ -359,14 +380,15 @@ class CeleryExecutor:
         name = lane_queue(self.tuning, lane)
         queue = self.celery.amqp.queues[name]
         declare = [] if name in self._declared else [queue]
+        task_id = uuid.uuid4().hex
         message = self.celery.amqp.as_task_v2(
-            uuid.uuid4().hex, TASK, args=[run_id], argsrepr=f"['{run_id}']", kwargsrepr="{}",
-            ignore_result=True)
+            task_id, TASK, args=[run_id], argsrepr=label, kwargsrepr="{}", ignore_result=True)
         producer.publish(message.body, exchange="", routing_key=name, headers=message.headers,
                          serializer="json", delivery_mode=queue.exchange.delivery_mode or 2,
                          declare=declare, retry=True, retry_policy=self._retry_policy,
                          **message.properties)
         self._declared.add(name)
+        return Sent(task_id, name, label)
 
     def schedule(self, run_id: str, due_at: float, lane: str | None = None) -> None:
         """Send the run when *due_at* comes (the pump finds its lane then)."""
@@ -378,7 +400,12 @@ class CeleryExecutor:
         return flow.model.queue if flow else None
 
     def process(self, run_id: str) -> RunState | None:
-        """Advance one run as far as it goes now and record the outcome (in a worker).
+        """Advance one run as far as it goes now and record the outcome (in a worker)."""
+        return self.deliver(run_id)[0]
+
+    def deliver(self, run_id: str) -> tuple[RunState | None, bool]:
+        """`process`, and whether this delivery is the one that ended the run (a redelivery
+        that finds it finished did not).
 
         The run's lock makes a second delivery of the same run (a redelivered task, a resumed
         run, a duplicate claim) wait instead of running steps a second time: it checks again
@@ -391,8 +418,9 @@ class CeleryExecutor:
         taken = self.store.begin_delivery(run_id, owner, lease)
         if taken is None:
             self.schedule(run_id, time.time() + lease / 2)
-            return None
+            return None, False
         died, state = taken
+        was_done = state is not None and state.done
         ended: list[bool] = []
 
         def save(state: RunState, *, dead_letter: DeadLetter | None = None,
@@ -403,13 +431,13 @@ class CeleryExecutor:
         self.leases.hold(f"run:{run_id}", owner)
         try:
             if state is None:
-                return None
+                return None, False
             self._process(state, died, owner, save)
             if state.done:
                 turn = self.lines.leave(state)  # the next run of its line, if it was parked
                 if turn is not None:
                     self.submit(turn)
-            return state
+            return state, state.done and not was_done
         finally:
             # not reached when the worker dies: that delivery stays counted, and in flight
             self.leases.drop(f"run:{run_id}")

@@ -52,13 +52,28 @@ def _echo_problems(problems: list[Problem]) -> None:
 
 class _Commands(click.Group):
     """The command group; an unusable secrets file is one line and exit 1 in every command
-    (it is first read deep inside loading or running, wherever a secret is first needed)."""
+    (it is first read deep inside loading or running, wherever a secret is first needed), and
+    so are a bad FLOWRUN_* setting and tracing switched on without OpenTelemetry (found where a
+    command reads its settings and builds its App)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from pydantic import ValidationError
+
+        from engine.settings import describe
+        from engine.tracing import TracingUnavailable
+
         try:
             return super().invoke(ctx)
-        except SecretsFileError as exc:
+        except (SecretsFileError, TracingUnavailable) as exc:
             raise click.ClickException(str(exc)) from None
+        except ValidationError as exc:
+            if exc.title != "Settings":
+                raise
+            raise click.ClickException(describe(exc)) from None
+
+
+#: the long-running commands, which log at INFO unless FLOWRUN_LOG_LEVEL says otherwise
+SERVICES = frozenset({"serve", "worker", "scheduler", "consume"})
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -79,7 +94,9 @@ def main(ctx: click.Context, verbose: bool) -> None:
         ctx.color = False
 
     try:  # FLOWRUN_LOG_FORMAT=json|text and FLOWRUN_LOG_LEVEL; -v wins over the level
-        setup_logging(level=logging.DEBUG if verbose else None)
+        # the services tell each run's story at INFO; one-off commands keep to warnings
+        default = "INFO" if ctx.invoked_subcommand in SERVICES else "WARNING"
+        setup_logging(level=logging.DEBUG if verbose else None, default=default)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -367,6 +384,7 @@ def _register() -> None:
         cli_scheduler,
         cli_serve,
         cli_test,
+        cli_users,
         cli_worker,
     )
 
@@ -382,6 +400,7 @@ def _register() -> None:
     main.add_command(cli_consume.consume)
     main.add_command(cli_db.db)
     main.add_command(cli_graph.graph)
+    main.add_command(cli_users.users)
 
 
 _register()

@@ -14,7 +14,14 @@ import click
 from engine import dlq as dlq_ops
 from engine import dlq_patch
 from engine.cli_style import bars_drawn, paint, progress
-from engine.store.base import DeadLetterFilter, RunFilter, StoreError
+from engine.store.base import (
+    BadPayloadQuery,
+    DeadLetterFilter,
+    PayloadQuery,
+    RunFilter,
+    StoreError,
+    payload_indexed,
+)
 
 
 class _Ops(click.Group):
@@ -32,15 +39,12 @@ def _app() -> Any:
     from pydantic import ValidationError
 
     from engine.app import App
-    from engine.settings import load_settings
+    from engine.settings import describe, load_settings
 
     try:
         settings = load_settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"FLOWRUN_{'_'.join(str(p) for p in e['loc']).upper()}: "
-            f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
-        raise click.ClickException(f"bad settings: {problems}") from None
+        raise click.ClickException(describe(exc)) from None
     try:
         return App(settings)
     except StoreError as exc:
@@ -107,6 +111,9 @@ _RUN_FILTERS = [
     click.option("--correlation-id", help="Correlation id."),
     click.option("--since", help="From this time (2026-11-20, or 2h for two hours ago)."),
     click.option("--until", help="Before this time."),
+    click.option("--payload", metavar="PATH=VALUE",
+                 help="A field of the original body: customer.email=a@example.com (SQLite and "
+                      "Redis search the latest 10,000 runs matching the other options)."),
     click.option("--late", is_flag=True, help="Only runs that breached their flow's SLA, latest "
                                               "breach first, with how late they are (--flow "
                                               "applies)."),
@@ -139,14 +146,23 @@ def runs_list(**filters: Any) -> None:
 
 
 def _list_runs(flow: str | None, status: str | None, key: str | None,
-               correlation_id: str | None, since: str | None, until: str | None, late: bool,
-               limit: int, as_json: bool) -> None:
+               correlation_id: str | None, since: str | None, until: str | None,
+               payload: str | None, late: bool, limit: int, as_json: bool) -> None:
+    try:
+        condition = PayloadQuery.parse(payload) if payload else None
+    except BadPayloadQuery as exc:
+        raise click.BadParameter(str(exc).removeprefix("payload: "),
+                                 param_hint="--payload") from None
     app = _app()
     if late:
         _list_late(app, flow, limit, as_json)
         return
-    found = app.store.list_runs(RunFilter(flow, status, key, correlation_id, _when(since),
-                                          _when(until), limit))
+    query = RunFilter(flow, status, key, correlation_id, _when(since), _when(until), limit,
+                      payload=condition)
+    found = app.store.list_runs(query)
+    if condition is not None and not payload_indexed(app.store):
+        click.echo(f"payload search: the latest {query.window:,} runs matching the other "
+                   "options were searched", err=True)
     if as_json:
         click.echo(json.dumps([_run_dict(s) for s in found], indent=2, default=str))
         return
@@ -190,9 +206,12 @@ def _find_run(app: Any, run_id: str) -> Any:
 @runs.command("show")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True)
-def runs_show(run_id: str, as_json: bool) -> None:
-    """A run's step timeline: status, attempts, duration and error of every step."""
-    from engine.console.views import answer
+@click.option("--io/--no-io", "show_io", default=True, show_default=True,
+              help="Show each step's input and output (as recorded, secrets masked).")
+def runs_show(run_id: str, as_json: bool, show_io: bool) -> None:
+    """A run's step timeline: status, attempts, duration and error of every step, and what
+    each step was given and left."""
+    from engine.console.views import answer, step_io
 
     app = _app()
     state = _find_run(app, run_id)
@@ -207,6 +226,8 @@ def runs_show(run_id: str, as_json: bool) -> None:
     _table([[step["id"], step["kind"], step["status"], str(step["attempts"]),
              f"{step['duration_ms']:.1f} ms", _clip(step.get("error", ""), 60)]
             for step in state.steps], ["STEP", "KIND", "STATUS", "ATTEMPTS", "DURATION", "ERROR"])
+    if show_io:
+        _show_io(state.steps, step_io(app, state))
     if state.status == "retrying":
         click.echo(f"next attempt due {_ts(state.due_at)} UTC")
     if state.error:
@@ -218,6 +239,25 @@ def runs_show(run_id: str, as_json: bool) -> None:
         for name, value in said["headers"].items():
             click.echo(f"  {name}: {value}")
         click.echo(said["body"])
+
+
+def _show_io(steps: list[dict[str, Any]], seen: list[dict[str, Any]]) -> None:
+    for record, io in zip(steps, seen, strict=True):
+        if io["input"] is None and io["output"] is None:
+            continue
+        click.echo(f"\nstep {record['id']}")
+        for side in ("input", "output"):
+            snap = io[side]
+            if side == "output" and io["unchanged"]:
+                click.echo("  output: the body as it came in (unchanged)")
+            elif snap is None:
+                click.echo(f"  {side}: none" + (" (the step failed)" if side == "output" else ""))
+            else:
+                to = f" to {snap['to']}" if snap["to"] != "body" else ""
+                cut = f", the first {len(snap['json'])} of {snap['size']} bytes" \
+                    if snap["truncated"] else ""
+                click.echo(f"  {side}{to} ({snap['size']} bytes{cut}):")
+                click.echo("    " + snap["json"].replace("\n", "\n    "))
 
 
 # -- dead-letter queue -------------------------------------------------------------------------
@@ -248,12 +288,19 @@ def _query(flow: str | None, step: str | None, error: str | None, since: str | N
 
 @dlq.command("list")
 @_filter_options
+@click.option("--kind", help="Only entries that failed this way: http, timeout, connection, "
+                             "validation, ...")
+@click.option("--http-status", type=click.IntRange(100, 599),
+              help="Only entries whose partner answered this HTTP status.")
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 def dlq_list(flow: str | None, step: str | None, error: str | None, since: str | None,
-             until: str | None, status: str, limit: int, as_json: bool) -> None:
+             until: str | None, status: str, kind: str | None, http_status: int | None,
+             limit: int, as_json: bool) -> None:
     """List dead-letter entries, newest first."""
-    entries = _app().store.list_dead_letters(_query(flow, step, error, since, until, status, limit))
+    query = _query(flow, step, error, since, until, status, limit)
+    query.kind, query.http_status = kind, http_status
+    entries = _app().store.list_dead_letters(query)
     if as_json:
         click.echo(json.dumps([e.to_dict() for e in entries], indent=2, default=str))
         return

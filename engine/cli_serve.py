@@ -40,20 +40,21 @@ if TYPE_CHECKING:  # starlette is imported when the server starts, not on every 
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--flows", "flows_dir", type=click.Path(file_okay=False),
               help="Folder of flow files (default: FLOWRUN_FLOWS or ./flows).")
-@click.option("--access-log/--no-access-log", default=True, show_default=True,
-              help="Log one line per request.")
+@click.option("--access-log/--no-access-log", default=None,
+              help="Log one line per request (default: FLOWRUN_ACCESS_LOG, on).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Server processes sharing the port (needs FLOWRUN_REDIS_URL).")
 @click.option("--consume/--no-consume", default=None,
               help="Also consume the message buses of the flows' consume triggers in this "
                    "process (default: FLOWRUN_SERVE_CONSUME, off).")
-def serve(host: str, port: int, flows_dir: str | None, access_log: bool, workers: int,
+def serve(host: str, port: int, flows_dir: str | None, access_log: bool | None, workers: int,
           consume: bool | None) -> None:
     """Serve the webhook triggers of the flows over HTTP and run what they accept."""
     from engine.app import state_location
     from engine.settings import load_settings
 
-    settings = load_settings(flows=Path(flows_dir) if flows_dir else None)
+    settings = load_settings(flows=Path(flows_dir) if flows_dir else None,
+                             access_log=access_log)
     consume = settings.serve_consume if consume is None else consume
     if consume and workers > 1:
         raise click.ClickException(
@@ -88,16 +89,18 @@ def serve(host: str, port: int, flows_dir: str | None, access_log: bool, workers
             if flows else " (a flow with a consume trigger added later starts its consumer)"),
             err=True)
     if workers == 1:
-        _run(web, settings, host, port, access_log)
+        _run(web, settings, host, port)
         return
     app.store.close()  # checked; each process builds its own after the fork
-    _run_many(settings, host, port, access_log, workers)
+    _run_many(settings, host, port, workers)
 
 
 def _build(settings: Settings, workers: int = 1,
            consume: bool = False) -> tuple[Gateway, App]:
     """The App and its ASGI app; every problem of the flows and triggers reported, then exit."""
     from engine.app import App
+    from engine.console.oidc import OidcError
+    from engine.console.users import UsersError
     from engine.consumers import Consumers
     from engine.server import ServerConfigError, create_app
 
@@ -120,28 +123,31 @@ def _build(settings: Settings, workers: int = 1,
             click.echo(str(problem), err=True)
         raise click.ClickException("webhook triggers cannot be served; fix them and start "
                                    "again") from None
+    except (UsersError, OidcError, StoreError) as exc:  # the console's users, SSO, sessions
+        raise click.ClickException(str(exc)) from None
     return web, app
 
 
-def _config(web: Gateway, settings: Settings, host: str, port: int,
-            access_log: bool) -> uvicorn.Config:
+def _config(web: Gateway, settings: Settings, host: str, port: int) -> uvicorn.Config:
     import uvicorn
 
     from engine.http_edge import edge_protocol
 
     # log_config=None: uvicorn's lines go through flowrunner's handler (JSON or text, redacted);
-    # http=: httptools with the header limits and read deadlines of engine.http_edge
-    return uvicorn.Config(web, host=host, port=port, access_log=access_log, log_level="info",
+    # its access line is off: flowrunner writes its own, with the correlation id
+    # (engine/access_log); http=: httptools with the header limits and read deadlines of
+    # engine.http_edge
+    return uvicorn.Config(web, host=host, port=port, access_log=False, log_level="info",
                           log_config=None, http=edge_protocol(settings))
 
 
-def _run(web: Gateway, settings: Settings, host: str, port: int, access_log: bool) -> None:
+def _run(web: Gateway, settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.Server(_config(web, settings, host, port, access_log)).run()
+    uvicorn.Server(_config(web, settings, host, port)).run()
 
 
-def _run_many(settings: Settings, host: str, port: int, access_log: bool, workers: int) -> None:
+def _run_many(settings: Settings, host: str, port: int, workers: int) -> None:
     """*workers* server processes accepting on one listening socket, bound here before they
     are forked; each builds its own App (clients, threads and locks do not survive a fork).
     SIGTERM or SIGINT stops them all; a process that dies takes the others down with it, so a
@@ -160,7 +166,7 @@ def _run_many(settings: Settings, host: str, port: int, access_log: bool, worker
             code = 0
             try:
                 web, _ = _build(settings, workers)
-                uvicorn.Server(_config(web, settings, host, port, access_log)).run(
+                uvicorn.Server(_config(web, settings, host, port)).run(
                     sockets=[listener])
             except click.ClickException as exc:
                 exc.show()

@@ -28,10 +28,12 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from engine import tracing
 from engine.dsl.base import ExprSpec
 from engine.records import RecordError
 from engine.types import BuildContext
@@ -112,12 +114,15 @@ class Gate:
     window. ``take`` is called on the consumer's thread; ``settled`` yields, on that same
     thread, the messages to acknowledge (True) or to give back to the broker (False)."""
 
-    def __init__(self, app: Any, flow: CompiledFlow, connection: Any):
+    def __init__(self, app: Any, flow: CompiledFlow, connection: Any,
+                 folder: Path | None = None):
         self.app, self.flow = app, flow
         self.trigger = flow.trigger
         self.source = getattr(self.trigger, self.trigger.bus)
         #: (name, config) of the bus connection
         self.connection = connection
+        #: the connections folder, which a relative certificate file name is read from
+        self.folder = folder
         self.secrets = app.secrets
         self._answers: queue.Queue[tuple[BusMessage, bool]] = queue.Queue()
         self._open = 0
@@ -150,16 +155,19 @@ class Gate:
         request = {**message.where, "deliveries": message.deliveries}
         with self._lock:
             self._open += 1
-        try:
-            delivery = self.app.intake.prepare(
-                self.flow, body, message.headers, trigger="consume", correlation_id=None,
-                request=request, answer=lambda result: self._answered(message, result))
-        except (RecursionError, RecordError) as exc:
-            with self._lock:
-                self._open -= 1
-            self._dead_letter(message, "unrecordable", f"the message cannot be recorded: {exc}")
-            return
-        self.app.intake.put(delivery)
+        # a message whose headers carry a traceparent continues its publisher's trace
+        with tracing.intake(self.flow.id, "consume", message.headers or {}):
+            try:
+                delivery = self.app.intake.prepare(
+                    self.flow, body, message.headers, trigger="consume", correlation_id=None,
+                    request=request, answer=lambda result: self._answered(message, result))
+            except (RecursionError, RecordError) as exc:
+                with self._lock:
+                    self._open -= 1
+                self._dead_letter(message, "unrecordable",
+                                  f"the message cannot be recorded: {exc}")
+                return
+            self.app.intake.put(delivery)
 
     def _answered(self, message: BusMessage, result: Accepted | BaseException) -> None:
         # intake's writer thread: only queue the answer; the consumer's thread acknowledges

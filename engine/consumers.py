@@ -161,11 +161,11 @@ class Consumers:
         kind = bus.consumer_kinds()[flow.trigger.bus]
         assert isinstance(kind, bus.ConsumerKind)  # checked when the flow was loaded
         name = flow.trigger.connection
-        connection = (name, getattr(app.loader.connections(flow.file).found[name],
-                                    flow.trigger.bus))
+        connections = app.loader.connections(flow.file)
+        connection = (name, getattr(connections.found[name], flow.trigger.bus))
         wait = self.pause
         while not stop.is_set():
-            consumer.gate = bus.Gate(app, consumer.flow, connection)
+            consumer.gate = bus.Gate(app, consumer.flow, connection, connections.folder)
             consumer.attempt = time.monotonic()
             try:
                 kind.run(consumer.gate, stop)

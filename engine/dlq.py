@@ -26,6 +26,7 @@ from engine.loader import CompiledFlow, CompiledStep
 from engine.records import DeadLetter, RunState, start
 from engine.runner import Runner
 from engine.store.base import Store
+from engine.tracing import META_KEY
 from engine.types import Outcome, Resources, Stop
 
 
@@ -81,6 +82,9 @@ def plan_replay(entry: DeadLetter, flow: CompiledFlow, *,
                       trigger="replay", correlation_id=entry.correlation_id or None,
                       position=flow.index[entry.step], vars=previous.vars)
     state.envelope["meta"]["replay_of"] = entry.id
+    trace = entry.envelope.get("meta", {}).get(META_KEY)
+    if trace:  # the replay continues the trace of the run that failed (engine/tracing)
+        state.envelope["meta"][META_KEY] = dict(trace)
     if not edited and not force:
         # the same message again: its calls reuse the failed run's Idempotency-Keys, so an
         # effect the downstream applied before the run failed (a call that timed out after

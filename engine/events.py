@@ -190,7 +190,12 @@ def publish_event(core: Core, event: Event) -> list[RunState]:
         log.error("event %s: %s", event.id, state.error["message"] if state.error else "")
         if core.store is not None:
             core.store.save_run(state, dead_letter=DeadLetter.for_run(state))
+        core.observers.accepted(state)
+        core.observers.dead_lettered(state)
+        core.observers.finished(state)
     fresh = [s for s in fresh if not s.done]
+    for state in fresh:
+        core.observers.accepted(state)
     if events.ordering is not None:
         events.ordering.register(fresh)
     duplicates = len(runs) - len(fresh) - len(failed)

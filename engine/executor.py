@@ -62,6 +62,9 @@ class Executor(Protocol):
         """Broker messages that queue *runs*, for the store to write in the same write as
         their records (then `submit_many` is not called); None to be given the runs instead."""
 
+    def queued(self, runs: list[RunState]) -> None:
+        """*runs* were queued by the store's write of `queue_messages`' messages."""
+
     def schedule(self, run_id: str, due_at: float, lane: str | None = None) -> None: ...
 
     def process(self, run_id: str) -> RunState | None: ...
@@ -145,6 +148,9 @@ class EmbeddedExecutor:
 
     def queue_messages(self, runs: list[RunState]) -> None:
         return None  # the queue is in this process
+
+    def queued(self, runs: list[RunState]) -> None:
+        pass  # never asked: there are no messages to write
 
     def schedule(self, run_id: str, due_at: float, lane: str | None = None) -> None:
         with self._cond:

@@ -20,9 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine import tracing
 from engine.envelope import Envelope
 from engine.expressions import ExpressionError
 from engine.loader import CompiledFlow
+from engine.processing import Observer
 from engine.records import RecordError, RunState, start
 from engine.store.base import Idempotency, Store
 from engine.versions import FlowVersions
@@ -74,8 +76,11 @@ class _Waiter:
 
 class Intake:
     def __init__(self, store: Store, executor: Any, versions: FlowVersions, *,
-                 idempotency_ttl: float, max_group: int = MAX_GROUP):
+                 idempotency_ttl: float, max_group: int = MAX_GROUP,
+                 observer: Observer | None = None):
         self.store, self.executor, self.versions = store, executor, versions
+        #: told of every new run once it is recorded (its logs and metrics: engine/processing)
+        self.observer = observer or Observer()
         self.idempotency_ttl = idempotency_ttl
         self.max_group = max_group
         self._pending: list[Delivery] = []
@@ -110,10 +115,19 @@ class Intake:
                trigger: str = "manual", correlation_id: str | None = None,
                request: dict[str, Any] | None = None) -> Accepted:
         """Record one message and hand it on; returns once it is recorded (or raises)."""
-        waiter = _Waiter()
-        self.put(self.prepare(flow, body, headers, trigger=trigger,
-                              correlation_id=correlation_id, request=request, answer=waiter))
-        return waiter.wait()
+        with tracing.intake(flow.id, trigger) as span:
+            waiter = _Waiter()
+            self.put(self.prepare(flow, body, headers, trigger=trigger,
+                                  correlation_id=correlation_id, request=request,
+                                  answer=waiter))
+            try:
+                accepted = waiter.wait()
+            except BaseException as exc:
+                span.failed(type(exc).__name__)
+                raise
+            span.set("flowrun.run_id", accepted.run_id)
+            span.set("flowrun.duplicate", accepted.duplicate)
+            return accepted
 
     def put(self, delivery: Delivery) -> None:
         """Queue *delivery* for the next group; its `answer` is called from the writer."""
@@ -169,9 +183,13 @@ class Intake:
         self.groups += 1
         self.written += len(group)
         fresh = [d for d, holder in zip(group, holders, strict=True) if holder is None]
+        for delivery in fresh:  # before it is queued, so its story starts with its intake
+            self.observer.accepted(delivery.state)
         try:
             if fresh and messages is None:
                 self.executor.submit_many([d.state for d in fresh])
+            elif messages is not None:
+                self.executor.queued([d.state for d in fresh])
         except Exception as exc:
             # recorded but not queued (the broker went away): answer as not recorded, so the
             # sender retries; its retry finds the run queued and queues it then

@@ -23,7 +23,10 @@ from typing import IO, Any
 
 from engine.refs import RedactingFilter, redact_known
 
-FIELDS = ("flow", "run_id", "step", "correlation_id")
+FIELDS = ("flow", "run_id", "step", "key", "correlation_id")
+#: the record attribute holding a line's own structured fields (``extra={"fields": {...}}``):
+#: the JSON format adds them to the object; the text format has them in its message already
+EXTRA = "fields"
 FORMATS = ("json", "text")
 # an immutable default: bind() always sets a new dict, never changes the one it found
 _context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
@@ -33,7 +36,7 @@ _HANDLER_MARK = "_flowrun_handler"
 
 @contextlib.contextmanager
 def bind(**fields: Any) -> Iterator[None]:
-    """Add *fields* (flow, run_id, step, correlation_id) to every record logged inside."""
+    """Add *fields* (flow, run_id, step, key, correlation_id) to every record logged inside."""
     merged = {**_context.get(), **{k: str(v) for k, v in fields.items() if v}}
     token = _context.set(merged)
     try:
@@ -67,6 +70,11 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, None)
             if value is not None:
                 out[name] = value
+        extra = getattr(record, EXTRA, None)
+        if isinstance(extra, dict):
+            for name, value in extra.items():
+                if value is not None:
+                    out.setdefault(name, value)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
@@ -87,7 +95,7 @@ def one_line(text: str) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """``2026-11-20T10:00:00.123Z INFO  flowrunner.flow [shop/erp run=3f2a9c cid=…] message``.
+    """``2026-11-20T10:00:00.123Z INFO  flowrunner.runs [shop/erp run=3f2a9c key=#1 cid=…] …``.
 
     A record is one line: control characters in the message and the context fields (which can
     come from a payload or a sender's header) are escaped, so no message can forge a line. Only
@@ -97,7 +105,8 @@ class TextFormatter(logging.Formatter):
         where = "/".join(str(getattr(record, n)) for n in ("flow", "step")
                          if getattr(record, n, None))
         ids = " ".join(f"{label}={str(getattr(record, n))[:12]}" for n, label in
-                       (("run_id", "run"), ("correlation_id", "cid")) if getattr(record, n, None))
+                       (("run_id", "run"), ("key", "key"), ("correlation_id", "cid"))
+                       if getattr(record, n, None))
         context = one_line(" ".join(part for part in (where, ids) if part))
         line = (f"{_time(record)} {record.levelname:<7} {record.name}"
                 + (f" [{context}]" if context else "") + f" {one_line(record.getMessage())}")
@@ -109,16 +118,17 @@ class TextFormatter(logging.Formatter):
 
 
 def setup_logging(level: str | int | None = None, fmt: str | None = None,
-                  stream: IO[str] | None = None) -> logging.Handler:
+                  stream: IO[str] | None = None, default: str = "WARNING") -> logging.Handler:
     """Install (or replace) flowrunner's handler on the root logger and return it.
 
-    *level* and *fmt* default to ``FLOWRUN_LOG_LEVEL`` (WARNING) and ``FLOWRUN_LOG_FORMAT``
-    (``text``); an unknown value fails here, naming the variable.
+    *level* and *fmt* default to ``FLOWRUN_LOG_LEVEL`` (else *default*: the services log at
+    INFO, one-off commands at WARNING) and ``FLOWRUN_LOG_FORMAT`` (``text``); an unknown value
+    fails here, naming the variable.
     """
     fmt = (fmt or os.environ.get("FLOWRUN_LOG_FORMAT") or "text").lower()
     if fmt not in FORMATS:
         raise ValueError(f"FLOWRUN_LOG_FORMAT={fmt!r}: use json or text")
-    level = level if level is not None else os.environ.get("FLOWRUN_LOG_LEVEL") or "WARNING"
+    level = level if level is not None else os.environ.get("FLOWRUN_LOG_LEVEL") or default
     if isinstance(level, str):
         named = logging.getLevelName(level.upper())
         if not isinstance(named, int):

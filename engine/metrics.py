@@ -10,15 +10,19 @@ running or waiting for a retry by lane, poll lag (now − cursor) — are read f
 Prometheus scrapes (`StoreCollector`), so every process reports the same truth and none has to
 keep a count in step.
 
-Celery's prefork pool runs tasks in child processes: with ``PROMETHEUS_MULTIPROC_DIR`` set
-(before the worker starts; prometheus-client decides at its first metric), each process writes
-its values to files there and `scrape_registry` adds them up (`serve_worker_metrics`).
+Each registry also holds prometheus-client's process, platform and GC collectors and
+``flowrun_build_info``. Celery's prefork pool runs tasks in child processes: with
+``PROMETHEUS_MULTIPROC_DIR`` set (before the worker starts; prometheus-client decides at its
+first metric), each process writes its values to files there and `scrape_registry` adds them
+up (`serve_worker_metrics`); the process, platform and GC figures are then those of the process
+that answers the scrape.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import platform
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -27,7 +31,10 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    GCCollector,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
     multiprocess,
     start_http_server,
@@ -35,11 +42,15 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from engine import __version__
 from engine.poll import cursor as cursors
+from engine.processing import Observer
 from engine.records import ACTIVE
+from engine.retry import reason_kind
 
 if TYPE_CHECKING:
     from engine.loader import CompiledFlow
+    from engine.processing import Retry
     from engine.records import RunState
     from engine.store.base import Store
     from engine.versions import FlowVersions
@@ -49,13 +60,16 @@ log = logging.getLogger("flowrunner.metrics")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 STEP_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 INTAKE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+#: received to finished: milliseconds for a transform, hours for a run that waited out retries
+RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600,
+               86400)
 
 
 def multiprocess_mode() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
-class Metrics:
+class Metrics(Observer):
     """The metric objects of one App, on a registry of their own (tests build many Apps)."""
 
     def __init__(self, registry: CollectorRegistry | None = None):
@@ -63,16 +77,21 @@ class Metrics:
         r = self.registry
         self.runs = Counter("flowrun_runs", "Runs that finished, by flow and final status.",
                             ["flow", "status"], registry=r)
+        self.run_seconds = Histogram("flowrun_run_duration_seconds", "Time from a run's "
+                                     "message received to the run finished (retries and "
+                                     "waits included), by flow and final status.",
+                                     ["flow", "status"], buckets=RUN_BUCKETS, registry=r)
         self.step_seconds = Histogram("flowrun_step_duration_seconds",
                                       "Duration of step executions (the last attempt).",
                                       ["flow", "step", "status"], buckets=STEP_BUCKETS,
                                       registry=r)
         self.retries = Counter("flowrun_step_retries", "Retries scheduled after a failed "
-                               "attempt.", ["flow", "step"], registry=r)
-        self.dead_lettered = Counter("flowrun_dead_lettered", "Messages that went to the "
-                                     "dead-letter queue (a replay that fails again goes back to "
-                                     "its entry: not counted again).", ["flow", "step"],
-                                     registry=r)
+                               "attempt, by the failure's class (reason).",
+                               ["flow", "step", "reason"], registry=r)
+        self.dead_letters = Counter("flowrun_dead_lettered", "Messages that went to the "
+                                     "dead-letter queue, by the failure's class (reason; a "
+                                     "replay that fails again goes back to its entry: not "
+                                     "counted again).", ["flow", "step", "reason"], registry=r)
         self.webhook_requests = Counter("flowrun_webhook_requests", "Webhook requests by "
                                         "outcome (accepted, duplicate, signature_rejected, ...).",
                                         ["flow", "outcome"], registry=r)
@@ -90,6 +109,9 @@ class Metrics:
                                     "by their flow's SLA deadline, each counted once (by the "
                                     "process that claimed the breach).", ["flow"], registry=r)
         self._extra: list[Collector] = []
+        self.add_collector(BuildInfo())
+        if not multiprocess_mode():
+            process_collectors(r)
 
     # -- events --------------------------------------------------------------------------------
     def event(self, event_type: str, outcome: str, count: int = 1) -> None:
@@ -106,18 +128,25 @@ class Metrics:
         self.webhook_seconds.labels(flow).observe(seconds)
 
     def advanced(self, flow: CompiledFlow, state: RunState, before: int) -> None:
-        """Step durations of the steps just run; a retry when the run now waits for one."""
+        """Step durations of the steps just run."""
         for record in state.steps[before:]:
             self.step_seconds.labels(state.flow_id, record["id"], record["status"]
                                      ).observe(record["duration_ms"] / 1000)
-        if state.status == "retrying" and state.position < len(flow.steps):
-            self.retries.labels(state.flow_id, flow.steps[state.position].id).inc()
+
+    def retry_scheduled(self, flow: CompiledFlow, state: RunState, retry: Retry) -> None:
+        self.retries.labels(state.flow_id, retry.step, retry.kind).inc()
+
+    def dead_lettered(self, state: RunState) -> None:
+        if state.envelope.get("meta", {}).get("replay_of"):
+            return
+        error = state.error or {}
+        self.dead_letters.labels(state.flow_id, error.get("step") or "",
+                                  reason_kind(error.get("kind"), error.get("status"))).inc()
 
     def finished(self, state: RunState) -> None:
         self.runs.labels(state.flow_id, state.status).inc()
-        if state.status == "dead_lettered" and not state.envelope.get("meta", {}).get(
-                "replay_of"):
-            self.dead_lettered.labels(state.flow_id, (state.error or {}).get("step") or "").inc()
+        self.run_seconds.labels(state.flow_id, state.status).observe(
+            max(0.0, state.updated_at - state.created_at))
 
     def total(self, outcome: str) -> int:
         """Webhook requests with this outcome, over every flow (for tests and the console)."""
@@ -138,12 +167,35 @@ class Metrics:
             return self.registry
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        # the process, platform and GC figures of the process that answers the scrape (the
+        # pool processes' own are not summed: a sum of their memory or GC counts means little)
+        process_collectors(registry)
         for collector in self._extra:
             registry.register(collector)
         return registry
 
     def exposition(self) -> bytes:
         return generate_latest(self.scrape_registry())
+
+
+def process_collectors(registry: CollectorRegistry) -> None:
+    """prometheus-client's standard ``process_*`` (CPU, memory, open files), ``python_info``
+    and ``python_gc_*`` collectors, on *registry* (their default instances are on the global
+    registry, which flowrunner does not serve)."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+
+
+class BuildInfo(Collector):
+    """``flowrun_build_info{version, python} 1``: which flowrunner a process runs."""
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily("flowrun_build_info", "The flowrunner version and Python "
+                                 "version of this process (always 1).",
+                                 labels=["version", "python"])
+        info.add_metric([__version__, platform.python_version()], 1)
+        yield info
 
 
 def poll_lag(store: Store, flow_id: str, now: float) -> float | None:

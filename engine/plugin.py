@@ -47,11 +47,13 @@ from engine.records import DeadLetter, RecordError
 from engine.refs import REF, UnresolvedReference, interpolate, redact_known, redact_logs
 from engine.signatures import Scheme, SignatureError
 from engine.templates import Value, compile_url, compile_value, interpolate_url
+from engine.tracing import inject as add_trace_context
 from engine.transports import (
     DELIVER,
     HTTP,
     SFTP,
     Deliver,
+    HttpAdapter,
     HttpTransport,
     SftpOpener,
     SftpSession,
@@ -125,6 +127,7 @@ __all__ = [
     "Goto",
     "HandOff",
     "HookEndpoint",
+    "HttpAdapter",
     "HttpStatus",
     "HttpTransport",
     "Model",
@@ -154,6 +157,8 @@ __all__ = [
     "UnresolvedReference",
     "Value",
     "Vanished",
+    # tracing: the current trace context on a message a connector sends
+    "add_trace_context",
     "bind",
     "compile_url",
     "compile_value",

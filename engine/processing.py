@@ -8,23 +8,32 @@ the listeners of a finished run. The embedded executor, the Celery task and `flo
 `Core.run`; what differs between them — where a run waits, how children are queued, how two
 deliveries of one run are kept apart — stays in the executor.
 
-Observers (metrics) and the log context are composed here once, when the core is built; nothing
-replaces the runner's methods at run time.
+Observers (logs, metrics, traces) and the log context are composed here once, when the core is
+built; nothing replaces the runner's methods at run time. An observer sees a run's story as
+events — accepted at intake, advanced, a retry scheduled, dead-lettered, finished, and the
+replay or discard of its dead-letter entry — and overrides only the ones it needs (`Observer`).
+Observers are told after the fact and cannot change the outcome: one that raises is logged and
+the run goes on. Two events are contexts instead, for traces: `delivering` wraps one delivery of
+a run (advance, spawn, record) and `attempting` one attempt of a step, so what happens inside
+them — an outbound call, a spawned run — happens within their span.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import reprlib
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from engine import dlq
 from engine.envelope import Envelope
 from engine.events import Events, flush
-from engine.loader import CompiledFlow
+from engine.loader import CompiledFlow, CompiledStep
 from engine.logs import bind
 from engine.records import DeadLetter, RecordError, RunState, start
+from engine.retry import reason_kind
 from engine.runner import Runner
 from engine.store.base import Store
 from engine.versions import FlowVersions
@@ -37,17 +46,195 @@ SHALLOW.maxlevel, SHALLOW.maxlist, SHALLOW.maxdict, SHALLOW.maxstring = 30, 50, 
 SHALLOW.maxother = 200
 
 
+#: the context of a delivery no observer wraps (reusable: it holds nothing)
+_NO_CONTEXT = contextlib.nullcontext()
+
+
 class Save(Protocol):
     def __call__(self, state: RunState, *, dead_letter: DeadLetter | None = None,
                  children: list[RunState] | None = None) -> None: ...
 
 
-class Observer(Protocol):
+@dataclass(frozen=True)
+class Retry:
+    """A retry the runner scheduled after a failed attempt."""
+
+    step: str
+    #: the number of the attempt that failed (1-based)
+    attempt: int
+    #: seconds until the next attempt
+    delay: float
+    #: the failure's class, one of `engine.retry.REASON_KINDS`
+    kind: str
+    #: the failure, as recorded (secrets masked)
+    message: str
+    #: the HTTP status of the failure, if any
+    status: int | None = None
+
+
+class Observer:
+    """The seam for logs, metrics and traces: the events of a run's life, each a no-op here.
+
+    Subclass it and override what you watch. Every method is called after the fact, in the
+    thread that did the work, and must be quick: intake calls `accepted` once per new run."""
+
+    def accepted(self, state: RunState) -> None:
+        """*state* was recorded by intake (webhook, poll, event, consume, manual) and is
+        queued; told as soon as its record is written (a Celery worker may have it already)."""
+
     def advanced(self, flow: CompiledFlow, state: RunState, before: int) -> None:
         """*state* was advanced; its step records from index *before* on are new."""
 
+    def retry_scheduled(self, flow: CompiledFlow, state: RunState, retry: Retry) -> None:
+        """A step of *state* failed and is tried again after ``retry.delay`` seconds."""
+
+    def dead_lettered(self, state: RunState) -> None:
+        """*state* ended dead-lettered (``state.error`` holds the step and the reason); a
+        replay that fails again names its entry in ``meta.replay_of``."""
+
     def finished(self, state: RunState) -> None:
-        """*state* ended (succeeded, dead-lettered, handed off, ...)."""
+        """*state* ended (succeeded, dead-lettered, handed off, ...) and is recorded."""
+
+    def replayed(self, entry: DeadLetter, state: RunState, who: str | None) -> None:
+        """Dead-letter *entry* is replayed as the run *state*, at *who*'s request."""
+
+    def discarded(self, entry: DeadLetter, who: str | None) -> None:
+        """Dead-letter *entry* was discarded by *who*."""
+
+    def delivering(self, flow: CompiledFlow, state: RunState
+                   ) -> contextlib.AbstractContextManager[Any] | None:
+        """A context around one delivery of *state* (advance, spawn, record), or None."""
+        return None
+
+    def attempting(self, flow: CompiledFlow, step: CompiledStep, state: RunState
+                   ) -> contextlib.AbstractContextManager[Any] | None:
+        """A context around one attempt of *step* (the step runs inside it; *state* tells
+        the outcome on exit), or None."""
+        return None
+
+
+class Observers(Observer):
+    """Several observers as one; an observer that raises is logged, never fails the run."""
+
+    def __init__(self, observers: Sequence[Observer] = ()):
+        self.members = tuple(observers)
+        # only the members that make contexts are asked, so a process without tracing pays
+        # nothing per step (the runner gets no hook at all: `Core`)
+        self._delivering = [m for m in self.members
+                            if type(m).delivering is not Observer.delivering]
+        self._attempting = [m for m in self.members
+                            if type(m).attempting is not Observer.attempting]
+
+    @property
+    def makes_contexts(self) -> bool:
+        return bool(self._delivering or self._attempting)
+
+    def _each(self, event: str, *args: Any) -> None:
+        for observer in self.members:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:
+                log.exception("observer %s failed on %s", type(observer).__name__, event)
+
+    def accepted(self, state: RunState) -> None:
+        self._each("accepted", state)
+
+    def advanced(self, flow: CompiledFlow, state: RunState, before: int) -> None:
+        self._each("advanced", flow, state, before)
+
+    def retry_scheduled(self, flow: CompiledFlow, state: RunState, retry: Retry) -> None:
+        self._each("retry_scheduled", flow, state, retry)
+
+    def dead_lettered(self, state: RunState) -> None:
+        self._each("dead_lettered", state)
+
+    def finished(self, state: RunState) -> None:
+        self._each("finished", state)
+
+    def replayed(self, entry: DeadLetter, state: RunState, who: str | None) -> None:
+        self._each("replayed", entry, state, who)
+
+    def discarded(self, entry: DeadLetter, who: str | None) -> None:
+        self._each("discarded", entry, who)
+
+    def delivering(self, flow: CompiledFlow, state: RunState
+                   ) -> contextlib.AbstractContextManager[Any] | None:
+        return self._within(self._delivering, "delivering", flow, state)
+
+    def attempting(self, flow: CompiledFlow, step: CompiledStep, state: RunState
+                   ) -> contextlib.AbstractContextManager[Any] | None:
+        return self._within(self._attempting, "attempting", flow, step, state)
+
+    def _within(self, members: list[Observer], event: str, *args: Any
+                ) -> contextlib.AbstractContextManager[Any] | None:
+        if not members:
+            return None
+        if len(members) == 1:  # the usual case (traces): no stack around the one context
+            return self._guarded(members[0], event, args)
+        return self._stack(members, event, args)
+
+    @staticmethod
+    def _guarded(observer: Observer, event: str, args: tuple[Any, ...]) -> _Guarded | None:
+        try:
+            context = getattr(observer, event)(*args)
+        except Exception:
+            log.exception("observer %s failed on %s", type(observer).__name__, event)
+            return None
+        return None if context is None else _Guarded(context, observer, event)
+
+    @contextlib.contextmanager
+    def _stack(self, members: list[Observer], event: str, args: tuple[Any, ...]
+               ) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for observer in members:
+                guarded = self._guarded(observer, event, args)
+                if guarded is not None:
+                    stack.enter_context(guarded)
+            yield
+
+
+class _Guarded(contextlib.AbstractContextManager[Any]):
+    """An observer's context whose own failure, entering or leaving, is logged — never the
+    run's."""
+
+    def __init__(self, context: contextlib.AbstractContextManager[Any], observer: Observer,
+                 event: str):
+        self.context, self.observer, self.event = context, observer, event
+        self.entered = False
+
+    def __enter__(self) -> Any:
+        try:
+            value = self.context.__enter__()
+        except Exception:
+            log.exception("observer %s failed on %s", type(self.observer).__name__, self.event)
+            return None
+        self.entered = True
+        return value
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self.entered:
+            return
+        try:
+            self.context.__exit__(*exc)
+        except Exception:
+            log.exception("observer %s failed on leaving %s", type(self.observer).__name__,
+                          self.event)
+        # None: the run's own exception, if any, goes on
+
+
+def retry_of(flow: CompiledFlow, state: RunState, now: float) -> Retry | None:
+    """The retry *state* waits for after its last advance, or None (it ended, goes on, or
+    waits for a rate-limit token rather than after a failure)."""
+    if (state.status != "retrying" or state.reserved is not None or not state.attempts
+            or state.position >= len(flow.steps)):
+        return None
+    failed = state.attempts[-1]
+    # from the failure, when the runner chose the delay
+    delay = (state.due_at or now) - float(failed.get("at") or now)
+    return Retry(step=flow.steps[state.position].id, attempt=int(failed.get("attempt", 1)),
+                 delay=max(0.0, delay),
+                 kind=reason_kind(failed.get("kind"), failed.get("status")),
+                 message=str(failed.get("error", "")), status=failed.get("status"))
 
 
 class Core:
@@ -56,7 +243,10 @@ class Core:
                  events: Events | None = None):
         self.runner, self.versions, self.store = runner, versions, store
         self.events = events or Events()
-        self._observers = tuple(observers)
+        #: every observer as one: intake, replay and discard tell it too (engine/app)
+        self.observers = observers if isinstance(observers, Observers) else Observers(observers)
+        if self.observers.makes_contexts:  # each attempt of a step runs in their context
+            runner.around_step = self.observers.attempting
         self._listeners: list[Callable[[RunState], None]] = []
         self._run_ids = run_ids
 
@@ -92,25 +282,29 @@ class Core:
             if store is not None:
                 store.save_run(state)
 
-        try:
-            before = len(state.steps)
-            with bind(flow=state.flow_id, run_id=state.run_id,
-                      correlation_id=state.correlation_id):
-                try:
-                    self.runner.advance(flow, state, checkpoint=checkpoint)
-                finally:
-                    for observer in self._observers:
-                        observer.advanced(flow, state, before)
-                subscribers.extend(flush(self, state))
-            children = self.spawn_children(state)
-            entry = self.entry_for(state) if state.done else None
-            if save is not None:
-                save(state, dead_letter=entry, children=children)
-            elif store is not None:
-                store.save_run(state, dead_letter=entry, children=children)
-        except RecordError as exc:
-            self._unrecordable(state, exc)
-            return subscribers
+        # the delivery's context (a trace span) holds the runs it spawns too
+        with self.observers.delivering(flow, state) or _NO_CONTEXT:
+            try:
+                before = len(state.steps)
+                with bind(flow=state.flow_id, run_id=state.run_id,
+                          correlation_id=state.correlation_id):
+                    try:
+                        self.runner.advance(flow, state, checkpoint=checkpoint)
+                    finally:
+                        self.observers.advanced(flow, state, before)
+                        retry = retry_of(flow, state, self.runner.clock())
+                        if retry is not None:
+                            self.observers.retry_scheduled(flow, state, retry)
+                    subscribers.extend(flush(self, state))
+                children = self.spawn_children(state)
+                entry = self.entry_for(state) if state.done else None
+                if save is not None:
+                    save(state, dead_letter=entry, children=children)
+                elif store is not None:
+                    store.save_run(state, dead_letter=entry, children=children)
+            except RecordError as exc:
+                self._unrecordable(state, exc)
+                return subscribers
         return children + subscribers
 
     def new_run_id(self) -> str | None:
@@ -123,8 +317,9 @@ class Core:
         return dlq.settle(self.store, state)
 
     def finished(self, state: RunState) -> None:
-        for observer in self._observers:
-            observer.finished(state)
+        if state.status == "dead_lettered":
+            self.observers.dead_lettered(state)
+        self.observers.finished(state)
         for listener in self._listeners:
             listener(state)
 
@@ -176,3 +371,4 @@ class Core:
         state.spawn = []
         state.envelope.setdefault("meta", {})["children"] = [c.run_id for c in children]
         return children
+

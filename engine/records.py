@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from engine import tracing
 from engine.envelope import Envelope
 
 if TYPE_CHECKING:
@@ -191,9 +192,13 @@ def settles_sla(state: RunState) -> bool:
 
 def compact(state: RunState, now: float) -> RunState:
     """The summary of a finished run that retention keeps once its message goes: status, keys,
-    timings, steps and their outcomes, the error; no body, headers, variables or request."""
+    timings, steps and their outcomes, the error; no body, headers, variables, request or the
+    steps' output snapshots."""
     meta = {k: v for k, v in state.envelope.get("meta", {}).items() if k != "request"}
+    # the steps' output snapshots are parts of the message too (engine/step_snapshots)
+    steps = [{k: v for k, v in s.items() if k != "output"} for s in state.steps]
     return RunState(**{**state.__dict__, "envelope": {"meta": meta}, "original": {},
+                       "steps": steps,
                        "spawn": [], "reserved": None, "compacted_at": now})
 
 
@@ -216,6 +221,7 @@ def start(flow: FlowLike, body: Any, headers: dict[str, Any] | None = None, *,
             "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "attempt": 1}
     if parent_run_id:
         meta["parent_run_id"] = parent_run_id
+    tracing.stamp(meta)  # the trace this run continues (the current span's), when tracing is on
     original: dict[str, Any] = {"body": body, "headers": headers}
     if request:
         meta["request"] = original["request"] = request

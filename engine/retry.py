@@ -60,3 +60,25 @@ def give_up_reason(policy: RetryPolicy, error: StepError, attempt: int) -> str:
     if attempt >= policy.max_attempts:
         return f"gave up after {attempt} attempt(s)"
     return "retry window (max_elapsed) exhausted"
+
+
+#: the classes of failure that logs and metrics name (a fixed set: a label, never free text)
+REASON_KINDS = ("http_status", "timeout", "connection", "invalid_response", "rate_limited",
+                "validation", "expression", "config", "auth", "io", "rejected", "route",
+                "subscription", "poison", "unrecordable", "flow_missing", "internal", "other")
+#: error kinds of steps and records that fall in a broader class
+_KIND_CLASS = {"http": "http_status", "dns": "connection", "tls": "connection",
+               "host_key": "connection", "invalid_input": "validation",
+               "request_invalid": "validation",
+               "undecodable": "validation", "permission": "io", "not_found": "io",
+               "exists": "io", "too_deep": "unrecordable", "too_large": "unrecordable",
+               "loop": "internal"}
+
+
+def reason_kind(kind: str | None, status: int | None = None) -> str:
+    """The class of a failure (`REASON_KINDS`) from its recorded kind and HTTP status: any
+    failure with a status is ``http_status``; an unknown kind is ``other``."""
+    if status is not None:
+        return "http_status"
+    kind = _KIND_CLASS.get(kind or "", kind or "other")
+    return kind if kind in REASON_KINDS else "other"

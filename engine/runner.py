@@ -12,6 +12,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from engine.envelope import Envelope
@@ -20,6 +21,7 @@ from engine.loader import CompiledFlow, CompiledStep
 from engine.records import RunState, Spawn
 from engine.refs import Redactor, UnresolvedReference
 from engine.retry import give_up_reason, next_delay
+from engine.step_snapshots import LIMIT, MOST_STEPS, take
 from engine.types import (
     END,
     Continue,
@@ -43,14 +45,21 @@ class Runner:
 
     def __init__(self, resources: Callable[[CompiledFlow, CompiledStep, RunState], Resources],
                  redactor: Redactor | None = None, clock: Callable[[], float] = time.time,
-                 on_step: Callable[[CompiledStep, RunState, Envelope], None] | None = None):
+                 on_step: Callable[[CompiledStep, RunState, Envelope], None] | None = None,
+                 snapshots: int = LIMIT):
         self._resources = resources
+        #: bytes of each step's output kept in its record (engine/step_snapshots); 0: none
+        self.snapshots = snapshots
         self._redactor = redactor or Redactor()
         self.clock = clock
         self._on_step = on_step
         #: takes a token of a step's `rate_limit:` (0 = go, else seconds until it is ours);
         #: the executor sets it — without one (flowrun run/test) rate limits are not applied
         self.rate_limiter: Callable[[Any], float] | None = None
+        #: a context around each attempt of a step (a trace span), from the observers of the
+        #: execution core (engine/processing) — None when none of them makes one
+        self.around_step: Callable[[CompiledFlow, CompiledStep, RunState],
+                                   AbstractContextManager[Any] | None] | None = None
 
     def advance(self, flow: CompiledFlow, state: RunState,
                 checkpoint: Callable[[RunState], None] | None = None) -> RunState:
@@ -65,7 +74,13 @@ class Runner:
                                             "a route or on_failure goto loops", "kind": "loop"})
                 break
             step = flow.steps[state.position]
-            if not self._run_step(flow, step, state, envelope):
+            around = self.around_step(flow, step, state) if self.around_step else None
+            if around is None:
+                went_on = self._run_step(flow, step, state, envelope)
+            else:
+                with around:
+                    went_on = self._run_step(flow, step, state, envelope)
+            if not went_on:
                 break  # a retry is scheduled for later
             if step.side_effect and checkpoint is not None and not state.done:
                 # the run goes on: record how far it got, with the envelope as it is now, so a
@@ -90,6 +105,7 @@ class Runner:
         envelope.meta["attempt"] = state.attempt
         envelope.meta["step"] = step.id
         resources = self._resources(flow, step, state)
+        before = envelope.body
         started = time.perf_counter()
         try:
             outcome = step.fn(envelope, resources)
@@ -114,6 +130,8 @@ class Runner:
         self._record(state, step, "succeeded" if not isinstance(outcome, Stop) else outcome.status,
                      duration)
         self._apply(flow, step, state, envelope, outcome)
+        if self.snapshots:
+            self._snapshot(step, state, envelope, outcome, before)
         if self._on_step is not None:
             self._on_step(step, state, envelope)
         return True
@@ -203,6 +221,34 @@ class Runner:
         else:
             self._end(state, "dead_lettered", reason)
         return True
+
+    def _snapshot(self, step: CompiledStep, state: RunState, envelope: Envelope,
+                  outcome: Outcome, before: Any) -> None:
+        """Record what *step* left (engine/step_snapshots). A new body is recorded as a
+        reference to the envelope's, which holds it until a later step replaces it: only then
+        is it encoded, into the step that made it — the run's last body is never kept twice."""
+        # steps assign a new body; the same object is no change
+        changed = envelope.body is not before
+        if changed:
+            self._settle(state, before)
+        if len(state.steps) > MOST_STEPS:
+            return
+        if isinstance(outcome, Continue) and outcome.has_value and step.output \
+                and step.output.startswith("vars."):
+            output = take(outcome.value, self._redactor, self.snapshots, step.output)
+        else:
+            output = {"ref": "body"} if changed else {"unchanged": True}
+        state.steps[-1]["output"] = output
+
+    def _settle(self, state: RunState, body: Any) -> None:
+        """The step whose output is *body*, a reference until now, gets its snapshot."""
+        for record in reversed(state.steps[:min(len(state.steps) - 1, MOST_STEPS)]):
+            output = record.get("output")
+            if output is None or output.get("unchanged") or output.get("to", "body") != "body":
+                continue
+            if output.get("ref"):
+                record["output"] = take(body, self._redactor, self.snapshots)
+            return
 
     @staticmethod
     def _record(state: RunState, step: CompiledStep, status: str, duration: float,

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Lifespan
 
+from engine.access_log import AccessLog
 from engine.app import App
 from engine.bodies import parse_body
 from engine.consumers import Consumers
@@ -251,4 +252,4 @@ def create_app(app: App, *, clock: Callable[[], float] = time.time,
                     lifespan=lifespan)
     web.state.counters = web.state.metrics = metrics
     web.state.hooks = hooks
-    return Gateway(endpoints, web)
+    return Gateway(endpoints, web, wrap=AccessLog if app.settings.access_log else None)

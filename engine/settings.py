@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -59,9 +59,36 @@ class Settings(BaseSettings):
                                             "console and its API (Bearer or login form).")
     console_user: str | None = Field(None, description="Console user name (with a password).")
     console_password: SecretStr | None = Field(None, description="Console password.")
+    console_users: Path | None = Field(None, description="YAML file of named console users, "
+                                       "their roles and password hashes (`flowrun users`); "
+                                       "re-read when it changes.")
+    console_oidc_issuer: str | None = Field(
+        None, description="OpenID Connect issuer of console logins (its "
+        "/.well-known/openid-configuration is read); with the client id below. Needs "
+        "flowrunner-ipaas[oidc].")
+    console_oidc_client_id: str | None = Field(None, description="The console's client id at "
+                                               "the OpenID Connect provider.")
+    console_oidc_client_secret: SecretStr | None = Field(
+        None, description="The client secret (a confidential client); unset: a public client, "
+        "PKCE alone.")
+    console_oidc_scopes: str = Field("openid profile email", description="Scopes asked for.")
+    console_oidc_user_claim: str = Field("preferred_username", description="ID-token claim "
+                                         "that names the operator in the audit trail.")
+    console_oidc_role_claim: str = Field("groups", description="ID-token claim (a string or a "
+                                         "list) whose values console_oidc_roles maps to roles.")
+    console_oidc_roles: dict[str, Literal["viewer", "operator", "admin"]] = Field(
+        default_factory=dict, description="Role of each value of the role claim, as JSON: "
+        '{"flowrun-ops": "operator"}; the highest role matched wins, no match: no login.')
+    console_oidc_redirect_url: str | None = Field(
+        None, description="The callback URL registered at the provider, when the server is "
+        "behind a proxy (default: /console/oidc/callback on the URL the browser used).")
     metrics_port: int | None = Field(None, ge=1, le=65535, description="Port of a Celery "
                                      "worker's /metrics (unset: not served).")
     # `flowrun serve` refuses a request over these before the app sees it (431, 408)
+    access_log: bool = Field(True, description="`flowrun serve` logs one line per request "
+                             "(method, path, status, duration, correlation id, client).")
+    task_events: bool = Field(True, description="Celery task events (sent, received, started, "
+                              "succeeded, failed) for Flower and `celery events`.")
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="Longest request line and "
                                   "headers, in bytes.")
     max_headers: int = Field(100, ge=8, description="Most header lines in one request.")
@@ -69,6 +96,10 @@ class Settings(BaseSettings):
                                      "first byte to the end of its headers.")
     body_timeout: Duration = Field(30.0, gt=0, description="Longest time from the end of the "
                                    "headers to the end of the body.")
+    step_snapshots: int = Field(
+        4096, ge=0, le=1024 * 1024, description="Bytes of each step's output (the message "
+        "after the step, secrets masked) kept in the run's timeline for the console and "
+        "`flowrun runs show`; 0 keeps none. Retention's compaction drops them with the body.")
     # history (docs/retention.md); a flow's `retention:` block overrides the first three
     retention_runs: KeepFor = Field(Keep.runs, description="How long a finished run is kept "
                                     "after it finished: a duration ('14d') or 'forever'.")
@@ -89,6 +120,9 @@ class Settings(BaseSettings):
     serve_consume: bool = Field(False, description="`flowrun serve` also runs the consumers of "
                                 "the flows' consume triggers (`--consume`); off so consumers "
                                 "can be scaled apart from the webhook server.")
+    otel: bool = Field(False, description="OpenTelemetry tracing: one trace per run, exported as "
+                       "the standard OTEL_* variables say (docs/tracing.md). Needs "
+                       "flowrunner-ipaas[otel].")
 
     @field_validator("redis_url", "broker_url")
     @classmethod
@@ -102,6 +136,13 @@ class Settings(BaseSettings):
         # half a login would leave the console silently closed (or, worse, guessable)
         if (self.console_user is None) != (self.console_password is None):
             raise ValueError("set FLOWRUN_CONSOLE_USER and FLOWRUN_CONSOLE_PASSWORD together")
+        if (self.console_oidc_issuer is None) != (self.console_oidc_client_id is None):
+            raise ValueError("set FLOWRUN_CONSOLE_OIDC_ISSUER and FLOWRUN_CONSOLE_OIDC_CLIENT_ID "
+                             "together")
+        if self.console_oidc_issuer and not self.console_oidc_roles:
+            raise ValueError("FLOWRUN_CONSOLE_OIDC_ROLES is empty, so no one could log in: map "
+                             "values of the role claim to roles, e.g. "
+                             '{"flowrun-ops": "operator"}')
         return self
 
     @classmethod
@@ -121,6 +162,13 @@ class Settings(BaseSettings):
         from engine.shipped import nearest_schemas
 
         return self.schemas if self.schemas is not None else nearest_schemas(self.flows)
+
+
+def describe(exc: ValidationError) -> str:
+    """Bad settings in one line, each by its variable: ``FLOWRUN_WORKERS: Input should be …``."""
+    return "bad settings: " + "; ".join(
+        f"FLOWRUN_{'_'.join(str(p) for p in e['loc']).upper()}: "
+        f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -5,6 +5,9 @@ transport when none was handed in — its pooled Session, its SFTP client, its b
 `flowrun test` hands in the in-memory twins of `engine.testing.twins`, which answer from a
 case's mocks; a connector never asks whether it is under test. HTTP and SFTP are separate keys:
 a step that speaks SFTP never goes through an HTTP transport.
+
+Every real HTTP session mounts `HttpAdapter`: with tracing on (engine/tracing) it wraps each
+request in a client span and sends its ``traceparent`` to the partner; off, it is requests' own.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
 import requests
+from requests.adapters import HTTPAdapter
+
+from engine import tracing
 
 T = TypeVar("T")
 
@@ -24,6 +30,26 @@ class Transport(Generic[T]):
     """The key of one transport in ``Resources.services``, typed by what it holds."""
 
     key: str
+
+
+class HttpAdapter(HTTPAdapter):
+    """requests' adapter, with a client span around each request when tracing is on."""
+
+    def send(self, request: requests.PreparedRequest, *args: Any,
+             **kwargs: Any) -> requests.Response:
+        if not tracing.enabled():
+            return super().send(request, *args, **kwargs)
+        with tracing.client(request.method or "GET", request.url or "",
+                            request.headers) as span:
+            try:
+                response = super().send(request, *args, **kwargs)
+            except Exception as exc:  # the connector classifies it; the span names its type
+                span.failed(type(exc).__name__)
+                raise
+            span.set("http.response.status_code", response.status_code)
+            if response.status_code >= 400:
+                span.failed(str(response.status_code))
+            return response
 
 
 #: the HTTP connector's transport: a Session (the twin's answers from its own adapter)

@@ -26,8 +26,9 @@ from urllib.parse import parse_qsl
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine import tracing
 from engine.bodies import BodyError, record_headers
 from engine.intake import Accepted
 from engine.logs import bind
@@ -52,13 +53,18 @@ _LOCATION = re.compile(r"^(step '[^']*') \([^)]*\): ")
 
 def correlation_id(headers: Mapping[str, str]) -> str:
     """X-Correlation-ID when it looks like an id, else the W3C trace id, else a new one."""
+    return given_correlation_id(headers) or uuid.uuid4().hex
+
+
+def given_correlation_id(headers: Mapping[str, str]) -> str | None:
+    """X-Correlation-ID when it looks like an id, else the W3C trace id, else None."""
     given = headers.get("x-correlation-id", "").strip()
     if _CORRELATION.fullmatch(given):
         return given
     match = _TRACEPARENT.fullmatch(headers.get("traceparent", "").strip())
     if match and match[1] != "0" * 32:
         return match[1]
-    return uuid.uuid4().hex
+    return None
 
 
 class Answer(Exception):
@@ -202,13 +208,16 @@ class HookEndpoint:
             loop.call_soon_threadsafe(_settle, answered, result)
 
         intake = self.app.intake
-        delivery = intake.prepare(self.hook.flow, body, headers, trigger="webhook",
-                                  correlation_id=cid, request=request, answer=answer,
-                                  key=key)
-        intake.put(delivery)
-        result = await answered
-        if isinstance(result, BaseException):
-            raise result
+        with tracing.intake(self.flow_id, "webhook") as span:
+            delivery = intake.prepare(self.hook.flow, body, headers, trigger="webhook",
+                                      correlation_id=cid, request=request, answer=answer,
+                                      key=key)
+            intake.put(delivery)
+            result = await answered
+            if isinstance(result, BaseException):
+                span.failed(type(result).__name__)
+                raise result
+            _accepted(span, result)
         return result
 
     async def _sync(self, run_id: str, cid: str) -> tuple[int, Any, dict[str, str]]:
@@ -235,6 +244,12 @@ class HookEndpoint:
                                                          "X-Run-Status": root.status}
 
 
+def _accepted(span: tracing.Span, accepted: Accepted) -> None:
+    span.set("flowrun.run_id", accepted.run_id)
+    span.set("flowrun.correlation_id", accepted.correlation_id)
+    span.set("flowrun.duplicate", accepted.duplicate)
+
+
 def _settle(future: asyncio.Future[Any], result: Any) -> None:
     if not future.done():  # the request may have been cancelled meanwhile
         future.set_result(result)
@@ -256,12 +271,38 @@ def _redacted(app: App, exc: BaseException) -> str:
     return app.secrets.redactor.text(text)
 
 
+async def _traced(endpoint: HookEndpoint, scope: Scope, receive: Receive, send: Send,
+                  params: dict[str, str]) -> None:
+    """*endpoint* within a server span (continuing the sender's ``traceparent``), whatever the
+    endpoint is — a webhook's, an AS2 partner's, a plugin's; the status is the one it sent."""
+    status = CLIENT_CLOSED  # until an answer starts: a sender that went away gets none
+
+    async def answering(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        await send(message)
+
+    with tracing.server(Headers(scope=scope), scope["method"], endpoint.hook.trigger.path,
+                        {"url.path": scope["path"], "flowrun.flow": endpoint.flow_id}) as span:
+        try:
+            await endpoint(scope, receive, answering, params)
+        except BaseException as exc:
+            span.failed(type(exc).__name__)
+            raise
+        span.set("http.response.status_code", status)
+        if status >= 500:
+            span.failed(str(status))
+
+
 class Gateway:
     """The served ASGI app: webhook paths to their endpoints, everything else to *fallback*."""
 
     def __init__(self, endpoints: Sequence[tuple[str, frozenset[str], HookEndpoint]],
-                 fallback: ASGIApp):
+                 fallback: ASGIApp, wrap: Callable[[ASGIApp], ASGIApp] | None = None):
         self.fallback = fallback
+        #: what every request goes through: the routing below, wrapped once (the access log)
+        self._serve: ASGIApp = wrap(self._route) if wrap is not None else self._route
         self._exact: dict[str, tuple[frozenset[str], HookEndpoint]] = {}
         self._patterns: list[tuple[re.Pattern[str], frozenset[str], HookEndpoint]] = []
         for path, methods, endpoint in endpoints:
@@ -276,13 +317,19 @@ class Gateway:
         return getattr(self.fallback, "state", None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._serve(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             found = self._match(scope["path"])
             if found is not None:
                 methods, endpoint, params = found
                 if scope["method"] in methods or (scope["method"] == "HEAD"
                                                   and "GET" in methods):
-                    await endpoint(scope, receive, send, params)
+                    if tracing.enabled():
+                        await _traced(endpoint, scope, receive, send, params)
+                    else:
+                        await endpoint(scope, receive, send, params)
                 else:
                     await respond(send, 405, {"error": "Method Not Allowed"},
                                   headers={"Allow": ", ".join(sorted(methods))})

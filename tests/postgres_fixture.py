@@ -32,7 +32,7 @@ CANDIDATES = ["postgresql://postgres@127.0.0.1:5432/postgres",
               "postgresql://root@127.0.0.1:5432/postgres"]
 #: tables emptied between tests (everything but schema_migrations)
 TABLES = ["runs", "run_counts", "run_count_changes", "idempotency", "dead_letters",
-          "flow_versions", "cursors", "locks"]
+          "flow_versions", "cursors", "locks", "console_sessions", "console_failures"]
 TABLES += ["sla_due", "sla_breaches"]  # business SLAs (engine/sla)
 
 

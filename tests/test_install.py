@@ -98,3 +98,30 @@ def test_demo_runs_the_shipped_flows_from_any_folder(venv: Path, tmp_path: Path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "demo finished" in done.stdout
     assert (tmp_path / ".flowrun" / "demo" / "state.db").is_file()
+
+
+def test_the_wheel_ships_the_consoles_vendored_chart_library(tmp_path: Path) -> None:
+    """The console's static files, the vendored uPlot among them (a folder below static/), and
+    the PostgreSQL migrations are package data: a console served from the wheel draws charts."""
+    import zipfile
+
+    source = tmp_path / "source"
+    source.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".flowrun")
+    for name in BUILD_INPUTS:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=ignore)
+        else:
+            shutil.copy2(ROOT / name, source / name)
+    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                  str(tmp_path / "dist"), str(source)], cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    [wheel] = (tmp_path / "dist").glob("flowrunner_ipaas-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    vendor = "engine/console/static/vendor/uplot/"
+    for shipped in (f"{vendor}uPlot.iife.min.js", f"{vendor}uPlot.min.css", f"{vendor}LICENSE",
+                    f"{vendor}VERSION", "engine/console/static/activity.js",
+                    "engine/console/static/activity.css",
+                    "engine/console/templates/activity.html",
+                    "engine/store/migrations/0005_finished_at.sql"):
+        assert shipped in names, shipped

@@ -35,18 +35,21 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-CLOSED = ("The console is closed: no credentials are configured. Set FLOWRUN_CONSOLE_TOKEN, or "
+CLOSED = ("The console is closed: no credentials are configured. Set FLOWRUN_CONSOLE_USERS (a "
+          "users file: flowrun users add NAME --role R), FLOWRUN_CONSOLE_TOKEN, or "
           "FLOWRUN_CONSOLE_USER and FLOWRUN_CONSOLE_PASSWORD, and restart flowrun serve.")
 
 
 class Console:
     def __init__(self, app: App, metrics: Metrics | None = None):
         self.app, self.metrics = app, metrics
-        self.auth = ConsoleAuth(app.settings)
+        self.auth = ConsoleAuth(app.settings, app.store)
         if self.auth.token:
             app.secrets.redactor.add(self.auth.token)  # never in a log line either
         if self.auth.password:
             app.secrets.redactor.add(self.auth.password)
+        if self.auth.oidc and self.auth.oidc.secret:
+            app.secrets.redactor.add(self.auth.oidc.secret)
         self.jobs = Jobs(app)
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(default=True),

@@ -1,8 +1,10 @@
 """The console's JSON API under ``/api``: what the pages show, for scripts and tools.
 
-Every endpoint needs credentials (401 with no data otherwise); every POST made with the
-browser's session cookie needs its ``X-CSRF-Token`` (403). Responses pass through the pydantic
-models of `engine.console.models`, which also generate ``/api/openapi.json``.
+Every endpoint needs credentials (401 with no data otherwise); the ones that change state need
+the operator role (403 for a viewer, saying so); every POST made with the browser's session
+cookie needs its ``X-CSRF-Token`` (403). The audit trail names the caller as ``api:<user>``.
+Responses pass through the pydantic models of `engine.console.models`, which also generate
+``/api/openapi.json``.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from engine import dlq_patch
+from engine.console import activity as charts
 from engine.console import models, views
 from engine.console.auth import CSRF_HEADER, Principal, Throttled
+from engine.console.users import Role
 from engine.dlq import ReplayRefused
 from engine.dlq_patch import Patch, PatchError
 from engine.store.base import DeadLetterFilter, StoreError
@@ -44,10 +48,17 @@ def _out(model: type[BaseModel], data: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=NO_STORE)
 
 
+def not_allowed(who: Principal, role: Role) -> JSONResponse:
+    return _error(403, f"{who.user} is a {who.role}; this needs the {role} role (an admin can "
+                       "change it with `flowrun users`)", user=who.user, role=who.role,
+                  needed=role)
+
+
 def routes(console: Console) -> list[BaseRoute]:
     app = console.app
 
-    def guarded(handler: Handler, write: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    def guarded(handler: Handler, write: bool = False, role: Role = "viewer",
+                ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
                 principal = console.auth.principal(request)
@@ -58,6 +69,8 @@ def routes(console: Console) -> list[BaseRoute]:
             if principal is None:
                 return _error(401, "authentication required: send Authorization: Bearer "
                                    "<token> (or Basic), or log in at /console/login")
+            if not principal.may(role):
+                return not_allowed(principal, role)
             if write and not console.auth.csrf_ok(principal, request.headers.get(CSRF_HEADER,
                                                                                   "")):
                 return _error(403, "CSRF token missing or wrong: send the X-CSRF-Token header "
@@ -70,6 +83,10 @@ def routes(console: Console) -> list[BaseRoute]:
                 return _error(503, str(exc))
         return endpoint
 
+    def operates(handler: Any) -> Callable[[Request], Awaitable[Response]]:
+        """A state change made by an operator (or an admin): CSRF-checked, role-checked."""
+        return guarded(handler, write=True, role="operator")
+
     async def body_of(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
         try:
             data = json.loads(await request.body() or b"{}")
@@ -81,10 +98,18 @@ def routes(console: Console) -> list[BaseRoute]:
     async def flows(request: Request, who: Principal) -> Response:
         return _out(models.FlowHealth, await run_in_threadpool(views.flow_health, app))
 
+    async def activity(request: Request, who: Principal) -> Response:
+        params = dict(request.query_params)
+        return _out(models.Activity, await run_in_threadpool(charts.activity, app, params))
+
     async def runs(request: Request, who: Principal) -> Response:
         query = views.run_filter(dict(request.query_params))
         found = await run_in_threadpool(app.store.list_runs, query)
-        return _out(models.RunSummary, [views.run_summary(s) for s in found])
+        response = _out(models.RunSummary, [views.run_summary(s) for s in found])
+        searched = views.searched(app, query)
+        if searched:  # a list stays a list: how far a payload search went is a header
+            response.headers["X-Flowrun-Searched"] = searched
+        return response
 
     async def run(request: Request, who: Principal) -> Response:
         state = await run_in_threadpool(views.find_run, app, request.path_params["id"])
@@ -126,7 +151,7 @@ def routes(console: Console) -> list[BaseRoute]:
             state = await run_in_threadpool(
                 lambda: app.replay(entry_id, start_from=asked.start_from, version=asked.version,
                                    body=asked.body, edited="body" in asked.model_fields_set,
-                                   dry_run=asked.dry_run, who=f"console:{who.user}"))
+                                   dry_run=asked.dry_run, who=f"api:{who.user}"))
         except ReplayRefused as exc:
             status = 404 if str(exc).startswith("no dead-letter entry") else 422
             return _error(status, str(exc), detail=app.secrets.redactor.data(exc.detail),
@@ -141,7 +166,7 @@ def routes(console: Console) -> list[BaseRoute]:
         assert isinstance(asked, models.DiscardRequest)
         try:
             entry = await run_in_threadpool(
-                lambda: app.discard(request.path_params["id"], who=f"console:{who.user}",
+                lambda: app.discard(request.path_params["id"], who=f"api:{who.user}",
                                     reason=asked.reason))
         except ReplayRefused as exc:
             return _error(404, str(exc))
@@ -152,12 +177,14 @@ def routes(console: Console) -> list[BaseRoute]:
         if isinstance(asked, JSONResponse):
             return asked
         assert isinstance(asked, models.BulkReplayRequest)
+        if asked.action == "discard" and not who.may("admin"):  # many entries never replayed
+            return not_allowed(who, "admin")
         try:
             patch = Patch(asked.patch) if asked.patch is not None else None
         except PatchError as exc:
             return _error(422, str(exc), detail={"position": exc.position})
         job = await run_in_threadpool(lambda: console.jobs.start(
-            selected(asked), who=f"console:{who.user}", start_from=asked.start_from,
+            selected(asked), who=f"api:{who.user}", start_from=asked.start_from,
             version=asked.version, action=asked.action, patch=patch, reason=asked.reason))
         return _out(models.JobProgress, console.jobs.progress(job), 202)
 
@@ -199,13 +226,14 @@ def routes(console: Console) -> list[BaseRoute]:
 
     return [Route("/openapi.json", openapi),
             Route("/flows", guarded(flows)),
+            Route("/activity", guarded(activity)),
             Route("/runs", guarded(runs)),
             Route("/runs/{id}", guarded(run)),
             Route("/late", guarded(late)),
             Route("/dead-letters", guarded(entries)),
             Route("/dead-letters/{id}", guarded(entry)),
-            Route("/dead-letters/{id}/replay", guarded(replay, write=True), methods=["POST"]),
-            Route("/dead-letters/{id}/discard", guarded(discard, write=True), methods=["POST"]),
-            Route("/replay-jobs", guarded(bulk, write=True), methods=["POST"]),
-            Route("/replay-jobs/preview", guarded(preview, write=True), methods=["POST"]),
+            Route("/dead-letters/{id}/replay", operates(replay), methods=["POST"]),
+            Route("/dead-letters/{id}/discard", operates(discard), methods=["POST"]),
+            Route("/replay-jobs", operates(bulk), methods=["POST"]),
+            Route("/replay-jobs/preview", operates(preview), methods=["POST"]),
             Route("/replay-jobs/{id}", guarded(job))]

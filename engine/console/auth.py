@@ -1,10 +1,14 @@
-"""Who may use the console and its API, and proof that a state change was meant.
+"""Who may use the console and its API, with which role, and proof that a state change was meant.
 
-Credentials come from settings: ``FLOWRUN_CONSOLE_TOKEN``, or ``FLOWRUN_CONSOLE_USER`` with
-``FLOWRUN_CONSOLE_PASSWORD`` (either, or both). A browser logs in once through the login form
-and gets a random session id in an HttpOnly, SameSite=Strict cookie; sessions live in this
-process's memory, so a restart asks operators to log in again. Scripts send the credentials
-on every request instead (``Authorization: Bearer TOKEN`` or ``Basic``).
+Operators are named. A users file (``FLOWRUN_CONSOLE_USERS``, `engine.console.users`) gives each
+one a password and a role — viewer, operator or admin; ``FLOWRUN_CONSOLE_TOKEN`` (the principal
+``token``) and ``FLOWRUN_CONSOLE_USER`` with ``FLOWRUN_CONSOLE_PASSWORD`` still work, each as an
+admin. A browser logs in once through the login form and gets a random session id in an
+HttpOnly, SameSite=Strict cookie; the session lives in the shared store
+(`engine.console.sessions`), so any ``flowrun serve`` of the deployment knows it and a logout on
+one ends it on all. A session of a users-file user takes its role from the file at every
+request: a user removed or demoted there loses the access at once. Scripts send the
+credentials on every request instead (``Authorization: Bearer TOKEN`` or ``Basic``).
 
 CSRF: a cookie rides along with requests that other sites make the browser send, so every
 state-changing request authenticated by the session cookie must also carry the session's CSRF
@@ -13,10 +17,10 @@ authenticated by an ``Authorization`` header needs none: browsers never add that
 their own — the server never answers with a ``WWW-Authenticate: Basic`` challenge that would
 teach a browser to. The login form has a token of its own, in a short-lived cookie.
 
-Guessing is throttled (`engine.console.throttle`): every credential checked — at the login form
-or in an ``Authorization`` header — counts against the client's address and the user name it
-names; too many failures and `Throttled` is raised before the credential is looked at, which
-the pages and the API answer with 429 and ``Retry-After``.
+Guessing is throttled (`engine.console.throttle`, shared like the sessions): every credential
+checked — at the login form or in an ``Authorization`` header — counts against the client's
+address and the user name it names; too many failures and `Throttled` is raised before the
+credential is looked at, which the pages and the API answer with 429 and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -24,29 +28,26 @@ from __future__ import annotations
 import base64
 import hmac
 import secrets
-import threading
-import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from engine.console.throttle import Throttle
-from engine.settings import Settings
+from engine.console import throttle
+from engine.console.sessions import Session, session_key, shared_state
+from engine.console.users import Role, Users, allows
+
+if TYPE_CHECKING:
+    from engine.console.oidc import Provider
+    from engine.settings import Settings
+    from engine.store.base import Store
 
 SESSION_COOKIE = "flowrun_console"
 LOGIN_COOKIE = "flowrun_login"
 SESSION_TTL = 8 * 3600.0  # a working day; then the operator logs in again
-MAX_SESSIONS = 10_000  # the oldest are dropped first; only successful logins create sessions
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
-
-
-@dataclass
-class Session:
-    user: str
-    csrf: str
-    expires_at: float
 
 
 @dataclass
@@ -54,11 +55,16 @@ class Principal:
     """An authenticated caller: by session cookie (needs CSRF tokens) or by header."""
 
     user: str
+    role: Role
+    source: str  # token, settings, file (the users file) or oidc
     session: Session | None = None
 
     @property
     def csrf(self) -> str:
         return self.session.csrf if self.session else ""
+
+    def may(self, needed: Role) -> bool:
+        return allows(self.role, needed)
 
 
 class Throttled(Exception):
@@ -74,33 +80,45 @@ def _same(given: str, expected: str) -> bool:
 
 
 class ConsoleAuth:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, store: Store | None = None):
         self.token = settings.console_token.get_secret_value() if settings.console_token else None
         self.user = settings.console_user
         self.password = (settings.console_password.get_secret_value()
                          if settings.console_password else None)
-        self._sessions: dict[str, Session] = {}
-        self._lock = threading.Lock()
-        self.throttle = Throttle()
+        # a users file that cannot be read stops the server here, named (UsersError)
+        self.users = Users(settings.console_users) if settings.console_users else None
+        self.oidc: Provider | None = None
+        if settings.console_oidc_issuer:
+            from engine.console.oidc import Provider
+
+            self.oidc = Provider(settings)  # OidcError without the optional extra
+        self.sessions, self.throttle = shared_state(store)
 
     @property
     def enabled(self) -> bool:
-        return bool(self.token) or bool(self.user and self.password)
+        return (bool(self.token) or bool(self.user and self.password) or self.users is not None
+                or self.oidc is not None)
 
     # -- credentials ---------------------------------------------------------------------------
-    def check(self, *, token: str = "", user: str = "", password: str = "") -> str | None:
-        """The user name these credentials log in as, or None."""
+    def check(self, *, token: str = "", user: str = "", password: str = "") -> Principal | None:
+        """Who these credentials log in as, or None."""
         if self.token and token and _same(token, self.token):
-            return "token"
-        if self.user and self.password and user and password:
+            return Principal("token", "admin", "token")
+        if not (user and password):
+            return None
+        if self.user and self.password:
             # both compared, always: the time taken does not tell which one was wrong
             ok_user, ok_password = _same(user, self.user), _same(password, self.password)
             if ok_user and ok_password:
-                return self.user
+                return Principal(self.user, "admin", "settings")
+        if self.users is not None:
+            role = self.users.check(user, password)
+            if role is not None:
+                return Principal(user, role, "file")
         return None
 
     def attempt(self, request: Request, *, token: str = "", user: str = "",
-                password: str = "") -> str | None:
+                password: str = "") -> Principal | None:
         """`check` under the throttle: raises `Throttled` for a caller with too many recent
         failures (the credential is then not checked at all)."""
         client = request.client.host if request.client else "unknown"
@@ -115,7 +133,7 @@ class ConsoleAuth:
             self.throttle.succeeded(keys)
         return who
 
-    def _header(self, request: Request) -> str | None:
+    def _header(self, request: Request) -> Principal | None:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer":
             return self.attempt(request, token=value.strip())
@@ -132,38 +150,41 @@ class ConsoleAuth:
         if not self.enabled:
             return None
         if "authorization" in request.headers:
-            user = self._header(request)
-            return Principal(user) if user else None
-        session = self._session(request.cookies.get(SESSION_COOKIE, ""))
-        return Principal(session.user, session) if session else None
+            return self._header(request)
+        sid = request.cookies.get(SESSION_COOKIE, "")
+        session = self.sessions.get(session_key(sid)) if sid else None
+        if session is None:
+            return None
+        role: Role | None = session.role  # type: ignore[assignment]
+        if session.source == "file":  # the file decides now: removed or demoted at once
+            role = self.users.role_of(session.user) if self.users else None
+        elif not self._still_configured(session):
+            role = None
+        if role is None:
+            self.sessions.delete(session_key(sid))
+            return None
+        return Principal(session.user, role, session.source, session)
+
+    def _still_configured(self, session: Session) -> bool:
+        """Whether the way *session* logged in is still configured."""
+        return {"token": bool(self.token), "settings": session.user == self.user,
+                "oidc": self.oidc is not None}.get(session.source, False)
 
     # -- sessions ------------------------------------------------------------------------------
-    def _session(self, sid: str) -> Session | None:
-        if not sid:
-            return None
-        with self._lock:
-            session = self._sessions.get(sid)
-            if session is not None and session.expires_at < time.time():
-                del self._sessions[sid]
-                return None
-            return session
-
-    def login(self, response: Response, user: str, secure: bool) -> Session:
+    def login(self, response: Response, who: Principal, secure: bool) -> Session:
         sid = secrets.token_urlsafe(32)
-        session = Session(user, secrets.token_urlsafe(32), time.time() + SESSION_TTL)
-        with self._lock:
-            if len(self._sessions) >= MAX_SESSIONS:
-                oldest = min(self._sessions, key=lambda k: self._sessions[k].expires_at)
-                del self._sessions[oldest]
-            self._sessions[sid] = session
+        session = Session(who.user, who.role, who.source, secrets.token_urlsafe(32),
+                          throttle.clock() + SESSION_TTL)
+        self.sessions.put(session_key(sid), session)
         response.set_cookie(SESSION_COOKIE, sid, max_age=int(SESSION_TTL), path="/",
                             httponly=True, samesite="strict", secure=secure)
         response.delete_cookie(LOGIN_COOKIE, path="/console/login")
         return session
 
     def logout(self, request: Request, response: Response) -> None:
-        with self._lock:
-            self._sessions.pop(request.cookies.get(SESSION_COOKIE, ""), None)
+        sid = request.cookies.get(SESSION_COOKIE, "")
+        if sid:
+            self.sessions.delete(session_key(sid))
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
 
     # -- CSRF ----------------------------------------------------------------------------------

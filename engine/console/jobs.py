@@ -62,7 +62,8 @@ class Jobs:
     def count_matching(self, query: DeadLetterFilter) -> int:
         """How many entries a job over *query* would take; from the store's counts when only
         the flow and status are asked for, else by listing them."""
-        if query.status and not (query.step or query.error or query.since or query.until):
+        if query.status and not (query.step or query.error or query.since or query.until
+                                 or query.kind or query.http_status):
             counts = self.app.store.count_dead_letters(query.status)
             found = counts.get(query.flow, 0) if query.flow else sum(counts.values())
             return min(found, BULK_LIMIT)

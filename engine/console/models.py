@@ -78,6 +78,17 @@ class LateRun(_Model):
     alert_run_id: str | None = Field(description="The run of the alert flow that was told.")
 
 
+class StepSnapshot(_Model):
+    """The message at one side of a step, as the run recorded it (FLOWRUN_STEP_SNAPSHOTS)."""
+
+    json_: str = Field(alias="json", description="The value's JSON, secrets masked, cut at the "
+                                                 "recorded bound (4 KiB by default).")
+    size: int = Field(description="Length of the whole JSON in bytes.")
+    truncated: bool = Field(description="True when `json` is only the beginning.")
+    to: str = Field(description="Where the step put it: `body`, or `vars.NAME` for a step "
+                                "whose `output:` is a variable.")
+
+
 class Step(_Model):
     index: int
     id: str
@@ -87,6 +98,13 @@ class Step(_Model):
     duration_ms: float
     share: float = Field(description="Duration as a percentage of the run's longest step.")
     error: str | None
+    input: StepSnapshot | None = Field(None, description="The body the step was given (the "
+                                       "previous step's output; the original for the first); "
+                                       "null when not recorded (snapshots off, compacted run).")
+    output: StepSnapshot | None = Field(None, description="What the step left: the body, or "
+                                        "the variable it set; null for a failed step or when "
+                                        "not recorded.")
+    unchanged: bool = Field(False, description="True when the step left the body as it was.")
 
 
 class RunDetail(RunSummary):
@@ -125,6 +143,34 @@ class FlowHealth(_Model):
                                                "cursor (how far behind the partner's data).")
     last_poll_at: float | None = Field(description="Polling flows: the last successful poll.")
     poll_error: str | None = Field(description="Polling flows: why the last poll failed.")
+
+
+class ActivityBucket(_Model):
+    start: float = Field(description="Unix seconds: the bucket is [start, start + bucket).")
+    finished: int = Field(description="Runs that finished in the bucket (dry runs left out).")
+    failed: int = Field(description="Of them, runs dead-lettered or failed.")
+    error_rate: float | None = Field(description="failed / finished, in percent; null when "
+                                                 "no run finished.")
+    p95_seconds: float | None = Field(description="95th percentile of received → finished, "
+                                                  "as the upper edge of its latency bucket.")
+    dead_letters: int = Field(description="Dead-letter entries filed in the bucket.")
+
+
+class ActivityWindow(_Model):
+    window: str
+    label: str
+
+
+class Activity(_Model):
+    window: Literal["1h", "24h", "7d"]
+    label: str
+    flow: str | None = Field(description="The flow, or null for all flows.")
+    bucket_seconds: int
+    since: float
+    until: float = Field(description="The end of the bucket under way now.")
+    buckets: list[ActivityBucket] = Field(description="Oldest first, empty buckets included.")
+    total: ActivityBucket = Field(description="The whole window as one bucket.")
+    windows: list[ActivityWindow] = Field(description="The windows there are.")
 
 
 class DeadLetterSummary(_Model):
@@ -179,6 +225,8 @@ class BulkReplayRequest(_Model):
     flow: str | None = None
     step: str | None = None
     error: str | None = Field(None, description="Text the entry's error contains.")
+    kind: str | None = Field(None, description="How the entry failed: http, timeout, ...")
+    http_status: str | None = Field(None, description="The partner's HTTP status, e.g. 422.")
     since: str | None = Field(None, description="2026-11-20, 2026-11-20T10:00, or 2h (ago).")
     until: str | None = None
     status: Literal["open", "replaying", "replayed", "discarded", "all"] = "open"
@@ -250,11 +298,19 @@ Error.model_rebuild()
 _RUN_QUERY = [("flow", "Flow id."), ("status", "Run status."),
               ("key", "Business key, e.g. an order number."), ("correlation_id", "Correlation id."),
               ("since", "From (2026-11-20, 2026-11-20T10:00 UTC, or 2h ago)."),
-              ("until", "Before."), ("limit", "At most this many (1-200, default 50).")]
+              ("until", "Before."), ("limit", "At most this many (1-200, default 50)."),
+              ("payload", "A field of the original body equal to a value: "
+                          "`customer.email=a@example.com`. Without a payload index (SQLite, "
+                          "Redis) the latest 10,000 runs matching the other filters are "
+                          "searched; the X-Flowrun-Searched header then says so.")]
 _DLQ_QUERY = [("flow", "Flow id."), ("step", "Failed step."),
               ("error", "Text the error contains."),
+              ("kind", "How it failed: http, timeout, connection, validation, ..."),
+              ("http_status", "The partner's HTTP status (kind http), e.g. 422."),
               ("status", "open (default), replaying, replayed, discarded or all."),
               ("since", "From."), ("until", "Before."), ("limit", "1-200, default 50.")]
+_ACTIVITY_QUERY = [("window", "1h (minutes), 24h (half hours, the default) or 7d (hours)."),
+                   ("flow", "Flow id; leave it out for all flows.")]
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -295,17 +351,23 @@ def _op(summary: str, ok: tuple[str, str | None, str], *, many: bool = False,
 
 
 def openapi() -> dict[str, Any]:
-    models: list[type[BaseModel]] = [Error, Violation, Snapshot, RunSummary, LateRun, Step,
+    models: list[type[BaseModel]] = [Error, Violation, Snapshot, RunSummary, LateRun,
+                                     StepSnapshot, Step,
                                      RunDetail,
                                      FlowHealth, DeadLetterSummary, DeadLetterDetail,
                                      ReplayRequest, ReplayResult, DiscardRequest,
                                      BulkReplayRequest, BulkPreviewRequest, DryRunPath,
-                                     PatchPreview, BulkPreview, JobProgress]
+                                     PatchPreview, BulkPreview, JobProgress,
+                                     ActivityBucket, ActivityWindow, Activity]
     _, schemas = models_json_schema([(m, "serialization") for m in models],
                                     ref_template="#/components/schemas/{model}")
     paths = {
         "/api/flows": {"get": _op("Flows with their health", ("200", "FlowHealth", "Flows."),
                                   many=True)},
+        "/api/activity": {"get": _op("Runs finished, error rate, p95 latency and dead-letter "
+                                     "inflow per bucket of a window", ("200", "Activity",
+                                                                       "The window."),
+                                     query=_ACTIVITY_QUERY)},
         "/api/runs": {"get": _op("Search runs, newest first", ("200", "RunSummary", "Runs."),
                                  many=True, query=_RUN_QUERY)},
         "/api/runs/{id}": {"get": _op("A run's step timeline and payload snapshots",

@@ -19,8 +19,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from engine import dlq_patch
+from engine.console import activity as charts
 from engine.console import graph_pages, views
 from engine.console.auth import CSRF_FIELD, Principal, Throttled
+from engine.console.oidc import COOKIE as OIDC_COOKIE
+from engine.console.oidc import COOKIE_TTL as OIDC_TTL
+from engine.console.oidc import OidcError, Pending
+from engine.console.users import Role
 from engine.dlq import ReplayRefused
 from engine.store.base import StoreError
 
@@ -78,7 +83,13 @@ def routes(console: Console) -> list[BaseRoute]:
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
-    def guarded(handler: Page, write: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    def not_allowed(request: Request, who: Principal, role: Role) -> Response:
+        return problem(request, 403, "Not allowed for your role", f"You are signed in as "
+                       f"{who.user}, a {who.role}; this needs the {role} role. An admin can "
+                       "change your role with `flowrun users`.", who)
+
+    def guarded(handler: Page, write: bool = False, role: Role = "viewer",
+                ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
                 who = auth.principal(request)
@@ -91,6 +102,8 @@ def routes(console: Console) -> list[BaseRoute]:
                 target = quote(request.url.path + (f"?{request.url.query}"
                                                    if request.url.query else ""))
                 return RedirectResponse(f"/console/login?next={target}", status_code=303)
+            if not who.may(role):
+                return not_allowed(request, who, role)
             if write:
                 try:
                     form = await form_of(request)
@@ -108,6 +121,10 @@ def routes(console: Console) -> list[BaseRoute]:
                 return problem(request, 503, "State store unavailable", str(exc), who)
         return endpoint
 
+    def operates(handler: Any) -> Callable[[Request], Awaitable[Response]]:
+        """A state change made by an operator (or an admin): CSRF-checked, role-checked."""
+        return guarded(handler, write=True, role="operator")
+
     # -- login ---------------------------------------------------------------------------------
     def _next(value: str | None) -> str:
         # only a path of this console: never an open redirect to another site
@@ -119,7 +136,9 @@ def routes(console: Console) -> list[BaseRoute]:
         token = auth.login_token(request)
         response = render(request, "login.html", None, status=status, login_csrf=token,
                           next=_next(request.query_params.get("next")), error=error,
-                          with_token=bool(auth.token), with_password=bool(auth.user))
+                          with_token=bool(auth.token),
+                          with_password=bool(auth.user) or auth.users is not None,
+                          with_oidc=auth.oidc is not None)
         auth.set_login_token(request, response, token)
         return response
 
@@ -134,15 +153,54 @@ def routes(console: Console) -> list[BaseRoute]:
             return problem(request, 403, "Request refused", "The login form expired; reload "
                            "the login page and try again.")
         try:
-            user = auth.attempt(request, token=str(form.get("token", "")),
-                                user=str(form.get("user", "")),
-                                password=str(form.get("password", "")))
+            who = auth.attempt(request, token=str(form.get("token", "")),
+                               user=str(form.get("user", "")),
+                               password=str(form.get("password", "")))
         except Throttled as exc:
             return throttled(request, exc)
-        if user is None:
+        if who is None:
             return await login_form(request, 401, "Wrong token or user name and password.")
         response = RedirectResponse(_next(str(form.get("next", ""))), status_code=303)
-        auth.login(response, user, secure=request.url.scheme == "https")
+        auth.login(response, who, secure=request.url.scheme == "https")
+        return response
+
+    # -- single sign-on (engine.console.oidc) --------------------------------------------------
+    def callback_url(request: Request) -> str:
+        assert auth.oidc is not None
+        return auth.oidc.redirect_url or (f"{request.url.scheme}://{request.url.netloc}"
+                                          "/console/oidc/callback")
+
+    async def oidc_login(request: Request) -> Response:
+        if auth.oidc is None:
+            return problem(request, 404, "Not found", "Single sign-on is not configured.")
+        provider = auth.oidc
+        try:
+            url, pending = await run_in_threadpool(
+                provider.start, callback_url(request), _next(request.query_params.get("next")))
+        except OidcError as exc:
+            return problem(request, 502, "Single sign-on unavailable", str(exc))
+        response = RedirectResponse(url, status_code=303)
+        response.set_cookie(OIDC_COOKIE, pending.cookie(), max_age=OIDC_TTL,
+                            path="/console/oidc", httponly=True, samesite="lax",
+                            secure=request.url.scheme == "https")
+        return response
+
+    async def oidc_callback(request: Request) -> Response:
+        if auth.oidc is None:
+            return problem(request, 404, "Not found", "Single sign-on is not configured.")
+        provider = auth.oidc
+        pending = Pending.from_cookie(request.cookies.get(OIDC_COOKIE, ""))
+        try:
+            user, role = await run_in_threadpool(
+                provider.finish, dict(request.query_params), pending, callback_url(request))
+        except OidcError as exc:
+            response = problem(request, 403, "Single sign-on failed", str(exc))
+        else:
+            assert pending is not None
+            response = RedirectResponse(_next(pending.next), status_code=303)
+            auth.login(response, Principal(user, role, "oidc"),
+                       secure=request.url.scheme == "https")
+        response.delete_cookie(OIDC_COOKIE, path="/console/oidc")
         return response
 
     async def logout(request: Request, who: Principal) -> Response:
@@ -153,14 +211,17 @@ def routes(console: Console) -> list[BaseRoute]:
     # -- flows and runs ------------------------------------------------------------------------
     async def flows(request: Request, who: Principal) -> Response:
         health = await run_in_threadpool(views.flow_health, app)
-        return render(request, "flows.html", who, flows=health)
+        chart = await run_in_threadpool(charts.activity, app, dict(request.query_params))
+        return render(request, "flows.html", who, flows=health, activity=chart,
+                      flow_ids=sorted(app.flows.flows))
 
     async def runs(request: Request, who: Principal) -> Response:
         params = dict(request.query_params)
         query = views.run_filter(params)
         found = await run_in_threadpool(app.store.list_runs, query)
         return render(request, "runs.html", who, runs=[views.run_summary(s) for s in found],
-                      params=params, statuses=views.RUN_STATUSES, flow_ids=sorted(app.flows.flows))
+                      params=params, statuses=views.RUN_STATUSES, flow_ids=sorted(app.flows.flows),
+                      searched=views.searched(app, query))
 
     async def run(request: Request, who: Principal) -> Response:
         run_id = request.path_params["id"]
@@ -187,14 +248,16 @@ def routes(console: Console) -> list[BaseRoute]:
         query = views.dead_letter_filter(params)
         found = await run_in_threadpool(app.store.list_dead_letters, query)
         bulk = {k: v for k, v in params.items() if k in ("flow", "step", "error", "since",
-                                                         "until", "status") and v}
+                                                         "until", "status", "kind",
+                                                         "http_status") and v}
         matching = len(found)
         if found and matching >= query.limit:  # more than this page: count them all
             matching = await run_in_threadpool(console.jobs.count_matching,
                                                views.dead_letter_filter(params, limit=1))
         return render(request, "dlq.html", who, entries=[views.entry_summary(e) for e in found],
                       params=params, statuses=views.DLQ_STATUSES, bulk=bulk,
-                      flow_ids=sorted(app.flows.flows), matching=matching)
+                      flow_ids=sorted(app.flows.flows), matching=matching,
+                      error_kinds=views.ERROR_KINDS)
 
     async def entry_page(request: Request, who: Principal, status: int = 200,
                          **extra: Any) -> Response:
@@ -253,6 +316,8 @@ def routes(console: Console) -> list[BaseRoute]:
         and with a patch, a preview of the first few (engine/dlq_patch)."""
         form = await form_of(request)
         action = "discard" if form.get("action") == "discard" else "replay"
+        if action == "discard" and not who.may("admin"):  # many entries never replayed
+            return not_allowed(request, who, "admin")
         if form.get("ids") is not None:  # the confirmation page itself, previewing
             ids = _ids(str(form["ids"]))
         elif form.get("scope") == "matching":
@@ -290,6 +355,8 @@ def routes(console: Console) -> list[BaseRoute]:
     async def bulk_start(request: Request, who: Principal) -> Response:
         form = await form_of(request)
         action = "discard" if form.get("action") == "discard" else "replay"
+        if action == "discard" and not who.may("admin"):
+            return not_allowed(request, who, "admin")
         ids = _ids(str(form.get("ids", "")))
         if not ids:
             return problem(request, 400, "Nothing selected", "No entries were named; start "
@@ -324,17 +391,19 @@ def routes(console: Console) -> list[BaseRoute]:
 
     return [Route("/", guarded(flows)),
             Route("/login", login, methods=["GET", "POST"]),
+            Route("/oidc/login", oidc_login),
+            Route("/oidc/callback", oidc_callback),
             Route("/logout", guarded(logout, write=True), methods=["POST"]),
             Route("/runs", guarded(runs)),
             Route("/runs/{id}", guarded(run)),
             Route("/late", guarded(late)),
             Route("/dlq", guarded(dlq)),
-            Route("/dlq/replay-all", guarded(replay_all, write=True), methods=["POST"]),
-            Route("/dlq/bulk", guarded(bulk_confirm, write=True), methods=["POST"]),
-            Route("/dlq/bulk/start", guarded(bulk_start, write=True), methods=["POST"]),
+            Route("/dlq/replay-all", operates(replay_all), methods=["POST"]),
+            Route("/dlq/bulk", operates(bulk_confirm), methods=["POST"]),
+            Route("/dlq/bulk/start", operates(bulk_start), methods=["POST"]),
             Route("/dlq/{id}", guarded(entry)),
-            Route("/dlq/{id}/replay", guarded(replay, write=True), methods=["POST"]),
-            Route("/dlq/{id}/discard", guarded(discard, write=True), methods=["POST"]),
+            Route("/dlq/{id}/replay", operates(replay), methods=["POST"]),
+            Route("/dlq/{id}/discard", operates(discard), methods=["POST"]),
             Route("/jobs/{id}", guarded(job)),
             *graph_pages.routes(console, guarded, problem),
             Route("/{path:path}", not_found)]

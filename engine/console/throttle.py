@@ -5,9 +5,11 @@ one — over a sliding window. A key with ``limit`` failures in the last ``windo
 blocked until the oldest of them leaves the window: the caller gets 429 with ``Retry-After``
 and its credential is not even checked. A success clears the keys it was made under.
 
-The counts live in this process: several ``flowrun serve`` processes each count their own, and a
-restart forgets them. The interface is three calls on a list of keys, so a shared store (Redis)
-can take its place without touching the callers.
+`Throttle` keeps the counts in this process. The interface is three calls on a list of keys, so
+the shared backends (`engine.console.redis_state`, `engine.console.sql_state`), which every
+``flowrun serve`` of a deployment sees, take its place without touching the callers. Their
+clock is the wall clock, which several servers share (kept in step by NTP), not a process's
+monotonic one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 
-monotonic = time.monotonic  # the throttle's clock; tests move it through this name
+clock = time.time  # the throttle's and the sessions' clock; tests move it through this name
 LIMIT = 10  # failures per key ...
 WINDOW = 300.0  # ... within five minutes
 MAX_KEYS = 50_000  # beyond this the least recently failed keys are forgotten first
@@ -31,7 +33,7 @@ class Throttle:
 
     def blocked(self, keys: list[str]) -> int | None:
         """Seconds until a caller under *keys* may try again, or None if it may now."""
-        now = monotonic()
+        now = clock()
         wait = 0.0
         with self._lock:
             for key in keys:
@@ -41,7 +43,7 @@ class Throttle:
         return max(1, math.ceil(wait)) if wait > 0 else None
 
     def failed(self, keys: list[str]) -> None:
-        now = monotonic()
+        now = clock()
         with self._lock:
             for key in keys:
                 times = self._recent(key, now) or deque(maxlen=self.limit)

@@ -7,6 +7,7 @@ answer grows with the data an operator happens to look at.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import time
@@ -19,7 +20,15 @@ from engine.loader import CompiledFlow
 from engine.metrics import lane_of, poll_lag
 from engine.poll import cursor as cursors
 from engine.records import TERMINAL, DeadLetter, RunState
-from engine.store.base import DeadLetterFilter, RunFilter
+from engine.step_snapshots import mask, timeline
+from engine.step_snapshots import take as take_snapshot
+from engine.store.base import (
+    BadPayloadQuery,
+    DeadLetterFilter,
+    PayloadQuery,
+    RunFilter,
+    payload_indexed,
+)
 
 SNAPSHOT_LIMIT = 16_000  # characters of JSON shown for one payload
 EDIT_LIMIT = 512_000  # a body longer than this is replayed with an edited file, not in a form
@@ -27,6 +36,10 @@ FAILED = ("dead_lettered", "failed")
 RUN_STATUSES = ("queued", "running", "retrying", "succeeded", "filtered", "dropped",
                 "dead_lettered", "failed", "handed_off", "split")
 DLQ_STATUSES = ("open", "replaying", "replayed", "discarded", "all")
+#: the failure kinds offered by the dead-letter filters (`StepError.kind`); any other may be
+#: typed in the API and the CLI
+ERROR_KINDS = ("http", "timeout", "connection", "validation", "invalid_response", "rejected",
+               "expression", "config", "auth", "not_found", "route", "internal")
 LIST_LIMIT = 200
 PREFIX_SCAN = 10_000  # an id prefix is looked up among this many latest runs
 
@@ -46,8 +59,10 @@ class Snapshot:
 
 
 def snapshot(app: App, value: Any, limit: int = SNAPSHOT_LIMIT) -> Snapshot:
-    text = json.dumps(app.secrets.redactor.data(value), indent=2, ensure_ascii=False,
-                      default=str)
+    # fields named like secrets (password, token, authorization, ...) are masked as in the
+    # steps' snapshots; an entry's editable body alone shows them, to be fixed and replayed
+    text = mask(json.dumps(app.secrets.redactor.data(value), indent=2, ensure_ascii=False,
+                           default=str))
     if len(text) <= limit:
         return Snapshot(text, False, len(text))
     return Snapshot(text[:limit], True, len(text))
@@ -105,7 +120,24 @@ def run_filter(params: dict[str, str]) -> RunFilter:
                      key=(params.get("key") or "").strip() or None,
                      correlation_id=(params.get("correlation_id") or "").strip() or None,
                      since=when(params.get("since"), "since"),
-                     until=when(params.get("until"), "until"), limit=_limit(params))
+                     until=when(params.get("until"), "until"), limit=_limit(params),
+                     payload=payload_query(params.get("payload")))
+
+
+def payload_query(text: str | None) -> PayloadQuery | None:
+    if not (text or "").strip():
+        return None
+    try:
+        return PayloadQuery.parse(str(text))
+    except BadPayloadQuery as exc:
+        raise BadQuery(str(exc)) from None
+
+
+def searched(app: App, query: RunFilter) -> str | None:
+    """What a payload search covered, for people: None when it covered every run."""
+    if query.payload is None or payload_indexed(app.store):
+        return None
+    return f"searched the latest {query.window:,} runs matching the other filters"
 
 
 def dead_letter_filter(params: dict[str, str], limit: int | None = None) -> DeadLetterFilter:
@@ -113,12 +145,17 @@ def dead_letter_filter(params: dict[str, str], limit: int | None = None) -> Dead
     if status not in DLQ_STATUSES:
         raise BadQuery(f"status: '{status}' is not an entry status; one of "
                        f"{', '.join(DLQ_STATUSES)}")
+    http_status = (params.get("http_status") or "").strip()
+    if http_status and not (http_status.isdigit() and 100 <= int(http_status) <= 599):
+        raise BadQuery(f"http_status: '{http_status}' is not an HTTP status; give 100 to 599")
     return DeadLetterFilter(flow=params.get("flow") or None, step=params.get("step") or None,
                             error=params.get("error") or None,
                             since=when(params.get("since"), "since"),
                             until=when(params.get("until"), "until"),
                             status=None if status == "all" else status,
-                            limit=limit or _limit(params))
+                            limit=limit or _limit(params),
+                            kind=(params.get("kind") or "").strip() or None,
+                            http_status=int(http_status) if http_status else None)
 
 
 # -- flows -------------------------------------------------------------------------------------
@@ -187,12 +224,13 @@ def run_detail(app: App, state: RunState) -> dict[str, Any]:
     redact = app.secrets.redactor
     longest = max([s.get("duration_ms", 0) for s in state.steps] or [0]) or 1
     steps = []
+    seen = step_io(app, state)
     for i, record in enumerate(state.steps):
         steps.append({"index": i + 1, "id": record["id"], "kind": record.get("kind"),
                       "status": record["status"], "attempts": record.get("attempts", 1),
                       "duration_ms": record.get("duration_ms", 0),
                       "share": round(100 * record.get("duration_ms", 0) / longest, 1),
-                      "error": redact.text(record.get("error", "")) or None})
+                      "error": redact.text(record.get("error", "")) or None, **seen[i]})
     error = redact.data(state.error) if state.error else None
     meta = state.envelope.get("meta", {})
     return {**run_summary(state), "steps": steps, "error_detail": error,
@@ -222,6 +260,36 @@ def late_filter(params: Any) -> tuple[str | None, int]:
     except ValueError:
         limit = 100
     return flow, limit
+
+
+def step_io(app: App, state: RunState) -> list[dict[str, Any]]:
+    """Each step's input and output snapshots ({json, size, truncated, to}; None when not
+    recorded), masked again with what the secrets store knows now."""
+    recorded = "body" in state.original and any("output" in s for s in state.steps)
+    first = take_snapshot(state.original["body"], app.secrets.redactor) if recorded else None
+    held = "body" in state.envelope and any((s.get("output") or {}).get("ref")
+                                            for s in state.steps)
+    body = take_snapshot(state.envelope["body"], app.secrets.redactor) if held else None
+    out: list[dict[str, Any]] = []
+    for seen in timeline(state.steps, first, body):
+        if seen is None:
+            out.append({"input": None, "output": None, "unchanged": False})
+            continue
+        out.append({"input": _masked(app, seen["input"]), "output": _masked(app, seen["output"]),
+                     "unchanged": bool(seen.get("unchanged"))})
+    return out
+
+
+def _masked(app: App, snap: dict[str, Any] | None) -> dict[str, Any] | None:
+    if snap is None:
+        return None
+    text = str(snap.get("json", ""))
+    if not snap.get("truncated"):  # whole: shown indented (a cut one is shown as kept)
+        with contextlib.suppress(ValueError):
+            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    return {"json": app.secrets.redactor.text(text),
+            "size": int(snap.get("size", 0)), "truncated": bool(snap.get("truncated")),
+            "to": str(snap.get("to", "body"))}
 
 
 def answer(app: App, error: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from engine.records import Breach, DeadLetter, RunState
+from engine.store.activity import Bucket
 
 #: (scope, key, seconds it holds): a new run is recorded only while no other run holds the key
 Idempotency = tuple[str, str, float]
@@ -13,6 +16,73 @@ Idempotency = tuple[str, str, float]
 
 class StoreError(Exception):
     """The store cannot be used right now (locked, unreachable); callers answer 503 or exit 1."""
+
+
+#: runs a payload search reads on a store without a payload index (the latest ones that match
+#: the other conditions): SQLite and Redis. PostgreSQL searches all runs through its GIN index.
+PAYLOAD_WINDOW = 10_000
+PAYLOAD_PATH = re.compile(r"^[A-Za-z0-9_@$-]+(\.[A-Za-z0-9_@$-]+)*$")
+
+
+class BadPayloadQuery(ValueError):
+    """A payload condition that cannot be searched; the message says what fits."""
+
+
+@dataclass(frozen=True)
+class PayloadQuery:
+    """A field of the original message's body equal to a value: ``customer.email = a@b.c``.
+
+    The path names object keys, dot-separated. The value matches as written (text) and, when
+    it reads as a JSON number, boolean or null, as that too — ``42`` finds 42 and "42"."""
+
+    path: tuple[str, ...]
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> PayloadQuery:
+        """``PATH = VALUE``, the path optionally starting with ``payload.`` or ``body.``."""
+        path, eq, value = text.partition("=")
+        path, value = path.strip(), value.strip()
+        for prefix in ("payload.", "body."):
+            if path.startswith(prefix):
+                path = path[len(prefix):]
+        if not eq or not _path_ok(path):
+            raise BadPayloadQuery(f"payload: '{text}' is not a condition; write a dotted path "
+                                  "of the body, '=', and a value: customer.email = a@example.com")
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            return cls(tuple(path.split(".")), value[1:-1])
+        return cls(tuple(path.split(".")), value)
+
+    def values(self) -> list[Any]:
+        """The values that match: the text, and its JSON reading when that is a scalar."""
+        out: list[Any] = [self.value]
+        try:
+            typed = json.loads(self.value)
+        except ValueError:
+            return out
+        if typed is None or isinstance(typed, bool | int | float):
+            out.append(typed)
+        return out
+
+    def matches(self, body: Any) -> bool:
+        for name in self.path:
+            if not isinstance(body, dict) or name not in body:
+                return False
+            body = body[name]
+        return any(_same(body, v) for v in self.values())
+
+
+def _same(found: Any, wanted: Any) -> bool:
+    """JSON equality: text equals text only, true is not 1, 42 equals 42.0."""
+    if isinstance(found, bool) or isinstance(wanted, bool) or found is None or wanted is None:
+        return found is wanted
+    if isinstance(found, int | float) and isinstance(wanted, int | float):
+        return found == wanted
+    return type(found) is type(wanted) and found == wanted
+
+
+def _path_ok(path: str) -> bool:
+    return bool(PAYLOAD_PATH.match(path)) and path.count(".") < 32
 
 
 @dataclass
@@ -24,6 +94,10 @@ class RunFilter:
     since: float | None = None
     until: float | None = None
     limit: int = 100
+    #: a field of the original body (`PayloadQuery`), searched among the latest *window* runs
+    #: that match the rest where the store has no payload index
+    payload: PayloadQuery | None = None
+    window: int = PAYLOAD_WINDOW
 
 
 @dataclass
@@ -35,6 +109,22 @@ class DeadLetterFilter:
     until: float | None = None
     status: str | None = "open"
     limit: int = 100
+    #: the failure's classification (`StepError.kind`: http, timeout, validation, ...)
+    kind: str | None = None
+    #: the HTTP status of the partner's answer, for ``kind: http`` failures
+    http_status: int | None = None
+
+    def matches_reason(self, reason: dict[str, Any]) -> bool:
+        """Whether an entry's reason fits *kind* and *http_status* (stores that filter in
+        Python; the SQL stores say the same in their queries)."""
+        if self.kind is not None and reason.get("kind") != self.kind:
+            return False
+        return self.http_status is None or reason.get("status") == self.http_status
+
+
+def payload_indexed(store: object) -> bool:
+    """Whether *store* searches payloads through an index (all runs), not a bounded window."""
+    return bool(getattr(store, "payload_indexed", False))
 
 
 @dataclass(frozen=True)
@@ -105,6 +195,13 @@ class Store(Protocol):
 
     def count_dead_letters(self, status: str = "open") -> dict[str, int]:
         """Dead-letter entries in *status*, by flow (flows with none left out); O(flows)."""
+
+    def activity(self, flow: str | None, since: float, until: float,
+                 bucket: float) -> list[Bucket]:
+        """Runs finished, failed and by latency, and dead-letter entries filed, of *flow* (all
+        flows: None) in buckets of *bucket* seconds covering [since, until), oldest first,
+        empty buckets included (engine/store/activity). Read from an index or from counters:
+        never from the records one by one."""
 
     # flow versions ----------------------------------------------------------------------------
     def save_flow_version(self, flow_id: str, version: str, text: str) -> None: ...

@@ -12,6 +12,7 @@ answer a sender's retry "duplicate" of a run that was never recorded.
 from __future__ import annotations
 
 from engine.records import Breach, DeadLetter, RunState
+from engine.store.activity import Bucket
 from engine.store.base import (
     DeadLetterFilter,
     Idempotency,
@@ -25,6 +26,8 @@ from engine.store.redis import RedisStore
 
 class RedisPostgresStore(RedisStore):
     """A `RedisStore` whose records are a `PostgresStore`'s (*records*)."""
+
+    payload_indexed = True  # runs are searched in PostgreSQL
 
     def __init__(self, redis_url: str, records: PostgresStore, prefix: str = "flowrun:", *,
                  replica_wait: float = 1.0):
@@ -79,6 +82,11 @@ class RedisPostgresStore(RedisStore):
 
     def count_runs(self, flow: str | None = None) -> dict[str, int]:
         return self.records.count_runs(flow)
+
+    def activity(self, flow: str | None, since: float, until: float,
+                 bucket: float) -> list[Bucket]:
+        """From PostgreSQL's finished runs: the runs are recorded there, not in Redis."""
+        return self.records.activity(flow, since, until, bucket)
 
     def runs_queued_before(self, when: float, limit: int) -> list[str]:
         return self.records.runs_queued_before(when, limit)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import orjson
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
@@ -35,6 +36,7 @@ from engine.records import (
     encode_run,
     settles_sla,
 )
+from engine.store import activity as act
 from engine.store import pg_migrations, pruning
 from engine.store.base import (
     DeadLetterFilter,
@@ -52,16 +54,39 @@ Cursor = psycopg.Cursor[Any]
 #: how often (seconds) a process folds run-count changes and drops expired idempotency keys
 TIDY_EVERY = 5.0
 
-_RUN_ROW = "(run_id, flow_id, status, key, correlation_id, created_at, updated_at, due_at, data)"
+_RUN_ROW = ("(run_id, flow_id, status, key, correlation_id, created_at, updated_at, due_at, data,"
+            " payload, finished_at)")
+# a run's payload (its original body, for search) is written when it is recorded and kept; a
+# run finishes once: saved again when done, it keeps its time (migration 0005)
 _UPSERT_RUNS = f"""
 INSERT INTO runs {_RUN_ROW}
 SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[],
-                     %s::float8[], %s::float8[], %s::bytea[])
+                     %s::float8[], %s::float8[], %s::bytea[], %s::text[]::jsonb[], %s::float8[])
 ON CONFLICT (run_id) DO UPDATE SET flow_id = excluded.flow_id, status = excluded.status,
     key = excluded.key, correlation_id = excluded.correlation_id,
     created_at = excluded.created_at, updated_at = excluded.updated_at,
-    due_at = excluded.due_at, data = excluded.data
+    due_at = excluded.due_at, data = excluded.data,
+    payload = coalesce(excluded.payload, runs.payload),
+    finished_at = CASE WHEN excluded.finished_at IS NULL THEN NULL
+                       ELSE coalesce(runs.finished_at, excluded.finished_at) END
 """
+#: the largest body (JSON bytes) kept as a searchable payload; larger ones are not indexed
+PAYLOAD_LIMIT = 64 * 1024
+
+
+def payload_of(state: RunState) -> str | None:
+    """The run's original body as jsonb text, when it is an object or array jsonb can hold
+    within `PAYLOAD_LIMIT`; else None (not searchable by payload)."""
+    body = state.original.get("body")
+    if not isinstance(body, dict | list):
+        return None
+    try:
+        text = orjson.dumps(body)
+    except TypeError:  # past 64-bit integers, lone surrogates: not worth a second encoder
+        return None
+    if len(text) > PAYLOAD_LIMIT or b"\\u0000" in text:  # jsonb refuses NUL characters
+        return None
+    return text.decode()
 
 # Claims the keys of a group (distinct keys: a statement may touch a row once) and says, per
 # key, whether this run now holds it. A key whose holder expired is taken over.
@@ -89,6 +114,9 @@ _TIDY_LOCK = 0x666C6F7774  # pg_try_advisory_xact_lock key of the fold
 
 
 class PostgresStore:
+    #: payload search runs over every run, through the GIN index (engine/store/base)
+    payload_indexed = True
+
     def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0,
                  check_schema: bool = True):
         self.url = url
@@ -169,15 +197,21 @@ class PostgresStore:
     # -- runs ----------------------------------------------------------------------------------
     @staticmethod
     def _run_columns(runs: list[RunState], data: list[bytes] | None = None,
-                     ) -> tuple[list[Any], ...]:
+                     new: int = 0) -> tuple[list[Any], ...]:
+        """The columns of *runs*; the payload of the first *new* runs only (runs being recorded:
+        a saved run keeps the payload it was recorded with, so saving costs no encoding)."""
         return ([r.run_id for r in runs], [r.flow_id for r in runs], [r.status for r in runs],
                 [r.key for r in runs], [r.correlation_id for r in runs],
                 [r.created_at for r in runs], [r.updated_at for r in runs],
-                [r.due_at for r in runs], data or [encode_run(r) for r in runs])
+                [r.due_at for r in runs], data or [encode_run(r) for r in runs],
+                [payload_of(r) if i < new else None for i, r in enumerate(runs)],
+                [r.updated_at if r.status in act.FINISHED else None for r in runs])
 
     def save_run(self, state: RunState, *, dead_letter: DeadLetter | None = None,
                  children: list[RunState] | None = None) -> None:
-        columns = self._run_columns([state, *(children or [])])
+        kids = children or []
+        # the children are new runs: listed first, so their payloads are written
+        columns = self._run_columns([*kids, state], new=len(kids))
         with self._tx() as cur:
             cur.execute(_UPSERT_RUNS.encode(), columns)
             self._sla_enter(cur, children or [])
@@ -228,7 +262,7 @@ class PostgresStore:
             fresh = [i for i, holder in enumerate(holders) if holder is None]
             if fresh:
                 cur.execute(_UPSERT_RUNS.encode(), self._run_columns(
-                    [runs[i][0] for i in fresh], [encoded[i] for i in fresh]))
+                    [runs[i][0] for i in fresh], [encoded[i] for i in fresh], new=len(fresh)))
                 self._sla_enter(cur, [runs[i][0] for i in fresh])
         self._tidy()
         return holders
@@ -256,6 +290,14 @@ class PostgresStore:
         where, args = _where((("flow_id", query.flow), ("status", query.status),
                               ("key", query.key), ("correlation_id", query.correlation_id)),
                              query.since, query.until)
+        if query.payload is not None:
+            # containment through the GIN index, over every run (no window); a value that
+            # reads as a number or boolean is looked for as that and as text
+            docs = [orjson.dumps(_nest(query.payload.path, v)).decode()
+                    for v in query.payload.values()]
+            where += (" AND " if where else " WHERE ") + "(" + " OR ".join(
+                ["payload @> %s::jsonb"] * len(docs)) + ")"
+            args.extend(docs)
         rows = self._rows(f"SELECT data FROM runs{where} ORDER BY created_at DESC LIMIT %s",
                           (*args, query.limit))
         return [decode_run(bytes(r[0])) for r in rows]
@@ -284,6 +326,22 @@ class PostgresStore:
         rows = self._rows("SELECT flow_id, count(*) FROM dead_letters WHERE status = %s "
                           "GROUP BY flow_id", (status,))
         return {str(flow): int(n) for flow, n in rows if n}
+
+    def activity(self, flow: str | None, since: float, until: float,
+                 bucket: float) -> list[act.Bucket]:
+        start, count = act.frame(since, until, bucket)
+        end = start + count * bucket
+        only, extra = (" AND flow_id = %s", (flow,)) if flow is not None else ("", ())
+        runs = self._rows(
+            "SELECT floor((finished_at - %s) / %s)::int AS b, (status = ANY(%s))::int AS bad, "
+            f"{act.sql_slot('finished_at - created_at')} AS slot, count(*) FROM runs "
+            f"WHERE finished_at >= %s AND finished_at < %s{only} GROUP BY b, bad, slot",
+            (start, bucket, list(act.FAILED), start, end, *extra))
+        entries = self._rows(
+            "SELECT floor((created_at - %s) / %s)::int AS b, count(*) FROM dead_letters "
+            f"WHERE created_at >= %s AND created_at < %s{only} GROUP BY b",
+            (start, bucket, start, end, *extra))
+        return act.fill(start, count, bucket, runs, entries)
 
     def _tidy(self) -> None:
         """Fold run-count changes and drop expired idempotency keys, every few seconds per
@@ -325,12 +383,14 @@ class PostgresStore:
     @staticmethod
     def _put_dead_letter(cur: Cursor, entry: DeadLetter) -> None:
         cur.execute(
-            "INSERT INTO dead_letters VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) "
-            "DO UPDATE SET run_id = excluded.run_id, flow_id = excluded.flow_id, step = "
-            "excluded.step, message = excluded.message, status = excluded.status, created_at "
-            "= excluded.created_at, data = excluded.data",
+            "INSERT INTO dead_letters (id, run_id, flow_id, step, message, status, created_at, "
+            "data, kind, http_status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON "
+            "CONFLICT (id) DO UPDATE SET run_id = excluded.run_id, flow_id = excluded.flow_id, "
+            "step = excluded.step, message = excluded.message, status = excluded.status, "
+            "created_at = excluded.created_at, data = excluded.data, kind = excluded.kind, "
+            "http_status = excluded.http_status",
             (entry.id, entry.run_id, entry.flow_id, entry.step, entry.message, entry.status,
-             entry.created_at, encode_dead_letter(entry)))
+             entry.created_at, encode_dead_letter(entry), *_classified(entry)))
 
     def get_dead_letter(self, entry_id: str) -> DeadLetter | None:
         rows = self._rows("SELECT data FROM dead_letters WHERE id = %s", (entry_id,))
@@ -343,14 +403,19 @@ class PostgresStore:
             escaped = query.error.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where += (" AND " if where else " WHERE ") + "message ILIKE %s"
             args.append(f"%{escaped}%")
+        for column, value in (("kind", query.kind), ("http_status", query.http_status)):
+            if value is not None:
+                where += (" AND " if where else " WHERE ") + f"{column} = %s"
+                args.append(value)
         rows = self._rows(f"SELECT data FROM dead_letters{where} ORDER BY created_at DESC "
                           "LIMIT %s", (*args, query.limit))
         return [decode_dead_letter(bytes(r[0])) for r in rows]
 
     def update_dead_letter(self, entry: DeadLetter) -> None:
         with self._tx() as cur:
-            cur.execute("UPDATE dead_letters SET status = %s, data = %s WHERE id = %s",
-                        (entry.status, encode_dead_letter(entry), entry.id))
+            cur.execute("UPDATE dead_letters SET status = %s, data = %s, kind = %s, "
+                        "http_status = %s WHERE id = %s",
+                        (entry.status, encode_dead_letter(entry), *_classified(entry), entry.id))
 
     # -- cursors and locks ---------------------------------------------------------------------
     # -- retention (engine/store/pruning: the rules; here the primitives) ------------------------
@@ -411,9 +476,10 @@ class PostgresStore:
         if not runs:
             return set()
         with self._tx() as cur:
-            cur.execute("UPDATE runs AS r SET data = g.data FROM unnest(%s::text[], %s::text[], "
-                        "%s::bytea[]) AS g(id, status, data) WHERE r.run_id = g.id AND "
-                        "r.status = g.status RETURNING r.run_id",
+            # compacted: the searchable payload goes with the body
+            cur.execute("UPDATE runs AS r SET data = g.data, payload = NULL FROM "
+                        "unnest(%s::text[], %s::text[], %s::bytea[]) AS g(id, status, data) "
+                        "WHERE r.run_id = g.id AND r.status = g.status RETURNING r.run_id",
                         ([r.run_id for r, _ in runs], [r.status for r, _ in runs],
                          [data for _, data in runs]))
             return {str(row[0]) for row in cur.fetchall()}
@@ -481,6 +547,21 @@ class PostgresStore:
         rows = self._rows("SELECT owner FROM locks WHERE name = %s AND expires_at > %s",
                           (name, time.time()))
         return str(rows[0][0]) if rows else None
+
+
+def _nest(path: tuple[str, ...], value: Any) -> Any:
+    """``{"a": {"b": value}}`` for the path ('a', 'b'): the document a payload contains."""
+    for name in reversed(path):
+        value = {name: value}
+    return value
+
+
+def _classified(entry: DeadLetter) -> tuple[str | None, int | None]:
+    """An entry's failure kind and HTTP status, as its filter columns hold them."""
+    kind, status = entry.reason.get("kind"), entry.reason.get("status")
+    return (str(kind) if kind is not None else None,
+            status if isinstance(status, int) and not isinstance(status, bool)
+            and -2**31 <= status < 2**31 else None)
 
 
 def _where(equal: tuple[tuple[str, str | None], ...], since: float | None,

@@ -11,6 +11,7 @@ Any Redis failure surfaces as a `StoreError`.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from engine.records import (
     encode_run,
     settles_sla,
 )
+from engine.store import activity as act
 from engine.store import pruning
 from engine.store.base import (
     DeadLetterFilter,
@@ -45,12 +47,44 @@ from engine.store.base import (
 T = TypeVar("T")
 R = TypeVar("R")
 
+# Activity counters (engine/store/activity), bounded: per flow, per minute in one hash per hour
+# and per hour in one hash per day; fields '<minute or hour>:<what>' where what is l<slot> (runs
+# finished in that latency bucket: their sum is the runs finished), e (failed) or d (dead-letter
+# entries filed). Written by the script that finishes the run or files the entry: two HINCRBYs
+# (three for a failure). A hash expires its time to live after the last field it gained; all
+# flows are the sum of the flows, at read time.
+MINUTES_KEPT = 26 * 3600  # the 24-hour window, in minutes
+HOURS_KEPT = 8 * 86400  # the 7-day window, in hours
+_ACTIVITY = f"""
+local finishing = {{{", ".join(f"['{s}'] = true" for s in act.FINISHED)}}}
+local function bump(p, flow, t, what)
+  t = math.floor(tonumber(t))
+  local hour, day = t - t % 3600, t - t % 86400
+  local m, h = (t - hour - t % 60) / 60 .. ':', (hour - day) / 3600 .. ':'
+  for _, k in ipairs({{{{p .. 'act:m:' .. flow .. ':' .. hour, m, {MINUTES_KEPT}}},
+                      {{p .. 'act:h:' .. flow .. ':' .. day, h, {HOURS_KEPT}}}}}) do
+    for _, field in ipairs(what) do
+      if redis.call('HINCRBY', k[1], k[2] .. field, 1) == 1 then
+        redis.call('EXPIRE', k[1], k[3])
+      end
+    end
+  end
+end
+-- fin: '' (not finished) or '<finished at, whole seconds>:<latency slot>:<1 failed, 0 not>'
+local function finish(p, flow, fin)
+  if fin == '' then return end
+  local t, slot, bad = string.match(fin, '^(%d+):(%d+):(%d)$')
+  if bad == '1' then bump(p, flow, t, {{'l' .. slot, 'e'}})
+  else bump(p, flow, t, {{'l' .. slot}}) end
+end
+"""
+
 # Shared by the scripts below. A new run: its hash and indexes, counted once under its status.
 # A saved run whose status changed moves from one status index (and count) to the other; its
 # other indexes are scored by creation and never change. Counts are per flow (`count_runs`
 # adds them up), so a status change costs two HINCRBYs, not four.
-_SAVE_RUN = """
-local function new_run(p, id, data, flow, status, key, corr, created, known)
+_SAVE_RUN = _ACTIVITY + """
+local function new_run(p, id, data, flow, status, key, corr, created, fin, known)
   redis.call('HSET', p .. 'run:' .. id, 'data', data, 'status', status, 'flow', flow)
   redis.call('ZADD', p .. 'runs:status:' .. status, created, id)
   redis.call('HINCRBY', p .. 'runs:count:' .. flow, status, 1)
@@ -59,18 +93,20 @@ local function new_run(p, id, data, flow, status, key, corr, created, known)
   redis.call('ZADD', p .. 'runs:flow:' .. flow, created, id)
   if key ~= '' then redis.call('ZADD', p .. 'runs:key:' .. key, created, id) end
   if corr ~= '' then redis.call('ZADD', p .. 'runs:corr:' .. corr, created, id) end
+  finish(p, flow, fin)
 end
 
-local function save_run(p, id, data, flow, status, key, corr, created, ended)
+local function save_run(p, id, data, flow, status, key, corr, created, fin, ended)
   local rk = p .. 'run:' .. id
   local old = redis.call('HGET', rk, 'status')
-  if not old then return new_run(p, id, data, flow, status, key, corr, created, '0') end
+  if not old then return new_run(p, id, data, flow, status, key, corr, created, fin, '0') end
   if ended then  -- the delivery that saves it ends: its count of deliveries goes back to 0
     redis.call('HSET', rk, 'data', data, 'status', status, 'deliveries', 0)
   else
     redis.call('HSET', rk, 'data', data, 'status', status)
   end
   if old == status then return end
+  if not finishing[old] then finish(p, flow, fin) end  -- a run finishes once
   redis.call('ZREM', p .. 'runs:status:' .. old, id)
   redis.call('ZADD', p .. 'runs:status:' .. status, created, id)
   redis.call('HINCRBY', p .. 'runs:count:' .. flow, old, -1)
@@ -90,20 +126,20 @@ local function end_delivery(p, id, owner, counted)
 end
 """
 
-# ARGV: prefix, owner of a delivery to end ('' = none), then 7 fields per run, repeated.
+# ARGV: prefix, owner of a delivery to end ('' = none), then 8 fields per run, repeated.
 SAVE_RUNS = _SAVE_RUN + _END_DELIVERY + """
 local p = ARGV[1]
 local ends = ARGV[2] ~= ''
-for i = 3, #ARGV, 7 do
+for i = 3, #ARGV, 8 do
   save_run(p, ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6],
-           ends and i == 3)
+           ARGV[i+7], ends and i == 3)
 end
 if ends then end_delivery(p, ARGV[3], ARGV[2], true) end
 return 1
 """
 
 # A group of new runs (their ids are new: nothing to read first). ARGV: prefix, then per run:
-# idempotency key name ('' = none), ttl ms, the 7 run fields, '1' when this process has already
+# idempotency key name ('' = none), ttl ms, the 8 run fields, '1' when this process has already
 # listed the flow in `flows`, and the list and message that queue the run for a worker ('' =
 # none; the executor queues it itself). Returns, per run, the id already holding its key
 # (nothing recorded, nothing queued) or ''. SET NX GET claims a key and reads its holder in one
@@ -111,7 +147,7 @@ return 1
 CREATE_RUNS = _SAVE_RUN + """
 local p = ARGV[1]
 local out = {}
-for i = 2, #ARGV, 12 do
+for i = 2, #ARGV, 13 do
   local holder = false
   if ARGV[i] ~= '' then
     holder = redis.call('SET', ARGV[i], ARGV[i+2], 'NX', 'GET', 'PX', ARGV[i+1])
@@ -120,8 +156,8 @@ for i = 2, #ARGV, 12 do
     out[#out + 1] = holder
   else
     new_run(p, ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6], ARGV[i+7], ARGV[i+8],
-            ARGV[i+9])
-    if ARGV[i+10] ~= '' then redis.call('LPUSH', ARGV[i+10], ARGV[i+11]) end
+            ARGV[i+9], ARGV[i+10])
+    if ARGV[i+11] ~= '' then redis.call('LPUSH', ARGV[i+11], ARGV[i+12]) end
     out[#out + 1] = ''
   end
 end
@@ -141,11 +177,12 @@ return 1
 # ARGV: prefix, id, data, flow, step, status, created, only_if_exists ('1'/'0').
 # Counts never go below zero, whatever a store written without them holds (they are rebuilt
 # from the records once, COUNT_DEAD_LETTERS, before this process writes an entry).
-SAVE_DEAD_LETTER = """
+SAVE_DEAD_LETTER = _ACTIVITY + """
 local p, id = ARGV[1], ARGV[2]
 local dk = p .. 'dl:' .. id
 local old = redis.call('HGET', dk, 'status')
 if not old and ARGV[8] == '1' then return 0 end
+if not old then bump(p, ARGV[4], ARGV[7], {'d'}) end  -- filed now: the inflow counts it
 if old then redis.call('ZREM', p .. 'dls:status:' .. old, id) end
 if old ~= ARGV[6] then  -- per status, entries by flow: read by metrics and the console
   if old and tonumber(redis.call('HGET', p .. 'dls:count:' .. old, ARGV[4]) or '0') > 0 then
@@ -383,7 +420,8 @@ DEAD_LETTER_STATUSES = ("open", "replaying", "replayed", "discarded")
 class RedisStore:
     """Owns flowrunner's keys in one Redis: every key name and script lives here; the Celery
     executor, the reaper, the due-retry pump and the limits use this store's client and key
-    names rather than spelling their own."""
+    names rather than spelling their own. The console's sessions and login throttle keep
+    theirs under ``<prefix>console:`` (engine/console/redis_state.py), on this client."""
 
     def __init__(self, url: str, prefix: str = "flowrun:", *,
                  client: redis.Redis | None = None, replica_wait: float = 1.0):
@@ -442,8 +480,13 @@ class RedisStore:
 
     @staticmethod
     def _run_fields(run: RunState) -> list[Any]:
+        finished = ""
+        if run.status in act.FINISHED:
+            finished = (f"{max(0, math.floor(run.updated_at))}:"
+                        f"{act.latency_slot(run.updated_at - run.created_at)}:"
+                        f"{1 if run.status in act.FAILED else 0}")
         return [run.run_id, encode_run(run), run.flow_id, run.status, run.key or "",
-                run.correlation_id or "", repr(float(run.created_at))]
+                run.correlation_id or "", repr(float(run.created_at)), finished]
 
     # -- runs ----------------------------------------------------------------------------------
     def save_run(self, state: RunState, *, dead_letter: DeadLetter | None = None,
@@ -539,17 +582,20 @@ class RedisStore:
 
     def _scan(self, index: str, since: float | None, until: float | None, limit: int,
               hash_prefix: str, decode: Callable[[str], R], keep: Callable[[R], bool],
-              fields: dict[str, str] | None = None) -> list[R]:
+              fields: dict[str, str] | None = None, cap: int | None = None) -> list[R]:
         """Newest first from one sorted-set index, filtered by *keep*, up to *limit* records.
         With *fields*, ids whose hash fields differ are passed over before their records are
-        read (a run's hash holds its flow and status: a rare status costs no record reads)."""
+        read (a run's hash holds its flow and status: a rare status costs no record reads).
+        With *cap*, no more than that many of the index's latest ids are looked at."""
         low = "-inf" if since is None else repr(float(since))
         high = "+inf" if until is None else f"({float(until)!r}"
         out: list[R] = []
         offset = 0
         page = max(1, min(BATCH, limit))  # limit=1 (the console's last run) reads one record
         with self._errors():
-            while len(out) < limit:
+            while len(out) < limit and (cap is None or offset < cap):
+                if cap is not None:
+                    page = min(page, cap - offset)
                 ids = [str(i) for i in self.redis.zrevrangebyscore(index, high, low,
                                                                    start=offset, num=page)]
                 if not ids:
@@ -599,13 +645,18 @@ class RedisStore:
         wanted = {"flow_id": query.flow, "status": query.status, "key": query.key,
                   "correlation_id": query.correlation_id}
 
+        payload = query.payload
+
         def keep(run: RunState) -> bool:
-            return all(v is None or getattr(run, k) == v for k, v in wanted.items())
+            return all(v is None or getattr(run, k) == v for k, v in wanted.items()) and (
+                payload is None or payload.matches(run.original.get("body")))
 
         fields = {name: value for name, value in (("flow", query.flow),
                                                   ("status", query.status)) if value is not None}
+        # a payload is read from each record: the latest `window` runs of the index are searched
         return self._scan(index, query.since, query.until, query.limit, f"{p}run:",
-                          decode_run, keep, fields)
+                          decode_run, keep, fields,
+                          cap=query.window if payload is not None else None)
 
     def active_runs(self) -> list[RunState]:
         with self._errors():
@@ -631,6 +682,42 @@ class RedisStore:
             for status, n in per_flow.items():
                 total[str(status)] = total.get(str(status), 0) + int(n)
         return {status: n for status, n in total.items() if n > 0}
+
+    def activity(self, flow: str | None, since: float, until: float,
+                 bucket: float) -> list[act.Bucket]:
+        """From the counters (_ACTIVITY): hours when *bucket* is whole hours, else minutes.
+        A 24-hour window reads 25 hashes per flow, a 7-day window 8, in one round trip."""
+        start, count = act.frame(since, until, bucket)
+        end = start + count * bucket
+        unit, period, kind = (3600, 86400, "h") if bucket % 3600 == 0 else (60, 3600, "m")
+        first = math.floor(start / period) * period
+        periods = [first + i * period for i in range(math.ceil((end - first) / period))]
+
+        def read() -> list[tuple[int, dict[str, str]]]:
+            flows = [flow] if flow is not None else sorted(
+                str(f) for f in self.redis.smembers(f"{self.prefix}flows"))
+            pipe = self.redis.pipeline(transaction=False)
+            for name in flows:
+                for at in periods:
+                    pipe.hgetall(f"{self.prefix}act:{kind}:{name}:{at}")
+            return list(zip(periods * len(flows), pipe.execute(), strict=True))
+
+        buckets = act.empty(start, count, bucket)
+        for at, fields in self._do(read):
+            for name, value in fields.items():
+                slot, _, what = str(name).partition(":")
+                moment = at + int(slot) * unit
+                if not start <= moment < end:
+                    continue
+                into, n = buckets[int((moment - start) // bucket)], int(value)
+                if what == "e":
+                    into.failed += n
+                elif what == "d":
+                    into.dead_letters += n
+                elif what.startswith("l"):
+                    into.finished += n
+                    into.latency[min(int(what[1:]), act.SLOTS - 1)] += n
+        return buckets
 
     # -- deliveries (Celery workers) -------------------------------------------------------------
     def begin_delivery(self, run_id: str, owner: str, lease: float,
@@ -764,6 +851,8 @@ class RedisStore:
             if query.step is not None and entry.step != query.step:
                 return False
             if query.status is not None and entry.status != query.status:
+                return False
+            if not query.matches_reason(entry.reason):
                 return False
             # like SQLite's LIKE: a case-insensitive substring of the reason's message
             return needle is None or needle in entry.message.lower()

@@ -15,13 +15,17 @@ import time
 
 
 def in_terminal(args: list[str], env: dict[str, str], cwd: str, *, answer: str | None = None,
-                prompt: bytes = b"[y/N]", timeout: float = 90.0) -> tuple[int, str]:
-    """(exit status, everything shown) of *args*; *answer* is typed after *prompt* appears."""
+                prompt: bytes = b"[y/N]", timeout: float = 90.0,
+                answers: list[tuple[bytes, str]] | None = None) -> tuple[int, str]:
+    """(exit status, everything shown) of *args*; *answer* is typed after *prompt* appears, or
+    each of *answers* (prompt, answer) in turn, each after its prompt appears (a password
+    prompt discards what was typed ahead)."""
+    pending = list(answers or ([(prompt, answer)] if answer is not None else []))
     master, slave = pty.openpty()
     process = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
                                env={**env, "TERM": "xterm", "COLUMNS": "100"})
     os.close(slave)
-    shown, answered = b"", False
+    shown, seen = b"", 0  # seen: where the next prompt is looked for
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -37,9 +41,10 @@ def in_terminal(args: list[str], env: dict[str, str], cwd: str, *, answer: str |
             if not chunk:
                 break
             shown += chunk
-            if answer is not None and not answered and prompt in shown:
-                os.write(master, answer.encode() + b"\n")
-                answered = True
+            if pending and pending[0][0] in shown[seen:]:
+                asked, typed = pending.pop(0)
+                seen = shown.index(asked, seen) + len(asked)
+                os.write(master, typed.encode() + b"\n")
         return process.wait(timeout=30), shown.decode(errors="replace")
     finally:
         if process.poll() is None:

@@ -113,3 +113,23 @@ def test_the_guarantees_are_not_configurable(tmp_path: Path,
 def test_a_producer_without_any_broker_is_refused() -> None:
     with pytest.raises(ValueError, match=r"FLOWRUN_REDIS_URL .* is not set"):
         celery_config(Settings(), CelerySettings())
+
+
+def test_task_events_are_on_by_default_and_flowrun_task_events_turns_them_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _config()
+    assert (config["worker_send_task_events"], config["task_send_sent_event"]) == (True, True)
+    assert config["task_store_errors_even_if_ignored"] is True
+    # a module may turn them off; FLOWRUN_TASK_EVENTS set in the environment has the last word
+    (tmp_path / "celeryconfig.py").write_text("worker_send_task_events = False\n")
+    assert _config()["worker_send_task_events"] is False
+    monkeypatch.setenv("FLOWRUN_TASK_EVENTS", "true")
+    assert _config()["worker_send_task_events"] is True
+    monkeypatch.setenv("FLOWRUN_TASK_EVENTS", "false")
+    config = _config()
+    assert (config["worker_send_task_events"], config["task_send_sent_event"]) == (False, False)
+
+
+def test_a_dead_lettered_tasks_failure_is_always_acknowledged(tmp_path: Path) -> None:
+    (tmp_path / "celeryconfig.py").write_text("task_acks_on_failure_or_timeout = False\n")
+    assert _config()["task_acks_on_failure_or_timeout"] is True

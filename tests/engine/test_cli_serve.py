@@ -112,3 +112,17 @@ def test_serve_takes_a_webhook_in_runs_it_and_stops_on_sigterm(tmp_path: Path) -
     assert "/hooks/shop  → shop-orders (shopify, async)" in output
     assert "executor stopped; unfinished runs resume on the next start" in output
     assert "s3cret-value" not in output
+
+
+def test_a_bad_console_users_file_stops_the_start_named(tmp_path: Path) -> None:
+    folder = write_flow(tmp_path, SHOP_FLOW)
+    users = tmp_path / "users.yaml"
+    users.write_text("users:\n  alice: {role: boss, password: 'scrypt$x'}\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["serve", "--flows", str(folder), "--port", "0"],
+                                env={"FLOWRUN_HOME": str(tmp_path / "home"),
+                                     "FLOWRUN_SECRET_SHOP": "s3cret-value",
+                                     "FLOWRUN_CONSOLE_USERS": str(users)})
+    assert result.exit_code == 1
+    assert f"{users}: users.alice.role: Input should be 'viewer', 'operator' or 'admin'" \
+        in result.output
+    assert "Traceback" not in result.output

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import platform
 import re
 import threading
 import time
@@ -25,8 +26,10 @@ from pydantic import SecretStr
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from engine import __version__
 from engine.app import App
 from engine.logs import setup_logging
+from engine.retry import REASON_KINDS
 from engine.store.base import DeadLetterFilter
 from tests.engine.console.support import FAST_RETRY, TOKEN, bearer, logged_in
 from tests.engine.poll.support import T0, Clock, Partner, iso, scheduler
@@ -213,8 +216,10 @@ def test_metrics_count_runs_steps_retries_dead_letters_and_intake(server: Runnin
                   status="succeeded") == 2
     assert sample(samples, "flowrun_step_duration_seconds_count", flow="obs", step="book",
                   status="succeeded") == 1
-    assert sample(samples, "flowrun_step_retries_total", flow="obs", step="book") == 2
-    assert sample(samples, "flowrun_dead_lettered_total", flow="obs", step="book") == 1
+    assert sample(samples, "flowrun_step_retries_total", flow="obs", step="book",
+                  reason="http_status") == 2
+    assert sample(samples, "flowrun_dead_lettered_total", flow="obs", step="book",
+                  reason="http_status") == 1
     assert sample(samples, "flowrun_dlq_depth", flow="obs") == 1
     assert sample(samples, "flowrun_queue_depth", lane="default", flow="obs",
                   status="queued") == 0
@@ -291,3 +296,42 @@ def test_a_webhook_flow_has_no_poll_lag(server: Running) -> None:
     assert not [k for k in samples if k[0] == "flowrun_poll_lag_seconds"]
     flows = server.http.get(server.url + "/api/flows", headers=bearer(), timeout=10).json()
     assert flows[0]["poll_lag"] is None and flows[0]["last_poll_at"] is None
+
+
+def test_metrics_families_process_build_and_durations_with_bounded_labels(
+        server: Running) -> None:
+    runs = [send(server, {"order_number": n, "sku": sku, "note": ""})[0]
+            for n, sku in ((21, "A"), (22, "BAD"), (23, "A"))]
+    text = server.http.get(server.url + "/metrics", timeout=10).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+
+    # prometheus-client's standard collectors, on flowrunner's own registry
+    for name in ("process_cpu_seconds", "process_resident_memory_bytes", "python_info",
+                 "python_gc_collections"):
+        assert families[name].samples, name
+    [build] = families["flowrun_build_info"].samples
+    assert build.value == 1 and build.labels["version"] == __version__
+    assert build.labels["python"] == platform.python_version()
+
+    samples = {(s.name, frozenset(s.labels.items())): s.value
+               for f in families.values() for s in f.samples}
+    assert families["flowrun_run_duration_seconds"].type == "histogram"
+    assert sample(samples, "flowrun_run_duration_seconds_count", flow="obs",
+                  status="succeeded") == 2
+    assert sample(samples, "flowrun_run_duration_seconds_count", flow="obs",
+                  status="dead_lettered") == 1
+    # the bad order waited out a retry: received to finished spans both attempts
+    assert sample(samples, "flowrun_run_duration_seconds_sum", flow="obs",
+                  status="dead_lettered") >= sample(
+        samples, "flowrun_step_duration_seconds_sum", flow="obs", step="book", status="failed")
+    assert sample(samples, "flowrun_step_retries_total", flow="obs", step="book",
+                  reason="http_status") == 3
+    assert sample(samples, "flowrun_dead_lettered_total", flow="obs", step="book",
+                  reason="http_status") == 1
+
+    # no label holds a run id, a key or a correlation id: cardinality stays with the flows
+    ids = {str(v) for run in runs for v in (run["run_id"], run["key"], run["correlation_id"])}
+    values = {v for (_, labels) in samples for _, v in labels}
+    assert not ids & values
+    reasons = {v for (name, labels) in samples for k, v in labels if k == "reason"}
+    assert reasons and reasons <= set(REASON_KINDS)

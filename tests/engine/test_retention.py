@@ -175,8 +175,10 @@ def test_sqlite_history_stays_bounded_under_constant_traffic(tmp_path: Path) -> 
     finally:
         app.executor.stop()
         app.store.close()
-    # the first wave grows the file; later waves write into the pages pruning freed
-    assert max(sizes[2:]) <= sizes[1] * 1.1, sizes
+    # the first waves grow the file; later waves write into the pages pruning freed. The WAL
+    # file (counted in) keeps its high-water mark: the checkpoint size plus the largest write
+    # between two checkpoints (a prune transaction), reached within the first waves
+    assert max(sizes[3:]) <= max(sizes[:3]) * 1.1, sizes
 
 
 def redis_keys(client: redis.Redis) -> set[str]:
@@ -238,7 +240,10 @@ def test_redis_keeps_no_key_of_a_pruned_run_and_memory_stays_flat(redis_url: str
         # what stays is per flow, per status or store-wide — a handful — never per run or entry
         per_record = re.compile(r"w\d+-\d+|[kcd]-\d+-\d+")
         assert not [k for k in baseline if per_record.search(k)], sorted(baseline)
-        assert len(baseline) <= 10, sorted(baseline)
+        # the activity counters: per flow, an hour of minutes and a day of hours; they expire
+        counters = [k for k in baseline if k.startswith("flowrun:act:")]
+        assert len(counters) == 2 * 3, sorted(counters)
+        assert len(baseline) - len(counters) <= 10, sorted(baseline)
         for wave in range(1, WAVES + 1):
             lifecycle(store, wave, PER_WAVE, old)
             assert len(redis_keys(client)) > PER_WAVE  # the wave is there, every index of it

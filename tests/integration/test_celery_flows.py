@@ -88,7 +88,19 @@ def summary(state: Any, sandbox: Sandbox) -> dict[str, Any]:
             "status": state.status,
             "error": str((state.error or {}).get("message")).replace(sandbox.url, "SANDBOX"),
             "steps": [(s["id"], s["status"], s["attempts"]) for s in state.steps],
+            # what the worker recorded of each step's output (engine/step_snapshots): a new
+            # body held by the envelope, no change, or a snapshot and where it went
+            "outputs": [_output_kind(s.get("output")) for s in state.steps],
             "body": body, "erp": erp}
+
+
+def _output_kind(output: dict[str, Any] | None) -> str | None:
+    if output is None:
+        return None
+    if output.get("ref") or output.get("unchanged"):
+        return "ref" if output.get("ref") else "unchanged"
+    assert output["json"] and output["size"] > 0
+    return f"snapshot to {output['to']}"
 
 
 @pytest.mark.parametrize("cluster", STORES, indirect=True)
@@ -126,3 +138,5 @@ def test_shipped_flows_same_results_on_celery_as_embedded(
         ("shopify-order-intake", "handed_off"), ("canonical-order-to-erp", "dead_lettered"),
         ("canonical-order-to-erp", "succeeded")]
     assert got == expected
+    kinds = {k for r in got["runs"] for k in r["outputs"]}
+    assert {"ref", "unchanged", "snapshot to vars.erp_response"} <= kinds, kinds

@@ -67,9 +67,17 @@ def test_prefork_worker_metrics_add_up_every_pool_process(cluster: Cluster,
     wait_until(lambda: counted("flowrun_runs_total", flow="tally", status="succeeded") == 9,
                30, "the worker's /metrics to count the 9 succeeded runs")
     assert counted("flowrun_runs_total", flow="tally", status="dead_lettered") == 3
-    assert counted("flowrun_dead_lettered_total", flow="tally", step="triage") == 3
+    assert counted("flowrun_dead_lettered_total", flow="tally", step="triage",
+                   reason="route") == 3
     assert counted("flowrun_step_duration_seconds_count", flow="tally", step="keep",
                    status="succeeded") == 9
+    assert counted("flowrun_run_duration_seconds_count", flow="tally",
+                   status="succeeded") == 9
+    # the serving process's own figures, and which flowrunner it is
+    figures = scrape(url)
+    assert any(name == "process_cpu_seconds_total" for name, _ in figures)
+    assert any(name == "python_gc_collections_total" for name, _ in figures)
+    assert [v for (name, _), v in figures.items() if name == "flowrun_build_info"] == [1]
     # the counts live in the pool processes' files, not in the serving main process
     written = {p.name.rsplit("_", 1)[-1] for p in folder.glob("counter_*.db")}
     assert written and str(worker.pid) not in {w.removesuffix(".db") for w in written}

@@ -19,6 +19,7 @@ import requests
 from pydantic import SecretStr
 
 from engine.app import App
+from engine.console.users import User, UsersFile, hash_password, write
 from engine.records import DeadLetter, RunState
 from engine.store.base import DeadLetterFilter, Store
 from tests.engine.server_support import Running, hook_app, serving
@@ -59,19 +60,37 @@ ORDER_SCHEMA = {
 }
 
 
+def users_file(folder: Path, **roles: str) -> Path:
+    """A users file in *folder* with each user's role ({name: role}); each password is
+    `password_of(name)`."""
+    path = folder / "console-users.yaml"
+    write(path, UsersFile(users={name: User(role=role, password=hash_password(password_of(name)))
+                                 for name, role in roles.items()}))
+    return path
+
+
+def password_of(name: str) -> str:
+    return f"{name}'s long passphrase"
+
+
 def console_app(tmp_path: Path, *, flows: dict[str, str] | None = None,
                 store: Store | None = None, token: str | None = TOKEN,
-                user: str | None = USER, password: str | None = PASSWORD) -> App:
+                user: str | None = USER, password: str | None = PASSWORD,
+                users: Path | None = None, secrets: dict[str, str] | None = None,
+                **settings: Any) -> App:
     """An App over *flows* (the order flow by default) with the order schema and the
-    console's credentials."""
+    console's credentials (*users*: a users file; *secrets* for the flows, besides the webhook
+    tests')."""
     schema = tmp_path / "schemas" / "console" / "order.v1.json"
     schema.parent.mkdir(parents=True, exist_ok=True)
     schema.write_text(json.dumps(ORDER_SCHEMA), encoding="utf-8")
-    app = hook_app(tmp_path, flows or {"orders": ORDER_FLOW}, store=store)
+    app = hook_app(tmp_path, flows or {"orders": ORDER_FLOW}, store=store,
+                   extra_secrets=secrets, **settings)
     # the console reads its credentials from the settings when the server is built
     app.settings.console_token = SecretStr(token) if token else None
     app.settings.console_user = user
     app.settings.console_password = SecretStr(password) if password else None
+    app.settings.console_users = users
     return app
 
 
@@ -108,17 +127,26 @@ def dead_letter(server: Running, number: int, **extra: Any) -> DeadLetter:
     return entry
 
 
-def logged_in(server: Running) -> requests.Session:
-    """A session logged in through the login form, like a browser (cookies kept)."""
+def logged_in(server: Running, user: str | None = None) -> requests.Session:
+    """A session logged in through the login form, like a browser (cookies kept): with the
+    token, or as *user* of the users file."""
     http = requests.Session()
     http.trust_env = False
-    form = http.get(server.url + "/console/login", timeout=10)
-    csrf = csrf_of(form.text)
-    response = http.post(server.url + "/console/login", data={
-        "csrf_token": csrf, "token": TOKEN, "next": "/console/"}, timeout=10,
-        allow_redirects=False)
+    response = login(server, http, user)
     assert response.status_code == 303, response.text
     return http
+
+
+def login(server: Running, http: requests.Session, user: str | None = None,
+          password: str | None = None) -> requests.Response:
+    """The answer to the login form posted with the token or *user*'s (or the given)
+    password."""
+    form = http.get(server.url + "/console/login", timeout=10)
+    credentials = ({"token": TOKEN} if user is None else
+                   {"user": user, "password": password or password_of(user)})
+    return http.post(server.url + "/console/login", data={
+        "csrf_token": csrf_of(form.text), "next": "/console/", **credentials}, timeout=10,
+        allow_redirects=False)
 
 
 def csrf_of(html: str) -> str:

@@ -128,7 +128,7 @@ def test_header_authenticated_api_calls_need_no_csrf_token(tmp_path: Path) -> No
                                     json={"reason": "test"}, headers=bearer())
         assert response.status_code == 200
         kept = server.app.store.get_dead_letter(entry.id)
-        assert kept is not None and kept.audit[-1]["who"] == "console:token"
+        assert kept is not None and kept.audit[-1]["who"] == "api:token"
 
 
 def test_logout_ends_the_session(tmp_path: Path) -> None:

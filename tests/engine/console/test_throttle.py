@@ -36,7 +36,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     made = Clock()
-    monkeypatch.setattr(throttle, "monotonic", made)
+    monkeypatch.setattr(throttle, "clock", made)
     return made
 
 

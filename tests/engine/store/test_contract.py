@@ -20,10 +20,12 @@ from engine.records import DeadLetter, RunState, Spawn
 from engine.store.base import (
     DeadLetterFilter,
     Keep,
+    PayloadQuery,
     RetentionPolicy,
     RunFilter,
     Store,
     StoreError,
+    payload_indexed,
 )
 from engine.store.postgres import PostgresStore
 from engine.store.redis import RedisStore
@@ -56,9 +58,11 @@ def run(run_id: str, *, flow: str = "orders", status: str = "queued", key: str |
 
 def letter(entry_id: str, *, flow: str = "orders", step: str | None = "erp",
            message: str = "step 'erp': ERP answered 422", created: float = 0.0,
-           status: str = "open") -> DeadLetter:
+           status: str = "open", kind: str | None = None, http: int | None = None,
+           ) -> DeadLetter:
+    classified = {k: v for k, v in (("kind", kind), ("status", http)) if v is not None}
     return DeadLetter(id=entry_id, run_id=f"run-{entry_id}", flow_id=flow, flow_version="v1",
-                      step=step, reason={"message": message, "step": step},
+                      step=step, reason={"message": message, "step": step, **classified},
                       original={"body": {"x": 1}, "headers": {}},
                       envelope={"body": {"x": 1}, "headers": {}, "vars": {}, "meta": {}},
                       created_at=T0 + created, status=status)
@@ -278,6 +282,84 @@ def test_list_dead_letters_filters(store: Store) -> None:
     assert found(limit=1) == ["e3"]
 
 
+def test_list_dead_letters_by_error_kind_http_status_and_time(store: Store) -> None:
+    put_letters(store,
+                letter("e1", kind="http", http=422, created=1),
+                letter("e2", kind="timeout", message="ERP timed out after 10 s", created=2),
+                letter("e3", flow="invoices", kind="http", http=503, created=3),
+                letter("e4", step="check", kind="validation", message="lines: too short",
+                       created=4),
+                letter("e5", kind="http", http=422, created=5),
+                letter("e6", created=6))  # an entry from before kinds: matches no kind
+
+    def found(**how: Any) -> list[str]:
+        return [e.id for e in store.list_dead_letters(DeadLetterFilter(**how))]
+
+    assert found(kind="http") == ["e5", "e3", "e1"]
+    assert found(kind="http", http_status=422) == ["e5", "e1"]
+    assert found(http_status=503) == ["e3"]
+    assert found(kind="timeout") == ["e2"]
+    assert found(kind="validation", step="check") == ["e4"]
+    assert found(kind="http", flow="orders", since=T0 + 2) == ["e5"]
+    assert found(kind="http", until=T0 + 3) == ["e1"]
+    assert found(kind="http", limit=1) == ["e5"]
+    assert found(kind="connection") == []
+    entry = store.get_dead_letter("e1")
+    assert entry is not None
+    entry.reason = {**entry.reason, "kind": "timeout", "status": None}  # failed again, otherwise
+    store.update_dead_letter(entry)
+    assert found(kind="http") == ["e5", "e3"] and found(kind="timeout") == ["e2", "e1"]
+
+
+def recorded(store: Store, *runs: RunState) -> None:
+    """Runs recorded as intake records them (their payload is kept for search then)."""
+    assert store.create_runs([(r, None) for r in runs]) == [None] * len(runs)
+
+
+def with_body(run_id: str, body: Any, **how: Any) -> RunState:
+    state = run(run_id, **how)
+    state.original = {"body": body, "headers": {}}
+    state.envelope = {**state.envelope, "body": body}
+    return state
+
+
+def test_list_runs_by_a_field_of_the_payload(store: Store) -> None:
+    recorded(store,
+             with_body("a", {"customer": {"email": "ann@example.com"}, "total": 42}, created=1),
+             with_body("b", {"customer": {"email": "bob@example.com"}, "total": "42"},
+                       created=2, flow="invoices"),
+             with_body("c", {"customer": {"email": "ann@example.com"}, "vip": True}, created=3,
+                       key="1003"),
+             with_body("d", "customer.email = ann@example.com", created=4),  # text, not JSON
+             with_body("e", [{"customer": {"email": "ann@example.com"}}], created=5))
+
+    def found(condition: str, **how: Any) -> list[str]:
+        return ids(store.list_runs(RunFilter(payload=PayloadQuery.parse(condition), **how)))
+
+    assert found("customer.email = ann@example.com") == ["c", "a"]
+    assert found('payload.customer.email = "ann@example.com"') == ["c", "a"]
+    assert found("customer.email=ann@example.com", flow="orders", key="1003") == ["c"]
+    assert found("customer.email = ann@example.com", limit=1) == ["c"]
+    assert found("customer.email = ann@example.com", until=T0 + 3) == ["a"]
+    assert found("total = 42") == ["b", "a"]  # as written (text) and as a number
+    assert found("vip = true") == ["c"]
+    assert found("vip = 1") == []  # true is not 1
+    assert found("customer = ann@example.com") == []  # an object is no text
+    assert found("customer.email = nobody@example.com") == []
+    assert found("customer.email.x = ann@example.com") == []
+
+
+def test_a_payload_search_without_an_index_reads_a_window_of_the_latest_runs(
+        store: Store) -> None:
+    recorded(store, with_body("old", {"po": "P-1"}, created=1),
+             *(with_body(f"n{i}", {"po": f"P-{i + 2}"}, created=2 + i) for i in range(3)))
+    found = ids(store.list_runs(RunFilter(payload=PayloadQuery.parse("po = P-1"), window=3)))
+    # PostgreSQL searches every run through its index; SQLite and Redis the latest 3 here
+    assert found == (["old"] if payload_indexed(store) else [])
+    assert ids(store.list_runs(RunFilter(payload=PayloadQuery.parse("po = P-1"),
+                                         window=4))) == ["old"]
+
+
 def test_update_dead_letter_changes_status_and_audit(store: Store) -> None:
     put_letters(store, letter("e1"))
     entry = store.get_dead_letter("e1")
@@ -485,12 +567,15 @@ def test_a_flow_of_its_own_and_prune_of_one_flow(store: Store) -> None:
 
 def test_compaction_keeps_the_summary_and_drops_the_message(store: Store) -> None:
     body = {"order": "1001", "lines": [{"sku": "A-1", "qty": 2}] * 40}
+    output = {"json": '{"order":"1001"}', "size": 16, "truncated": False, "to": "body"}
     state = ended("r1", days_ago=3, key="1001", steps=[{"id": "check", "status": "succeeded",
-                                                         "duration_ms": 1.5}])
+                                                         "duration_ms": 1.5, "output": output}])
     state.original = {"body": body, "headers": {"x-id": "1"}, "request": {"query": {"a": "1"}}}
     state.envelope = {"body": body, "headers": {"x-id": "1"}, "vars": {"secret": "v"},
                       "meta": {"run_id": "r1", "request": {"query": {"a": "1"}}}}
-    store.save_run(state)
+    recorded(store, state)
+    by_order = RunFilter(payload=PayloadQuery.parse("order = 1001"))
+    assert ids(store.list_runs(by_order)) == ["r1"]
     store.save_run(ended("fresh", days_ago=0.5))
     policy = RetentionPolicy(Keep(runs=14 * DAY, bodies=2 * DAY))
     report = store.prune(policy, NOW)
@@ -499,8 +584,9 @@ def test_compaction_keeps_the_summary_and_drops_the_message(store: Store) -> Non
     assert got is not None and got.compacted_at == NOW
     assert (got.status, got.key, got.correlation_id, got.created_at, got.updated_at,
             got.steps) == ("succeeded", "1001", "r1", state.created_at, state.updated_at,
-                           state.steps)
+                           [{"id": "check", "status": "succeeded", "duration_ms": 1.5}])
     assert got.envelope == {"meta": {"run_id": "r1"}} and got.original == {}
+    assert ids(store.list_runs(by_order)) == []  # the searchable payload went with the body
     assert ids(store.list_runs(RunFilter(key="1001"))) == ["r1"]
     fresh = store.get_run("fresh")
     assert fresh is not None and fresh.compacted_at is None
@@ -580,3 +666,83 @@ def test_a_replay_that_failed_again_goes_like_a_finished_run(store: Store) -> No
     assert report.counts == {("orders", "runs"): 1}
     assert store.get_run("replay-1") is None
     assert store.get_run("run-e1") is not None and store.get_dead_letter("e1") is not None
+
+
+# -- activity (the console's charts) -------------------------------------------------------------
+HOUR = 1_700_002_800.0  # a whole hour, 46 minutes after T0
+
+
+def finished(run_id: str, status: str, received: float, took: float, *,
+             flow: str = "orders") -> RunState:
+    """A run received *received* seconds after HOUR that finished *took* seconds later."""
+    state = run(run_id, flow=flow, status=status)
+    state.created_at, state.updated_at = HOUR + received, HOUR + received + took
+    return state
+
+
+def load_activity(store: Store) -> None:
+    """Four runs finished in HOUR's first minutes, one two hours before, one still queued, one
+    dry run; one dead-lettered with its entry."""
+    store.save_run(finished("ok", "succeeded", 10, 0.5))
+    failed = finished("dl", "dead_lettered", 60, 3)
+    entry = letter("e-dl", created=HOUR - T0 + 63)
+    store.save_run(failed, dead_letter=entry)
+    store.save_run(finished("inv", "succeeded", 100, 30, flow="invoices"))
+    again = finished("twice", "running", 190, 0)
+    store.create_run(again)
+    again.status, again.updated_at = "succeeded", HOUR + 200
+    store.save_run(again)
+    again.updated_at = HOUR + 900  # saved again when done (compacted, say): finished once
+    store.save_run(again)
+    store.save_run(finished("early", "filtered", -7200, 100))
+    store.save_run(finished("waiting", "queued", 5, 0))
+    store.save_run(finished("rehearsal", "dry_run", 20, 1))
+
+
+def test_activity_counts_per_minute_what_finished_failed_and_was_dead_lettered(
+        store: Store) -> None:
+    load_activity(store)
+    minutes = store.activity(None, HOUR, HOUR + 3600, 60)
+    assert [b.start for b in minutes] == [HOUR + 60 * i for i in range(60)]
+    assert [b.finished for b in minutes[:5]] == [1, 1, 1, 1, 0]
+    assert sum(b.finished for b in minutes) == 4
+    assert [b.failed for b in minutes[:3]] == [0, 1, 0]
+    assert [b.dead_letters for b in minutes[:3]] == [0, 1, 0]
+    assert [b.p95 for b in minutes[:4]] == [0.5, 5.0, 50.0, 10.0]
+    assert (minutes[1].error_rate, minutes[4].error_rate, minutes[4].p95) == (1.0, None, None)
+    orders = store.activity("orders", HOUR, HOUR + 3600, 60)
+    assert [b.finished for b in orders[:4]] == [1, 1, 0, 1]
+    assert store.activity("nothing", HOUR, HOUR + 3600, 60)[0].finished == 0
+
+
+def test_activity_in_half_hours_and_hours_adds_the_minutes_up(store: Store) -> None:
+    load_activity(store)
+    halves = store.activity(None, HOUR, HOUR + 3600, 1800)
+    assert [(b.finished, b.failed, b.dead_letters) for b in halves] == [(4, 1, 1), (0, 0, 0)]
+    assert halves[0].p95 == 50.0 and halves[0].error_rate == 0.25
+    hours = store.activity(None, HOUR - 7200, HOUR + 3600, 3600)
+    assert [b.start for b in hours] == [HOUR - 7200, HOUR - 3600, HOUR]
+    assert [b.finished for b in hours] == [1, 0, 4]
+    assert sum(hours[2].latency) == 4 and hours[0].p95 == 100.0  # an edge is its bucket's own
+    four = store.activity("orders", HOUR - 4 * 3600, HOUR + 4 * 3600, 4 * 3600)
+    assert [b.finished for b in four] == [0, 4, 0]  # aligned to 4 hours since the epoch
+    # a window not on bucket edges is widened to them
+    assert store.activity(None, HOUR + 30, HOUR + 90, 60)[0].start == HOUR
+
+
+def test_activity_inside_the_window_outlives_pruning_older_runs(store: Store) -> None:
+    load_activity(store)
+    before = [(b.finished, b.failed, b.dead_letters, b.latency)
+              for b in store.activity(None, HOUR, HOUR + 3600, 60)]
+    report = store.prune(RetentionPolicy(Keep(runs=5400, dead_letters=None)), HOUR + 3600)
+    assert report.counts == {("orders", "runs"): 1}  # the run finished two hours before
+    after = [(b.finished, b.failed, b.dead_letters, b.latency)
+             for b in store.activity(None, HOUR, HOUR + 3600, 60)]
+    assert after == before
+
+
+def test_activity_refuses_buckets_that_are_not_whole_minutes(store: Store) -> None:
+    with pytest.raises(ValueError, match="whole number of minutes"):
+        store.activity(None, HOUR, HOUR + 3600, 90)
+    with pytest.raises(ValueError, match="at most"):
+        store.activity(None, HOUR - 365 * DAY, HOUR, 60)

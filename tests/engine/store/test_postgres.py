@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -99,6 +100,31 @@ def test_a_store_refuses_an_older_schema_and_a_newer_one(
     with pytest.raises(StoreError, match=rf"this flowrunner is older than the database schema "
                                          rf"{current + 1}"):
         PostgresStore(empty_url)
+
+
+def test_upgrading_to_finished_at_fills_it_from_the_finished_runs(empty_url: str) -> None:
+    shipped = pg_migrations.migrations()
+    [finished] = [m for m in shipped if m.name == "finished_at"]
+    with connect(empty_url) as conn:  # a database of the version before
+        pg_migrations.upgrade(conn, shipped=[m for m in shipped if m.version < finished.version])
+        for i, status in enumerate(("succeeded", "failed", "running")):
+            conn.execute("INSERT INTO runs (run_id, flow_id, status, key, correlation_id, "
+                         "created_at, updated_at, due_at, data) VALUES (%s, 'orders', %s, NULL, "
+                         "'', 600, %s, NULL, '{}')", (f"r{i}", status, 630.0 + i))
+        assert pg_migrations.upgrade(conn)[0].name == "finished_at"
+        rows = conn.execute("SELECT run_id, finished_at FROM runs ORDER BY run_id").fetchall()
+    assert rows == [("r0", 630.0), ("r1", 631.0), ("r2", None)]
+    store = PostgresStore(empty_url)
+    try:
+        got = store.activity("orders", 600, 720, 60)
+        assert [(b.finished, b.failed, b.p95) for b in got] == [(2, 1, 50.0), (0, 0, None)]
+    finally:
+        store.close()
+    with connect(empty_url) as conn:  # a window is a range of the partial, covering index
+        conn.execute("SET enable_seqscan = off")
+        plan = conn.execute("EXPLAIN SELECT flow_id, status, finished_at - created_at FROM runs "
+                            "WHERE finished_at >= 600 AND finished_at < 720").fetchall()
+    assert "Index Only Scan using runs_finished" in str(plan), plan
 
 
 def test_a_migration_interrupted_half_way_is_finished_by_the_next_upgrade(
@@ -296,6 +322,59 @@ def test_with_redis_the_runs_recorded_are_queued_and_their_duplicates_are_not(
         # the records are PostgreSQL's: Redis holds no run hash for them
         assert client.keys("flowrun:run:*") == []
         assert store.records.get_run("b") is not None and store.get_run("a") is None
+        client.close()
+    finally:
+        store.close()
+
+
+def test_the_search_migration_classifies_the_entries_already_there(empty_url: str) -> None:
+    from engine.records import encode_dead_letter
+    from engine.store.base import DeadLetterFilter
+    from tests.engine.store.test_contract import letter
+
+    shipped = pg_migrations.migrations()
+    search = next(m for m in shipped if m.name == "search")
+    before = [m for m in shipped if m.version < search.version]
+    entries = [letter("e1", kind="http", http=422, created=1),
+               letter("e2", kind="timeout", created=2),
+               letter("e3", created=3)]  # from before kinds
+    with connect(empty_url) as conn:
+        pg_migrations.upgrade(conn, shipped=before)
+        for e in entries:
+            conn.execute("INSERT INTO dead_letters VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                         (e.id, e.run_id, e.flow_id, e.step, e.message, e.status, e.created_at,
+                          encode_dead_letter(e)))
+        # a record jsonb cannot hold (a NUL character) stays unclassified; the upgrade goes on
+        conn.execute("INSERT INTO dead_letters VALUES ('e4', 'r4', 'orders', 'erp', 'm', "
+                     "'open', 1, %s)", (b'{"reason": {"kind": "http", "x": "\\u0000"}}',))
+        assert search in pg_migrations.upgrade(conn)
+    store = PostgresStore(empty_url)
+    try:
+        def found(**how: Any) -> list[str]:
+            return [e.id for e in store.list_dead_letters(DeadLetterFilter(**how))]
+
+        assert found(kind="http") == ["e1"]
+        assert found(kind="http", http_status=422) == ["e1"] and found(kind="timeout") == ["e2"]
+    finally:
+        store.close()
+
+
+def test_with_redis_the_activity_is_read_from_the_records(postgres_url: str,
+                                                          redis_url: str) -> None:
+    """The runs finish in PostgreSQL, so their activity is counted there; Redis keeps no
+    counters of its own for them."""
+    store = RedisPostgresStore(redis_url, PostgresStore(postgres_url))
+    try:
+        hour = 1_700_002_800.0
+        for i, status in enumerate(("succeeded", "dead_lettered", "queued")):
+            state = run(f"r{i}", status=status)
+            state.created_at, state.updated_at = hour + 60 * i, hour + 60 * i + 2
+            store.save_run(state)
+        got = store.activity(None, hour, hour + 3600, 1800)
+        assert [(b.finished, b.failed, b.p95) for b in got] == [(2, 1, 2.5), (0, 0, None)]
+        assert got == store.records.activity(None, hour, hour + 3600, 1800)
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        assert client.keys("flowrun:act:*") == []
         client.close()
     finally:
         store.close()

@@ -345,7 +345,8 @@ def test_a_state_file_from_before_the_run_counts_is_counted_when_opened(tmp_path
     db.executescript("DROP TRIGGER runs_counted; DROP TRIGGER runs_uncounted; "
                      "DROP TRIGGER runs_recounted; DROP TABLE run_counts;")
     for i in range(7):
-        db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+        db.execute("INSERT INTO runs (run_id, flow_id, status, key, correlation_id, created_at, "
+                   "updated_at, due_at, data) VALUES (?,?,?,?,?,?,?,?,?)",
                    (f"r{i}", "orders" if i < 5 else "invoices", "succeeded" if i % 2 else
                     "queued", None, "", 0.0, 0.0, None, b"{}"))
     db.commit()
@@ -373,3 +374,56 @@ def test_prune_removes_expired_delivery_ids_and_keeps_live_ones(store: SqliteSto
     assert store._query("SELECT key FROM idempotency") == [("live",)]
     assert store.create_run(run("again"), ("orders", "live", 60)) == "live"
     assert store.prune(policy, time.time(), flow="orders").counts == {}
+
+
+def test_searches_that_read_records_pass_over_one_sqlite_cannot_parse(tmp_path: Path) -> None:
+    """A record written long ago with a NaN (plain JSON orjson refuses, SQLite too) is skipped
+    by payload and error-kind searches, not a failed search."""
+    from engine.records import DeadLetter
+    from engine.store.base import DeadLetterFilter, PayloadQuery
+
+    store = SqliteStore(tmp_path / "state.db")
+    good = RunState(run_id="good", flow_id="f", flow_version="v", envelope={},
+                    original={"body": {"po": "P-1"}, "headers": {}}, created_at=2.0)
+    store.create_runs([(good, None)])
+    entry = DeadLetter(id="e1", run_id="good", flow_id="f", flow_version="v", step="s",
+                       reason={"kind": "http", "status": 422, "message": "m"}, original={},
+                       envelope={}, created_at=2.0)
+    store.save_run(good, dead_letter=entry)
+    db = store._db()
+    db.execute("INSERT INTO runs (run_id, flow_id, status, key, correlation_id, created_at, "
+               "updated_at, due_at, data) VALUES ('old', 'f', 'succeeded', NULL, 'old', 1.0, "
+               "1.0, NULL, '{\"original\": {\"body\": {\"po\": \"P-1\", \"x\": NaN}}}')")
+    db.execute("INSERT INTO dead_letters VALUES ('e0', 'old', 'f', 's', 'm', 'open', 1.0, "
+               "'{\"reason\": {\"kind\": \"http\", \"x\": NaN}}')")
+    found = store.list_runs(RunFilter(payload=PayloadQuery.parse("po = P-1")))
+    assert [r.run_id for r in found] == ["good"]
+    entries = store.list_dead_letters(DeadLetterFilter(kind="http", http_status=422))
+    assert [e.id for e in entries] == ["e1"]
+    store.close()
+
+
+def test_a_state_file_from_before_finished_at_gets_it_from_its_finished_runs(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "state.db"
+    SqliteStore(path).close()
+    db = sqlite3.connect(path)  # as a state file written before the activity charts
+    db.executescript("DROP INDEX runs_finished; ALTER TABLE runs DROP COLUMN finished_at;")
+    for i, status in enumerate(("succeeded", "dead_lettered", "queued")):
+        db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+                   (f"r{i}", "orders", status, None, "", 600.0, 630.0 + i, None, b"{}"))
+    db.commit()
+    db.close()
+    store = SqliteStore(path)
+    try:
+        got = store.activity("orders", 600, 720, 60)
+        assert [(b.finished, b.failed, b.p95) for b in got] == [(2, 1, 50.0), (0, 0, None)]
+        for flows in ("flow_id = 'orders'", "flow_id IN (SELECT flow_id FROM run_counts)"):
+            plan = store._query("EXPLAIN QUERY PLAN SELECT status, created_at FROM runs WHERE "
+                                f"{flows} AND finished_at >= 0 AND finished_at < 1")
+            assert "COVERING INDEX runs_finished (flow_id=? AND finished_at>? AND " \
+                   "finished_at<?)" in str(plan), plan
+    finally:
+        store.close()

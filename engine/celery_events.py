@@ -1,0 +1,109 @@
+"""What Celery's own tools see of flowrunner's tasks: their label, their events, their failure.
+
+Flower, ``celery events`` and the worker's log show a ``flowrun.run`` task by its argument repr:
+`task_label` makes it the flow and business key. `SentEvents` sends the ``task-sent`` events of
+the runs a process queues (the worker sends the rest). A delivery that dead-letters its run ends
+the task with `DeadLettered`: Celery's FAILURE, with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine.logs import one_line
+from engine.retry import reason_kind
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from engine.records import RunState
+
+log = logging.getLogger("flowrunner.celery")
+
+TASK = "flowrun.run"
+#: longest business key in a task's argument repr (what Flower and the worker log show)
+LABEL_KEY_CHARS = 64
+
+
+def task_label(run_id: str, state: RunState | None) -> str:
+    """The task's ``argsrepr``: flow and business key (``shopify-order-intake key=#1001``), the
+    flow and run id when the flow has no key, Celery's own ``['<run id>']`` when the run is not
+    in hand. Its one argument stays the run id."""
+    if state is None:
+        return f"['{run_id}']"
+    if state.key is None:
+        return f"{state.flow_id} run={run_id}"
+    key = one_line(state.key)
+    if len(key) > LABEL_KEY_CHARS:
+        key = key[:LABEL_KEY_CHARS - 1] + "…"
+    return f"{state.flow_id} key={key}"
+
+
+class DeadLettered(Exception):
+    """The task's outcome when its delivery ended the run in the dead-letter queue: Celery's
+    FAILURE state, the reason in the exception (``task-failed`` events and Flower show it; the
+    result backend keeps it: ``task_store_errors_even_if_ignored``). Declared as expected
+    (`throws`), so a worker logs it in one line, and neither retried by Celery nor delivered
+    again — the run is recorded and its delivery over before it is raised."""
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message, details or {})
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    @classmethod
+    def of(cls, state: RunState) -> DeadLettered:
+        error = state.error or {}
+        kind = reason_kind(error.get("kind"), error.get("status"))
+        step = error.get("step")
+        where = f" at step {step}" if step else ""
+        return cls(f"{state.flow_id} run {state.run_id} dead-lettered{where} ({kind})",
+                   {"run_id": state.run_id, "flow": state.flow_id, "step": step,
+                    "key": state.key, "reason_kind": kind, "status": error.get("status"),
+                    "correlation_id": state.correlation_id})
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A ``flowrun.run`` task message that was queued: what its ``task-sent`` event names."""
+
+    task_id: str
+    queue: str
+    label: str
+
+
+class SentEvents:
+    """``task-sent`` events of the runs this process queues, when ``task_send_sent_event``
+    is on (``FLOWRUN_TASK_EVENTS``): what `send_task` would send, but one broker message for a
+    group of runs (the dispatcher's task buffer), published after they are queued. The worker
+    sends the rest (received, started, succeeded, failed) with ``worker_send_task_events``."""
+
+    def __init__(self, celery: Celery):
+        self.celery = celery
+        self.enabled = bool(celery.conf.task_send_sent_event)
+        self._dispatcher: Any = None
+        self._lock = threading.Lock()
+
+    def sent(self, messages: list[Sent]) -> None:
+        if not self.enabled or not messages:
+            return
+        try:
+            with self._lock:
+                dispatcher = self._dispatcher
+                if dispatcher is None:
+                    dispatcher = self._dispatcher = self.celery.events.Dispatcher(
+                        self.celery.connection_for_write(), buffer_group={"task"},
+                        buffer_limit=1_000_000)
+                for message in messages:
+                    dispatcher.send("task-sent", uuid=message.task_id, root_id=message.task_id,
+                                    parent_id=None, name=TASK, args=message.label,
+                                    kwargs="{}", retries=0, eta=None, expires=None,
+                                    queue=message.queue, exchange="",
+                                    routing_key=message.queue)
+                dispatcher.flush()
+        except Exception:  # the runs are queued; a monitor missing an event is no reason to fail
+            log.warning("task-sent events not sent", exc_info=True)
