@@ -1,9 +1,11 @@
 """`flowrun consume`: read the message buses of the flows' consume triggers and run what arrives.
 
 One process serves every flow with a ``consume:`` trigger (or only ``--flow``), one consumer
-thread per flow, and runs the runs it takes in like `flowrun serve` does (embedded workers, or
-Celery workers when Redis is configured). It is a process of its own, not part of `flowrun
-serve`, so consumers are scaled, deployed and restarted apart from the webhook server.
+thread per flow (flows reloaded while it runs start, restart or stop theirs), and runs the
+runs it takes in like `flowrun serve` does (embedded workers, or
+Celery workers when Redis is configured). It is a process of its own, so consumers are
+scaled, deployed and restarted apart from the webhook server; on one box, `flowrun serve
+--consume` runs them in the server process instead.
 
 SIGTERM or Ctrl-C: the consumers stop reading, acknowledge the messages whose runs intake has
 recorded, and close; unacknowledged messages go back to the broker, which delivers them again.
@@ -29,6 +31,7 @@ def consume(flows_dir: str | None, only: str | None) -> None:
     """Consume the message buses (AMQP, MQTT, Redis streams) of the flows' consume triggers."""
     from engine import consume as bus
     from engine.app import App
+    from engine.consumers import Consumers
     from engine.settings import load_settings
 
     settings = load_settings(flows=Path(flows_dir) if flows_dir else None)
@@ -61,9 +64,12 @@ def consume(flows_dir: str | None, only: str | None) -> None:
     signal.signal(signal.SIGINT, on_signal)
     # runs this process took in and did not finish (it was killed) go on here
     app.executor.start(resume=True)
+    consumers = Consumers(app, only)
     try:
-        bus.run(app, flows, stop)
+        consumers.start()
+        stop.wait()
     finally:
+        consumers.stop()  # every acknowledgement sent before the executor stops
         app.executor.stop()
         app.store.close()
         click.echo("flowrun consume: stopped; unfinished runs resume on the next start",

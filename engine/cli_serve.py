@@ -1,5 +1,10 @@
 """`flowrun serve`: the webhook server, with the embedded executor running the accepted runs.
 
+With ``--consume`` (or ``FLOWRUN_SERVE_CONSUME``) the same process also consumes the message
+buses of the flows' consume triggers (engine/consumers), sharing the App and its executor: one
+process does everything on one box. On SIGTERM the consumers stop reading and acknowledge what
+intake recorded before the executor stops.
+
 Start-up refuses flows with errors and webhook triggers that cannot be served (unknown scheme,
 bad option, unset secret), each named by file, line and key, before a port is opened.
 """
@@ -24,6 +29,7 @@ if TYPE_CHECKING:  # starlette is imported when the server starts, not on every 
     from starlette.types import Lifespan
 
     from engine.app import App
+    from engine.consumers import Consumers
     from engine.settings import Settings
     from engine.webhooks import Gateway
 
@@ -38,14 +44,23 @@ if TYPE_CHECKING:  # starlette is imported when the server starts, not on every 
               help="Log one line per request (default: FLOWRUN_ACCESS_LOG, on).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Server processes sharing the port (needs FLOWRUN_REDIS_URL).")
-def serve(host: str, port: int, flows_dir: str | None, access_log: bool | None,
-          workers: int) -> None:
+@click.option("--consume/--no-consume", default=None,
+              help="Also consume the message buses of the flows' consume triggers in this "
+                   "process (default: FLOWRUN_SERVE_CONSUME, off).")
+def serve(host: str, port: int, flows_dir: str | None, access_log: bool | None, workers: int,
+          consume: bool | None) -> None:
     """Serve the webhook triggers of the flows over HTTP and run what they accept."""
     from engine.app import state_location
     from engine.settings import load_settings
 
     settings = load_settings(flows=Path(flows_dir) if flows_dir else None,
                              access_log=access_log)
+    consume = settings.serve_consume if consume is None else consume
+    if consume and workers > 1:
+        raise click.ClickException(
+            f"--consume runs the consumers in one server process, not in {workers}: each "
+            "would hold the same broker sessions. Run `flowrun serve --workers "
+            f"{workers}` and, beside it, `flowrun consume`.")
     if workers > 1 and not settings.redis_url:
         raise click.ClickException(
             f"--workers {workers} needs FLOWRUN_REDIS_URL. Without it the runs are executed "
@@ -55,7 +70,7 @@ def serve(host: str, port: int, flows_dir: str | None, access_log: bool | None,
             "deliveries in groups and uses a core for them; to use every core, set "
             "FLOWRUN_REDIS_URL and start Celery workers (flowrun worker) beside "
             "`flowrun serve --workers N`.")
-    web, app = _build(settings, workers)
+    web, app = _build(settings, workers, consume)
     hooks = web.state.hooks
     where = f"state in {state_location(settings)}"
     click.echo(f"flowrun serve: {len(hooks)} webhook route(s) on http://{host}:{port}, "
@@ -65,6 +80,14 @@ def serve(host: str, port: int, flows_dir: str | None, access_log: bool | None,
                   else hook.scheme.name if hook.scheme else "UNSIGNED")
         click.echo(f"  {','.join(hook.trigger.methods):<5} {hook.trigger.path}  → "
                    f"{hook.flow.id} ({scheme}, {hook.trigger.respond})", err=True)
+    if consume:
+        from engine.consume import consume_flows
+
+        flows = consume_flows(app)
+        click.echo(f"  consuming for {len(flows)} flow(s)" + (
+            ": " + ", ".join(f"{f.id} ({f.trigger.bus} {f.trigger.connection})" for f in flows)
+            if flows else " (a flow with a consume trigger added later starts its consumer)"),
+            err=True)
     if workers == 1:
         _run(web, settings, host, port)
         return
@@ -72,11 +95,13 @@ def serve(host: str, port: int, flows_dir: str | None, access_log: bool | None,
     _run_many(settings, host, port, workers)
 
 
-def _build(settings: Settings, workers: int = 1) -> tuple[Gateway, App]:
+def _build(settings: Settings, workers: int = 1,
+           consume: bool = False) -> tuple[Gateway, App]:
     """The App and its ASGI app; every problem of the flows and triggers reported, then exit."""
     from engine.app import App
     from engine.console.oidc import OidcError
     from engine.console.users import UsersError
+    from engine.consumers import Consumers
     from engine.server import ServerConfigError, create_app
 
     try:
@@ -90,7 +115,9 @@ def _build(settings: Settings, workers: int = 1) -> tuple[Gateway, App]:
         raise click.ClickException("the flows have errors; fix them and start again "
                                    "(see `flowrun validate`)")
     try:
-        web = create_app(app, lifespan=_executor_lifespan(app, workers))
+        consumers = Consumers(app) if consume else None
+        web = create_app(app, lifespan=_executor_lifespan(app, workers, consumers),
+                         consumers=consumers)
     except ServerConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
@@ -174,10 +201,12 @@ def _run_many(settings: Settings, host: str, port: int, workers: int) -> None:
         raise SystemExit(1)
 
 
-def _executor_lifespan(app: App, workers: int = 1) -> Lifespan[Starlette]:
-    """Runs the executor while the server runs. Stopping it here, in the ASGI shutdown,
-    happens before uvicorn re-raises SIGTERM/SIGINT and the process ends. Of several server
-    processes, the one that takes the resume lock first hands the unfinished runs on."""
+def _executor_lifespan(app: App, workers: int = 1,
+                       consumers: Consumers | None = None) -> Lifespan[Starlette]:
+    """Runs the executor (and the consumers, with --consume) while the server runs. Stopping
+    them here, in the ASGI shutdown, happens before uvicorn re-raises SIGTERM/SIGINT and the
+    process ends. Of several server processes, the one that takes the resume lock first hands
+    the unfinished runs on."""
 
     from starlette.concurrency import run_in_threadpool
 
@@ -187,9 +216,14 @@ def _executor_lifespan(app: App, workers: int = 1) -> Lifespan[Starlette]:
         app.executor.start(resume=resume)
         app.pruner.start()
         app.sla.start()
+        if consumers is not None:
+            consumers.start()
         try:
             yield
         finally:
+            if consumers is not None:
+                # stop reading, wait for intake's answers, acknowledge: then the executor
+                await run_in_threadpool(consumers.stop)
             await run_in_threadpool(app.sla.stop)
             await run_in_threadpool(app.pruner.stop)
             await run_in_threadpool(app.executor.stop)

@@ -1,10 +1,11 @@
 """Consumers of message buses: one run per message, acknowledged once the run is recorded.
 
 A flow with ``trigger: {consume: {<bus>: ..., connection: NAME}}`` is served by `flowrun
-consume`. Each bus (``amqp``, ``mqtt``...) registers a `ConsumerKind` under the entry-point
-group ``flowrunner.consumers``; its ``run(gate, stop)`` owns the broker connection and hands
-every message to the flow's `Gate`. The gate decodes the body and gives the run to intake (the
-same group-committed intake as webhooks and polls); when intake answered, the consumer
+consume`, or by `flowrun serve --consume` (engine/consumers runs one consumer per flow). Each
+bus (``amqp``, ``mqtt``...) registers a `ConsumerKind` under the entry-point group
+``flowrunner.consumers``; its ``run(gate, stop)`` owns the broker connection and hands every
+message to the flow's `Gate`. The gate decodes the body and gives the run to intake (the same
+group-committed intake as webhooks and polls); when intake answered, the consumer
 acknowledges the message on its own connection thread (`Gate.settled`). So:
 
 - a message is acknowledged only after its run is durably recorded; a consumer killed before
@@ -127,6 +128,8 @@ class Gate:
         self._open = 0
         self._lock = threading.Lock()
         self.taken = self.dead_lettered = 0
+        #: messages the broker delivered: proof the consumer reached it
+        self.received = 0
 
     @property
     def in_flight(self) -> int:
@@ -135,6 +138,7 @@ class Gate:
 
     def take(self, message: BusMessage) -> None:
         """Hand *message* on: to intake, or straight to the dead-letter queue."""
+        self.received += 1
         trigger = self.trigger
         if message.deliveries > trigger.max_deliveries:
             self._dead_letter(message, "redelivered", f"delivered {message.deliveries} times "
@@ -253,37 +257,3 @@ def consume_flows(app: Any, only: str | None = None) -> list[CompiledFlow]:
     """The flows of *app* with a consume trigger (just *only*, when given)."""
     return [flow for flow in app.flows.flows.values()
             if flow.trigger_kind == "consume" and (only is None or flow.id == only)]
-
-
-def run(app: Any, flows: list[CompiledFlow], stop: threading.Event,
-        pause: float = 2.0) -> None:
-    """Consume for every flow of *flows*, one thread each, until *stop* is set; a consumer
-    whose broker went away connects again after *pause* seconds (doubling up to a minute)."""
-    threads = [threading.Thread(target=_serve, args=(app, flow, stop, pause),
-                                name=f"flowrun-consume-{flow.id}", daemon=True)
-               for flow in flows]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-
-def _serve(app: Any, flow: CompiledFlow, stop: threading.Event, pause: float) -> None:
-    kind = consumer_kinds()[flow.trigger.bus]
-    assert isinstance(kind, ConsumerKind)  # checked when the flow was loaded
-    name = flow.trigger.connection
-    connections = app.loader.connections(flow.file)
-    connection = (name, getattr(connections.found[name], flow.trigger.bus))
-    wait = pause
-    while not stop.is_set():
-        gate = Gate(app, flow, connection, connections.folder)
-        try:
-            kind.run(gate, stop)
-            wait = pause
-        except Exception as exc:
-            log.error("flow %s: the %s consumer stopped (%s); connecting again in %.0fs",
-                      flow.id, kind.name,
-                      app.secrets.redactor.text(str(exc) or type(exc).__name__), wait)
-            log.debug("flow %s: the consumer's error", flow.id, exc_info=True)
-            stop.wait(wait)
-            wait = min(wait * 2, 60.0)

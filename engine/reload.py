@@ -12,11 +12,13 @@ Runs in flight are not affected: each run records its flow version, and `FlowVer
 serves that version — kept in memory, or rebuilt from the text the store keeps of every version
 that ever took a run. Webhook paths, signature settings and poll schedules are read when the
 server or scheduler starts; changing those needs a restart (everything a run executes reloads).
+Consume triggers follow a reload: their consumers start, restart or stop (engine/consumers).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -106,6 +108,8 @@ class FlowWatcher(Periodic):
         self.loader, self.versions = loader, versions
         self.folder = Path(folder)
         self._seen = signature(self.folder)
+        #: called after a reload was applied (the consumers follow their flows' triggers)
+        self.listeners: list[Callable[[Reload], None]] = []
 
     def check(self) -> Reload | None:
         """Reload if a flow file changed since the last check; None when nothing changed."""
@@ -113,7 +117,11 @@ class FlowWatcher(Periodic):
         if now == self._seen:
             return None
         self._seen = now  # a refused change is reported once, not on every check
-        return reload_flows(self.loader, self.versions, self.folder)
+        result = reload_flows(self.loader, self.versions, self.folder)
+        if result.ok:
+            for listener in self.listeners:
+                listener(result)
+        return result
 
     def tick(self) -> None:
         self.check()  # a failing check (folder unreadable for a moment) is logged, tried again

@@ -27,6 +27,7 @@ from starlette.types import Lifespan
 from engine.access_log import AccessLog
 from engine.app import App
 from engine.bodies import parse_body
+from engine.consumers import Consumers
 from engine.dsl.triggers import WebhookTrigger
 from engine.limits import RateLimiter
 from engine.loader import CompiledFlow
@@ -185,10 +186,12 @@ def _redacted(app: App, exc: BaseException) -> str:
 
 # -- the application ---------------------------------------------------------------------------
 def create_app(app: App, *, clock: Callable[[], float] = time.time,
-               lifespan: Lifespan[Starlette] | None = None) -> Gateway:
+               lifespan: Lifespan[Starlette] | None = None,
+               consumers: Consumers | None = None) -> Gateway:
     """The ASGI app serving *app*'s webhook flows (engine/webhooks), its health, metrics and
     console. *clock* is the signatures' "now"; *lifespan* starts and stops what runs beside
-    the server (`flowrun serve`: the executor)."""
+    the server (`flowrun serve`: the executor, and the bus *consumers* with --consume), whose
+    broker connections `/readyz` reports."""
     hooks = build_hooks(app, clock())
     metrics = app.metrics
     metrics.add_collector(StoreCollector(app.store, app.versions))
@@ -199,8 +202,10 @@ def create_app(app: App, *, clock: Callable[[], float] = time.time,
         return _json(200, {"status": "alive"})
 
     async def readyz(request: Request) -> Response:
-        if not hooks:
-            return _json(503, {"status": "not ready", "reason": "no webhook flow is loaded"})
+        consuming = consumers.health() if consumers is not None else {}
+        if not hooks and not consuming:
+            return _json(503, {"status": "not ready", "reason": "no webhook flow is loaded"
+                               + (" and no flow has a consume trigger" if consumers else "")})
         try:
             # a write, not a read: readers pass a locked SQLite file, run records do not
             await run_in_threadpool(app.store.set_cursor, "flowrun.readyz", str(time.time()))
@@ -208,7 +213,17 @@ def create_app(app: App, *, clock: Callable[[], float] = time.time,
             log.error("readiness: store unavailable: %s", _redacted(app, exc))
             return _json(503, {"status": "not ready", "reason": "the state store is unavailable"},
                          headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)})
-        return _json(200, {"status": "ready", "webhooks": len(hooks)})
+        down = {flow: why for flow, why in consuming.items() if why is not None}
+        if down:
+            return _json(503, {"status": "not ready",
+                               "reason": "a consumer cannot reach its broker",
+                               "consumers": {flow: why or "consuming"
+                                             for flow, why in consuming.items()}},
+                         headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)})
+        ready: dict[str, Any] = {"status": "ready", "webhooks": len(hooks)}
+        if consumers is not None:
+            ready["consumers"] = {flow: "consuming" for flow in consuming}
+        return _json(200, ready)
 
     async def scrape(request: Request) -> Response:
         # the store gauges query the store: off the event loop

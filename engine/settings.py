@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     sla_interval: Duration = Field(15.0, description="How often `flowrun serve` and `flowrun "
                                    "scheduler` look for runs past their flow's SLA deadline "
                                    "(one process at a time; 0: only at finish).")
+    serve_consume: bool = Field(False, description="`flowrun serve` also runs the consumers of "
+                                "the flows' consume triggers (`--consume`); off so consumers "
+                                "can be scaled apart from the webhook server.")
     otel: bool = Field(False, description="OpenTelemetry tracing: one trace per run, exported as "
                        "the standard OTEL_* variables say (docs/tracing.md). Needs "
                        "flowrunner-ipaas[otel].")

@@ -23,6 +23,14 @@ from engine.store.base import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: FLOWRUN_RELIABILITY=full: the reliability suite and the bus ordering proofs run at full size
+FULL = os.environ.get("FLOWRUN_RELIABILITY", "").strip().lower() == "full"
+
+
+def size(reduced: int, full: int) -> int:
+    """A scenario's size: *full* with FLOWRUN_RELIABILITY=full, else *reduced*."""
+    return full if FULL else reduced
+
 # redis_server and redis_url, registered once: one redis-server for the whole session
 # (a module importing the fixtures got a session fixture, and a server, of its own)
 pytest_plugins = ["tests.redis_fixture", "tests.sentinel_fixture", "tests.postgres_fixture"]

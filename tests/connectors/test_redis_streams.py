@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,13 @@ import pytest
 import redis
 
 from tests.conftest import wait_until
-from tests.connectors.bus_support import Project
+from tests.connectors.bus_support import (
+    KEYS,
+    ORDERED,
+    Project,
+    check_per_key_order,
+    ordered_timeout,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -129,18 +136,13 @@ def test_undecodable_and_fieldless_entries_are_dead_lettered(
     assert project.runs("succeeded") == []
 
 
-def test_2000_entries_are_taken_in_per_key_in_stream_order(
+def test_many_entries_are_taken_in_per_key_in_stream_order(
         project: Project, names: dict[str, str], client: redis.Redis) -> None:
     started(project, client, names["inbox"])
+    began = time.monotonic()
     pipe = client.pipeline()
-    for i in range(2000):
-        pipe.xadd(names["inbox"], shipment(f"D-{i}", k=f"key-{i % 10}", seq=i))
+    for i in range(ORDERED):
+        pipe.xadd(names["inbox"], shipment(f"D-{i}", k=f"key-{i % KEYS}", seq=i))
     pipe.execute()
-    runs = project.wait_runs(2000, timeout=180)
-    by_key: dict[str, list[int]] = {}
-    for run in sorted(runs, key=lambda r: r.created_at):
-        body = run.original["body"]
-        by_key.setdefault(body["k"], []).append(body["seq"])
-    assert len(by_key) == 10
-    for seqs in by_key.values():
-        assert seqs == sorted(seqs) and len(seqs) == 200
+    runs = project.wait_runs(ORDERED, timeout=ordered_timeout(ORDERED))
+    check_per_key_order("redis_streams", runs, began)

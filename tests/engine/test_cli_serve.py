@@ -49,6 +49,24 @@ def test_unset_secret_stops_the_start(tmp_path: Path) -> None:
     assert "${secret:SHOP} is not set; set FLOWRUN_SECRET_SHOP" in result.output
 
 
+def test_consume_in_several_server_processes_is_refused(tmp_path: Path) -> None:
+    folder = write_flow(tmp_path, SHOP_FLOW)
+    env = {"FLOWRUN_HOME": str(tmp_path / "home"), "FLOWRUN_SECRET_SHOP": "s3cret-value"}
+    by_option = CliRunner().invoke(main, ["serve", "--flows", str(folder), "--consume",
+                                          "--workers", "2"], env=env)
+    by_setting = CliRunner().invoke(main, ["serve", "--flows", str(folder), "--workers", "2"],
+                                    env={**env, "FLOWRUN_SERVE_CONSUME": "true"})
+    for result in (by_option, by_setting):
+        assert result.exit_code == 1
+        assert "--consume runs the consumers in one server process, not in 2" in result.output
+        assert "`flowrun consume`" in result.output
+    # --no-consume overrides the setting: the usual Redis requirement of --workers speaks
+    overridden = CliRunner().invoke(main, ["serve", "--flows", str(folder), "--no-consume",
+                                           "--workers", "2"],
+                                    env={**env, "FLOWRUN_SERVE_CONSUME": "true"})
+    assert overridden.exit_code == 1 and "needs FLOWRUN_REDIS_URL" in overridden.output
+
+
 def test_serve_takes_a_webhook_in_runs_it_and_stops_on_sigterm(tmp_path: Path) -> None:
     folder = write_flow(tmp_path, SHOP_FLOW)
     with socket.socket() as sock:

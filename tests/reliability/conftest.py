@@ -33,7 +33,7 @@ from connectors.signatures.shopify import SCHEME as SHOPIFY
 from engine.app import App
 from engine.records import DeadLetter
 from engine.store.base import DeadLetterFilter
-from tests.conftest import free_port
+from tests.conftest import FULL, free_port, size  # noqa: F401 - size: the scenarios' import
 from tests.integration.conftest import (  # noqa: F401 - fixtures
     ROOT,
     Cluster,
@@ -43,13 +43,7 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures
     wait_until,
 )
 
-FULL = os.environ.get("FLOWRUN_RELIABILITY", "").strip().lower() == "full"
 SHOP_SECRET = "reliability-shop-secret"
-
-
-def size(reduced: int, full: int) -> int:
-    """The scenario's size: *full* with FLOWRUN_RELIABILITY=full, else *reduced*."""
-    return full if FULL else reduced
 
 
 def seeded(name: str) -> random.Random:
