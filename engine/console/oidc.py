@@ -14,7 +14,8 @@ ordinary console session begins (`ConsoleAuth.login`).
 HTTP is ``requests``; JOSE (JWKS, JWS, claims) is ``joserfc``, a maintained library that does
 only that — Authlib's Starlette client would bring httpx and a cookie-signed session middleware
 of its own beside the console's sessions. Discovery and keys are fetched on first use and
-cached; an unknown key id fetches the keys again once (the provider rotated them).
+cached; an unknown key id fetches the keys again once (the provider rotated them), and keys
+older than `KEYS_MAX_AGE` are fetched again (a key the provider withdrew is not trusted on).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import hmac
 import json
 import secrets
 import threading
+import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -40,6 +42,10 @@ COOKIE = "flowrun_oidc"
 COOKIE_TTL = 600  # seconds an operator has to get through the provider's login
 TIMEOUT = 10.0
 ALGORITHMS = ["RS256", "ES256", "PS256"]
+#: seconds the provider's keys are trusted before they are fetched again: a key the provider
+#: withdrew (leaked, rotated out) stops being accepted within this time
+KEYS_MAX_AGE = 3600.0
+clock = time.monotonic  # the key cache's clock; tests move it through this name
 
 
 class OidcError(Exception):
@@ -90,6 +96,7 @@ class Provider:
         self.http.trust_env = False
         self._meta: dict[str, Any] | None = None
         self._keys: Any = None
+        self._keys_at = 0.0
         self._lock = threading.Lock()
 
     # -- the provider's documents ------------------------------------------------------------
@@ -119,9 +126,10 @@ class Provider:
         from joserfc.jwk import KeySet
 
         with self._lock:
-            if self._keys is None or refresh:
+            if self._keys is None or refresh or clock() - self._keys_at > KEYS_MAX_AGE:
                 assert self._meta is not None
                 self._keys = KeySet.import_key_set(self._get(self._meta["jwks_uri"]))
+                self._keys_at = clock()
             return self._keys
 
     # -- the flow ------------------------------------------------------------------------------
@@ -178,6 +186,9 @@ class Provider:
         except (requests.RequestException, ValueError) as exc:
             raise OidcError(f"the identity provider's token endpoint failed: "
                             f"{type(exc).__name__}") from None
+        if not isinstance(body, dict):
+            raise OidcError("the identity provider did not issue an ID token: its answer is "
+                            "not a JSON object")
         if response.status_code != 200 or not isinstance(body.get("id_token"), str):
             reason = body.get("error_description") or body.get("error") or response.status_code
             raise OidcError(f"the identity provider did not issue an ID token: {reason}")

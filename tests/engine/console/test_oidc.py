@@ -6,12 +6,14 @@ group are refused with a page saying why, and no session."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from joserfc.jwk import RSAKey
 from pydantic import SecretStr, ValidationError
 from pytest_httpserver import HTTPServer
 
@@ -93,6 +95,8 @@ def test_the_highest_mapped_group_wins_and_a_reader_is_a_viewer(server: Running,
     ("forge", "the ID token was refused: bad_signature"),
     ("wrong_nonce", "the ID token was refused: invalid_claim: Invalid claim: &#39;nonce&#39;"),
     ("no_group", "has no console role"),
+    ("list_answer", "the identity provider did not issue an ID token: its answer is not a "
+                    "JSON object"),
 ])
 def test_a_bad_login_is_refused_with_the_reason_and_no_session(
         server: Running, provider: LoopbackProvider, misbehave: str, expected: str) -> None:
@@ -105,6 +109,25 @@ def test_a_bad_login_is_refused_with_the_reason_and_no_session(
     assert refused.status_code == 403 and expected in refused.text, refused.text
     assert "flowrun_console" not in http.cookies
     assert http.get(server.url + "/console/", allow_redirects=False).status_code == 303
+
+
+def test_a_key_the_provider_withdrew_is_not_trusted_past_the_key_cache_age(
+        server: Running, provider: LoopbackProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.console import oidc
+
+    assert sign_in(server, browser()).status_code == 303  # the provider's keys are now cached
+    leaked = provider.key
+    # the provider withdraws the leaked key (same key id, a new key in the JWKS); a token
+    # signed with the leaked one must stop being accepted once the cached set is old
+    provider.key = RSAKey.generate_key(2048, parameters={"kid": "test-key-1", "use": "sig",
+                                                         "alg": "RS256"})
+    provider.signing_key = leaked
+    now = time.monotonic()
+    monkeypatch.setattr(oidc, "clock", lambda: now + oidc.KEYS_MAX_AGE + 1)
+    refused = sign_in(server, browser())
+    assert refused.status_code == 403 and "bad_signature" in refused.text, refused.text
+    provider.signing_key = None  # tokens signed with the new key are accepted
+    assert sign_in(server, browser()).status_code == 303
 
 
 def test_a_callback_not_started_in_this_browser_is_refused(server: Running,
