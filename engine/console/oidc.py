@@ -6,10 +6,11 @@ ride in a short-lived HttpOnly cookie of their own (SameSite=Lax: the provider's
 is a top-level navigation from another site), not in this server's memory, so the callback may
 land on any server of the deployment. ``/console/oidc/callback`` checks the state, exchanges the
 code at the token endpoint (with the verifier, and the client secret if there is one), and
-verifies the ID token: RS256/ES256 signature against the provider's JWKS, issuer, audience,
-expiry and nonce. The user claim names the operator; the role claim's values are mapped to a
-role by ``FLOWRUN_CONSOLE_OIDC_ROLES`` (the highest match wins; none, no login). Then an
-ordinary console session begins (`ConsoleAuth.login`).
+verifies the ID token: RS256/ES256 signature against the provider's JWKS, issuer, audience
+(and the authorized party, with several audiences), expiry and nonce. The user claim names
+the operator; the role claim's values are mapped to a role by ``FLOWRUN_CONSOLE_OIDC_ROLES``
+(the highest match wins; none, no login). Then an ordinary console session begins
+(`ConsoleAuth.login`).
 
 HTTP is ``requests``; JOSE (JWKS, JWS, claims) is ``joserfc``, a maintained library that does
 only that — Authlib's Starlette client would bring httpx and a cookie-signed session middleware
@@ -210,4 +211,11 @@ class Provider:
                 nonce={"essential": True, "value": nonce}).validate(token.claims)
         except (JoseError, ValueError) as exc:
             raise OidcError(f"the ID token was refused: {exc}") from None
+        # OpenID Connect Core 3.1.3.7: with several audiences the authorized party must be
+        # this client, and an authorized party given is this client
+        aud, azp = token.claims.get("aud"), token.claims.get("azp")
+        several = isinstance(aud, list) and len(aud) > 1
+        if (azp is not None or several) and azp != self.client_id:
+            raise OidcError("the ID token was refused: it was issued to another client "
+                            f"(azp {azp!r})")
         return dict(token.claims)

@@ -111,6 +111,23 @@ def test_a_bad_login_is_refused_with_the_reason_and_no_session(
     assert http.get(server.url + "/console/", allow_redirects=False).status_code == 303
 
 
+@pytest.mark.parametrize("claims", [
+    {"aud": [CLIENT_ID, "payroll-app"], "azp": "payroll-app"},  # issued to another client
+    {"aud": [CLIENT_ID, "payroll-app"]},  # several audiences and no authorized party
+])
+def test_an_id_token_issued_to_another_client_is_refused(
+        server: Running, provider: LoopbackProvider, claims: dict[str, object]) -> None:
+    provider.user = {"preferred_username": "olga", "groups": ["flowrun-ops"], **claims}
+    http = browser()
+    refused = sign_in(server, http)
+    assert refused.status_code == 403 and "issued to another client" in refused.text, \
+        refused.text
+    assert "flowrun_console" not in http.cookies
+    provider.user = {"preferred_username": "olga", "groups": ["flowrun-ops"],
+                     "aud": [CLIENT_ID, "payroll-app"], "azp": CLIENT_ID}
+    assert sign_in(server, browser()).status_code == 303  # for this client, beside another
+
+
 def test_a_key_the_provider_withdrew_is_not_trusted_past_the_key_cache_age(
         server: Running, provider: LoopbackProvider, monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.console import oidc
