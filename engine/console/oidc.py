@@ -65,10 +65,15 @@ class Pending:
 
     @classmethod
     def from_cookie(cls, value: str) -> Pending | None:
+        """The pending login in *value*, or None for a cookie this server did not write."""
         try:
-            return cls(**json.loads(base64.urlsafe_b64decode(value.encode())))
-        except (ValueError, TypeError):
+            fields = json.loads(base64.urlsafe_b64decode(value.encode()))
+        except ValueError:
             return None
+        if not (isinstance(fields, dict) and set(fields) == {"state", "nonce", "verifier", "next"}
+                and all(isinstance(v, str) for v in fields.values())):
+            return None
+        return cls(**fields)
 
 
 def _challenge(verifier: str) -> str:

@@ -6,6 +6,8 @@ group are refused with a page saying why, and no session."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,6 +158,22 @@ def test_a_callback_not_started_in_this_browser_is_refused(server: Running,
     refused = attacker.get(back.headers["location"], allow_redirects=False)
     assert refused.status_code == 403 and "not started here" in refused.text
     assert "flowrun_console" not in attacker.cookies
+
+
+@pytest.mark.parametrize("cookie", [
+    {"state": 1, "nonce": "n", "verifier": "v", "next": "/console/"},
+    {"state": "s", "nonce": "n", "verifier": "v", "next": ["/console/"]},
+    ["not", "an", "object"], "not base64 json", {"state": "s"},
+])
+def test_a_login_cookie_that_is_not_ours_is_a_refused_login(
+        server: Running, provider: LoopbackProvider, cookie: object) -> None:
+    http = browser()
+    text = cookie if isinstance(cookie, str) else base64.urlsafe_b64encode(
+        json.dumps(cookie).encode()).decode()
+    http.cookies.set("flowrun_oidc", text, path="/console/oidc")
+    refused = http.get(server.url + "/console/oidc/callback?code=c&state=s",
+                       allow_redirects=False)
+    assert refused.status_code == 403 and "not started here" in refused.text, refused.text
 
 
 def test_an_unreachable_provider_is_a_clear_page(tmp_path: Path) -> None:
