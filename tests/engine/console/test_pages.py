@@ -357,3 +357,16 @@ def test_an_api_request_body_past_the_limit_is_refused_unread(tmp_path: Path) ->
         fits = server.http.post(server.url + f"/api/dead-letters/{entry.id}/replay",
                                 json={"body": order(4401)}, headers=bearer())
         assert fits.status_code == 202, fits.text
+
+
+def test_a_number_written_in_other_digits_is_a_bad_query_not_a_server_error(
+        tmp_path: Path) -> None:
+    with console(tmp_path) as server:
+        for path in ("/api/dead-letters?http_status=%C2%B2%E2%81%B0%E2%81%B0",  # "²⁰⁰"
+                     "/api/runs?limit=%C2%B2", "/api/dead-letters?limit=%C2%B2"):
+            answer = server.http.get(server.url + path, headers=bearer())
+            assert answer.status_code == 400, (path, answer.text)
+            assert "give" in answer.json()["error"]
+        page = server.http.get(server.url + "/console/dlq?http_status=%C2%B2%E2%81%B0%E2%81%B0",
+                               headers=bearer())
+        assert page.status_code == 400 and "is not an HTTP status" in html.unescape(page.text)
