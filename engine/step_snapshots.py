@@ -31,7 +31,8 @@ MOST_STEPS = 100
 _MARGIN = 256
 #: parts of field names that say the value is a secret (lower case; matched as substrings)
 _NAMES = (b"password", b"passwd", b"passphrase", b"token", b"secret", b"authorization",
-          b"apikey", b"api_key", b"api-key", b"privatekey", b"private_key", b"private-key")
+          b"apikey", b"api_key", b"api-key", b"privatekey", b"private_key", b"private-key",
+          b"cookie")
 # a field and its scalar value (or a string the cut left open); under a secret's name, every
 # value of a list or object is masked (`_inside`), elsewhere they are entered for their fields
 _STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*'  # a JSON string without its closing quote, unrolled

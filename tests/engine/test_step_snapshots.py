@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[2]
      '{"token": {"value": "***", "scopes": ["***", {"b": "***"}]}, "after": "kept"}'),
     ('{"secrets": {"a\\"]}": "x]"}, "n": "ok"}', '{"secrets": {"a\\"]}": "***"}, "n": "ok"}'),
     ('{"tokens":["abc","de', '{"tokens":["***","***"'),  # a list the cut left open
+    ('{"Set-Cookie": "sid=abc; HttpOnly", "cookie": ["a=1"]}',
+     '{"Set-Cookie": "***", "cookie": ["***"]}'),
 ])
 def test_fields_named_like_secrets_are_masked(text: str, masked: str) -> None:
     assert mask(text) == masked
