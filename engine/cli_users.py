@@ -129,7 +129,7 @@ def list_(path: Path | None) -> None:
 @stdin_option
 @file_option
 def passwd(name: str, password_stdin: bool, path: Path | None) -> None:
-    """Set a new password for NAME."""
+    """Set a new password for NAME (sessions made with the old one end at their next request)."""
     path = _file(path)
     found = _load(path)
     user = found.users.get(name)

@@ -21,7 +21,7 @@ import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from engine import dlq, jsonata_backend
+from engine import dlq, jsonata_backend, step_snapshots
 from engine.envelope import Envelope
 from engine.expressions import DEFAULT_MAX_DEPTH, DEFAULT_TIMEOUT_MS
 from engine.records import DeadLetter, RunState
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 PREVIEW = 3  # entries previewed unless asked otherwise
 MAX_SOURCE = 20_000
+#: the largest body (bytes of JSON) a patch may make: the largest edited body the console takes.
+#: A patch that builds more (``[1..10000000]`` is 100 MB) would tie up a preview's diff and
+#: store a copy per replayed entry.
+MAX_RESULT = 4 * 1024 * 1024
 
 
 class PatchError(dlq.ReplayRefused):
@@ -65,6 +69,10 @@ class Patch:
             raise PatchError(exc.message, exc.offset) from None
         if result is None:
             raise PatchError("the expression gave no value for this entry (undefined or null)")
+        size = len(step_snapshots.encode(result))
+        if size > MAX_RESULT:
+            raise PatchError(f"the expression made a body of {size:,} bytes of JSON; a patch "
+                             f"may make at most {MAX_RESULT:,}")
         return result
 
 

@@ -60,21 +60,28 @@ def _time(record: logging.LogRecord) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _masked(value: Any) -> Any:
+    return redact_known(value) if isinstance(value, str) else value
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; a traceback goes in ``exc``, never across lines."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {"time": _time(record), "level": record.levelname,
                                "logger": record.name, "message": record.getMessage()}
+        # the fields are masked like the message (RedactingFilter sees the message only): a
+        # line's reason repeats its message's text, and a key or correlation id comes from a
+        # payload or a sender
         for name in FIELDS:
             value = getattr(record, name, None)
             if value is not None:
-                out[name] = value
+                out[name] = _masked(value)
         extra = getattr(record, EXTRA, None)
         if isinstance(extra, dict):
             for name, value in extra.items():
                 if value is not None:
-                    out.setdefault(name, value)
+                    out.setdefault(name, _masked(value))
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
@@ -104,7 +111,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         where = "/".join(str(getattr(record, n)) for n in ("flow", "step")
                          if getattr(record, n, None))
-        ids = " ".join(f"{label}={str(getattr(record, n))[:12]}" for n, label in
+        ids = " ".join(f"{label}={_masked(str(getattr(record, n)))[:12]}" for n, label in
                        (("run_id", "run"), ("key", "key"), ("correlation_id", "cid"))
                        if getattr(record, n, None))
         context = one_line(" ".join(part for part in (where, ids) if part))

@@ -45,7 +45,9 @@ class OtelSpan:
 
     def failed(self, kind: str, description: str | None = None) -> None:
         self.span.set_attribute("error.type", kind)
-        self.span.set_status(Status(StatusCode.ERROR, description))
+        # the recorded error is masked already; a secret handed out since is masked here
+        self.span.set_status(Status(StatusCode.ERROR, redact_known(description)
+                                    if description else description))
 
 
 class OtelTracer:

@@ -58,8 +58,12 @@ def late_by(state: RunState, now: float) -> float | None:
     not done; None when it has no deadline or is not (yet) late."""
     if state.deadline is None:
         return None
-    end = state.updated_at if met(state) else now
-    return end - state.deadline if end > state.deadline else None
+    if met(state):  # succeeded at its deadline is in time
+        end = state.updated_at
+        return end - state.deadline if end > state.deadline else None
+    # not succeeded when its deadline comes: late, by 0 s at that very instant (the sweep
+    # would otherwise take it off the watch as in time and never announce it)
+    return now - state.deadline if now >= state.deadline else None
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,47 @@ MOST_STEPS = 100
 _MARGIN = 256
 #: parts of field names that say the value is a secret (lower case; matched as substrings)
 _NAMES = (b"password", b"passwd", b"passphrase", b"token", b"secret", b"authorization",
-          b"apikey", b"api_key", b"api-key", b"privatekey", b"private_key", b"private-key")
-# a field and its scalar value (or a string the cut left open); objects and lists are entered
+          b"apikey", b"api_key", b"api-key", b"privatekey", b"private_key", b"private-key",
+          b"cookie")
+# a field and its scalar value (or a string the cut left open); under a secret's name, every
+# value of a list or object is masked (`_inside`), elsewhere they are entered for their fields
 _STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*'  # a JSON string without its closing quote, unrolled
 _FIELD = re.compile(rb'(' + _STRING + rb'"\s*:\s*)(' + _STRING +
                     rb'(?:"|$)|-?[0-9][0-9.eE+-]*|true|false)')
+_KEY = re.compile(_STRING + rb'"\s*:\s*')
+#: a scalar inside a list or object, or one of its brackets and separators
+_TOKEN = re.compile(rb'\s*(?:(' + _STRING + rb'(?:"|$)|-?[0-9][0-9.eE+-]*|true|false|null)|'
+                    rb'([\[{])|([\]}])|(:)|(,))')
+_NULL = b"null"
+
+
+def _inside(data: bytes, start: int) -> list[tuple[int, int]]:
+    """The spans of the values inside the list or object opening at *start*, however deep
+    (keys and nulls left out), up to its closing bracket or the end of a cut."""
+    spans: list[tuple[int, int]] = []
+    stack: list[bytes] = []
+    at, key = start, False
+    while at < len(data):
+        token = _TOKEN.match(data, at)
+        if token is None:
+            break
+        at = token.end()
+        opening, closing, colon, comma = token.group(2, 3, 4, 5)
+        if opening:
+            stack.append(opening)
+            key = opening == b"{"
+        elif closing:
+            stack.pop()
+            if not stack:
+                break
+            key = False
+        elif colon:
+            key = False
+        elif comma:
+            key = stack[-1] == b"{"
+        elif not key and token.group(1) != _NULL:
+            spans.append(token.span(1))
+    return spans
 
 
 def _mask_names(data: bytes) -> bytes:
@@ -48,9 +84,15 @@ def _mask_names(data: bytes) -> bytes:
         at = low.find(name)
         while at != -1:
             opening = data.rfind(b'"', 0, at)
-            field = _FIELD.match(data, opening) if opening != -1 else None
-            if field is not None and at < field.end(1):  # the name is in the key
-                spans[field.start(2)] = field.span(2)
+            field = _KEY.match(data, opening) if opening != -1 else None
+            if field is not None and at < field.end():  # the name is in the key
+                scalar = _FIELD.match(data, opening)
+                if scalar is not None:
+                    spans[scalar.start(2)] = scalar.span(2)
+                elif data[field.end():field.end() + 1] in (b"[", b"{"):
+                    # a list or an object under a secret's name: every value in it
+                    spans.update((begin, (begin, end))
+                                 for begin, end in _inside(data, field.end()))
             at = low.find(name, at + len(name))
     for begin, end in sorted(spans.values(), reverse=True):
         data = data[:begin] + b'"' + REDACTED.encode() + b'"' + data[end:]

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 NO_STORE = {"Cache-Control": "no-store"}
+MAX_BODY = 4 * 1024 * 1024  # as the pages' forms (an edited body); larger ones through the CLI
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -88,8 +89,14 @@ def routes(console: Console) -> list[BaseRoute]:
         return guarded(handler, write=True, role="operator")
 
     async def body_of(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
+        raw = bytearray()
+        async for chunk in request.stream():  # read no further than the limit
+            raw += chunk
+            if len(raw) > MAX_BODY:
+                return _error(413, f"the request body is larger than {MAX_BODY:,} bytes; send "
+                                   "large bodies with `flowrun dlq replay --body FILE`")
         try:
-            data = json.loads(await request.body() or b"{}")
+            data = json.loads(bytes(raw) or b"{}")
             return model.model_validate(data)
         except ValueError as exc:  # JSONDecodeError and pydantic's ValidationError alike
             detail = exc.errors(include_url=False) if isinstance(exc, ValidationError) else None

@@ -7,7 +7,9 @@ admin. A browser logs in once through the login form and gets a random session i
 HttpOnly, SameSite=Strict cookie; the session lives in the shared store
 (`engine.console.sessions`), so any ``flowrun serve`` of the deployment knows it and a logout on
 one ends it on all. A session of a users-file user takes its role from the file at every
-request: a user removed or demoted there loses the access at once. Scripts send the
+request: a user removed or demoted there loses the access at once. A session also keeps a
+mark of the credential it was made with, so a new password, a rotated token or a changed
+settings password ends the sessions made with the old one. Scripts send the
 credentials on every request instead (``Authorization: Bearer TOKEN`` or ``Basic``).
 
 CSRF: a cookie rides along with requests that other sites make the browser send, so every
@@ -26,6 +28,7 @@ credential is looked at, which the pages and the API answer with 429 and ``Retry
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -79,6 +82,15 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
+def _mark(*credential: str) -> str:
+    """A short, slow digest of a configured credential that a session keeps, so a session made
+    with a token or password that was since changed ends; slow (scrypt, once per process) so
+    a copy of the store does not make a weak password quick to guess."""
+    return hashlib.scrypt("\0".join(credential).encode("utf-8"),
+                          salt=b"flowrunner console session", n=1 << 14, r=8, p=1,
+                          dklen=8).hex()
+
+
 class ConsoleAuth:
     def __init__(self, settings: Settings, store: Store | None = None):
         self.token = settings.console_token.get_secret_value() if settings.console_token else None
@@ -93,6 +105,10 @@ class ConsoleAuth:
 
             self.oidc = Provider(settings)  # OidcError without the optional extra
         self.sessions, self.throttle = shared_state(store)
+        # what a session made with each configured credential keeps (see `login`)
+        self._token_mark = _mark(self.token) if self.token else ""
+        self._settings_mark = (_mark(self.user, self.password) if self.user and self.password
+                               else "")
 
     @property
     def enabled(self) -> bool:
@@ -156,25 +172,37 @@ class ConsoleAuth:
         if session is None:
             return None
         role: Role | None = session.role  # type: ignore[assignment]
-        if session.source == "file":  # the file decides now: removed or demoted at once
-            role = self.users.role_of(session.user) if self.users else None
-        elif not self._still_configured(session):
+        source, _, mark = session.source.partition(":")
+        if source == "file":  # the file decides now: removed, demoted or a new password
+            role = (self.users.role_of(session.user) if self.users
+                    and _same(mark, self.users.mark_of(session.user) or "") else None)
+        elif not self._still_configured(session.user, source, mark):
             role = None
         if role is None:
             self.sessions.delete(session_key(sid))
             return None
-        return Principal(session.user, role, session.source, session)
+        return Principal(session.user, role, source, session)
 
-    def _still_configured(self, session: Session) -> bool:
-        """Whether the way *session* logged in is still configured."""
-        return {"token": bool(self.token), "settings": session.user == self.user,
-                "oidc": self.oidc is not None}.get(session.source, False)
+    def _still_configured(self, user: str, source: str, mark: str) -> bool:
+        """Whether the credential a session was made with is still the configured one."""
+        if source == "token":
+            return bool(self.token) and _same(mark, self._token_mark)
+        if source == "settings":
+            return user == self.user and bool(self._settings_mark) \
+                and _same(mark, self._settings_mark)
+        return source == "oidc" and self.oidc is not None
+
+    def _mark_of(self, who: Principal) -> str:
+        if who.source == "file":
+            return (self.users.mark_of(who.user) if self.users else None) or ""
+        return {"token": self._token_mark, "settings": self._settings_mark}.get(who.source, "")
 
     # -- sessions ------------------------------------------------------------------------------
     def login(self, response: Response, who: Principal, secure: bool) -> Session:
         sid = secrets.token_urlsafe(32)
-        session = Session(who.user, who.role, who.source, secrets.token_urlsafe(32),
-                          throttle.clock() + SESSION_TTL)
+        # the source keeps a mark of the credential used: a session ends when it changes
+        session = Session(who.user, who.role, f"{who.source}:{self._mark_of(who)}",
+                          secrets.token_urlsafe(32), throttle.clock() + SESSION_TTL)
         self.sessions.put(session_key(sid), session)
         response.set_cookie(SESSION_COOKIE, sid, max_age=int(SESSION_TTL), path="/",
                             httponly=True, samesite="strict", secure=secure)

@@ -6,15 +6,17 @@ ride in a short-lived HttpOnly cookie of their own (SameSite=Lax: the provider's
 is a top-level navigation from another site), not in this server's memory, so the callback may
 land on any server of the deployment. ``/console/oidc/callback`` checks the state, exchanges the
 code at the token endpoint (with the verifier, and the client secret if there is one), and
-verifies the ID token: RS256/ES256 signature against the provider's JWKS, issuer, audience,
-expiry and nonce. The user claim names the operator; the role claim's values are mapped to a
-role by ``FLOWRUN_CONSOLE_OIDC_ROLES`` (the highest match wins; none, no login). Then an
-ordinary console session begins (`ConsoleAuth.login`).
+verifies the ID token: RS256/ES256 signature against the provider's JWKS, issuer, audience
+(and the authorized party, with several audiences), expiry and nonce. The user claim names
+the operator; the role claim's values are mapped to a role by ``FLOWRUN_CONSOLE_OIDC_ROLES``
+(the highest match wins; none, no login). Then an ordinary console session begins
+(`ConsoleAuth.login`).
 
 HTTP is ``requests``; JOSE (JWKS, JWS, claims) is ``joserfc``, a maintained library that does
 only that — Authlib's Starlette client would bring httpx and a cookie-signed session middleware
 of its own beside the console's sessions. Discovery and keys are fetched on first use and
-cached; an unknown key id fetches the keys again once (the provider rotated them).
+cached; an unknown key id fetches the keys again once (the provider rotated them), and keys
+older than `KEYS_MAX_AGE` are fetched again (a key the provider withdrew is not trusted on).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import hmac
 import json
 import secrets
 import threading
+import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -40,6 +43,10 @@ COOKIE = "flowrun_oidc"
 COOKIE_TTL = 600  # seconds an operator has to get through the provider's login
 TIMEOUT = 10.0
 ALGORITHMS = ["RS256", "ES256", "PS256"]
+#: seconds the provider's keys are trusted before they are fetched again: a key the provider
+#: withdrew (leaked, rotated out) stops being accepted within this time
+KEYS_MAX_AGE = 3600.0
+clock = time.monotonic  # the key cache's clock; tests move it through this name
 
 
 class OidcError(Exception):
@@ -58,10 +65,15 @@ class Pending:
 
     @classmethod
     def from_cookie(cls, value: str) -> Pending | None:
+        """The pending login in *value*, or None for a cookie this server did not write."""
         try:
-            return cls(**json.loads(base64.urlsafe_b64decode(value.encode())))
-        except (ValueError, TypeError):
+            fields = json.loads(base64.urlsafe_b64decode(value.encode()))
+        except ValueError:
             return None
+        if not (isinstance(fields, dict) and set(fields) == {"state", "nonce", "verifier", "next"}
+                and all(isinstance(v, str) for v in fields.values())):
+            return None
+        return cls(**fields)
 
 
 def _challenge(verifier: str) -> str:
@@ -90,6 +102,7 @@ class Provider:
         self.http.trust_env = False
         self._meta: dict[str, Any] | None = None
         self._keys: Any = None
+        self._keys_at = 0.0
         self._lock = threading.Lock()
 
     # -- the provider's documents ------------------------------------------------------------
@@ -119,9 +132,10 @@ class Provider:
         from joserfc.jwk import KeySet
 
         with self._lock:
-            if self._keys is None or refresh:
+            if self._keys is None or refresh or clock() - self._keys_at > KEYS_MAX_AGE:
                 assert self._meta is not None
                 self._keys = KeySet.import_key_set(self._get(self._meta["jwks_uri"]))
+                self._keys_at = clock()
             return self._keys
 
     # -- the flow ------------------------------------------------------------------------------
@@ -178,6 +192,9 @@ class Provider:
         except (requests.RequestException, ValueError) as exc:
             raise OidcError(f"the identity provider's token endpoint failed: "
                             f"{type(exc).__name__}") from None
+        if not isinstance(body, dict):
+            raise OidcError("the identity provider did not issue an ID token: its answer is "
+                            "not a JSON object")
         if response.status_code != 200 or not isinstance(body.get("id_token"), str):
             reason = body.get("error_description") or body.get("error") or response.status_code
             raise OidcError(f"the identity provider did not issue an ID token: {reason}")
@@ -199,4 +216,11 @@ class Provider:
                 nonce={"essential": True, "value": nonce}).validate(token.claims)
         except (JoseError, ValueError) as exc:
             raise OidcError(f"the ID token was refused: {exc}") from None
+        # OpenID Connect Core 3.1.3.7: with several audiences the authorized party must be
+        # this client, and an authorized party given is this client
+        aud, azp = token.claims.get("aud"), token.claims.get("azp")
+        several = isinstance(aud, list) and len(aud) > 1
+        if (azp is not None or several) and azp != self.client_id:
+            raise OidcError("the ID token was refused: it was issued to another client "
+                            f"(azp {azp!r})")
         return dict(token.claims)

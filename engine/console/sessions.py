@@ -30,7 +30,9 @@ MAX_SESSIONS = 10_000  # in-process sessions: the oldest are dropped first
 class Session:
     user: str
     role: str
-    source: str  # token, settings (FLOWRUN_CONSOLE_USER), file (the users file) or oidc
+    # token, settings (FLOWRUN_CONSOLE_USER), file (the users file) or oidc, then ':' and a
+    # mark of the credential used (engine.console.auth): a changed token or password ends it
+    source: str
     csrf: str
     expires_at: float  # Unix seconds, on the throttle's clock
 

@@ -216,3 +216,9 @@ class Users:
     def role_of(self, name: str) -> Role | None:
         user = self._current().get(name)
         return user.role if user else None
+
+    def mark_of(self, name: str) -> str | None:
+        """A short digest of *name*'s password hash (itself salted and slow, so the digest
+        tells nothing of the password): a session keeps it, and a new password ends it."""
+        user = self._current().get(name)
+        return hashlib.sha256(user.password.encode()).hexdigest()[:16] if user else None

@@ -107,7 +107,8 @@ def span(seconds: float | None) -> str:
 
 def _limit(params: dict[str, str]) -> int:
     raw = params.get("limit") or "50"
-    if not raw.isdigit() or not 1 <= int(raw) <= LIST_LIMIT:
+    # ASCII digits only: "²" is a digit to str.isdigit, and no number to int()
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= LIST_LIMIT:
         raise BadQuery(f"limit: give a number from 1 to {LIST_LIMIT}")
     return int(raw)
 
@@ -146,7 +147,8 @@ def dead_letter_filter(params: dict[str, str], limit: int | None = None) -> Dead
         raise BadQuery(f"status: '{status}' is not an entry status; one of "
                        f"{', '.join(DLQ_STATUSES)}")
     http_status = (params.get("http_status") or "").strip()
-    if http_status and not (http_status.isdigit() and 100 <= int(http_status) <= 599):
+    if http_status and not (http_status.isascii() and http_status.isdigit()
+                            and 100 <= int(http_status) <= 599):
         raise BadQuery(f"http_status: '{http_status}' is not an HTTP status; give 100 to 599")
     return DeadLetterFilter(flow=params.get("flow") or None, step=params.get("step") or None,
                             error=params.get("error") or None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -60,7 +61,11 @@ class PayloadQuery:
             typed = json.loads(self.value)
         except ValueError:
             return out
-        if typed is None or isinstance(typed, bool | int | float):
+        # a number no store can hold (past 64 bits, infinite, not a number) is looked for as
+        # text only: jsonb and orjson would refuse it or write it as null, SQLite overflow
+        if typed is None or isinstance(typed, bool) or (
+                isinstance(typed, int) and -2**63 <= typed < 2**63) or (
+                isinstance(typed, float) and math.isfinite(typed)):
             out.append(typed)
         return out
 

@@ -259,17 +259,20 @@ class SqliteStore:
         the other conditions: json_extract reads each record, so the window bounds the work.
         SQLite's JSON reads true as 1; the decoded record settles such cases."""
         assert query.payload is not None
-        values = query.payload.values()
+        values = [v for v in query.payload.values() if v is not None]
         path = "$.original.body" + "".join(f'."{name}"' for name in query.payload.path)
         marks = ",".join("?" * len(values))
+        # json_extract gives SQL NULL for a JSON null, which IN never matches: ask its type
+        null = (" OR json_type(CAST(data AS TEXT), ?) = 'null'"
+                if len(values) < len(query.payload.values()) else "")
         latest = sql.replace("SELECT data FROM", "SELECT data, created_at FROM", 1)
         # json_valid first: a record of an old version that SQLite cannot parse (a NaN) is
         # passed over instead of failing the search; it reuses json_extract's parse
         rows = self._query(f"SELECT data FROM ({latest} ORDER BY created_at DESC LIMIT ?) WHERE "
                            "json_valid(CAST(data AS TEXT)) AND "
-                           f"json_extract(CAST(data AS TEXT), ?) IN ({marks}) "
+                           f"(json_extract(CAST(data AS TEXT), ?) IN ({marks}){null}) "
                            "ORDER BY created_at DESC",
-                           (*args, query.window, path, *values))
+                           (*args, query.window, path, *values, *([path] if null else [])))
         found = [decode_run(r[0]) for r in rows]
         return [run for run in found if query.payload.matches(run.original.get("body"))
                 ][:query.limit]

@@ -80,6 +80,16 @@ def test_an_expression_that_fails_or_gives_nothing_says_so() -> None:
         Patch("nothing_here").apply(entry({"po": "P1"}), "failed-step")
 
 
+def test_a_patch_that_builds_a_huge_body_is_refused_for_that_entry() -> None:
+    # a million numbers are 6.9 MB of JSON: refused before a preview diffs it or a replay stores it
+    with pytest.raises(PatchError, match=r"made a body of 6,888,897 bytes of JSON; a patch may "
+                                         r"make at most 4,194,304"):
+        Patch("[1..1000000]").apply(entry({"po": "P1"}), "failed-step")
+    near = Patch('$merge([$, {"note": $pad("", 4000000, "x")}])').apply(entry({"po": "P1"}),
+                                                                        "failed-step")
+    assert len(near["note"]) == 4_000_000  # a large body within the bound is fine
+
+
 def test_the_guides_patches_do_what_it_says() -> None:
     guide = (Path(__file__).resolve().parents[2] / "docs" / "dead-letters-and-failover.md")
     one, lines, partial = re.findall(r"```jsonata\n(.*?)```", guide.read_text("utf-8"),

@@ -5,6 +5,7 @@ character. A traceback below a record still spans its lines, as Python writes it
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Iterator
 
@@ -56,3 +57,29 @@ def test_context_fields_are_escaped_and_a_traceback_keeps_its_lines(
     assert first.endswith(f"[cid=abc\\nFORGED] failed:\\n{FORGED}")
     assert rest[0] == "Traceback (most recent call last):"
     assert rest[-2:] == ["ValueError: bad", "value"]  # the exception's own text, as Python prints
+
+
+def test_a_json_line_masks_a_secret_in_its_own_fields_as_in_its_message() -> None:
+    from engine.records import RunState
+    from engine.refs import Redactor
+    from engine.runlog import RunLog
+
+    secret = "s3cr3t-learned-late"
+    state = RunState("r1", "orders", "v1", {"body": {}, "headers": {}, "vars": {}, "meta": {}},
+                     {"body": {}, "headers": {}}, status="dead_lettered")
+    state.key, state.correlation_id = f"key-{secret}", f"cid-{secret}"
+    # recorded before this process's secrets store handed the value out
+    state.error = {"step": "send", "message": f"answered 401 for token {secret}", "status": 401}
+    redactor = Redactor()
+    redactor.add(secret)
+    with capture_logs("json") as buffer:
+        RunLog().dead_lettered(state)
+    line = json.loads(buffer.getvalue())
+    assert line["event"] == "run.dead_lettered" and line["http_status"] == 401
+    assert line["reason"] == line["message"].split(": ", 1)[1] == "answered 401 for token ***"
+    assert line["key"] == "key-***" and line["correlation_id"] == "cid-***"
+    assert secret not in buffer.getvalue()
+    with capture_logs("text") as text:
+        RunLog().dead_lettered(state)
+    assert "key=key-***" in text.getvalue() and "cid=cid-***" in text.getvalue()
+    assert secret[:8] not in text.getvalue()

@@ -258,3 +258,21 @@ def test_an_alert_the_pager_refuses_is_retried_then_dead_lettered_and_not_sent_a
     assert json.loads(pager_calls[0])["sla"]["run_id"] == run_id
     assert entry.run_id == alert.run_id
     assert sweeper(app, 20).sweep() == 0 and len(pager_calls) == 2
+
+
+def test_a_run_still_open_at_the_very_instant_of_its_deadline_is_late_not_forgotten(
+        running_app: MakeApp, httpserver: HTTPServer, pager: Pager) -> None:
+    httpserver.expect_request("/erp").respond_with_json({"bad": "order"}, status=422)
+    app = running_app(flows(httpserver.url_for("/erp"), httpserver.url_for("/hooks/late")))
+    run_id = accept(app, "C-7")
+    state = app.wait_for(run_id)[0]
+    assert state.status == "dead_lettered" and state.deadline is not None
+    deadline = state.deadline
+    at_deadline = SlaWatch(app.store, app.versions, app.executor, app.metrics,
+                           clock=lambda: deadline)
+    # not succeeded by its deadline: late by 0 s, claimed once, never dropped from the watch
+    assert at_deadline.sweep() == 1
+    breach = app.store.get_breach(run_id)
+    assert breach is not None and breach.late_by == 0.0
+    assert sweeper(app, 10).sweep() == 0  # claimed already
+    wait_until(lambda: len(pager.alerts) == 1, what="the alert")

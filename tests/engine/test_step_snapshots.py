@@ -32,6 +32,16 @@ ROOT = Path(__file__).resolve().parents[2]
      '{"credentials": {"user": "u", "password": "***"}}'),
     ('{"note": "my password is short"}', '{"note": "my password is short"}'),
     ('{"password":"cut sho', '{"password":"***"'),  # a value the cut left open
+    # a list or an object under a secret's name: every value in it, however deep
+    ('{"Authorization": ["Bearer abc", "Basic xyz"], "n": 1}',
+     '{"Authorization": ["***", "***"], "n": 1}'),
+    ('{"api_keys":["k1",2,true,null],"x":"k"}', '{"api_keys":["***","***","***",null],"x":"k"}'),
+    ('{"token": {"value": "abc", "scopes": ["a", {"b": 1}]}, "after": "kept"}',
+     '{"token": {"value": "***", "scopes": ["***", {"b": "***"}]}, "after": "kept"}'),
+    ('{"secrets": {"a\\"]}": "x]"}, "n": "ok"}', '{"secrets": {"a\\"]}": "***"}, "n": "ok"}'),
+    ('{"tokens":["abc","de', '{"tokens":["***","***"'),  # a list the cut left open
+    ('{"Set-Cookie": "sid=abc; HttpOnly", "cookie": ["a=1"]}',
+     '{"Set-Cookie": "***", "cookie": ["***"]}'),
 ])
 def test_fields_named_like_secrets_are_masked(text: str, masked: str) -> None:
     assert mask(text) == masked

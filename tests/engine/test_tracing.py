@@ -355,3 +355,21 @@ def test_a_client_span_names_no_query_no_credentials_and_no_secret(
     for span in found:
         assert not any(secret in str(value) for value in span.attributes.values()
                        for secret in ("k-7c2e55", "pw-9d41"))
+
+
+def test_a_failed_spans_status_masks_a_secret_known_to_the_process() -> None:
+    from engine.refs import Redactor
+
+    secret = "tok-learned-after-record"
+    redactor = Redactor()  # kept: the process knows the secrets of its live redactors
+    redactor.add(secret)  # a value this process handed out after the error was recorded
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = OtelTracer(provider)
+    with tracer.span("run orders", SpanKind.CONSUMER, {"flowrun.flow": "orders"}) as span:
+        span.failed("http", f"answered 401 for {secret}")
+    provider.shutdown()
+    (finished,) = exporter.get_finished_spans()
+    assert finished.status.description == "answered 401 for ***"
+    assert finished.attributes["error.type"] == "http"

@@ -39,7 +39,9 @@ class LoopbackProvider:
     user: dict[str, Any] = field(default_factory=lambda: {"preferred_username": "olga",
                                                           "groups": ["flowrun-ops"]})
     forge: bool = False  # sign with a key the JWKS does not hold
+    signing_key: RSAKey | None = None  # sign with this key instead (one the JWKS dropped)
     wrong_nonce: bool = False
+    list_answer: bool = False  # the token endpoint answers 200 with a JSON list
     grants: dict[str, Grant] = field(default_factory=dict)
     verifiers_checked: int = 0
 
@@ -74,6 +76,8 @@ class LoopbackProvider:
                                                          f"{urlencode(back)}"})
 
     def token(self, request: Request) -> Response:
+        if self.list_answer:
+            return Response('["not", "an", "object"]', content_type="application/json")
         expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
         if request.headers.get("Authorization") != expected:
             return _error(401, "invalid_client")
@@ -93,7 +97,7 @@ class LoopbackProvider:
             "preferred_username")), "iat": now, "exp": now + 300,
             "nonce": "another" if self.wrong_nonce else grant.nonce, **grant.claims}
         key = (RSAKey.generate_key(2048, parameters={"kid": "test-key-1"}) if self.forge
-               else self.key)
+               else self.signing_key or self.key)
         id_token = jwt.encode({"alg": "RS256", "kid": "test-key-1"}, claims, key)
         return Response(json.dumps({"access_token": "at", "token_type": "Bearer",
                                     "id_token": id_token}), content_type="application/json")

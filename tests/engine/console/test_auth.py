@@ -72,6 +72,35 @@ def test_login_sets_an_httponly_samesite_strict_session_cookie(tmp_path: Path) -
         assert http.get(server.url + "/console/dlq").status_code == 200
 
 
+def test_behind_a_trusted_tls_proxy_the_cookie_is_secure_and_the_caller_counted(
+        tmp_path: Path) -> None:
+    # the server trusts its loopback peer as a proxy (uvicorn's FORWARDED_ALLOW_IPS default)
+    with console(tmp_path) as server:
+        http = requests.Session()
+        proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+        form = http.get(server.url + "/console/login", headers=proxied)
+        login_cookie = form.raw.headers.getlist("set-cookie")[0]
+        assert login_cookie.startswith("flowrun_login=") and "Secure" in login_cookie
+        # this client speaks plain HTTP to the server, so it sends the Secure cookie by hand
+        token = login_cookie.split(";", 1)[0].split("=", 1)[1]
+        response = http.post(server.url + "/console/login", headers=proxied, data={
+            "csrf_token": csrf_of(form.text), "token": TOKEN, "next": "/console/dlq"},
+            cookies={"flowrun_login": token}, allow_redirects=False)
+        assert response.status_code == 303, response.text
+        cookie = next(c for c in response.raw.headers.getlist("set-cookie")
+                      if c.startswith("flowrun_console="))
+        assert "Secure" in cookie and "HttpOnly" in cookie
+        for _ in range(10):  # one caller's wrong tokens block that caller ...
+            server.http.get(server.url + "/api/flows", headers={
+                **bearer("wrong-token"), "X-Forwarded-For": "203.0.113.66"})
+        blocked = server.http.get(server.url + "/api/flows", headers={
+            **bearer(), "X-Forwarded-For": "203.0.113.66"})
+        assert blocked.status_code == 429
+        other = server.http.get(server.url + "/api/flows", headers={  # ... not the others
+            **bearer(), "X-Forwarded-For": "203.0.113.7"})
+        assert other.status_code == 200
+
+
 def test_login_form_needs_its_csrf_token(tmp_path: Path) -> None:
     with console(tmp_path) as server:
         response = requests.post(server.url + "/console/login", data={"token": TOKEN},

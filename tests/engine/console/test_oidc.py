@@ -6,12 +6,16 @@ group are refused with a page saying why, and no session."""
 
 from __future__ import annotations
 
+import base64
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from joserfc.jwk import RSAKey
 from pydantic import SecretStr, ValidationError
 from pytest_httpserver import HTTPServer
 
@@ -93,6 +97,8 @@ def test_the_highest_mapped_group_wins_and_a_reader_is_a_viewer(server: Running,
     ("forge", "the ID token was refused: bad_signature"),
     ("wrong_nonce", "the ID token was refused: invalid_claim: Invalid claim: &#39;nonce&#39;"),
     ("no_group", "has no console role"),
+    ("list_answer", "the identity provider did not issue an ID token: its answer is not a "
+                    "JSON object"),
 ])
 def test_a_bad_login_is_refused_with_the_reason_and_no_session(
         server: Running, provider: LoopbackProvider, misbehave: str, expected: str) -> None:
@@ -107,6 +113,42 @@ def test_a_bad_login_is_refused_with_the_reason_and_no_session(
     assert http.get(server.url + "/console/", allow_redirects=False).status_code == 303
 
 
+@pytest.mark.parametrize("claims", [
+    {"aud": [CLIENT_ID, "payroll-app"], "azp": "payroll-app"},  # issued to another client
+    {"aud": [CLIENT_ID, "payroll-app"]},  # several audiences and no authorized party
+])
+def test_an_id_token_issued_to_another_client_is_refused(
+        server: Running, provider: LoopbackProvider, claims: dict[str, object]) -> None:
+    provider.user = {"preferred_username": "olga", "groups": ["flowrun-ops"], **claims}
+    http = browser()
+    refused = sign_in(server, http)
+    assert refused.status_code == 403 and "issued to another client" in refused.text, \
+        refused.text
+    assert "flowrun_console" not in http.cookies
+    provider.user = {"preferred_username": "olga", "groups": ["flowrun-ops"],
+                     "aud": [CLIENT_ID, "payroll-app"], "azp": CLIENT_ID}
+    assert sign_in(server, browser()).status_code == 303  # for this client, beside another
+
+
+def test_a_key_the_provider_withdrew_is_not_trusted_past_the_key_cache_age(
+        server: Running, provider: LoopbackProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.console import oidc
+
+    assert sign_in(server, browser()).status_code == 303  # the provider's keys are now cached
+    leaked = provider.key
+    # the provider withdraws the leaked key (same key id, a new key in the JWKS); a token
+    # signed with the leaked one must stop being accepted once the cached set is old
+    provider.key = RSAKey.generate_key(2048, parameters={"kid": "test-key-1", "use": "sig",
+                                                         "alg": "RS256"})
+    provider.signing_key = leaked
+    now = time.monotonic()
+    monkeypatch.setattr(oidc, "clock", lambda: now + oidc.KEYS_MAX_AGE + 1)
+    refused = sign_in(server, browser())
+    assert refused.status_code == 403 and "bad_signature" in refused.text, refused.text
+    provider.signing_key = None  # tokens signed with the new key are accepted
+    assert sign_in(server, browser()).status_code == 303
+
+
 def test_a_callback_not_started_in_this_browser_is_refused(server: Running,
                                                            provider: LoopbackProvider) -> None:
     victim = browser()
@@ -116,6 +158,22 @@ def test_a_callback_not_started_in_this_browser_is_refused(server: Running,
     refused = attacker.get(back.headers["location"], allow_redirects=False)
     assert refused.status_code == 403 and "not started here" in refused.text
     assert "flowrun_console" not in attacker.cookies
+
+
+@pytest.mark.parametrize("cookie", [
+    {"state": 1, "nonce": "n", "verifier": "v", "next": "/console/"},
+    {"state": "s", "nonce": "n", "verifier": "v", "next": ["/console/"]},
+    ["not", "an", "object"], "not base64 json", {"state": "s"},
+])
+def test_a_login_cookie_that_is_not_ours_is_a_refused_login(
+        server: Running, provider: LoopbackProvider, cookie: object) -> None:
+    http = browser()
+    text = cookie if isinstance(cookie, str) else base64.urlsafe_b64encode(
+        json.dumps(cookie).encode()).decode()
+    http.cookies.set("flowrun_oidc", text, path="/console/oidc")
+    refused = http.get(server.url + "/console/oidc/callback?code=c&state=s",
+                       allow_redirects=False)
+    assert refused.status_code == 403 and "not started here" in refused.text, refused.text
 
 
 def test_an_unreachable_provider_is_a_clear_page(tmp_path: Path) -> None:

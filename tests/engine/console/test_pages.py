@@ -340,3 +340,33 @@ def test_harness_dead_letters_a_bad_order_and_serves_the_console(tmp_path: Path)
         page = http.get(server.url + "/console/", timeout=10)
         assert page.status_code == 200
         assert "orders" in page.text
+
+
+def test_an_api_request_body_past_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    with console(tmp_path) as server:
+        entry = dead_letter(server, 4401)
+        huge = json.dumps({"body": {"order_number": 4401, "sku": "S", "qty": 1,
+                                    "note": "x" * (5 * 1024 * 1024)}})
+        answer = server.http.post(server.url + f"/api/dead-letters/{entry.id}/replay",
+                                  data=huge, headers={**bearer(),
+                                                      "Content-Type": "application/json"})
+        assert answer.status_code == 413, answer.text
+        assert "larger than 4,194,304 bytes" in answer.json()["error"]
+        kept = server.app.store.get_dead_letter(entry.id)
+        assert kept is not None and kept.status == "open"  # nothing was replayed
+        fits = server.http.post(server.url + f"/api/dead-letters/{entry.id}/replay",
+                                json={"body": order(4401)}, headers=bearer())
+        assert fits.status_code == 202, fits.text
+
+
+def test_a_number_written_in_other_digits_is_a_bad_query_not_a_server_error(
+        tmp_path: Path) -> None:
+    with console(tmp_path) as server:
+        for path in ("/api/dead-letters?http_status=%C2%B2%E2%81%B0%E2%81%B0",  # "²⁰⁰"
+                     "/api/runs?limit=%C2%B2", "/api/dead-letters?limit=%C2%B2"):
+            answer = server.http.get(server.url + path, headers=bearer())
+            assert answer.status_code == 400, (path, answer.text)
+            assert "give" in answer.json()["error"]
+        page = server.http.get(server.url + "/console/dlq?http_status=%C2%B2%E2%81%B0%E2%81%B0",
+                               headers=bearer())
+        assert page.status_code == 400 and "is not an HTTP status" in html.unescape(page.text)

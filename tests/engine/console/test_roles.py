@@ -8,6 +8,7 @@ import base64
 import json
 from pathlib import Path
 
+import requests
 from click.testing import CliRunner
 from starlette.routing import Mount, Route
 
@@ -15,10 +16,13 @@ from engine.cli import main
 from engine.console import console_routes
 from tests.conftest import wait_until
 from tests.engine.console.support import (
+    PASSWORD,
+    USER,
     console_app,
     csrf_of,
     dead_letter,
     logged_in,
+    login,
     order,
     password_of,
     users_file,
@@ -169,3 +173,34 @@ def test_every_state_changing_route_refuses_a_viewer(tmp_path: Path) -> None:
             assert "vera" in refused.text and "viewer" in refused.text, path
         kept = server.app.store.get_dead_letter(entry.id)
         assert kept is not None and kept.status == "open" and kept.audit == []
+
+
+def test_a_changed_password_ends_the_sessions_made_with_the_old_one(tmp_path: Path) -> None:
+    users = users_file(tmp_path, alice="operator", dave="operator")
+    with serving(console_app(tmp_path, users=users)) as server:
+        alice, dave = logged_in(server, "alice"), logged_in(server, "dave")
+        changed = CliRunner().invoke(main, ["users", "passwd", "alice", "--password-stdin",
+                                            "--file", str(users)],
+                                     input="a new long passphrase\n")
+        assert changed.exit_code == 0, changed.output
+        gone = alice.get(server.url + "/console/dlq", allow_redirects=False)
+        assert gone.status_code == 303 and gone.headers["location"].startswith("/console/login")
+        assert dave.get(server.url + "/console/dlq").status_code == 200  # others keep theirs
+
+
+def test_a_rotated_token_or_settings_password_ends_the_sessions_made_with_the_old_one(
+        tmp_path: Path) -> None:
+    with serving(console_app(tmp_path)) as server:  # one SQLite store for both servers
+        by_token, by_user = logged_in(server), requests.Session()
+        by_user.trust_env = False
+        assert login(server, by_user, USER, PASSWORD).status_code == 303
+        assert "ops · admin" in by_user.get(server.url + "/console/dlq").text
+        assert by_token.get(server.url + "/console/dlq").status_code == 200
+    with serving(console_app(tmp_path, token="a-new-console-token-0123456789",
+                             password="a new settings password")) as server:
+        for http in (by_token, by_user):
+            gone = http.get(server.url + "/console/dlq", allow_redirects=False)
+            assert gone.status_code == 303, gone.text
+    with serving(console_app(tmp_path)) as server:  # the same credentials: sessions still good
+        again = logged_in(server)
+        assert again.get(server.url + "/console/dlq").status_code == 200

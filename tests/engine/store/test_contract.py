@@ -349,6 +349,21 @@ def test_list_runs_by_a_field_of_the_payload(store: Store) -> None:
     assert found("customer.email.x = ann@example.com") == []
 
 
+def test_a_payload_value_no_json_number_can_hold_is_looked_for_as_text(store: Store) -> None:
+    big = "123456789012345678901234567890"  # past 64 bits: jsonb and orjson hold no such number
+    recorded(store, with_body("t", {"id": big, "x": "1e999"}, created=1),
+             with_body("n", {"id": None, "x": None}, created=2))
+
+    def found(condition: str) -> list[str]:
+        return ids(store.list_runs(RunFilter(payload=PayloadQuery.parse(condition))))
+
+    assert found(f"id = {big}") == ["t"]
+    # 1e999 reads as infinity, NaN as not a number: neither is null, nor any JSON value
+    assert found("x = 1e999") == ["t"]
+    assert found("x = NaN") == [] and found("id = -Infinity") == []
+    assert found("x = null") == ["n"]
+
+
 def test_a_payload_search_without_an_index_reads_a_window_of_the_latest_runs(
         store: Store) -> None:
     recorded(store, with_body("old", {"po": "P-1"}, created=1),
