@@ -216,8 +216,8 @@ def runs_show(run_id: str, as_json: bool, show_io: bool) -> None:
     app = _app()
     state = _find_run(app, run_id)
     if as_json:
-        click.echo(json.dumps(_run_dict(state) | {"envelope": state.envelope}, indent=2,
-                              default=str))
+        click.echo(json.dumps(app.secrets.redactor.data(
+            _run_dict(state) | {"envelope": state.envelope}), indent=2, default=str))
         return
     click.echo(f"run {state.run_id}  flow {state.flow_id}@{state.flow_version}  "
                f"status {state.status}")
@@ -313,11 +313,14 @@ def dlq_list(flow: str | None, step: str | None, error: str | None, since: str |
 @click.argument("entry_id")
 @click.option("--json", "as_json", is_flag=True, help="JSON output (what it prints anyway).")
 def dlq_show(entry_id: str, as_json: bool) -> None:
-    """Everything kept for one entry: original message, envelope, attempts and audit trail."""
-    entry = _app().store.get_dead_letter(entry_id)
+    """Everything kept for one entry: original message, envelope, attempts and audit trail
+    (the values of the secrets flowrunner knows shown as ***, as on the console)."""
+    app = _app()
+    entry = app.store.get_dead_letter(entry_id)
     if entry is None:
         raise click.ClickException(f"no dead-letter entry '{entry_id}'")
-    click.echo(json.dumps(entry.to_dict(), indent=2, ensure_ascii=False, default=str))
+    click.echo(json.dumps(app.secrets.redactor.data(entry.to_dict()), indent=2,
+                          ensure_ascii=False, default=str))
 
 
 def _read_body(path: str) -> Any:

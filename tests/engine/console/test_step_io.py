@@ -252,6 +252,15 @@ def test_the_cli_shows_step_io_and_filters(server: Running, monkeypatch: pytest.
     assert PARTNER_TOKEN not in shown.output and "hunter2-long" not in shown.output
     brief = cli.invoke(main, ["runs", "show", run_id[:12], "--no-io"])
     assert "step shape" not in brief.output
+    # the JSON forms mask the secret the partner echoed too (its envelope holds the answer)
+    as_json = cli.invoke(main, ["runs", "show", run_id[:12], "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert PARTNER_TOKEN not in as_json.output
+    assert "Bearer ***" in as_json.output, as_json.output[:3000]
+    (entry,) = json.loads(cli.invoke(main, ["dlq", "list", "--json"]).output)
+    entry_shown = cli.invoke(main, ["dlq", "show", entry["id"]])
+    assert entry_shown.exit_code == 0, entry_shown.output
+    assert PARTNER_TOKEN not in entry_shown.output and '"Bearer ***"' in entry_shown.output
 
     listed = cli.invoke(main, ["runs", "--payload", "customer.email=cli@example.com"])
     assert listed.exit_code == 0, listed.output
