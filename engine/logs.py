@@ -23,6 +23,7 @@ from typing import IO, Any
 
 import orjson
 
+from engine.log_batching import BatchingHandler
 from engine.refs import MESSAGE, RedactingFilter, redact_known
 
 FIELDS = ("flow", "run_id", "step", "key", "correlation_id")
@@ -140,12 +141,14 @@ class TextFormatter(logging.Formatter):
 
 
 def setup_logging(level: str | int | None = None, fmt: str | None = None,
-                  stream: IO[str] | None = None, default: str = "WARNING") -> logging.Handler:
+                  stream: IO[str] | None = None, default: str = "WARNING",
+                  batch: bool = False) -> logging.Handler:
     """Install (or replace) flowrunner's handler on the root logger and return it.
 
     *level* and *fmt* default to ``FLOWRUN_LOG_LEVEL`` (else *default*: the services log at
     INFO, one-off commands at WARNING) and ``FLOWRUN_LOG_FORMAT`` (``text``); an unknown value
-    fails here, naming the variable.
+    fails here, naming the variable. With *batch* (``flowrun serve``) the lines are written in
+    batches (engine/log_batching), unless the stream is a terminal.
     """
     fmt = (fmt or os.environ.get("FLOWRUN_LOG_FORMAT") or "text").lower()
     if fmt not in FORMATS:
@@ -156,7 +159,12 @@ def setup_logging(level: str | int | None = None, fmt: str | None = None,
         if not isinstance(named, int):
             raise ValueError(f"FLOWRUN_LOG_LEVEL={level!r}: use DEBUG, INFO, WARNING or ERROR")
         level = named
-    handler = logging.StreamHandler(stream or sys.stderr)
+    stream = stream or sys.stderr
+    handler: logging.Handler
+    if batch and not (hasattr(stream, "isatty") and stream.isatty()):
+        handler = BatchingHandler(stream)
+    else:  # a terminal shows each line as it comes
+        handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
     handler.addFilter(RedactingFilter())
@@ -164,6 +172,7 @@ def setup_logging(level: str | int | None = None, fmt: str | None = None,
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
         root.removeHandler(old)
+        old.close()  # writes what a batching handler still holds; the stream stays open
     root.addHandler(handler)
     root.setLevel(level)
     return handler
