@@ -89,6 +89,38 @@ def parse_checkouts(values: list[str]) -> dict[str, Path]:
     return sides
 
 
+def ratio(rounds: list[dict[str, Any]], others: list[dict[str, Any]], key: str) -> float:
+    """The median over the rounds of each round's *key* of *rounds* ÷ that of *others*."""
+    return round(statistics.median(x[key] / y[key] for x, y in zip(rounds, others,
+                                                                   strict=True)), 3)
+
+
+def summarise(seen: dict[str, dict[str, list[dict[str, Any]]]], reference: str
+              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Medians per group and side, each side's ratios to the reference and to the side before
+    it (``main/before``, ``this/main``); printed, and the figures of the results file."""
+    summary: dict[str, Any] = {}
+    figures = []
+    for group, by_side in seen.items():
+        summary[group] = {}
+        sides = list(by_side)
+        for n, (side, rounds) in enumerate(by_side.items()):
+            row: dict[str, Any] = measure.medians(rounds, ("req_per_s", "cpu_ms_per_request"))
+            shown = ""
+            for other in dict.fromkeys([reference, *sides[max(0, n - 1):n]]):
+                if other == side:
+                    continue
+                cpu = ratio(rounds, by_side[other], "cpu_ms_per_request")
+                rate = ratio(rounds, by_side[other], "req_per_s")
+                row[f"vs_{other}"] = {"cpu_per_request_ratio": cpu, "req_per_s_ratio": rate}
+                figures.append(figure(f"CPU/request {group} {side}/{other}", cpu, "ratio"))
+                shown += f"  {side}/{other}: ×{cpu} CPU/req, ×{rate} req/s"
+            summary[group][side] = row
+            print(f"{group:<17} {side:<8} {row['req_per_s']:>8} req/s  CPU "
+                  f"{row['cpu_ms_per_request']} ms/req{shown}")
+    return summary, figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkout", action="append", default=[],
@@ -145,25 +177,7 @@ def main() -> None:
                               f"{result['errors'] or ''}", flush=True)
         finally:
             procs.stop_all()
-    summary: dict[str, dict[str, Any]] = {}
-    figures = []
-    for group, by_side in seen.items():
-        summary[group] = {}
-        for side, rounds in by_side.items():
-            row: dict[str, Any] = measure.medians(rounds, ("req_per_s", "cpu_ms_per_request"))
-            if side != reference:
-                pairs = list(zip(rounds, by_side[reference], strict=True))
-                row["cpu_per_request_ratio"] = round(statistics.median(
-                    x["cpu_ms_per_request"] / y["cpu_ms_per_request"] for x, y in pairs), 3)
-                row["req_per_s_ratio"] = round(statistics.median(
-                    x["req_per_s"] / y["req_per_s"] for x, y in pairs), 3)
-                figures.append(figure(f"CPU/request {group} {side}/{reference}",
-                                      row["cpu_per_request_ratio"], "ratio"))
-            summary[group][side] = row
-            ratio = "" if side == reference else \
-                f"  ×{row['cpu_per_request_ratio']} CPU/req, ×{row['req_per_s_ratio']} req/s"
-            print(f"{group:<17} {side:<8} {row['req_per_s']:>8} req/s  CPU "
-                  f"{row['cpu_ms_per_request']} ms/req{ratio}")
+    summary, figures = summarise(seen, reference)
     write_result(output_path(args.output, "session_regression"), "session_regression",
                  {"settings": {"seconds": args.seconds, "rounds": args.rounds,
                                "connections": CONNECTIONS, "body_bytes": len(body),
