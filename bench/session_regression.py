@@ -16,7 +16,8 @@ compares figures taken in the same stretch of a shared machine's time. Two log s
 The figure is CPU per accepted request (the server's process tree and its redis-server, until
 idle again: the embedded executor's work counts with the requests that caused it), robust to
 other load on the machine; req/s is printed for context. Ratios are the median over the rounds
-of each round's ratio side ÷ reference. Writes bench/results/session_regression.json.
+of each round's ratio, each side ÷ the reference and ÷ the side before it. Writes
+bench/results/session_regression.json.
 
     python bench/session_regression.py --checkout before=../flowrunner-41dac35 \\
         [--checkout main=../flowrunner-main] [--seconds 5] [--rounds 3]
