@@ -1,17 +1,19 @@
 """What a range of commits cost the message path: webhook intake of two or more checkouts of
 flowrunner, side by side in one run.
 
-Each checkout (``--checkout NAME=PATH``, the first is the reference; this checkout is added as
-``this`` when none is given after it) serves the one-step Shopify flow of bench/nodered.py's
+Each checkout (``--checkout NAME=PATH``, the first is the reference; this checkout is added last,
+as ``this``, unless one of them is it) serves the one-step Shopify flow of bench/nodered.py's
 intake phase (bench/flows/webhook-intake.yaml, taken from this checkout for every side) through
 its own command line, on the embedded store (SQLite; the runs execute in the server process)
 and on a private Redis (intake only, no worker). Every side is loaded in turn by wrk (one
 thread, 16 connections, the ~3.4 KB signed order) for --seconds, --rounds times, so each ratio
-compares figures taken in the same stretch of a shared machine's time. Two log setups:
+compares figures taken in the same stretch of a shared machine's time. Log setups (--setups;
+quiet and default unless told):
 
   quiet    FLOWRUN_LOG_LEVEL=WARNING, as bench/nodered.py runs its servers;
   default  no FLOWRUN_LOG_* at all: what a user gets from `flowrun serve` (its default level,
-           format and access log), logs written to a file as a service's stderr usually is.
+           format and access log), logs written to a file as a service's stderr usually is;
+  json     the same with FLOWRUN_LOG_FORMAT=json, as a service feeding a log collector runs.
 
 The figure is CPU per accepted request (the server's process tree and its redis-server, until
 idle again: the embedded executor's work counts with the requests that caused it), robust to
@@ -21,7 +23,7 @@ bench/results/session_regression.json.
 
     python bench/session_regression.py --checkout before=../flowrunner-41dac35 \\
         [--checkout main=../flowrunner-main] [--seconds 5] [--rounds 3]
-        [--stores embedded,redis] [--setups quiet,default] [--output PATH]
+        [--stores embedded,redis] [--setups quiet,default,json] [--output PATH]
 
 Needs wrk (apt-get install -y wrk) and redis-server.
 """
@@ -47,7 +49,7 @@ from bench.sidebyside.load import order_body, shopify_signature, wrk_missing  # 
 from bench.sidebyside.measure import INTAKE, Load, Target  # noqa: E402
 from bench.sidebyside.procs import Processes, terminated_as_interrupt, wait_until  # noqa: E402
 
-SETUPS = ("quiet", "default")
+SETUPS = ("quiet", "default", "json")
 STORES = ("embedded", "redis")
 CONNECTIONS = 16
 
@@ -67,6 +69,8 @@ def start(procs: Processes, name: str, root: Path, home: Path, setup: str,
     env.pop("FLOWRUN_LOG_LEVEL")
     if setup == "quiet":
         env["FLOWRUN_LOG_LEVEL"] = "WARNING"
+    elif setup == "json":
+        env["FLOWRUN_LOG_FORMAT"] = "json"
     process = procs.start(name, [sys.executable, "-m", "engine.cli", "serve", "--port",
                                  str(port)], env=env, cwd=root)
     wait_until(lambda: servers.get(port, "/readyz")[0] == 200, f"flowrun serve ({name})",
@@ -129,7 +133,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="Length of one measurement.")
     parser.add_argument("--rounds", type=int, default=3, help="Rounds (the sides in turn).")
     parser.add_argument("--stores", default=",".join(STORES))
-    parser.add_argument("--setups", default=",".join(SETUPS))
+    parser.add_argument("--setups", default="quiet,default")
     parser.add_argument("--output")
     args = parser.parse_args()
     sides = parse_checkouts(args.checkout)
