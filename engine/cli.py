@@ -96,7 +96,9 @@ def main(ctx: click.Context, verbose: bool) -> None:
     try:  # FLOWRUN_LOG_FORMAT=json|text and FLOWRUN_LOG_LEVEL; -v wins over the level
         # the services tell each run's story at INFO; one-off commands keep to warnings
         default = "INFO" if ctx.invoked_subcommand in SERVICES else "WARNING"
-        setup_logging(level=logging.DEBUG if verbose else None, default=default)
+        # the server writes its lines in batches: three per request, one write for many
+        setup_logging(level=logging.DEBUG if verbose else None, default=default,
+                      batch=ctx.invoked_subcommand == "serve")
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 

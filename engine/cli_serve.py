@@ -12,6 +12,7 @@ bad option, unset secret), each named by file, line and key, before a port is op
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -141,9 +142,25 @@ def _config(web: Gateway, settings: Settings, host: str, port: int) -> uvicorn.C
                           log_config=None, http=edge_protocol(settings))
 
 
+def _logs_written_on_sigterm() -> None:
+    """uvicorn stops gracefully on SIGTERM, then raises it again under the handler it found:
+    the default one ends the process at once, without the ``logging.shutdown`` that writes
+    the lines the server's batching log handler still holds. This handler writes them first,
+    then dies of the signal as before (the exit status a supervisor sees is unchanged)."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _write_logs_and_die)
+
+
+def _write_logs_and_die(signum: int, _: object) -> None:
+    logging.shutdown()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
+
+
 def _run(web: Gateway, settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
+    _logs_written_on_sigterm()
     uvicorn.Server(_config(web, settings, host, port)).run()
 
 
@@ -166,6 +183,7 @@ def _run_many(settings: Settings, host: str, port: int, workers: int) -> None:
             code = 0
             try:
                 web, _ = _build(settings, workers)
+                _logs_written_on_sigterm()
                 uvicorn.Server(_config(web, settings, host, port)).run(
                     sockets=[listener])
             except click.ClickException as exc:
@@ -174,6 +192,7 @@ def _run_many(settings: Settings, host: str, port: int, workers: int) -> None:
             except BaseException:
                 code = 1
             finally:
+                logging.shutdown()  # os._exit skips it: the lines still held are written
                 os._exit(code)
         children.append(pid)
 

@@ -25,7 +25,7 @@ import os
 import platform
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -109,9 +109,19 @@ class Metrics(Observer):
                                     "by their flow's SLA deadline, each counted once (by the "
                                     "process that claimed the breach).", ["flow"], registry=r)
         self._extra: list[Collector] = []
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.add_collector(BuildInfo())
         if not multiprocess_mode():
             process_collectors(r)
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once: labels() checks and locks on every call,
+        and the webhook and run metrics are counted several times per request."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     # -- events --------------------------------------------------------------------------------
     def event(self, event_type: str, outcome: str, count: int = 1) -> None:
@@ -121,17 +131,17 @@ class Metrics(Observer):
         self.sla_breaches.labels(flow).inc()
 
     def webhook(self, flow: str, outcome: str) -> None:
-        self.webhook_requests.labels(flow, outcome).inc()
+        self._child(self.webhook_requests, flow, outcome).inc()
 
     def response(self, flow: str, status: int, seconds: float) -> None:
-        self.webhook_responses.labels(flow, str(status)).inc()
-        self.webhook_seconds.labels(flow).observe(seconds)
+        self._child(self.webhook_responses, flow, str(status)).inc()
+        self._child(self.webhook_seconds, flow).observe(seconds)
 
     def advanced(self, flow: CompiledFlow, state: RunState, before: int) -> None:
         """Step durations of the steps just run."""
         for record in state.steps[before:]:
-            self.step_seconds.labels(state.flow_id, record["id"], record["status"]
-                                     ).observe(record["duration_ms"] / 1000)
+            self._child(self.step_seconds, state.flow_id, record["id"], record["status"]
+                        ).observe(record["duration_ms"] / 1000)
 
     def retry_scheduled(self, flow: CompiledFlow, state: RunState, retry: Retry) -> None:
         self.retries.labels(state.flow_id, retry.step, retry.kind).inc()
@@ -144,8 +154,8 @@ class Metrics(Observer):
                                   reason_kind(error.get("kind"), error.get("status"))).inc()
 
     def finished(self, state: RunState) -> None:
-        self.runs.labels(state.flow_id, state.status).inc()
-        self.run_seconds.labels(state.flow_id, state.status).observe(
+        self._child(self.runs, state.flow_id, state.status).inc()
+        self._child(self.run_seconds, state.flow_id, state.status).observe(
             max(0.0, state.updated_at - state.created_at))
 
     def total(self, outcome: str) -> int:

@@ -113,24 +113,46 @@ class Observer:
         return None
 
 
+#: the events `Observers` hands on to its members one by one
+_EVENTS = ("accepted", "advanced", "retry_scheduled", "dead_lettered", "finished", "replayed",
+           "discarded")
+
+
+def _listens(observer: Observer, event: str) -> bool:
+    """Whether *observer* does something on *event*: its class overrides the base's no-op."""
+    return getattr(type(observer), event) is not getattr(Observer, event)
+
+
 class Observers(Observer):
     """Several observers as one; an observer that raises is logged, never fails the run."""
 
     def __init__(self, observers: Sequence[Observer] = ()):
         self.members = tuple(observers)
+
+    @property
+    def members(self) -> tuple[Observer, ...]:
+        return self._members
+
+    @members.setter
+    def members(self, observers: Sequence[Observer]) -> None:
+        self._members = tuple(observers)
         # only the members that make contexts are asked, so a process without tracing pays
         # nothing per step (the runner gets no hook at all: `Core`)
-        self._delivering = [m for m in self.members
+        self._delivering = [m for m in self._members
                             if type(m).delivering is not Observer.delivering]
-        self._attempting = [m for m in self.members
+        self._attempting = [m for m in self._members
                             if type(m).attempting is not Observer.attempting]
+        # and an event goes only to the members that do something with it (Metrics takes no
+        # `accepted`, RunLog no `advanced`), so an event nobody listens to costs one lookup
+        self._listening = {event: tuple(m for m in self._members if _listens(m, event))
+                           for event in _EVENTS}
 
     @property
     def makes_contexts(self) -> bool:
         return bool(self._delivering or self._attempting)
 
     def _each(self, event: str, *args: Any) -> None:
-        for observer in self.members:
+        for observer in self._listening[event]:
             try:
                 getattr(observer, event)(*args)
             except Exception:

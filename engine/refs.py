@@ -7,6 +7,7 @@ when a step runs (unresolved ones are errors then). Secret values are remembered
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -105,6 +106,8 @@ class Redactor:
         self._pattern: re.Pattern[str] | None = None
         with _REDACTORS_LOCK:
             _REDACTORS.add(self)
+        _forget_patterns()
+        weakref.finalize(self, _forget_patterns)
 
     def add(self, value: str) -> None:
         # very short values would redact ordinary words; such secrets are refused elsewhere
@@ -113,6 +116,7 @@ class Redactor:
             self._values.update({value, quote(value, safe=""), quote_plus(value, safe="")})
             ordered = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+            _forget_patterns()
 
     def text(self, text: str) -> str:
         return self._pattern.sub(REDACTED, text) if self._pattern else text
@@ -133,13 +137,41 @@ _REDACTORS: weakref.WeakSet[Redactor] = weakref.WeakSet()
 _REDACTORS_LOCK = threading.Lock()
 
 
+#: the patterns of every live `Redactor`, gathered once for `redact_known` (every log line
+#: asks) and again after a redactor was made, learnt a value or went away: each of those
+#: takes a new generation number, and the patterns are kept with the one they were read at
+_generations = itertools.count(1)
+_generation = 0
+_patterns: tuple[int, tuple[re.Pattern[str], ...]] = (-1, ())
+
+
+def _forget_patterns() -> None:
+    global _generation
+    _generation = next(_generations)  # no lock: a finalizer may run while one is held
+
+
+def _known_patterns() -> tuple[re.Pattern[str], ...]:
+    global _patterns
+    seen, patterns = _patterns
+    generation = _generation
+    if seen != generation:
+        with _REDACTORS_LOCK:
+            redactors = list(_REDACTORS)
+        patterns = tuple(r._pattern for r in redactors if r._pattern is not None)
+        # a change meanwhile has a newer number than *generation*: the next call reads again
+        _patterns = (generation, patterns)
+    return patterns
+
+
 def redact_known(text: str) -> str:
     """*text* with every secret value any `Redactor` of this process has seen replaced."""
-    with _REDACTORS_LOCK:
-        redactors = list(_REDACTORS)
-    for redactor in redactors:
-        text = redactor.text(text)
+    for pattern in _known_patterns():
+        text = pattern.sub(REDACTED, text)
     return text
+
+
+#: the record attribute where `RedactingFilter` leaves the message it formatted and masked
+MESSAGE = "flowrun_message"
 
 
 class RedactingFilter(logging.Filter):
@@ -151,13 +183,16 @@ class RedactingFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string is logging's own problem to report
-            return True
-        redacted = redact_known(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
+        if getattr(record, MESSAGE, None) is None:  # not already seen by this filter
+            try:
+                message = record.getMessage()
+            except Exception:  # a broken format string is logging's own problem to report
+                return True
+            redacted = redact_known(message)
+            if redacted != message:
+                record.msg, record.args = redacted, None
+            # flowrunner's formatters use it rather than formatting the message again
+            setattr(record, MESSAGE, redacted)
         if record.exc_info and not record.exc_text:
             record.exc_text = redact_known(logging.Formatter().formatException(record.exc_info))
         return True

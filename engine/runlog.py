@@ -51,15 +51,22 @@ class RunLog(Observer):
     def __init__(self, logger: logging.Logger = log):
         self.log = logger
 
+    def _on(self) -> bool:
+        # asked first by every event: at WARNING a line's text and fields are never built
+        return self.log.isEnabledFor(logging.INFO)
+
     def _line(self, event: str, message: str, ids: dict[str, Any], **fields: Any) -> None:
-        if self.log.isEnabledFor(logging.INFO):
-            self.log.info(message, extra={**ids, "fields": {"event": event, **fields}})
+        self.log.info(message, extra={**ids, "fields": {"event": event, **fields}})
 
     def accepted(self, state: RunState) -> None:
+        if not self._on():
+            return
         self._line("run.accepted", f"run accepted from {state.trigger}", _ids(state),
                    trigger=state.trigger, parent_run_id=state.parent_run_id)
 
     def retry_scheduled(self, flow: CompiledFlow, state: RunState, retry: Retry) -> None:
+        if not self._on():
+            return
         what = f"{retry.kind} {retry.status}" if retry.status is not None else retry.kind
         self._line("run.retry_scheduled",
                    f"step {retry.step} failed ({what}) on attempt {retry.attempt}; retry in "
@@ -69,6 +76,8 @@ class RunLog(Observer):
                    http_status=retry.status, reason=_short(retry.message))
 
     def dead_lettered(self, state: RunState) -> None:
+        if not self._on():
+            return
         error = state.error or {}
         step, message = error.get("step"), _short(str(error.get("message") or ""))
         kind = reason_kind(error.get("kind"), error.get("status"))
@@ -80,17 +89,23 @@ class RunLog(Observer):
                    reason=message, replay_of=replay_of)
 
     def finished(self, state: RunState) -> None:
+        if not self._on():
+            return
         duration = _duration_ms(state)
         self._line("run.finished", f"run finished: {state.status} in {duration:g} ms",
                    _ids(state), status=state.status, duration_ms=duration,
                    trigger=state.trigger)
 
     def replayed(self, entry: DeadLetter, state: RunState, who: str | None) -> None:
+        if not self._on():
+            return
         self._line("dlq.replayed", f"dead-letter entry {entry.id} replayed as run "
                    f"{state.run_id} by {who or 'unknown'}", _ids(state, entry.step),
                    entry_id=entry.id, who=who, failed_run_id=entry.run_id)
 
     def discarded(self, entry: DeadLetter, who: str | None) -> None:
+        if not self._on():
+            return
         ids = {"flow": entry.flow_id, "run_id": entry.run_id, "step": entry.step,
                "key": entry.key, "correlation_id": entry.correlation_id or None}
         self._line("dlq.discarded", f"dead-letter entry {entry.id} discarded by "
