@@ -166,6 +166,11 @@ class Publisher:
         self.mqtt = client(name, config, secrets, "publish", folder=folder)
         self.mqtt.loop_start()
 
+    def close(self) -> None:
+        """Disconnect and stop the network loop's thread."""
+        self.mqtt.disconnect()
+        self.mqtt.loop_stop()
+
 
 def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
     topic_of = compile_value(config.topic, ctx, ("topic",))

@@ -147,6 +147,13 @@ class Publisher:
     def call(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(self.timeout + 5)
 
+    def close(self) -> None:
+        """Stop reconnecting, close the client, stop the loop's thread."""
+        try:
+            self.call(self.nc.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
 
 def build(config: NatsPublish, ctx: BuildContext) -> StepFn:
     subject_of = compile_value(config.subject, ctx, ("subject",))

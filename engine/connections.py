@@ -30,6 +30,7 @@ kept here per name through `Connections.runtime`, built by the connector that ne
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -53,6 +54,8 @@ from engine.refs import REF
 from engine.registry import registry
 from engine.types import BuildContext
 from engine.yamlsrc import Source, read_source
+
+log = logging.getLogger("flowrunner.connections")
 
 SUFFIXES = (".yaml", ".yml")
 NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -208,6 +211,20 @@ class Connections:
             if key not in self._runtime:
                 self._runtime[key] = make()
             return self._runtime[key]
+
+    def close(self) -> None:
+        """Close the runtime objects made so far (a broker client's connection and thread):
+        each that has a ``close``; one that fails to close is only logged."""
+        with self._lock:
+            made, self._runtime = list(self._runtime.items()), {}
+        for (name, kind), thing in made:
+            closer = getattr(thing, "close", None)
+            if callable(closer):
+                try:
+                    closer()
+                except Exception as exc:  # closing on the way out must not stop the rest
+                    log.warning("connection '%s' (%s) did not close cleanly: %s", name, kind,
+                                exc)
 
 
 def load(folder: FsPath | None,

@@ -153,6 +153,11 @@ class Loader:
         self.connections_dir = connections_dir
         self._connections: dict[FsPath | None, conn.Connections] = {}
 
+    def close(self) -> None:
+        """Close what the connections of the flows loaded opened (broker clients)."""
+        for found in self._connections.values():
+            found.close()
+
     def connections(self, near: str | os.PathLike[str] = ".") -> conn.Connections:
         """The named connections flows near *near* use (read once per folder)."""
         folder = self.connections_dir or conn.nearest(FsPath(near))

@@ -91,6 +91,7 @@ class Project:
     def close(self) -> None:
         for made in self._apps:
             made.executor.stop(timeout=2)
+            made.loader.close()  # broker clients: none left reconnecting after the test
             made.store.close()
 
 

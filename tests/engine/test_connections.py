@@ -383,3 +383,31 @@ def test_flowrun_validate_shows_connection_problems_and_fails(tmp_path: Path) ->
            "errors" in result.output
     assert "hunter2-pw" not in result.output
     assert "0 flow(s) valid, 2 error(s)" in result.output
+
+
+def test_closing_the_connections_closes_what_they_opened_even_past_one_that_fails(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from engine import connections as conn
+
+    closed: list[str] = []
+
+    class Client:
+        def __init__(self, name: str, fails: bool = False):
+            self.name, self.fails = name, fails
+
+        def close(self) -> None:
+            closed.append(self.name)
+            if self.fails:
+                raise OSError("broker gone")
+
+    found = conn.load(tmp_path)
+    first = found.runtime("rabbit", "amqp", lambda: Client("rabbit", fails=True))
+    assert found.runtime("rabbit", "amqp", lambda: Client("other")) is first  # made once
+    found.runtime("plant", "mqtt", lambda: Client("plant"))
+    found.runtime("erp", "http", lambda: object())  # nothing to close
+    found.close()
+    assert closed == ["rabbit", "plant"]
+    assert "connection 'rabbit' (amqp) did not close cleanly: broker gone" in caplog.text
+    # closed means forgotten: a later use makes a new one
+    again = found.runtime("plant", "mqtt", lambda: Client("plant-2"))
+    assert again.name == "plant-2"

@@ -123,7 +123,8 @@ def test_replays_that_fail_again_stay_one_entry_with_the_partners_answer_shown(
         assert len(replays) == 4 and len({a["run_id"] for a in replays}) == 4
         assert all(a["result"] == "dead_lettered" and a["error"]["status"] == 422
                    and a["who"] and a["at"] <= a["finished_at"] for a in replays)
-        assert [a["who"].startswith("console:") for a in replays] == [True, False, False, True]
+        # the API names its caller api:<user>; the CLI, the operating-system user
+        assert [a["who"].startswith("api:") for a in replays] == [True, False, False, True]
         listed = flowrun(tmp_path, "dlq", "list", "--json")
         assert [r["id"] for r in json.loads(listed.stdout)] == [entry.id]
         assert app.store.count_dead_letters() == {"erp-orders": 1}
