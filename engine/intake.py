@@ -24,7 +24,7 @@ from engine import tracing
 from engine.envelope import Envelope
 from engine.expressions import ExpressionError
 from engine.loader import CompiledFlow
-from engine.processing import Observer
+from engine.observe import Observer
 from engine.records import RecordError, RunState, start
 from engine.store.base import Idempotency, Store
 from engine.versions import FlowVersions

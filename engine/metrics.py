@@ -43,14 +43,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from engine import __version__
+from engine.observe import Observer
 from engine.poll import cursor as cursors
-from engine.processing import Observer
 from engine.records import ACTIVE
 from engine.retry import reason_kind
 
 if TYPE_CHECKING:
     from engine.loader import CompiledFlow
-    from engine.processing import Retry
+    from engine.observe import Retry
     from engine.records import RunState
     from engine.store.base import Store
     from engine.versions import FlowVersions

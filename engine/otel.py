@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from opentelemetry import propagate, trace
@@ -21,11 +21,13 @@ from opentelemetry.context import Context
 from opentelemetry.trace import ProxyTracerProvider, SpanKind, Status, StatusCode
 
 from engine import __version__
-from engine.loader import CompiledFlow, CompiledStep
-from engine.processing import Observer
-from engine.records import DeadLetter, RunState
+from engine.observe import Observer
 from engine.refs import redact_known
 from engine.tracing import META_KEY, TracingUnavailable
+
+if TYPE_CHECKING:
+    from engine.loader import CompiledFlow, CompiledStep
+    from engine.records import DeadLetter, RunState
 
 #: what the process gets unless the environment says otherwise (the official distro's choices;
 #: the extra installs the HTTP exporter, not the gRPC one the bare SDK would pick for "otlp")

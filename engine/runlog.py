@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from engine.processing import Observer
+from engine.observe import Observer
 from engine.retry import reason_kind
 
 if TYPE_CHECKING:
     from engine.loader import CompiledFlow
-    from engine.processing import Retry
+    from engine.observe import Retry
     from engine.records import DeadLetter, RunState
 
 log = logging.getLogger("flowrunner.runs")

@@ -17,7 +17,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from engine.processing import Observer
+    from engine.observe import Observer
     from engine.settings import Settings
 
 #: where a run keeps its trace context: ``{"traceparent": ..., "tracestate": ...}``

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from engine.processing import Observer, Observers
+from engine.observe import Observer, Observers
 from engine.runlog import RunLog
 
 

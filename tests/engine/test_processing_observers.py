@@ -17,7 +17,7 @@ import pytest
 
 from engine.app import App
 from engine.loader import CompiledFlow
-from engine.processing import Observer, Retry
+from engine.observe import Observer, Retry
 from engine.records import DeadLetter, RunState
 from engine.retry import REASON_KINDS, reason_kind
 from engine.store.base import DeadLetterFilter
