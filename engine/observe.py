@@ -43,11 +43,13 @@ class Observer:
     """The seam for logs, metrics and traces: the events of a run's life, each a no-op here.
 
     Subclass it and override what you watch. Every method is called after the fact, in the
-    thread that did the work, and must be quick: intake calls `accepted` once per new run."""
+    thread that did the work, and must be quick: intake calls `accepted` once per new run,
+    `Core.run` once per run it spawned."""
 
     def accepted(self, state: RunState) -> None:
-        """*state* was recorded by intake (webhook, poll, event, consume, manual) and is
-        queued; told as soon as its record is written (a Celery worker may have it already)."""
+        """*state* was recorded by intake (webhook, poll, event, consume, manual), or with the
+        run that spawned it (split, handoff), and is queued; told as soon as its record is
+        written (a Celery worker may have it already)."""
 
     def advanced(self, flow: CompiledFlow, state: RunState, before: int) -> None:
         """*state* was advanced; its step records from index *before* on are new."""

@@ -138,6 +138,10 @@ class Core:
             except RecordError as exc:
                 self._unrecordable(state, exc)
                 return subscribers
+            # a spawned run is accepted once recorded, like a run at intake (trigger split or
+            # handoff, with its parent), so its story has a beginning on either executor
+            for child in children:
+                self.observers.accepted(child)
         return children + subscribers
 
     def new_run_id(self) -> str | None:

@@ -12,6 +12,7 @@ the progress view.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -26,6 +27,8 @@ from engine.store.base import DeadLetterFilter, StoreError
 
 MAX_JOBS = 100  # finished jobs beyond this are forgotten, oldest first
 BULK_LIMIT = 10_000
+
+log = logging.getLogger("flowrun.console")
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Job:
     patch_failed: dict[str, str] = field(default_factory=dict)  # entry id → expression error
     discarded: int = 0
     state: str = "running"
+    error: str | None = None  # why the job stopped early, secrets masked
     finished_at: float | None = None
 
 
@@ -91,15 +95,30 @@ class Jobs:
             return self._jobs.get(job_id)
 
     def _run(self, job: Job) -> None:
+        try:
+            self._each(job)
+        except Exception as exc:
+            # a bug ends the job instead of leaving it running forever: the traceback goes to
+            # the log once, the operator sees the message with secrets masked
+            log.exception("bulk %s job %s stopped after %d of %d entries", job.action, job.id,
+                          job.processed, len(job.entry_ids))
+            job.error = self.app.secrets.redactor.text(f"{type(exc).__name__}: {exc}")
+            job.state = "failed"
+        if job.state == "running":
+            job.state = "done"
+        job.finished_at = time.time()
+
+    def _each(self, job: Job) -> None:
         for entry_id in job.entry_ids:
             try:
                 if job.action == "discard":
                     self.app.discard(entry_id, who=job.who, reason=job.reason)
                     job.discarded += 1
-                    continue
-                state = patched_replay(self.app, entry_id, job.patch, start_from=job.start_from,
-                                       version=job.version, who=job.who)
-                job.started[entry_id] = state.run_id
+                else:
+                    state = patched_replay(self.app, entry_id, job.patch,
+                                           start_from=job.start_from, version=job.version,
+                                           who=job.who)
+                    job.started[entry_id] = state.run_id
             except PatchError as exc:
                 job.patch_failed[entry_id] = str(exc)
             except ReplayRefused as exc:
@@ -107,12 +126,11 @@ class Jobs:
             except StoreError as exc:  # the store went away: the rest would fail the same way
                 job.refused[entry_id] = str(exc)
                 job.state = "failed"
-                break
-            finally:
+                job.error = self.app.secrets.redactor.text(str(exc))
                 job.processed += 1
-        if job.state == "running":
-            job.state = "done"
-        job.finished_at = time.time()
+                return
+            # an unexpected error skips this: the entry it hit counts as not handled
+            job.processed += 1
 
     def progress(self, job: Job) -> dict[str, Any]:
         outcomes: dict[str, int] = {}
@@ -123,6 +141,7 @@ class Jobs:
         return {"id": job.id, "state": job.state, "who": job.who, "total": len(job.entry_ids),
                 "action": job.action, "patch": job.patch.source if job.patch else None,
                 "processed": job.processed, "started": len(job.started),
+                "error": job.error, "untouched": len(job.entry_ids) - job.processed,
                 "discarded": job.discarded,
                 "refused": [{"entry": k, "reason": v} for k, v in list(job.refused.items())],
                 "patch_failed": [{"entry": k, "reason": v}

@@ -286,6 +286,10 @@ class JobProgress(_Model):
     patch_failed: list[dict[str, str]] = Field(default_factory=list, description=(
         "Entries the patch failed on, left open, with its error."))
     runs: dict[str, int] = Field(description="Replayed runs by their current status.")
+    error: str | None = Field(None, description=(
+        "Why a failed job stopped early (secrets masked); the entries it had not handled are "
+        "left as they were."))
+    untouched: int = Field(0, description="Entries the job has not handled (yet).")
     start_from: str
     version: str
     created_at: float

@@ -7,10 +7,18 @@ name a discontinued one, and the patch swaps it for its successor.
 
 from __future__ import annotations
 
-from playwright.sync_api import Page, expect
+import threading
+from pathlib import Path
 
+from playwright.sync_api import Page, expect
+from pytest_httpserver import HTTPServer
+
+from engine.records import DeadLetter
 from engine.store.base import DeadLetterFilter
-from tests.browser.conftest import Site, order
+from engine.store.sqlite import SqliteStore
+from tests.browser.conftest import ARTIFACTS, FLOW, Erp, Site, order
+from tests.engine.console.support import FAST_RETRY, TOKEN, console_app
+from tests.engine.server_support import serving
 
 OLD, NEW = "DISCONTINUED-HP-59A", "TONER-59X"
 PATCH = f'$merge([$, {{"sku": "{NEW}"}}])'
@@ -61,3 +69,48 @@ def test_select_preview_confirm_and_replay_many_with_a_patch(site: Site, page: P
     assert set(status.values()) == {"replayed"}
     page.goto(site.url + f"/console/dlq/{next(iter(status))}")
     expect(page.locator("#audit")).to_contain_text("patch: $merge")
+
+
+class HeldStore(SqliteStore):
+    """The real SQLite store; reading the chosen entry waits until the test lets it go on, and
+    then fails as a bug would."""
+
+    poisoned: str | None = None
+    release = threading.Event()
+
+    def get_dead_letter(self, entry_id: str) -> DeadLetter | None:
+        if entry_id == self.poisoned:
+            self.release.wait(20)
+            raise RuntimeError("entry could not be decoded")
+        return super().get_dead_letter(entry_id)
+
+
+def test_a_job_page_shows_why_the_job_stopped_while_following_it(
+        tmp_path: Path, httpserver: HTTPServer, page: Page) -> None:
+    erp = Erp()
+    httpserver.expect_request("/sales-orders", method="POST").respond_with_handler(erp.answer)
+    store = HeldStore(tmp_path / "held.db")
+    store.release = threading.Event()
+    app = console_app(tmp_path, store=store, flows={"orders": FLOW.format(
+        erp=httpserver.url_for("/").rstrip("/"), retry=FAST_RETRY)})
+    with serving(app) as server:
+        site = Site(server, erp, ARTIFACTS)
+        for number in (20600, 20601):
+            assert site.send(order(number, sku=OLD))["status"] == "dead_lettered"
+        ids = sorted(e.id for e in store.list_dead_letters(DeadLetterFilter(flow="orders")))
+        store.poisoned = ids[0]
+        answer = server.http.post(server.url + "/api/replay-jobs", json={"entries": ids},
+                                  headers={"Authorization": f"Bearer {TOKEN}"})
+        assert answer.status_code == 202, answer.text
+        site.log_in(page)
+        page.goto(site.url + f"/console/jobs/{answer.json()['id']}")
+        expect(page.locator("#job-state")).to_have_text("running")
+        expect(page.locator("#job-error")).to_have_count(0)
+        store.release.set()
+        expect(page.locator("#job-error")).to_contain_text(
+            "The job stopped: RuntimeError: entry could not be decoded")
+        expect(page.locator("#job-untouched")).to_have_text("2")
+        expect(page.locator("#job-state")).to_have_text("failed")
+        store.poisoned = None
+        every = store.list_dead_letters(DeadLetterFilter(flow="orders", status=None))
+        assert sorted(e.id for e in every if e.status == "open") == ids

@@ -204,3 +204,59 @@ def test_the_text_format_tells_the_same_story_on_one_line_each(story: Running) -
     assert re.search(r"\S+Z INFO    flowrunner.access \[cid=cid-8\] POST /hooks/story 202 "
                      r"[\d.]+ ms client=127\.0\.0\.1$", text, re.M)
     assert MARKER not in text and SECRETS["GENERIC"] not in text
+
+
+BASKET = """
+flow: basket
+key: $string(order_number)
+trigger:
+  webhook: {path: /hooks/basket}
+steps:
+  - id: lines
+    split: {items: lines}
+  - id: onward
+    route:
+      - otherwise: true
+        flow: line
+"""
+LINE = """
+flow: line
+key: $string(order_number)
+trigger:
+  manual: {}
+steps:
+  - id: note
+    set: {sku: sku}
+"""
+
+
+def spawned_stories(lines: list[dict[str, Any]], parent: str) -> None:
+    """The basket *parent* split into two lines, each handed off to flow `line`: five runs,
+    each with one accepted line naming its trigger and parent, and one finished line."""
+    [webhook] = of(lines, "run.accepted", run_id=parent)
+    assert (webhook["trigger"], webhook.get("parent_run_id")) == ("webhook", None)
+    splits = of(lines, "run.accepted", trigger="split", parent_run_id=parent)
+    assert {(s["flow"], s["key"]) for s in splits} == {("basket", "5")}
+    assert len(splits) == 2
+    handoffs = [h for s in splits
+                for h in of(lines, "run.accepted", trigger="handoff", parent_run_id=s["run_id"])]
+    assert len(handoffs) == 2 and {h["flow"] for h in handoffs} == {"line"}
+    for run in [webhook, *splits, *handoffs]:
+        assert run["logger"] == "flowrunner.runs" and run["level"] == "INFO"
+        [finished] = of(lines, "run.finished", run_id=run["run_id"])
+        assert finished["trigger"] == run["trigger"]
+        assert len(of(lines, "run.accepted", run_id=run["run_id"])) == 1
+
+
+def test_runs_spawned_by_a_split_and_a_hand_off_are_accepted_with_their_parent(
+        tmp_path: Path) -> None:
+    app = hook_app(tmp_path, {"basket": BASKET, "line": LINE})
+    with capture_logs("json") as buffer, serving(app) as server:
+        response = server.post("/hooks/basket", json.dumps(
+            {"order_number": 5, "lines": [{"order_number": 5, "sku": "A"},
+                                          {"order_number": 5, "sku": "B"}]}),
+            {"Content-Type": "application/json"})
+        assert response.status_code == 202, response.text
+        lines = wait_lines(buffer, lambda got: len(of(got, "run.finished")) == 5,
+                           "five finished runs")
+    spawned_stories(lines, response.json()["run_id"])

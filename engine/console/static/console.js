@@ -55,6 +55,8 @@
           set("job-patch-failed", job.patch_failed.length);
           set("job-runs", Object.keys(job.runs).map(function (k) { return k + " " + job.runs[k]; }).join(" "));
           var pending = (job.runs.queued || 0) + (job.runs.running || 0) + (job.runs.retrying || 0);
+          // a job that stopped on an error: the page, rendered again, says why
+          if (job.error && !document.getElementById("job-error")) { window.location.reload(); return; }
           if (job.state === "running" || pending > 0) { setTimeout(poll, 700); }
         });
     };

@@ -20,6 +20,7 @@ from werkzeug import Request, Response
 from engine.console.models import BulkPreview, JobProgress
 from engine.records import DeadLetter
 from engine.store.base import DeadLetterFilter
+from engine.store.sqlite import SqliteStore
 from tests.conftest import wait_until
 from tests.engine.console.support import (
     FAST_RETRY,
@@ -29,7 +30,7 @@ from tests.engine.console.support import (
     logged_in,
     send,
 )
-from tests.engine.server_support import Running, serving
+from tests.engine.server_support import SECRETS, Running, serving
 
 FLOW = """
 flow: orders
@@ -217,3 +218,56 @@ def test_api_previews_and_replays_with_a_patch_that_fails_on_some(
         assert kept.audit[-1]["action"] == "replay_refused"
         assert "no replacement for order 7202" in kept.audit[-1]["reason"]
         assert kept.audit[-1]["patch"] == partial
+
+
+class FlakyStore(SqliteStore):
+    """The real SQLite store, except that reading one chosen entry raises what no store should:
+    a bug, with the ERP's token (which the flow uses) in its message."""
+
+    poisoned: str | None = None
+
+    def get_dead_letter(self, entry_id: str) -> DeadLetter | None:
+        if entry_id == self.poisoned:
+            raise RuntimeError(f"cannot decode entry, key {SECRETS['GENERIC']} rejected")
+        return super().get_dead_letter(entry_id)
+
+
+def test_a_job_that_hits_an_unexpected_error_ends_failed_and_leaves_the_rest_open(
+        tmp_path: Path, httpserver: HTTPServer, caplog: Any) -> None:
+    erp = Erp()
+    httpserver.expect_request("/sales-orders", method="POST").respond_with_handler(erp)
+    flow = FLOW.format(erp=httpserver.url_for("").rstrip("/"), retry=FAST_RETRY).replace(
+        "method: POST\n",
+        'method: POST\n        headers: {Authorization: "Bearer ${secret:GENERIC}"}\n')
+    store = FlakyStore(tmp_path / "flaky.db")
+    with serving(console_app(tmp_path, flows={"orders": flow}, store=store)) as server:
+        entries = failed(server, range(7300, 7304))
+        ids = sorted(e.id for e in entries)
+        store.poisoned = ids[1]
+        answer = server.http.post(server.url + "/api/replay-jobs", headers=bearer(),
+                                  json={"entries": ids, "patch": PATCH})
+        assert answer.status_code == 202, answer.text
+        job_id = answer.json()["id"]
+
+        def ended() -> JobProgress | None:
+            got = JobProgress.model_validate(server.http.get(
+                server.url + f"/api/replay-jobs/{job_id}", headers=bearer()).json())
+            return got if got.state != "running" else None
+        job = wait_until(ended, timeout=60, what=f"job {job_id}")
+        assert isinstance(job, JobProgress)
+        assert (job.state, job.processed, job.started, job.untouched) == ("failed", 1, 1, 3)
+        assert job.error is not None and job.finished_at is not None
+        assert job.error.startswith("RuntimeError: cannot decode entry, key ")
+        assert SECRETS["GENERIC"] not in job.error
+
+        page = logged_in(server).get(server.url + f"/console/jobs/{job_id}").text
+        assert 'id="job-state">failed<' in page
+        assert "The job stopped: RuntimeError: cannot decode entry" in html.unescape(page)
+        assert '<span id="job-untouched">3</span>' in page and SECRETS["GENERIC"] not in page
+
+        store.poisoned = None
+        kept = {i: server.app.store.get_dead_letter(i) for i in ids}
+        assert {i: k.status for i, k in kept.items() if k is not None} == {
+            ids[0]: "replayed", ids[1]: "open", ids[2]: "open", ids[3]: "open"}
+    stopped = [r for r in caplog.records if r.name == "flowrun.console" and r.exc_info]
+    assert len(stopped) == 1 and f"job {job_id} stopped after 1 of 4" in stopped[0].getMessage()
