@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -104,21 +105,44 @@ def main() -> None:
     summary = {}
     for target in targets:
         runs = seen[target.label]
-        ratios = [a["effects_per_s"] / b["effects_per_s"]
-                  for a, b in zip(runs, seen[NODE_RED], strict=True)]
+        ratios = _ratios(runs, seen[NODE_RED])
         summary[target.label] = {
-            "effects_per_s": statistics.median(r["effects_per_s"] for r in runs),
-            "cpu_ms_per_message": statistics.median(r["cpu_ms_per_message"] for r in runs),
+            "effects_per_s": round(statistics.median(r["effects_per_s"] for r in runs), 1),
+            "cpu_ms_per_message": round(statistics.median(r["cpu_ms_per_message"]
+                                                          for r in runs), 3),
             "ratio_to_node_red": round(statistics.median(ratios), 3),
-            "ratios_by_round": [round(r, 3) for r in ratios],
+            "ratios_by_round": ratios,
             "exactly_once_every_round": all(r["exactly_once"] for r in runs)}
         row = summary[target.label]
         print(f"{target.label:<40} {row['effects_per_s']:>8} effects/s  "
               f"{row['cpu_ms_per_message']:>7} ms/msg  ×{row['ratio_to_node_red']} "
               f"{row['ratios_by_round']}  once: {row['exactly_once_every_round']}")
-    details = {"node_red": version, "settings": vars(args), "summary": summary,
+    if args.baseline:
+        mine, base = (seen["flowrunner embedded (this checkout)"],
+                      seen["flowrunner embedded (baseline)"])
+        summary["this checkout ÷ baseline"] = {
+            "effects_per_s": _ratios(mine, base),
+            "cpu_ms_per_message": _ratios(mine, base, "cpu_ms_per_message")}
+        print(f"this checkout ÷ baseline, round by round: {summary['this checkout ÷ baseline']}")
+    settings = {"rounds": args.rounds, "messages": args.messages, "celery": args.celery,
+                "commit": _commit(ROOT),
+                "baseline_commit": _commit(Path(args.baseline)) if args.baseline else None}
+    details = {"node_red": version, "settings": settings, "summary": summary,
                "load_average_1m": round(os.getloadavg()[0], 2), "measurements": seen}
     write_result(output_path(args.output, "nodered_e2e"), "nodered_e2e", details, [])
+
+
+def _commit(checkout: Path) -> str:
+    """The commit a checkout is at (the figures name code, not folders)."""
+    done = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
+def _ratios(mine: list[dict[str, Any]], base: list[dict[str, Any]],
+            key: str = "effects_per_s") -> list[float]:
+    """mine[key] ÷ base[key], round by round (figures taken minutes apart at most)."""
+    return [round(a[key] / b[key], 3) for a, b in zip(mine, base, strict=True)]
 
 
 if __name__ == "__main__":
