@@ -251,6 +251,9 @@ def test_reload_starts_restarts_and_stops_consumers(server: Server,
     # the flow goes: its consumer stops
     (server.folder / "flows" / "from-amqp.yaml").unlink()
     wait_until(lambda: consumers(names["queue2"]) == 0, 30, "the consumer stopped")
+    # the server writes its INFO lines in batches (at most 0.2 s late): wait for the line
+    wait_until(lambda: server.output().count("its consumer stops") == 2, 10,
+               "the line saying the consumer stops")
     assert server.output().count("its consumer stops") == 2
 
 
