@@ -82,10 +82,12 @@ class Runner:
                     went_on = self._run_step(flow, step, state, envelope)
             if not went_on:
                 break  # a retry is scheduled for later
-            if step.side_effect and checkpoint is not None and not state.done:
+            if (step.side_effect and checkpoint is not None and not state.done
+                    and state.position < len(flow.steps)):
                 # the run goes on: record how far it got, with the envelope as it is now, so a
-                # redelivery resumes after this step. A run that ended is saved once, by the
-                # caller, together with its dead-letter entry or the runs it hands on.
+                # redelivery resumes after this step. A run that ended — or whose last step
+                # this was — is saved once, by the caller, together with its dead-letter entry
+                # or the runs it hands on: no step runs between the two writes.
                 state.envelope = envelope.to_dict()
                 state.updated_at = self.clock()
                 checkpoint(state)

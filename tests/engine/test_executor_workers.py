@@ -107,3 +107,30 @@ def test_the_ceiling_of_worker_threads(tmp_path: Path, workers: int, max_workers
                                        ceiling: int) -> None:
     settings = Settings(home=tmp_path, workers=workers, max_workers=max_workers)
     assert settings.worker_ceiling == ceiling
+
+
+@pytest.mark.parametrize(("steps", "saves"), [
+    # the call's checkpoint, then the final save
+    ("  - id: call\n    call: {http: {method: POST, url: URL}}\n"
+     "  - id: shape\n    transform: {jsonata: '$'}\n", 2),
+    # the call is the last step: the run is saved once, ended, right after it
+    ("  - id: shape\n    transform: {jsonata: '$'}\n"
+     "  - id: call\n    call: {http: {method: POST, url: URL}}\n", 1),
+])
+def test_a_run_ending_with_a_side_effect_is_saved_once_after_it(
+        tmp_path: Path, httpserver: HTTPServer, steps: str, saves: int) -> None:
+    httpserver.expect_request("/call").respond_with_json({})
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    (folder / "slow.yaml").write_text(
+        "flow: slow\nsteps:\n" + steps.replace("URL", f'"{httpserver.url_for("/call")}"'),
+        encoding="utf-8")
+    app = App(Settings(home=tmp_path / "home", flows=folder))
+    try:
+        app.executor.start(resume=False)
+        app.accept(app.flows.flows["slow"], {"n": 1})
+        wait_until(lambda: succeeded(app, 1), what="the run succeeded")
+        assert app.store._saves.written == saves
+    finally:
+        app.executor.stop(timeout=5)
+        app.store.close()
