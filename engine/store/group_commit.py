@@ -33,26 +33,33 @@ class GroupCommit(Generic[Job]):
         self._write = write
         self.max_group = max_group
         self._pending: list[_Waiting[Job]] = []
-        self._lock = threading.Lock()  # guards _pending
-        self._turn = threading.Lock()  # one group written at a time
+        self._cond = threading.Condition()  # guards _pending and _writing
+        self._writing = False  # a group is being written: one at a time
         #: groups written and jobs in them (tests read the grouping)
         self.groups = self.written = 0
 
     def __call__(self, job: Job) -> None:
         """Write *job*, alone or in a group; returns once it is committed, or raises."""
         mine = _Waiting(job)
-        with self._lock:
+        with self._cond:
             self._pending.append(mine)
         while True:
-            with self._turn:
-                if not mine.done:
-                    with self._lock:
-                        group = self._pending[:self.max_group]
-                        del self._pending[:self.max_group]
-                    self._commit(group)
-            if mine.done:
-                break
-            # more than max_group were waiting before this one: take the next turn
+            with self._cond:
+                # a caller whose job a group wrote returns at once: it never waits behind
+                # the next group's transaction
+                while not mine.done and self._writing:
+                    self._cond.wait()
+                if mine.done:
+                    break
+                self._writing = True
+                group = self._pending[:self.max_group]
+                del self._pending[:self.max_group]
+            try:
+                self._commit(group)
+            finally:
+                with self._cond:
+                    self._writing = False
+                    self._cond.notify_all()
         if mine.error is not None:
             raise mine.error
 

@@ -30,11 +30,15 @@ def test_saves_waiting_together_are_written_in_one_transaction(tmp_path: Path) -
         except BaseException as exc:
             errors.append(exc)
 
-    with store._saves._turn:  # a group being written: the saves wait behind it
-        threads = [threading.Thread(target=save, args=(run,)) for run in runs]
-        for thread in threads:
-            thread.start()
-        wait_until(lambda: len(store._saves._pending) == 8, what="the saves waiting")
+    with store._saves._cond:  # a group being written: the saves wait behind it
+        store._saves._writing = True
+    threads = [threading.Thread(target=save, args=(run,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: len(store._saves._pending) == 8, what="the saves waiting")
+    with store._saves._cond:
+        store._saves._writing = False
+        store._saves._cond.notify_all()
     for thread in threads:
         thread.join(10)
     assert errors == []
@@ -71,7 +75,7 @@ def test_a_failed_group_fails_every_save_in_it() -> None:
 
     first = threading.Thread(target=call, args=("first",))
     first.start()
-    wait_until(lambda: group._turn.locked(), what="the first write under way")
+    wait_until(lambda: group._writing, what="the first write under way")
     later = [threading.Thread(target=call, args=(job,)) for job in ("ok", "bad")]
     for thread in later:
         thread.start()
@@ -87,11 +91,15 @@ def test_a_failed_group_fails_every_save_in_it() -> None:
 def test_more_than_a_group_waiting_takes_several_turns() -> None:
     sizes: list[int] = []
     group: GroupCommit[int] = GroupCommit(lambda jobs: sizes.append(len(jobs)), max_group=3)
-    with group._turn:
-        threads = [threading.Thread(target=group, args=(n,)) for n in range(7)]
-        for thread in threads:
-            thread.start()
-        wait_until(lambda: len(group._pending) == 7, what="seven saves waiting")
+    with group._cond:
+        group._writing = True
+    threads = [threading.Thread(target=group, args=(n,)) for n in range(7)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: len(group._pending) == 7, what="seven saves waiting")
+    with group._cond:
+        group._writing = False
+        group._cond.notify_all()
     for thread in threads:
         thread.join(10)
     assert sum(sizes) == 7 and max(sizes) <= 3
