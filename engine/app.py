@@ -125,7 +125,8 @@ class App:
             self.executor = CeleryExecutor(self.core, self.store, settings, watcher=watcher)
         else:
             self.executor = EmbeddedExecutor(self.core, self.store, settings.workers,
-                                             rate_limiter=LocalBucket(), watcher=watcher)
+                                             rate_limiter=LocalBucket(), watcher=watcher,
+                                             max_workers=settings.worker_ceiling)
         self.runner.rate_limiter = self.executor.rate_limiter.take
         self.intake = Intake(self.store, self.executor, self.versions,
                              idempotency_ttl=settings.idempotency_ttl,

@@ -39,6 +39,8 @@ STORE_RETRY = 5.0
 #: most runs kept in memory while they wait for a worker thread; past it (a backlog), runs wait
 #: as ids and are read back from the store when their turn comes
 IN_HAND = 10_000
+#: seconds a worker thread added under load waits for work before it ends
+SPARE_IDLE = 5.0
 
 
 class Executor(Protocol):
@@ -71,9 +73,16 @@ class Executor(Protocol):
 
 
 class EmbeddedExecutor:
+    """*workers* threads always; up to *max_workers* while runs wait for a thread and every
+    thread is in a run (steps waiting on a partner or a broker: the GIL is free meanwhile).
+    A thread added under load ends after `SPARE_IDLE` seconds without work."""
+
     def __init__(self, core: Core, store: Store, workers: int = 4, *,
-                 rate_limiter: RateLimiter | None = None, watcher: Periodic | None = None):
+                 rate_limiter: RateLimiter | None = None, watcher: Periodic | None = None,
+                 max_workers: int | None = None):
         self.core, self.store, self.workers = core, store, workers
+        self.max_workers = max(workers, max_workers or workers)
+        self._alive = 0  # worker threads running (grows with the load, see _put)
         self.watcher = watcher
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._heap: list[tuple[float, str]] = []
@@ -96,10 +105,9 @@ class EmbeddedExecutor:
         if self._running:
             return
         self._running = True
-        for i in range(self.workers):
-            thread = threading.Thread(target=self._work, name=f"flowrun-worker-{i}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        with self._cond:
+            for _ in range(self.workers):
+                self._add_worker(spare=False)
         scheduler = threading.Thread(target=self._schedule_loop, name="flowrun-scheduler",
                                      daemon=True)
         scheduler.start()
@@ -122,7 +130,8 @@ class EmbeddedExecutor:
         with self._cond:
             self._running = False
             self._cond.notify_all()
-        for _ in range(self.workers):
+            alive = self._alive
+        for _ in range(alive):
             self._queue.put(None)
         deadline = time.monotonic() + timeout
         for thread in self._threads:
@@ -140,7 +149,7 @@ class EmbeddedExecutor:
                 if run.run_id not in self._finished and len(self._in_hand) < IN_HAND:
                     self._in_hand[run.run_id] = run
             run = run.run_id
-        self._queue.put(run)
+        self._put(run)
 
     def submit_many(self, runs: list[RunState]) -> None:
         for run in runs:
@@ -163,17 +172,54 @@ class EmbeddedExecutor:
                 now = time.time()
                 while self._heap and self._heap[0][0] <= now:
                     _, run_id = heapq.heappop(self._heap)
-                    self._queue.put(run_id)
+                    self._put(run_id, locked=True)
                 wait = self._heap[0][0] - now if self._heap else None
                 self._cond.wait(timeout=wait)
 
-    def _work(self) -> None:
+    def _put(self, run_id: str, *, locked: bool = False) -> None:
+        """Queue *run_id*; add a worker thread when every one is in a run (up to max_workers).
+        *locked*: the caller holds ``_cond``."""
+        self._queue.put(run_id)
+        if self.max_workers > self.workers:
+            if locked:
+                self._grow()
+            else:
+                with self._cond:
+                    self._grow()
+
+    def _grow(self) -> None:
+        if (self._running and self._alive < self.max_workers
+                and self._busy + self._queue.qsize() > self._alive):
+            self._add_worker(spare=True)
+
+    def _add_worker(self, *, spare: bool) -> None:
+        """Start a worker thread (the caller holds ``_cond``)."""
+        thread = threading.Thread(target=self._work, args=(spare,), daemon=True,
+                                  name=f"flowrun-worker-{len(self._threads)}")
+        self._alive += 1
+        self._threads = [t for t in self._threads if t.is_alive()]
+        self._threads.append(thread)
+        thread.start()
+
+    def _work(self, spare: bool = False) -> None:
         while True:
-            run_id = self._queue.get()
+            try:
+                run_id = self._queue.get(timeout=SPARE_IDLE if spare else None)
+            except queue.Empty:
+                with self._cond:
+                    if self._alive > self.workers:  # the load went: this thread ends
+                        self._alive -= 1
+                        return
+                continue
             if run_id is None:
+                with self._cond:
+                    self._alive -= 1
                 return
             with self._cond:
                 self._busy += 1
+                # a run queued while this thread was between taking and counting is seen here
+                if self.max_workers > self.workers:
+                    self._grow()
             try:
                 self.process(run_id)
             except StoreError as exc:
@@ -218,7 +264,7 @@ class EmbeddedExecutor:
             if state.done:
                 turn = self.lines.leave(state)  # the next run of its line, if it was parked
                 if turn is not None:
-                    self._queue.put(turn)
+                    self._put(turn)
             return state
         finally:
             with self._cond:
@@ -271,7 +317,7 @@ class EmbeddedExecutor:
             self._in_steps[flow_id] -= 1
             waiting = self._waiting.get(flow_id)
             if waiting:
-                self._queue.put(waiting.popleft())
+                self._put(waiting.popleft(), locked=True)
 
     def in_steps(self, flow_id: str) -> int:
         """Runs of the flow in steps now (tests and the console)."""

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     database_pool: int = Field(10, ge=2, le=200, description="Most PostgreSQL connections "
                                "one process opens.")
     workers: int = Field(4, ge=1, le=256, description="Embedded worker threads.")
+    max_workers: int | None = Field(
+        None, ge=1, le=256, description="Most embedded worker threads: threads are added, up "
+        "to this, while runs wait and every thread is in a run (steps waiting on a partner or "
+        "a broker), and end after 5 s without work. Default: 8 × workers, or 1 with "
+        "workers 1 (one run in steps at a time).")
     idempotency_ttl: Duration = Field(7 * 86400.0, description="How long a delivery id is "
                                                                 "remembered.")
     busy_timeout: Duration = Field(5.0, description="Longest wait for a locked state file.")
@@ -153,6 +158,13 @@ class Settings(BaseSettings):
                                    file_secret_settings: PydanticBaseSettingsSource,
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def worker_ceiling(self) -> int:
+        """The most embedded worker threads (``max_workers``, or its default)."""
+        if self.max_workers is not None:
+            return max(self.workers, self.max_workers)
+        return 1 if self.workers == 1 else 8 * self.workers
 
     @property
     def state_db(self) -> Path:

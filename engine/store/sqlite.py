@@ -38,6 +38,7 @@ from engine.store.base import (
     RunFilter,
     StoreError,
 )
+from engine.store.group_commit import GroupCommit
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -108,6 +109,12 @@ FINISHED_INDEX = ("CREATE INDEX IF NOT EXISTS runs_finished ON runs(flow_id, fin
                   " created_at) WHERE finished_at IS NOT NULL")
 
 
+#: one run's save: the run, the runs written with it and their encodings, its children, its
+#: dead-letter entry and that entry's encoding
+_Save = tuple[RunState, list[RunState], list[bytes], list[RunState], DeadLetter | None,
+              bytes | None]
+
+
 class SqliteStore:
     def __init__(self, path: str | Path, busy_timeout: float = 5.0,
                  durability: str = "process_crash"):
@@ -125,6 +132,7 @@ class SqliteStore:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._saves: GroupCommit[_Save] = GroupCommit(self._write_saves)
         try:
             self._db().executescript(SCHEMA)
             counted = "SELECT 1 FROM sqlite_master WHERE name = 'run_counts'"
@@ -218,17 +226,23 @@ class SqliteStore:
         runs = [state, *(children or [])]
         encoded = [encode_run(run) for run in runs]  # before the lock: no I/O in it
         entry = encode_dead_letter(dead_letter) if dead_letter is not None else None
+        # the saves of worker threads finishing at once share one transaction; this returns
+        # once the one holding this save committed (engine/store/group_commit)
+        self._saves((state, runs, encoded, children or [], dead_letter, entry))
+
+    def _write_saves(self, saves: list[_Save]) -> None:
         with self._tx() as db:
-            for run, data in zip(runs, encoded, strict=True):
-                self._insert_run(db, run, data)
-            self._sla_enter(db, children or [])
-            if settles_sla(state):
-                db.execute("DELETE FROM sla_due WHERE run_id = ?", (state.run_id,))
-            if dead_letter is not None:
-                db.execute("INSERT OR REPLACE INTO dead_letters VALUES (?,?,?,?,?,?,?,?)",
-                           (dead_letter.id, dead_letter.run_id, dead_letter.flow_id,
-                            dead_letter.step, dead_letter.message, dead_letter.status,
-                            dead_letter.created_at, entry))
+            for state, runs, encoded, children, dead_letter, entry in saves:
+                for run, data in zip(runs, encoded, strict=True):
+                    self._insert_run(db, run, data)
+                self._sla_enter(db, children)
+                if settles_sla(state):
+                    db.execute("DELETE FROM sla_due WHERE run_id = ?", (state.run_id,))
+                if dead_letter is not None:
+                    db.execute("INSERT OR REPLACE INTO dead_letters VALUES (?,?,?,?,?,?,?,?)",
+                               (dead_letter.id, dead_letter.run_id, dead_letter.flow_id,
+                                dead_letter.step, dead_letter.message, dead_letter.status,
+                                dead_letter.created_at, entry))
 
     def get_run(self, run_id: str) -> RunState | None:
         rows = self._query("SELECT data FROM runs WHERE run_id = ?", (run_id,))
