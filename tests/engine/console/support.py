@@ -157,3 +157,14 @@ def csrf_of(html: str) -> str:
 
 def bearer(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+class Clock:
+    """The console throttle's clock in a test (`clock` fixture): moved by hand, through
+    ``clock.now``."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from engine.console import throttle
 from engine.console.sessions import session_key
 from engine.console.throttle import LIMIT, WINDOW
 from engine.store.base import Store
@@ -29,6 +28,7 @@ from tests.conftest import ROOT, flow_text
 from tests.engine.console.support import (
     ORDER_FLOW,
     ORDER_SCHEMA,
+    Clock,
     console_app,
     csrf_of,
     logged_in,
@@ -67,20 +67,6 @@ def two_servers(tmp_path: Path, stores: Stores) -> Iterator[tuple[Running, Runni
             for _ in range(2))
         yield first, second
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    made = Clock()
-    monkeypatch.setattr(throttle, "clock", made)
-    return made
 
 
 def stored_session_ids(store: Store) -> list[str]:

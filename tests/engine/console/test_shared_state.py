@@ -10,25 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.console import throttle
 from engine.console.sessions import MemorySessions, Session, Sessions, Throttles, shared_state
 from engine.console.throttle import LIMIT, WINDOW, Throttle
 from engine.store.base import Store
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 5_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    made = Clock()
-    monkeypatch.setattr(throttle, "clock", made)
-    return made
+from tests.engine.console.support import Clock
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])

@@ -8,36 +8,20 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-import pytest
 import requests
 
-from engine.console import throttle
 from engine.console.throttle import LIMIT, WINDOW, Throttle
 from tests.engine.console.support import (
     PASSWORD,
     TOKEN,
     USER,
+    Clock,
     bearer,
     console,
     csrf_of,
     order,
     send,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    made = Clock()
-    monkeypatch.setattr(throttle, "clock", made)
-    return made
 
 
 def basic(user: str, password: str) -> dict[str, str]:
