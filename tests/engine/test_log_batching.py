@@ -126,7 +126,6 @@ def test_a_terminal_gets_a_plain_handler_and_a_file_a_batching_one(tmp_path: Pat
         root.setLevel(level)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_writes_only_its_own_lines(tmp_path: Path) -> None:
     path = tmp_path / "log"
     script = f"""

@@ -16,6 +16,7 @@ import pytest
 
 from engine.console.models import Activity
 from engine.records import RunState
+from engine.store.activity import LATENCY_EDGES
 from engine.store.redis import RedisStore
 from tests.engine.console.support import (
     bearer,
@@ -57,7 +58,8 @@ def check_windows(server: Running) -> None:
     assert hour.until - hour.since == 3600 and hour.buckets[-1].start <= time.time()
     assert (hour.total.finished, hour.total.failed, hour.total.dead_letters) == (4, 1, 1)
     assert hour.total.error_rate == 25.0
-    assert hour.total.p95_seconds is not None and hour.total.p95_seconds <= 10
+    # the four runs' own durations are the machine's: the figure is the upper edge of a bucket
+    assert hour.total.p95_seconds in LATENCY_EDGES
     assert sum(b.finished for b in hour.buckets) == 4
 
     day = activity(server, window="24h", flow="orders")
