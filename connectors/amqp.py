@@ -40,11 +40,10 @@ from pydantic import Field
 
 from connectors.broker import (
     Broker,
+    Outbound,
     check,
     confirmed,
-    encode,
     failure,
-    message_headers,
     tls_context,
 )
 from engine.plugin import (
@@ -68,7 +67,6 @@ from engine.plugin import (
     StepKind,
     UnresolvedReference,
     Value,
-    compile_value,
     header_value,
 )
 
@@ -151,31 +149,20 @@ def _at(config: Any, secrets: Any) -> str:
 
 
 def build(config: AmqpPublish, ctx: BuildContext) -> StepFn:
-    key_of = compile_value(config.routing_key, ctx, ("routing_key",))
-    body_of = ctx.expr(config.body, ("body",)) if config.body is not None else None
-    headers_of = {k: compile_value(v, ctx, ("headers", k)) for k, v in config.headers.items()}
-    id_of = compile_value(config.message_id, ctx, ("message_id",)) \
-        if config.message_id is not None else None
-    connections = ctx.service("connections")
-    found: Any = connections.lookup(config.connection, "amqp", ctx, ("connection",)) \
-        if connections is not None else None
-    step_id = ctx.step_id
+    out = Outbound(config, "amqp", "routing_key", ctx)
 
     def publish(envelope: Envelope, resources: Resources) -> Outcome:
-        value = body_of.evaluate(envelope) if body_of is not None else envelope.body
-        data, content_type = encode(value)
-        message_id = str(id_of(envelope, resources.secrets)) if id_of is not None else \
-            f"{envelope.meta.get('run_id')}:{step_id}"
-        routing_key = str(key_of(envelope, resources.secrets))
-        headers = message_headers(headers_of, envelope, resources.secrets)
+        message, found = out.message(envelope, resources), out.found
+        data, content_type, headers = message.data, message.content_type, message.headers
+        routing_key, message_id = message.destination, message.message_id
         twin = resources.transport(DELIVER)
         if twin is not None:  # flowrun test: the case's mocks answer
             url = f"amqp://{config.connection}/{config.exchange}/{routing_key}"
             confirmed(twin(url, data, {**headers, "Message-Id": message_id,
                                        "Content-Type": content_type}), url)
             return Continue()
-        pool = connections.runtime(config.connection, "amqp-pool", lambda: _pool(
-            config.connection, found, resources.secrets, connections.folder))
+        pool = out.runtime("amqp-pool", lambda: _pool(
+            config.connection, found, resources.secrets, out.connections.folder))
         where = f"amqp {config.connection} ({_at(found, resources.secrets)}) exchange " \
                 f"'{config.exchange}' key '{routing_key}'"
         try:

@@ -17,8 +17,9 @@ import ssl
 import stat
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path as FsPath
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import requests
@@ -27,15 +28,18 @@ from pydantic import Discriminator, Field, Tag
 
 from engine.plugin import (
     REF,
+    BuildContext,
     ConnectionContext,
     Duration,
     Envelope,
     Model,
     Port,
+    Resources,
     Secret,
     StepError,
     UnresolvedReference,
     add_trace_context,
+    compile_value,
     interpolate,
     port_number,
     resolve_file,
@@ -100,6 +104,54 @@ class Broker(Model):
 
         port = port_number(self.port, lambda text: interpolate(text, secrets))
         return str(value(self.host)), port, value(self.username), value(self.password)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One publish step's message for one run: where it goes, what it carries."""
+
+    #: the routing key, topic, subject or stream, rendered for the run
+    destination: str
+    data: bytes
+    content_type: str
+    headers: dict[str, str]
+    #: the step's ``message_id:``, else the run id and step id (the same on every retry)
+    message_id: str
+
+
+class Outbound:
+    """What the four publish steps (``amqp``, ``mqtt``, ``redis``, ``nats``) compile alike: the
+    destination (*destination* names its key: ``routing_key``, ``topic``, ...), the body, the
+    headers, the message id, and the named connection of *kind* with its runtime objects."""
+
+    def __init__(self, config: Any, kind: str, destination: str, ctx: BuildContext):
+        self.name: str = config.connection
+        self._destination = compile_value(getattr(config, destination), ctx, (destination,))
+        self._body = ctx.expr(config.body, ("body",)) if config.body is not None else None
+        self._headers = {k: compile_value(v, ctx, ("headers", k))
+                         for k, v in config.headers.items()}
+        given = getattr(config, "message_id", None)
+        self._id = compile_value(given, ctx, ("message_id",)) if given is not None else None
+        self._step = ctx.step_id
+        self.connections: Any = ctx.service("connections")
+        self.found: Any = self.connections.lookup(self.name, kind, ctx, ("connection",)) \
+            if self.connections is not None else None
+
+    def message(self, envelope: Envelope, resources: Resources) -> Message:
+        value = self._body.evaluate(envelope) if self._body is not None else envelope.body
+        data, content_type = encode(value)
+        message_id = str(self._id(envelope, resources.secrets)) if self._id is not None \
+            else f"{envelope.meta.get('run_id')}:{self._step}"
+        return Message(str(self._destination(envelope, resources.secrets)), data, content_type,
+                       message_headers(self._headers, envelope, resources.secrets), message_id)
+
+    def runtime(self, what: str, make: Callable[[], T]) -> T:
+        """The connection's one runtime object *what* (a pool, a client), made on first use."""
+        made: T = self.connections.runtime(self.name, what, make)
+        return made
 
 
 def message_headers(headers_of: dict[str, Any], envelope: Envelope,

@@ -40,12 +40,11 @@ from pydantic import Field
 
 from connectors.broker import (
     Broker,
+    Outbound,
     check,
     closed,
     confirmed,
-    encode,
     failure,
-    message_headers,
     tls_context,
 )
 from engine.plugin import (
@@ -69,7 +68,6 @@ from engine.plugin import (
     StepKind,
     UnresolvedReference,
     Value,
-    compile_value,
 )
 
 
@@ -173,23 +171,12 @@ class Publisher:
 
 
 def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
-    topic_of = compile_value(config.topic, ctx, ("topic",))
-    body_of = ctx.expr(config.body, ("body",)) if config.body is not None else None
-    headers_of = {k: compile_value(v, ctx, ("headers", k)) for k, v in config.headers.items()}
-    id_of = compile_value(config.message_id, ctx, ("message_id",)) \
-        if config.message_id is not None else None
-    connections = ctx.service("connections")
-    found: Any = connections.lookup(config.connection, "mqtt", ctx, ("connection",)) \
-        if connections is not None else None
-    step_id = ctx.step_id
+    out = Outbound(config, "mqtt", "topic", ctx)
 
     def publish(envelope: Envelope, resources: Resources) -> Outcome:
-        value = body_of.evaluate(envelope) if body_of is not None else envelope.body
-        data = encode(value)[0]
-        topic = str(topic_of(envelope, resources.secrets))
-        message_id = str(id_of(envelope, resources.secrets)) if id_of is not None else \
-            f"{envelope.meta.get('run_id')}:{step_id}"
-        headers = message_headers(headers_of, envelope, resources.secrets)
+        message, found = out.message(envelope, resources), out.found
+        data, headers = message.data, message.headers
+        topic, message_id = message.destination, message.message_id
         twin = resources.transport(DELIVER)
         if twin is not None:  # flowrun test: the case's mocks answer
             url = f"mqtt://{config.connection}/{topic}"
@@ -197,8 +184,8 @@ def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
             return Continue()
         properties = Properties(PacketTypes.PUBLISH)
         properties.UserProperty = [("message_id", message_id), *headers.items()]
-        publisher = connections.runtime(config.connection, "mqtt-publisher", lambda: Publisher(
-            config.connection, found, resources.secrets, connections.folder))
+        publisher = out.runtime("mqtt-publisher", lambda: Publisher(
+            config.connection, found, resources.secrets, out.connections.folder))
         where = f"mqtt {config.connection} topic '{topic}'"
         info = publisher.mqtt.publish(topic, data, qos=config.qos, retain=config.retain,
                                       properties=properties)

@@ -43,11 +43,10 @@ from pydantic import Field
 
 from connectors.broker import (
     Broker,
+    Outbound,
     check,
     confirmed,
-    encode,
     failure,
-    message_headers,
     tls_context,
 )
 from engine.plugin import (
@@ -69,7 +68,6 @@ from engine.plugin import (
     StepKind,
     UnresolvedReference,
     Value,
-    compile_value,
     result,
 )
 
@@ -156,34 +154,20 @@ class Publisher:
 
 
 def build(config: NatsPublish, ctx: BuildContext) -> StepFn:
-    subject_of = compile_value(config.subject, ctx, ("subject",))
-    body_of = ctx.expr(config.body, ("body",)) if config.body is not None else None
-    headers_of = {k: compile_value(v, ctx, ("headers", k)) for k, v in config.headers.items()}
-    id_of = compile_value(config.message_id, ctx, ("message_id",)) \
-        if config.message_id is not None else None
-    connections = ctx.service("connections")
-    found: Any = connections.lookup(config.connection, "nats", ctx, ("connection",)) \
-        if connections is not None else None
-    step_id = ctx.step_id
+    out = Outbound(config, "nats", "subject", ctx)
 
     def publish(envelope: Envelope, resources: Resources) -> Outcome:
-        value = body_of.evaluate(envelope) if body_of is not None else envelope.body
-        data = encode(value)[0]
-        subject = str(subject_of(envelope, resources.secrets))
-        message_id = str(id_of(envelope, resources.secrets)) if id_of is not None else \
-            f"{envelope.meta.get('run_id')}:{step_id}"
-        headers = message_headers(headers_of, envelope, resources.secrets)
-        headers["Nats-Msg-Id"] = message_id
+        message, found = out.message(envelope, resources), out.found
+        data, headers, subject = message.data, message.headers, message.destination
+        headers["Nats-Msg-Id"] = message.message_id
         twin = resources.transport(DELIVER)
         if twin is not None:  # flowrun test: the case's mocks answer (a JetStream ack, if any)
             url = f"nats://{config.connection}/{subject}"
             return result(confirmed(twin(url, data, headers), url))
         where = f"nats {config.connection} subject '{subject}'"
         try:
-            publisher = connections.runtime(config.connection, "nats-publisher",
-                                            lambda: Publisher(config.connection, found,
-                                                              resources.secrets,
-                                                              connections.folder))
+            publisher = out.runtime("nats-publisher", lambda: Publisher(
+                config.connection, found, resources.secrets, out.connections.folder))
             ack = publisher.call(publisher.js.publish(subject, data, headers=headers,
                                                       timeout=found.timeout))
         except nats.js.errors.NoStreamResponseError:

@@ -34,11 +34,10 @@ from pydantic import Field
 
 from connectors.broker import (
     Broker,
+    Outbound,
     check,
     confirmed,
-    encode,
     failure,
-    message_headers,
     tls_context,
 )
 from engine.plugin import (
@@ -60,7 +59,6 @@ from engine.plugin import (
     StepKind,
     UnresolvedReference,
     Value,
-    compile_value,
     result,
 )
 
@@ -133,25 +131,20 @@ def _error(exc: redis.RedisError, config: Any, secrets: Any, name: str, where: s
 
 
 def build(config: RedisPublish, ctx: BuildContext) -> StepFn:
-    stream_of = compile_value(config.stream, ctx, ("stream",))
-    body_of = ctx.expr(config.body, ("body",)) if config.body is not None else None
-    headers_of = {k: compile_value(v, ctx, ("headers", k)) for k, v in config.headers.items()}
-    connections = ctx.service("connections")
-    found: Any = connections.lookup(config.connection, "redis", ctx, ("connection",)) \
-        if connections is not None else None
+    out = Outbound(config, "redis", "stream", ctx)
 
     def publish(envelope: Envelope, resources: Resources) -> Outcome:
-        value = body_of.evaluate(envelope) if body_of is not None else envelope.body
-        fields: dict[str, Any] = message_headers(headers_of, envelope, resources.secrets)
-        fields[config.field] = encode(value)[0]
-        stream = str(stream_of(envelope, resources.secrets))
+        message, found = out.message(envelope, resources), out.found
+        fields: dict[Any, Any] = dict(message.headers)
+        fields[config.field] = message.data
+        stream = message.destination
         twin = resources.transport(DELIVER)
         if twin is not None:  # flowrun test: the case's mocks answer (an entry id, if any)
             body = fields.pop(config.field)
             url = f"redis://{config.connection}/{stream}"
             return result(confirmed(twin(url, body, fields), url))
-        conn = connections.runtime(config.connection, "redis", lambda: client(
-            config.connection, found, resources.secrets, connections.folder))
+        conn = out.runtime("redis", lambda: client(
+            config.connection, found, resources.secrets, out.connections.folder))
         try:
             entry = conn.xadd(stream, fields, maxlen=config.maxlen, approximate=True)
         except redis.ResponseError as exc:
