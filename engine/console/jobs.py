@@ -30,9 +30,11 @@ from engine.app import App
 from engine.dlq import ReplayRefused
 from engine.dlq_patch import Patch, PatchError
 from engine.dlq_patch import replay as patched_replay
+from engine.records import TERMINAL
 from engine.store.base import BulkJob, DeadLetterFilter, StoreError
 
 BULK_LIMIT = 10_000
+SETTLED_KEPT = 100_000  # final statuses of replayed runs remembered (a few MB at most)
 
 log = logging.getLogger("flowrun.console")
 
@@ -46,6 +48,7 @@ class Jobs:
         self.app = app
         self.stale = app.settings.console_job_stale
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._settled: dict[str, str] = {}  # run id → its final status
 
     def matching(self, query: DeadLetterFilter) -> list[str]:
         """The ids of every entry *query* selects (at most `BULK_LIMIT`), each once."""
@@ -169,6 +172,19 @@ class Jobs:
                 return False
         return True
 
+    def _status(self, run_id: str) -> str:
+        """A replayed run's status; a finished run's is remembered, so following a long job
+        reads only the runs still under way."""
+        status = self._settled.get(run_id)
+        if status is None:
+            run = self.app.store.get_run(run_id)
+            status = run.status if run is not None else "unknown"
+            if status in TERMINAL:
+                if len(self._settled) >= SETTLED_KEPT:
+                    self._settled.clear()
+                self._settled[run_id] = status
+        return status
+
     def progress(self, job: BulkJob) -> dict[str, Any]:
         outcomes: dict[str, int] = {}
         by_kind: dict[str, list[dict[str, str]]] = {"refused": [], "patch_failed": []}
@@ -176,8 +192,7 @@ class Jobs:
         for entry_id, (outcome, detail) in list(job.outcomes.items()):
             if outcome == "started":
                 started += 1
-                run = self.app.store.get_run(detail)
-                status = run.status if run is not None else "unknown"
+                status = self._status(detail)
                 outcomes[status] = outcomes.get(status, 0) + 1
             elif outcome == "discarded":
                 discarded += 1

@@ -292,8 +292,10 @@ class Store(Protocol):
 
     # console bulk jobs (engine/console/jobs) -------------------------------------------------
     def put_job(self, job: BulkJob) -> None:
-        """Write *job* (all but its outcomes). A job not kept yet makes the store forget the
-        oldest finished jobs beyond `JOBS_KEPT`, with their outcomes."""
+        """Write *job* (all but its outcomes), unless the stored job is ``interrupted`` (a
+        resume took it over: its process, still alive, must not undo that). A job not kept
+        yet makes the store forget the oldest finished jobs beyond `JOBS_KEPT`, with their
+        outcomes."""
 
     def add_job_outcome(self, job_id: str, entry_id: str, outcome: str, detail: str,
                         at: float) -> bool:

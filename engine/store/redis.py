@@ -421,10 +421,11 @@ DEAD_LETTER_STATUSES = ("open", "replaying", "replayed", "discarded")
 
 
 # KEYS: the job's hash, the jobs by creation. ARGV: id, state, created_at, updated_at, data,
-# the job keys' prefix, how many finished jobs to keep. A new job forgets the oldest finished
-# jobs beyond those, with their entries.
+# the job keys' prefix, how many finished jobs to keep. A job a resume took over is not written
+# again; a new job forgets the oldest finished jobs beyond those, with their entries.
 PUT_JOB = """
 local new = redis.call('EXISTS', KEYS[1]) == 0
+if redis.call('HGET', KEYS[1], 'state') == 'interrupted' then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_at', ARGV[4], 'data', ARGV[5])
 if new then
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])

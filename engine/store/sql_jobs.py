@@ -32,7 +32,8 @@ def put(execute: Execute, job: BulkJob) -> None:
     new = execute("SELECT 1 FROM console_jobs WHERE id = ?", (job.id,)).fetchone() is None
     execute("INSERT INTO console_jobs (id, state, created_at, updated_at, data) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
-            "updated_at = excluded.updated_at, data = excluded.data",
+            "updated_at = excluded.updated_at, data = excluded.data "
+            "WHERE console_jobs.state <> 'interrupted'",
             (job.id, job.state, job.created_at, job.updated_at, job.header()))
     if not new:
         return
