@@ -96,10 +96,12 @@ class Jobs:
                 f" and was resumed as job {job.resumed_as}" if job.resumed_as else
                 f" (its last progress {time.time() - job.updated_at:.0f} s ago)"
                 if shown == "running" else ""))
+        left, uncertain = self._left(job)
+        if not left:
+            raise NotResumable(f"job {job_id} left no entry untouched")
         # one resume even when two operators ask at once, on two servers
         if not self.app.store.acquire_lock(f"console-job-resume:{job_id}", self.owner, 86400):
             raise NotResumable(f"job {job_id} is being resumed already")
-        left, uncertain = self._left(job)
         new_id = uuid.uuid4().hex[:12]
         job.state, job.resumed_as = "interrupted" if shown == "interrupted" else job.state, new_id
         self.app.store.put_job(job)  # first: were its process alive, it stops recording now
