@@ -125,10 +125,11 @@ def test_a_job_is_followed_on_another_process_and_resumed_there_when_its_own_sto
         answer = requests.post(one + "/api/replay-jobs", headers=AUTH, timeout=30, json={
             "entries": ids[3:], "start_from": "start", "version": "current"})
         assert answer.status_code == 202, answer.text
-        first.send_signal(signal.SIGSTOP)  # mid-job: no more progress, no more answers
         job = answer.json()["id"]
+        until(other, job, lambda j: j["processed"] >= 20)
+        first.send_signal(signal.SIGSTOP)  # mid-job: no more progress, no more answers
         frozen = until(other, job, lambda j: j["state"] == "interrupted")
-        assert frozen["processed"] < ENTRIES - 3 - 1, "the job ended before it was frozen"
+        assert 20 <= frozen["processed"] < ENTRIES - 3 - 1, "the job ended before it was frozen"
         assert frozen["resumable"] and frozen["untouched"] == ENTRIES - 3 - frozen["processed"]
         uncertain = frozen["uncertain"]
         assert uncertain == ids[3 + frozen["processed"]]
