@@ -420,40 +420,6 @@ BATCH = 200
 DEAD_LETTER_STATUSES = ("open", "replaying", "replayed", "discarded")
 
 
-# KEYS: the job's hash, the jobs by creation. ARGV: id, state, created_at, updated_at, data,
-# the job keys' prefix, how many finished jobs to keep. A job a resume took over is not written
-# again; a new job forgets the oldest finished jobs beyond those, with their entries.
-PUT_JOB = """
-local new = redis.call('EXISTS', KEYS[1]) == 0
-if redis.call('HGET', KEYS[1], 'state') == 'interrupted' then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_at', ARGV[4], 'data', ARGV[5])
-if new then
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-  local finished = 0
-  for _, id in ipairs(redis.call('ZREVRANGE', KEYS[2], 0, -1)) do
-    local key = ARGV[6] .. id
-    if redis.call('HGET', key, 'state') ~= 'running' then
-      finished = finished + 1
-      if finished > tonumber(ARGV[7]) then
-        redis.call('DEL', key, key .. ':entries')
-        redis.call('ZREM', KEYS[2], id)
-      end
-    end
-  end
-end
-return 0
-"""
-
-# KEYS: the job's hash, its entries. ARGV: entry id, [outcome, detail], now. Only while the
-# job runs: 0 once it ended or a resume took it over.
-ADD_JOB_OUTCOME = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
-return 1
-"""
-
-
 class RedisStore:
     """Owns flowrunner's keys in one Redis: every key name and script lives here; the Celery
     executor, the reaper, the due-retry pump and the limits use this store's client and key
@@ -1058,3 +1024,36 @@ def _safe(url: str) -> str:
         rest = "***@" + rest.rsplit("@", 1)[1]
     return scheme + sep + rest
 
+
+# KEYS: the job's hash, the jobs by creation. ARGV: id, state, created_at, updated_at, data,
+# the job keys' prefix, how many finished jobs to keep. A job a resume took over is not written
+# again; a new job forgets the oldest finished jobs beyond those, with their entries.
+PUT_JOB = """
+local new = redis.call('EXISTS', KEYS[1]) == 0
+if redis.call('HGET', KEYS[1], 'state') == 'interrupted' then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_at', ARGV[4], 'data', ARGV[5])
+if new then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+  local finished = 0
+  for _, id in ipairs(redis.call('ZREVRANGE', KEYS[2], 0, -1)) do
+    local key = ARGV[6] .. id
+    if redis.call('HGET', key, 'state') ~= 'running' then
+      finished = finished + 1
+      if finished > tonumber(ARGV[7]) then
+        redis.call('DEL', key, key .. ':entries')
+        redis.call('ZREM', KEYS[2], id)
+      end
+    end
+  end
+end
+return 0
+"""
+
+# KEYS: the job's hash, its entries. ARGV: entry id, [outcome, detail], now. Only while the
+# job runs: 0 once it ended or a resume took it over.
+ADD_JOB_OUTCOME = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
+return 1
+"""
