@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     console_oidc_roles: dict[str, Literal["viewer", "operator", "admin"]] = Field(
         default_factory=dict, description="Role of each value of the role claim, as JSON: "
         '{"flowrun-ops": "operator"}; the highest role matched wins, no match: no login.')
+    console_job_stale: Duration = Field(60.0, gt=0, description=(
+        "A console bulk job that records no progress for this long counts as interrupted (its "
+        "server process stopped) and can be resumed for the entries it left."))
     console_oidc_redirect_url: str | None = Field(
         None, description="The callback URL registered at the provider, when the server is "
         "behind a proxy (default: /console/oidc/callback on the URL the browser used).")

@@ -34,6 +34,7 @@ CANDIDATES = ["postgresql://postgres@127.0.0.1:5432/postgres",
 TABLES = ["runs", "run_counts", "run_count_changes", "idempotency", "dead_letters",
           "flow_versions", "cursors", "locks", "console_sessions", "console_failures"]
 TABLES += ["sla_due", "sla_breaches"]  # business SLAs (engine/sla)
+TABLES += ["console_jobs", "console_job_entries"]  # console bulk jobs (engine/console/jobs)
 
 
 def answers(url: str) -> bool:

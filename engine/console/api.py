@@ -23,6 +23,7 @@ from engine import dlq_patch
 from engine.console import activity as charts
 from engine.console import models, views
 from engine.console.auth import CSRF_HEADER, Principal, Throttled
+from engine.console.jobs import NotResumable
 from engine.console.users import Role
 from engine.dlq import ReplayRefused
 from engine.dlq_patch import Patch, PatchError
@@ -220,11 +221,24 @@ def routes(console: Console) -> list[BaseRoute]:
         return _out(models.BulkPreview, await run_in_threadpool(look))
 
     async def job(request: Request, who: Principal) -> Response:
-        found = console.jobs.get(request.path_params["id"])
+        found = await run_in_threadpool(console.jobs.get, request.path_params["id"])
         if found is None:
-            return _error(404, f"no replay job '{request.path_params['id']}' (jobs are kept "
-                               "by the server process that ran them)")
+            return _error(404, f"no replay job '{request.path_params['id']}' (finished jobs "
+                               "beyond the latest 100 are forgotten)")
         return _out(models.JobProgress, await run_in_threadpool(console.jobs.progress, found))
+
+    async def resume(request: Request, who: Principal) -> Response:
+        found = await run_in_threadpool(console.jobs.get, request.path_params["id"])
+        if found is None:
+            return _error(404, f"no replay job '{request.path_params['id']}'")
+        if found.action == "discard" and not who.may("admin"):
+            return not_allowed(who, "admin")
+        try:
+            job = await run_in_threadpool(lambda: console.jobs.resume(
+                found.id, who=f"api:{who.user}"))
+        except NotResumable as exc:
+            return _error(409, str(exc))
+        return _out(models.JobProgress, console.jobs.progress(job), 202)
 
     spec = models.openapi()
 
@@ -243,4 +257,5 @@ def routes(console: Console) -> list[BaseRoute]:
             Route("/dead-letters/{id}/discard", operates(discard), methods=["POST"]),
             Route("/replay-jobs", operates(bulk), methods=["POST"]),
             Route("/replay-jobs/preview", operates(preview), methods=["POST"]),
-            Route("/replay-jobs/{id}", guarded(job))]
+            Route("/replay-jobs/{id}", guarded(job)),
+            Route("/replay-jobs/{id}/resume", operates(resume), methods=["POST"])]

@@ -274,7 +274,9 @@ class BulkPreview(_Model):
 
 class JobProgress(_Model):
     id: str
-    state: Literal["running", "done", "failed"]
+    state: Literal["running", "done", "failed", "interrupted"] = Field(description=(
+        "interrupted: no progress for console_job_stale seconds (its server process stopped), "
+        "or resumed as another job."))
     who: str
     total: int
     processed: int = Field(description="Entries handled so far (replayed or refused).")
@@ -293,7 +295,16 @@ class JobProgress(_Model):
     start_from: str
     version: str
     created_at: float
+    updated_at: float = Field(0.0, description="When the job last recorded progress.")
     finished_at: float | None
+    owner: str = Field("", description="The server process running it (host:pid).")
+    uncertain: str | None = Field(None, description=(
+        "Of a stopped job, the entry it may have been in the middle of: check it before "
+        "replaying it; a resume leaves it out."))
+    resumable: bool = Field(False, description=(
+        "Whether POST .../resume would start a job over the entries left."))
+    resumed_from: str | None = None
+    resumed_as: str | None = Field(None, description="The job that took over what was left.")
     percent: float
 
 
@@ -401,6 +412,9 @@ def openapi() -> dict[str, Any]:
             "replayed)", ("200", "BulkPreview", "The preview."), body="BulkPreviewRequest")},
         "/api/replay-jobs/{id}": {"get": _op("Progress of a bulk replay", (
             "200", "JobProgress", "The job."), path="job")},
+        "/api/replay-jobs/{id}/resume": {"post": _op(
+            "Start a job over what an interrupted or failed job left (409 if it is running, "
+            "done or resumed already)", ("202", "JobProgress", "The new job."), path="job")},
     }
     return {"openapi": "3.1.0",
             "info": {"title": "flowrunner console API", "version": "1",

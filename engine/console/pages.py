@@ -22,6 +22,7 @@ from engine import dlq_patch
 from engine.console import activity as charts
 from engine.console import graph_pages, views
 from engine.console.auth import CSRF_FIELD, Principal, Throttled
+from engine.console.jobs import NotResumable
 from engine.console.oidc import COOKIE as OIDC_COOKIE
 from engine.console.oidc import COOKIE_TTL as OIDC_TTL
 from engine.console.oidc import OidcError, Pending
@@ -375,12 +376,26 @@ def routes(console: Console) -> list[BaseRoute]:
         return RedirectResponse(f"/console/jobs/{job.id}", status_code=303)
 
     async def job(request: Request, who: Principal) -> Response:
-        found = console.jobs.get(request.path_params["id"])
+        found = await run_in_threadpool(console.jobs.get, request.path_params["id"])
         if found is None:
-            return problem(request, 404, "No such job", "This server process has no such "
-                           "replay job; the replayed runs are on the Runs page.", who)
+            return problem(request, 404, "No such job", "There is no such replay job (the "
+                           "latest 100 finished jobs are kept); the replayed runs are on the "
+                           "Runs page.", who)
         progress = await run_in_threadpool(console.jobs.progress, found)
         return render(request, "job.html", who, job=progress)
+
+    async def resume(request: Request, who: Principal) -> Response:
+        found = await run_in_threadpool(console.jobs.get, request.path_params["id"])
+        if found is None:
+            return problem(request, 404, "No such job", "There is no such replay job.", who)
+        if found.action == "discard" and not who.may("admin"):
+            return not_allowed(request, who, "admin")
+        try:
+            job = await run_in_threadpool(lambda: console.jobs.resume(
+                found.id, who=f"console:{who.user}"))
+        except NotResumable as exc:
+            return problem(request, 409, "Not resumed", f"{exc}.", who)
+        return RedirectResponse(f"/console/jobs/{job.id}", status_code=303)
 
     async def not_found(request: Request) -> Response:
         try:
@@ -405,6 +420,7 @@ def routes(console: Console) -> list[BaseRoute]:
             Route("/dlq/{id}/replay", operates(replay), methods=["POST"]),
             Route("/dlq/{id}/discard", operates(discard), methods=["POST"]),
             Route("/jobs/{id}", guarded(job)),
+            Route("/jobs/{id}/resume", operates(resume), methods=["POST"]),
             *graph_pages.routes(console, guarded, problem),
             Route("/{path:path}", not_found)]
 

@@ -171,6 +171,47 @@ class PruneReport:
         return sum(self.counts.values())
 
 
+#: finished console bulk jobs a store keeps; starting one forgets the oldest beyond these
+JOBS_KEPT = 100
+
+
+@dataclass
+class BulkJob:
+    """A console bulk replay or discard (engine/console/jobs): what it acts on and how, and
+    what it did to each entry so far. Kept in the store, so every server process answers for
+    any job, and a job whose process died is seen as stopped and can be resumed."""
+
+    id: str
+    who: str
+    entry_ids: list[str]
+    action: str = "replay"  # or "discard"
+    start_from: str = "failed-step"
+    version: str = "original"
+    patch: str | None = None  # the patch expression's text
+    reason: str = ""
+    owner: str = ""  # host:pid of the process running it
+    created_at: float = 0.0
+    updated_at: float = 0.0  # the last entry handled (or start, or end)
+    #: running, done, failed; or interrupted: its process stopped and a resume took it over
+    state: str = "running"
+    error: str | None = None
+    finished_at: float | None = None
+    resumed_from: str | None = None
+    resumed_as: str | None = None
+    #: entry id → (outcome, detail): started (run id), refused (why), patch_failed (error),
+    #: discarded
+    outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def header(self) -> str:
+        """Everything but the outcomes, as JSON (the stores keep the outcomes apart)."""
+        return json.dumps({k: v for k, v in self.__dict__.items() if k != "outcomes"})
+
+    @classmethod
+    def from_header(cls, data: str | bytes,
+                    outcomes: dict[str, tuple[str, str]]) -> BulkJob:
+        return cls(**json.loads(data), outcomes=outcomes)
+
+
 class Store(Protocol):
     # runs -------------------------------------------------------------------------------------
     def save_run(self, state: RunState, *, dead_letter: DeadLetter | None = None,
@@ -248,6 +289,20 @@ class Store(Protocol):
 
     def list_breaches(self, flow: str | None = None, limit: int = 100) -> list[Breach]:
         """Breaches, latest detected first (of *flow* only, if given)."""
+
+    # console bulk jobs (engine/console/jobs) -------------------------------------------------
+    def put_job(self, job: BulkJob) -> None:
+        """Write *job* (all but its outcomes), unless the stored job is ``interrupted`` (a
+        resume took it over: its process, still alive, must not undo that). A job not kept
+        yet makes the store forget the oldest finished jobs beyond `JOBS_KEPT`, with their
+        outcomes."""
+
+    def add_job_outcome(self, job_id: str, entry_id: str, outcome: str, detail: str,
+                        at: float) -> bool:
+        """Record what the job did to an entry, and that it was alive at *at*; only while it
+        is running: False (nothing recorded) once it ended or a resume took it over."""
+
+    def get_job(self, job_id: str) -> BulkJob | None: ...
 
     # poll cursors and locks -------------------------------------------------------------------
     def get_cursor(self, name: str) -> str | None: ...

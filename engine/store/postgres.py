@@ -37,8 +37,9 @@ from engine.records import (
     settles_sla,
 )
 from engine.store import activity as act
-from engine.store import pg_migrations, pruning
+from engine.store import pg_migrations, pruning, sql_jobs
 from engine.store.base import (
+    BulkJob,
     DeadLetterFilter,
     Idempotency,
     PruneReport,
@@ -547,6 +548,24 @@ class PostgresStore:
         rows = self._rows("SELECT owner FROM locks WHERE name = %s AND expires_at > %s",
                           (name, time.time()))
         return str(rows[0][0]) if rows else None
+
+    # -- console bulk jobs (engine/store/sql_jobs) ---------------------------------------------
+    @staticmethod
+    def _execute(cur: Cursor) -> sql_jobs.Execute:
+        return lambda statement, args: cur.execute(statement.replace("?", "%s").encode(), args)
+
+    def put_job(self, job: BulkJob) -> None:
+        with self._tx() as cur:
+            sql_jobs.put(self._execute(cur), job)
+
+    def add_job_outcome(self, job_id: str, entry_id: str, outcome: str, detail: str,
+                        at: float) -> bool:
+        with self._tx() as cur:
+            return sql_jobs.add_outcome(self._execute(cur), job_id, entry_id, outcome, detail,
+                                        at)
+
+    def get_job(self, job_id: str) -> BulkJob | None:
+        return self._read(lambda cur: sql_jobs.get(self._execute(cur), job_id))
 
 
 def _nest(path: tuple[str, ...], value: Any) -> Any:

@@ -11,6 +11,7 @@ Any Redis failure surfaces as a `StoreError`.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +37,8 @@ from engine.records import (
 from engine.store import activity as act
 from engine.store import pruning
 from engine.store.base import (
+    JOBS_KEPT,
+    BulkJob,
     DeadLetterFilter,
     Idempotency,
     PruneReport,
@@ -974,6 +977,46 @@ class RedisStore:
         return None if value is None else str(value)
 
 
+    # -- console bulk jobs (engine/console/jobs) -----------------------------------------------
+    # <prefix>console:job:<id> is a hash (state, updated_at, data: the rest as JSON), with
+    # <id>:entries beside it (entry id → [outcome, detail]); <prefix>console:jobs orders the
+    # jobs by creation, for forgetting the oldest finished ones.
+    def _job_script(self, name: str, text: str) -> Any:
+        found = self.__dict__.get(name)
+        if found is None:
+            found = self.__dict__[name] = self.redis.register_script(text)
+        return found
+
+    def put_job(self, job: BulkJob) -> None:
+        key = f"{self.prefix}console:job:"
+        self._do(lambda: self._job_script("_put_job", PUT_JOB)(
+            keys=[key + job.id, f"{self.prefix}console:jobs"],
+            args=[job.id, job.state, job.created_at, job.updated_at, job.header(), key,
+                  JOBS_KEPT]))
+
+    def add_job_outcome(self, job_id: str, entry_id: str, outcome: str, detail: str,
+                        at: float) -> bool:
+        key = f"{self.prefix}console:job:{job_id}"
+        return bool(self._do(lambda: self._job_script("_add_job_outcome", ADD_JOB_OUTCOME)(
+            keys=[key, key + ":entries"], args=[entry_id, json.dumps([outcome, detail]), at])))
+
+    def get_job(self, job_id: str) -> BulkJob | None:
+        key = f"{self.prefix}console:job:{job_id}"
+
+        def read() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hmget(key, "data", "state", "updated_at")
+            pipe.hgetall(key + ":entries")
+            return pipe.execute()
+
+        (data, state, updated_at), entries = self._do(read)
+        if data is None:
+            return None
+        job = BulkJob.from_header(data, {k: tuple(json.loads(v)) for k, v in entries.items()})
+        job.state, job.updated_at = state, float(updated_at)
+        return job
+
+
 def _safe(url: str) -> str:
     """The URL without its password, for messages."""
     scheme, sep, rest = url.partition("://")
@@ -981,3 +1024,36 @@ def _safe(url: str) -> str:
         rest = "***@" + rest.rsplit("@", 1)[1]
     return scheme + sep + rest
 
+
+# KEYS: the job's hash, the jobs by creation. ARGV: id, state, created_at, updated_at, data,
+# the job keys' prefix, how many finished jobs to keep. A job a resume took over is not written
+# again; a new job forgets the oldest finished jobs beyond those, with their entries.
+PUT_JOB = """
+local new = redis.call('EXISTS', KEYS[1]) == 0
+if redis.call('HGET', KEYS[1], 'state') == 'interrupted' then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_at', ARGV[4], 'data', ARGV[5])
+if new then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+  local finished = 0
+  for _, id in ipairs(redis.call('ZREVRANGE', KEYS[2], 0, -1)) do
+    local key = ARGV[6] .. id
+    if redis.call('HGET', key, 'state') ~= 'running' then
+      finished = finished + 1
+      if finished > tonumber(ARGV[7]) then
+        redis.call('DEL', key, key .. ':entries')
+        redis.call('ZREM', KEYS[2], id)
+      end
+    end
+  end
+end
+return 0
+"""
+
+# KEYS: the job's hash, its entries. ARGV: entry id, [outcome, detail], now. Only while the
+# job runs: 0 once it ended or a resume took it over.
+ADD_JOB_OUTCOME = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
+return 1
+"""

@@ -29,8 +29,9 @@ from engine.records import (
     settles_sla,
 )
 from engine.store import activity as act
-from engine.store import pruning
+from engine.store import pruning, sql_jobs
 from engine.store.base import (
+    BulkJob,
     DeadLetterFilter,
     Idempotency,
     PruneReport,
@@ -138,6 +139,7 @@ class SqliteStore:
         self._checkpoints = Checkpointer(self._connect)
         try:
             self._db().executescript(SCHEMA)
+            self._db().executescript(sql_jobs.SCHEMA)
             counted = "SELECT 1 FROM sqlite_master WHERE name = 'run_counts'"
             if not self._db().execute(counted).fetchone():
                 with self._tx() as db:  # one process adds and fills the table
@@ -556,4 +558,20 @@ class SqliteStore:
     def release_lock(self, name: str, owner: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM locks WHERE name=? AND owner=?", (name, owner))
+
+    # -- console bulk jobs (engine/store/sql_jobs) ---------------------------------------------
+    def put_job(self, job: BulkJob) -> None:
+        with self._tx() as db:
+            sql_jobs.put(db.execute, job)
+
+    def add_job_outcome(self, job_id: str, entry_id: str, outcome: str, detail: str,
+                        at: float) -> bool:
+        with self._tx() as db:
+            return sql_jobs.add_outcome(db.execute, job_id, entry_id, outcome, detail, at)
+
+    def get_job(self, job_id: str) -> BulkJob | None:
+        try:
+            return sql_jobs.get(self._db().execute, job_id)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
 

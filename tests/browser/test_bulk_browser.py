@@ -8,13 +8,15 @@ name a discontinued one, and the patch swaps it for its successor.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
 from pytest_httpserver import HTTPServer
 
+from engine import dlq_patch
 from engine.records import DeadLetter
-from engine.store.base import DeadLetterFilter
+from engine.store.base import BulkJob, DeadLetterFilter
 from engine.store.sqlite import SqliteStore
 from tests.browser.conftest import ARTIFACTS, FLOW, Erp, Site, order
 from tests.engine.console.support import FAST_RETRY, TOKEN, console_app
@@ -114,3 +116,49 @@ def test_a_job_page_shows_why_the_job_stopped_while_following_it(
         store.poisoned = None
         every = store.list_dead_letters(DeadLetterFilter(flow="orders", status=None))
         assert sorted(e.id for e in every if e.status == "open") == ids
+
+
+def test_a_job_whose_process_stopped_is_shown_interrupted_and_resumed_from_its_page(
+        tmp_path: Path, httpserver: HTTPServer, page: Page) -> None:
+    erp = Erp()
+    httpserver.expect_request("/sales-orders", method="POST").respond_with_handler(erp.answer)
+    app = console_app(tmp_path, flows={"orders": FLOW.format(
+        erp=httpserver.url_for("/").rstrip("/"), retry=FAST_RETRY)}, console_job_stale=2.0)
+    with serving(app) as server:
+        site = Site(server, erp, ARTIFACTS)
+        for number in range(20700, 20704):
+            assert site.send(order(number, sku=OLD))["status"] == "dead_lettered"
+        store = server.app.store
+        ids = sorted(e.id for e in store.list_dead_letters(DeadLetterFilter(flow="orders")))
+        # what another server process leaves when it is killed after one entry of its job
+        now = time.time()
+        store.put_job(BulkJob("stopped0001", "console:carol", ids, patch=PATCH,
+                              owner="elsewhere:4242", created_at=now, updated_at=now))
+        run = dlq_patch.replay(server.app, ids[0], dlq_patch.Patch(PATCH), who="console:carol")
+        assert store.add_job_outcome("stopped0001", ids[0], "started", run.run_id, now)
+
+        site.log_in(page)
+        page.goto(site.url + "/console/jobs/stopped0001")
+        expect(page.locator("#job-resume")).to_have_count(0)
+        # no progress for console_job_stale: the page, following the job, says it stopped
+        expect(page.locator("#job-state")).to_have_text("interrupted", timeout=20_000)
+        expect(page.locator("#job-interrupted")).to_contain_text("elsewhere:4242")
+        expect(page.locator("#job-untouched")).to_have_text("3")
+        expect(page.locator("#job-uncertain")).to_have_text(ids[1])
+        site.shot(page, "bulk-job-interrupted")
+        page.click("#job-resume")
+
+        expect(page.locator("#job-resumed-from")).to_contain_text("stopped0001")
+        expect(page.locator("#job-state")).to_have_text("done")
+        expect(page.locator("#job-total")).to_have_text("2")
+        expect(page.locator("#job-runs")).to_have_text("succeeded 2", timeout=30_000)
+        expect(page.locator("#job-patch")).to_have_text(PATCH)
+        page.goto(site.url + "/console/jobs/stopped0001")
+        expect(page.locator("#job-resumed-as")).to_be_visible()
+        expect(page.locator("#job-resume")).to_have_count(0)
+        server.app.wait_for(run.run_id)
+        status = {e.id: e.status for e in store.list_dead_letters(
+            DeadLetterFilter(flow="orders", status=None))}
+        assert status == {ids[0]: "replayed", ids[1]: "open", ids[2]: "replayed",
+                          ids[3]: "replayed"}  # the uncertain one is left for the operator
+        assert len(erp.booked_orders()) == 3

@@ -17,6 +17,7 @@ import orjson
 import pytest
 import redis
 
+from engine.reload import reload_flows
 from tests.conftest import wait_until
 from tests.connectors.bus_support import (
     KEYS,
@@ -25,6 +26,8 @@ from tests.connectors.bus_support import (
     check_per_key_order,
     ordered_timeout,
 )
+from tests.connectors.connections_support import project as connections_project
+from tests.redis_fixture import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -146,3 +149,57 @@ def test_many_entries_are_taken_in_per_key_in_stream_order(
     pipe.execute()
     runs = project.wait_runs(ORDERED, timeout=ordered_timeout(ORDERED))
     check_per_key_order("redis_streams", runs, began)
+
+
+PUBLISH = """
+flow: t
+description: {note}
+steps:
+  - id: tell
+    redis: {{connection: events, stream: out}}
+"""
+
+
+def test_a_process_keeps_one_client_per_connection_and_reads_a_changed_file_at_restart(
+        tmp_path: Path) -> None:
+    """Connection files are read when a process starts; hot reload reloads flow files only
+    (docs/analyst-guide.md). So a running process neither follows a changed connection nor
+    leaks a client over it: one client per connection, reused, closed with the process."""
+    first, second = RedisServer(tmp_path / "first"), RedisServer(tmp_path / "second")
+    brokers = [redis.Redis.from_url(s.url) for s in (first, second)]
+
+    def clients(broker: redis.Redis) -> int:  # the broker's view, its own caller left out
+        return sum(int(c["id"]) != broker.client_id() for c in broker.client_list())
+
+    def connection(server: RedisServer) -> str:
+        return f"connection: events\nredis: {{host: 127.0.0.1, port: {server.port}}}\n"
+
+    try:
+        with connections_project(tmp_path / "project") as made:
+            made.connection("events", connection(first))
+            made.flow(PUBLISH.format(note="first"))
+            app = made.app()
+            for n in range(3):
+                made.run(app, {"n": n})
+            assert [b.xlen("out") for b in brokers] == [3, 0]
+            assert clients(brokers[0]) == 1
+
+            made.connection("events", connection(second))  # moved, and a flow changed too
+            made.flow(PUBLISH.format(note="second"))
+            assert reload_flows(app.loader, app.versions, made.flows).changed
+            made.run(app, {"n": 3})
+            assert [b.xlen("out") for b in brokers] == [4, 0]  # still where it started
+            assert clients(brokers[0]) == 1
+
+            restarted = made.app()
+            made.run(restarted, {"n": 4})
+            assert [b.xlen("out") for b in brokers] == [4, 1]
+            app.executor.stop(timeout=2)
+            app.loader.close()  # what the old process held goes with it
+            wait_until(lambda: clients(brokers[0]) == 0, 10, "the old client to close")
+            assert clients(brokers[1]) == 1
+    finally:
+        for broker in brokers:
+            broker.close()
+        first.stop()
+        second.stop()

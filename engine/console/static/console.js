@@ -57,6 +57,8 @@
           var pending = (job.runs.queued || 0) + (job.runs.running || 0) + (job.runs.retrying || 0);
           // a job that stopped on an error: the page, rendered again, says why
           if (job.error && !document.getElementById("job-error")) { window.location.reload(); return; }
+          // a job whose process stopped: the page, rendered again, offers to resume it
+          if (job.state === "interrupted" && bar.dataset.state !== "interrupted") { window.location.reload(); return; }
           if (job.state === "running" || pending > 0) { setTimeout(poll, 700); }
         });
     };

@@ -150,6 +150,10 @@ def test_discarding_in_bulk_needs_an_admin_replaying_in_bulk_an_operator(
                                == "discarded" for i in ids))
         kept = server.app.store.get_dead_letter(ids[0])
         assert kept is not None and kept.audit[-1]["who"] == "api:ada"
+        resume = f"{server.url}/api/replay-jobs/{done.json()['id']}/resume"
+        refused = server.http.post(resume, headers=basic("olga"))  # a discard job's, too
+        assert refused.status_code == 403 and refused.json()["needed"] == "admin"
+        assert server.http.post(resume, headers=basic("ada")).status_code == 409  # all done
 
 
 def test_every_state_changing_route_refuses_a_viewer(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ import redis
 
 from engine.records import DeadLetter, RunState, Spawn
 from engine.store.base import (
+    JOBS_KEPT,
+    BulkJob,
     DeadLetterFilter,
     Keep,
     PayloadQuery,
@@ -761,3 +763,53 @@ def test_activity_refuses_buckets_that_are_not_whole_minutes(store: Store) -> No
         store.activity(None, HOUR, HOUR + 3600, 90)
     with pytest.raises(ValueError, match="at most"):
         store.activity(None, HOUR - 365 * DAY, HOUR, 60)
+
+
+def test_a_bulk_job_comes_back_with_its_outcomes_until_a_resume_takes_it_over(
+        store: Store) -> None:
+    job = BulkJob("job1", "console:alice", ["e1", "e2", "e3"], patch="$", reason="why",
+                  owner="host:1", created_at=T0, updated_at=T0)
+    store.put_job(job)
+    assert store.add_job_outcome("job1", "e1", "started", "run-1", T0 + 1)
+    assert store.add_job_outcome("job1", "e2", "refused", "was discarded", T0 + 2)
+    found = store.get_job("job1")
+    assert found is not None
+    assert found.outcomes == {"e1": ("started", "run-1"), "e2": ("refused", "was discarded")}
+    assert (found.entry_ids, found.patch, found.reason, found.owner, found.state,
+            found.updated_at) == (["e1", "e2", "e3"], "$", "why", "host:1", "running", T0 + 2)
+    assert store.get_job("nope") is None
+
+    found.state, found.resumed_as = "interrupted", "job2"  # a resume, on another server
+    store.put_job(found)
+    assert not store.add_job_outcome("job1", "e3", "started", "run-3", T0 + 3)
+    job.state, job.finished_at = "done", T0 + 4  # the old process, still alive, ends
+    store.put_job(job)
+    after = store.get_job("job1")
+    assert after is not None
+    assert (after.state, after.resumed_as, after.updated_at) == ("interrupted", "job2", T0 + 2)
+    assert "e3" not in after.outcomes
+
+
+def test_a_finished_job_records_nothing_more(store: Store) -> None:
+    job = BulkJob("job1", "api:bob", ["e1"], action="discard", created_at=T0, updated_at=T0)
+    store.put_job(job)
+    job.state = "done"
+    store.put_job(job)
+    assert not store.add_job_outcome("job1", "e1", "discarded", "", T0 + 1)
+    found = store.get_job("job1")
+    assert found is not None and found.outcomes == {} and found.action == "discard"
+
+
+def test_a_new_job_forgets_the_oldest_finished_jobs_beyond_those_kept(store: Store) -> None:
+    store.put_job(BulkJob("running", "a", ["e"], created_at=T0, updated_at=T0))
+    for n in range(JOBS_KEPT + 1):
+        job = BulkJob(f"old{n:03}", "a", ["e"], created_at=T0 + 1 + n, updated_at=T0 + 1 + n)
+        store.put_job(job)
+        store.add_job_outcome(job.id, "e", "discarded", "", T0 + 1 + n)
+        job.state = "done"
+        store.put_job(job)
+    store.put_job(BulkJob("new", "a", ["e"], created_at=T0 + 999, updated_at=T0 + 999))
+    assert store.get_job("old000") is None  # the oldest finished one, with its outcomes
+    assert store.get_job("old001") is not None
+    assert store.get_job("running") is not None  # older, but not finished
+    assert store.get_job("new") is not None
