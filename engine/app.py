@@ -237,7 +237,17 @@ class App:
                 self.store.update_dead_letter(entry)
                 raise
         self.versions.remember(flow)
-        self.store.create_run(plan.state)
+        # the run and the entry's audit are two writes: a process that died between them left
+        # the run recorded (and resumed) with the entry still open. The replay's key, the
+        # entry and how many replays its audit holds, finds that run again instead of
+        # recording a second one for the same replay
+        replays = sum(1 for item in entry.audit if item.get("action") == "replay")
+        key = ("dlq-replay", f"{entry.id}#{replays + 1}", self.settings.idempotency_ttl)
+        holder = self.store.create_run(plan.state, key)
+        if holder is not None:
+            earlier = self.store.get_run(holder)
+            if earlier is not None:
+                plan.state = earlier
         dlq.record(entry, "replay", who=who, start_from=start_from, version=flow.version,
                    edited=edited, run_id=plan.state.run_id, result="queued",
                    **({"patch": patch} if patch else {}))

@@ -29,7 +29,7 @@ from engine.app import App
 from engine.cli import main
 from engine.records import DeadLetter
 from engine.settings import Settings
-from engine.store.base import DeadLetterFilter, RunFilter
+from engine.store.base import DeadLetterFilter, RunFilter, StoreError
 
 SCHEMA = {"type": "object", "required": ["po", "qty"],
           "properties": {"po": {"type": "string"}, "qty": {"type": "integer", "minimum": 1}}}
@@ -319,6 +319,41 @@ def test_replay_of_an_entry_whose_flow_was_deleted_is_refused(env: dict[str, Any
 def test_replay_of_an_unknown_entry_is_refused(env: dict[str, Any], erp: Erp) -> None:
     with pytest.raises(dlq.ReplayRefused, match="no dead-letter entry 'nope'"):
         env["app"]().replay("nope")
+
+
+def test_a_replay_cut_short_between_its_two_writes_is_not_recorded_twice(
+        env: dict[str, Any], erp: Erp) -> None:
+    """The replay's run is recorded, then the store fails before the entry is marked (the
+    database went away, the process died): the entry is still open. Replaying it again finds
+    the run recorded the first time instead of recording a second one, and the order reaches
+    the ERP once."""
+    app = env["app"]()
+    entry, = fail(app, {"po": "P7", "qty": 500})
+    app.executor.stop(timeout=5)  # nothing runs the replay before the second attempt
+    fixed = {"po": "P7", "qty": 50}
+    real_update = app.store.update_dead_letter
+
+    def away(_entry: DeadLetter) -> None:
+        raise StoreError("the state database went away")
+
+    app.store.update_dead_letter = away  # type: ignore[method-assign]
+    with pytest.raises(StoreError):
+        app.replay(entry.id, body=fixed, edited=True)
+    app.store.update_dead_letter = real_update  # type: ignore[method-assign]
+    assert app.store.get_dead_letter(entry.id).status == "open"  # type: ignore[union-attr]
+
+    def replays() -> list[str]:
+        return [r.run_id for r in app.store.list_runs(RunFilter(flow="po-intake", limit=100))
+                if r.envelope.get("meta", {}).get("replay_of") == entry.id]
+
+    first, = replays()
+    again = app.replay(entry.id, body=fixed, edited=True, who="ops-dana")
+    assert again.run_id == first and replays() == [first]
+    app.executor.start()
+    done = settled(app, entry.id)
+    assert done.status == "replayed"
+    assert [item["run_id"] for item in done.audit if item["action"] == "replay"] == [first]
+    assert [b for b in erp.received if b.get("qty") == 50] == [fixed]
 
 
 def test_discard(env: dict[str, Any], erp: Erp) -> None:
