@@ -28,6 +28,7 @@ Needs paho-mqtt: install flowrunner-ipaas[mqtt].
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from typing import Any, Literal
@@ -35,7 +36,7 @@ from typing import Any, Literal
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.properties import Properties, VariableByteIntegers
 from pydantic import Field
 
 from connectors.broker import (
@@ -156,6 +157,33 @@ def client(name: str, config: Any, secrets: Any, role: str, *, session: bool = F
     raise StepError(f"{where}: {why}", kind=kind, retryable=True)
 
 
+class UserProperties(Properties):
+    """The user properties of one PUBLISH, packed as paho packs them. paho's `Properties`
+    builds its tables of every property name on each construction and searches them on each
+    assignment and `pack` — about 45 µs a message, a tenth of a run's whole cost."""
+
+    UserProperty: list[tuple[str, str]]
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        # past paho's __setattr__, which checks the name against its tables
+        object.__setattr__(self, "packetType", PacketTypes.PUBLISH)
+        object.__setattr__(self, "UserProperty", pairs)
+
+    def pack(self) -> bytes:
+        # identifier 38 (User Property), then the name and the value as UTF-8 strings
+        buffer = b"".join(b"\x26" + _utf8(name) + _utf8(value)
+                          for name, value in self.UserProperty)
+        return bytes(VariableByteIntegers.encode(len(buffer))) + buffer
+
+    def __str__(self) -> str:
+        return f"[UserProperty : {self.UserProperty}]"
+
+
+def _utf8(text: str) -> bytes:
+    data = text.encode("utf-8")
+    return struct.pack("!H", len(data)) + data
+
+
 class Publisher:
     """One connection's publishing client, its network loop on a thread of its own."""
 
@@ -182,8 +210,7 @@ def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
             url = f"mqtt://{config.connection}/{topic}"
             confirmed(twin(url, data, {**headers, "Message-Id": message_id}), url)
             return Continue()
-        properties = Properties(PacketTypes.PUBLISH)
-        properties.UserProperty = [("message_id", message_id), *headers.items()]
+        properties = UserProperties([("message_id", message_id), *headers.items()])
         publisher = out.runtime("mqtt-publisher", lambda: Publisher(
             config.connection, found, resources.secrets, out.connections.folder))
         where = f"mqtt {config.connection} topic '{topic}'"

@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from connectors.mqtt import UserProperties
 from tests.conftest import wait_until
 from tests.connectors.bus_support import KEYS, ORDERED, Project, check_per_key_order
 
@@ -216,3 +217,19 @@ def test_messages_published_while_the_consumer_is_stopped_wait_in_its_session(
     project.start()
     runs = project.wait_runs(2)
     assert sorted(r.original["body"]["order_id"] for r in runs) == ["E-1", "E-2"]
+
+
+@pytest.mark.parametrize("pairs", [
+    [],
+    [("message_id", "run-1:tell_crm")],
+    [("message_id", "é" * 300), ("x-source", "flowrunner"), ("traceparent", "00-ab-cd-01")],
+])
+def test_user_properties_pack_as_paho_packs_them(pairs: list[tuple[str, str]]) -> None:
+    theirs = Properties(PacketTypes.PUBLISH)
+    if pairs:
+        theirs.UserProperty = list(pairs)
+    packed = UserProperties(list(pairs)).pack()
+    assert packed == bytes(theirs.pack())
+    read = Properties(PacketTypes.PUBLISH)
+    read.unpack(packed)
+    assert getattr(read, "UserProperty", []) == pairs

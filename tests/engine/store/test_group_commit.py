@@ -30,19 +30,29 @@ def test_saves_waiting_together_are_written_in_one_transaction(tmp_path: Path) -
         except BaseException as exc:
             errors.append(exc)
 
-    with store._saves._cond:  # a group being written: the saves wait behind it
-        store._saves._writing = True
+    # a group being written: the saves wait behind it
+    hold, held = threading.Event(), threading.Event()
+    write = store._saves._write
+
+    def slow_write(jobs: list) -> None:
+        if not held.is_set():
+            held.set()
+            hold.wait(10)
+        write(jobs)
+
+    store._saves._write = slow_write
+    first = threading.Thread(target=save, args=(a_run("r-first", status="succeeded"),))
+    first.start()
+    held.wait(10)
     threads = [threading.Thread(target=save, args=(run,)) for run in runs]
     for thread in threads:
         thread.start()
     wait_until(lambda: len(store._saves._pending) == 8, what="the saves waiting")
-    with store._saves._cond:
-        store._saves._writing = False
-        store._saves._cond.notify_all()
-    for thread in threads:
+    hold.set()
+    for thread in (first, *threads):
         thread.join(10)
     assert errors == []
-    assert (store._saves.groups, store._saves.written) == (1, 8)
+    assert (store._saves.groups, store._saves.written) == (2, 9)
     other = SqliteStore(tmp_path / "state.db")
     try:
         found = [other.get_run(run.run_id) for run in runs]
@@ -90,19 +100,26 @@ def test_a_failed_group_fails_every_save_in_it() -> None:
 
 def test_more_than_a_group_waiting_takes_several_turns() -> None:
     sizes: list[int] = []
-    group: GroupCommit[int] = GroupCommit(lambda jobs: sizes.append(len(jobs)), max_group=3)
-    with group._cond:
-        group._writing = True
+    hold = threading.Event()
+
+    def write(jobs: list[int]) -> None:
+        if jobs == [-1]:
+            hold.wait(10)
+        sizes.append(len(jobs))
+
+    group: GroupCommit[int] = GroupCommit(write, max_group=3)
+    first = threading.Thread(target=group, args=(-1,))
+    first.start()
+    wait_until(lambda: group._writing, what="the first write under way")
     threads = [threading.Thread(target=group, args=(n,)) for n in range(7)]
     for thread in threads:
         thread.start()
     wait_until(lambda: len(group._pending) == 7, what="seven saves waiting")
-    with group._cond:
-        group._writing = False
-        group._cond.notify_all()
-    for thread in threads:
+    hold.set()
+    for thread in (first, *threads):
         thread.join(10)
-    assert sum(sizes) == 7 and max(sizes) <= 3
+    assert not any(thread.is_alive() for thread in threads)
+    assert sizes == [1, 3, 3, 1]
 
 
 @pytest.mark.parametrize("count", [1, 5])
