@@ -17,7 +17,10 @@ message. Rounds take the targets in turn (A, B, A, B) on the shared machine; the
 medians and the median of each round's ratio. Writes bench/results/events.json.
 
     python bench/events.py [--messages 3000] [--rounds 3] [--window 200] [--workers 4]
-                           [--output PATH]
+                           [--baseline TREE] [--output PATH]
+
+--baseline TREE runs a second `flowrun consume` from another source tree (a checkout of an
+earlier commit) in the same rounds, so a change is measured against its base side by side.
 
 Node-RED 4 is installed on first use into ~/.cache/flowrunner-bench/node-red (see
 bench/nodered.py). Every process is stopped, with its process group, when the bench ends.
@@ -194,7 +197,7 @@ CONNECTIONS = {
 
 
 def start_consume(procs: Processes, name: str, work: Path, flow: str,
-                  ready: Callable[[], Any], workers: int) -> None:
+                  ready: Callable[[], Any], workers: int, tree: Path = ROOT) -> None:
     home = work / name
     (home / "flows").mkdir(parents=True)
     (home / "connections").mkdir()
@@ -205,7 +208,7 @@ def start_consume(procs: Processes, name: str, work: Path, flow: str,
             else text, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUN_")}
     env.update({"FLOWRUN_HOME": str(home / "state"), "FLOWRUN_LOG_LEVEL": "WARNING",
-                "FLOWRUN_SECRET_RABBIT": "guest", "PYTHONPATH": str(ROOT),
+                "FLOWRUN_SECRET_RABBIT": "guest", "PYTHONPATH": str(tree),
                 "FLOWRUN_WORKERS": str(workers)})
     process = procs.start(name, [sys.executable, "-m", "engine.cli", "consume", "--flows",
                                  str(home / "flows")], env=env, cwd=home)
@@ -325,6 +328,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=200)
     parser.add_argument("--workers", type=int, default=4,
                         help="FLOWRUN_WORKERS of flowrunner's consume processes")
+    parser.add_argument("--baseline", type=Path, metavar="TREE",
+                        help="also run flowrunner from this source tree, in the same rounds")
     parser.add_argument("--output")
     parser.add_argument("--raw-consumer", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -345,11 +350,19 @@ def main() -> None:
             start_consume(procs, "flowrunner-mqtt", work, FLOW_MQTT.format(
                 inbox=mqtt_in, outbox=mqtt_out, mapping=MAPPING),
                 lambda: mqtt_run(mqtt_in, mqtt_out, 1, 1, 3), args.workers)
-            print(f"MQTT: {args.messages} messages a round, window {args.window}", flush=True)
-            mqtt = rounds({
+            mqtt_targets = {
                 "flowrunner": lambda: mqtt_run(mqtt_in, mqtt_out, args.messages, args.window),
-                "Node-RED": lambda: mqtt_run(red_in, red_out, args.messages, args.window)},
-                args.rounds)
+                "Node-RED": lambda: mqtt_run(red_in, red_out, args.messages, args.window)}
+            if args.baseline:
+                base_in, base_out = f"bench/base-in/{suffix}", f"bench/base-out/{suffix}"
+                start_consume(procs, "baseline-mqtt", work, FLOW_MQTT.format(
+                    inbox=base_in, outbox=base_out, mapping=MAPPING),
+                    lambda: mqtt_run(base_in, base_out, 1, 1, 3), args.workers,
+                    args.baseline.resolve())
+                mqtt_targets["baseline"] = lambda: mqtt_run(base_in, base_out, args.messages,
+                                                            args.window)
+            print(f"MQTT: {args.messages} messages a round, window {args.window}", flush=True)
+            mqtt = rounds(mqtt_targets, args.rounds)
             queues = [f"bench.{n}.{suffix}" for n in ("in", "out", "raw-in", "raw-out")]
             declare(*queues)
             start_consume(procs, "flowrunner-amqp", work, FLOW_AMQP.format(
@@ -360,11 +373,21 @@ def main() -> None:
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
             probe(lambda: amqp_run(queues[2], queues[3], 1, 1, 5), "raw kombu consumer", raw,
                   procs, "kombu")
-            print(f"AMQP: {args.messages} messages a round, window {args.window}", flush=True)
-            amqp = rounds({
+            amqp_targets = {
                 "flowrunner": lambda: amqp_run(queues[0], queues[1], args.messages, args.window),
-                "raw kombu": lambda: amqp_run(queues[2], queues[3], args.messages, args.window)},
-                args.rounds)
+                "raw kombu": lambda: amqp_run(queues[2], queues[3], args.messages, args.window)}
+            if args.baseline:
+                base_queues = [f"bench.base-{n}.{suffix}" for n in ("in", "out")]
+                declare(*base_queues)
+                queues += base_queues
+                start_consume(procs, "baseline-amqp", work, FLOW_AMQP.format(
+                    inbox=base_queues[0], outbox=base_queues[1], mapping=MAPPING),
+                    lambda: amqp_run(base_queues[0], base_queues[1], 1, 1, 5), args.workers,
+                    args.baseline.resolve())
+                amqp_targets["baseline"] = lambda: amqp_run(base_queues[0], base_queues[1],
+                                                            args.messages, args.window)
+            print(f"AMQP: {args.messages} messages a round, window {args.window}", flush=True)
+            amqp = rounds(amqp_targets, args.rounds)
         finally:
             for _, process in reversed(list(procs.started)):
                 procs.stop(process)
@@ -372,6 +395,11 @@ def main() -> None:
                 delete(*queues)
     mqtt_sum, amqp_sum = summary(mqtt, "flowrunner", "Node-RED"), \
         summary(amqp, "flowrunner", "raw kombu")
+    if args.baseline:
+        for found, seen in ((mqtt_sum, mqtt), (amqp_sum, amqp)):
+            found["ratio_to_baseline"] = round(statistics.median(
+                a["per_second"] / b["per_second"]
+                for a, b in zip(seen["flowrunner"], seen["baseline"], strict=True)), 2)
     figures = [
         figure("MQTT msg/s, flowrunner ÷ Node-RED", mqtt_sum["ratio"], "×", 1.0, "higher",
                "same Mosquitto, same messages, rounds in turn"),
@@ -383,13 +411,16 @@ def main() -> None:
     for name, found in (("MQTT", mqtt_sum), ("AMQP", amqp_sum)):
         print(f"\n{name}  (medians of {args.rounds} rounds; ratio: median of per-round ratios)")
         for target, row in found.items():
-            if target != "ratio":
+            if not target.startswith("ratio"):
                 print(f"  {target:12} {row['per_second']:8.0f} msg/s   p50 {row['p50_ms']:7.1f} ms"
                       f"   p99 {row['p99_ms']:7.1f} ms")
         print(f"  ratio flowrunner ÷ other: {found['ratio']:.2f}")
+        if "ratio_to_baseline" in found:
+            print(f"  ratio flowrunner ÷ baseline: {found['ratio_to_baseline']:.2f}")
     write_result(output_path(args.output, "events"), "events",
                  {"messages": args.messages, "rounds": args.rounds, "window": args.window,
                   "workers": args.workers,
+                  "baseline": str(args.baseline) if args.baseline else None,
                   "node_red": version, "mqtt": mqtt, "amqp": amqp,
                   "summary": {"mqtt": mqtt_sum, "amqp": amqp_sum}}, figures)
 

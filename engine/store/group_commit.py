@@ -18,11 +18,12 @@ Job = TypeVar("Job")
 
 
 class _Waiting(Generic[Job]):
-    __slots__ = ("done", "error", "job", "woken")
+    __slots__ = ("done", "error", "job", "leads", "woken")
 
     def __init__(self, job: Job):
         self.job = job
         self.done = False
+        self.leads = False  # chosen to write the next group
         self.error: BaseException | None = None
         #: held until the caller is woken: its job written, or its turn to write come
         self.woken = threading.Lock()
@@ -51,7 +52,11 @@ class GroupCommit(Generic[Job]):
         if not lead:
             # each caller is woken alone — by the writer of the group that held its job, or
             # as the next writer — never all of them at every commit
-            mine.woken.acquire()
+            try:
+                mine.woken.acquire()
+            except BaseException:  # interrupted while waiting: take its job back
+                self._withdraw(mine)
+                raise
         if not mine.done:  # its turn to write: its job heads the pending ones
             self._lead()
         if mine.error is not None:
@@ -66,14 +71,29 @@ class GroupCommit(Generic[Job]):
             self._commit(group)
         finally:
             with self._lock:
-                if self._pending:
-                    nxt = self._pending[0]
-                else:
-                    self._writing = False
+                nxt = self._next()
             for waiting in group[1:]:  # the first is the writer's own
                 waiting.woken.release()
             if nxt is not None:  # not done: it writes the next group
                 nxt.woken.release()
+
+    def _next(self) -> _Waiting[Job] | None:
+        """The caller to write the next group (None: writing ends); the lock is held."""
+        if not self._pending:
+            self._writing = False
+            return None
+        self._pending[0].leads = True
+        return self._pending[0]
+
+    def _withdraw(self, mine: _Waiting[Job]) -> None:
+        """*mine* leaves before its job is taken: a caller chosen to write hands that on."""
+        with self._lock:
+            if mine not in self._pending:
+                return  # a group holds it: written without anyone waiting
+            self._pending.remove(mine)
+            nxt = self._next() if mine.leads else None
+        if nxt is not None:
+            nxt.woken.release()
 
     def _commit(self, group: list[_Waiting[Job]]) -> None:
         try:

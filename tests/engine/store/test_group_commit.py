@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.records import RunState
-from engine.store.group_commit import GroupCommit
+from engine.store.group_commit import GroupCommit, _Waiting
 from engine.store.sqlite import SqliteStore
 from tests.conftest import wait_until
 from tests.engine.store.test_contract import run as a_run
@@ -132,3 +132,32 @@ def test_every_save_returns_written(count: int) -> None:
     for thread in threads:
         thread.join(10)
     assert sorted(seen) == list(range(count))
+
+
+def test_a_caller_interrupted_while_chosen_to_write_hands_the_turn_on() -> None:
+    written: list[list[str]] = []
+    hold = threading.Event()
+
+    def write(jobs: list[str]) -> None:
+        if jobs == ["first"]:
+            hold.wait(10)
+        written.append(jobs)
+
+    group: GroupCommit[str] = GroupCommit(write)
+    first = threading.Thread(target=group, args=("first",))
+    first.start()
+    wait_until(lambda: group._writing, what="the first write under way")
+    # a caller whose wait an exception cut short: its job waits, nobody waits for it
+    interrupted = _Waiting("interrupted")
+    with group._lock:
+        group._pending.append(interrupted)
+    later = threading.Thread(target=group, args=("later",))
+    later.start()
+    wait_until(lambda: len(group._pending) == 2, what="two callers waiting")
+    hold.set()
+    first.join(10)
+    wait_until(lambda: interrupted.leads, what="the interrupted caller chosen to write")
+    group._withdraw(interrupted)  # what its exception handler does
+    later.join(10)
+    assert not later.is_alive()
+    assert written == [["first"], ["later"]]
