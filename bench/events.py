@@ -420,7 +420,8 @@ def main() -> None:
     write_result(output_path(args.output, "events"), "events",
                  {"messages": args.messages, "rounds": args.rounds, "window": args.window,
                   "workers": args.workers,
-                  "baseline": str(args.baseline) if args.baseline else None,
+                  # the tree's folder name (name it after its commit), not where it lies
+                  "baseline": args.baseline.resolve().name if args.baseline else None,
                   "node_red": version, "mqtt": mqtt, "amqp": amqp,
                   "summary": {"mqtt": mqtt_sum, "amqp": amqp_sum}}, figures)
 

@@ -17,7 +17,9 @@ from pathlib import Path
 import orjson
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt import _packet
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.exception import MQTTException
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -233,3 +235,23 @@ def test_user_properties_pack_as_paho_packs_them(pairs: list[tuple[str, str]]) -
     read = Properties(PacketTypes.PUBLISH)
     read.unpack(packed)
     assert getattr(read, "UserProperty", []) == pairs
+
+
+def test_paho_properties_share_their_tables_and_decode_as_before() -> None:
+    sent = Properties(PacketTypes.PUBLISH)
+    sent.UserProperty = [("message_id", "m-1"), ("x-order", "A-1")]
+    sent.ContentType = "application/json"
+    sent.MessageExpiryInterval = 60
+    topic = b"plant/dc1/scans"
+    packet = (len(topic).to_bytes(2, "big") + topic + (7).to_bytes(2, "big")
+              + bytes(sent.pack()) + b'{"a": 1}')
+    decoded = _packet.decode_publish(0x32, packet, MQTTProtocolVersion.MQTTv5)
+    assert (decoded.topic, decoded.mid, decoded.payload) == (topic, 7, b'{"a": 1}')
+    props = decoded.properties
+    assert props.UserProperty == [("message_id", "m-1"), ("x-order", "A-1")]
+    assert (props.ContentType, props.MessageExpiryInterval) == ("application/json", 60)
+    other = Properties(PacketTypes.PUBACK)
+    assert other.names is props.names and not hasattr(other, "UserProperty")
+    assert len(other.names) == 27 and other.packetType == PacketTypes.PUBACK
+    with pytest.raises(MQTTException):  # still checked against the tables
+        other.ContentType = "text/plain"
