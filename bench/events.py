@@ -13,7 +13,8 @@ The load is a closed window: at most --window messages are in flight (sent and n
 the output), so neither broker queues more than a subscriber session holds (Mosquitto drops
 QoS 1 messages beyond max_queued_messages, 1000 by default). Messages per second run from the
 first send to the last output; latency is output time minus the send time carried in the
-message. Rounds take the targets in turn (A, B, A, B) on the shared machine; the table shows
+message; CPU per message is what each side's process tree used in the round, divided by the
+messages. Rounds take the targets in turn (A, B, A, B) on the shared machine; the table shows
 medians and the median of each round's ratio. Writes bench/results/events.json.
 
     python bench/events.py [--messages 3000] [--rounds 3] [--window 200] [--workers 4]
@@ -53,7 +54,12 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from bench.common import figure, free_port, output_path, write_result  # noqa: E402
 from bench.sidebyside import servers  # noqa: E402
-from bench.sidebyside.procs import Processes, terminated_as_interrupt, wait_until  # noqa: E402
+from bench.sidebyside.procs import (  # noqa: E402
+    Processes,
+    terminated_as_interrupt,
+    tree_cpu,
+    wait_until,
+)
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 MAPPING = ('{"shipment": shipment.id, "order": order.number, "carrier": shipment.carrier, '
@@ -300,16 +306,25 @@ def delete(*queues: str) -> None:
 
 
 # -- the run -----------------------------------------------------------------------------------
-def rounds(targets: dict[str, Callable[[], dict[str, float]]], count: int
-           ) -> dict[str, list[dict[str, float]]]:
+def rounds(targets: dict[str, Callable[[], dict[str, float]]], count: int, messages: int,
+           processes: dict[str, int]) -> dict[str, list[dict[str, float]]]:
+    """*count* rounds of the targets in turn; each round also gives the CPU time its target's
+    process tree (pid in *processes*) used per message, which the machine's other load moves
+    less than it moves messages per second."""
     seen: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
     for _ in range(count):
         for name, run in targets.items():
-            seen[name].append(run())
-            print(f"  {name}: {seen[name][-1]['per_second']:.0f} msg/s, "
-                  f"p50 {seen[name][-1]['p50_ms']:.1f} ms, p99 {seen[name][-1]['p99_ms']:.1f} ms",
-                  flush=True)
+            before = tree_cpu([processes[name]])
+            found = run()
+            found["cpu_us"] = 1e6 * (tree_cpu([processes[name]]) - before) / messages
+            seen[name].append(found)
+            print(f"  {name}: {found['per_second']:.0f} msg/s, p50 {found['p50_ms']:.1f} ms, "
+                  f"p99 {found['p99_ms']:.1f} ms, {found['cpu_us']:.0f} µs CPU/msg", flush=True)
     return seen
+
+
+def pid(procs: Processes, name: str) -> int:
+    return next(process.pid for started, process in procs.started if started == name)
 
 
 def summary(seen: dict[str, list[dict[str, float]]], ours: str, theirs: str) -> dict[str, Any]:
@@ -317,7 +332,8 @@ def summary(seen: dict[str, list[dict[str, float]]], ours: str, theirs: str) -> 
         return statistics.median(r[key] for r in seen[name])
     ratio = statistics.median(a["per_second"] / b["per_second"]
                               for a, b in zip(seen[ours], seen[theirs], strict=True))
-    return {name: {k: round(median(name, k), 1) for k in ("per_second", "p50_ms", "p99_ms")}
+    return {name: {k: round(median(name, k), 1)
+                   for k in ("per_second", "p50_ms", "p99_ms", "cpu_us")}
             for name in seen} | {"ratio": round(ratio, 2)}
 
 
@@ -362,7 +378,10 @@ def main() -> None:
                 mqtt_targets["baseline"] = lambda: mqtt_run(base_in, base_out, args.messages,
                                                             args.window)
             print(f"MQTT: {args.messages} messages a round, window {args.window}", flush=True)
-            mqtt = rounds(mqtt_targets, args.rounds)
+            mqtt = rounds(mqtt_targets, args.rounds, args.messages, {
+                name: pid(procs, proc) for name, proc in (
+                    ("flowrunner", "flowrunner-mqtt"), ("Node-RED", "node-red"),
+                    ("baseline", "baseline-mqtt")) if name in mqtt_targets})
             queues = [f"bench.{n}.{suffix}" for n in ("in", "out", "raw-in", "raw-out")]
             declare(*queues)
             start_consume(procs, "flowrunner-amqp", work, FLOW_AMQP.format(
@@ -387,7 +406,10 @@ def main() -> None:
                 amqp_targets["baseline"] = lambda: amqp_run(base_queues[0], base_queues[1],
                                                             args.messages, args.window)
             print(f"AMQP: {args.messages} messages a round, window {args.window}", flush=True)
-            amqp = rounds(amqp_targets, args.rounds)
+            amqp = rounds(amqp_targets, args.rounds, args.messages, {
+                name: pid(procs, proc) for name, proc in (
+                    ("flowrunner", "flowrunner-amqp"), ("raw kombu", "kombu"),
+                    ("baseline", "baseline-amqp")) if name in amqp_targets})
         finally:
             for _, process in reversed(list(procs.started)):
                 procs.stop(process)
@@ -407,13 +429,15 @@ def main() -> None:
                "higher", "same RabbitMQ, same messages, rounds in turn"),
         figure("MQTT end-to-end p99, flowrunner", mqtt_sum["flowrunner"]["p99_ms"], "ms"),
         figure("AMQP end-to-end p99, flowrunner", amqp_sum["flowrunner"]["p99_ms"], "ms"),
+        figure("MQTT CPU per message, flowrunner", mqtt_sum["flowrunner"]["cpu_us"], "µs"),
+        figure("MQTT CPU per message, Node-RED", mqtt_sum["Node-RED"]["cpu_us"], "µs"),
     ]
     for name, found in (("MQTT", mqtt_sum), ("AMQP", amqp_sum)):
         print(f"\n{name}  (medians of {args.rounds} rounds; ratio: median of per-round ratios)")
         for target, row in found.items():
             if not target.startswith("ratio"):
                 print(f"  {target:12} {row['per_second']:8.0f} msg/s   p50 {row['p50_ms']:7.1f} ms"
-                      f"   p99 {row['p99_ms']:7.1f} ms")
+                      f"   p99 {row['p99_ms']:7.1f} ms   {row['cpu_us']:6.0f} µs CPU/msg")
         print(f"  ratio flowrunner ÷ other: {found['ratio']:.2f}")
         if "ratio_to_baseline" in found:
             print(f"  ratio flowrunner ÷ baseline: {found['ratio_to_baseline']:.2f}")
