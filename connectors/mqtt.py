@@ -12,7 +12,9 @@
 
 The step publishes at QoS 1 or 2 and returns once the broker acknowledged the message (PUBACK,
 or PUBCOMP for QoS 2); no acknowledgement within the connection's timeout, or no connection,
-is a step error for the flow's retry policy. Each message carries a ``message_id`` user
+is a step error for the flow's retry policy, and so is an acknowledgement whose reason code
+refuses the message (Quota exceeded ...) — final for Not authorized, Topic Name invalid and
+Payload format invalid. Each message carries a ``message_id`` user
 property — the run and step by default — which a consuming flowrunner deduplicates on.
 
 The subscriber keeps a persistent session (clean start off, the connection's session expiry),
@@ -210,13 +212,27 @@ class Publisher:
 
     def __init__(self, name: str, config: Any, secrets: Any, folder: Any = None):
         self.name, self.config = name, config
+        #: message ids the broker acknowledged with a failure (PUBACK or PUBCOMP reason code
+        #: 0x80 and above), and the reason: paho counts them as published all the same
+        self.refused: dict[int, Any] = {}
         self.mqtt = client(name, config, secrets, "publish", folder=folder)
+        self.mqtt.on_publish = self._acknowledged
         self.mqtt.loop_start()
+
+    def _acknowledged(self, _client: Any, _userdata: Any, mid: int, reason: Any,
+                      _properties: Any) -> None:
+        # on paho's thread, before the publish's waiter is woken
+        if reason.is_failure:
+            self.refused[mid] = reason
 
     def close(self) -> None:
         """Disconnect and stop the network loop's thread."""
         self.mqtt.disconnect()
         self.mqtt.loop_stop()
+
+
+#: reason codes of a refusal that sending again does not change
+_FINAL_REASONS = {0x87: "permission", 0x90: "rejected", 0x99: "rejected"}
 
 
 def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
@@ -247,6 +263,11 @@ def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
         if not info.is_published():
             raise StepError(f"{where}: the broker did not acknowledge within "
                             f"{found.timeout:g}s", kind="timeout", retryable=True)
+        refused = publisher.refused.pop(info.mid, None)
+        if refused is not None:  # Not authorized, Quota exceeded, Topic Name invalid ...
+            raise StepError(f"{where}: the broker refused the message ({refused})",
+                            kind=_FINAL_REASONS.get(refused.value, "rejected"),
+                            retryable=refused.value not in _FINAL_REASONS)
         resources.log.info("mqtt published %s (%d bytes, qos %d, id %s)", where, len(data),
                            config.qos, message_id)
         return Continue()
