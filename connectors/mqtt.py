@@ -213,8 +213,10 @@ class Publisher:
     def __init__(self, name: str, config: Any, secrets: Any, folder: Any = None):
         self.name, self.config = name, config
         #: message ids the broker acknowledged with a failure (PUBACK or PUBCOMP reason code
-        #: 0x80 and above), and the reason: paho counts them as published all the same
-        self.refused: dict[int, Any] = {}
+        #: 0x80 and above), with the reason and when: paho counts them as published all the
+        #: same. A late one, for a publish that gave up waiting, stays until its id is reused;
+        #: its time tells it from the refusal of the publish that reuses it.
+        self.refused: dict[int, tuple[Any, float]] = {}
         self.mqtt = client(name, config, secrets, "publish", folder=folder)
         self.mqtt.on_publish = self._acknowledged
         self.mqtt.loop_start()
@@ -223,7 +225,7 @@ class Publisher:
                       _properties: Any) -> None:
         # on paho's thread, before the publish's waiter is woken
         if reason.is_failure:
-            self.refused[mid] = reason
+            self.refused[mid] = (reason, time.monotonic())
 
     def close(self) -> None:
         """Disconnect and stop the network loop's thread."""
@@ -251,6 +253,7 @@ def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
         publisher = out.runtime("mqtt-publisher", lambda: Publisher(
             config.connection, found, resources.secrets, out.connections.folder))
         where = f"mqtt {config.connection} topic '{topic}'"
+        sent = time.monotonic()
         info = publisher.mqtt.publish(topic, data, qos=config.qos, retain=config.retain,
                                       properties=properties)
         if info.rc != paho.MQTT_ERR_SUCCESS:
@@ -263,8 +266,8 @@ def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
         if not info.is_published():
             raise StepError(f"{where}: the broker did not acknowledge within "
                             f"{found.timeout:g}s", kind="timeout", retryable=True)
-        refused = publisher.refused.pop(info.mid, None)
-        if refused is not None:  # Not authorized, Quota exceeded, Topic Name invalid ...
+        refused, at = publisher.refused.pop(info.mid, (None, 0.0))
+        if refused is not None and at >= sent:  # Not authorized, Quota exceeded ...
             raise StepError(f"{where}: the broker refused the message ({refused})",
                             kind=_FINAL_REASONS.get(refused.value, "rejected"),
                             retryable=refused.value not in _FINAL_REASONS)
