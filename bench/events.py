@@ -13,11 +13,15 @@ The load is a closed window: at most --window messages are in flight (sent and n
 the output), so neither broker queues more than a subscriber session holds (Mosquitto drops
 QoS 1 messages beyond max_queued_messages, 1000 by default). Messages per second run from the
 first send to the last output; latency is output time minus the send time carried in the
-message. Rounds take the targets in turn (A, B, A, B) on the shared machine; the table shows
+message; CPU per message is what each side's process tree used in the round, divided by the
+messages. Rounds take the targets in turn (A, B, A, B) on the shared machine; the table shows
 medians and the median of each round's ratio. Writes bench/results/events.json.
 
     python bench/events.py [--messages 3000] [--rounds 3] [--window 200] [--workers 4]
-                           [--output PATH]
+                           [--baseline TREE] [--output PATH]
+
+--baseline TREE runs a second `flowrun consume` from another source tree (a checkout of an
+earlier commit) in the same rounds, so a change is measured against its base side by side.
 
 Node-RED 4 is installed on first use into ~/.cache/flowrunner-bench/node-red (see
 bench/nodered.py). Every process is stopped, with its process group, when the bench ends.
@@ -50,7 +54,12 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from bench.common import figure, free_port, output_path, write_result  # noqa: E402
 from bench.sidebyside import servers  # noqa: E402
-from bench.sidebyside.procs import Processes, terminated_as_interrupt, wait_until  # noqa: E402
+from bench.sidebyside.procs import (  # noqa: E402
+    Processes,
+    terminated_as_interrupt,
+    tree_cpu,
+    wait_until,
+)
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 MAPPING = ('{"shipment": shipment.id, "order": order.number, "carrier": shipment.carrier, '
@@ -194,7 +203,7 @@ CONNECTIONS = {
 
 
 def start_consume(procs: Processes, name: str, work: Path, flow: str,
-                  ready: Callable[[], Any], workers: int) -> None:
+                  ready: Callable[[], Any], workers: int, tree: Path = ROOT) -> None:
     home = work / name
     (home / "flows").mkdir(parents=True)
     (home / "connections").mkdir()
@@ -205,7 +214,7 @@ def start_consume(procs: Processes, name: str, work: Path, flow: str,
             else text, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUN_")}
     env.update({"FLOWRUN_HOME": str(home / "state"), "FLOWRUN_LOG_LEVEL": "WARNING",
-                "FLOWRUN_SECRET_RABBIT": "guest", "PYTHONPATH": str(ROOT),
+                "FLOWRUN_SECRET_RABBIT": "guest", "PYTHONPATH": str(tree),
                 "FLOWRUN_WORKERS": str(workers)})
     process = procs.start(name, [sys.executable, "-m", "engine.cli", "consume", "--flows",
                                  str(home / "flows")], env=env, cwd=home)
@@ -297,16 +306,25 @@ def delete(*queues: str) -> None:
 
 
 # -- the run -----------------------------------------------------------------------------------
-def rounds(targets: dict[str, Callable[[], dict[str, float]]], count: int
-           ) -> dict[str, list[dict[str, float]]]:
+def rounds(targets: dict[str, Callable[[], dict[str, float]]], count: int, messages: int,
+           processes: dict[str, int]) -> dict[str, list[dict[str, float]]]:
+    """*count* rounds of the targets in turn; each round also gives the CPU time its target's
+    process tree (pid in *processes*) used per message, which the machine's other load moves
+    less than it moves messages per second."""
     seen: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
     for _ in range(count):
         for name, run in targets.items():
-            seen[name].append(run())
-            print(f"  {name}: {seen[name][-1]['per_second']:.0f} msg/s, "
-                  f"p50 {seen[name][-1]['p50_ms']:.1f} ms, p99 {seen[name][-1]['p99_ms']:.1f} ms",
-                  flush=True)
+            before = tree_cpu([processes[name]])
+            found = run()
+            found["cpu_us"] = 1e6 * (tree_cpu([processes[name]]) - before) / messages
+            seen[name].append(found)
+            print(f"  {name}: {found['per_second']:.0f} msg/s, p50 {found['p50_ms']:.1f} ms, "
+                  f"p99 {found['p99_ms']:.1f} ms, {found['cpu_us']:.0f} µs CPU/msg", flush=True)
     return seen
+
+
+def pid(procs: Processes, name: str) -> int:
+    return next(process.pid for started, process in procs.started if started == name)
 
 
 def summary(seen: dict[str, list[dict[str, float]]], ours: str, theirs: str) -> dict[str, Any]:
@@ -314,7 +332,8 @@ def summary(seen: dict[str, list[dict[str, float]]], ours: str, theirs: str) -> 
         return statistics.median(r[key] for r in seen[name])
     ratio = statistics.median(a["per_second"] / b["per_second"]
                               for a, b in zip(seen[ours], seen[theirs], strict=True))
-    return {name: {k: round(median(name, k), 1) for k in ("per_second", "p50_ms", "p99_ms")}
+    return {name: {k: round(median(name, k), 1)
+                   for k in ("per_second", "p50_ms", "p99_ms", "cpu_us")}
             for name in seen} | {"ratio": round(ratio, 2)}
 
 
@@ -325,6 +344,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=200)
     parser.add_argument("--workers", type=int, default=4,
                         help="FLOWRUN_WORKERS of flowrunner's consume processes")
+    parser.add_argument("--baseline", type=Path, metavar="TREE",
+                        help="also run flowrunner from this source tree, in the same rounds")
     parser.add_argument("--output")
     parser.add_argument("--raw-consumer", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -345,11 +366,22 @@ def main() -> None:
             start_consume(procs, "flowrunner-mqtt", work, FLOW_MQTT.format(
                 inbox=mqtt_in, outbox=mqtt_out, mapping=MAPPING),
                 lambda: mqtt_run(mqtt_in, mqtt_out, 1, 1, 3), args.workers)
-            print(f"MQTT: {args.messages} messages a round, window {args.window}", flush=True)
-            mqtt = rounds({
+            mqtt_targets = {
                 "flowrunner": lambda: mqtt_run(mqtt_in, mqtt_out, args.messages, args.window),
-                "Node-RED": lambda: mqtt_run(red_in, red_out, args.messages, args.window)},
-                args.rounds)
+                "Node-RED": lambda: mqtt_run(red_in, red_out, args.messages, args.window)}
+            if args.baseline:
+                base_in, base_out = f"bench/base-in/{suffix}", f"bench/base-out/{suffix}"
+                start_consume(procs, "baseline-mqtt", work, FLOW_MQTT.format(
+                    inbox=base_in, outbox=base_out, mapping=MAPPING),
+                    lambda: mqtt_run(base_in, base_out, 1, 1, 3), args.workers,
+                    args.baseline.resolve())
+                mqtt_targets["baseline"] = lambda: mqtt_run(base_in, base_out, args.messages,
+                                                            args.window)
+            print(f"MQTT: {args.messages} messages a round, window {args.window}", flush=True)
+            mqtt = rounds(mqtt_targets, args.rounds, args.messages, {
+                name: pid(procs, proc) for name, proc in (
+                    ("flowrunner", "flowrunner-mqtt"), ("Node-RED", "node-red"),
+                    ("baseline", "baseline-mqtt")) if name in mqtt_targets})
             queues = [f"bench.{n}.{suffix}" for n in ("in", "out", "raw-in", "raw-out")]
             declare(*queues)
             start_consume(procs, "flowrunner-amqp", work, FLOW_AMQP.format(
@@ -360,11 +392,24 @@ def main() -> None:
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
             probe(lambda: amqp_run(queues[2], queues[3], 1, 1, 5), "raw kombu consumer", raw,
                   procs, "kombu")
-            print(f"AMQP: {args.messages} messages a round, window {args.window}", flush=True)
-            amqp = rounds({
+            amqp_targets = {
                 "flowrunner": lambda: amqp_run(queues[0], queues[1], args.messages, args.window),
-                "raw kombu": lambda: amqp_run(queues[2], queues[3], args.messages, args.window)},
-                args.rounds)
+                "raw kombu": lambda: amqp_run(queues[2], queues[3], args.messages, args.window)}
+            if args.baseline:
+                base_queues = [f"bench.base-{n}.{suffix}" for n in ("in", "out")]
+                declare(*base_queues)
+                queues += base_queues
+                start_consume(procs, "baseline-amqp", work, FLOW_AMQP.format(
+                    inbox=base_queues[0], outbox=base_queues[1], mapping=MAPPING),
+                    lambda: amqp_run(base_queues[0], base_queues[1], 1, 1, 5), args.workers,
+                    args.baseline.resolve())
+                amqp_targets["baseline"] = lambda: amqp_run(base_queues[0], base_queues[1],
+                                                            args.messages, args.window)
+            print(f"AMQP: {args.messages} messages a round, window {args.window}", flush=True)
+            amqp = rounds(amqp_targets, args.rounds, args.messages, {
+                name: pid(procs, proc) for name, proc in (
+                    ("flowrunner", "flowrunner-amqp"), ("raw kombu", "kombu"),
+                    ("baseline", "baseline-amqp")) if name in amqp_targets})
         finally:
             for _, process in reversed(list(procs.started)):
                 procs.stop(process)
@@ -372,6 +417,11 @@ def main() -> None:
                 delete(*queues)
     mqtt_sum, amqp_sum = summary(mqtt, "flowrunner", "Node-RED"), \
         summary(amqp, "flowrunner", "raw kombu")
+    if args.baseline:
+        for found, seen in ((mqtt_sum, mqtt), (amqp_sum, amqp)):
+            found["ratio_to_baseline"] = round(statistics.median(
+                a["per_second"] / b["per_second"]
+                for a, b in zip(seen["flowrunner"], seen["baseline"], strict=True)), 2)
     figures = [
         figure("MQTT msg/s, flowrunner ÷ Node-RED", mqtt_sum["ratio"], "×", 1.0, "higher",
                "same Mosquitto, same messages, rounds in turn"),
@@ -379,17 +429,23 @@ def main() -> None:
                "higher", "same RabbitMQ, same messages, rounds in turn"),
         figure("MQTT end-to-end p99, flowrunner", mqtt_sum["flowrunner"]["p99_ms"], "ms"),
         figure("AMQP end-to-end p99, flowrunner", amqp_sum["flowrunner"]["p99_ms"], "ms"),
+        figure("MQTT CPU per message, flowrunner", mqtt_sum["flowrunner"]["cpu_us"], "µs"),
+        figure("MQTT CPU per message, Node-RED", mqtt_sum["Node-RED"]["cpu_us"], "µs"),
     ]
     for name, found in (("MQTT", mqtt_sum), ("AMQP", amqp_sum)):
         print(f"\n{name}  (medians of {args.rounds} rounds; ratio: median of per-round ratios)")
         for target, row in found.items():
-            if target != "ratio":
+            if not target.startswith("ratio"):
                 print(f"  {target:12} {row['per_second']:8.0f} msg/s   p50 {row['p50_ms']:7.1f} ms"
-                      f"   p99 {row['p99_ms']:7.1f} ms")
+                      f"   p99 {row['p99_ms']:7.1f} ms   {row['cpu_us']:6.0f} µs CPU/msg")
         print(f"  ratio flowrunner ÷ other: {found['ratio']:.2f}")
+        if "ratio_to_baseline" in found:
+            print(f"  ratio flowrunner ÷ baseline: {found['ratio_to_baseline']:.2f}")
     write_result(output_path(args.output, "events"), "events",
                  {"messages": args.messages, "rounds": args.rounds, "window": args.window,
                   "workers": args.workers,
+                  # the tree's folder name (name it after its commit), not where it lies
+                  "baseline": args.baseline.resolve().name if args.baseline else None,
                   "node_red": version, "mqtt": mqtt, "amqp": amqp,
                   "summary": {"mqtt": mqtt_sum, "amqp": amqp_sum}}, figures)
 

@@ -12,7 +12,9 @@
 
 The step publishes at QoS 1 or 2 and returns once the broker acknowledged the message (PUBACK,
 or PUBCOMP for QoS 2); no acknowledgement within the connection's timeout, or no connection,
-is a step error for the flow's retry policy. Each message carries a ``message_id`` user
+is a step error for the flow's retry policy, and so is an acknowledgement whose reason code
+refuses the message (Quota exceeded ...) — final for Not authorized, Topic Name invalid and
+Payload format invalid. Each message carries a ``message_id`` user
 property — the run and step by default — which a consuming flowrunner deduplicates on.
 
 The subscriber keeps a persistent session (clean start off, the connection's session expiry),
@@ -28,6 +30,7 @@ Needs paho-mqtt: install flowrunner-ipaas[mqtt].
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from typing import Any, Literal
@@ -35,7 +38,7 @@ from typing import Any, Literal
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.properties import Properties, VariableByteIntegers
 from pydantic import Field
 
 from connectors.broker import (
@@ -156,18 +159,82 @@ def client(name: str, config: Any, secrets: Any, role: str, *, session: bool = F
     raise StepError(f"{where}: {why}", kind=kind, retryable=True)
 
 
+def _share_property_tables() -> None:
+    """paho's `Properties` builds the same three tables of every MQTT 5 property (names,
+    identifiers, types) on each construction, which paho does for each message received and
+    each PUBACK — about 12 µs each time, a third of decoding the packet. The tables are only
+    ever read: build them once, and let every instance share them."""
+    if getattr(Properties.__init__, "shares_tables", False):
+        return
+    tables = {k: v for k, v in Properties(PacketTypes.PUBLISH).__dict__.items()
+              if k in ("types", "names", "properties")}
+
+    def __init__(self: Properties, packetType: int) -> None:
+        self.__dict__.update(tables)
+        self.__dict__["packetType"] = packetType
+
+    __init__.shares_tables = True  # type: ignore[attr-defined]
+    Properties.__init__ = __init__  # type: ignore[method-assign]
+
+
+_share_property_tables()
+
+
+class UserProperties(Properties):
+    """The user properties of one PUBLISH, packed as paho packs them. paho's `Properties`
+    builds its tables of every property name on each construction and searches them on each
+    assignment and `pack` — about 45 µs a message, a tenth of a run's whole cost."""
+
+    UserProperty: list[tuple[str, str]]
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        # past paho's __setattr__, which checks the name against its tables
+        object.__setattr__(self, "packetType", PacketTypes.PUBLISH)
+        object.__setattr__(self, "UserProperty", pairs)
+
+    def pack(self) -> bytes:
+        # identifier 38 (User Property), then the name and the value as UTF-8 strings
+        buffer = b"".join(b"\x26" + _utf8(name) + _utf8(value)
+                          for name, value in self.UserProperty)
+        return bytes(VariableByteIntegers.encode(len(buffer))) + buffer
+
+    def __str__(self) -> str:
+        return f"[UserProperty : {self.UserProperty}]"
+
+
+def _utf8(text: str) -> bytes:
+    data = text.encode("utf-8")
+    return struct.pack("!H", len(data)) + data
+
+
 class Publisher:
     """One connection's publishing client, its network loop on a thread of its own."""
 
     def __init__(self, name: str, config: Any, secrets: Any, folder: Any = None):
         self.name, self.config = name, config
+        #: message ids the broker acknowledged with a failure (PUBACK or PUBCOMP reason code
+        #: 0x80 and above), with the reason and when: paho counts them as published all the
+        #: same. A late one, for a publish that gave up waiting, stays until its id is reused;
+        #: its time tells it from the refusal of the publish that reuses it.
+        self.refused: dict[int, tuple[Any, float]] = {}
         self.mqtt = client(name, config, secrets, "publish", folder=folder)
+        self.mqtt.on_publish = self._acknowledged
         self.mqtt.loop_start()
+
+    def _acknowledged(self, _client: Any, _userdata: Any, mid: int, reason: Any,
+                      _properties: Any) -> None:
+        # on paho's thread, before the publish's waiter is woken
+        if reason.is_failure:
+            self.refused[mid] = (reason, time.monotonic())
 
     def close(self) -> None:
         """Disconnect and stop the network loop's thread."""
         self.mqtt.disconnect()
         self.mqtt.loop_stop()
+
+
+#: reason codes of a refusal that sending again does not change
+_FINAL_REASONS = {0x87: "permission", 0x90: "rejected", 0x99: "rejected"}
 
 
 def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
@@ -182,11 +249,11 @@ def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
             url = f"mqtt://{config.connection}/{topic}"
             confirmed(twin(url, data, {**headers, "Message-Id": message_id}), url)
             return Continue()
-        properties = Properties(PacketTypes.PUBLISH)
-        properties.UserProperty = [("message_id", message_id), *headers.items()]
+        properties = UserProperties([("message_id", message_id), *headers.items()])
         publisher = out.runtime("mqtt-publisher", lambda: Publisher(
             config.connection, found, resources.secrets, out.connections.folder))
         where = f"mqtt {config.connection} topic '{topic}'"
+        sent = time.monotonic()
         info = publisher.mqtt.publish(topic, data, qos=config.qos, retain=config.retain,
                                       properties=properties)
         if info.rc != paho.MQTT_ERR_SUCCESS:
@@ -199,6 +266,11 @@ def build(config: MqttPublish, ctx: BuildContext) -> StepFn:
         if not info.is_published():
             raise StepError(f"{where}: the broker did not acknowledge within "
                             f"{found.timeout:g}s", kind="timeout", retryable=True)
+        refused, at = publisher.refused.pop(info.mid, (None, 0.0))
+        if refused is not None and at >= sent:  # Not authorized, Quota exceeded ...
+            raise StepError(f"{where}: the broker refused the message ({refused})",
+                            kind=_FINAL_REASONS.get(refused.value, "rejected"),
+                            retryable=refused.value not in _FINAL_REASONS)
         resources.log.info("mqtt published %s (%d bytes, qos %d, id %s)", where, len(data),
                            config.qos, message_id)
         return Continue()

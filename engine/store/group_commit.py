@@ -18,12 +18,16 @@ Job = TypeVar("Job")
 
 
 class _Waiting(Generic[Job]):
-    __slots__ = ("done", "error", "job")
+    __slots__ = ("done", "error", "job", "leads", "woken")
 
     def __init__(self, job: Job):
         self.job = job
         self.done = False
+        self.leads = False  # chosen to write the next group
         self.error: BaseException | None = None
+        #: held until the caller is woken: its job written, or its turn to write come
+        self.woken = threading.Lock()
+        self.woken.acquire()
 
 
 class GroupCommit(Generic[Job]):
@@ -33,7 +37,7 @@ class GroupCommit(Generic[Job]):
         self._write = write
         self.max_group = max_group
         self._pending: list[_Waiting[Job]] = []
-        self._cond = threading.Condition()  # guards _pending and _writing
+        self._lock = threading.Lock()  # guards _pending and _writing
         self._writing = False  # a group is being written: one at a time
         #: groups written and jobs in them (tests read the grouping)
         self.groups = self.written = 0
@@ -41,27 +45,55 @@ class GroupCommit(Generic[Job]):
     def __call__(self, job: Job) -> None:
         """Write *job*, alone or in a group; returns once it is committed, or raises."""
         mine = _Waiting(job)
-        with self._cond:
+        with self._lock:
             self._pending.append(mine)
-        while True:
-            with self._cond:
-                # a caller whose job a group wrote returns at once: it never waits behind
-                # the next group's transaction
-                while not mine.done and self._writing:
-                    self._cond.wait()
-                if mine.done:
-                    break
-                self._writing = True
-                group = self._pending[:self.max_group]
-                del self._pending[:self.max_group]
+            lead = not self._writing
+            self._writing = True
+        if not lead:
+            # each caller is woken alone — by the writer of the group that held its job, or
+            # as the next writer — never all of them at every commit
             try:
-                self._commit(group)
-            finally:
-                with self._cond:
-                    self._writing = False
-                    self._cond.notify_all()
+                mine.woken.acquire()
+            except BaseException:  # interrupted while waiting: take its job back
+                self._withdraw(mine)
+                raise
+        if not mine.done:  # its turn to write: its job heads the pending ones
+            self._lead()
         if mine.error is not None:
             raise mine.error
+
+    def _lead(self) -> None:
+        nxt: _Waiting[Job] | None = None
+        with self._lock:
+            group = self._pending[:self.max_group]
+            del self._pending[:self.max_group]
+        try:
+            self._commit(group)
+        finally:
+            with self._lock:
+                nxt = self._next()
+            for waiting in group[1:]:  # the first is the writer's own
+                waiting.woken.release()
+            if nxt is not None:  # not done: it writes the next group
+                nxt.woken.release()
+
+    def _next(self) -> _Waiting[Job] | None:
+        """The caller to write the next group (None: writing ends); the lock is held."""
+        if not self._pending:
+            self._writing = False
+            return None
+        self._pending[0].leads = True
+        return self._pending[0]
+
+    def _withdraw(self, mine: _Waiting[Job]) -> None:
+        """*mine* leaves before its job is taken: a caller chosen to write hands that on."""
+        with self._lock:
+            if mine not in self._pending:
+                return  # a group holds it: written without anyone waiting
+            self._pending.remove(mine)
+            nxt = self._next() if mine.leads else None
+        if nxt is not None:
+            nxt.woken.release()
 
     def _commit(self, group: list[_Waiting[Job]]) -> None:
         try:

@@ -7,6 +7,7 @@ session is removed at the end.
 from __future__ import annotations
 
 import base64
+import getpass
 import sqlite3
 import threading
 import time
@@ -17,12 +18,16 @@ from pathlib import Path
 import orjson
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt import _packet
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.exception import MQTTException
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from connectors.mqtt import UserProperties
 from tests.conftest import wait_until
 from tests.connectors.bus_support import KEYS, ORDERED, Project, check_per_key_order
+from tests.connectors.tls_support import Process, binary, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -216,3 +221,101 @@ def test_messages_published_while_the_consumer_is_stopped_wait_in_its_session(
     project.start()
     runs = project.wait_runs(2)
     assert sorted(r.original["body"]["order_id"] for r in runs) == ["E-1", "E-2"]
+
+
+@pytest.mark.parametrize("pairs", [
+    [],
+    [("message_id", "run-1:tell_crm")],
+    [("message_id", "é" * 300), ("x-source", "flowrunner"), ("traceparent", "00-ab-cd-01")],
+])
+def test_user_properties_pack_as_paho_packs_them(pairs: list[tuple[str, str]]) -> None:
+    theirs = Properties(PacketTypes.PUBLISH)
+    if pairs:
+        theirs.UserProperty = list(pairs)
+    packed = UserProperties(list(pairs)).pack()
+    assert packed == bytes(theirs.pack())
+    read = Properties(PacketTypes.PUBLISH)
+    read.unpack(packed)
+    assert getattr(read, "UserProperty", []) == pairs
+
+
+def test_paho_properties_share_their_tables_and_decode_as_before() -> None:
+    sent = Properties(PacketTypes.PUBLISH)
+    sent.UserProperty = [("message_id", "m-1"), ("x-order", "A-1")]
+    sent.ContentType = "application/json"
+    sent.MessageExpiryInterval = 60
+    topic = b"plant/dc1/scans"
+    packet = (len(topic).to_bytes(2, "big") + topic + (7).to_bytes(2, "big")
+              + bytes(sent.pack()) + b'{"a": 1}')
+    decoded = _packet.decode_publish(0x32, packet, MQTTProtocolVersion.MQTTv5)
+    assert (decoded.topic, decoded.mid, decoded.payload) == (topic, 7, b'{"a": 1}')
+    props = decoded.properties
+    assert props.UserProperty == [("message_id", "m-1"), ("x-order", "A-1")]
+    assert (props.ContentType, props.MessageExpiryInterval) == ("application/json", 60)
+    other = Properties(PacketTypes.PUBACK)
+    assert other.names is props.names and not hasattr(other, "UserProperty")
+    assert len(other.names) == 27 and other.packetType == PacketTypes.PUBACK
+    with pytest.raises(MQTTException):  # still checked against the tables
+        other.ContentType = "text/plain"
+
+
+REFUSING = """
+flow: refused-mqtt
+defaults:
+  retry: {{max_attempts: 3, backoff: {{initial: 10ms}}}}
+trigger:
+  consume:
+    connection: acl
+    mqtt: {{topic: "in/{suffix}/+", qos: 1}}
+steps:
+  - id: tell
+    mqtt: {{connection: acl, topic: "{topic}", qos: 1}}
+"""
+
+
+@pytest.fixture
+def acl_broker(tmp_path: Path) -> Iterator[Process]:
+    """A Mosquitto of the test's own that lets clients use in/# and out/# only."""
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    (folder / "acl").write_text("topic readwrite in/#\ntopic readwrite out/#\n",
+                                encoding="utf-8")
+    port = free_port()
+    # run by root, mosquitto would drop to its own user, who cannot read the test's folder
+    (folder / "mosquitto.conf").write_text(
+        f"user {getpass.getuser()}\nallow_anonymous true\npersistence false\n"
+        f"acl_file {folder / 'acl'}\nlog_dest file {folder / 'mosquitto.log'}\n"
+        f"listener {port} 127.0.0.1\n", encoding="utf-8")
+    broker = Process([binary("mosquitto", "/usr/sbin/mosquitto"), "-c",
+                      str(folder / "mosquitto.conf")], port, folder / "mosquitto.log")
+    yield broker
+    broker.stop()
+
+
+@pytest.mark.parametrize("where, status", [("out", "succeeded"), ("forbidden", "dead_lettered")])
+def test_a_publish_the_broker_refuses_fails_the_step(tmp_path: Path, acl_broker: Process,
+                                                      where: str, status: str) -> None:
+    # Mosquitto answers a publish its ACL denies with PUBACK "Not authorized" (0x87), which
+    # paho counts as published: the run must not succeed on it
+    suffix = uuid.uuid4().hex[:8]
+    project = Project(tmp_path, REFUSING.format(suffix=suffix, topic=f"{where}/{suffix}"),
+                      f"connection: acl\nmqtt: {{host: 127.0.0.1, port: {acl_broker.port}, "
+                      f"client_id: t-{suffix}, session_expiry: 1m}}\n", "refused-mqtt")
+    sender = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    try:
+        project.start()
+        wait_until(lambda: "refused-mqtt: mqtt" in project.output(), 30, "the consumer")
+        sender.connect("127.0.0.1", acl_broker.port)
+        sender.loop_start()
+        # the consumer subscribes once connected: send until a run starts
+        wait_until(lambda: sender.publish(f"in/{suffix}/a", shipment("R-1"), qos=1)
+                   .wait_for_publish(5) or project.runs(), 30, "a run")
+        run = project.wait_runs(1, status)[0]
+        if status == "dead_lettered":
+            assert run.error is not None and "Not authorized" in run.error["message"]
+            assert run.error["kind"] == "permission" and len(run.error["attempts"]) == 1
+        assert project.stop() == 0
+    finally:
+        sender.loop_stop()
+        sender.disconnect()
+        project.stop()
