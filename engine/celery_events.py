@@ -2,8 +2,9 @@
 
 Flower, ``celery events`` and the worker's log show a ``flowrun.run`` task by its argument repr:
 `task_label` makes it the flow and business key. `SentEvents` sends the ``task-sent`` events of
-the runs a process queues (the worker sends the rest). A delivery that dead-letters its run ends
-the task with `DeadLettered`: Celery's FAILURE, with the reason.
+the runs a process queues (the worker sends the rest, `BatchedTaskEvents` gathering them into a
+few broker messages). A delivery that dead-letters its run ends the task with `DeadLettered`:
+Celery's FAILURE, with the reason.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from celery import bootsteps
 
 from engine.logs import one_line
 from engine.retry import reason_kind
@@ -107,3 +110,53 @@ class SentEvents:
                 dispatcher.flush()
         except Exception:  # the runs are queued; a monitor missing an event is no reason to fail
             log.warning("task-sent events not sent", exc_info=True)
+
+
+class BatchedTaskEvents(bootsteps.StartStopStep):
+    """A worker bootstep: the worker's task events (received, started, succeeded, failed) go
+    out in one broker message every `INTERVAL` seconds instead of one per event loop turn.
+
+    Celery's worker already buffers them (the dispatcher's ``task`` group, sent as one
+    ``task.multi`` message that Flower and `celery events` read like single events), but it
+    flushes the buffer as soon as the loop comes round: three PUBLISHes per task, each a
+    Redis command and a kombu publish in the worker. Flushed by a timer instead, a monitor
+    sees each event at most `INTERVAL` later; the buffer is flushed when the step stops too,
+    and when it holds `LIMIT` events."""
+
+    requires = ("celery.worker.consumer.events:Events",)
+    INTERVAL = 0.2
+    LIMIT = 2000
+
+    def __init__(self, c: Any, **kwargs: Any):
+        super().__init__(c, **kwargs)
+        self._timer: Any = None
+
+    def start(self, c: Any) -> None:
+        dispatcher = c.event_dispatcher
+        if c.hub is None or dispatcher is None or not dispatcher.buffer_group:
+            return  # no event loop (eventlet, gevent): Celery sends each event itself
+        dispatcher.on_send_buffered = None
+        dispatcher.buffer_limit = self.LIMIT
+        self._cancel()
+        self._timer = c.hub.call_repeatedly(self.INTERVAL, self._flush, c)
+
+    def stop(self, c: Any) -> None:
+        self._cancel()
+        self._flush(c)
+
+    shutdown = stop
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    @staticmethod
+    def _flush(c: Any) -> None:
+        dispatcher = c.event_dispatcher
+        if dispatcher is None:
+            return
+        try:
+            dispatcher.flush()
+        except Exception:  # a monitor missing events is no reason to stop the worker
+            log.warning("task events not sent", exc_info=True)
