@@ -346,6 +346,8 @@ class CeleryExecutor:
 
     def submit_many(self, runs: list[RunState]) -> None:
         """Send a group of runs in one round trip to the broker (kombu's publish batch)."""
+        if not runs:  # most runs have no children: no producer to take from kombu's pool
+            return
         with self.celery.producer_or_acquire() as producer:
             batch = getattr(producer, "batch", None)
             with batch() if batch is not None and len(runs) > 1 else contextlib.nullcontext():
