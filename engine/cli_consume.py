@@ -20,6 +20,7 @@ from types import FrameType
 
 import click
 
+from engine import gc_tuning
 from engine.store.base import StoreError
 
 
@@ -62,6 +63,7 @@ def consume(flows_dir: str | None, only: str | None) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    gc_tuning.settle(settings.gc_tuning)
     # runs this process took in and did not finish (it was killed) go on here
     app.executor.start(resume=True)
     consumers = Consumers(app, only)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from engine import gc_tuning
 from engine.store.base import StoreError
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ def scheduler(flows_dir: str | None, lease: float, workers: int) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    gc_tuning.settle(settings.gc_tuning)
     app.pruner.start()
     app.sla.start()
     try:

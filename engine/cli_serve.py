@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from engine import gc_tuning
 from engine.store.base import StoreError
 
 if TYPE_CHECKING:  # starlette is imported when the server starts, not on every flowrun command
@@ -161,7 +162,9 @@ def _run(web: Gateway, settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     _logs_written_on_sigterm()
-    uvicorn.Server(_config(web, settings, host, port)).run()
+    server = uvicorn.Server(_config(web, settings, host, port))
+    gc_tuning.settle(settings.gc_tuning)
+    server.run()
 
 
 def _run_many(settings: Settings, host: str, port: int, workers: int) -> None:
@@ -184,8 +187,9 @@ def _run_many(settings: Settings, host: str, port: int, workers: int) -> None:
             try:
                 web, _ = _build(settings, workers)
                 _logs_written_on_sigterm()
-                uvicorn.Server(_config(web, settings, host, port)).run(
-                    sockets=[listener])
+                server = uvicorn.Server(_config(web, settings, host, port))
+                gc_tuning.settle(settings.gc_tuning)
+                server.run(sockets=[listener])
             except click.ClickException as exc:
                 exc.show()
                 code = 1

@@ -21,9 +21,11 @@ import click
 def worker(concurrency: int | None, pool: str, queues: str | None, lanes: str | None,
            name: str | None, loglevel: str) -> None:
     """Run flows on this machine as a Celery worker (needs FLOWRUN_REDIS_URL)."""
+    from engine import gc_tuning
     from engine.settings import load_settings
 
-    if not load_settings().redis_url:
+    settings = load_settings()
+    if not settings.redis_url:
         raise click.ClickException("FLOWRUN_REDIS_URL is not set; a worker keeps run state in "
                                    "Redis (e.g. export FLOWRUN_REDIS_URL=redis://localhost:6379/0)")
     import worker as celery_worker  # the Celery application; imported only when needed
@@ -36,6 +38,7 @@ def worker(concurrency: int | None, pool: str, queues: str | None, lanes: str | 
     argv += ["--queues", queues or ",".join(_lane_queues(lanes))]
     if name:
         argv += ["--hostname", name]
+    gc_tuning.settle(settings.gc_tuning)  # before the pool forks: its processes inherit it
     celery_worker.app.worker_main(argv)
 
 

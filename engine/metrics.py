@@ -20,6 +20,7 @@ that answers the scrape.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import platform
@@ -198,7 +199,9 @@ def process_collectors(registry: CollectorRegistry) -> None:
 
 
 class BuildInfo(Collector):
-    """``flowrun_build_info{version, python} 1``: which flowrunner a process runs."""
+    """``flowrun_build_info{version, python} 1``: which flowrunner a process runs; and
+    ``flowrun_gc_frozen_objects``: how many objects it froze after start-up (0: Python's
+    garbage-collector defaults, see engine/gc_tuning)."""
 
     def collect(self) -> Iterator[Metric]:
         info = GaugeMetricFamily("flowrun_build_info", "The flowrunner version and Python "
@@ -206,6 +209,9 @@ class BuildInfo(Collector):
                                  labels=["version", "python"])
         info.add_metric([__version__, platform.python_version()], 1)
         yield info
+        yield GaugeMetricFamily("flowrun_gc_frozen_objects", "Objects moved out of the garbage "
+                                "collector's sight after start-up (FLOWRUN_GC_TUNING); 0 with "
+                                "Python's defaults.", value=gc.get_freeze_count())
 
 
 def poll_lag(store: Store, flow_id: str, now: float) -> float | None:

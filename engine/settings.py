@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # `flowrun serve` refuses a request over these before the app sees it (431, 408)
     access_log: bool = Field(True, description="`flowrun serve` logs one line per request "
                              "(method, path, status, duration, correlation id, client).")
+    gc_tuning: bool = Field(True, description="Long-running processes (serve, worker, consume, "
+                            "scheduler) freeze what they hold after start-up and collect "
+                            "garbage less often (engine/gc_tuning); false keeps Python's "
+                            "defaults.")
     task_events: bool = Field(True, description="Celery task events (sent, received, started, "
                               "succeeded, failed) for Flower and `celery events`.")
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="Longest request line and "

@@ -39,6 +39,7 @@ from engine.store.base import (
     StoreError,
 )
 from engine.store.group_commit import GroupCommit
+from engine.store.wal_checkpoint import SAFETY_PAGES, Checkpointer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -133,6 +134,8 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._saves: GroupCommit[_Save] = GroupCommit(self._write_saves)
+        # the log is copied into the database by a thread of its own, not inside a commit
+        self._checkpoints = Checkpointer(self._connect)
         try:
             self._db().executescript(SCHEMA)
             counted = "SELECT 1 FROM sqlite_master WHERE name = 'run_counts'"
@@ -156,14 +159,19 @@ class SqliteStore:
         self._db().execute(FINISHED_INDEX)
 
     # -- plumbing ------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                             check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self._synchronous}")
+        db.execute(f"PRAGMA wal_autocheckpoint={SAFETY_PAGES}")  # engine/store/wal_checkpoint
+        return db
+
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
             try:
-                db = sqlite3.connect(self.path, timeout=self.busy_timeout,
-                                     isolation_level=None, check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(f"PRAGMA synchronous={self._synchronous}")
+                db = self._connect()
                 db.execute("PRAGMA recursive_triggers=ON")  # see COUNTS
             except sqlite3.Error as exc:
                 raise self._error(exc) from None
@@ -199,6 +207,7 @@ class SqliteStore:
                 raise self._error(exc) from None
         finally:
             self._write_lock.release()
+        self._checkpoints.committed()
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -207,6 +216,7 @@ class SqliteStore:
             raise self._error(exc) from None
 
     def close(self) -> None:
+        self._checkpoints.close()
         # a write under way (the intake writer, a worker) finishes first: closing a connection
         # another thread is inside of would crash the process, not just fail the write
         locked = self._write_lock.acquire(timeout=self.busy_timeout)
