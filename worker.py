@@ -54,7 +54,7 @@ from celery.signals import (
 
 from engine import tracing
 from engine.app import App
-from engine.celery_events import DeadLettered
+from engine.celery_events import BatchedTaskEvents, DeadLettered
 from engine.celery_executor import TASK, CeleryExecutor, CelerySettings, DuePump, make_celery
 from engine.logs import setup_logging as setup_flowrun_logging
 from engine.metrics import multiprocess_mode, process_exited, serve_worker_metrics
@@ -67,6 +67,7 @@ tuning = CelerySettings()
 # importable without settings (`celery -A worker inspect ping`, a platform's own tooling): only a
 # worker that starts needs the Redis of the run state (`_needs_redis`)
 app: Celery = make_celery(settings, tuning, require_broker=False)
+app.steps["consumer"].add(BatchedTaskEvents)
 NO_REDIS = ("worker: FLOWRUN_REDIS_URL is not set; workers keep run state in Redis "
             "(e.g. FLOWRUN_REDIS_URL=redis://localhost:6379/0)")
 

@@ -4,8 +4,8 @@ Node-RED 4 runs the reference flow (bench/flows/nodered/reference.json); flowrun
 bench/flows/webhook-reference.yaml embedded (SQLite) from this checkout and, with --baseline,
 from another checkout of flowrunner too, so a change is measured against its parent and
 against Node-RED in the same rounds (A, B, C, A, B, C, …). --celery adds flowrunner on Celery
-with two worker processes. Prints effects/s, CPU per message and each round's ratio to
-Node-RED; writes bench/results/nodered_e2e.json.
+with two worker processes (from the baseline checkout too, with --baseline). Prints effects/s,
+CPU per message and each round's ratio to Node-RED; writes bench/results/nodered_e2e.json.
 
     python bench/nodered_e2e.py [--rounds 4] [--messages 2000] [--baseline PATH] [--celery]
 """
@@ -33,19 +33,34 @@ from bench.sidebyside.measure import REFERENCE, Load, Target  # noqa: E402
 from bench.sidebyside.procs import Processes, terminated_as_interrupt, wait_until  # noqa: E402
 
 NODE_RED = "Node-RED (c) reference flow"
+CELERY = "flowrunner Celery, 2 worker processes"
 
 
 def start_serve_from(procs: Processes, name: str, home: Path, stub_url: str,
-                     checkout: Path) -> servers.Server:
-    """`flowrun serve` (embedded) running the code of *checkout* with this bench's flows."""
+                     checkout: Path, redis: tuple[int, str] | None = None) -> servers.Server:
+    """`flowrun serve` running the code of *checkout* with this bench's flows: embedded, or
+    on Celery with *redis* (its workers started by `start_worker_from`)."""
     port = free_port()
-    env = servers.flowrunner_env(home, stub_url, None)
+    env = servers.flowrunner_env(home, stub_url, redis[1] if redis else None)
     env["PYTHONPATH"] = str(checkout)
     process = procs.start(name, [sys.executable, "-m", "engine.cli", "serve", "--port",
                                  str(port), "--no-access-log"], env=env, cwd=checkout)
     wait_until(lambda: servers.get(port, "/readyz")[0] == 200, f"flowrun serve ({name})",
                lambda: process.poll() is None, log=lambda: procs.log_tail(name))
-    return servers.Server(name, port, [process.pid], home=home)
+    pids = [process.pid] + ([redis[0]] if redis else [])
+    return servers.Server(name, port, pids, redis_url=redis[1] if redis else None, home=home)
+
+
+def start_worker_from(procs: Processes, name: str, server: servers.Server, stub_url: str,
+                      checkout: Path, concurrency: int) -> None:
+    """`flowrun worker` (prefork) of *checkout* for *server*'s Redis."""
+    assert server.home is not None and server.redis_url is not None
+    env = servers.flowrunner_env(server.home, stub_url, server.redis_url)
+    env["PYTHONPATH"] = str(checkout)
+    process = procs.start(name, [sys.executable, "-m", "engine.cli", "worker", "--pool",
+                                 "prefork", "--concurrency", str(concurrency), "--loglevel",
+                                 "WARNING"], env=env, cwd=checkout)
+    server.pids.append(process.pid)
 
 
 def main() -> None:
@@ -82,12 +97,16 @@ def main() -> None:
                     start_serve_from(procs, "base", tmp / "base", stub.url,
                                      Path(args.baseline).resolve()), REFERENCE))
             if args.celery:
-                celery = servers.start_serve(procs, "celery-2", tmp / "celery-2", stub.url,
-                                             servers.start_redis(procs, "redis-2",
-                                                                 tmp / "redis-2"))
-                servers.start_worker(procs, "worker-2", celery, stub.url, 2)
-                targets.append(Target("flowrunner Celery, 2 worker processes", "flowrunner",
-                                      celery, REFERENCE))
+                checkouts = [("", ROOT)] + ([(" (baseline)", Path(args.baseline).resolve())]
+                                            if args.baseline else [])
+                for n, (suffix, checkout) in enumerate(checkouts):
+                    celery = start_serve_from(procs, f"celery-{n}", tmp / f"celery-{n}",
+                                              stub.url, checkout,
+                                              servers.start_redis(procs, f"redis-{n}",
+                                                                  tmp / f"redis-{n}"))
+                    start_worker_from(procs, f"worker-{n}", celery, stub.url, checkout, 2)
+                    targets.append(Target(f"{CELERY}{suffix}", "flowrunner", celery,
+                                          REFERENCE))
             for target in targets:
                 measure.warm_up(target, load, stub, 40)
             seen: dict[str, list[dict[str, Any]]] = {t.label: [] for t in targets}
@@ -124,6 +143,13 @@ def main() -> None:
             "effects_per_s": _ratios(mine, base),
             "cpu_ms_per_message": _ratios(mine, base, "cpu_ms_per_message")}
         print(f"this checkout ÷ baseline, round by round: {summary['this checkout ÷ baseline']}")
+        if args.celery:
+            mine, base = seen[CELERY], seen[f"{CELERY} (baseline)"]
+            summary["Celery: this checkout ÷ baseline"] = {
+                "effects_per_s": _ratios(mine, base),
+                "cpu_ms_per_message": _ratios(mine, base, "cpu_ms_per_message")}
+            print(f"Celery, this checkout ÷ baseline, round by round: "
+                  f"{summary['Celery: this checkout ÷ baseline']}")
     settings = {"rounds": args.rounds, "messages": args.messages, "celery": args.celery,
                 "commit": _commit(ROOT),
                 "baseline_commit": _commit(Path(args.baseline)) if args.baseline else None}

@@ -39,6 +39,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine import redis_url
+from engine.broker import transport_for
 from engine.celery_events import TASK, Sent, SentEvents, task_label
 from engine.limits import RedisLimits
 from engine.ordering import RedisLines
@@ -107,6 +108,8 @@ def celery_config(settings: Settings, tuning: CelerySettings | None = None, *,
         redis_url.celery_broker(config["result_backend"])
     config["broker_url"], sentinel = redis_url.celery_broker(config["broker_url"])
     config["broker_transport_options"] = {**config["broker_transport_options"], **sentinel}
+    if not config.get("broker_transport"):  # kombu's, acknowledging without MULTI (engine/broker)
+        config["broker_transport"] = transport_for(config["broker_url"])
     return config
 
 
@@ -297,7 +300,8 @@ class CeleryExecutor:
         self.lines = RedisLines(store)  # ordered subscriber runs, joined when published
         core.events.ordering = self.lines
         self.leases = Leases(store, self.tuning.run_lease)
-        self.events = SentEvents(self.celery)
+        # task-sent events straight to the store's Redis when it is the broker (no kombu)
+        self.events = SentEvents(self.celery, self.redis if self.wire else None)
         self._unsent: dict[str, Sent] = {}
         self.reaper = Reaper(store, self.submit, identity=self._identity,
                              interval=self.tuning.reap_interval, grace=self.tuning.run_lease,
@@ -342,6 +346,8 @@ class CeleryExecutor:
 
     def submit_many(self, runs: list[RunState]) -> None:
         """Send a group of runs in one round trip to the broker (kombu's publish batch)."""
+        if not runs:  # most runs have no children: no producer to take from kombu's pool
+            return
         with self.celery.producer_or_acquire() as producer:
             batch = getattr(producer, "batch", None)
             with batch() if batch is not None and len(runs) > 1 else contextlib.nullcontext():

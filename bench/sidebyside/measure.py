@@ -210,13 +210,16 @@ def command_stats(redis_url: str) -> dict[str, int]:
 
 
 def commands_per_run(target: Target, load: Load, stub_url: str, runs: int,
-                     idle_seconds: float = 2.0) -> dict[str, Any]:
+                     idle_seconds: float = 2.0, cpu_of: dict[str, int] | None = None
+                     ) -> dict[str, Any]:
     """Redis commands per accepted run, per command name (INFO commandstats before and after
-    *runs* one-step orders ran end to end), next to what the idle processes send per second."""
+    *runs* one-step orders ran end to end), next to what the idle processes send per second;
+    with *cpu_of* (names and root pids), the CPU each process tree used per accepted run."""
     url = target.server.redis_url
     assert url is not None
     first = command_stats(url)
     time.sleep(idle_seconds)
+    cpu_before = {name: tree_cpu([pid]) for name, pid in (cpu_of or {}).items()}
     before = command_stats(url)
     window = time.monotonic()
     idle = _delta(first, before)
@@ -225,6 +228,7 @@ def commands_per_run(target: Target, load: Load, stub_url: str, runs: int,
     started = time.monotonic()
     settle(target.server.pids, window=0.5)
     after = command_stats(url)
+    cpu = {name: tree_cpu([pid]) - cpu_before[name] for name, pid in (cpu_of or {}).items()}
     window = time.monotonic() - window
     accepted = sent["accepted_202"]
     succeeded = runs_with_status(target.server, stub_url, "webhook-intake", "succeeded",
@@ -241,7 +245,9 @@ def commands_per_run(target: Target, load: Load, stub_url: str, runs: int,
             "note": "as Redis counts them: every command a Lua script (EVALSHA) runs counts too",
             "per_run": per_run, "wait_after_intake_s": round(time.monotonic() - started, 2),
             "idle_commands_per_s": round(sum(idle.values()) / idle_seconds, 1),
-            "idle_by_command_per_s": {k: round(v / idle_seconds, 1) for k, v in idle.items()}}
+            "idle_by_command_per_s": {k: round(v / idle_seconds, 1) for k, v in idle.items()},
+            **({"cpu_ms_per_run": {name: round(t * 1000 / accepted, 3) if accepted else None
+                                   for name, t in cpu.items()}} if cpu_of else {})}
 
 
 def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:

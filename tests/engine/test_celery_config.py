@@ -133,3 +133,14 @@ def test_task_events_are_on_by_default_and_flowrun_task_events_turns_them_off(
 def test_a_dead_lettered_tasks_failure_is_always_acknowledged(tmp_path: Path) -> None:
     (tmp_path / "celeryconfig.py").write_text("task_acks_on_failure_or_timeout = False\n")
     assert _config()["task_acks_on_failure_or_timeout"] is True
+
+
+def test_a_redis_broker_acknowledges_through_flowrunners_transport(tmp_path: Path) -> None:
+    assert _config()["broker_transport"] == "engine.broker:Transport"
+    # TLS, Sentinel and other brokers keep kombu's own transport
+    for url in ("rediss://127.0.0.1:6399/0", "amqp://guest@127.0.0.1:5672//",
+                "sentinel://127.0.0.1:26379/0"):
+        assert celery_config(Settings(redis_url=REDIS, broker_url=url),
+                             CelerySettings())["broker_transport"] is None, url
+    (tmp_path / "celeryconfig.py").write_text('broker_transport = "redis"\n')
+    assert _config()["broker_transport"] == "redis"  # a module that names one keeps it

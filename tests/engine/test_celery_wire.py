@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from engine.app import App
+from engine.celery_events import Sent, SentEvents
 from engine.celery_executor import (
     CeleryExecutor,
     CelerySettings,
@@ -109,3 +110,53 @@ def test_a_duplicate_is_neither_recorded_nor_queued(redis_url: str) -> None:
     assert sorted(queued) == ["['r0']", "['r2']"]
     assert store.get_run("r1") is None
     store.close()
+
+
+def _published(redis_url: str, send: Any) -> tuple[bytes, dict[str, Any]]:
+    """The channel and message of what *send* publishes, caught by a pattern subscriber
+    (as Flower's and `celery events`' receivers subscribe)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    watch = client.pubsub()
+    watch.psubscribe("*")
+    assert watch.get_message(timeout=5)["type"] == "psubscribe"
+    send()
+    got = watch.get_message(timeout=5)
+    watch.close()
+    client.close()
+    assert got is not None and got["type"] == "pmessage", "nothing was published"
+    return got["channel"], json.loads(got["data"])
+
+
+def test_task_sent_events_published_directly_are_kombus_own(redis_url: str) -> None:
+    celery = make_celery(Settings(redis_url=redis_url))
+    store = RedisStore(redis_url)
+    sent = [Sent("t1", "flowrun", "orders key=#1"), Sent("t2", "flowrun.bulk", "orders run=r2")]
+    direct = SentEvents(celery, store.redis)
+    assert direct.redis is not None
+    channel, ours = _published(redis_url, lambda: direct.sent(sent))
+    through_kombu = SentEvents(celery)
+    assert through_kombu.redis is None
+    kombu_channel, theirs = _published(redis_url, lambda: through_kombu.sent(sent))
+
+    db = redis_url.rsplit("/", 1)[1]
+    assert channel == kombu_channel == f"/{db}.celeryev/task.multi".encode()
+    assert set(ours) == set(theirs)
+    for field in ("content-type", "content-encoding", "headers"):
+        assert ours[field] == theirs[field], field
+    assert {**ours["properties"], "delivery_tag": None} == \
+        {**theirs["properties"], "delivery_tag": None}
+    events = [json.loads(base64.b64decode(m["body"])) for m in (ours, theirs)]
+    varying = {"timestamp", "clock"}
+    assert [{k: v for k, v in e.items() if k not in varying} for e in events[0]] == \
+        [{k: v for k, v in e.items() if k not in varying} for e in events[1]]
+    assert [e["uuid"] for e in events[0]] == ["t1", "t2"]
+    assert [e["queue"] for e in events[0]] == ["flowrun", "flowrun.bulk"]
+    assert events[0][0]["clock"] < events[0][1]["clock"] < events[1][0]["clock"]
+
+
+def test_task_sent_events_go_through_kombu_when_the_fanout_is_configured() -> None:
+    celery = make_celery(Settings(redis_url="redis://127.0.0.1:1/0"))
+    celery.conf.broker_transport_options = {"fanout_prefix": "custom"}
+    assert SentEvents(celery, object()).redis is None
