@@ -50,7 +50,7 @@ from engine.store.base import Store
 from engine.store.redis import RedisStore
 
 if TYPE_CHECKING:
-    from engine.loader import CompiledFlow
+    from engine.compiled import CompiledFlow
 
 log = logging.getLogger("flowrunner.celery")
 

@@ -18,8 +18,9 @@ import click
 from engine import __version__
 from engine.cli_flows import echo_problems, find_flow, loader_for
 from engine.cli_style import json_option, paint
+from engine.compiled import CompiledStep
 from engine.envelope import Envelope
-from engine.loader import CompiledStep, Loader
+from engine.loader import Loader
 from engine.records import RunState
 from engine.refs import SecretsFileError
 from engine.schema_gen import flow_schema_text

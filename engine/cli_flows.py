@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from engine.cli_style import paint
-from engine.loader import CompiledFlow, FlowSet, Loader
+from engine.compiled import CompiledFlow, FlowSet
+from engine.loader import Loader
 from engine.problems import Problem
 from engine.refs import Secrets
 from engine.schemas import SchemaStore

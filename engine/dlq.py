@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from engine.compiled import CompiledFlow, CompiledStep
 from engine.envelope import Envelope
-from engine.loader import CompiledFlow, CompiledStep
 from engine.records import DeadLetter, RunState, start
 from engine.runner import Runner
 from engine.store.base import Store

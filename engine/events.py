@@ -34,7 +34,7 @@ from engine.records import DeadLetter, RunState, start
 from engine.steps.route import _truthy
 
 if TYPE_CHECKING:
-    from engine.loader import CompiledFlow
+    from engine.compiled import CompiledFlow
     from engine.processing import Core
     from engine.yamlsrc import Source
 

@@ -26,7 +26,7 @@ from engine.refs import redact_known
 from engine.tracing import META_KEY, TracingUnavailable
 
 if TYPE_CHECKING:
-    from engine.loader import CompiledFlow, CompiledStep
+    from engine.compiled import CompiledFlow, CompiledStep
     from engine.records import DeadLetter, RunState
 
 #: what the process gets unless the environment says otherwise (the official distro's choices;

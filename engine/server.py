@@ -25,9 +25,9 @@ from starlette.types import Lifespan
 from engine.access_log import AccessLog
 from engine.app import App
 from engine.bodies import parse_body
+from engine.compiled import CompiledFlow
 from engine.consumers import Consumers
 from engine.dsl.triggers import WebhookTrigger
-from engine.loader import CompiledFlow
 from engine.metrics import CONTENT_TYPE, StoreCollector
 from engine.problems import Problem
 from engine.refs import UnresolvedReference, interpolate

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.loader import CompiledFlow, FlowSet
+from engine.compiled import CompiledFlow, FlowSet
 
 if TYPE_CHECKING:
     from engine.loader import Loader

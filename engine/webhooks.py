@@ -41,9 +41,9 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from engine.app import App
+    from engine.compiled import CompiledFlow
     from engine.dsl.triggers import WebhookTrigger
     from engine.limits import RateLimiter
-    from engine.loader import CompiledFlow
     from engine.signatures import Scheme
 
 log = logging.getLogger("flowrunner.server")

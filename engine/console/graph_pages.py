@@ -21,11 +21,11 @@ from starlette.routing import BaseRoute, Route
 
 from engine import graph_mermaid, graph_svg
 from engine.app import App
+from engine.compiled import CompiledFlow
 from engine.console import views
 from engine.console.auth import Principal
 from engine.graph import Graph, build
 from engine.graph_path import RunPath, path_of_run
-from engine.loader import CompiledFlow
 from engine.problems import did_you_mean
 from engine.records import RunState
 from engine.store.base import RunFilter

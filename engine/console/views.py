@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.app import App
+from engine.compiled import CompiledFlow
 from engine.dsl.base import parse_duration
-from engine.loader import CompiledFlow
 from engine.metrics import lane_of, poll_lag
 from engine.poll import cursor as cursors
 from engine.records import TERMINAL, DeadLetter, RunState

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.cli_flows import loader_for
-from engine.loader import FlowSet
+from engine.compiled import FlowSet
 from engine.problems import Problem
 from engine.testing import TEST_SUFFIXES, coverage
 from engine.testing.harness import CaseResult, run_case
