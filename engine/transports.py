@@ -13,23 +13,14 @@ request in a client span and sends its ``traceparent`` to the partner; off, it i
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from engine import tracing
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Transport(Generic[T]):
-    """The key of one transport in ``Resources.services``, typed by what it holds."""
-
-    key: str
+from engine.types import Transport
 
 
 class HttpAdapter(HTTPAdapter):
