@@ -23,7 +23,7 @@ from opentelemetry.trace import ProxyTracerProvider, SpanKind, Status, StatusCod
 from engine import __version__
 from engine.observe import Observer
 from engine.refs import redact_known
-from engine.tracing import META_KEY, TracingUnavailable
+from engine.spans import META_KEY, TracingUnavailable
 
 if TYPE_CHECKING:
     from engine.compiled import CompiledFlow, CompiledStep

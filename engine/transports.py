@@ -6,7 +6,7 @@ transport when none was handed in — its pooled Session, its SFTP client, its b
 case's mocks; a connector never asks whether it is under test. HTTP and SFTP are separate keys:
 a step that speaks SFTP never goes through an HTTP transport.
 
-Every real HTTP session mounts `HttpAdapter`: with tracing on (engine/tracing) it wraps each
+Every real HTTP session mounts `HttpAdapter`: with tracing on (engine/spans) it wraps each
 request in a client span and sends its ``traceparent`` to the partner; off, it is requests' own.
 """
 
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import requests
 from requests.adapters import HTTPAdapter
 
-from engine import tracing
+from engine import spans
 from engine.types import Transport
 
 
@@ -28,9 +28,9 @@ class HttpAdapter(HTTPAdapter):
 
     def send(self, request: requests.PreparedRequest, *args: Any,
              **kwargs: Any) -> requests.Response:
-        if not tracing.enabled():
+        if not spans.enabled():
             return super().send(request, *args, **kwargs)
-        with tracing.client(request.method or "GET", request.url or "",
+        with spans.client(request.method or "GET", request.url or "",
                             request.headers) as span:
             try:
                 response = super().send(request, *args, **kwargs)
