@@ -31,7 +31,7 @@ from engine.records import RunState
 from engine.store.base import RunFilter
 
 if TYPE_CHECKING:
-    from engine.console import Console
+    from engine.console.base import Console
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Guard = Callable[[Callable[[Request, Principal], Awaitable[Response]]], Endpoint]
