@@ -26,6 +26,7 @@ import requests
 from pydantic import Field, model_validator
 from requests.structures import CaseInsensitiveDict
 
+from connectors.http_errors import NOT_RETRYABLE, classify
 from engine.plugin import (
     REF,
     BuildContext,
@@ -300,8 +301,6 @@ class HttpClient:
 
     def _fetch(self, secrets: Callable[[str], str],
                session: HttpTransport) -> tuple[str, float | None]:
-        from connectors.http import NOT_RETRYABLE, classify  # http imports this module
-
         assert self.config.auth is not None and self.config.auth.oauth2 is not None
         oauth = self.config.auth.oauth2
         url = interpolate(oauth.token_url, secrets)

@@ -21,8 +21,9 @@ from urllib.parse import urljoin
 import requests
 from pydantic import Field
 
-from connectors.http import NOT_RETRYABLE, POOL, classify, parse_body, retry_after
+from connectors.http import POOL, parse_body, retry_after
 from connectors.http_connection import client_for
+from connectors.http_errors import NOT_RETRYABLE, classify
 from engine.plugin import (
     BuildContext,
     Compiled,

@@ -13,7 +13,7 @@ The whole API::
         sftp.remove("/in/old.edi")
 
 ``open_named(name, config, secrets)`` connects with a named connection (a
-`connectors.sftp_connection.SftpConnection`), substituting its ``${env:…}``/``${secret:…}``
+`connectors.sftp_config.SftpConnection`), substituting its ``${env:…}``/``${secret:…}``
 references; its errors name the connection and host, never a credential.
 
 ``connect(host, port=22, *, username, password=None, private_key=None, passphrase=None,
@@ -59,7 +59,7 @@ import paramiko
 from engine.plugin import UnresolvedReference, interpolate, port_number
 
 if TYPE_CHECKING:
-    from connectors.sftp_connection import SftpConnection
+    from connectors.sftp_config import SftpConnection
 
 TEMP_PREFIX = "."
 TEMP_SUFFIX = ".part"

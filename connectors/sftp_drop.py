@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from connectors.sftp_client import RemoteFile, SftpClient, SftpError, open_named
-from connectors.sftp_connection import SftpConnection
+from connectors.sftp_config import SftpConnection
 from engine.plugin import DropFile, PollRun, StepError, Unreadable, Vanished, refusal
 
 

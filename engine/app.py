@@ -13,11 +13,12 @@ import time
 from typing import Any
 
 from engine import dlq, tracing
+from engine.compiled import FlowSet
 from engine.events import Event, Events, publish_event
 from engine.executor import EmbeddedExecutor, Executor
 from engine.intake import Accepted, Intake
 from engine.limits import LocalBucket
-from engine.loader import FlowSet, Loader
+from engine.loader import Loader
 from engine.local import resources_factory
 from engine.metrics import Metrics
 from engine.processing import SHALLOW, Core

@@ -35,11 +35,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine import redis_url
 from engine.broker import transport_for
+from engine.celery_config import CelerySettings, layered
 from engine.celery_events import TASK, Sent, SentEvents, task_label
 from engine.limits import RedisLimits
 from engine.ordering import RedisLines
@@ -52,50 +51,14 @@ from engine.store.base import Store
 from engine.store.redis import RedisStore
 
 if TYPE_CHECKING:
-    from engine.loader import CompiledFlow
+    from engine.compiled import CompiledFlow
 
 log = logging.getLogger("flowrunner.celery")
-
-class CelerySettings(BaseSettings):
-    """Worker tuning, from ``FLOWRUN_CELERY_*`` variables; the defaults suit production."""
-
-    model_config = SettingsConfigDict(env_prefix="FLOWRUN_CELERY_", extra="ignore")
-
-    queue: str = Field("flowrun", description="Celery queue the runs go to.")
-    visibility_timeout: float = Field(
-        300.0, gt=0, description="Seconds before an unacknowledged task (its worker died) is "
-        "delivered again. Bounds how long a crashed worker delays its run.")
-    restore_interval: float = Field(
-        10.0, gt=0, description="Seconds between sweeps that redeliver such tasks.")
-    prefetch_multiplier: int = Field(1, ge=1, description="Tasks a worker process reserves.")
-    run_lease: float = Field(
-        60.0, gt=0, description="Lease of the lock a worker holds on the run it advances; "
-        "renewed every third of it while the run is worked on.")
-    pump_interval: float = Field(0.5, gt=0, description="Seconds between due-retry sweeps.")
-    claim_lease: float = Field(60.0, gt=0, description="A due id a pump claimed but never sent "
-                                                       "goes back to the due set after this.")
-    stranded_after: float | None = Field(
-        None, gt=0, description="Seconds a run may stay queued with no worker on it before the "
-        "stuck-run sweep queues it again (its task lost by the broker); default twice the "
-        "visibility timeout.")
-    max_deliveries: int = Field(
-        5, ge=1, description="Deliveries of one run that may die with their worker before the "
-        "run is dead-lettered as poison instead of taking another worker down.")
-    reap_interval: float = Field(
-        30.0, ge=0, description="Seconds between sweeps for runs whose worker died (lease "
-        "expired), which are queued again; 0 turns the sweep off.")
-    config: str | None = Field(
-        None, description="A standard Celery configuration module (e.g. celeryconfig), whose "
-        "settings override flowrunner's defaults; FLOWRUN_BROKER_URL and FLOWRUN_CELERY_* set "
-        "in the environment override it in turn. Default: celeryconfig, when there is one.")
-
 
 def celery_config(settings: Settings, tuning: CelerySettings | None = None, *,
                   require_broker: bool = True) -> dict[str, Any]:
     """The Celery configuration of producers and workers alike (engine/celery_config: defaults,
     a Celery configuration module, FLOWRUN_* overrides); nothing is lost by a crash."""
-    from engine.celery_config import layered
-
     config = layered(settings, tuning or CelerySettings())
     if require_broker and not config["broker_url"]:
         raise ValueError("FLOWRUN_REDIS_URL (or FLOWRUN_BROKER_URL) is not set; the Celery "

@@ -16,38 +16,16 @@ from typing import Any
 import click
 
 from engine import __version__
+from engine.cli_flows import echo_problems, find_flow, loader_for
 from engine.cli_style import json_option, paint
+from engine.compiled import CompiledStep
 from engine.envelope import Envelope
-from engine.loader import CompiledFlow, CompiledStep, FlowSet, Loader
-from engine.problems import Problem
+from engine.loader import Loader
 from engine.records import RunState
-from engine.refs import Secrets, SecretsFileError
+from engine.refs import SecretsFileError
 from engine.schema_gen import flow_schema_text
-from engine.schemas import SchemaStore
 
 DEFAULT_FLOWS = "flows"
-
-
-def _schemas_for(paths: list[str], explicit: str | None) -> SchemaStore:
-    """The schemas folder: --schemas, else the nearest ``schemas/`` above the first path (or the
-    shipped one)."""
-    from engine.shipped import nearest_schemas
-
-    if explicit:
-        return SchemaStore(Path(explicit))
-    return SchemaStore(nearest_schemas(Path(paths[0]) if paths else Path.cwd()))
-
-
-def _loader(paths: list[str], schemas: str | None) -> Loader:
-    import os
-
-    return Loader(schemas=_schemas_for(paths, schemas),
-                  secrets=Secrets(os.environ.get("FLOWRUN_SECRETS_FILE")))
-
-
-def _echo_problems(problems: list[Problem]) -> None:
-    for problem in sorted(problems, key=lambda p: (p.file, p.line, p.column)):
-        click.echo(paint(str(problem), "error" if problem.severity == "error" else "warning"))
 
 
 class _Commands(click.Group):
@@ -129,13 +107,13 @@ def init(directory: str) -> None:
 def validate(paths: tuple[str, ...], as_json: bool, schemas: str | None) -> None:
     """Check flow files (or folders of them) and report every problem with its position."""
     targets = list(paths) or [DEFAULT_FLOWS]
-    flows = _loader(targets, schemas).load_paths(targets)
+    flows = loader_for(targets, schemas).load_paths(targets)
     problems = list(flows.problems)
     if as_json:
         click.echo(json.dumps({"ok": flows.ok, "flows": sorted(flows.flows),
                                "problems": [p.as_dict() for p in problems]}, indent=2))
     else:
-        _echo_problems(problems)
+        echo_problems(problems)
         errors, warnings = len(flows.problems.errors), len(flows.problems.warnings)
         click.echo(paint(f"{len(flows.flows)} flow(s) valid, {errors} error(s), {warnings} "
                          "warning(s)", "ok" if flows.ok else "error", bold=True))
@@ -186,63 +164,6 @@ def _headers(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _find_flow(flow: str, flows_dir: str, loader: Loader) -> tuple[FlowSet, CompiledFlow]:
-    candidate = Path(flow)
-    paths = [flows_dir] if Path(flows_dir).is_dir() else []
-    if candidate.suffix in (".yaml", ".yml"):
-        if not candidate.is_file():
-            raise click.ClickException(f"{flow}: no such flow file")
-        # a path test, not a string prefix: flows-old/x.yaml is not inside flows/
-        if not candidate.resolve().is_relative_to(Path(flows_dir).resolve()):
-            paths = [*paths, str(candidate)]
-    flowset = loader.load_paths(paths or [str(candidate)])
-    chosen: CompiledFlow | None = None
-    if candidate.suffix in (".yaml", ".yml"):
-        resolved = candidate.resolve()
-        chosen = next((c for c in flowset.flows.values()
-                       if Path(c.file).resolve() == resolved), None)
-    else:
-        chosen = flowset.flows.get(flow)
-    # Only the errors of this flow and of the flows it hands off to stop the run: a
-    # half-edited file elsewhere in the folder is no reason to refuse a flow that is fine.
-    if chosen is not None:
-        errors = _errors_on_the_way(flowset, chosen)
-    else:  # the flow did not load: its own file's errors (by path, or named like the id)
-        stem = candidate.name.split(".")[0]
-        errors = [p for p in flowset.problems.errors if Path(p.file).name.split(".")[0] == stem]
-    if errors:
-        _echo_problems(errors)
-        raise click.ClickException("the flows have errors; fix them and run again "
-                                   "(see `flowrun validate`)")
-    if chosen is not None:
-        others = {p.file for p in flowset.problems.errors}
-        if others:
-            click.echo(f"note: {len(others)} other flow file(s) have errors and were not "
-                       "loaded; `flowrun validate` lists them", err=True)
-        return flowset, chosen
-    from engine.problems import did_you_mean
-
-    raise click.ClickException(f"no flow '{flow}' in {flows_dir}"
-                               + did_you_mean(flow, flowset.flows))
-
-
-def _errors_on_the_way(flowset: FlowSet, start: CompiledFlow) -> list[Problem]:
-    """The errors in the files of *start* and of every flow it can hand off to."""
-    files, todo, seen = set(), [start], {start.id}
-    while todo:
-        flow = todo.pop()
-        files.add(str(flow.file))
-        for name, where in flow.flow_refs:
-            files.add(where.file)
-            if name in flowset.flows and name not in seen:
-                seen.add(name)
-                todo.append(flowset.flows[name])
-            elif name not in flowset.flows:  # broken, most likely: its file is named after it
-                files.update(p.file for p in flowset.problems.errors
-                             if Path(p.file).name.split(".")[0] == name)
-    return [p for p in flowset.problems.errors if p.file in files]
-
-
 @main.command()
 @click.argument("flow")
 @click.option("--input", "-i", "input_path", required=True, help="JSON message file, or - .")
@@ -258,9 +179,9 @@ def _errors_on_the_way(flowset: FlowSet, start: CompiledFlow) -> list[Problem]:
 def run(flow: str, input_path: str, text: bool, encoding: str, header: tuple[str, ...],
         trace: bool, flows_dir: str, schemas: str | None, as_json: bool) -> None:
     """Run one message through FLOW (a file or a flow id) in this process and print the result."""
-    loader = _loader([flow if Path(flow).exists() else flows_dir], schemas)
+    loader = loader_for([flow if Path(flow).exists() else flows_dir], schemas)
     body = _read_input(input_path, text, encoding)
-    flowset, compiled = _find_flow(flow, flows_dir, loader)
+    flowset, compiled = find_flow(flow, flows_dir, loader)
 
     def show(step: CompiledStep, state: RunState, envelope: Envelope) -> None:
         record = state.steps[-1]

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from engine import graph_mermaid, graph_svg
+from engine.cli_flows import find_flow, loader_for
 from engine.graph import Graph, build
 from engine.graph_path import RunPath, path_of_run
 
@@ -39,8 +40,6 @@ def graph(flow: str | None, run_id: str | None, fmt: str | None, output: str | N
           as_json: bool, links: str | None, flows_dir: str, schemas: str | None) -> None:
     """Draw FLOW (a file or a flow id): its trigger, steps, route branches, splits, failure
     paths and hand-offs, top to bottom."""
-    from engine.cli import _find_flow, _loader
-
     if links is not None and "{flow}" not in links:
         raise click.BadParameter("write {flow} where the flow id goes, e.g. '{flow}.svg'",
                                  param_hint="--links")
@@ -50,8 +49,8 @@ def graph(flow: str | None, run_id: str | None, fmt: str | None, output: str | N
     elif flow is None:
         raise click.UsageError("name the FLOW to draw (a flow id or file), or a run with --run")
     else:
-        loader = _loader([flow if Path(flow).exists() else flows_dir], schemas)
-        flowset, compiled = _find_flow(flow, flows_dir, loader)
+        loader = loader_for([flow if Path(flow).exists() else flows_dir], schemas)
+        flowset, compiled = find_flow(flow, flows_dir, loader)
         drawn = build(compiled, flowset.flows).redacted(loader.secrets.redactor.text)
     link = (lambda other: links.replace("{flow}", other)) if links else None
     if as_json:

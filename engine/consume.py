@@ -39,8 +39,8 @@ from engine.records import RecordError
 from engine.types import BuildContext
 
 if TYPE_CHECKING:  # the plugin surface imports this module: no loader or intake at import
+    from engine.compiled import CompiledFlow
     from engine.intake import Accepted
-    from engine.loader import CompiledFlow
 
 log = logging.getLogger("flowrunner.consume")
 

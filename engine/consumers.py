@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from engine import consume as bus
 
 if TYPE_CHECKING:
-    from engine.loader import CompiledFlow
+    from engine.compiled import CompiledFlow
     from engine.reload import Reload
 
 log = logging.getLogger("flowrunner.consume")

@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from engine.compiled import CompiledFlow, CompiledStep
 from engine.envelope import Envelope
-from engine.loader import CompiledFlow, CompiledStep
 from engine.records import DeadLetter, RunState, start
 from engine.runner import Runner
+from engine.spans import META_KEY
 from engine.store.base import Store
-from engine.tracing import META_KEY
 from engine.types import Outcome, Resources, Stop
 
 

@@ -34,8 +34,11 @@ from engine.records import DeadLetter, RunState, start
 from engine.steps.route import _truthy
 
 if TYPE_CHECKING:
-    from engine.loader import CompiledFlow
-    from engine.processing import Core
+    from engine.compiled import CompiledFlow
+    from engine.observe import Observers
+    from engine.runner import Runner
+    from engine.store.base import Store
+    from engine.versions import FlowVersions
     from engine.yamlsrc import Source
 
 log = logging.getLogger("flowrunner.events")
@@ -124,7 +127,31 @@ class Events:
 
 
 # -- publishing ---------------------------------------------------------------------------------
-def subscribers(core: Core, event: Event) -> list[tuple[CompiledFlow, str | None, str | None]]:
+class Publishing(Protocol):
+    """What delivering an event asks of the execution core (`engine.processing.Core`, which
+    calls `flush`): today's flows, the store, these settings, the observers, the clock and the
+    ids of new runs."""
+
+    @property
+    def versions(self) -> FlowVersions: ...
+
+    @property
+    def store(self) -> Store | None: ...
+
+    @property
+    def events(self) -> Events: ...
+
+    @property
+    def observers(self) -> Observers: ...
+
+    @property
+    def runner(self) -> Runner: ...
+
+    def new_run_id(self) -> str | None: ...
+
+
+def subscribers(core: Publishing,
+                event: Event) -> list[tuple[CompiledFlow, str | None, str | None]]:
     """Today's flows subscribed to *event*: each with the ordering key of its run, or with why
     its subscription cannot be evaluated on this event."""
     found: list[tuple[CompiledFlow, str | None, str | None]] = []
@@ -153,7 +180,7 @@ def accepts(sub: Subscription, event: Event) -> tuple[bool, str | None]:
     return True, None if key in (None, "") else str(key)
 
 
-def publish_event(core: Core, event: Event) -> list[RunState]:
+def publish_event(core: Publishing, event: Event) -> list[RunState]:
     """Deliver *event* to every subscriber: the new runs, recorded (each subscriber at most once
     per event id) and to be queued by the caller's executor. Runs a copy of the event started
     earlier and that are still queued come back too, so a publisher that died before its
@@ -208,7 +235,7 @@ def publish_event(core: Core, event: Event) -> list[RunState]:
     return fresh + again
 
 
-def _record(core: Core, runs: list[tuple[RunState, tuple[str, str, float]]],
+def _record(core: Publishing, runs: list[tuple[RunState, tuple[str, str, float]]],
             ) -> tuple[list[RunState], list[RunState]]:
     """Record the runs whose claim is free; (new runs, queued runs holding a claim already)."""
     store = core.store
@@ -224,7 +251,7 @@ def _record(core: Core, runs: list[tuple[RunState, tuple[str, str, float]]],
     return fresh, again
 
 
-def flush(core: Core, state: RunState) -> list[RunState]:
+def flush(core: Publishing, state: RunState) -> list[RunState]:
     """Deliver the events the run's publish steps noted; their records go to ``meta.events``.
     Called before every write of the run, so no event is noted in a record yet undelivered."""
     meta = state.envelope.setdefault("meta", {})
@@ -245,7 +272,7 @@ def flush(core: Core, state: RunState) -> list[RunState]:
     return runs
 
 
-def _count(core: Core, event_type: str, outcome: str, n: int = 1) -> None:
+def _count(core: Publishing, event_type: str, outcome: str, n: int = 1) -> None:
     if core.events.count is not None and n:
         core.events.count(event_type, outcome, n)
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, RootModel
 from engine.dsl.base import ExprSpec, format_duration
 
 if TYPE_CHECKING:
-    from engine.loader import CompiledFlow, CompiledStep
+    from engine.compiled import CompiledFlow, CompiledStep
 
 TRIGGER, END, DEAD_LETTER, DROPPED, FILTERED = "trigger", "end", "dead_letter", "dropped", \
     "filtered"

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import tracing
+from engine.compiled import CompiledFlow
 from engine.envelope import Envelope
 from engine.expressions import ExpressionError
-from engine.loader import CompiledFlow
 from engine.observe import Observer
 from engine.records import RecordError, RunState, start
 from engine.store.base import Idempotency, Store

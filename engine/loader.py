@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -19,6 +18,7 @@ from pydantic import ValidationError
 
 from engine import connections as conn
 from engine import events
+from engine.compiled import CompiledFlow, CompiledStep, FlowSet
 from engine.dsl.base import ExprSpec
 from engine.dsl.flow import FlowBase, StepBase, flow_model, step_adapter
 from engine.dsl.retry import RetryPolicy
@@ -29,57 +29,10 @@ from engine.refs import KINDS, Secrets, find_refs
 from engine.registry import registry
 from engine.schemas import SchemaStore
 from engine.signatures import check_spec
-from engine.types import END, StepFn
+from engine.types import END
 from engine.yamlsrc import Source, read_source
 
 FLOW_SUFFIXES = (".yaml", ".yml")
-
-
-@dataclass
-class CompiledStep:
-    id: str
-    kind: str
-    index: int
-    fn: StepFn
-    output: str | None
-    next: str | None
-    retry: RetryPolicy
-    on_failure: Any
-    side_effect: bool
-    line: int
-
-
-@dataclass
-class CompiledFlow:
-    id: str
-    file: str
-    version: str
-    text: str
-    model: FlowBase
-    steps: list[CompiledStep]
-    key: Compiled | None = None
-    idempotency_key: Compiled | None = None
-    flow_refs: list[tuple[str, Problem]] = field(default_factory=list)
-    #: a poll trigger compiled at load (schedule, source, retry): an `engine.poll.CompiledPoll`
-    poll: Any = None
-    #: an event trigger compiled at load (`engine.events.Subscription`), and where it is written
-    subscription: Any = None
-    subscription_at: Problem | None = None
-    #: the event types its publish steps emit, each with where it is written
-    publishes: list[tuple[str, Problem]] = field(default_factory=list)
-    #: the flow's ``sla:`` compiled at load (`engine.sla.CompiledSla`), or None
-    sla: Any = None
-
-    def __post_init__(self) -> None:
-        self.index = {step.id: step.index for step in self.steps}
-
-    @property
-    def trigger_kind(self) -> str:
-        return next(iter(type(self.model.trigger).model_fields))
-
-    @property
-    def trigger(self) -> Any:
-        return getattr(self.model.trigger, self.trigger_kind)
 
 
 class _Context:
@@ -406,13 +359,3 @@ def _goto(on_failure: Any) -> str | None:
 
 def _flow(on_failure: Any) -> str | None:
     return getattr(on_failure, "flow", None)
-
-
-@dataclass
-class FlowSet:
-    flows: dict[str, CompiledFlow]
-    problems: Problems
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems.errors

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from engine.compiled import CompiledFlow, CompiledStep, FlowSet
 from engine.events import Events
-from engine.loader import CompiledFlow, CompiledStep, FlowSet
 from engine.processing import Core
 from engine.records import RunState, start
 from engine.refs import Secrets

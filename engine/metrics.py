@@ -50,7 +50,7 @@ from engine.records import ACTIVE
 from engine.retry import reason_kind
 
 if TYPE_CHECKING:
-    from engine.loader import CompiledFlow
+    from engine.compiled import CompiledFlow
     from engine.observe import Retry
     from engine.records import RunState
     from engine.store.base import Store

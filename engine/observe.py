@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.loader import CompiledFlow, CompiledStep
+    from engine.compiled import CompiledFlow, CompiledStep
     from engine.records import DeadLetter, RunState
 
 log = logging.getLogger("flowrunner.executor")

@@ -23,10 +23,10 @@ from opentelemetry.trace import ProxyTracerProvider, SpanKind, Status, StatusCod
 from engine import __version__
 from engine.observe import Observer
 from engine.refs import redact_known
-from engine.tracing import META_KEY, TracingUnavailable
+from engine.spans import META_KEY, TracingUnavailable
 
 if TYPE_CHECKING:
-    from engine.loader import CompiledFlow, CompiledStep
+    from engine.compiled import CompiledFlow, CompiledStep
     from engine.records import DeadLetter, RunState
 
 #: what the process gets unless the environment says otherwise (the official distro's choices;

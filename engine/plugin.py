@@ -87,7 +87,7 @@ from engine.webhooks import (
 
 if TYPE_CHECKING:  # for annotations: an endpoint of one's own is given the app and its flow
     from engine.app import App as App
-    from engine.loader import CompiledFlow as CompiledFlow
+    from engine.compiled import CompiledFlow as CompiledFlow
 
 __all__ = [
     "CLIENT_CLOSED",

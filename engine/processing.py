@@ -27,9 +27,9 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from engine import dlq
+from engine.compiled import CompiledFlow
 from engine.envelope import Envelope
 from engine.events import Events, flush
-from engine.loader import CompiledFlow
 from engine.logs import bind
 from engine.observe import Observer, Observers, Retry
 from engine.records import DeadLetter, RecordError, RunState, start

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from engine import tracing
+from engine import spans
 from engine.envelope import Envelope
 
 if TYPE_CHECKING:
@@ -221,7 +221,7 @@ def start(flow: FlowLike, body: Any, headers: dict[str, Any] | None = None, *,
             "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "attempt": 1}
     if parent_run_id:
         meta["parent_run_id"] = parent_run_id
-    tracing.stamp(meta)  # the trace this run continues (the current span's), when tracing is on
+    spans.stamp(meta)  # the trace this run continues (the current span's), when tracing is on
     original: dict[str, Any] = {"body": body, "headers": headers}
     if request:
         meta["request"] = original["request"] = request

@@ -20,7 +20,7 @@ from engine.store.base import Keep, PruneReport, RetentionPolicy
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from engine.loader import FlowSet
+    from engine.compiled import FlowSet
     from engine.settings import Settings
     from engine.store.base import Store
 

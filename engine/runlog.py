@@ -17,7 +17,7 @@ from engine.observe import Observer
 from engine.retry import reason_kind
 
 if TYPE_CHECKING:
-    from engine.loader import CompiledFlow
+    from engine.compiled import CompiledFlow
     from engine.observe import Retry
     from engine.records import DeadLetter, RunState
 

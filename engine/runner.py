@@ -15,9 +15,9 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
+from engine.compiled import CompiledFlow, CompiledStep
 from engine.envelope import Envelope
 from engine.expressions import ExpressionError
-from engine.loader import CompiledFlow, CompiledStep
 from engine.records import RunState, Spawn
 from engine.refs import Redactor, UnresolvedReference
 from engine.retry import give_up_reason, next_delay

@@ -12,15 +12,13 @@ like partners that batch their acknowledgments, later: a 202 now, the 997 kept i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
 from connectors.x12 import MemoryControlNumbers, X12Error, generate_997, parse
 
 if TYPE_CHECKING:
     import re
-
-    from engine.sandbox import SandboxState
 
 #: the supplier portal's API token; `Sandbox.env` hands it to flows as a flowrun secret
 PORTAL_TOKEN = "sandbox-portal-token"
@@ -82,7 +80,26 @@ def seed_po_acks() -> list[dict[str, Any]]:
     ]
 
 
-def po_acks(state: SandboxState, req: Request, m: re.Match[str]) -> Answer:
+class PartnerState(Protocol):
+    """What the partners keep in the sandbox's state (`engine.sandbox.SandboxState`)."""
+
+    @property
+    def portal_page_size(self) -> int: ...
+
+    @property
+    def po_acks(self) -> list[dict[str, Any]]: ...
+
+    @property
+    def edi_ack_mode(self) -> str: ...
+
+    @property
+    def edi_numbers(self) -> MemoryControlNumbers: ...
+
+    @property
+    def outbox(self) -> list[str]: ...
+
+
+def po_acks(state: PartnerState, req: Request, m: re.Match[str]) -> Answer:
     if req.headers.get("authorization") != f"Bearer {PORTAL_TOKEN}":
         return Answer(401, {"error": "missing or wrong API token"})
     since = req.query.get("updated_since", "")
@@ -98,7 +115,7 @@ def po_acks(state: SandboxState, req: Request, m: re.Match[str]) -> Answer:
         "next": f"{req.base_url}{req.path}?{query}" if more else None}})
 
 
-def edi_inbound(state: SandboxState, req: Request, m: re.Match[str]) -> Answer:
+def edi_inbound(state: PartnerState, req: Request, m: re.Match[str]) -> Answer:
     text = req.body if isinstance(req.body, str) else ""
     try:
         parsed = parse(text, strict=False)

@@ -39,7 +39,7 @@ from engine.store.base import StoreError
 
 if TYPE_CHECKING:
     from engine.app import App
-    from engine.loader import CompiledFlow
+    from engine.compiled import CompiledFlow
 
 log = logging.getLogger("flowrunner.scheduler")
 

@@ -12,10 +12,8 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -27,16 +25,15 @@ from starlette.types import Lifespan
 from engine.access_log import AccessLog
 from engine.app import App
 from engine.bodies import parse_body
+from engine.compiled import CompiledFlow
 from engine.consumers import Consumers
 from engine.dsl.triggers import WebhookTrigger
-from engine.limits import RateLimiter
-from engine.loader import CompiledFlow
 from engine.metrics import CONTENT_TYPE, StoreCollector
 from engine.problems import Problem
 from engine.refs import UnresolvedReference, interpolate
 from engine.registry import registry
 from engine.signatures import Scheme, check_spec
-from engine.webhooks import CLIENT_CLOSED, RETRY_AFTER_UNAVAILABLE, Gateway, HookEndpoint
+from engine.webhooks import CLIENT_CLOSED, RETRY_AFTER_UNAVAILABLE, Gateway, Hook, WebhookBucket
 from engine.yamlsrc import read_source
 
 log = logging.getLogger("flowrunner.server")
@@ -51,46 +48,6 @@ class ServerConfigError(Exception):
     def __init__(self, problems: list[Problem]):
         super().__init__("\n".join(str(p) for p in problems))
         self.problems = problems
-
-
-@dataclass
-class Hook:
-    """One served webhook trigger, everything resolved."""
-
-    flow: CompiledFlow
-    trigger: WebhookTrigger
-    scheme: Scheme[Any] | None = None
-    config: BaseModel | None = None
-    secrets: list[str] = field(default_factory=list)
-    bucket: WebhookBucket | None = None
-    #: the endpoint class of a trigger that is not a plain webhook (an AS2 endpoint)
-    endpoint: type[HookEndpoint] = HookEndpoint
-    #: what that endpoint was built with (for AS2: the partner's keys and certificates)
-    options: Any = None
-
-
-@dataclass
-class WebhookBucket:
-    """A webhook trigger's `rate_limit:` through the executor's rate limiter: in this process,
-    or in Redis so every `flowrun serve` behind a load balancer shares one budget. If Redis
-    does not answer, the request is let through to intake, which answers 503 itself when it
-    cannot record the run."""
-
-    limiter: RateLimiter
-    name: str
-    per_second: float
-    burst: int
-
-    @property
-    def local(self) -> bool:
-        return self.limiter.local
-
-    def take(self) -> float:
-        try:
-            return float(self.limiter.try_take(self.name, self.per_second, self.burst))
-        except Exception:
-            log.warning("webhook rate limit %s not checked: Redis did not answer", self.name)
-            return 0.0
 
 
 # -- start-up ----------------------------------------------------------------------------------

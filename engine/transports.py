@@ -6,30 +6,21 @@ transport when none was handed in — its pooled Session, its SFTP client, its b
 case's mocks; a connector never asks whether it is under test. HTTP and SFTP are separate keys:
 a step that speaks SFTP never goes through an HTTP transport.
 
-Every real HTTP session mounts `HttpAdapter`: with tracing on (engine/tracing) it wraps each
+Every real HTTP session mounts `HttpAdapter`: with tracing on (engine/spans) it wraps each
 request in a client span and sends its ``traceparent`` to the partner; off, it is requests' own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from engine import tracing
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Transport(Generic[T]):
-    """The key of one transport in ``Resources.services``, typed by what it holds."""
-
-    key: str
+from engine import spans
+from engine.types import Transport
 
 
 class HttpAdapter(HTTPAdapter):
@@ -37,9 +28,9 @@ class HttpAdapter(HTTPAdapter):
 
     def send(self, request: requests.PreparedRequest, *args: Any,
              **kwargs: Any) -> requests.Response:
-        if not tracing.enabled():
+        if not spans.enabled():
             return super().send(request, *args, **kwargs)
-        with tracing.client(request.method or "GET", request.url or "",
+        with spans.client(request.method or "GET", request.url or "",
                             request.headers) as span:
             try:
                 response = super().send(request, *args, **kwargs)

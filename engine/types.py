@@ -14,13 +14,12 @@ import logging
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from engine.dsl.base import ExprSpec
 from engine.envelope import Envelope
 from engine.expressions import Compiled
 from engine.problems import Path
-from engine.transports import Transport
 
 T = TypeVar("T")
 
@@ -101,6 +100,14 @@ class StepError(Exception):
         if self.detail is not None:
             out["detail"] = self.detail
         return out
+
+
+@dataclass(frozen=True)
+class Transport(Generic[T]):
+    """The key of one transport in ``Resources.services``, typed by what it holds (the keys
+    themselves are in `engine.transports`)."""
+
+    key: str
 
 
 @dataclass

@@ -7,20 +7,29 @@ worker that never loaded that file can still resume the run.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from engine.loader import CompiledFlow, FlowSet
+from engine.compiled import CompiledFlow, FlowSet
+from engine.problems import Problem
 
 if TYPE_CHECKING:
-    from engine.loader import Loader
     from engine.store.base import Store
+
+
+class FlowFiles(Protocol):
+    """What rebuilding a kept version asks of the loader (`engine.loader.Loader`): the runs
+    need a flow compiled from its text, not the loader that compiles it."""
+
+    def load_file(self, file: str | os.PathLike[str],
+                  raw: bytes | None = None) -> tuple[CompiledFlow | None, list[Problem]]: ...
 
 
 class FlowVersions:
     def __init__(self, flows: FlowSet, *, store: Store | None = None,
-                 loader: Loader | None = None, folder: Path | None = None):
+                 loader: FlowFiles | None = None, folder: Path | None = None):
         self.flows = flows
         self._store, self._loader, self._folder = store, loader, folder
         self._versions: dict[tuple[str, str], CompiledFlow] = {

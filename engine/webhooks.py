@@ -20,6 +20,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -37,8 +38,13 @@ from engine.records import RecordError, RunState, dumps
 from engine.signatures import SignatureError
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from engine.app import App
-    from engine.server import Hook
+    from engine.compiled import CompiledFlow
+    from engine.dsl.triggers import WebhookTrigger
+    from engine.limits import RateLimiter
+    from engine.signatures import Scheme
 
 log = logging.getLogger("flowrunner.server")
 
@@ -345,3 +351,44 @@ class Gateway:
             if match:
                 return methods, endpoint, match.groupdict()
         return None
+
+
+# -- what `engine.server.build_hooks` resolves at start-up for each webhook trigger ----------
+@dataclass
+class Hook:
+    """One served webhook trigger, everything resolved."""
+
+    flow: CompiledFlow
+    trigger: WebhookTrigger
+    scheme: Scheme[Any] | None = None
+    config: BaseModel | None = None
+    secrets: list[str] = field(default_factory=list)
+    bucket: WebhookBucket | None = None
+    #: the endpoint class of a trigger that is not a plain webhook (an AS2 endpoint)
+    endpoint: type[HookEndpoint] = HookEndpoint
+    #: what that endpoint was built with (for AS2: the partner's keys and certificates)
+    options: Any = None
+
+
+@dataclass
+class WebhookBucket:
+    """A webhook trigger's `rate_limit:` through the executor's rate limiter: in this process,
+    or in Redis so every `flowrun serve` behind a load balancer shares one budget. If Redis
+    does not answer, the request is let through to intake, which answers 503 itself when it
+    cannot record the run."""
+
+    limiter: RateLimiter
+    name: str
+    per_second: float
+    burst: int
+
+    @property
+    def local(self) -> bool:
+        return self.limiter.local
+
+    def take(self) -> float:
+        try:
+            return float(self.limiter.try_take(self.name, self.per_second, self.burst))
+        except Exception:
+            log.warning("webhook rate limit %s not checked: Redis did not answer", self.name)
+            return 0.0

@@ -35,7 +35,7 @@ from connectors.as2.lib import Mdn, Message
 from connectors.as2.partners import Materials, materials
 from connectors.as2.receipts import settle
 from connectors.as2.wire import as2_name, http_headers, message_id, raw_message
-from connectors.http import classify
+from connectors.http_errors import classify
 from engine.plugin import (
     CLIENT_CLOSED,
     RETRY_AFTER_UNAVAILABLE,

@@ -40,7 +40,8 @@ from connectors.as2.partners import Materials, materials
 from connectors.as2.pending import pending
 from connectors.as2.receipts import verdict
 from connectors.as2.wire import http_headers, raw_message
-from connectors.http import NOT_RETRYABLE, classify, retry_after
+from connectors.http import retry_after
+from connectors.http_errors import NOT_RETRYABLE, classify
 from engine.plugin import (
     DELIVER,
     BuildContext,

@@ -30,7 +30,7 @@ from engine.dlq_patch import Patch, PatchError
 from engine.store.base import DeadLetterFilter, StoreError
 
 if TYPE_CHECKING:
-    from engine.console import Console
+    from engine.console.base import Console
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 NO_STORE = {"Cache-Control": "no-store"}

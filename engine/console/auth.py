@@ -38,7 +38,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from engine.console import throttle
-from engine.console.sessions import Session, session_key, shared_state
+from engine.console.sessions import Session, session_key
+from engine.console.state import shared_state
 from engine.console.users import Role, Users, allows
 
 if TYPE_CHECKING:

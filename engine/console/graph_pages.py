@@ -21,17 +21,17 @@ from starlette.routing import BaseRoute, Route
 
 from engine import graph_mermaid, graph_svg
 from engine.app import App
+from engine.compiled import CompiledFlow
 from engine.console import views
 from engine.console.auth import Principal
 from engine.graph import Graph, build
 from engine.graph_path import RunPath, path_of_run
-from engine.loader import CompiledFlow
 from engine.problems import did_you_mean
 from engine.records import RunState
 from engine.store.base import RunFilter
 
 if TYPE_CHECKING:
-    from engine.console import Console
+    from engine.console.base import Console
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Guard = Callable[[Callable[[Request, Principal], Awaitable[Response]]], Endpoint]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -31,7 +31,7 @@ from engine.dlq import ReplayRefused
 from engine.store.base import StoreError
 
 if TYPE_CHECKING:
-    from engine.console import Console
+    from engine.console.base import Console
 
 Page = Callable[[Request, Principal], Awaitable[Response]]
 Form = dict[str, str]
@@ -447,7 +447,3 @@ def _edited_body(form: Form) -> tuple[bool, Any, str]:
     except json.JSONDecodeError as exc:
         return True, None, (f"The edited body is not valid JSON: {exc.msg} at line {exc.lineno}, "
                             f"column {exc.colno}. Nothing was replayed.")
-
-
-def query_string(params: dict[str, Any]) -> str:
-    return urlencode({k: v for k, v in params.items() if v})

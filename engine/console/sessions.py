@@ -1,10 +1,6 @@
-"""Console sessions and the failed-login throttle, kept where every `flowrun serve` sees them.
-
-Several servers behind a load balancer share one store, so a session made on one is good on
-the others, a logout on one ends it on all, and guesses counted on one count on all. The
-shared state lives in the configured store: Redis keys (`engine.console.redis_state`) when the
-store is Redis, tables of the SQLite or PostgreSQL store otherwise
-(`engine.console.sql_state`). A store of another kind (a test's) keeps both in this process.
+"""Console sessions and the failed-login throttle: the contract every backend keeps (`Session`,
+`Sessions`, `Throttles`) and the backend of a single process (`MemorySessions`). Which backend a
+server uses is chosen by `engine.console.state.shared_state`.
 
 A session id is a random 256-bit value in the browser's cookie; the store keeps only its
 SHA-256, so a copy of the store (a backup, a replica) holds no session anyone can use.
@@ -15,13 +11,9 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from engine.console import throttle
-from engine.console.throttle import Throttle
-
-if TYPE_CHECKING:
-    from engine.store.base import Store
 
 MAX_SESSIONS = 10_000  # in-process sessions: the oldest are dropped first
 
@@ -86,29 +78,3 @@ class MemorySessions:
     def delete(self, key: str) -> None:
         with self._lock:
             self._sessions.pop(key, None)
-
-
-def shared_state(store: Store | None) -> tuple[Sessions, Throttles]:
-    """Sessions and throttle in *store*, which every server of this deployment shares."""
-    from engine.store.redis import RedisStore
-    from engine.store.sqlite import SqliteStore
-
-    if isinstance(store, RedisStore):  # Redis alone, or Redis beside PostgreSQL records
-        from engine.console.redis_state import RedisSessions, RedisThrottle
-
-        return RedisSessions(store), RedisThrottle(store)
-    if isinstance(store, SqliteStore):
-        from engine.console.sql_state import SqlState
-
-        state = SqlState.sqlite(store)
-        return state, state.throttle()
-    try:
-        from engine.store.postgres import PostgresStore
-    except ImportError:  # the optional extra is not installed: no PostgreSQL store either
-        PostgresStore = None  # type: ignore[assignment,misc]
-    if PostgresStore is not None and isinstance(store, PostgresStore):
-        from engine.console.sql_state import SqlState
-
-        state = SqlState.postgres(store)
-        return state, state.throttle()
-    return MemorySessions(), Throttle()

@@ -13,10 +13,11 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from engine.app import App
+from engine.compiled import CompiledFlow
 from engine.dsl.base import parse_duration
-from engine.loader import CompiledFlow
 from engine.metrics import lane_of, poll_lag
 from engine.poll import cursor as cursors
 from engine.records import TERMINAL, DeadLetter, RunState
@@ -351,3 +352,7 @@ def entry_detail(app: App, entry: DeadLetter) -> dict[str, Any]:
             "envelope": snapshot(app, entry.envelope),
             "editable_body": editable if len(editable) <= EDIT_LIMIT else None,
             "audit": redact.data(entry.audit)}
+
+
+def query_string(params: dict[str, Any]) -> str:
+    return urlencode({k: v for k, v in params.items() if v})

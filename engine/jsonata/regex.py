@@ -1,11 +1,12 @@
-"""Regular-expression functions: $match, $replace, $split, $contains and the
-matcher-object protocol (a regex used as a function).
+"""Regular-expression functions: $match, $replace, $split, $contains, and the
+matches of a regex or of a custom matcher function.
 
 Regex literals are compiled once by the parser (Python ``re``); iteration
 follows the reference ``lastIndex`` rules, including error D1004 when a
 pattern keeps matching the empty string.
 
-Searches run on the ``regex`` package's engine, compiled from the same
+Searches (`engine.jsonata.runtime.search`, beside the application of a regex
+as a function) run on the ``regex`` package's engine, compiled from the same
 pattern text and flags: unlike ``re``, it takes a timeout, so a pattern that
 backtracks without end on some input stops at the evaluation's deadline with
 U1001 instead of holding the worker.
@@ -13,41 +14,15 @@ U1001 instead of holding the worker.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import regex as regex_engine
-
 from .errors import JsonataError
 from .limits import checked_length
-from .runtime import Builtin, Frame, State, apply_fn, timeout_error
+from .runtime import Frame, State, apply_fn, search
 from .values import UNDEFINED, Seq
-
-_FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE
-
-
-@functools.lru_cache(maxsize=1024)
-def _interruptible(text: str, flags: int) -> Any:
-    # the flag values of these four are the same in both modules
-    return regex_engine.compile(text, flags | regex_engine.VERSION0)
-
-
-def search(pattern: re.Pattern[str], s: str, pos: int, state: State | None) -> Any:
-    """``pattern.search(s, pos)``, stopped with U1001 at the evaluation's deadline."""
-    timeout = None
-    if state is not None and state.deadline is not None:
-        timeout = state.deadline - time.monotonic()
-        if timeout <= 0:  # a loop of many quick searches ($replace of every "a") ran out
-            raise timeout_error()
-    try:
-        return _interruptible(pattern.pattern, pattern.flags & _FLAGS).search(
-            s, pos, timeout=timeout)
-    except TimeoutError:
-        raise timeout_error() from None
 
 
 class _Match:
@@ -97,32 +72,6 @@ def matches(env: Frame, matcher: Any, s: str) -> Iterator[_Match]:
     if isinstance(matcher, re.Pattern):
         return _pattern_matches(matcher, s, env.state)
     return _custom_matches(env, matcher, s)
-
-
-def regex_closure(pattern: re.Pattern[str], state: State | None = None) -> Any:
-    """A regex applied as a function: returns the reference match object."""
-
-    def run(s: Any = UNDEFINED, start: Any = 0) -> Any:
-        if not isinstance(s, str):
-            return UNDEFINED
-        m = search(pattern, s, int(start or 0), state)
-        if m is None:
-            return UNDEFINED
-        end = m.end()
-
-        def nxt() -> Any:
-            if end >= len(s):
-                return UNDEFINED
-            res = run(s, end)
-            if isinstance(res, dict) and res["match"] == "":
-                raise JsonataError("D1004", value=pattern.pattern)
-            return res
-
-        return {"match": m.group(0), "start": m.start(), "end": end,
-                "groups": [g if g is not None else UNDEFINED for g in m.groups()],
-                "next": Builtin("next", nxt, None, 0)}
-
-    return run
 
 
 def fmatch(env: Frame, s: Any, regex: Any, limit: Any = UNDEFINED) -> Any:

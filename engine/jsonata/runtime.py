@@ -8,10 +8,13 @@ concurrently from many threads.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable
 from typing import Any
+
+import regex as regex_engine
 
 from .errors import JsonataError
 from .limits import MAX_ARRAY
@@ -294,7 +297,6 @@ def _apply_inner(proc: Any, args: list[Any], inp: Any, env: Frame) -> Any:
     if tp is Chain:
         return apply_fn(proc.second, [apply_fn(proc.first, args, inp, env)], inp, env)
     if isinstance(proc, re.Pattern):
-        from .regex import regex_closure
         return regex_closure(proc, env.state)(*args)
     if is_function(proc):
         py_args = [None if a is UNDEFINED else a for a in args[: arity_of(proc)]]
@@ -313,3 +315,54 @@ def call_hof(env: Frame, f: Any, *args: Any) -> Any:
 
 def seq_of(items: list[Any]) -> Seq:
     return Seq(items)
+
+
+# -- a regex literal applied as a function (the reference matcher-object protocol); searches
+# run on the ``regex`` engine, which takes the evaluation's deadline as a timeout --------------
+_FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE
+
+
+@functools.lru_cache(maxsize=1024)
+def _interruptible(text: str, flags: int) -> Any:
+    # the flag values of these four are the same in both modules
+    return regex_engine.compile(text, flags | regex_engine.VERSION0)
+
+
+def search(pattern: re.Pattern[str], s: str, pos: int, state: State | None) -> Any:
+    """``pattern.search(s, pos)``, stopped with U1001 at the evaluation's deadline."""
+    timeout = None
+    if state is not None and state.deadline is not None:
+        timeout = state.deadline - time.monotonic()
+        if timeout <= 0:  # a loop of many quick searches ($replace of every "a") ran out
+            raise timeout_error()
+    try:
+        return _interruptible(pattern.pattern, pattern.flags & _FLAGS).search(
+            s, pos, timeout=timeout)
+    except TimeoutError:
+        raise timeout_error() from None
+
+
+def regex_closure(pattern: re.Pattern[str], state: State | None = None) -> Any:
+    """A regex applied as a function: returns the reference match object."""
+
+    def run(s: Any = UNDEFINED, start: Any = 0) -> Any:
+        if not isinstance(s, str):
+            return UNDEFINED
+        m = search(pattern, s, int(start or 0), state)
+        if m is None:
+            return UNDEFINED
+        end = m.end()
+
+        def nxt() -> Any:
+            if end >= len(s):
+                return UNDEFINED
+            res = run(s, end)
+            if isinstance(res, dict) and res["match"] == "":
+                raise JsonataError("D1004", value=pattern.pattern)
+            return res
+
+        return {"match": m.group(0), "start": m.start(), "end": end,
+                "groups": [g if g is not None else UNDEFINED for g in m.groups()],
+                "next": Builtin("next", nxt, None, 0)}
+
+    return run

@@ -23,7 +23,7 @@ from engine.types import StepError
 
 if TYPE_CHECKING:
     from engine.app import Accepted, App
-    from engine.loader import CompiledFlow
+    from engine.compiled import CompiledFlow
 
 log = logging.getLogger("flowrunner.scheduler")
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.compiled import CompiledFlow, CompiledStep
 from engine.envelope import Envelope
 from engine.expressions import Compiled, compile_expr
-from engine.loader import CompiledFlow, CompiledStep
 from engine.steps.route import _truthy as truthy
 
 

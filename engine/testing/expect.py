@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from engine.compiled import CompiledFlow
 from engine.envelope import Envelope
 from engine.expressions import ExpressionError
-from engine.loader import CompiledFlow
 from engine.records import DeadLetter, RunState
 from engine.testing.mock_http import Call, url_matches
 from engine.testing.model import Case

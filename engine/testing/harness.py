@@ -20,10 +20,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from engine.compiled import CompiledFlow, CompiledStep
 from engine.envelope import Envelope
 from engine.events import Event, accepts
 from engine.expressions import ExpressionError
-from engine.loader import CompiledFlow, CompiledStep
 from engine.local import resources_factory, run_to_completion
 from engine.records import RunState
 from engine.refs import Secrets

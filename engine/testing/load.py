@@ -16,10 +16,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from engine.compiled import CompiledFlow, FlowSet
 from engine.dsl.base import ExprSpec
 from engine.expressions import Compiled
 from engine.lint import validation_problems
-from engine.loader import CompiledFlow, FlowSet, Loader
+from engine.loader import Loader
 from engine.problems import Path, Problem, did_you_mean
 from engine.schemas import SchemaStore
 from engine.testing.model import Case, FlowTestFile, flow_test_schema

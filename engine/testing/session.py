@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.loader import FlowSet
+from engine.cli_flows import loader_for
+from engine.compiled import FlowSet
 from engine.problems import Problem
 from engine.testing import TEST_SUFFIXES, coverage
 from engine.testing.harness import CaseResult, run_case
@@ -54,9 +55,7 @@ class FlowSets:
         key = folder.resolve()
         with self._lock:
             if key not in self._sets:
-                from engine.cli import _loader  # the CLI's schema lookup, used by every command
-
-                self._sets[key] = _loader([str(folder)], None).load_paths([folder])
+                self._sets[key] = loader_for([str(folder)], None).load_paths([folder])
             return self._sets[key]
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.console.sessions import MemorySessions, Session, Sessions, Throttles, shared_state
+from engine.console.sessions import MemorySessions, Session, Sessions, Throttles
+from engine.console.state import shared_state
 from engine.console.throttle import LIMIT, WINDOW, Throttle
 from engine.store.base import Store
 from tests.engine.console.support import Clock
