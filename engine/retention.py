@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("flowrunner.retention")
 
 LOCK = "prune"
-#: how long the prune lock lasts without renewal: a pruning process that dies blocks the next
-#: pass (and `flowrun prune`) this long at most
-LEASE = 30.0
 
 
 def policy(settings: Settings, flows: FlowSet) -> RetentionPolicy:
@@ -70,7 +67,7 @@ class Pruner(Periodic):
     def prune(self, *, flow: str | None = None, dry_run: bool = False) -> PruneReport | None:
         """One pass now (of *flow* only, if given), unless another process is pruning this
         store (then None); its report."""
-        if not self.store.acquire_lock(LOCK, self.owner, LEASE):
+        if not self.store.acquire_lock(LOCK, self.owner, self.settings.prune_lease):
             return None
         done = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(done,), daemon=True,
@@ -90,9 +87,10 @@ class Pruner(Periodic):
 
     def _renew(self, done: threading.Event) -> None:
         # a pass over a long history takes minutes; the lease is renewed while it runs
-        while not done.wait(LEASE / 3):
+        lease = self.settings.prune_lease
+        while not done.wait(lease / 3):
             try:
-                self.store.acquire_lock(LOCK, self.owner, LEASE)
+                self.store.acquire_lock(LOCK, self.owner, lease)
             except Exception:  # the next renewal tries again; the pass goes on meanwhile
                 log.warning("prune lease not renewed", exc_info=True)
 

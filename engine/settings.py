@@ -126,6 +126,9 @@ class Settings(BaseSettings):
                                      "(0: only `flowrun prune`).")
     prune_batch: int = Field(500, ge=1, le=10_000, description="Records removed per "
                              "transaction while pruning.")
+    prune_lease: Duration = Field(30.0, gt=0, description="How long the prune lock lasts "
+                                  "without renewal: a pruning process that dies blocks the next "
+                                  "pass (and `flowrun prune`) this long at most.")
     sla_interval: Duration = Field(15.0, description="How often `flowrun serve` and `flowrun "
                                    "scheduler` look for runs past their flow's SLA deadline "
                                    "(one process at a time; 0: only at finish).")

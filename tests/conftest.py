@@ -23,7 +23,8 @@ from engine.store.base import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: FLOWRUN_RELIABILITY=full: the reliability suite and the bus ordering proofs run at full size
+#: FLOWRUN_RELIABILITY=full: the reliability suite and the bus and event ordering proofs run at
+#: full size
 FULL = os.environ.get("FLOWRUN_RELIABILITY", "").strip().lower() == "full"
 
 

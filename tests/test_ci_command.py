@@ -11,7 +11,7 @@ def test_ci_runs_the_readme_test_command_and_installs_what_tests_need() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     commands = re.findall(r"```sh\n(.+?)\n```", readme)
     assert commands[:2] == ["pip install -e . && flowrun demo",
-                            "pip install -e '.[dev]' && python -m pytest"]
+                            "pip install -e '.[dev]' && python -m pytest -n 2 --dist loadfile"]
     script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     lines = [line for line in script.splitlines() if line and not line.startswith("#")]
     # the test command, then only the dependency audit, which never fails CI

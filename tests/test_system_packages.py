@@ -65,11 +65,14 @@ def test_when_it_cannot_install_it_stops_with_one_line(root: bool, sudo: bool, a
 
 def test_a_session_that_cannot_install_stops_before_any_test_with_one_line(
         tmp_path: Path) -> None:
-    # no redis-server and no apt-get on this PATH: the session hook must stop, not install
+    # no redis-server and no apt-get on this PATH: the session hook must stop, not install.
+    # A session of its own: none of this one's PYTEST_* variables (an xdist worker's name would
+    # make installed plugins such as pytest-benchmark warn on stderr)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                            "tests/test_system_packages.py"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120,
-                          env={**os.environ, "PATH": str(tmp_path), "PYTHONPATH": str(ROOT)})
+                          env={**base, "PATH": str(tmp_path), "PYTHONPATH": str(ROOT)})
     assert done.returncode == 4
     assert done.stdout == ""
     assert done.stderr.strip().splitlines() == [

@@ -236,6 +236,8 @@ def test_reload_starts_restarts_and_stops_consumers(server: Server,
     runs = wait_until(lambda: len(r := server.runs_of("from-amqp")) >= 2 and r, 30,
                       "the run of the second queue")
     assert message_ids(runs) == Counter({"r-1": 1, "r-2": 1})
+    # serve writes its log lines in batches (engine/log_batching): the line may lag the run
+    wait_until(lambda: "its consumer stops" in server.output(), 10, "the old consumer's stop")
     assert server.output().count("its consumer stops") == 1
     # only its steps change: the same consumer hands the next message to the new version
     server.write("flows", "from-amqp.yaml", AMQP_FLOW.format(

@@ -4,8 +4,8 @@ A store holds thousands of finished runs past their retention, some dead-lettere
 discarded entry. `flowrun prune` removes them 40 at a time; once some are gone it is killed.
 Whatever the moment, every run and entry left is whole: each index entry has its record, each
 record is in all its indexes, an entry's run is there while the entry is, and the counts equal
-what is left. The killed prune's lock lapses within its lease, and a second `flowrun prune`
-finishes the job.
+what is left. The killed prune's lock lapses within its lease (5 s here, FLOWRUN_PRUNE_LEASE),
+and a second `flowrun prune` finishes the job.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from engine.records import DeadLetter, RunState
-from engine.retention import LEASE, LOCK
+from engine.retention import LOCK
 from engine.store.base import DeadLetterFilter, RunFilter, Store
 from engine.store.redis import RedisStore
 from engine.store.sqlite import SqliteStore
@@ -30,6 +30,8 @@ from tests.integration.conftest import ROOT
 from tests.reliability.conftest import size
 
 FLOWS = ("orders", "invoices")
+#: the prune lock's lease (default 30 s): the test waits for a killed prune's to lapse
+LEASE = 5.0
 
 
 def fill(store: Store, runs: int) -> None:
@@ -61,7 +63,7 @@ def fill(store: Store, runs: int) -> None:
 
 def environment(env: dict[str, str]) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUN_")}
-    return {**base, **env, "FLOWRUN_PRUNE_BATCH": "40"}
+    return {**base, **env, "FLOWRUN_PRUNE_BATCH": "40", "FLOWRUN_PRUNE_LEASE": f"{LEASE:g}"}
 
 
 def start_prune(env: dict[str, str]) -> subprocess.Popen[str]:
@@ -140,11 +142,11 @@ def test_a_killed_prune_leaves_every_record_whole(backend: str, tmp_path: Path,
         whole(store)
         if backend == "redis":
             redis_indexes_whole(url)
-        # the killed prune's lease lapses by itself (engine/retention.LEASE)
+        # the killed prune's lease lapses by itself
         deadline = time.monotonic() + LEASE + 10
         while not store.acquire_lock(LOCK, "probe", 0.01):
             assert time.monotonic() < deadline, "the prune lock outlived its lease"
-            time.sleep(0.5)
+            time.sleep(0.1)
         time.sleep(0.05)
         done = subprocess.run([sys.executable, "-m", "engine.cli", "prune", "--json"], cwd=ROOT,
                               text=True, capture_output=True, timeout=300,
