@@ -7,7 +7,10 @@ tests import these helpers.
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +25,7 @@ from starlette.applications import Starlette
 
 from engine.app import App
 from engine.server import create_app
-from tests.conftest import make_app
+from tests.conftest import ROOT, make_app
 
 SECRETS = {
     "SHOP": "shop-secret-2026",
@@ -116,3 +119,42 @@ def serving(app: App, *, clock: Callable[[], float] | None = None,
         http.close()
         app.executor.stop()
         app.store.close()
+
+
+@contextmanager
+def serve_process(flows: Path, env: dict[str, str], *args: str, kill: bool = False
+                  ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`flowrun serve` of *flows* as its own process, its output in a file beside *flows* (a
+    pipe nobody reads would stop its logging): its URL once /readyz answers, and the process.
+    On exit it is stopped with SIGTERM (SIGKILL after 30 s), or at once with *kill*."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = flows.parent / f"serve-{port}.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port",
+                                   str(port), "--flows", str(flows), *args], cwd=ROOT, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"flowrun serve did not come up:\n{log.read_text()}")
+            try:
+                if requests.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        yield url, server
+    finally:
+        if server.poll() is None:
+            if kill:
+                server.kill()
+            else:
+                server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()

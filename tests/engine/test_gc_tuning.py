@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from engine import gc_tuning
+from tests.engine.server_support import serve_process
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOW = """\
@@ -56,43 +54,16 @@ def test_settle_disabled_changes_nothing() -> None:
 def _frozen_objects(tmp_path: Path, **env: str) -> float:
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows" / "kept.yaml").write_text(FLOW, encoding="utf-8")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--flows",
-             str(tmp_path / "flows"), "--no-access-log"], cwd=ROOT,
-            env={**os.environ, "FLOWRUN_HOME": str(tmp_path / "home"), **env},
-            stdout=out, stderr=subprocess.STDOUT)
-    http = requests.Session()
-    http.trust_env = False
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, "flowrun serve did not become ready"
-            try:
-                if http.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.05)
+    env = {**os.environ, "FLOWRUN_HOME": str(tmp_path / "home"), **env}
+    with serve_process(tmp_path / "flows", env, "--no-access-log") as (url, _), \
+            requests.Session() as http:
+        http.trust_env = False
         # the server takes a delivery as before
         assert http.post(url + "/hooks/kept", json={"n": 1}, timeout=10).status_code == 202
         lines = [line for line in http.get(url + "/metrics", timeout=10).text.splitlines()
                  if line.startswith("flowrun_gc_frozen_objects ")]
-        assert len(lines) == 1, lines
-        return float(lines[0].split()[1])
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        http.close()
+    assert len(lines) == 1, lines
+    return float(lines[0].split()[1])
 
 
 @pytest.mark.parametrize("tuning", ["default", "false"])

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +25,7 @@ from engine.store.base import BulkJob, DeadLetterFilter, Store
 from engine.store.redis import RedisStore
 from tests.conftest import ROOT, flow_text
 from tests.engine.console.support import TOKEN, console_app, order
-from tests.engine.server_support import serving
+from tests.engine.server_support import serve_process, serving
 
 FLOW = """
 flow: orders
@@ -40,36 +37,6 @@ steps:
 """
 ENTRIES = 1500  # enough that the job is still under way when its process is frozen
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@contextmanager
-def serve(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`flowrun serve` as its own process: its URL once ready, and the process."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tmp_path / f"serve-{port}.log"  # a pipe nobody reads would stop its logging
-    with log.open("w") as out:
-        server = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port",
-                                   str(port), "--flows", str(tmp_path / "flows")], cwd=ROOT,
-                                  env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if requests.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        else:
-            server.kill()
-            server.wait()
-            raise AssertionError(f"flowrun serve did not come up:\n{log.read_text()}")
-        yield url, server
-    finally:
-        if server.poll() is None:
-            server.kill()  # frozen or not: nothing of it is needed any more
-        server.wait(timeout=60)
 
 
 def dead_letters(store: Store, count: int,
@@ -112,7 +79,8 @@ def test_a_job_is_followed_on_another_process_and_resumed_there_when_its_own_sto
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOWRUN_HOME": str(tmp_path / "home"),
            "FLOWRUN_REDIS_URL": redis_url, "FLOWRUN_CONSOLE_TOKEN": TOKEN,
            "FLOWRUN_CONSOLE_JOB_STALE": "2"}
-    with serve(tmp_path, env) as (one, first), serve(tmp_path, env) as (other, _):
+    with serve_process(tmp_path / "flows", env, kill=True) as (one, first), \
+            serve_process(tmp_path / "flows", env, kill=True) as (other, _):
         # a small job first: started through one, finished as the other sees it
         small = requests.post(one + "/api/replay-jobs", headers=AUTH, timeout=30, json={
             "entries": ids[:3], "start_from": "start", "version": "current"})

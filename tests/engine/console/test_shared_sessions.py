@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -36,7 +31,7 @@ from tests.engine.console.support import (
     password_of,
     users_file,
 )
-from tests.engine.server_support import Running, serving
+from tests.engine.server_support import Running, serve_process, serving
 
 Stores = Callable[[], Store | None]
 
@@ -143,32 +138,6 @@ def test_failed_logins_on_one_server_block_the_other_until_the_window_passes(
         assert login(other, browser(), "alice").status_code == 303
 
 
-@contextmanager
-def serve_process(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
-    """`flowrun serve` as its own process; its URL once it is ready, stopped on exit."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port),
-                               "--flows", str(tmp_path / "flows")], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if requests.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        else:
-            server.kill()
-            raise AssertionError(f"flowrun serve did not come up:\n{server.communicate()[0]}")
-        yield url
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=60)
-
-
 def test_two_serve_processes_share_sessions_logouts_and_the_throttle(tmp_path: Path) -> None:
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows" / "orders.yaml").write_text(flow_text(ORDER_FLOW), encoding="utf-8")
@@ -178,7 +147,8 @@ def test_two_serve_processes_share_sessions_logouts_and_the_throttle(tmp_path: P
     users = users_file(tmp_path, alice="operator")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOWRUN_HOME": str(tmp_path / "home"),
            "FLOWRUN_SCHEMAS": str(tmp_path / "schemas"), "FLOWRUN_CONSOLE_USERS": str(users)}
-    with serve_process(tmp_path, env) as one, serve_process(tmp_path, env) as other:
+    with serve_process(tmp_path / "flows", env) as (one, _), \
+            serve_process(tmp_path / "flows", env) as (other, _):
         http = browser()
         form = http.get(one + "/console/login")
         answer = http.post(one + "/console/login", data={
