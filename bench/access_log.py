@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import figure, free_port, output_path, write_result  # noqa: E402
 from bench.sidebyside import measure, servers  # noqa: E402
-from bench.sidebyside.load import order_body, shopify_signature, wrk_missing  # noqa: E402
-from bench.sidebyside.measure import INTAKE, Load, Target  # noqa: E402
-from bench.sidebyside.procs import Processes, terminated_as_interrupt, wait_until  # noqa: E402
+from bench.sidebyside.load import order_body, wrk_missing  # noqa: E402
+from bench.sidebyside.measure import INTAKE, Target  # noqa: E402
+from bench.sidebyside.procs import Processes, wait_until  # noqa: E402
 
 #: name → (FLOWRUN_LOG_LEVEL, access log on)
 SETUPS = {"quiet": ("WARNING", False), "story": ("INFO", False), "access": ("INFO", True)}
@@ -60,27 +59,19 @@ def main() -> None:
         raise SystemExit(f"bench/access_log.py cannot run: {why}")
     body = order_body()
     seen: dict[str, list[dict[str, Any]]] = {name: [] for name in SETUPS}
-    with tempfile.TemporaryDirectory(prefix="flowrun-bench-access-") as tmp_name, \
-            terminated_as_interrupt():
-        tmp = Path(tmp_name)
-        (tmp / "body.json").write_bytes(body)
-        load = Load(body, tmp / "body.json", shopify_signature(body))
-        procs = Processes(tmp / "logs")
-        try:
-            targets = {name: Target(name, "flowrunner",
-                                    start(procs, name, tmp / name, level, access), INTAKE)
-                       for name, (level, access) in SETUPS.items()}
-            for target in targets.values():
-                measure.intake(target, load, CONNECTIONS, max(1, args.seconds // 2))  # warm-up
-            for round_no in range(args.rounds):
-                for name, target in targets.items():
-                    result = measure.intake(target, load, CONNECTIONS, args.seconds)
-                    seen[name].append(result)
-                    print(f"  round {round_no + 1} {name:<7} {result['req_per_s']:>8} req/s  "
-                          f"CPU {result['cpu_ms_per_request']} ms/req  "
-                          f"{result['errors'] or ''}", flush=True)
-        finally:
-            procs.stop_all()
+    with measure.workspace("access", body) as (tmp, load, procs):
+        targets = {name: Target(name, "flowrunner",
+                                start(procs, name, tmp / name, level, access), INTAKE)
+                   for name, (level, access) in SETUPS.items()}
+        for target in targets.values():
+            measure.intake(target, load, CONNECTIONS, max(1, args.seconds // 2))  # warm-up
+        for round_no in range(args.rounds):
+            for name, target in targets.items():
+                result = measure.intake(target, load, CONNECTIONS, args.seconds)
+                seen[name].append(result)
+                print(f"  round {round_no + 1} {name:<7} {result['req_per_s']:>8} req/s  "
+                      f"CPU {result['cpu_ms_per_request']} ms/req  "
+                      f"{result['errors'] or ''}", flush=True)
     summary = {name: {"req_per_s": statistics.median(r["req_per_s"] for r in rounds),
                       "cpu_ms_per_request": statistics.median(
                           r["cpu_ms_per_request"] for r in rounds)}

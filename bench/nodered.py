@@ -41,7 +41,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +50,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import figure, free_port, output_path, write_result  # noqa: E402
 from bench.sidebyside import measure, servers  # noqa: E402
-from bench.sidebyside.load import order_body, shopify_signature  # noqa: E402
+from bench.sidebyside.load import order_body  # noqa: E402
 from bench.sidebyside.measure import INTAKE, REFERENCE, Load, Stub, Target  # noqa: E402
-from bench.sidebyside.procs import Processes, terminated_as_interrupt, wait_until  # noqa: E402
+from bench.sidebyside.procs import Processes, wait_until  # noqa: E402
 
 NOT_AVAILABLE = "not available"
 LEVELS = {"rate": 16, "latency": 64}
@@ -322,20 +321,12 @@ def main() -> None:
           f"{os.cpu_count()} CPU(s); flowrun serve --workers: "
           f"{'yes' if has_workers else NOT_AVAILABLE}", flush=True)
     load_before = round(os.getloadavg()[0], 2)
-    with tempfile.TemporaryDirectory(prefix="flowrun-bench-nodered-") as tmp_name, \
-            terminated_as_interrupt():
-        tmp = Path(tmp_name)
-        (tmp / "body.json").write_bytes(body)
-        load = Load(body, tmp / "body.json", shopify_signature(body))
-        procs = Processes(tmp / "logs")
-        try:
-            stub = start_stub(procs)
-            node_red = servers.start_node_red(procs, folder, tmp / "node-red", stub.url,
-                                              (body, load.headers()))
-            intake = intake_phase(procs, tmp, load, stub, node_red, args, has_workers)
-            e2e = end_to_end_phase(procs, tmp, load, stub, node_red, args)
-        finally:
-            procs.stop_all()
+    with measure.workspace("nodered", body) as (tmp, load, procs):
+        stub = start_stub(procs)
+        node_red = servers.start_node_red(procs, folder, tmp / "node-red", stub.url,
+                                          (body, load.headers()))
+        intake = intake_phase(procs, tmp, load, stub, node_red, args, has_workers)
+        e2e = end_to_end_phase(procs, tmp, load, stub, node_red, args)
     summary = summarise(intake, e2e)
     extra = {"redis_commands": e2e["redis_commands"], "body_bytes": len(body),
              "records": {"one_step_sqlite": intake["record_one_step_sqlite"], **e2e["records"]}}

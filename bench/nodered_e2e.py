@@ -17,7 +17,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 from bench.common import free_port, output_path, write_result  # noqa: E402
 from bench.nodered import start_stub  # noqa: E402
 from bench.sidebyside import measure, servers  # noqa: E402
-from bench.sidebyside.load import order_body, shopify_signature  # noqa: E402
-from bench.sidebyside.measure import REFERENCE, Load, Target  # noqa: E402
-from bench.sidebyside.procs import Processes, terminated_as_interrupt, wait_until  # noqa: E402
+from bench.sidebyside.load import order_body  # noqa: E402
+from bench.sidebyside.measure import REFERENCE, Target  # noqa: E402
+from bench.sidebyside.procs import Processes, wait_until  # noqa: E402
 
 NODE_RED = "Node-RED (c) reference flow"
 CELERY = "flowrunner Celery, 2 worker processes"
@@ -77,50 +76,42 @@ def main() -> None:
         raise SystemExit(f"bench/nodered_e2e.py cannot run: {why}")
     version = servers.ensure_node_red(servers.node_red_folder())
     body = order_body()
-    with tempfile.TemporaryDirectory(prefix="flowrun-bench-e2e-") as tmp_name, \
-            terminated_as_interrupt():
-        tmp = Path(tmp_name)
-        (tmp / "body.json").write_bytes(body)
-        load = Load(body, tmp / "body.json", shopify_signature(body))
-        procs = Processes(tmp / "logs")
-        try:
-            stub = start_stub(procs)
-            node_red = servers.start_node_red(procs, servers.node_red_folder(), tmp / "nr",
-                                              stub.url, (body, load.headers()))
-            targets = [Target(NODE_RED, "Node-RED", node_red, REFERENCE),
-                       Target("flowrunner embedded (this checkout)", "flowrunner",
-                              start_serve_from(procs, "this", tmp / "this", stub.url, ROOT),
-                              REFERENCE)]
-            if args.baseline:
-                targets.append(Target(
-                    "flowrunner embedded (baseline)", "flowrunner",
-                    start_serve_from(procs, "base", tmp / "base", stub.url,
-                                     Path(args.baseline).resolve()), REFERENCE))
-            if args.celery:
-                checkouts = [("", ROOT)] + ([(" (baseline)", Path(args.baseline).resolve())]
-                                            if args.baseline else [])
-                for n, (suffix, checkout) in enumerate(checkouts):
-                    celery = start_serve_from(procs, f"celery-{n}", tmp / f"celery-{n}",
-                                              stub.url, checkout,
-                                              servers.start_redis(procs, f"redis-{n}",
-                                                                  tmp / f"redis-{n}"))
-                    start_worker_from(procs, f"worker-{n}", celery, stub.url, checkout, 2)
-                    targets.append(Target(f"{CELERY}{suffix}", "flowrunner", celery,
-                                          REFERENCE))
+    with measure.workspace("e2e", body) as (tmp, load, procs):
+        stub = start_stub(procs)
+        node_red = servers.start_node_red(procs, servers.node_red_folder(), tmp / "nr",
+                                          stub.url, (body, load.headers()))
+        targets = [Target(NODE_RED, "Node-RED", node_red, REFERENCE),
+                   Target("flowrunner embedded (this checkout)", "flowrunner",
+                          start_serve_from(procs, "this", tmp / "this", stub.url, ROOT),
+                          REFERENCE)]
+        if args.baseline:
+            targets.append(Target(
+                "flowrunner embedded (baseline)", "flowrunner",
+                start_serve_from(procs, "base", tmp / "base", stub.url,
+                                 Path(args.baseline).resolve()), REFERENCE))
+        if args.celery:
+            checkouts = [("", ROOT)] + ([(" (baseline)", Path(args.baseline).resolve())]
+                                        if args.baseline else [])
+            for n, (suffix, checkout) in enumerate(checkouts):
+                celery = start_serve_from(procs, f"celery-{n}", tmp / f"celery-{n}",
+                                          stub.url, checkout,
+                                          servers.start_redis(procs, f"redis-{n}",
+                                                              tmp / f"redis-{n}"))
+                start_worker_from(procs, f"worker-{n}", celery, stub.url, checkout, 2)
+                targets.append(Target(f"{CELERY}{suffix}", "flowrunner", celery,
+                                      REFERENCE))
+        for target in targets:
+            measure.warm_up(target, load, stub, 40)
+        seen: dict[str, list[dict[str, Any]]] = {t.label: [] for t in targets}
+        for round_no in range(args.rounds):
             for target in targets:
-                measure.warm_up(target, load, stub, 40)
-            seen: dict[str, list[dict[str, Any]]] = {t.label: [] for t in targets}
-            for round_no in range(args.rounds):
-                for target in targets:
-                    result = measure.end_to_end(target, load, stub, args.messages)
-                    seen[target.label].append(result)
-                    print(f"  round {round_no + 1} {target.label:<40} "
-                          f"{result['effects_per_s']:>8} effects/s  CPU "
-                          f"{result['cpu_ms_per_message']} ms/msg  "
-                          f"{'exactly once' if result['exactly_once'] else 'MISMATCH'}",
-                          flush=True)
-        finally:
-            procs.stop_all()
+                result = measure.end_to_end(target, load, stub, args.messages)
+                seen[target.label].append(result)
+                print(f"  round {round_no + 1} {target.label:<40} "
+                      f"{result['effects_per_s']:>8} effects/s  CPU "
+                      f"{result['cpu_ms_per_message']} ms/msg  "
+                      f"{'exactly once' if result['exactly_once'] else 'MISMATCH'}",
+                      flush=True)
     summary = {}
     for target in targets:
         runs = seen[target.label]

@@ -22,7 +22,6 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +33,9 @@ from bench.common import figure, output_path, write_result  # noqa: E402
 from bench.nodered import start_stub  # noqa: E402
 from bench.nodered_e2e import start_serve_from, start_worker_from  # noqa: E402
 from bench.sidebyside import measure, servers  # noqa: E402
-from bench.sidebyside.load import order_body, shopify_signature  # noqa: E402
+from bench.sidebyside.load import order_body  # noqa: E402
 from bench.sidebyside.measure import INTAKE, Load, Target  # noqa: E402
-from bench.sidebyside.procs import Processes, terminated_as_interrupt, wait_until  # noqa: E402
+from bench.sidebyside.procs import wait_until  # noqa: E402
 
 PARTS = ("serve", "worker", "redis")
 GOAL = 15
@@ -68,34 +67,26 @@ def main() -> None:
         checkouts["baseline"] = Path(args.baseline).resolve()
     body = order_body()
     seen: dict[str, list[dict[str, Any]]] = {name: [] for name in checkouts}
-    with tempfile.TemporaryDirectory(prefix="flowrun-bench-commands-") as tmp_name, \
-            terminated_as_interrupt():
-        tmp = Path(tmp_name)
-        (tmp / "body.json").write_bytes(body)
-        load = Load(body, tmp / "body.json", shopify_signature(body))
-        procs = Processes(tmp / "logs")
-        try:
-            stub = start_stub(procs)
-            sides = {}
-            for n, (name, checkout) in enumerate(checkouts.items()):
-                redis = servers.start_redis(procs, f"redis-{n}", tmp / f"redis-{n}")
-                server = start_serve_from(procs, f"serve-{n}", tmp / f"serve-{n}", stub.url,
-                                          checkout, redis)
-                start_worker_from(procs, f"worker-{n}", server, stub.url, checkout, 1)
-                target = Target(name, "flowrunner", server, INTAKE)
-                measure.warm_up(target, load, None, WARM_UP)
-                # every warm-up run done, or its last commands would count in the first round
-                wait_until(lambda s=server: measure.runs_with_status(
-                    s, stub.url, FLOW, "succeeded", 10 * WARM_UP) >= WARM_UP,
-                    f"the warm-up runs of {name}", lambda: True)
-                sides[name] = (target, dict(zip(("serve", "redis", "worker"), server.pids,
-                                                strict=True)))
-            for _ in range(args.rounds):
-                for name, (target, parts) in sides.items():
-                    seen[name].append(one_round(target, parts, load, stub.url, args.runs))
-                    show(name, seen[name][-1])
-        finally:
-            procs.stop_all()
+    with measure.workspace("commands", body) as (tmp, load, procs):
+        stub = start_stub(procs)
+        sides = {}
+        for n, (name, checkout) in enumerate(checkouts.items()):
+            redis = servers.start_redis(procs, f"redis-{n}", tmp / f"redis-{n}")
+            server = start_serve_from(procs, f"serve-{n}", tmp / f"serve-{n}", stub.url,
+                                      checkout, redis)
+            start_worker_from(procs, f"worker-{n}", server, stub.url, checkout, 1)
+            target = Target(name, "flowrunner", server, INTAKE)
+            measure.warm_up(target, load, None, WARM_UP)
+            # every warm-up run done, or its last commands would count in the first round
+            wait_until(lambda s=server: measure.runs_with_status(
+                s, stub.url, FLOW, "succeeded", 10 * WARM_UP) >= WARM_UP,
+                f"the warm-up runs of {name}", lambda: True)
+            sides[name] = (target, dict(zip(("serve", "redis", "worker"), server.pids,
+                                            strict=True)))
+        for _ in range(args.rounds):
+            for name, (target, parts) in sides.items():
+                seen[name].append(one_round(target, parts, load, stub.url, args.runs))
+                show(name, seen[name][-1])
     summary = {name: summarise(rounds) for name, rounds in seen.items()}
     print()
     for name, row in summary.items():

@@ -35,7 +35,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +44,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import figure, free_port, output_path, write_result  # noqa: E402
 from bench.sidebyside import measure, servers  # noqa: E402
-from bench.sidebyside.load import order_body, shopify_signature, wrk_missing  # noqa: E402
-from bench.sidebyside.measure import INTAKE, Load, Target  # noqa: E402
-from bench.sidebyside.procs import Processes, terminated_as_interrupt, wait_until  # noqa: E402
+from bench.sidebyside.load import order_body, wrk_missing  # noqa: E402
+from bench.sidebyside.measure import INTAKE, Target  # noqa: E402
+from bench.sidebyside.procs import Processes, wait_until  # noqa: E402
 
 SETUPS = ("quiet", "default", "json")
 STORES = ("embedded", "redis")
@@ -149,39 +148,31 @@ def main() -> None:
     groups = [(store, setup) for store in stores for setup in setups]
     seen: dict[str, dict[str, list[dict[str, Any]]]] = {
         f"{store}/{setup}": {side: [] for side in sides} for store, setup in groups}
-    with tempfile.TemporaryDirectory(prefix="flowrun-bench-regression-") as tmp_name, \
-            terminated_as_interrupt():
-        tmp = Path(tmp_name)
-        (tmp / "body.json").write_bytes(body)
-        load = Load(body, tmp / "body.json", shopify_signature(body))
-        procs = Processes(tmp / "logs")
-        try:
-            targets: dict[str, dict[str, Target]] = {}
-            for store, setup in groups:
-                group = f"{store}/{setup}"
-                targets[group] = {}
-                for side, root in sides.items():
-                    name = f"{side}-{store}-{setup}"
-                    redis = servers.start_redis(procs, f"redis-{name}", tmp / f"redis-{name}") \
-                        if store == "redis" else None
-                    server = start(procs, name, root, tmp / name, setup, redis)
-                    targets[group][side] = Target(name, "flowrunner", server, INTAKE)
-            for group_targets in targets.values():
-                for target in group_targets.values():
-                    measure.intake(target, load, CONNECTIONS, max(1, args.seconds // 2))
-            for round_no in range(args.rounds):
-                for group, group_targets in targets.items():
-                    # alternate the order too, so no side always follows the same neighbour
-                    order = list(group_targets.items())
-                    for side, target in order if round_no % 2 == 0 else order[::-1]:
-                        result = measure.intake(target, load, CONNECTIONS, args.seconds)
-                        seen[group][side].append(result)
-                        print(f"  round {round_no + 1} {group:<17} {side:<8} "
-                              f"{result['req_per_s']:>8} req/s  CPU "
-                              f"{result['cpu_ms_per_request']} ms/req  "
-                              f"{result['errors'] or ''}", flush=True)
-        finally:
-            procs.stop_all()
+    with measure.workspace("regression", body) as (tmp, load, procs):
+        targets: dict[str, dict[str, Target]] = {}
+        for store, setup in groups:
+            group = f"{store}/{setup}"
+            targets[group] = {}
+            for side, root in sides.items():
+                name = f"{side}-{store}-{setup}"
+                redis = servers.start_redis(procs, f"redis-{name}", tmp / f"redis-{name}") \
+                    if store == "redis" else None
+                server = start(procs, name, root, tmp / name, setup, redis)
+                targets[group][side] = Target(name, "flowrunner", server, INTAKE)
+        for group_targets in targets.values():
+            for target in group_targets.values():
+                measure.intake(target, load, CONNECTIONS, max(1, args.seconds // 2))
+        for round_no in range(args.rounds):
+            for group, group_targets in targets.items():
+                # alternate the order too, so no side always follows the same neighbour
+                order = list(group_targets.items())
+                for side, target in order if round_no % 2 == 0 else order[::-1]:
+                    result = measure.intake(target, load, CONNECTIONS, args.seconds)
+                    seen[group][side].append(result)
+                    print(f"  round {round_no + 1} {group:<17} {side:<8} "
+                          f"{result['req_per_s']:>8} req/s  CPU "
+                          f"{result['cpu_ms_per_request']} ms/req  "
+                          f"{result['errors'] or ''}", flush=True)
     summary, figures = summarise(seen, reference)
     write_result(output_path(args.output, "session_regression"), "session_regression",
                  {"settings": {"seconds": args.seconds, "rounds": args.rounds,

@@ -8,20 +8,22 @@ executor running the accepted runs — is counted with the requests that caused 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.sidebyside.load import run_wrk
-from bench.sidebyside.procs import settle, tree_cpu
+from bench.sidebyside.load import run_wrk, shopify_signature
+from bench.sidebyside.procs import Processes, settle, terminated_as_interrupt, tree_cpu
 from bench.sidebyside.servers import ROOT, Server, flowrunner_env, get, post
 
 INTAKE = "/hooks/shopify/intake"
@@ -40,6 +42,22 @@ class Load:
         return {"Content-Type": "application/json", "X-Shopify-Topic": "orders/create",
                 "X-Shopify-Hmac-Sha256": self.signature,
                 "X-Shopify-Webhook-Id": webhook_id or uuid.uuid4().hex}
+
+
+@contextlib.contextmanager
+def workspace(name: str, body: bytes) -> Iterator[tuple[Path, Load, Processes]]:
+    """One bench run's temporary folder, the load (*body*, signed, also as a file for wrk) and
+    the processes it starts — every one stopped when the block ends, on an error, Ctrl-C or
+    SIGTERM too."""
+    with tempfile.TemporaryDirectory(prefix=f"flowrun-bench-{name}-") as tmp_name, \
+            terminated_as_interrupt():
+        tmp = Path(tmp_name)
+        (tmp / "body.json").write_bytes(body)
+        procs = Processes(tmp / "logs")
+        try:
+            yield tmp, Load(body, tmp / "body.json", shopify_signature(body)), procs
+        finally:
+            procs.stop_all()
 
 
 @dataclass
