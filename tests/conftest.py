@@ -4,11 +4,13 @@ over flows written in a test's folder, a free loopback port, and waiting for bac
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def logger_with(name: str, handler: logging.Handler) -> Iterator[logging.Logger]:
+    """The logger *name* at INFO, writing through *handler* alone (nothing propagates to the
+    root's handlers) until the block ends."""
+    log = logging.getLogger(name)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield log
+    finally:
+        log.removeHandler(handler)
+        log.propagate = True
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:

@@ -18,7 +18,7 @@ import pytest
 
 from engine.log_batching import BatchingHandler
 from engine.logs import setup_logging
-from tests.conftest import free_port
+from tests.conftest import free_port, logger_with
 
 
 class Writes(io.StringIO):
@@ -38,16 +38,11 @@ def batching() -> Iterator[tuple[logging.Logger, Writes, BatchingHandler]]:
     stream = Writes()
     handler = BatchingHandler(stream, interval=0.2)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    log = logging.getLogger("flowrunner.test.batching")
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
     try:
-        yield log, stream, handler
+        with logger_with("flowrunner.test.batching", handler) as log:
+            yield log, stream, handler
     finally:
-        log.removeHandler(handler)
         handler.close()
-        log.propagate = True
 
 
 def wait_for(condition: object, limit: float = 5.0) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from engine.logs import JsonFormatter, TextFormatter, _time, setup_logging
 from engine.refs import Redactor, redact_known
+from tests.conftest import logger_with
 
 
 def expected_time(created: float) -> str:
@@ -43,15 +44,8 @@ def logger() -> Iterator[tuple[logging.Logger, io.StringIO, logging.Handler]]:
     handler = setup_logging("INFO", "json", stream=stream)
     root.removeHandler(handler)
     root.setLevel(level)
-    log = logging.getLogger("flowrunner.test.fastpath")
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    try:
+    with logger_with("flowrunner.test.fastpath", handler) as log:
         yield log, stream, handler
-    finally:
-        log.removeHandler(handler)
-        log.propagate = True
 
 
 class Counted:

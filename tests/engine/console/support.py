@@ -10,7 +10,7 @@ The flow validates each order against a schema (qty an integer of at least 1), s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,10 @@ from engine.console.users import User, UsersFile, hash_password, write
 from engine.records import DeadLetter, RunState
 from engine.store.base import DeadLetterFilter, Store
 from tests.engine.server_support import Running, hook_app, serving
+
+#: makes the store of one server of a test; each call a new client of the same store (None: the
+#: App opens the SQLite file of its home, the same for every server of the test)
+Stores = Callable[[], Store | None]
 
 TOKEN = "console-token-0123456789"
 USER, PASSWORD = "ops", "correct horse battery"

@@ -17,14 +17,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from engine.records import DeadLetter, RunState
 from engine.store.base import BulkJob, DeadLetterFilter, Store
 from engine.store.redis import RedisStore
 from tests.conftest import ROOT, flow_text
-from tests.engine.console.support import TOKEN, console_app, order
+from tests.engine.console.support import TOKEN, Stores, console_app, order
 from tests.engine.server_support import serve_process, serving
 
 FLOW = """
@@ -125,22 +124,9 @@ def test_a_job_is_followed_on_another_process_and_resumed_there_when_its_own_sto
     store.close()
 
 
-@pytest.fixture(params=["sqlite", "redis", "postgres"])
-def stores(request: pytest.FixtureRequest) -> Callable[[], Store | None]:
-    """Makes the store of one server; each call a new client of the same store."""
-    if request.param == "sqlite":
-        return lambda: None  # the App opens the SQLite file of its home, the same for both
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_url")
-        return lambda: RedisStore(url)
-    from engine.store.postgres import PostgresStore
-
-    url = request.getfixturevalue("postgres_url")
-    return lambda: PostgresStore(url)
-
 
 def test_every_server_answers_for_a_job_and_resumes_one_a_dead_process_left(
-        tmp_path: Path, stores: Callable[[], Store | None]) -> None:
+        tmp_path: Path, stores: Stores) -> None:
     with ExitStack() as stack:
         one, other = (stack.enter_context(serving(console_app(tmp_path, store=stores())))
                       for _ in range(2))

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import pytest
 import requests
 
 from engine.console.sessions import session_key
@@ -24,6 +23,7 @@ from tests.engine.console.support import (
     ORDER_FLOW,
     ORDER_SCHEMA,
     Clock,
+    Stores,
     console_app,
     csrf_of,
     logged_in,
@@ -32,24 +32,6 @@ from tests.engine.console.support import (
     users_file,
 )
 from tests.engine.server_support import Running, serve_process, serving
-
-Stores = Callable[[], Store | None]
-
-
-@pytest.fixture(params=["sqlite", "redis", "postgres"])
-def stores(request: pytest.FixtureRequest) -> Stores:
-    """Makes the store of one server; each call a new client of the same store."""
-    if request.param == "sqlite":
-        return lambda: None  # the App opens the SQLite file of its home, the same for both
-    if request.param == "redis":
-        from engine.store.redis import RedisStore
-
-        url = request.getfixturevalue("redis_url")
-        return lambda: RedisStore(url)
-    from engine.store.postgres import PostgresStore
-
-    url = request.getfixturevalue("postgres_url")
-    return lambda: PostgresStore(url)
 
 
 @contextmanager
